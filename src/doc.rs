@@ -1,0 +1,394 @@
+//! Pure document model: [`DocId`], its gossip topic, and [`Document`] (a yrs `Doc` whose plain
+//! text lives in the `Y.Text` named `content`): apply updates, state vectors, diffs, and local
+//! text edits expressed as minimal diffs so concurrent edits elsewhere survive.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use rand::RngCore;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{
+    Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update,
+};
+
+/// Name of the shared `Y.Text` that `cat`/`write` and the web editor use.
+pub const TEXT_NAME: &str = "content";
+
+/// Domain separator for deriving a document's gossip topic from its id.
+const TOPIC_CONTEXT: &str = "peerdoc 2026-11 document topic v1";
+
+/// Errors of the pure document layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    #[error("not a document id: {0:?} (expected 32 hex characters)")]
+    BadId(String),
+    #[error("malformed update: {0}")]
+    BadUpdate(String),
+    #[error("malformed state vector: {0}")]
+    BadStateVector(String),
+    #[error("the CRDT library panicked while applying an update; the update was rejected")]
+    Panicked,
+}
+
+/// A document's random 128-bit identity. Shown as 32 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DocId(pub [u8; 16]);
+
+impl DocId {
+    pub fn random() -> Self {
+        let mut id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut id);
+        DocId(id)
+    }
+
+    pub fn parse(s: &str) -> Result<Self, DocError> {
+        let bytes = hex::decode(s).map_err(|_| DocError::BadId(s.to_string()))?;
+        let id: [u8; 16] = bytes.try_into().map_err(|_| DocError::BadId(s.to_string()))?;
+        Ok(DocId(id))
+    }
+
+    /// The 32-byte topic hash: what the network sees instead of the id.
+    pub fn topic(&self) -> [u8; 32] {
+        blake3::derive_key(TOPIC_CONTEXT, &self.0)
+    }
+
+    /// The gossipsub topic string for this document.
+    pub fn topic_name(&self) -> String {
+        topic_name(&self.topic())
+    }
+}
+
+/// Gossipsub topic string for a topic hash: `peerdoc/1/<64 hex>`.
+pub fn topic_name(topic: &[u8; 32]) -> String {
+    format!("peerdoc/1/{}", hex::encode(topic))
+}
+
+impl fmt::Display for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for DocId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DocId({self})")
+    }
+}
+
+/// What applying a remote update did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The part that changed this replica (what to persist and forward); `None` for duplicates.
+    pub delta: Option<Vec<u8>>,
+    /// The replica holds operations whose predecessors it lacks: pull a full diff from whoever
+    /// sent this update.
+    pub incomplete: bool,
+}
+
+/// One replica of a document: the yrs `Doc` and its `content` text.
+pub struct Document {
+    doc: Doc,
+    text: TextRef,
+}
+
+impl Default for Document {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Document {
+    /// An empty document with a fresh random yrs client id (never reused across restarts,
+    /// so a crash can never make two different edits share an id).
+    pub fn new() -> Self {
+        Self::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::default()
+        })
+    }
+
+    /// An empty document with a chosen yrs client id: for deterministic simulations only.
+    pub fn with_client_id(client_id: u64) -> Self {
+        Self::with_options(Options {
+            offset_kind: OffsetKind::Utf16,
+            ..Options::with_client_id(yrs::ClientID::new(client_id))
+        })
+    }
+
+    // Offsets are UTF-16 code units, as in Yjs: yrs 0.28's byte-offset mode underflows on
+    // astral-plane characters (found by the replace_text property test).
+    fn with_options(options: Options) -> Self {
+        let doc = Doc::with_options(options);
+        let text = doc.get_or_insert_text(TEXT_NAME);
+        Document { doc, text }
+    }
+
+    /// Rebuilds a document from stored updates (snapshot first, then the log).
+    pub fn from_updates<'a>(updates: impl IntoIterator<Item = &'a [u8]>) -> Result<Self, DocError> {
+        let mut doc = Document::new();
+        for update in updates {
+            doc.apply(update)?;
+        }
+        Ok(doc)
+    }
+
+    /// Applies a remote update. Malformed bytes are an error and leave the document untouched.
+    ///
+    /// An update whose predecessors are missing is parked by yrs as "pending" until they arrive.
+    /// Pending data is never persisted or forwarded (it is not in [`Applied::delta`] and diffs
+    /// exclude it), so the caller should pull a complete diff from the sender when
+    /// [`Applied::incomplete`] is set.
+    pub fn apply(&mut self, update: &[u8]) -> Result<Applied, DocError> {
+        let doc = &self.doc;
+        // yrs decodes and integrates untrusted bytes; a panic there must not take the node down.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let update =
+                Update::decode_v1(update).map_err(|e| DocError::BadUpdate(e.to_string()))?;
+            let mut txn = doc.transact_mut();
+            txn.apply_update(update)
+                .map_err(|e| DocError::BadUpdate(e.to_string()))?;
+            let incomplete =
+                txn.store().pending_update().is_some() || txn.store().pending_ds().is_some();
+            let delta = txn.has_changes().then(|| txn.encode_update_v1());
+            Ok(Applied { delta, incomplete })
+        }));
+        result.unwrap_or(Err(DocError::Panicked))
+    }
+
+    /// The encoded (lib0 v1) state vector.
+    pub fn state_vector(&self) -> Vec<u8> {
+        self.doc.transact().state_vector().encode_v1()
+    }
+
+    /// Everything this replica has that a replica with `remote_sv` lacks (always includes the
+    /// full delete set, as Yjs SyncStep2 does). Uses `encode_diff`, not
+    /// `encode_state_as_update`: the latter merges in pending updates, and in yrs 0.28 that
+    /// merge makes replicas diverge (found by the convergence simulation).
+    pub fn diff(&self, remote_sv: &[u8]) -> Result<Vec<u8>, DocError> {
+        let sv = decode_sv(remote_sv)?;
+        Ok(self.doc.transact().encode_diff_v1(&sv))
+    }
+
+    /// The whole state as one update: what a snapshot stores.
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.doc
+            .transact()
+            .encode_diff_v1(&StateVector::default())
+    }
+
+    /// True if `remote_sv` has seen operations this replica has not (so pulling from it helps).
+    pub fn is_behind(&self, remote_sv: &[u8]) -> Result<bool, DocError> {
+        let remote = decode_sv(remote_sv)?;
+        let local = self.doc.transact().state_vector();
+        Ok(remote.iter().any(|(client, clock)| local.get(client) < *clock))
+    }
+
+    /// The plain text of the `content` type.
+    pub fn text(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+
+    /// Replaces the text by applying the minimal character diff from the current text, so that
+    /// concurrent edits to untouched regions survive the merge. Returns the update, if any.
+    pub fn replace_text(&mut self, new: &str) -> Option<Vec<u8>> {
+        let old = self.text();
+        if old == new {
+            return None;
+        }
+        let edits = text_edits(&old, new);
+        let mut txn = self.doc.transact_mut();
+        // Apply back to front so earlier offsets stay valid.
+        for edit in edits.iter().rev() {
+            if edit.delete > 0 {
+                self.text.remove_range(&mut txn, edit.at, edit.delete);
+            }
+            if !edit.insert.is_empty() {
+                self.text.insert(&mut txn, edit.at, &edit.insert);
+            }
+        }
+        txn.has_changes().then(|| txn.encode_update_v1())
+    }
+
+    /// Appends to the text. Returns the update, if any.
+    pub fn append_text(&mut self, suffix: &str) -> Option<Vec<u8>> {
+        if suffix.is_empty() {
+            return None;
+        }
+        let mut txn = self.doc.transact_mut();
+        self.text.push(&mut txn, suffix);
+        Some(txn.encode_update_v1())
+    }
+
+    /// Inserts at a UTF-8 byte offset (clamped to the text and to a char boundary). For tests and tools.
+    pub fn insert(&mut self, at: usize, s: &str) -> Option<Vec<u8>> {
+        let text = self.text();
+        let at = utf16_len(&text[..floor_char_boundary(&text, at.min(text.len()))]);
+        let mut txn = self.doc.transact_mut();
+        self.text.insert(&mut txn, at, s);
+        txn.has_changes().then(|| txn.encode_update_v1())
+    }
+
+    /// Deletes `len` UTF-8 bytes at a byte offset (clamped to the text and to char boundaries).
+    pub fn delete(&mut self, at: usize, len: usize) -> Option<Vec<u8>> {
+        let text = self.text();
+        let start = floor_char_boundary(&text, at.min(text.len()));
+        let end = floor_char_boundary(&text, (start + len).min(text.len()));
+        if end <= start {
+            return None;
+        }
+        let mut txn = self.doc.transact_mut();
+        let (at, len) = (utf16_len(&text[..start]), utf16_len(&text[start..end]));
+        self.text.remove_range(&mut txn, at, len);
+        txn.has_changes().then(|| txn.encode_update_v1())
+    }
+
+    /// The underlying yrs document (for y-websocket sessions and awareness).
+    pub fn ydoc(&self) -> &Doc {
+        &self.doc
+    }
+}
+
+/// Decodes an untrusted state vector. yrs asserts on some invalid client ids, so the decoder
+/// runs under `catch_unwind`: bad bytes are an error, never a crash.
+pub fn decode_sv(bytes: &[u8]) -> Result<StateVector, DocError> {
+    catch_unwind(|| StateVector::decode_v1(bytes))
+        .map_err(|_| DocError::BadStateVector("decoder panicked".into()))?
+        .map_err(|e| DocError::BadStateVector(e.to_string()))
+}
+
+fn utf16_len(s: &str) -> u32 {
+    s.encode_utf16().count() as u32
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// One replacement in UTF-16 offsets of the *old* text.
+#[derive(Debug, PartialEq, Eq)]
+struct TextEdit {
+    at: u32,
+    delete: u32,
+    insert: String,
+}
+
+/// Character-level diff from `old` to `new` as non-overlapping edits in ascending order.
+fn text_edits(old: &str, new: &str) -> Vec<TextEdit> {
+    use similar::{Algorithm, ChangeTag, TextDiff};
+    let diff = TextDiff::configure()
+        .algorithm(Algorithm::Myers)
+        // Bounded work on huge rewrites: past the deadline the diff is coarser, never wrong.
+        .timeout(std::time::Duration::from_millis(500))
+        .diff_chars(old, new);
+    let mut edits: Vec<TextEdit> = Vec::new();
+    let mut pos = 0u32; // UTF-16 offset in the old text
+    let mut open = false; // whether the last edit ends at `pos` and can grow
+    for change in diff.iter_all_changes() {
+        let value = change.value();
+        let len = utf16_len(value);
+        match change.tag() {
+            ChangeTag::Equal => {
+                pos += len;
+                open = false;
+            }
+            tag => {
+                if !open {
+                    edits.push(TextEdit {
+                        at: pos,
+                        delete: 0,
+                        insert: String::new(),
+                    });
+                    open = true;
+                }
+                let edit = edits.last_mut().expect("just pushed");
+                if tag == ChangeTag::Delete {
+                    edit.delete += len;
+                    pos += len;
+                } else {
+                    edit.insert.push_str(value);
+                }
+            }
+        }
+    }
+    edits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn doc_id_round_trips_and_rejects_junk() {
+        let id = DocId::random();
+        assert_eq!(DocId::parse(&id.to_string()).unwrap(), id);
+        assert!(DocId::parse("xyz").is_err());
+        assert!(DocId::parse("abcd").is_err());
+        assert_ne!(id.topic(), DocId::random().topic());
+        assert!(id.topic_name().starts_with("peerdoc/1/"));
+        assert!(!id.topic_name().contains(&id.to_string()));
+    }
+
+    #[test]
+    fn replace_is_a_minimal_diff_that_keeps_concurrent_edits() {
+        let mut a = Document::new();
+        let base = a.replace_text("alpha\nbeta\ngamma\ndelta\n").unwrap();
+        let mut b = Document::new();
+        b.apply(&base).unwrap();
+        // a rewrites lines 1 and 4; b concurrently edits line 3.
+        let ua = a.replace_text("ALPHA\nbeta\ngamma\nDELTA\n").unwrap();
+        let ub = b.replace_text("alpha\nbeta\ngamma ray\ndelta\n").unwrap();
+        a.apply(&ub).unwrap();
+        b.apply(&ua).unwrap();
+        assert_eq!(a.text(), "ALPHA\nbeta\ngamma ray\nDELTA\n");
+        assert_eq!(a.text(), b.text());
+    }
+
+    #[test]
+    fn apply_reports_only_real_changes() {
+        let mut a = Document::new();
+        let u = a.append_text("hi").unwrap();
+        let mut b = Document::new();
+        assert!(b.apply(&u).unwrap().delta.is_some());
+        assert!(b.apply(&u).unwrap().delta.is_none(), "duplicate is a no-op");
+        assert!(b.apply(b"\xff\xff\xff garbage").is_err());
+        assert_eq!(b.text(), "hi");
+    }
+
+    #[test]
+    fn diff_brings_a_replica_up_to_date_including_deletes() {
+        let mut a = Document::new();
+        a.replace_text("hello brave new world");
+        let mut b = Document::new();
+        b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
+        a.replace_text("hello world");
+        assert!(!b.is_behind(&a.state_vector()).unwrap(), "deletes do not move the sv");
+        b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
+        assert_eq!(b.text(), "hello world");
+    }
+
+    proptest! {
+        #[test]
+        fn replace_text_reaches_any_target(old in "\\PC{0,40}", new in "\\PC{0,40}") {
+            let mut d = Document::new();
+            d.replace_text(&old);
+            d.replace_text(&new);
+            prop_assert_eq!(d.text(), new);
+        }
+
+        #[test]
+        fn apply_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut d = Document::new();
+            d.append_text("keep");
+            let _ = d.apply(&bytes);
+            let _ = d.diff(&bytes);
+            let _ = d.is_behind(&bytes);
+            // Random bytes are (practically) never a valid update touching our client's items.
+            prop_assert!(d.text().contains("keep"));
+        }
+    }
+}

@@ -1,0 +1,3 @@
+pub mod doc;
+pub mod envelope;
+pub mod sync;

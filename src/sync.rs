@@ -1,0 +1,472 @@
+//! Pure: the sync protocol. Gossip payloads (y-protocols messages), the `/peerdoc/sync/1`
+//! request/response codecs, the responder's chunked transfers and the requester's pull session
+//! state machine. Byte layouts are specified in PROTOCOL.md.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use yrs::encoding::read::{Cursor, Read};
+use yrs::encoding::write::Write;
+use yrs::sync::AwarenessUpdate;
+use yrs::updates::decoder::Decode;
+
+use crate::doc::decode_sv;
+use crate::envelope::ENVELOPE_OVERHEAD;
+
+/// The request-response protocol name.
+pub const PROTOCOL: &str = "/peerdoc/sync/1";
+/// Version byte that starts every sync request and response.
+pub const WIRE_VERSION: u8 = 1;
+/// Plaintext bytes of document data per sync response chunk.
+pub const CHUNK_SIZE: usize = 48 * 1024;
+/// Local updates larger than this are not gossiped; a `Have` announcement is, and peers pull.
+/// Keeps every gossip message well under gossipsub's 64 KiB limit.
+pub const MAX_GOSSIP_UPDATE: usize = 48 * 1024;
+/// Largest gossip message we accept or send (gossipsub's `max_transmit_size`).
+pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
+/// Largest transfer (one diff) a requester accepts.
+pub const MAX_TRANSFER: u64 = 1 << 30;
+/// Codec limits for one request / one response on the wire. Document data per response is
+/// bounded by [`CHUNK_SIZE`]; the rest of the allowance is for state vectors, which grow with the
+/// number of writers a document has seen.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+/// How long a responder keeps a large diff for follow-up chunk requests, and how many bytes of
+/// such diffs it keeps at most.
+pub const TRANSFER_TTL: Duration = Duration::from_secs(120);
+pub const TRANSFER_CACHE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SyncError {
+    #[error("malformed sync message: {0}")]
+    Malformed(&'static str),
+    #[error("unsupported sync wire version {0}")]
+    Version(u8),
+    #[error("peer sent an inconsistent transfer: {0}")]
+    BadTransfer(&'static str),
+    #[error("transfer of {0} bytes exceeds the {MAX_TRANSFER}-byte limit")]
+    TooLarge(u64),
+}
+
+fn malformed(what: &'static str) -> impl Fn(yrs::encoding::read::Error) -> SyncError {
+    move |_| SyncError::Malformed(what)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gossip payloads
+
+/// Plaintext of a gossip message: one y-protocols message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GossipPayload {
+    /// An incremental document update (y-protocols sync `Update`).
+    Update(Vec<u8>),
+    /// "I have this state vector" (y-protocols `SyncStep1`): sent instead of an update too large
+    /// for gossip; receivers that are behind pull from the sender.
+    Have(Vec<u8>),
+    /// An awareness (presence) update, encoded as y-protocols awareness update bytes.
+    Awareness(Vec<u8>),
+}
+
+impl GossipPayload {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = Vec::new();
+        match self {
+            GossipPayload::Update(u) => {
+                out.write_var(yrs::sync::protocol::MSG_SYNC);
+                out.write_var(yrs::sync::protocol::MSG_SYNC_UPDATE);
+                out.write_buf(u);
+            }
+            GossipPayload::Have(sv) => {
+                out.write_var(yrs::sync::protocol::MSG_SYNC);
+                out.write_var(yrs::sync::protocol::MSG_SYNC_STEP_1);
+                out.write_buf(sv);
+            }
+            GossipPayload::Awareness(a) => {
+                out.write_var(yrs::sync::protocol::MSG_AWARENESS);
+                out.write_buf(a);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        use yrs::sync::protocol::{MSG_AWARENESS, MSG_SYNC, MSG_SYNC_STEP_1, MSG_SYNC_UPDATE};
+        let mut r = Cursor::new(bytes);
+        let tag: u8 = r.read_var().map_err(malformed("empty gossip message"))?;
+        let payload = match tag {
+            MSG_SYNC => match r.read_var::<u8>().map_err(malformed("truncated sync tag"))? {
+                MSG_SYNC_UPDATE => {
+                    GossipPayload::Update(r.read_buf().map_err(malformed("truncated update"))?.to_vec())
+                }
+                MSG_SYNC_STEP_1 => {
+                    let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
+                    decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
+                    GossipPayload::Have(sv.to_vec())
+                }
+                _ => return Err(SyncError::Malformed("unexpected sync message on gossip")),
+            },
+            MSG_AWARENESS => {
+                let a = r.read_buf().map_err(malformed("truncated awareness update"))?;
+                std::panic::catch_unwind(|| AwarenessUpdate::decode_v1(a))
+                    .map_err(|_| SyncError::Malformed("awareness decoder panicked"))?
+                    .map_err(|_| SyncError::Malformed("bad awareness update"))?;
+                GossipPayload::Awareness(a.to_vec())
+            }
+            _ => return Err(SyncError::Malformed("unexpected y-protocols message on gossip")),
+        };
+        if r.has_content() {
+            return Err(SyncError::Malformed("trailing bytes after gossip message"));
+        }
+        Ok(payload)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// A `/peerdoc/sync/1` request: the document's topic in clear (so the responder can find the
+/// key) and a sealed [`RequestBody`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub topic: [u8; 32],
+    pub sealed: Vec<u8>,
+}
+
+impl SyncRequest {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33 + self.sealed.len());
+        out.push(WIRE_VERSION);
+        out.extend_from_slice(&self.topic);
+        out.extend_from_slice(&self.sealed);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        let (&version, rest) = bytes.split_first().ok_or(SyncError::Malformed("empty request"))?;
+        if version != WIRE_VERSION {
+            return Err(SyncError::Version(version));
+        }
+        if rest.len() < 32 + ENVELOPE_OVERHEAD {
+            return Err(SyncError::Malformed("request too short"));
+        }
+        let (topic, sealed) = rest.split_at(32);
+        Ok(SyncRequest {
+            topic: topic.try_into().expect("32 bytes"),
+            sealed: sealed.to_vec(),
+        })
+    }
+}
+
+/// Plaintext of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestBody {
+    /// Start a pull: here is my state vector, send what I lack (y-protocols SyncStep1 semantics).
+    Start { sv: Vec<u8> },
+    /// Next chunk of a transfer the responder started.
+    Continue { transfer: u64, offset: u64 },
+}
+
+impl RequestBody {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = Vec::new();
+        match self {
+            RequestBody::Start { sv } => {
+                out.write_u8(0);
+                out.write_buf(sv);
+            }
+            RequestBody::Continue { transfer, offset } => {
+                out.write_u8(1);
+                out.write_var(*transfer);
+                out.write_var(*offset);
+            }
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        let mut r = Cursor::new(bytes);
+        let body = match r.read_u8().map_err(malformed("empty request body"))? {
+            0 => {
+                let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
+                decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
+                RequestBody::Start { sv: sv.to_vec() }
+            }
+            1 => RequestBody::Continue {
+                transfer: r.read_var().map_err(malformed("truncated transfer id"))?,
+                offset: r.read_var().map_err(malformed("truncated offset"))?,
+            },
+            _ => return Err(SyncError::Malformed("unknown request kind")),
+        };
+        if r.has_content() {
+            return Err(SyncError::Malformed("trailing bytes after request body"));
+        }
+        Ok(body)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+/// A `/peerdoc/sync/1` response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncResponse {
+    /// A sealed [`Chunk`].
+    Chunk(Vec<u8>),
+    /// The responder holds no document with that topic.
+    UnknownDoc,
+    /// The request did not open with the responder's key for that topic, or was malformed.
+    BadRequest,
+    /// The transfer named by a `Continue` is gone (expired or evicted): start again.
+    TransferExpired,
+}
+
+impl SyncResponse {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![WIRE_VERSION];
+        match self {
+            SyncResponse::Chunk(sealed) => {
+                out.push(0);
+                out.extend_from_slice(sealed);
+            }
+            SyncResponse::UnknownDoc => out.push(1),
+            SyncResponse::BadRequest => out.push(2),
+            SyncResponse::TransferExpired => out.push(3),
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        match bytes {
+            [] | [_] => Err(SyncError::Malformed("response too short")),
+            [v, ..] if *v != WIRE_VERSION => Err(SyncError::Version(*v)),
+            [_, 0, sealed @ ..] => Ok(SyncResponse::Chunk(sealed.to_vec())),
+            [_, 1] => Ok(SyncResponse::UnknownDoc),
+            [_, 2] => Ok(SyncResponse::BadRequest),
+            [_, 3] => Ok(SyncResponse::TransferExpired),
+            _ => Err(SyncError::Malformed("unknown response status")),
+        }
+    }
+}
+
+/// Plaintext of a `Chunk` response: bytes `offset..offset+data.len()` of a diff of `total` bytes
+/// (a yrs v1 update), plus the responder's state vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub sv: Vec<u8>,
+    /// 0 when the whole diff is in this one chunk.
+    pub transfer: u64,
+    pub total: u64,
+    pub offset: u64,
+    pub data: Vec<u8>,
+}
+
+impl Chunk {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out: Vec<u8> = Vec::with_capacity(self.data.len() + self.sv.len() + 32);
+        out.write_buf(&self.sv);
+        out.write_var(self.transfer);
+        out.write_var(self.total);
+        out.write_var(self.offset);
+        out.write_buf(&self.data);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
+        let mut r = Cursor::new(bytes);
+        let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
+        decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
+        let chunk = Chunk {
+            sv: sv.to_vec(),
+            transfer: r.read_var().map_err(malformed("truncated transfer id"))?,
+            total: r.read_var().map_err(malformed("truncated total"))?,
+            offset: r.read_var().map_err(malformed("truncated offset"))?,
+            data: r.read_buf().map_err(malformed("truncated data"))?.to_vec(),
+        };
+        if r.has_content() {
+            return Err(SyncError::Malformed("trailing bytes after chunk"));
+        }
+        Ok(chunk)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Responder: transfers
+
+/// Large diffs a responder is handing out chunk by chunk, bounded in age and total bytes.
+#[derive(Default)]
+pub struct Transfers {
+    entries: HashMap<u64, Transfer>,
+    bytes: usize,
+}
+
+struct Transfer {
+    diff: Vec<u8>,
+    sv: Vec<u8>,
+    created: Instant,
+}
+
+impl Transfers {
+    /// The first chunk answering a `Start`: the whole diff if it fits, else a new transfer.
+    pub fn start(&mut self, diff: Vec<u8>, sv: Vec<u8>, chunk_size: usize) -> Chunk {
+        if diff.len() <= chunk_size {
+            return Chunk {
+                sv,
+                transfer: 0,
+                total: diff.len() as u64,
+                offset: 0,
+                data: diff,
+            };
+        }
+        self.expire(Instant::now());
+        while self.bytes + diff.len() > TRANSFER_CACHE_BYTES && !self.entries.is_empty() {
+            let oldest = *self
+                .entries
+                .iter()
+                .min_by_key(|(_, t)| t.created)
+                .map(|(id, _)| id)
+                .expect("not empty");
+            self.remove(oldest);
+        }
+        let id = loop {
+            let id = rand::thread_rng().gen_range(1..u64::MAX);
+            if !self.entries.contains_key(&id) {
+                break id;
+            }
+        };
+        self.bytes += diff.len();
+        self.entries.insert(
+            id,
+            Transfer {
+                diff,
+                sv,
+                created: Instant::now(),
+            },
+        );
+        self.chunk(id, 0, chunk_size).expect("just inserted")
+    }
+
+    /// The chunk at `offset` of transfer `id`, or `None` if it is gone or `offset` is bad.
+    /// The last chunk ends the transfer.
+    pub fn chunk(&mut self, id: u64, offset: u64, chunk_size: usize) -> Option<Chunk> {
+        let t = self.entries.get(&id)?;
+        let start = usize::try_from(offset).ok().filter(|o| *o < t.diff.len())?;
+        let end = (start + chunk_size).min(t.diff.len());
+        let chunk = Chunk {
+            sv: t.sv.clone(),
+            transfer: id,
+            total: t.diff.len() as u64,
+            offset,
+            data: t.diff[start..end].to_vec(),
+        };
+        if end == t.diff.len() {
+            self.remove(id);
+        }
+        Some(chunk)
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(t) = self.entries.remove(&id) {
+            self.bytes -= t.diff.len();
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let old: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, t)| now.duration_since(t.created) > TRANSFER_TTL)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            self.remove(id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requester: one pull session
+
+/// The requester's side of one pull from one peer for one document.
+pub struct Pull {
+    transfer: Option<u64>,
+    total: u64,
+    buf: Vec<u8>,
+}
+
+/// What to do after a chunk arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Send this request next.
+    Next(RequestBody),
+    /// The diff is complete: apply `update`; `remote_sv` is the responder's state vector.
+    Done { update: Vec<u8>, remote_sv: Vec<u8> },
+}
+
+impl Pull {
+    /// Begins a pull; send the returned request.
+    pub fn start(local_sv: Vec<u8>) -> (Pull, RequestBody) {
+        let pull = Pull {
+            transfer: None,
+            total: 0,
+            buf: Vec::new(),
+        };
+        (pull, RequestBody::Start { sv: local_sv })
+    }
+
+    pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Step, SyncError> {
+        if chunk.total > MAX_TRANSFER {
+            return Err(SyncError::TooLarge(chunk.total));
+        }
+        match self.transfer {
+            None => {
+                if chunk.offset != 0 {
+                    return Err(SyncError::BadTransfer("first chunk does not start at 0"));
+                }
+                self.transfer = Some(chunk.transfer);
+                self.total = chunk.total;
+            }
+            Some(id) => {
+                if chunk.transfer != id || chunk.total != self.total {
+                    return Err(SyncError::BadTransfer("chunk from another transfer"));
+                }
+                if chunk.offset != self.buf.len() as u64 {
+                    return Err(SyncError::BadTransfer("chunk at the wrong offset"));
+                }
+            }
+        }
+        let received = self.buf.len() as u64 + chunk.data.len() as u64;
+        if received > self.total {
+            return Err(SyncError::BadTransfer("more data than announced"));
+        }
+        if chunk.data.is_empty() && received < self.total {
+            return Err(SyncError::BadTransfer("empty chunk before the end"));
+        }
+        if received < self.total && chunk.transfer == 0 {
+            return Err(SyncError::BadTransfer("incomplete single-chunk transfer"));
+        }
+        self.buf.extend_from_slice(&chunk.data);
+        if received == self.total {
+            Ok(Step::Done {
+                update: std::mem::take(&mut self.buf),
+                remote_sv: chunk.sv,
+            })
+        } else {
+            Ok(Step::Next(RequestBody::Continue {
+                transfer: chunk.transfer,
+                offset: received,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
