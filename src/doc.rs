@@ -44,7 +44,9 @@ impl DocId {
 
     pub fn parse(s: &str) -> Result<Self, DocError> {
         let bytes = hex::decode(s).map_err(|_| DocError::BadId(s.to_string()))?;
-        let id: [u8; 16] = bytes.try_into().map_err(|_| DocError::BadId(s.to_string()))?;
+        let id: [u8; 16] = bytes
+            .try_into()
+            .map_err(|_| DocError::BadId(s.to_string()))?;
         Ok(DocId(id))
     }
 
@@ -62,6 +64,21 @@ impl DocId {
 /// Gossipsub topic string for a topic hash: `peerdoc/1/<64 hex>`.
 pub fn topic_name(topic: &[u8; 32]) -> String {
     format!("peerdoc/1/{}", hex::encode(topic))
+}
+
+/// Inverse of [`topic_name`]; `None` for anything that is not a peerdoc topic.
+pub fn parse_topic_name(name: &str) -> Option<[u8; 32]> {
+    let hex_part = name.strip_prefix("peerdoc/1/")?;
+    hex::decode(hex_part).ok()?.try_into().ok()
+}
+
+/// True if the replica at `remote_sv` has seen operations the one at `local_sv` has not.
+pub fn sv_has_unseen(local_sv: &[u8], remote_sv: &[u8]) -> Result<bool, DocError> {
+    let local = decode_sv(local_sv)?;
+    let remote = decode_sv(remote_sv)?;
+    Ok(remote
+        .iter()
+        .any(|(client, clock)| local.get(client) < *clock))
 }
 
 impl fmt::Display for DocId {
@@ -172,16 +189,12 @@ impl Document {
 
     /// The whole state as one update: what a snapshot stores.
     pub fn encode_state(&self) -> Vec<u8> {
-        self.doc
-            .transact()
-            .encode_diff_v1(&StateVector::default())
+        self.doc.transact().encode_diff_v1(&StateVector::default())
     }
 
     /// True if `remote_sv` has seen operations this replica has not (so pulling from it helps).
     pub fn is_behind(&self, remote_sv: &[u8]) -> Result<bool, DocError> {
-        let remote = decode_sv(remote_sv)?;
-        let local = self.doc.transact().state_vector();
-        Ok(remote.iter().any(|(client, clock)| local.get(client) < *clock))
+        sv_has_unseen(&self.state_vector(), remote_sv)
     }
 
     /// The plain text of the `content` type.
@@ -330,6 +343,9 @@ mod tests {
         assert!(DocId::parse("abcd").is_err());
         assert_ne!(id.topic(), DocId::random().topic());
         assert!(id.topic_name().starts_with("peerdoc/1/"));
+        assert_eq!(parse_topic_name(&id.topic_name()), Some(id.topic()));
+        assert_eq!(parse_topic_name("peerdoc/1/zz"), None);
+        assert_eq!(parse_topic_name("other"), None);
         assert!(!id.topic_name().contains(&id.to_string()));
     }
 
@@ -366,7 +382,10 @@ mod tests {
         let mut b = Document::new();
         b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
         a.replace_text("hello world");
-        assert!(!b.is_behind(&a.state_vector()).unwrap(), "deletes do not move the sv");
+        assert!(
+            !b.is_behind(&a.state_vector()).unwrap(),
+            "deletes do not move the sv"
+        );
         b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
         assert_eq!(b.text(), "hello world");
     }

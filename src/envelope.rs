@@ -36,13 +36,17 @@ const MAX_TICKET_LEN: usize = 4096;
 pub enum EnvelopeError {
     #[error("sealed payload is too short or has an unknown version")]
     Malformed,
-    #[error("payload does not open with this document's key (wrong key, wrong document or tampered)")]
+    #[error(
+        "payload does not open with this document's key (wrong key, wrong document or tampered)"
+    )]
     Unauthentic,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TicketError {
-    #[error("not a peerdoc ticket: it must start with \"{TICKET_PREFIX}\"; copy the whole ticket again")]
+    #[error(
+        "not a peerdoc ticket: it must start with \"{TICKET_PREFIX}\"; copy the whole ticket again"
+    )]
     Prefix,
     #[error("ticket is damaged ({0}); copy the whole ticket again")]
     Damaged(&'static str),
@@ -176,7 +180,9 @@ impl Ticket {
 
     pub fn decode(text: &str) -> Result<Ticket, TicketError> {
         let text = text.trim();
-        let encoded = text.strip_prefix(TICKET_PREFIX).ok_or(TicketError::Prefix)?;
+        let encoded = text
+            .strip_prefix(TICKET_PREFIX)
+            .ok_or(TicketError::Prefix)?;
         if encoded.len() > MAX_TICKET_LEN {
             return Err(TicketError::Damaged("too long"));
         }
@@ -200,8 +206,18 @@ impl Ticket {
             0 => Capability::ReadWrite,
             _ => return Err(TicketError::Damaged("unknown capability")),
         };
-        let doc = DocId(r.read_exact(16).map_err(truncated)?.try_into().expect("16 bytes"));
-        let key = DocKey(r.read_exact(32).map_err(truncated)?.try_into().expect("32 bytes"));
+        let doc = DocId(
+            r.read_exact(16)
+                .map_err(truncated)?
+                .try_into()
+                .expect("16 bytes"),
+        );
+        let key = DocKey(
+            r.read_exact(32)
+                .map_err(truncated)?
+                .try_into()
+                .expect("32 bytes"),
+        );
         let name = r
             .read_string()
             .map_err(|_| TicketError::Damaged("bad name"))?;
@@ -269,8 +285,14 @@ mod tests {
         let key = DocKey::random();
         let topic = DocId::random().topic();
         let sealed = key.seal(&topic, Purpose::Gossip, b"hello");
-        assert_eq!(key.open(&topic, Purpose::Gossip, &sealed).unwrap(), b"hello");
-        assert!(!sealed.windows(5).any(|w| w == b"hello"), "ciphertext hides the text");
+        assert_eq!(
+            key.open(&topic, Purpose::Gossip, &sealed).unwrap(),
+            b"hello"
+        );
+        assert!(
+            !sealed.windows(5).any(|w| w == b"hello"),
+            "ciphertext hides the text"
+        );
         let other_topic = DocId::random().topic();
         assert_eq!(
             key.open(&other_topic, Purpose::Gossip, &sealed),
@@ -306,9 +328,15 @@ mod tests {
         let mid = chars.len() / 2;
         chars[mid] = if chars[mid] == 'a' { 'b' } else { 'a' };
         let damaged: String = chars.into_iter().collect();
-        assert!(matches!(Ticket::decode(&damaged), Err(TicketError::Damaged(_))));
+        assert!(matches!(
+            Ticket::decode(&damaged),
+            Err(TicketError::Damaged(_))
+        ));
         // Truncation.
-        assert!(matches!(Ticket::decode(&s[..s.len() - 5]), Err(TicketError::Damaged(_))));
+        assert!(matches!(
+            Ticket::decode(&s[..s.len() - 5]),
+            Err(TicketError::Damaged(_))
+        ));
     }
 
     #[test]

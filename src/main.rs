@@ -1,1 +1,23 @@
-fn main() {}
+//! The `peerdoc` binary: parse the command line, set up logging, run, map errors to exit codes.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let cli = peerdoc::cli::Cli::parse();
+    let default_level = match cli.command {
+        peerdoc::cli::Command::Serve(_) => "peerdoc=info,warn",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = peerdoc::cli::run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

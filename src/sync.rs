@@ -95,10 +95,15 @@ impl GossipPayload {
         let mut r = Cursor::new(bytes);
         let tag: u8 = r.read_var().map_err(malformed("empty gossip message"))?;
         let payload = match tag {
-            MSG_SYNC => match r.read_var::<u8>().map_err(malformed("truncated sync tag"))? {
-                MSG_SYNC_UPDATE => {
-                    GossipPayload::Update(r.read_buf().map_err(malformed("truncated update"))?.to_vec())
-                }
+            MSG_SYNC => match r
+                .read_var::<u8>()
+                .map_err(malformed("truncated sync tag"))?
+            {
+                MSG_SYNC_UPDATE => GossipPayload::Update(
+                    r.read_buf()
+                        .map_err(malformed("truncated update"))?
+                        .to_vec(),
+                ),
                 MSG_SYNC_STEP_1 => {
                     let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
                     decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
@@ -107,13 +112,19 @@ impl GossipPayload {
                 _ => return Err(SyncError::Malformed("unexpected sync message on gossip")),
             },
             MSG_AWARENESS => {
-                let a = r.read_buf().map_err(malformed("truncated awareness update"))?;
+                let a = r
+                    .read_buf()
+                    .map_err(malformed("truncated awareness update"))?;
                 std::panic::catch_unwind(|| AwarenessUpdate::decode_v1(a))
                     .map_err(|_| SyncError::Malformed("awareness decoder panicked"))?
                     .map_err(|_| SyncError::Malformed("bad awareness update"))?;
                 GossipPayload::Awareness(a.to_vec())
             }
-            _ => return Err(SyncError::Malformed("unexpected y-protocols message on gossip")),
+            _ => {
+                return Err(SyncError::Malformed(
+                    "unexpected y-protocols message on gossip",
+                ))
+            }
         };
         if r.has_content() {
             return Err(SyncError::Malformed("trailing bytes after gossip message"));
@@ -143,7 +154,9 @@ impl SyncRequest {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        let (&version, rest) = bytes.split_first().ok_or(SyncError::Malformed("empty request"))?;
+        let (&version, rest) = bytes
+            .split_first()
+            .ok_or(SyncError::Malformed("empty request"))?;
         if version != WIRE_VERSION {
             return Err(SyncError::Version(version));
         }

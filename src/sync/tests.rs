@@ -5,10 +5,10 @@ use super::*;
 use crate::doc::{DocId, Document};
 use crate::envelope::{DocKey, Purpose};
 use proptest::prelude::*;
-use yrs::updates::decoder::Decode;
-use yrs::StateVector;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use yrs::updates::decoder::Decode;
+use yrs::StateVector;
 
 fn sv_of(doc: &Document) -> StateVector {
     StateVector::decode_v1(&doc.state_vector()).unwrap()
@@ -75,16 +75,25 @@ fn pull_rejects_inconsistent_transfers() {
         data: data.to_vec(),
     };
     let (mut p, _) = Pull::start(sv.clone());
-    assert!(p.on_chunk(chunk(1, 10, 3, b"abc")).is_err(), "must start at 0");
+    assert!(
+        p.on_chunk(chunk(1, 10, 3, b"abc")).is_err(),
+        "must start at 0"
+    );
     let (mut p, _) = Pull::start(sv.clone());
     assert_eq!(
         p.on_chunk(chunk(0, MAX_TRANSFER + 1, 0, b"")),
         Err(SyncError::TooLarge(MAX_TRANSFER + 1))
     );
     let (mut p, _) = Pull::start(sv.clone());
-    assert!(p.on_chunk(chunk(0, 10, 0, b"abc")).is_err(), "single chunk must be whole");
+    assert!(
+        p.on_chunk(chunk(0, 10, 0, b"abc")).is_err(),
+        "single chunk must be whole"
+    );
     let (mut p, _) = Pull::start(sv.clone());
-    assert!(p.on_chunk(chunk(7, 6, 0, b"abcdefg")).is_err(), "more than announced");
+    assert!(
+        p.on_chunk(chunk(7, 6, 0, b"abcdefg")).is_err(),
+        "more than announced"
+    );
     let (mut p, _) = Pull::start(sv.clone());
     assert_eq!(
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap(),
@@ -93,13 +102,19 @@ fn pull_rejects_inconsistent_transfers() {
             offset: 3
         })
     );
-    assert!(p.on_chunk(chunk(8, 6, 3, b"def")).is_err(), "other transfer");
+    assert!(
+        p.on_chunk(chunk(8, 6, 3, b"def")).is_err(),
+        "other transfer"
+    );
     let (mut p, _) = Pull::start(sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
     assert!(p.on_chunk(chunk(7, 6, 2, b"def")).is_err(), "wrong offset");
     let (mut p, _) = Pull::start(sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
-    assert!(p.on_chunk(chunk(7, 6, 3, b"")).is_err(), "empty chunk stalls");
+    assert!(
+        p.on_chunk(chunk(7, 6, 3, b"")).is_err(),
+        "empty chunk stalls"
+    );
     let (mut p, _) = Pull::start(sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
     assert!(matches!(
@@ -118,7 +133,10 @@ fn transfers_hand_out_chunks_then_forget() {
     let first = t.start((0..25).collect(), sv, 10);
     assert_eq!((first.total, first.data.len()), (25, 10));
     assert_eq!(t.len(), 1);
-    assert!(t.chunk(first.transfer, 25, 10).is_none(), "offset past the end");
+    assert!(
+        t.chunk(first.transfer, 25, 10).is_none(),
+        "offset past the end"
+    );
     let second = t.chunk(first.transfer, 10, 10).unwrap();
     assert_eq!(second.data, (10..20).collect::<Vec<u8>>());
     let last = t.chunk(first.transfer, 20, 10).unwrap();
@@ -178,7 +196,11 @@ impl Sim {
             self.replicas[i].delete(at, n)
         } else {
             let at = self.rng.gen_range(0..=len);
-            let size = if self.chance(5) { 300 } else { self.rng.gen_range(1..6) };
+            let size = if self.chance(5) {
+                300
+            } else {
+                self.rng.gen_range(1..6)
+            };
             let s: String = (0..size)
                 .map(|_| ['a', 'b', 'é', '\n', '€', 'z'][self.rng.gen_range(0..6)])
                 .collect();
@@ -190,7 +212,9 @@ impl Sim {
         } else {
             GossipPayload::Update(update)
         };
-        let sealed = self.key.seal(&self.topic, Purpose::Gossip, &payload.encode());
+        let sealed = self
+            .key
+            .seal(&self.topic, Purpose::Gossip, &payload.encode());
         for j in 0..self.replicas.len() {
             if j == i || self.group[j] != self.group[i] || self.chance(20) {
                 continue;
@@ -208,16 +232,20 @@ impl Sim {
         }
         let k = self.rng.gen_range(0..self.queue.len());
         let (from, to, sealed) = self.queue.swap_remove(k);
-        let plain = self.key.open(&self.topic, Purpose::Gossip, &sealed).unwrap();
+        let plain = self
+            .key
+            .open(&self.topic, Purpose::Gossip, &sealed)
+            .unwrap();
         match GossipPayload::decode(&plain).unwrap() {
             GossipPayload::Update(u) => {
-                if self.replicas[to].apply(&u).unwrap().incomplete && self.group[from] == self.group[to] {
+                if self.replicas[to].apply(&u).unwrap().incomplete
+                    && self.group[from] == self.group[to]
+                {
                     self.pull(to, from, 15);
                 }
             }
             GossipPayload::Have(sv) => {
-                if self.replicas[to].is_behind(&sv).unwrap() && self.group[from] == self.group[to]
-                {
+                if self.replicas[to].is_behind(&sv).unwrap() && self.group[from] == self.group[to] {
                     self.pull(to, from, 15);
                 }
             }
@@ -230,7 +258,9 @@ impl Sim {
     fn pull(&mut self, i: usize, j: usize, loss: u32) -> bool {
         let (mut pull, mut body) = Pull::start(self.replicas[i].state_vector());
         loop {
-            let sealed = self.key.seal(&self.topic, Purpose::SyncRequest, &body.encode());
+            let sealed = self
+                .key
+                .seal(&self.topic, Purpose::SyncRequest, &body.encode());
             let wire = SyncRequest {
                 topic: self.topic,
                 sealed,
@@ -333,15 +363,27 @@ impl Sim {
     fn assert_converged(&self, seed: u64) {
         let first = &self.replicas[0];
         for (i, r) in self.replicas.iter().enumerate().skip(1) {
-            assert_eq!(r.text(), first.text(), "seed {seed}: replica {i} text differs");
-            assert_eq!(sv_of(r), sv_of(first), "seed {seed}: replica {i} state vector differs");
+            assert_eq!(
+                r.text(),
+                first.text(),
+                "seed {seed}: replica {i} text differs"
+            );
+            assert_eq!(
+                sv_of(r),
+                sv_of(first),
+                "seed {seed}: replica {i} state vector differs"
+            );
         }
         for a in &self.replicas {
             for b in &self.replicas {
                 let mut probe = Document::new();
                 probe.apply(&b.encode_state()).unwrap();
                 assert!(
-                    probe.apply(&a.diff(&b.state_vector()).unwrap()).unwrap().delta.is_none(),
+                    probe
+                        .apply(&a.diff(&b.state_vector()).unwrap())
+                        .unwrap()
+                        .delta
+                        .is_none(),
                     "seed {seed}: a diff between converged replicas still changes something"
                 );
             }
@@ -369,4 +411,3 @@ fn simulation_is_deterministic_per_seed() {
     assert_eq!(run(42), run(42));
     assert!(!run(42).is_empty(), "the simulation really edits");
 }
-

@@ -1,0 +1,233 @@
+//! The command line: `peerdoc serve` runs the daemon; every other command talks to the running
+//! daemon of the same data dir through its HTTP API (see [`crate::client`]).
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use libp2p::Multiaddr;
+
+use crate::client::Client;
+use crate::config::{Config, DEFAULT_HTTP};
+use crate::node::Node;
+
+/// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted.
+///
+/// Run `peerdoc serve` to start a node, then use the other commands (from another terminal) to
+/// create, share, join, read and write documents. A DOC argument is a document id, a unique
+/// prefix of it (4+ characters), or the document's local name.
+#[derive(Parser, Debug)]
+#[command(name = "peerdoc", version, about, long_about)]
+pub struct Cli {
+    /// Data directory of the node (database, identity). One data dir = one node.
+    /// [default: the platform data dir, e.g. ~/.local/share/peerdoc]
+    #[arg(long, global = true, env = "PEERDOC_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node: libp2p networking, sync, storage and the local HTTP API.
+    Serve(ServeArgs),
+    /// Create a new empty document and print its id.
+    New {
+        /// Local name of the document.
+        name: String,
+    },
+    /// List documents.
+    Ls,
+    /// Print a ticket that lets another node join DOC.
+    Share { doc: String },
+    /// Join a document from a ticket (fetches it from the sharer).
+    Join {
+        ticket: String,
+        /// Local name (default: the name in the ticket).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Print the document's text.
+    Cat { doc: String },
+    /// Replace the document's text with stdin (as a minimal diff, so concurrent edits elsewhere
+    /// survive), or append stdin with --append.
+    Write {
+        doc: String,
+        #[arg(long)]
+        append: bool,
+    },
+    /// Rename a document (locally).
+    Rename { doc: String, name: String },
+    /// Delete this node's copy of a document.
+    Rm { doc: String },
+    /// Node status: peer id, addresses, connected peers, documents and their sync state.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected peers.
+    Peers,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Local HTTP API address (port 0 picks a free port).
+    #[arg(long, default_value = DEFAULT_HTTP, value_name = "ADDR")]
+    pub http: SocketAddr,
+    /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Peer to stay connected to, as /ip4/…/tcp/…/p2p/<peer id> (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Disable LAN discovery (mDNS).
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Anti-entropy period in seconds (each doc is re-synced with each peer this often).
+    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub sync_interval: u64,
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let data = cli.data.clone().unwrap_or_else(Config::default_data_dir);
+    match cli.command {
+        Command::Serve(args) => serve(data, args).await,
+        other => tokio::task::spawn_blocking(move || client_command(data, other)).await?,
+    }
+}
+
+async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
+    let mut config = Config::new(&data);
+    config.http = Some(args.http);
+    config.listen = args.listen;
+    config.bootstrap = args.bootstrap;
+    config.mdns = !args.no_mdns;
+    config.sync_interval = Duration::from_secs(args.sync_interval);
+    let node = Node::spawn(config).await?;
+    let status = node.status().await?;
+    println!("peerdoc node {}", status.peer_id);
+    println!("  data dir: {}", data.display());
+    if let Some(http) = node.http_addr() {
+        println!("  http api: http://{http}");
+    }
+    for addr in &status.listen_addrs {
+        println!("  listening: {addr}");
+    }
+    wait_for_signal().await;
+    eprintln!("shutting down…");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn client_command(data: PathBuf, command: Command) -> Result<()> {
+    let client = Client::for_data_dir(&data)?;
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::New { name } => {
+            let doc = client.create(&name)?;
+            println!("{}", doc.id);
+        }
+        Command::Ls => {
+            for doc in client.list()? {
+                println!("{}  {}", doc.id, doc.name);
+            }
+        }
+        Command::Share { doc } => println!("{}", client.ticket(&doc)?),
+        Command::Join { ticket, name } => {
+            let doc = client.join(&ticket, name.as_deref())?;
+            println!("joined {} ({})", doc.name, doc.id);
+        }
+        Command::Cat { doc } => {
+            use std::io::Write;
+            let text = client.text(&doc)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Command::Write { doc, append } => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("stdin is not valid UTF-8 text")?;
+            client.write(&doc, &text, append)?;
+        }
+        Command::Rename { doc, name } => {
+            let doc = client.rename(&doc, &name)?;
+            println!("renamed to {}", doc.name);
+        }
+        Command::Rm { doc } => client.delete(&doc)?,
+        Command::Status { json } => {
+            let status = client.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+        }
+        Command::Peers => {
+            for peer in client.peers()? {
+                println!("{}  {}", peer.peer, peer.addrs.join(" "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &crate::node::Status) {
+    println!("peer id:   {}", s.peer_id);
+    println!("data dir:  {}", s.data_dir);
+    if let Some(http) = &s.http {
+        println!("http api:  http://{http}");
+    }
+    println!("listening:");
+    for a in &s.listen_addrs {
+        println!("  {a}");
+    }
+    println!("connected peers: {}", s.connected_peers.len());
+    for p in &s.connected_peers {
+        println!("  {}", p.peer);
+    }
+    println!("documents: {}", s.docs.len());
+    for d in &s.docs {
+        let synced = d.peers.iter().filter(|p| p.in_sync).count();
+        println!(
+            "  {}  {}  ({} peers, {} in sync)",
+            d.id,
+            d.name,
+            d.peers.len(),
+            synced
+        );
+        for p in &d.peers {
+            let when = p
+                .last_sync_secs
+                .map(|s| format!("synced {s}s ago"))
+                .unwrap_or_else(|| "not synced yet".into());
+            println!(
+                "    {}  {}{}",
+                p.peer,
+                when,
+                if p.in_sync { "" } else { ", behind" }
+            );
+        }
+    }
+}

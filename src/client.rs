@@ -1,0 +1,159 @@
+//! Small blocking HTTP client for the CLI: finds the running daemon of a data dir through the
+//! API address file it publishes, and calls the JSON API.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::config::api_addr_path;
+use crate::node::{DocInfo, PeerStatus, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no peerdoc daemon is running for data dir {0}; start one with `peerdoc --data {0} serve`"
+    )]
+    NoDaemon(PathBuf),
+    #[error("{0}")]
+    Api(String),
+    #[error("could not talk to the daemon: {0}")]
+    Transport(String),
+}
+
+pub struct Client {
+    base: String,
+    data_dir: PathBuf,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// Connects to the daemon serving `data_dir`.
+    pub fn for_data_dir(data_dir: &Path) -> Result<Client, ClientError> {
+        let addr = std::fs::read_to_string(api_addr_path(data_dir))
+            .map_err(|_| ClientError::NoDaemon(data_dir.to_path_buf()))?;
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(3))
+            // Joining waits for the sharer; everything else is quick.
+            .timeout(Duration::from_secs(120))
+            .build();
+        Ok(Client {
+            base: format!("http://{}", addr.trim()),
+            data_dir: data_dir.to_path_buf(),
+            agent,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn check(
+        &self,
+        result: Result<ureq::Response, ureq::Error>,
+    ) -> Result<ureq::Response, ClientError> {
+        match result {
+            Ok(r) => Ok(r),
+            Err(ureq::Error::Status(_, r)) => {
+                let body: serde_json::Value = r.into_json().unwrap_or_default();
+                Err(ClientError::Api(
+                    body["error"]
+                        .as_str()
+                        .unwrap_or("the daemon returned an error")
+                        .to_string(),
+                ))
+            }
+            // A stale address file from a daemon that died.
+            Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
+                Err(ClientError::NoDaemon(self.data_dir.clone()))
+            }
+            Err(e) => Err(ClientError::Transport(e.to_string())),
+        }
+    }
+
+    fn json<T: DeserializeOwned>(&self, r: ureq::Response) -> Result<T, ClientError> {
+        r.into_json()
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let r = self.check(self.agent.get(&self.url(path)).call())?;
+        self.json(r)
+    }
+
+    fn doc_path(doc: &str) -> String {
+        format!("/api/docs/{}", urlencode(doc))
+    }
+
+    pub fn status(&self) -> Result<Status, ClientError> {
+        self.get("/api/status")
+    }
+    pub fn peers(&self) -> Result<Vec<PeerStatus>, ClientError> {
+        self.get("/api/peers")
+    }
+    pub fn list(&self) -> Result<Vec<DocInfo>, ClientError> {
+        self.get("/api/docs")
+    }
+    pub fn create(&self, name: &str) -> Result<DocInfo, ClientError> {
+        let r = self.check(
+            self.agent
+                .post(&self.url("/api/docs"))
+                .send_json(serde_json::json!({ "name": name })),
+        )?;
+        self.json(r)
+    }
+    pub fn ticket(&self, doc: &str) -> Result<String, ClientError> {
+        let v: serde_json::Value = self.get(&format!("{}/ticket", Self::doc_path(doc)))?;
+        Ok(v["ticket"].as_str().unwrap_or_default().to_string())
+    }
+    pub fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
+        let r = self.check(
+            self.agent
+                .post(&self.url("/api/join"))
+                .send_json(serde_json::json!({ "ticket": ticket, "name": name })),
+        )?;
+        self.json(r)
+    }
+    pub fn text(&self, doc: &str) -> Result<String, ClientError> {
+        let r = self.check(
+            self.agent
+                .get(&self.url(&format!("{}/text", Self::doc_path(doc))))
+                .call(),
+        )?;
+        r.into_string()
+            .map_err(|e| ClientError::Transport(e.to_string()))
+    }
+    pub fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
+        let url = format!("{}/text?append={append}", Self::doc_path(doc));
+        self.check(
+            self.agent
+                .put(&self.url(&url))
+                .set("Content-Type", "text/plain; charset=utf-8")
+                .send_string(text),
+        )?;
+        Ok(())
+    }
+    pub fn rename(&self, doc: &str, name: &str) -> Result<DocInfo, ClientError> {
+        let r = self.check(
+            self.agent
+                .request("PATCH", &self.url(&Self::doc_path(doc)))
+                .send_json(serde_json::json!({ "name": name })),
+        )?;
+        self.json(r)
+    }
+    pub fn delete(&self, doc: &str) -> Result<(), ClientError> {
+        self.check(self.agent.delete(&self.url(&Self::doc_path(doc))).call())?;
+        Ok(())
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
