@@ -184,7 +184,7 @@ enum Command {
     Unsubscribe(String),
     Publish(String, Vec<u8>, oneshot::Sender<Result<(), NetError>>),
     Validate(MessageId, PeerId, MessageAcceptance),
-    Request(PeerId, Vec<u8>, oneshot::Sender<Result<Vec<u8>, NetError>>),
+    Request(PeerId, Vec<u8>, ResponseReply),
     Respond(ResponseChannel<Vec<u8>>, Vec<u8>),
     Status(oneshot::Sender<NetStatus>),
     IsConnected(PeerId, oneshot::Sender<bool>),
@@ -352,14 +352,15 @@ fn build_swarm(keypair: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>,
     Ok(swarm)
 }
 
+type ResponseReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
+
 /// Sole owner of the swarm.
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<NetEvent>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
-    pending_requests:
-        HashMap<OutboundRequestId, (PeerId, oneshot::Sender<Result<Vec<u8>, NetError>>)>,
+    pending_requests: HashMap<OutboundRequestId, (PeerId, ResponseReply)>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
     listeners_waiting: usize,
     ready: Option<oneshot::Sender<()>>,
@@ -536,14 +537,12 @@ impl EventLoop {
                 peer_id: Some(peer),
                 error,
                 ..
-            } => {
-                if !self.swarm.is_connected(&peer) {
-                    for waiter in self.pending_dials.remove(&peer).unwrap_or_default() {
-                        let _ = waiter.send(Err(NetError::Dial {
-                            peer,
-                            reason: error.to_string(),
-                        }));
-                    }
+            } if !self.swarm.is_connected(&peer) => {
+                for waiter in self.pending_dials.remove(&peer).unwrap_or_default() {
+                    let _ = waiter.send(Err(NetError::Dial {
+                        peer,
+                        reason: error.to_string(),
+                    }));
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,

@@ -164,8 +164,8 @@ struct Inner {
     http_cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     http_addr: Mutex<Option<SocketAddr>>,
-    /// Held for the node's lifetime: one daemon per data dir.
-    _lock: File,
+    /// Held until shutdown: one daemon per data dir.
+    lock: Mutex<Option<File>>,
 }
 
 impl Node {
@@ -234,7 +234,7 @@ impl Node {
                 cancel,
                 tasks: Mutex::new(vec![net_task, driver_task]),
                 http_addr: Mutex::new(None),
-                _lock: lock,
+                lock: Mutex::new(Some(lock)),
             }),
         };
         if let Some(addr) = config.http {
@@ -271,6 +271,8 @@ impl Node {
             room.close().await;
         }
         inner.store.close().await;
+        // Releases the data dir for a new node, even while handles to this one live on.
+        lock_mutex(&inner.lock).take();
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -50,6 +50,9 @@ pub struct Outgoing {
     pub payload: GossipPayload,
 }
 
+/// A diff and the state vector it was taken at.
+type DiffAndSv = (Vec<u8>, Vec<u8>);
+
 enum Command {
     ApplyRemote(Vec<u8>, oneshot::Sender<Result<Applied, RoomError>>),
     ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
@@ -57,10 +60,7 @@ enum Command {
     Append(String, oneshot::Sender<Result<(), RoomError>>),
     Text(oneshot::Sender<String>),
     StateVector(oneshot::Sender<Vec<u8>>),
-    Diff(
-        Vec<u8>,
-        oneshot::Sender<Result<(Vec<u8>, Vec<u8>), RoomError>>,
-    ),
+    Diff(Vec<u8>, oneshot::Sender<Result<DiffAndSv, RoomError>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -152,7 +152,7 @@ impl RoomHandle {
         self.call(Command::StateVector).await
     }
     /// What a replica at `remote_sv` lacks, and our state vector, taken together.
-    pub async fn diff(&self, remote_sv: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), RoomError> {
+    pub async fn diff(&self, remote_sv: Vec<u8>) -> Result<DiffAndSv, RoomError> {
         self.call(|r| Command::Diff(remote_sv, r)).await?
     }
     /// Every change from now on.

@@ -62,6 +62,8 @@ pub struct StoredDoc {
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+/// Sends a command's result once the batch's commit outcome (an error message, if it failed) is known.
+type DeferredReply = Box<dyn FnOnce(Option<&str>)>;
 
 enum Command {
     CreateDoc(DocMeta, Reply<()>),
@@ -221,7 +223,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
             }
         };
         // Replies wait until the commit succeeded, so "acknowledged" means "durable".
-        let mut replies: Vec<Box<dyn FnOnce(Option<&str>)>> = Vec::new();
+        let mut replies: Vec<DeferredReply> = Vec::new();
         for cmd in batch.drain(..) {
             if let Command::Close(done) = cmd {
                 close = Some(done);
@@ -244,11 +246,8 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
 }
 
 /// Runs one command inside the batch transaction; returns how to reply once the commit is known.
-fn execute(tx: &rusqlite::Transaction, cmd: Command) -> Box<dyn FnOnce(Option<&str>)> {
-    fn finish<T: Send + 'static>(
-        reply: Reply<T>,
-        result: Result<T, StoreError>,
-    ) -> Box<dyn FnOnce(Option<&str>)> {
+fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply {
+    fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> DeferredReply {
         Box::new(move |commit_failure| {
             let result = match commit_failure {
                 Some(e) => Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(

@@ -1,0 +1,235 @@
+//! The `peerdoc` binary as a user runs it: real daemons, the README walkthrough, `kill -9`
+//! durability, and one-line errors with non-zero exit codes.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
+
+struct Daemon {
+    child: Child,
+    data: PathBuf,
+}
+
+impl Daemon {
+    fn start(data: &Path) -> Daemon {
+        let _ = std::fs::remove_file(data.join("api.addr"));
+        let child = Command::new(BIN)
+            .args([
+                "--data",
+                data.to_str().unwrap(),
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+                "--sync-interval",
+                "1",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn peerdoc serve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !data.join("api.addr").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "daemon in {} did not start",
+                data.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Daemon {
+            child,
+            data: data.to_path_buf(),
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        peerdoc(&self.data, args, stdin)
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "peerdoc {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    fn stop(mut self) {
+        unsafe_sigterm(self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn readme_walkthrough_between_two_daemons() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&root.path().join("a"));
+    let b = Daemon::start(&root.path().join("b"));
+
+    let id = a.ok(&["new", "notes"], None).trim().to_string();
+    assert_eq!(id.len(), 32, "new prints the doc id: {id:?}");
+    a.ok(&["write", "notes"], Some("hello\n"));
+    let ticket = a.ok(&["share", "notes"], None).trim().to_string();
+    assert!(ticket.starts_with("peerdoc1"));
+    let joined = b.ok(&["join", &ticket], None);
+    assert!(joined.contains("notes"), "{joined}");
+    assert_eq!(b.ok(&["cat", "notes"], None), "hello\n");
+
+    // Both edit; each edit reaches the other.
+    b.ok(&["write", "notes", "--append"], Some("from b\n"));
+    a.ok(&["write", &id[..8], "--append"], Some("from a\n"));
+    wait_for("both edits everywhere", || {
+        let ta = a.ok(&["cat", &id], None);
+        let tb = b.ok(&["cat", "notes"], None);
+        ta == tb && ta.contains("from a") && ta.contains("from b")
+    });
+    let ls = b.ok(&["ls"], None);
+    assert!(ls.contains(&id) && ls.contains("notes"), "{ls}");
+    let status = a.ok(&["status"], None);
+    assert!(status.contains("connected peers: 1"), "{status}");
+    let peers = a.ok(&["peers"], None);
+    assert_eq!(peers.lines().count(), 1, "{peers}");
+
+    // B goes away; A edits; B comes back and catches up.
+    b.stop();
+    a.ok(&["write", "notes", "--append"], Some("while b was away\n"));
+    let b = Daemon::start(&root.path().join("b"));
+    wait_for("b catches up after restart", || {
+        b.ok(&["cat", "notes"], None).contains("while b was away")
+    });
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn acknowledged_write_survives_kill_9() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("a");
+    let a = Daemon::start(&data);
+    a.ok(&["new", "log"], None);
+    let mut expected = String::new();
+    for i in 0..20 {
+        let line = format!("entry {i}\n");
+        a.ok(&["write", "log", "--append"], Some(&line));
+        expected.push_str(&line);
+    }
+    a.kill9(); // right after the last acknowledged write
+    let a = Daemon::start(&data);
+    assert_eq!(a.ok(&["cat", "log"], None), expected);
+    a.stop();
+}
+
+#[test]
+fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("none");
+
+    let out = peerdoc(&data, &["ls"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("no peerdoc daemon is running") && err.contains("serve"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let a = Daemon::start(&root.path().join("a"));
+    for (args, needle) in [
+        (vec!["cat", "missing"], "no document matches"),
+        (vec!["join", "peerdoc1garbage"], "bad ticket"),
+        (vec!["join", "not-a-ticket"], "not a peerdoc ticket"),
+        (vec!["new", ""], "invalid document name"),
+    ] {
+        let out = a.run(&args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    let out = a.run(&["frobnicate"], None);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    a.stop();
+
+    // A damaged database: serve refuses to start and says what to do.
+    let bad = root.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("peerdoc.db"), vec![0x42; 4096]).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--data",
+            bad.to_str().unwrap(),
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--no-mdns",
+        ])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("corrupt") && err.contains("move it aside"),
+        "{err}"
+    );
+}

@@ -1,0 +1,202 @@
+//! Several real nodes co-editing: concurrent writes, restarts, offline edits.
+
+use super::common::*;
+use peerdoc::Node;
+
+/// A creates `notes`; the others join from A's ticket.
+async fn share(a: &Node, others: &[&Node], initial: &str) -> String {
+    let doc = a.create_doc("notes").await.unwrap();
+    a.write(&doc.id, initial.into(), false).await.unwrap();
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    for node in others {
+        let joined = node.join(&ticket, None).await.unwrap();
+        assert_eq!(joined.id, doc.id);
+        assert_eq!(
+            node.text(&doc.id).await.unwrap(),
+            initial,
+            "join fetches the text"
+        );
+    }
+    doc.id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_write_concurrently_and_converge() {
+    let d = dirs(3);
+    let (a, b, c) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let doc = share(&a, &[&b, &c], "title\n").await;
+
+    // Every node appends concurrently, many times.
+    let edits = |node: Node, tag: &'static str| {
+        let doc = doc.clone();
+        tokio::spawn(async move {
+            for i in 0..10 {
+                node.write(&doc, format!("{tag}{i}\n"), true).await.unwrap();
+            }
+        })
+    };
+    let tasks = [
+        edits(a.clone(), "a"),
+        edits(b.clone(), "b"),
+        edits(c.clone(), "c"),
+    ];
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let text = wait_converged(&[&a, &b, &c], &doc, |t| {
+        ["a", "b", "c"]
+            .iter()
+            .all(|tag| (0..10).all(|i| t.contains(&format!("{tag}{i}\n"))))
+    })
+    .await;
+    assert!(text.starts_with("title\n"), "{text:?}");
+    assert_eq!(text.lines().count(), 31);
+
+    let status = a.status().await.unwrap();
+    assert_eq!(status.docs.len(), 1);
+    assert_eq!(
+        status.docs[0].peers.len(),
+        2,
+        "A sees both peers sharing the doc"
+    );
+    for n in [&a, &b, &c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_node_catches_up_and_its_offline_edits_spread() {
+    let d = dirs(3);
+    let (a, b, c) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let ports = [tcp_port(&a).await, tcp_port(&b).await, tcp_port(&c).await];
+    let doc = share(&a, &[&b, &c], "start\n").await;
+
+    // C goes down; A and B keep editing.
+    c.shutdown().await;
+    a.write(&doc, "from a while c was down\n".into(), true)
+        .await
+        .unwrap();
+    b.write(&doc, "from b while c was down\n".into(), true)
+        .await
+        .unwrap();
+    wait_converged(&[&a, &b], &doc, |t| {
+        t.contains("from a while") && t.contains("from b while")
+    })
+    .await;
+
+    // A and B go down; C comes back alone and edits offline.
+    a.shutdown().await;
+    b.shutdown().await;
+    let c = start_on(&d.paths[2], ports[2]).await;
+    // A rewrite (minimal diff) of the line C knows, concurrent with A's and B's appends.
+    let seen = c.text(&doc).await.unwrap();
+    assert_eq!(seen, "start\n");
+    c.write(&doc, "START\noffline edit on c\n".into(), false)
+        .await
+        .unwrap();
+    assert!(
+        !c.text(&doc).await.unwrap().contains("from a while"),
+        "C has not met anyone yet"
+    );
+
+    // Everyone is back (same addresses): C catches up and its offline edit reaches A and B.
+    let a = start_on(&d.paths[0], ports[0]).await;
+    let b = start_on(&d.paths[1], ports[1]).await;
+    let text = wait_converged(&[&a, &b, &c], &doc, |t| {
+        t.contains("from a while") && t.contains("from b while") && t.contains("offline edit on c")
+    })
+    .await;
+    assert!(text.starts_with("START\n"), "{text:?}");
+    assert_eq!(text.lines().count(), 4, "{text:?}");
+    for n in [&a, &b, &c] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_documents_sync_in_chunks_and_large_edits_propagate() {
+    let d = dirs(2);
+    let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    // 600 KB: far beyond one gossip message or one sync chunk.
+    let big: String = (0..12_000)
+        .map(|i| format!("line {i:05} of a long document\n"))
+        .collect();
+    assert!(big.len() > 300_000);
+    let doc = share(&a, &[], "").await;
+    a.write(&doc, big.clone(), false).await.unwrap();
+    let ticket = a.ticket(&doc).await.unwrap();
+    b.join(&ticket, None).await.unwrap();
+    assert_eq!(
+        b.text(&doc).await.unwrap(),
+        big,
+        "join pulled the whole large state"
+    );
+
+    // A large live edit (announced over gossip, pulled over sync).
+    let more: String = (0..3_000).map(|i| format!("appended {i}\n")).collect();
+    a.write(&doc, more.clone(), true).await.unwrap();
+    wait_converged(&[&a, &b], &doc, |t| t.ends_with(&more)).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_preserves_documents_and_text() {
+    let d = dirs(1);
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("keep me").await.unwrap();
+    a.write(&doc.id, "persisted ✓ 🎉\n".into(), false)
+        .await
+        .unwrap();
+    let peer_id = a.peer_id();
+    a.shutdown().await;
+    let a = start(&d.paths[0]).await;
+    assert_eq!(a.peer_id(), peer_id, "identity is persistent");
+    assert_eq!(a.list_docs().await.unwrap(), vec![doc.clone()]);
+    assert_eq!(a.text("keep me").await.unwrap(), "persisted ✓ 🎉\n");
+    assert_eq!(
+        a.text(&doc.id[..6]).await.unwrap(),
+        "persisted ✓ 🎉\n",
+        "unique prefix"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_edits_arrive_by_gossip_without_waiting_for_anti_entropy() {
+    let d = dirs(2);
+    let slow = |dir| {
+        let mut config = test_config(dir, 0);
+        config.sync_interval = std::time::Duration::from_secs(3600);
+        config
+    };
+    let a = start_with(slow(&d.paths[0])).await;
+    let b = start_with(slow(&d.paths[1])).await;
+    let doc = share(&a, &[&b], "").await;
+    // Gossip reaches a peer once its subscription is known on both sides.
+    for node in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while node.status().await.unwrap().docs[0].peers.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "subscriptions never exchanged"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for i in 0..20 {
+        a.write(&doc, format!("a{i}\n"), true).await.unwrap();
+        b.write(&doc, format!("b{i}\n"), true).await.unwrap();
+    }
+    wait_converged(&[&a, &b], &doc, |t| t.lines().count() == 40).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,0 +1,146 @@
+//! A hostile peer on the document's topic and on the sync protocol cannot crash a node or put
+//! a byte into the document.
+
+use std::time::Duration;
+
+use super::common::*;
+use libp2p::identity::Keypair;
+use peerdoc::doc::Document;
+use peerdoc::envelope::{DocKey, Purpose, Ticket};
+use peerdoc::net::{Net, NetConfig};
+use peerdoc::sync::{GossipPayload, RequestBody, SyncRequest, SyncResponse};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
+    let d = dirs(2);
+    let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    let doc = a.create_doc("target").await.unwrap();
+    a.write(&doc.id, "honest\n".into(), false).await.unwrap();
+    let ticket = Ticket::decode(&a.ticket(&doc.id).await.unwrap()).unwrap();
+    b.join(&ticket.encode(), None).await.unwrap();
+
+    // The attacker knows the doc id (so the topic) and A's address, but not the key.
+    let cancel = CancellationToken::new();
+    let config = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+    };
+    let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
+        .await
+        .unwrap();
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
+    let topic = ticket.doc.topic();
+    evil.subscribe(ticket.doc.topic_name()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the mesh include the attacker
+
+    let wrong_key = DocKey::random();
+    let mut injected = Document::new();
+    let evil_update = injected.append_text("EVIL").unwrap();
+    let mut attacks: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff; 100],
+        b"\x01garbage that looks versioned".to_vec(),
+        wrong_key.seal(
+            &topic,
+            Purpose::Gossip,
+            &GossipPayload::Update(evil_update.clone()).encode(),
+        ),
+        // Correctly keyed for another purpose (replayed context) is refused too.
+        ticket.key.seal(
+            &topic,
+            Purpose::SyncResponse,
+            &GossipPayload::Update(evil_update.clone()).encode(),
+        ),
+    ];
+    // Even a key holder gone bad cannot inject undecodable updates.
+    attacks.push(ticket.key.seal(
+        &topic,
+        Purpose::Gossip,
+        &GossipPayload::Update(vec![9; 40]).encode(),
+    ));
+    attacks.push(
+        ticket
+            .key
+            .seal(&topic, Purpose::Gossip, &[0xde, 0xad, 0xbe, 0xef]),
+    );
+    for (i, payload) in attacks.into_iter().enumerate() {
+        // Vary the bytes so gossipsub's duplicate filter does not hide any attack.
+        let mut payload = payload;
+        if payload.is_empty() {
+            payload.push(i as u8);
+        }
+        let _ = evil.publish(ticket.doc.topic_name(), payload).await;
+    }
+
+    // Sync protocol: garbage, wrong key, unknown doc, bogus continuation.
+    let requests: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![1; 10],
+        vec![7; 5000],
+        SyncRequest {
+            topic,
+            sealed: vec![1; 64],
+        }
+        .encode(),
+        SyncRequest {
+            topic,
+            sealed: wrong_key.seal(
+                &topic,
+                Purpose::SyncRequest,
+                &RequestBody::Start { sv: vec![0] }.encode(),
+            ),
+        }
+        .encode(),
+        SyncRequest {
+            topic,
+            sealed: ticket.key.seal(&topic, Purpose::SyncRequest, &[5, 5, 5]),
+        }
+        .encode(),
+        SyncRequest {
+            topic,
+            sealed: ticket.key.seal(
+                &topic,
+                Purpose::SyncRequest,
+                &RequestBody::Continue {
+                    transfer: 12345,
+                    offset: 1 << 40,
+                }
+                .encode(),
+            ),
+        }
+        .encode(),
+    ];
+    let mut answers = Vec::new();
+    for req in requests {
+        if let Ok(bytes) = evil.request(ticket.peer, req).await {
+            answers.push(SyncResponse::decode(&bytes).unwrap());
+        }
+    }
+    assert!(
+        answers.contains(&SyncResponse::BadRequest),
+        "garbage is answered with BadRequest: {answers:?}"
+    );
+    assert!(
+        answers.contains(&SyncResponse::TransferExpired),
+        "{answers:?}"
+    );
+    assert!(
+        !answers.iter().any(|r| matches!(r, SyncResponse::Chunk(_))),
+        "no document data for a wrong key: {answers:?}"
+    );
+
+    // The honest nodes keep syncing; no garbage reached the document.
+    b.write(&doc.id, "from b after the attack\n".into(), true)
+        .await
+        .unwrap();
+    let text = wait_converged(&[&a, &b], &doc.id, |t| t.contains("after the attack")).await;
+    assert_eq!(text, "honest\nfrom b after the attack\n");
+    assert!(a.status().await.is_ok(), "A is alive");
+    cancel.cancel();
+    a.shutdown().await;
+    b.shutdown().await;
+}

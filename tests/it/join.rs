@@ -1,0 +1,95 @@
+//! Joining with bad tickets fails clearly and leaves nothing behind.
+
+use super::common::*;
+use peerdoc::envelope::{Capability, DocKey, Ticket};
+use peerdoc::{DocId, Error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_ticket_is_refused_with_a_clear_error() {
+    let d = dirs(2);
+    let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    let doc = a.create_doc("notes").await.unwrap();
+    let ticket = a.ticket(&doc.id).await.unwrap();
+
+    let mut chars: Vec<char> = ticket.chars().collect();
+    let i = chars.len() - 10;
+    chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
+    let corrupted: String = chars.into_iter().collect();
+    for bad in [corrupted.as_str(), &ticket[..ticket.len() / 2], "hello", ""] {
+        let err = b.join(bad, None).await.expect_err("bad ticket must fail");
+        assert!(matches!(err, Error::Ticket(_)), "{bad:?}: {err}");
+        assert!(err.to_string().contains("ticket"), "{err}");
+    }
+    assert!(
+        b.list_docs().await.unwrap().is_empty(),
+        "nothing was created"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_for_a_doc_nobody_serves_fails_and_keeps_nothing() {
+    let d = dirs(2);
+    let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    let real = Ticket::decode(
+        &a.ticket(&a.create_doc("x").await.unwrap().id)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    // Same sharer, but a document it does not have.
+    let forged = Ticket {
+        doc: DocId::random(),
+        key: DocKey::random(),
+        capability: Capability::ReadWrite,
+        name: "ghost".into(),
+        ..real.clone()
+    };
+    let err = b.join(&forged.encode(), None).await.expect_err("must fail");
+    assert!(matches!(err, Error::NotShared), "{err}");
+    assert!(b.list_docs().await.unwrap().is_empty(), "rolled back");
+
+    // The right doc with a wrong key: the sharer refuses, nothing is kept.
+    let wrong_key = Ticket {
+        key: DocKey::random(),
+        ..real.clone()
+    };
+    let err = b
+        .join(&wrong_key.encode(), None)
+        .await
+        .expect_err("must fail");
+    assert!(matches!(err, Error::JoinSync(_)), "{err}");
+    assert!(b.list_docs().await.unwrap().is_empty(), "rolled back");
+
+    // A sharer that is not running.
+    let port = tcp_port(&a).await;
+    a.shutdown().await;
+    let err = b.join(&real.encode(), None).await.expect_err("must fail");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(err.to_string().contains("is running"), "{err}");
+    assert!(b.list_docs().await.unwrap().is_empty());
+
+    // Once the sharer is back, the same ticket works.
+    let a = start_on(&d.paths[0], port).await;
+    b.join(&real.encode(), None).await.unwrap();
+    assert_eq!(b.list_docs().await.unwrap().len(), 1);
+    let err = b.join(&real.encode(), None).await.expect_err("twice");
+    assert!(matches!(err, Error::AlreadyJoined(_)), "{err}");
+    let err = a.join(&real.encode(), None).await.expect_err("own ticket");
+    assert!(matches!(err, Error::OwnTicket), "{err}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_daemon_per_data_dir() {
+    let d = dirs(1);
+    let a = start(&d.paths[0]).await;
+    let err = peerdoc::Node::spawn(test_config(&d.paths[0], 0))
+        .await
+        .err()
+        .expect("locked");
+    assert!(matches!(err, Error::Locked(_)), "{err}");
+    a.shutdown().await;
+}
