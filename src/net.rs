@@ -27,6 +27,8 @@ use crate::sync::{MAX_GOSSIP_MESSAGE, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PRO
 const IDENTIFY_PROTOCOL: &str = "/peerdoc/id/1";
 /// Addresses remembered per peer.
 const MAX_ADDRS_PER_PEER: usize = 16;
+/// Events queued for a slow consumer before gossip and requests are shed.
+const MAX_QUEUED_EVENTS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -225,6 +227,7 @@ impl Net {
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
             addresses: HashMap::new(),
+            queue: std::collections::VecDeque::new(),
             listeners_waiting: config.listen.len(),
             ready: Some(ready_tx),
         };
@@ -362,19 +365,32 @@ struct EventLoop {
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, ResponseReply)>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Events waiting for room in `events`. The loop never blocks on its consumer, so it keeps
+    /// serving commands (a consumer waiting on a command can never deadlock with it).
+    queue: std::collections::VecDeque<NetEvent>,
     listeners_waiting: usize,
     ready: Option<oneshot::Sender<()>>,
 }
 
 impl EventLoop {
     async fn run(mut self, cancel: CancellationToken) {
+        let events = self.events.clone();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => break,
+                },
+                permit = events.reserve(), if !self.queue.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(event) = self.queue.pop_front() {
+                            permit.send(event);
+                        }
+                    }
+                    // Nobody listens any more: the node is shutting down.
+                    Err(_) => self.queue.clear(),
                 },
             }
         }
@@ -493,13 +509,18 @@ impl EventLoop {
         }
     }
 
-    async fn emit(&mut self, event: NetEvent) {
-        if self.events.send(event).await.is_err() {
-            tracing::debug!("network event dropped: no listener");
+    fn emit(&mut self, event: NetEvent) {
+        if self.queue.len() >= MAX_QUEUED_EVENTS
+            && matches!(event, NetEvent::Gossip { .. } | NetEvent::Request { .. })
+        {
+            // Shed load: unvalidated gossip expires, a dropped request fails at its sender.
+            tracing::warn!("overloaded: dropping a network event");
+            return;
         }
+        self.queue.push_back(event);
     }
 
-    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 tracing::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
@@ -523,7 +544,7 @@ impl EventLoop {
                     let _ = waiter.send(Ok(()));
                 }
                 if num_established.get() == 1 {
-                    self.emit(NetEvent::Connected { peer: peer_id }).await;
+                    self.emit(NetEvent::Connected { peer: peer_id });
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -531,7 +552,7 @@ impl EventLoop {
                 num_established: 0,
                 ..
             } => {
-                self.emit(NetEvent::Disconnected { peer: peer_id }).await;
+                self.emit(NetEvent::Disconnected { peer: peer_id });
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -545,12 +566,12 @@ impl EventLoop {
                     }));
                 }
             }
-            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event).await,
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
         }
     }
 
-    async fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
                 propagation_source,
@@ -563,15 +584,13 @@ impl EventLoop {
                     via: propagation_source,
                     id: message_id,
                     data: message.data,
-                })
-                .await;
+                });
             }
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
                 self.emit(NetEvent::Subscribed {
                     peer: peer_id,
                     topic: topic.into_string(),
-                })
-                .await;
+                });
             }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
@@ -582,8 +601,7 @@ impl EventLoop {
                             peer,
                             data: request,
                             channel,
-                        })
-                        .await;
+                        });
                     }
                     request_response::Message::Response {
                         request_id,
@@ -617,8 +635,7 @@ impl EventLoop {
                 self.emit(NetEvent::Identified {
                     peer: peer_id,
                     addrs,
-                })
-                .await;
+                });
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut peers = HashSet::new();
