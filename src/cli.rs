@@ -76,9 +76,14 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Local HTTP API address (port 0 picks a free port).
+    /// Local HTTP API and web editor address (port 0 picks a free port). Binding anything but
+    /// a loopback address requires --http-token.
     #[arg(long, default_value = DEFAULT_HTTP, value_name = "ADDR")]
     pub http: SocketAddr,
+    /// Access token for the HTTP API; every request must then carry it (header
+    /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
+    #[arg(long, env = "PEERDOC_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub http_token: Option<String>,
     /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
@@ -104,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     let mut config = Config::new(&data);
     config.http = Some(args.http);
+    config.http_token = args.http_token.filter(|t| !t.is_empty());
     config.listen = args.listen;
     config.bootstrap = args.bootstrap;
     config.mdns = !args.no_mdns;
@@ -113,7 +119,7 @@ async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     println!("peerdoc node {}", status.peer_id);
     println!("  data dir: {}", data.display());
     if let Some(http) = node.http_addr() {
-        println!("  http api: http://{http}");
+        println!("  web editor and api: http://{http}/");
     }
     for addr in &status.listen_addrs {
         println!("  listening: {addr}");

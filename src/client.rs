@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::config::api_addr_path;
+use crate::config::{api_addr_path, api_token_path};
 use crate::node::{DocInfo, PeerStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,7 @@ pub enum ClientError {
 
 pub struct Client {
     base: String,
+    token: Option<String>,
     data_dir: PathBuf,
     agent: ureq::Agent,
 }
@@ -37,7 +38,9 @@ impl Client {
             // Joining waits for the sharer; everything else is quick.
             .timeout(Duration::from_secs(120))
             .build();
+        let token = std::fs::read_to_string(api_token_path(data_dir)).ok();
         Ok(Client {
+            token,
             base: format!("http://{}", addr.trim()),
             data_dir: data_dir.to_path_buf(),
             agent,
@@ -46,6 +49,14 @@ impl Client {
 
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let request = self.agent.request(method, &self.url(path));
+        match &self.token {
+            Some(token) => request.set("Authorization", &format!("Bearer {}", token.trim())),
+            None => request,
+        }
     }
 
     fn check(
@@ -77,7 +88,7 @@ impl Client {
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let r = self.check(self.agent.get(&self.url(path)).call())?;
+        let r = self.check(self.request("GET", path).call())?;
         self.json(r)
     }
 
@@ -96,8 +107,7 @@ impl Client {
     }
     pub fn create(&self, name: &str) -> Result<DocInfo, ClientError> {
         let r = self.check(
-            self.agent
-                .post(&self.url("/api/docs"))
+            self.request("POST", "/api/docs")
                 .send_json(serde_json::json!({ "name": name })),
         )?;
         self.json(r)
@@ -108,16 +118,14 @@ impl Client {
     }
     pub fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
         let r = self.check(
-            self.agent
-                .post(&self.url("/api/join"))
+            self.request("POST", "/api/join")
                 .send_json(serde_json::json!({ "ticket": ticket, "name": name })),
         )?;
         self.json(r)
     }
     pub fn text(&self, doc: &str) -> Result<String, ClientError> {
         let r = self.check(
-            self.agent
-                .get(&self.url(&format!("{}/text", Self::doc_path(doc))))
+            self.request("GET", &format!("{}/text", Self::doc_path(doc)))
                 .call(),
         )?;
         r.into_string()
@@ -126,8 +134,7 @@ impl Client {
     pub fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
         let url = format!("{}/text?append={append}", Self::doc_path(doc));
         self.check(
-            self.agent
-                .put(&self.url(&url))
+            self.request("PUT", &url)
                 .set("Content-Type", "text/plain; charset=utf-8")
                 .send_string(text),
         )?;
@@ -135,14 +142,13 @@ impl Client {
     }
     pub fn rename(&self, doc: &str, name: &str) -> Result<DocInfo, ClientError> {
         let r = self.check(
-            self.agent
-                .request("PATCH", &self.url(&Self::doc_path(doc)))
+            self.request("PATCH", &Self::doc_path(doc))
                 .send_json(serde_json::json!({ "name": name })),
         )?;
         self.json(r)
     }
     pub fn delete(&self, doc: &str) -> Result<(), ClientError> {
-        self.check(self.agent.delete(&self.url(&Self::doc_path(doc))).call())?;
+        self.check(self.request("DELETE", &Self::doc_path(doc)).call())?;
         Ok(())
     }
 }

@@ -16,6 +16,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Local HTTP API address; `None` runs without the HTTP API (embedded use). Port 0 picks one.
     pub http: Option<SocketAddr>,
+    /// Access token for the HTTP API. Required when `http` is not a loopback address; then
+    /// every request must carry it (`Authorization: Bearer …` or `?token=…`).
+    pub http_token: Option<String>,
     /// libp2p listen addresses. Empty: TCP and QUIC on all interfaces, reusing the ports of the
     /// previous run when free (so peers that remember us can reconnect).
     pub listen: Vec<Multiaddr>,
@@ -39,6 +42,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             http: Some(DEFAULT_HTTP.parse().expect("valid default address")),
+            http_token: None,
             listen: Vec::new(),
             mdns: true,
             bootstrap: Vec::new(),
@@ -70,6 +74,11 @@ impl Config {
 /// The file in which a running daemon publishes its HTTP API address for the CLI.
 pub fn api_addr_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("api.addr")
+}
+
+/// The file (mode 0600) holding the HTTP API token, when one is set, for the CLI.
+pub fn api_token_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("api.token")
 }
 
 impl Default for Config {

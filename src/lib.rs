@@ -37,6 +37,7 @@ pub mod peer;
 pub mod room;
 pub mod store;
 pub mod sync;
+pub mod ws;
 
 pub use config::Config;
 pub use doc::DocId;

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{api_addr_path, Config};
+use crate::config::{api_addr_path, api_token_path, Config};
 use crate::doc::DocId;
 use crate::envelope::{Capability, DocKey, Ticket, TicketError};
 use crate::net::{Net, NetConfig, NetError, PeerInfo};
@@ -69,6 +69,11 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "the HTTP API on {0} would be reachable from other machines; set an access token with \
+         --http-token (or bind 127.0.0.1)"
+    )]
+    HttpTokenRequired(SocketAddr),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -238,6 +243,10 @@ impl Node {
             }),
         };
         if let Some(addr) = config.http {
+            if !addr.ip().is_loopback() && config.http_token.is_none() {
+                node.shutdown().await;
+                return Err(Error::HttpTokenRequired(addr));
+            }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| Error::Http { addr, source })?;
@@ -247,6 +256,11 @@ impl Node {
             let task = crate::api::serve(node.clone(), listener, node.inner.http_cancel.clone());
             node.inner.tasks_push(task);
             *lock_mutex(&node.inner.http_addr) = Some(bound);
+            let token_path = api_token_path(&config.data_dir);
+            let _ = std::fs::remove_file(&token_path);
+            if let Some(token) = &config.http_token {
+                write_private(&token_path, token.as_bytes()).map_err(data_err)?;
+            }
             std::fs::write(api_addr_path(&config.data_dir), bound.to_string()).map_err(data_err)?;
         }
         Ok(node)
@@ -261,6 +275,7 @@ impl Node {
         inner.http_cancel.cancel();
         if lock_mutex(&inner.http_addr).take().is_some() {
             let _ = std::fs::remove_file(api_addr_path(&inner.config.data_dir));
+            let _ = std::fs::remove_file(api_token_path(&inner.config.data_dir));
         }
         inner.cancel.cancel();
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *lock_mutex(&inner.tasks));
@@ -284,6 +299,10 @@ impl Node {
     }
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+    /// Fires when the node starts shutting down (long-lived sessions end on it).
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.http_cancel.clone()
     }
 
     /// Creates an empty document.

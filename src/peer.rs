@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use crate::doc::{parse_topic_name, sv_has_unseen, DocError, DocId};
 use crate::envelope::{EnvelopeError, Purpose};
 use crate::net::{Net, NetError, NetEvent};
-use crate::room::{Outgoing, RoomError, RoomHandle, Rooms};
+use crate::room::{Origin, Outgoing, RoomError, RoomHandle, Rooms};
 use crate::store::Store;
 use crate::sync::{
-    Chunk, GossipPayload, Pull, RequestBody, Step, SyncError, SyncRequest, SyncResponse, Transfers,
+    Chunk, Pull, RequestBody, Step, SyncError, SyncRequest, SyncResponse, Transfers, YMessage,
     CHUNK_SIZE,
 };
 
@@ -461,7 +461,7 @@ impl State {
             .key
             .open(&room.topic, Purpose::Gossip, data)
             .map_err(PeerError::from)
-            .and_then(|plain| Ok(GossipPayload::decode(&plain)?))
+            .and_then(|plain| Ok(YMessage::decode(&plain)?))
         {
             Ok(payload) => payload,
             Err(e) => {
@@ -470,7 +470,7 @@ impl State {
             }
         };
         match payload {
-            GossipPayload::Update(update) => match room.apply_remote(update).await {
+            YMessage::Update(update) => match room.apply_remote(update).await {
                 Ok(applied) => {
                     if applied.incomplete {
                         self.start_pull(from, room.id);
@@ -482,7 +482,7 @@ impl State {
                     MessageAcceptance::Reject
                 }
             },
-            GossipPayload::Have(_) => {
+            YMessage::SyncStep1(_) => {
                 // The author has a change too big for gossip: fetch it from them if we can
                 // reach them, else from the neighbour that forwarded the announcement.
                 let target = match source {
@@ -492,8 +492,19 @@ impl State {
                 self.start_pull(target, room.id);
                 MessageAcceptance::Accept
             }
-            // Presence is relayed to local editors by the editor layer; nothing to store.
-            GossipPayload::Awareness(_) => MessageAcceptance::Accept,
+            YMessage::Awareness(update) => {
+                match room.apply_awareness(update, Origin::Remote).await {
+                    Ok(()) => MessageAcceptance::Accept,
+                    Err(e) => {
+                        tracing::warn!(doc = %room.id, peer = %from, "dropped presence: {e}");
+                        MessageAcceptance::Reject
+                    }
+                }
+            }
+            YMessage::SyncStep2(_) | YMessage::QueryAwareness => {
+                tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: not a gossip message");
+                MessageAcceptance::Reject
+            }
         }
     }
 

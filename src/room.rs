@@ -1,17 +1,26 @@
-//! One task per open document: it alone owns the document's [`Document`], applies local and
-//! remote updates, persists them through the [`Store`] (a local edit is acknowledged only once
-//! committed), compacts the log, and fans changes out: local edits to the network outbox,
-//! every change to local subscribers (editor sessions). [`Rooms`] is the registry of open rooms.
+//! One task per open document: it alone owns the document's [`Document`] and its presence
+//! (awareness) states, applies local and remote updates, persists them through the [`Store`] (a
+//! local edit is acknowledged only once committed), compacts the log, and fans changes out:
+//! local edits and presence to the network outbox, every change to local subscribers (editor
+//! sessions). Presence is never stored; states not renewed for 30 s expire.
+//! [`Rooms`] is the registry of open rooms.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
+use yrs::sync::Awareness;
+use yrs::updates::encoder::Encode;
 
 use crate::doc::{Applied, DocError, DocId, Document};
 use crate::envelope::DocKey;
 use crate::store::{DocMeta, Store, StoreError};
-use crate::sync::{GossipPayload, MAX_GOSSIP_UPDATE};
+use crate::sync::{decode_awareness, SyncError, YMessage, MAX_GOSSIP_UPDATE};
+
+/// Presence states not renewed for this long are dropped (y-protocols clients renew every 15 s).
+const PRESENCE_TIMEOUT_MS: u64 = 30_000;
+const PRESENCE_CHECK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
@@ -23,6 +32,8 @@ pub enum RoomError {
     Corrupt(DocId, DocError),
     #[error("document {0} is closed")]
     Closed(DocId),
+    #[error("malformed awareness update: {0}")]
+    Awareness(#[from] SyncError),
 }
 
 /// Where a change came from, so subscribers can skip their own echoes.
@@ -36,18 +47,19 @@ pub enum Origin {
     Session(u64),
 }
 
-/// A change that happened to the document, as an encoded yrs update.
+/// A change to the document or to its presence states.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub origin: Origin,
-    pub update: Arc<[u8]>,
+    /// `Update` (a yrs update) or `Awareness` (an awareness update).
+    pub message: Arc<YMessage>,
 }
 
-/// A local edit for the network: the doc and what to gossip about it.
+/// A local edit or presence change for the network: the doc and what to gossip about it.
 #[derive(Debug)]
 pub struct Outgoing {
     pub doc: DocId,
-    pub payload: GossipPayload,
+    pub payload: YMessage,
 }
 
 /// A diff and the state vector it was taken at.
@@ -58,6 +70,9 @@ enum Command {
     ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
     Replace(String, oneshot::Sender<Result<(), RoomError>>),
     Append(String, oneshot::Sender<Result<(), RoomError>>),
+    ApplyAwareness(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
+    AwarenessState(oneshot::Sender<Option<Vec<u8>>>),
+    RemoveAwareness(Vec<u64>, Origin, oneshot::Sender<()>),
     Text(oneshot::Sender<String>),
     StateVector(oneshot::Sender<Vec<u8>>),
     Diff(Vec<u8>, oneshot::Sender<Result<DiffAndSv, RoomError>>),
@@ -98,9 +113,11 @@ impl RoomHandle {
         .map_err(|e| RoomError::Corrupt(meta.id, e))?;
         let (tx, rx) = mpsc::channel(256);
         let (changes, _) = broadcast::channel(1024);
+        let awareness = Awareness::new(doc.ydoc().clone());
         let room = Room {
             id: meta.id,
             doc,
+            awareness,
             ctx,
             last_seq: stored.last_seq,
             since_compaction: pending_log,
@@ -145,6 +162,18 @@ impl RoomHandle {
     pub async fn append_text(&self, text: String) -> Result<(), RoomError> {
         self.call(|r| Command::Append(text, r)).await?
     }
+    /// Applies an awareness update from a local session or a peer; changes are fanned out.
+    pub async fn apply_awareness(&self, update: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
+        self.call(|r| Command::ApplyAwareness(update, origin, r)).await?
+    }
+    /// All current presence states as one awareness update, if there are any.
+    pub async fn awareness_state(&self) -> Result<Option<Vec<u8>>, RoomError> {
+        self.call(Command::AwarenessState).await
+    }
+    /// Marks the given presence clients as gone (their editor session ended).
+    pub async fn remove_awareness(&self, clients: Vec<u64>, origin: Origin) -> Result<(), RoomError> {
+        self.call(|r| Command::RemoveAwareness(clients, origin, r)).await
+    }
     pub async fn text(&self) -> Result<String, RoomError> {
         self.call(Command::Text).await
     }
@@ -168,6 +197,7 @@ impl RoomHandle {
 struct Room {
     id: DocId,
     doc: Document,
+    awareness: Awareness,
     ctx: RoomContext,
     last_seq: i64,
     since_compaction: usize,
@@ -176,7 +206,18 @@ struct Room {
 
 impl Room {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(cmd) = rx.recv().await {
+        let mut presence_check = tokio::time::interval(PRESENCE_CHECK);
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => cmd,
+                    None => break,
+                },
+                _ = presence_check.tick() => {
+                    self.expire_presence();
+                    continue;
+                }
+            };
             match cmd {
                 Command::ApplyRemote(update, reply) => {
                     let result = self.doc.apply(&update).map_err(RoomError::from);
@@ -203,6 +244,22 @@ impl Room {
                 Command::Append(text, reply) => {
                     let delta = self.doc.append_text(&text);
                     let _ = reply.send(self.local_change(delta, Origin::Api).await);
+                }
+                Command::ApplyAwareness(update, origin, reply) => {
+                    let _ = reply.send(self.apply_awareness(&update, origin));
+                }
+                Command::AwarenessState(reply) => {
+                    let state = self
+                        .awareness
+                        .update()
+                        .ok()
+                        .filter(|u| !u.clients.is_empty())
+                        .map(|u| u.encode_v1());
+                    let _ = reply.send(state);
+                }
+                Command::RemoveAwareness(clients, origin, reply) => {
+                    self.remove_presence(clients, origin, true);
+                    let _ = reply.send(());
                 }
                 Command::Text(reply) => {
                     let _ = reply.send(self.doc.text());
@@ -236,25 +293,91 @@ impl Room {
         let Some(delta) = delta else { return Ok(()) };
         self.persist(delta.clone(), origin).await?;
         let payload = if delta.len() > MAX_GOSSIP_UPDATE {
-            GossipPayload::Have(self.doc.state_vector())
+            YMessage::SyncStep1(self.doc.state_vector())
         } else {
-            GossipPayload::Update(delta)
+            YMessage::Update(delta)
         };
+        self.send_out(payload);
+        Ok(())
+    }
+
+    fn send_out(&self, payload: YMessage) {
         // A full outbox only delays peers until the next anti-entropy round; never block edits.
-        if let Err(e) = self.ctx.outbox.try_send(Outgoing {
-            doc: self.id,
-            payload,
-        }) {
+        if let Err(e) = self.ctx.outbox.try_send(Outgoing { doc: self.id, payload }) {
             tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
+        }
+    }
+
+    fn apply_awareness(&mut self, update: &[u8], origin: Origin) -> Result<(), RoomError> {
+        let update = decode_awareness(update)?;
+        let summary = self
+            .awareness
+            .apply_update_summary(update)
+            .map_err(|e| RoomError::Awareness(SyncError::Malformed(awareness_error(&e))))?;
+        let Some(summary) = summary else { return Ok(()) };
+        let changed = summary.all_changes();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let Ok(update) = self.awareness.update_with_clients(changed) else {
+            return Ok(());
+        };
+        let encoded = update.encode_v1();
+        let _ = self.changes.send(Change {
+            origin,
+            message: Arc::new(YMessage::Awareness(encoded.clone())),
+        });
+        if origin != Origin::Remote {
+            self.send_out(YMessage::Awareness(encoded));
         }
         Ok(())
     }
 
+    /// Marks clients as gone; tells local sessions and, if `announce`, peers.
+    fn remove_presence(&mut self, clients: Vec<u64>, origin: Origin, announce: bool) {
+        let gone: Vec<yrs::ClientID> = clients
+            .into_iter()
+            .map(yrs::ClientID::new)
+            .filter(|c| self.awareness.iter().any(|(id, s)| id == *c && s.data.is_some()))
+            .collect();
+        if gone.is_empty() {
+            return;
+        }
+        for client in &gone {
+            self.awareness.remove_state(*client);
+        }
+        let Ok(update) = self.awareness.update_with_clients(gone) else { return };
+        let encoded = update.encode_v1();
+        let _ = self.changes.send(Change {
+            origin,
+            message: Arc::new(YMessage::Awareness(encoded.clone())),
+        });
+        if announce {
+            self.send_out(YMessage::Awareness(encoded));
+        }
+    }
+
+    /// Drops presence of clients that stopped renewing it (crashed browsers, vanished peers).
+    fn expire_presence(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let stale: Vec<u64> = self
+            .awareness
+            .iter()
+            .filter(|(_, s)| s.data.is_some() && now.saturating_sub(s.last_updated) > PRESENCE_TIMEOUT_MS)
+            .map(|(id, _)| id.get())
+            .collect();
+        // Every node expires on its own: nothing to announce.
+        self.remove_presence(stale, Origin::Remote, false);
+    }
+
     async fn persist(&mut self, delta: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
-        let update: Arc<[u8]> = Arc::from(delta.as_slice());
+        let message = Arc::new(YMessage::Update(delta.clone()));
         self.last_seq = self.ctx.store.append(self.id, delta).await?;
         self.since_compaction += 1;
-        let _ = self.changes.send(Change { origin, update });
+        let _ = self.changes.send(Change { origin, message });
         if self.since_compaction >= self.ctx.compact_every {
             let snapshot = self.doc.encode_state();
             match self
@@ -268,6 +391,13 @@ impl Room {
             }
         }
         Ok(())
+    }
+}
+
+fn awareness_error(e: &yrs::sync::awareness::Error) -> &'static str {
+    match e {
+        yrs::sync::awareness::Error::ClientNotFound(_) => "unknown client",
+        yrs::sync::awareness::Error::Serde(_) => "state is not JSON",
     }
 }
 
@@ -355,7 +485,7 @@ mod tests {
         room.replace_text("0123456".into()).await.unwrap(); // no-op: nothing stored or sent
         assert!(matches!(
             out.recv().await.unwrap().payload,
-            GossipPayload::Update(_)
+            YMessage::Update(_)
         ));
         assert_eq!(changes.recv().await.unwrap().origin, Origin::Api);
         room.close().await;
@@ -387,7 +517,70 @@ mod tests {
             .unwrap();
         assert!(matches!(
             out.recv().await.unwrap().payload,
-            GossipPayload::Have(_)
+            YMessage::SyncStep1(_)
         ));
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+    use crate::store::unix_now;
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+
+    fn presence(client: u64, clock: u32, json: &str) -> Vec<u8> {
+        let mut clients = HashMap::new();
+        clients.insert(
+            yrs::ClientID::new(client),
+            AwarenessUpdateEntry {
+                clock,
+                json: json.into(),
+            },
+        );
+        AwarenessUpdate { clients }.encode_v1()
+    }
+
+    #[tokio::test]
+    async fn presence_is_shared_announced_removed_and_never_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let meta = DocMeta {
+            id: DocId::random(),
+            name: "p".into(),
+            key: DocKey::random(),
+            created: unix_now(),
+        };
+        store.create_doc(meta.clone()).await.unwrap();
+        let (outbox, mut out) = mpsc::channel(16);
+        let ctx = RoomContext { store: store.clone(), outbox, compact_every: 100 };
+        let room = RoomHandle::open(&meta, ctx).await.unwrap();
+        let mut changes = room.subscribe();
+
+        assert_eq!(room.awareness_state().await.unwrap(), None);
+        room.apply_awareness(presence(7, 1, r#"{"user":{"name":"ada"}}"#), Origin::Session(1))
+            .await
+            .unwrap();
+        assert!(matches!(*changes.recv().await.unwrap().message, YMessage::Awareness(_)));
+        assert!(matches!(out.recv().await.unwrap().payload, YMessage::Awareness(_)), "local presence goes to peers");
+        let state = room.awareness_state().await.unwrap().expect("one client");
+        assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
+
+        // From a peer: shown locally, not echoed back to the network.
+        room.apply_awareness(presence(8, 1, r#"{"user":{"name":"bob"}}"#), Origin::Remote)
+            .await
+            .unwrap();
+        changes.recv().await.unwrap();
+        assert!(out.try_recv().is_err(), "remote presence is not re-gossiped");
+
+        // Garbage is refused.
+        assert!(room.apply_awareness(vec![5, 200, 200], Origin::Session(1)).await.is_err());
+
+        // A closed session's clients go away, and peers hear of it.
+        room.remove_awareness(vec![7], Origin::Session(1)).await.unwrap();
+        changes.recv().await.unwrap();
+        assert!(matches!(out.recv().await.unwrap().payload, YMessage::Awareness(_)));
+        let state = room.awareness_state().await.unwrap().expect("bob remains");
+        assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
+        assert!(store.load(meta.id).await.unwrap().updates.is_empty(), "presence is not stored");
     }
 }

@@ -20,7 +20,8 @@ pub const PROTOCOL: &str = "/peerdoc/sync/1";
 pub const WIRE_VERSION: u8 = 1;
 /// Plaintext bytes of document data per sync response chunk.
 pub const CHUNK_SIZE: usize = 48 * 1024;
-/// Local updates larger than this are not gossiped; a `Have` announcement is, and peers pull.
+/// Local updates larger than this are not gossiped; a `SyncStep1` announcement is, and peers
+/// that are behind pull.
 /// Keeps every gossip message well under gossipsub's 64 KiB limit.
 pub const MAX_GOSSIP_UPDATE: usize = 48 * 1024;
 /// Largest gossip message we accept or send (gossipsub's `max_transmit_size`).
@@ -54,83 +55,108 @@ fn malformed(what: &'static str) -> impl Fn(yrs::encoding::read::Error) -> SyncE
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gossip payloads
+// y-protocols messages: gossip payloads and y-websocket frames
 
-/// Plaintext of a gossip message: one y-protocols message.
+/// One y-protocols message. Gossip carries `Update`, `SyncStep1` (as "I have this state: pull if
+/// you are behind") and `Awareness`; y-websocket sessions use all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GossipPayload {
-    /// An incremental document update (y-protocols sync `Update`).
+pub enum YMessage {
+    /// A state vector (y-protocols sync step 1).
+    SyncStep1(Vec<u8>),
+    /// A diff answering a step 1 (y-protocols sync step 2).
+    SyncStep2(Vec<u8>),
+    /// An incremental document update.
     Update(Vec<u8>),
-    /// "I have this state vector" (y-protocols `SyncStep1`): sent instead of an update too large
-    /// for gossip; receivers that are behind pull from the sender.
-    Have(Vec<u8>),
-    /// An awareness (presence) update, encoded as y-protocols awareness update bytes.
+    /// An awareness (presence) update, as y-protocols awareness update bytes.
     Awareness(Vec<u8>),
+    /// "Send me all awareness states."
+    QueryAwareness,
 }
 
-impl GossipPayload {
+/// Largest number of messages accepted in one y-websocket frame.
+const MAX_MESSAGES_PER_FRAME: usize = 1024;
+
+impl YMessage {
     pub fn encode(&self) -> Vec<u8> {
+        use yrs::sync::protocol::*;
         let mut out: Vec<u8> = Vec::new();
+        let mut sync = |tag: u8, data: &[u8]| {
+            out.write_var(MSG_SYNC);
+            out.write_var(tag);
+            out.write_buf(data);
+        };
         match self {
-            GossipPayload::Update(u) => {
-                out.write_var(yrs::sync::protocol::MSG_SYNC);
-                out.write_var(yrs::sync::protocol::MSG_SYNC_UPDATE);
-                out.write_buf(u);
-            }
-            GossipPayload::Have(sv) => {
-                out.write_var(yrs::sync::protocol::MSG_SYNC);
-                out.write_var(yrs::sync::protocol::MSG_SYNC_STEP_1);
-                out.write_buf(sv);
-            }
-            GossipPayload::Awareness(a) => {
-                out.write_var(yrs::sync::protocol::MSG_AWARENESS);
+            YMessage::SyncStep1(sv) => sync(MSG_SYNC_STEP_1, sv),
+            YMessage::SyncStep2(u) => sync(MSG_SYNC_STEP_2, u),
+            YMessage::Update(u) => sync(MSG_SYNC_UPDATE, u),
+            YMessage::Awareness(a) => {
+                out.write_var(MSG_AWARENESS);
                 out.write_buf(a);
             }
+            YMessage::QueryAwareness => out.write_var(MSG_QUERY_AWARENESS),
         }
         out
     }
 
+    /// Decodes exactly one message.
     pub fn decode(bytes: &[u8]) -> Result<Self, SyncError> {
-        use yrs::sync::protocol::{MSG_AWARENESS, MSG_SYNC, MSG_SYNC_STEP_1, MSG_SYNC_UPDATE};
         let mut r = Cursor::new(bytes);
-        let tag: u8 = r.read_var().map_err(malformed("empty gossip message"))?;
-        let payload = match tag {
-            MSG_SYNC => match r
-                .read_var::<u8>()
-                .map_err(malformed("truncated sync tag"))?
-            {
-                MSG_SYNC_UPDATE => GossipPayload::Update(
-                    r.read_buf()
-                        .map_err(malformed("truncated update"))?
-                        .to_vec(),
-                ),
-                MSG_SYNC_STEP_1 => {
-                    let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
-                    decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
-                    GossipPayload::Have(sv.to_vec())
-                }
-                _ => return Err(SyncError::Malformed("unexpected sync message on gossip")),
-            },
-            MSG_AWARENESS => {
-                let a = r
-                    .read_buf()
-                    .map_err(malformed("truncated awareness update"))?;
-                std::panic::catch_unwind(|| AwarenessUpdate::decode_v1(a))
-                    .map_err(|_| SyncError::Malformed("awareness decoder panicked"))?
-                    .map_err(|_| SyncError::Malformed("bad awareness update"))?;
-                GossipPayload::Awareness(a.to_vec())
-            }
-            _ => {
-                return Err(SyncError::Malformed(
-                    "unexpected y-protocols message on gossip",
-                ))
-            }
-        };
+        let msg = Self::read(&mut r)?;
         if r.has_content() {
-            return Err(SyncError::Malformed("trailing bytes after gossip message"));
+            return Err(SyncError::Malformed("trailing bytes after message"));
         }
-        Ok(payload)
+        Ok(msg)
     }
+
+    /// Decodes every message of a y-websocket frame (one or more, back to back).
+    pub fn decode_all(bytes: &[u8]) -> Result<Vec<Self>, SyncError> {
+        let mut r = Cursor::new(bytes);
+        let mut out = Vec::new();
+        while r.has_content() {
+            if out.len() == MAX_MESSAGES_PER_FRAME {
+                return Err(SyncError::Malformed("too many messages in one frame"));
+            }
+            out.push(Self::read(&mut r)?);
+        }
+        if out.is_empty() {
+            return Err(SyncError::Malformed("empty frame"));
+        }
+        Ok(out)
+    }
+
+    fn read(r: &mut Cursor) -> Result<Self, SyncError> {
+        use yrs::sync::protocol::*;
+        let tag: u8 = r.read_var().map_err(malformed("truncated message type"))?;
+        Ok(match tag {
+            MSG_SYNC => {
+                let kind: u8 = r.read_var().map_err(malformed("truncated sync type"))?;
+                let data = r.read_buf().map_err(malformed("truncated sync payload"))?;
+                match kind {
+                    MSG_SYNC_STEP_1 => {
+                        decode_sv(data).map_err(|_| SyncError::Malformed("bad state vector"))?;
+                        YMessage::SyncStep1(data.to_vec())
+                    }
+                    MSG_SYNC_STEP_2 => YMessage::SyncStep2(data.to_vec()),
+                    MSG_SYNC_UPDATE => YMessage::Update(data.to_vec()),
+                    _ => return Err(SyncError::Malformed("unknown sync message type")),
+                }
+            }
+            MSG_AWARENESS => {
+                let a = r.read_buf().map_err(malformed("truncated awareness update"))?;
+                decode_awareness(a)?;
+                YMessage::Awareness(a.to_vec())
+            }
+            MSG_QUERY_AWARENESS => YMessage::QueryAwareness,
+            _ => return Err(SyncError::Malformed("unknown message type")),
+        })
+    }
+}
+
+/// Decodes untrusted awareness update bytes (yrs asserts on some client ids: guarded).
+pub fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, SyncError> {
+    std::panic::catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
+        .map_err(|_| SyncError::Malformed("awareness decoder panicked"))?
+        .map_err(|_| SyncError::Malformed("bad awareness update"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,16 +16,20 @@ fn sv_of(doc: &Document) -> StateVector {
 
 proptest! {
     #[test]
-    fn gossip_payload_round_trip(data in proptest::collection::vec(any::<u8>(), 0..500), kind in 0..2u8) {
-        let p = match kind {
-            0 => GossipPayload::Update(data),
-            _ => {
-                let mut d = Document::new();
-                d.append_text(&String::from_utf8_lossy(&data));
-                GossipPayload::Have(d.state_vector())
-            }
+    fn y_messages_round_trip(data in proptest::collection::vec(any::<u8>(), 0..500), kind in 0..5u8) {
+        let mut d = Document::new();
+        d.append_text(&String::from_utf8_lossy(&data));
+        let m = match kind {
+            0 => YMessage::Update(data),
+            1 => YMessage::SyncStep2(data),
+            2 => YMessage::SyncStep1(d.state_vector()),
+            3 => YMessage::QueryAwareness,
+            _ => YMessage::Awareness(vec![1, 7, 3, 2, b'{', b'}']),
         };
-        prop_assert_eq!(GossipPayload::decode(&p.encode()).unwrap(), p);
+        prop_assert_eq!(YMessage::decode(&m.encode()).unwrap(), m.clone());
+        let mut frame = m.encode();
+        frame.extend(YMessage::QueryAwareness.encode());
+        prop_assert_eq!(YMessage::decode_all(&frame).unwrap(), vec![m, YMessage::QueryAwareness]);
     }
 
     #[test]
@@ -52,7 +56,8 @@ proptest! {
 
     #[test]
     fn decoders_never_panic_on_random_bytes(raw in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = GossipPayload::decode(&raw);
+        let _ = YMessage::decode(&raw);
+        let _ = YMessage::decode_all(&raw);
         let _ = SyncRequest::decode(&raw);
         let _ = RequestBody::decode(&raw);
         let _ = SyncResponse::decode(&raw);
@@ -208,9 +213,9 @@ impl Sim {
         };
         let Some(update) = update else { return };
         let payload = if update.len() > self.max_gossip_update {
-            GossipPayload::Have(self.replicas[i].state_vector())
+            YMessage::SyncStep1(self.replicas[i].state_vector())
         } else {
-            GossipPayload::Update(update)
+            YMessage::Update(update)
         };
         let sealed = self
             .key
@@ -236,20 +241,20 @@ impl Sim {
             .key
             .open(&self.topic, Purpose::Gossip, &sealed)
             .unwrap();
-        match GossipPayload::decode(&plain).unwrap() {
-            GossipPayload::Update(u) => {
+        match YMessage::decode(&plain).unwrap() {
+            YMessage::Update(u) => {
                 if self.replicas[to].apply(&u).unwrap().incomplete
                     && self.group[from] == self.group[to]
                 {
                     self.pull(to, from, 15);
                 }
             }
-            GossipPayload::Have(sv) => {
+            YMessage::SyncStep1(sv) => {
                 if self.replicas[to].is_behind(&sv).unwrap() && self.group[from] == self.group[to] {
                     self.pull(to, from, 15);
                 }
             }
-            GossipPayload::Awareness(_) => unreachable!("the simulation sends no awareness"),
+            other => unreachable!("the simulation sends no {other:?}"),
         }
     }
 
@@ -410,4 +415,20 @@ fn simulation_is_deterministic_per_seed() {
     };
     assert_eq!(run(42), run(42));
     assert!(!run(42).is_empty(), "the simulation really edits");
+}
+
+#[test]
+fn malformed_y_messages_are_errors() {
+    for bad in [
+        &[][..],                  // empty frame
+        &[0x00][..],              // sync without a type
+        &[0x00, 0x02, 0x05, 1][..], // update claims 5 bytes, has 1
+        &[0x00, 0x07, 0x00][..],  // unknown sync type
+        &[0x09][..],              // unknown message type
+        &[0x80, 0x80, 0x80][..],  // truncated varint
+        &[0x00, 0x02, 0xff, 0xff, 0xff, 0xff, 0x0f][..], // huge length
+        &[0x01, 0x03, 0x01, 0x01][..], // truncated awareness
+    ] {
+        assert!(YMessage::decode_all(bad).is_err(), "{bad:?}");
+    }
 }

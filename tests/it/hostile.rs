@@ -8,7 +8,7 @@ use libp2p::identity::Keypair;
 use peerdoc::doc::Document;
 use peerdoc::envelope::{DocKey, Purpose, Ticket};
 use peerdoc::net::{Net, NetConfig};
-use peerdoc::sync::{GossipPayload, RequestBody, SyncRequest, SyncResponse};
+use peerdoc::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,20 +47,20 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         wrong_key.seal(
             &topic,
             Purpose::Gossip,
-            &GossipPayload::Update(evil_update.clone()).encode(),
+            &YMessage::Update(evil_update.clone()).encode(),
         ),
         // Correctly keyed for another purpose (replayed context) is refused too.
         ticket.key.seal(
             &topic,
             Purpose::SyncResponse,
-            &GossipPayload::Update(evil_update.clone()).encode(),
+            &YMessage::Update(evil_update.clone()).encode(),
         ),
     ];
     // Even a key holder gone bad cannot inject undecodable updates.
     attacks.push(ticket.key.seal(
         &topic,
         Purpose::Gossip,
-        &GossipPayload::Update(vec![9; 40]).encode(),
+        &YMessage::Update(vec![9; 40]).encode(),
     ));
     attacks.push(
         ticket

@@ -1,0 +1,155 @@
+//! One y-websocket session: speaks the standard y-protocols messages (sync step 1/2, update,
+//! awareness, query awareness) with one editor over a WebSocket, and turns them into calls on
+//! the document's room. Several sessions of one document share the room's copy.
+//!
+//! A malformed frame, a text frame or an unknown message type closes the connection with a
+//! policy-violation code; the document is untouched and the node keeps running.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::room::{Origin, RoomHandle};
+use crate::sync::{decode_awareness, YMessage};
+
+/// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
+pub const MAX_WS_MESSAGE: usize = 32 << 20;
+
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TRY_AGAIN: u16 = 1013;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// Why a session ended, as a WebSocket close code and reason.
+struct End(u16, &'static str);
+
+/// Runs one editor session until the socket closes, the editor misbehaves, or `cancel` fires.
+pub async fn run(mut socket: WebSocket, room: RoomHandle, cancel: CancellationToken) {
+    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+    let mut presence: HashSet<u64> = HashSet::new();
+    let end = serve(&mut socket, &room, session, &mut presence, &cancel).await;
+    if end.0 != CLOSE_NORMAL {
+        tracing::debug!(doc = %room.id, session, "closing editor session: {}", end.1);
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: end.0,
+            reason: end.1.into(),
+        })))
+        .await;
+    if !presence.is_empty() {
+        let _ = room
+            .remove_awareness(presence.into_iter().collect(), Origin::Session(session))
+            .await;
+    }
+}
+
+async fn send(socket: &mut WebSocket, msg: &YMessage) -> Result<(), End> {
+    socket
+        .send(Message::Binary(msg.encode().into()))
+        .await
+        .map_err(|_| End(CLOSE_GOING_AWAY, "send failed"))
+}
+
+async fn serve(
+    socket: &mut WebSocket,
+    room: &RoomHandle,
+    session: u64,
+    presence: &mut HashSet<u64>,
+    cancel: &CancellationToken,
+) -> End {
+    // Subscribe first, so no change between the initial state and the subscription is missed.
+    let mut changes = room.subscribe();
+    let gone = |_| End(CLOSE_GOING_AWAY, "document closed");
+    let start = async {
+        send(socket, &YMessage::SyncStep1(room.state_vector().await.map_err(gone)?)).await?;
+        if let Some(state) = room.awareness_state().await.map_err(gone)? {
+            send(socket, &YMessage::Awareness(state)).await?;
+        }
+        Ok::<(), End>(())
+    };
+    if let Err(end) = start.await {
+        return end;
+    }
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return End(CLOSE_GOING_AWAY, "node shutting down"),
+            incoming = socket.recv() => {
+                let frame = match incoming {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End(CLOSE_NORMAL, ""),
+                    Some(Ok(Message::Binary(frame))) => frame,
+                    Some(Ok(Message::Text(_))) => {
+                        return End(CLOSE_POLICY, "text frames are not part of the y-websocket protocol")
+                    }
+                    Some(Ok(_)) => continue, // ping/pong
+                };
+                if let Err(end) = on_frame(socket, room, session, presence, &frame).await {
+                    return end;
+                }
+            }
+            change = changes.recv() => match change {
+                Ok(change) if change.origin == Origin::Session(session) => {}
+                Ok(change) => {
+                    if let Err(end) = send(socket, &change.message).await {
+                        return end;
+                    }
+                }
+                // The editor missed changes: it reconnects and resyncs from scratch.
+                Err(RecvError::Lagged(_)) => return End(CLOSE_TRY_AGAIN, "fell behind; reconnect"),
+                Err(RecvError::Closed) => return End(CLOSE_GOING_AWAY, "document closed"),
+            },
+        }
+    }
+}
+
+async fn on_frame(
+    socket: &mut WebSocket,
+    room: &RoomHandle,
+    session: u64,
+    presence: &mut HashSet<u64>,
+    frame: &[u8],
+) -> Result<(), End> {
+    // Decode the whole frame before acting on any of it: a bad frame changes nothing.
+    let messages =
+        YMessage::decode_all(frame).map_err(|_| End(CLOSE_POLICY, "malformed y-protocols message"))?;
+    let origin = Origin::Session(session);
+    for msg in messages {
+        match msg {
+            YMessage::SyncStep1(sv) => {
+                let (diff, _) = room
+                    .diff(sv)
+                    .await
+                    .map_err(|_| End(CLOSE_POLICY, "bad state vector"))?;
+                send(socket, &YMessage::SyncStep2(diff)).await?;
+            }
+            YMessage::SyncStep2(update) | YMessage::Update(update) => {
+                room.apply_local(update, origin)
+                    .await
+                    .map_err(|_| End(CLOSE_POLICY, "update rejected"))?;
+            }
+            YMessage::Awareness(update) => {
+                if let Ok(decoded) = decode_awareness(&update) {
+                    presence.extend(decoded.clients.keys().map(|c| c.get()));
+                }
+                room.apply_awareness(update, origin)
+                    .await
+                    .map_err(|_| End(CLOSE_POLICY, "awareness update rejected"))?;
+            }
+            YMessage::QueryAwareness => {
+                if let Some(state) = room
+                    .awareness_state()
+                    .await
+                    .map_err(|_| End(CLOSE_GOING_AWAY, "document closed"))?
+                {
+                    send(socket, &YMessage::Awareness(state)).await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

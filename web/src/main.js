@@ -1,0 +1,254 @@
+// peerdoc's web editor: document list, create/rename/delete, share and join with tickets, and a
+// CodeMirror 6 editor bound to the node's y-websocket endpoint, with remote cursors.
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import { EditorView, basicSetup } from 'codemirror'
+import { EditorState } from '@codemirror/state'
+import { yCollab } from 'y-codemirror.next'
+import './style.css'
+
+const $ = (id) => document.getElementById(id)
+const token = new URLSearchParams(location.search).get('token')
+const withToken = (url) =>
+  token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url
+
+async function api (method, path, body) {
+  const res = await fetch(withToken(path), {
+    method,
+    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const text = await res.text()
+  let data = null
+  try { data = text ? JSON.parse(text) : null } catch { data = text }
+  if (!res.ok) throw new Error((data && data.error) || `${res.status} ${res.statusText}`)
+  return data
+}
+
+function showError (e) {
+  $('status-error').textContent = e ? String(e.message || e) : ''
+}
+
+// --- who am I: name and colour for remote cursors --------------------------------------------
+
+const COLORS = ['#d32f2f', '#7b1fa2', '#1976d2', '#00897b', '#f57c00', '#5d4037', '#c2185b', '#388e3c']
+const ANIMALS = ['Fox', 'Owl', 'Otter', 'Lynx', 'Heron', 'Badger', 'Wren', 'Hare']
+function myName () {
+  let name = localStorage.getItem('peerdoc.name')
+  if (!name) {
+    name = `Anonymous ${ANIMALS[Math.floor(Math.random() * ANIMALS.length)]}`
+    localStorage.setItem('peerdoc.name', name)
+  }
+  return name
+}
+function colorOf (name) {
+  let h = 0
+  for (const c of name) h = (h * 31 + c.codePointAt(0)) >>> 0
+  return COLORS[h % COLORS.length]
+}
+function user () {
+  const name = myName()
+  const color = colorOf(name)
+  return { name, color, colorLight: color + '33' }
+}
+
+// --- the open document -----------------------------------------------------------------------
+
+let current = null // { id, name, ydoc, provider, view }
+
+function closeDoc () {
+  if (!current) return
+  current.view.destroy()
+  current.provider.destroy()
+  current.ydoc.destroy()
+  current = null
+  $('doc-view').hidden = true
+  $('empty').hidden = false
+  setConn('idle', 'not connected')
+  $('status-sync').textContent = ''
+  $('status-peers').textContent = '0 peers online'
+}
+
+function setConn (state, label) {
+  $('status-conn').dataset.state = state
+  $('status-conn').textContent = label
+}
+
+function openDoc (doc) {
+  closeDoc()
+  const ydoc = new Y.Doc()
+  const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
+  const provider = new WebsocketProvider(wsBase, doc.id, ydoc, {
+    params: token ? { token } : {},
+    disableBc: true // every change goes through the node, which shares it with peers
+  })
+  provider.awareness.setLocalStateField('user', user())
+  provider.on('status', ({ status }) => setConn(status, status))
+  provider.on('sync', (synced) => { $('status-sync').textContent = synced ? 'synced' : 'syncing…' })
+  setConn('connecting', 'connecting')
+  $('status-sync').textContent = 'syncing…'
+  const ytext = ydoc.getText('content')
+  const view = new EditorView({
+    state: EditorState.create({
+      doc: '',
+      extensions: [basicSetup, EditorView.lineWrapping, yCollab(ytext, provider.awareness)]
+    }),
+    parent: $('editor')
+  })
+  current = { id: doc.id, name: doc.name, ydoc, provider, view }
+  $('doc-title').textContent = doc.name
+  $('empty').hidden = true
+  $('doc-view').hidden = false
+  document.body.classList.remove('menu-open')
+  history.replaceState(null, '', withToken(`/#${doc.id}`))
+  renderList()
+  refreshStatus()
+}
+
+// --- document list -----------------------------------------------------------------------------
+
+let docs = []
+
+function renderList () {
+  const list = $('doc-list')
+  list.replaceChildren(...docs.map((doc) => {
+    const li = document.createElement('li')
+    li.textContent = doc.name
+    li.title = doc.id
+    li.dataset.id = doc.id
+    if (current && current.id === doc.id) li.classList.add('active')
+    li.onclick = () => openDoc(doc)
+    return li
+  }))
+  $('no-docs').hidden = docs.length > 0
+}
+
+async function loadDocs () {
+  docs = await api('GET', '/api/docs')
+  renderList()
+  if (current) {
+    const mine = docs.find((d) => d.id === current.id)
+    if (!mine) closeDoc()
+    else if (mine.name !== current.name) {
+      current.name = mine.name
+      $('doc-title').textContent = mine.name
+    }
+  }
+  return docs
+}
+
+async function refreshStatus () {
+  try {
+    const status = await api('GET', '/api/status')
+    if (!current) return
+    const doc = status.docs.find((d) => d.id === current.id)
+    const peers = doc ? doc.peers.length : 0
+    $('status-peers').textContent = `${peers} peer${peers === 1 ? '' : 's'} online`
+    const behind = doc ? doc.peers.filter((p) => !p.in_sync).length : 0
+    if (current.provider.synced) {
+      $('status-sync').textContent = behind ? `synced here, catching up with ${behind}` : 'synced'
+    }
+    showError(null)
+  } catch (e) {
+    showError(e)
+  }
+}
+
+// --- actions -------------------------------------------------------------------------------------
+
+$('new-form').onsubmit = async (e) => {
+  e.preventDefault()
+  try {
+    const doc = await api('POST', '/api/docs', { name: $('new-name').value })
+    $('new-name').value = ''
+    await loadDocs()
+    openDoc(doc)
+  } catch (err) { showError(err) }
+}
+
+$('share-btn').onclick = async () => {
+  try {
+    const { ticket } = await api('GET', `/api/docs/${current.id}/ticket`)
+    $('ticket-text').value = ticket
+    $('copy-btn').textContent = 'Copy'
+    $('share-dialog').showModal()
+    $('ticket-text').select()
+  } catch (err) { showError(err) }
+}
+$('copy-btn').onclick = async () => {
+  const text = $('ticket-text').value
+  try {
+    await navigator.clipboard.writeText(text)
+  } catch {
+    $('ticket-text').select()
+    document.execCommand('copy')
+  }
+  $('copy-btn').textContent = 'Copied'
+}
+$('share-close').onclick = () => $('share-dialog').close()
+
+$('join-btn').onclick = () => {
+  $('join-error').textContent = ''
+  $('join-ticket').value = ''
+  $('join-name').value = ''
+  $('join-dialog').showModal()
+}
+$('join-cancel').onclick = () => $('join-dialog').close()
+$('join-form').onsubmit = async (e) => {
+  e.preventDefault()
+  $('join-submit').disabled = true
+  $('join-error').textContent = 'Joining…'
+  try {
+    const name = $('join-name').value.trim()
+    const doc = await api('POST', '/api/join', { ticket: $('join-ticket').value.trim(), name: name || null })
+    $('join-dialog').close()
+    await loadDocs()
+    openDoc(doc)
+  } catch (err) {
+    $('join-error').textContent = err.message
+  } finally {
+    $('join-submit').disabled = false
+  }
+}
+
+async function rename () {
+  const name = prompt('Rename document', current.name)
+  if (!name || name === current.name) return
+  try {
+    await api('PATCH', `/api/docs/${current.id}`, { name })
+    await loadDocs()
+  } catch (err) { showError(err) }
+}
+$('rename-btn').onclick = rename
+$('doc-title').onclick = rename
+
+$('delete-btn').onclick = async () => {
+  if (!confirm(`Delete your copy of "${current.name}"? Peers keep theirs.`)) return
+  try {
+    const id = current.id
+    closeDoc()
+    await api('DELETE', `/api/docs/${id}`)
+    await loadDocs()
+  } catch (err) { showError(err) }
+}
+
+$('my-name').value = myName()
+$('my-name').onchange = () => {
+  const name = $('my-name').value.trim()
+  if (!name) return
+  localStorage.setItem('peerdoc.name', name)
+  if (current) current.provider.awareness.setLocalStateField('user', user())
+}
+$('menu-btn').onclick = () => document.body.classList.toggle('menu-open')
+
+// --- start -------------------------------------------------------------------------------------
+
+loadDocs()
+  .then((list) => {
+    const wanted = location.hash.slice(1)
+    const doc = list.find((d) => d.id === wanted)
+    if (doc) openDoc(doc)
+  })
+  .catch(showError)
+setInterval(() => { if (current) refreshStatus() }, 2000)
+setInterval(() => loadDocs().catch(showError), 10000)

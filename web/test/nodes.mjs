@@ -1,0 +1,61 @@
+// Test helper: runs real `peerdoc serve` daemons on loopback (binary from PEERDOC_BIN, default
+// ../target/debug/peerdoc) in temporary data dirs, and talks to their HTTP API.
+import { spawn } from 'node:child_process'
+import { mkdtempSync, existsSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+
+const BIN = process.env.PEERDOC_BIN || resolve(import.meta.dirname, '../../target/debug/peerdoc')
+
+export async function waitFor (what, check, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs
+  let last
+  while (Date.now() < deadline) {
+    try {
+      last = await check()
+      if (last) return last
+    } catch (e) { last = e }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${last})`)
+}
+
+export async function startNode () {
+  const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
+  const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
+    '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  proc.stderr.on('data', (d) => { stderr += d })
+  const addrFile = join(data, 'api.addr')
+  await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile))
+  const addr = readFileSync(addrFile, 'utf8').trim()
+  return {
+    addr,
+    http: `http://${addr}`,
+    ws: `ws://${addr}/ws`,
+    async api (method, path, body) {
+      const raw = typeof body === 'string' // text bodies go as they are (PUT …/text)
+      const res = await fetch(`http://${addr}${path}`, {
+        method,
+        headers: body === undefined ? {} : { 'Content-Type': raw ? 'text/plain' : 'application/json' },
+        body: body === undefined ? undefined : raw ? body : JSON.stringify(body)
+      })
+      const text = await res.text()
+      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+      try { return JSON.parse(text) } catch { return text }
+    },
+    async stop () {
+      proc.kill('SIGTERM')
+      await new Promise((resolve) => proc.exitCode !== null ? resolve() : proc.once('exit', resolve))
+      rmSync(data, { recursive: true, force: true })
+    }
+  }
+}
+
+/** A shares a new document; B joins it. Returns the doc id. */
+export async function shareDoc (a, b, name = 'shared') {
+  const doc = await a.api('POST', '/api/docs', { name })
+  const { ticket } = await a.api('GET', `/api/docs/${doc.id}/ticket`)
+  await b.api('POST', '/api/join', { ticket })
+  return doc.id
+}

@@ -1,0 +1,82 @@
+// Unmodified npm yjs + y-websocket clients against two peerdoc nodes.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+import { startNode, shareDoc, waitFor } from './nodes.mjs'
+
+const nodes = []
+const providers = []
+after(async () => {
+  for (const p of providers) p.destroy()
+  for (const n of nodes) await n.stop()
+})
+
+function client (node, docId) {
+  const doc = new Y.Doc()
+  const provider = new WebsocketProvider(node.ws, docId, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+  providers.push(provider)
+  return { doc, provider, text: doc.getText('content') }
+}
+
+const synced = (c) => waitFor('client sync', () => c.provider.synced)
+
+test('clients on two nodes co-edit, late joiners catch up, presence crosses nodes', async () => {
+  const a = await startNode()
+  const b = await startNode()
+  nodes.push(a, b)
+  const id = await shareDoc(a, b)
+  await a.api('PUT', `/api/docs/${id}/text`, 'written by the CLI\n')
+
+  const c1 = client(a, id)
+  const c2 = client(b, id)
+  await synced(c1)
+  await synced(c2)
+  await waitFor('initial text on both clients', () =>
+    c1.text.toString() === 'written by the CLI\n' && c2.text.toString() === 'written by the CLI\n')
+
+  // Concurrent edits from both clients.
+  for (let i = 0; i < 20; i++) {
+    c1.text.insert(0, `a${i} `)
+    c2.text.insert(c2.text.length, `b${i} `)
+    if (i % 5 === 0) await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  const all = (t) => [...Array(20).keys()].every((i) => t.includes(`a${i} `) && t.includes(`b${i} `))
+  await waitFor('clients converge', () => c1.text.toString() === c2.text.toString() && all(c1.text.toString()))
+  const text = c1.text.toString()
+  await waitFor('peerdoc cat on both nodes equals the clients', async () =>
+    (await a.api('GET', `/api/docs/${id}/text`)) === text && (await b.api('GET', `/api/docs/${id}/text`)) === text)
+
+  // Other Yjs types sync too.
+  c1.doc.getMap('meta').set('title', 'Shared')
+  await waitFor('map entry on the other node', () => c2.doc.getMap('meta').get('title') === 'Shared')
+
+  // A client that connects later gets the full state.
+  const late = client(b, id)
+  await synced(late)
+  await waitFor('late client has everything', () =>
+    late.text.toString() === text && late.doc.getMap('meta').get('title') === 'Shared')
+
+  // Presence: c1's user shows on c2 across the two nodes, and goes away when c1 leaves.
+  c1.provider.awareness.setLocalStateField('user', { name: 'ada', color: '#f00' })
+  const adaOn = (c) => [...c.provider.awareness.getStates().values()].some((s) => s.user && s.user.name === 'ada')
+  await waitFor('ada visible on node B', () => adaOn(c2))
+  c1.provider.destroy()
+  await waitFor('ada gone from node B', () => !adaOn(c2), 20000)
+})
+
+test('export and import over HTTP', async () => {
+  const a = await startNode()
+  nodes.push(a)
+  const doc = await a.api('POST', '/api/docs', { name: 'md' })
+  await a.api('PUT', `/api/docs/${doc.id}/text`, '# Title\n\n*text*\n')
+  const res = await fetch(`${a.http}/api/docs/${doc.id}/text?format=markdown`)
+  assert.equal(res.headers.get('content-type'), 'text/markdown; charset=utf-8')
+  assert.equal(await res.text(), '# Title\n\n*text*\n')
+  await a.api('PUT', `/api/docs/md/text?append=true`, 'more\n')
+  assert.equal(await a.api('GET', '/api/docs/md/text'), '# Title\n\n*text*\nmore\n')
+  const bad = await fetch(`${a.http}/api/docs/nope/text`)
+  assert.equal(bad.status, 404)
+  assert.match((await bad.json()).error, /no document matches/)
+})
