@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every check peerdoc has, in the order CI runs them. Installs what the checks need when it is
-# missing. Usage: bash scripts/test.sh
+# missing (npm packages, Debian's chromium). Usage: bash scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)
 
 echo "== formatting"
 cargo fmt --all -- --check
@@ -12,6 +13,24 @@ cargo clippy --all-targets --locked -- -D warnings
 
 echo "== unit, property and integration tests"
 cargo test --locked
+cargo build --locked --bin peerdoc
+
+echo "== web editor bundle is current"
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
+if [ -n "$(git status --porcelain -- web/dist)" ]; then
+  git status --short -- web/dist
+  echo "web/dist differs from a fresh build: run 'npm run build' in web/ and commit web/dist" >&2
+  exit 1
+fi
+
+echo "== browser for the end-to-end tests"
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== yjs/y-websocket clients and browser end-to-end tests"
+(cd web && PEERDOC_BIN="$root/target/debug/peerdoc" CHROMIUM="$(command -v chromium)" npm test --silent)
 
 echo "== fuzz targets still build"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --quiet

@@ -55,9 +55,18 @@ pub fn router(node: Node) -> Router {
         .route("/api/docs/{doc}/ticket", get(ticket))
         .route("/api/join", post(join))
         .route("/ws/{doc}", get(websocket))
-        .route("/", get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML) }))
-        .route("/assets/app.js", get(|| async { web_asset("text/javascript", APP_JS) }))
-        .route("/assets/app.css", get(|| async { web_asset("text/css", APP_CSS) }))
+        .route(
+            "/",
+            get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { web_asset("text/javascript", APP_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { web_asset("text/css", APP_CSS) }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(node.clone(), access))
         .with_state(node)
@@ -97,7 +106,14 @@ const APP_JS: &str = include_str!("../web/dist/app.js");
 const APP_CSS: &str = include_str!("../web/dist/app.css");
 
 fn web_asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn access(State(node): State<Node>, request: Request, next: Next) -> Response {
@@ -110,7 +126,11 @@ async fn access(State(node): State<Node>, request: Request, next: Next) -> Respo
 
 /// An Origin, if sent, must be this server's own. Without a token the Host must name this
 /// machine's loopback; with one, the request must carry the token.
-fn check_access(headers: &HeaderMap, query: Option<&str>, token: Option<&str>) -> Result<(), &'static str> {
+fn check_access(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    token: Option<&str>,
+) -> Result<(), &'static str> {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -129,7 +149,11 @@ fn check_access(headers: &HeaderMap, query: Option<&str>, token: Option<&str>) -
                 .into_iter()
                 .flat_map(|q| q.split('&'))
                 .find_map(|kv| kv.strip_prefix("token="));
-            if !bearer.into_iter().chain(in_query).any(|t| constant_time_eq(t, token)) {
+            if !bearer
+                .into_iter()
+                .chain(in_query)
+                .any(|t| constant_time_eq(t, token))
+            {
                 return Err("missing or wrong access token");
             }
         }
@@ -144,7 +168,11 @@ fn check_access(headers: &HeaderMap, query: Option<&str>, token: Option<&str>) -
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 fn is_loopback_host(host: &str) -> bool {

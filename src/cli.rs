@@ -82,7 +82,12 @@ pub struct ServeArgs {
     pub http: SocketAddr,
     /// Access token for the HTTP API; every request must then carry it (header
     /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
-    #[arg(long, env = "PEERDOC_HTTP_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PEERDOC_HTTP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub http_token: Option<String>,
     /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]

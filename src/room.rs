@@ -164,15 +164,21 @@ impl RoomHandle {
     }
     /// Applies an awareness update from a local session or a peer; changes are fanned out.
     pub async fn apply_awareness(&self, update: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
-        self.call(|r| Command::ApplyAwareness(update, origin, r)).await?
+        self.call(|r| Command::ApplyAwareness(update, origin, r))
+            .await?
     }
     /// All current presence states as one awareness update, if there are any.
     pub async fn awareness_state(&self) -> Result<Option<Vec<u8>>, RoomError> {
         self.call(Command::AwarenessState).await
     }
     /// Marks the given presence clients as gone (their editor session ended).
-    pub async fn remove_awareness(&self, clients: Vec<u64>, origin: Origin) -> Result<(), RoomError> {
-        self.call(|r| Command::RemoveAwareness(clients, origin, r)).await
+    pub async fn remove_awareness(
+        &self,
+        clients: Vec<u64>,
+        origin: Origin,
+    ) -> Result<(), RoomError> {
+        self.call(|r| Command::RemoveAwareness(clients, origin, r))
+            .await
     }
     pub async fn text(&self) -> Result<String, RoomError> {
         self.call(Command::Text).await
@@ -303,7 +309,10 @@ impl Room {
 
     fn send_out(&self, payload: YMessage) {
         // A full outbox only delays peers until the next anti-entropy round; never block edits.
-        if let Err(e) = self.ctx.outbox.try_send(Outgoing { doc: self.id, payload }) {
+        if let Err(e) = self.ctx.outbox.try_send(Outgoing {
+            doc: self.id,
+            payload,
+        }) {
             tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
         }
     }
@@ -314,7 +323,9 @@ impl Room {
             .awareness
             .apply_update_summary(update)
             .map_err(|e| RoomError::Awareness(SyncError::Malformed(awareness_error(&e))))?;
-        let Some(summary) = summary else { return Ok(()) };
+        let Some(summary) = summary else {
+            return Ok(());
+        };
         let changed = summary.all_changes();
         if changed.is_empty() {
             return Ok(());
@@ -338,7 +349,11 @@ impl Room {
         let gone: Vec<yrs::ClientID> = clients
             .into_iter()
             .map(yrs::ClientID::new)
-            .filter(|c| self.awareness.iter().any(|(id, s)| id == *c && s.data.is_some()))
+            .filter(|c| {
+                self.awareness
+                    .iter()
+                    .any(|(id, s)| id == *c && s.data.is_some())
+            })
             .collect();
         if gone.is_empty() {
             return;
@@ -346,7 +361,9 @@ impl Room {
         for client in &gone {
             self.awareness.remove_state(*client);
         }
-        let Ok(update) = self.awareness.update_with_clients(gone) else { return };
+        let Ok(update) = self.awareness.update_with_clients(gone) else {
+            return;
+        };
         let encoded = update.encode_v1();
         let _ = self.changes.send(Change {
             origin,
@@ -366,7 +383,9 @@ impl Room {
         let stale: Vec<u64> = self
             .awareness
             .iter()
-            .filter(|(_, s)| s.data.is_some() && now.saturating_sub(s.last_updated) > PRESENCE_TIMEOUT_MS)
+            .filter(|(_, s)| {
+                s.data.is_some() && now.saturating_sub(s.last_updated) > PRESENCE_TIMEOUT_MS
+            })
             .map(|(id, _)| id.get())
             .collect();
         // Every node expires on its own: nothing to announce.
@@ -552,16 +571,29 @@ mod presence_tests {
         };
         store.create_doc(meta.clone()).await.unwrap();
         let (outbox, mut out) = mpsc::channel(16);
-        let ctx = RoomContext { store: store.clone(), outbox, compact_every: 100 };
+        let ctx = RoomContext {
+            store: store.clone(),
+            outbox,
+            compact_every: 100,
+        };
         let room = RoomHandle::open(&meta, ctx).await.unwrap();
         let mut changes = room.subscribe();
 
         assert_eq!(room.awareness_state().await.unwrap(), None);
-        room.apply_awareness(presence(7, 1, r#"{"user":{"name":"ada"}}"#), Origin::Session(1))
-            .await
-            .unwrap();
-        assert!(matches!(*changes.recv().await.unwrap().message, YMessage::Awareness(_)));
-        assert!(matches!(out.recv().await.unwrap().payload, YMessage::Awareness(_)), "local presence goes to peers");
+        room.apply_awareness(
+            presence(7, 1, r#"{"user":{"name":"ada"}}"#),
+            Origin::Session(1),
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            *changes.recv().await.unwrap().message,
+            YMessage::Awareness(_)
+        ));
+        assert!(
+            matches!(out.recv().await.unwrap().payload, YMessage::Awareness(_)),
+            "local presence goes to peers"
+        );
         let state = room.awareness_state().await.unwrap().expect("one client");
         assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
 
@@ -570,17 +602,31 @@ mod presence_tests {
             .await
             .unwrap();
         changes.recv().await.unwrap();
-        assert!(out.try_recv().is_err(), "remote presence is not re-gossiped");
+        assert!(
+            out.try_recv().is_err(),
+            "remote presence is not re-gossiped"
+        );
 
         // Garbage is refused.
-        assert!(room.apply_awareness(vec![5, 200, 200], Origin::Session(1)).await.is_err());
+        assert!(room
+            .apply_awareness(vec![5, 200, 200], Origin::Session(1))
+            .await
+            .is_err());
 
         // A closed session's clients go away, and peers hear of it.
-        room.remove_awareness(vec![7], Origin::Session(1)).await.unwrap();
+        room.remove_awareness(vec![7], Origin::Session(1))
+            .await
+            .unwrap();
         changes.recv().await.unwrap();
-        assert!(matches!(out.recv().await.unwrap().payload, YMessage::Awareness(_)));
+        assert!(matches!(
+            out.recv().await.unwrap().payload,
+            YMessage::Awareness(_)
+        ));
         let state = room.awareness_state().await.unwrap().expect("bob remains");
         assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
-        assert!(store.load(meta.id).await.unwrap().updates.is_empty(), "presence is not stored");
+        assert!(
+            store.load(meta.id).await.unwrap().updates.is_empty(),
+            "presence is not stored"
+        );
     }
 }

@@ -142,7 +142,9 @@ impl YMessage {
                 }
             }
             MSG_AWARENESS => {
-                let a = r.read_buf().map_err(malformed("truncated awareness update"))?;
+                let a = r
+                    .read_buf()
+                    .map_err(malformed("truncated awareness update"))?;
                 decode_awareness(a)?;
                 YMessage::Awareness(a.to_vec())
             }

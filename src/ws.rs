@@ -67,7 +67,11 @@ async fn serve(
     let mut changes = room.subscribe();
     let gone = |_| End(CLOSE_GOING_AWAY, "document closed");
     let start = async {
-        send(socket, &YMessage::SyncStep1(room.state_vector().await.map_err(gone)?)).await?;
+        send(
+            socket,
+            &YMessage::SyncStep1(room.state_vector().await.map_err(gone)?),
+        )
+        .await?;
         if let Some(state) = room.awareness_state().await.map_err(gone)? {
             send(socket, &YMessage::Awareness(state)).await?;
         }
@@ -115,8 +119,8 @@ async fn on_frame(
     frame: &[u8],
 ) -> Result<(), End> {
     // Decode the whole frame before acting on any of it: a bad frame changes nothing.
-    let messages =
-        YMessage::decode_all(frame).map_err(|_| End(CLOSE_POLICY, "malformed y-protocols message"))?;
+    let messages = YMessage::decode_all(frame)
+        .map_err(|_| End(CLOSE_POLICY, "malformed y-protocols message"))?;
     let origin = Origin::Session(session);
     for msg in messages {
         match msg {

@@ -4,6 +4,7 @@ mod it {
     pub mod cli;
     pub mod cluster;
     pub mod common;
+    pub mod editor;
     pub mod hostile;
     pub mod join;
 }

@@ -420,14 +420,14 @@ fn simulation_is_deterministic_per_seed() {
 #[test]
 fn malformed_y_messages_are_errors() {
     for bad in [
-        &[][..],                  // empty frame
-        &[0x00][..],              // sync without a type
-        &[0x00, 0x02, 0x05, 1][..], // update claims 5 bytes, has 1
-        &[0x00, 0x07, 0x00][..],  // unknown sync type
-        &[0x09][..],              // unknown message type
-        &[0x80, 0x80, 0x80][..],  // truncated varint
+        &[][..],                                         // empty frame
+        &[0x00][..],                                     // sync without a type
+        &[0x00, 0x02, 0x05, 1][..],                      // update claims 5 bytes, has 1
+        &[0x00, 0x07, 0x00][..],                         // unknown sync type
+        &[0x09][..],                                     // unknown message type
+        &[0x80, 0x80, 0x80][..],                         // truncated varint
         &[0x00, 0x02, 0xff, 0xff, 0xff, 0xff, 0x0f][..], // huge length
-        &[0x01, 0x03, 0x01, 0x01][..], // truncated awareness
+        &[0x01, 0x03, 0x01, 0x01][..],                   // truncated awareness
     ] {
         assert!(YMessage::decode_all(bad).is_err(), "{bad:?}");
     }

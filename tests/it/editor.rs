@@ -1,0 +1,256 @@
+//! The editor-facing server: the y-websocket endpoint under hostile input, and local-only access.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use peerdoc::doc::Document;
+use peerdoc::sync::YMessage;
+use peerdoc::{Error, Node};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::common::*;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(node: &Node, doc: &str) -> Socket {
+    let url = format!("ws://{}/ws/{doc}", node.http_addr().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket handshake");
+    socket
+}
+
+/// Next binary frame, decoded; skips nothing silently.
+async fn next_message(socket: &mut Socket) -> Option<Message> {
+    tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("no frame in time")
+        .and_then(Result::ok)
+}
+
+/// Sends `frame` and expects the server to close with a policy violation.
+async fn expect_closed(node: &Node, doc: &str, frame: Message) {
+    let mut socket = connect(node, doc).await;
+    // The server greets with its state vector (sync step 1).
+    match next_message(&mut socket).await {
+        Some(Message::Binary(b)) => {
+            assert!(matches!(YMessage::decode(&b), Ok(YMessage::SyncStep1(_))))
+        }
+        other => panic!("expected sync step 1, got {other:?}"),
+    }
+    socket.send(frame.clone()).await.unwrap();
+    loop {
+        match next_message(&mut socket).await {
+            Some(Message::Close(Some(close))) => {
+                assert_eq!(close.code, CloseCode::Policy, "{frame:?}: {close:?}");
+                return;
+            }
+            None | Some(Message::Close(None)) => panic!("{frame:?}: closed without a reason"),
+            Some(_) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_close_the_connection_and_change_nothing() {
+    let d = dirs(1);
+    let node = start(&d.paths[0]).await;
+    let doc = node.create_doc("target").await.unwrap().id;
+    node.write(&doc, "untouched\n".into(), false).await.unwrap();
+
+    let bad: Vec<Message> = vec![
+        Message::Binary(vec![0x80].into()),             // truncated varint
+        Message::Binary(vec![0x00, 0x80, 0x80].into()), // truncated sync type
+        Message::Binary(vec![0x09, 0x00].into()),       // unknown message type
+        Message::Binary(vec![0x00, 0x07, 0x00].into()), // unknown sync type
+        Message::Binary(vec![0x00, 0x02, 0xff, 0xff, 0xff, 0xff, 0x0f, 1].into()), // huge length
+        Message::Binary(vec![0x01, 0xff, 0xff, 0xff, 0x7f].into()), // huge awareness
+        Message::Binary(YMessage::Update(vec![7; 50]).encode().into()), // not a Yjs update
+        Message::Binary(Vec::new().into()),             // empty frame
+        Message::Text("hello".into()),                  // text frame
+    ];
+    for frame in bad {
+        expect_closed(&node, &doc, frame).await;
+    }
+    // A frame with a valid message followed by garbage is refused as a whole.
+    let mut writer = Document::new();
+    let good = YMessage::Update(writer.append_text("SHOULD NOT LAND").unwrap()).encode();
+    let mut mixed = good.clone();
+    mixed.push(0x80);
+    expect_closed(&node, &doc, Message::Binary(mixed.into())).await;
+
+    assert_eq!(
+        node.text(&doc).await.unwrap(),
+        "untouched\n",
+        "the document is unaffected"
+    );
+    assert!(node.status().await.is_ok(), "the node is unaffected");
+
+    // The endpoint still works for a well-behaved client.
+    let mut socket = connect(&node, &doc).await;
+    next_message(&mut socket).await;
+    let mut client = Document::new();
+    client
+        .apply(&node_state(&node, &doc).await)
+        .expect("node state applies");
+    let update = client.append_text("from a client\n").unwrap();
+    socket
+        .send(Message::Binary(YMessage::Update(update).encode().into()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while node.text(&doc).await.unwrap() != "untouched\nfrom a client\n" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client update never landed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await;
+}
+
+/// The node's full state, via a websocket sync step 1 with an empty state vector.
+async fn node_state(node: &Node, doc: &str) -> Vec<u8> {
+    let mut socket = connect(node, doc).await;
+    next_message(&mut socket).await;
+    let empty = Document::new().state_vector();
+    socket
+        .send(Message::Binary(YMessage::SyncStep1(empty).encode().into()))
+        .await
+        .unwrap();
+    loop {
+        if let Some(Message::Binary(b)) = next_message(&mut socket).await {
+            if let Ok(YMessage::SyncStep2(state)) = YMessage::decode(&b) {
+                return state;
+            }
+        }
+    }
+}
+
+async fn handshake_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let url = format!("ws://{}{path}", node.http_addr().unwrap());
+    let mut request = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name =
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        request.headers_mut().insert(name, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status(),
+        Err(e) => panic!("unexpected handshake error: {e}"),
+    }
+}
+
+async fn http_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = node.http_addr().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response[9..12].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_origins_and_rebound_hosts_are_refused() {
+    let d = dirs(1);
+    let node = start(&d.paths[0]).await;
+    let doc = node.create_doc("private").await.unwrap().id;
+    let own = format!("{}", node.http_addr().unwrap());
+    let own_origin = format!("http://{own}");
+    let ws_path = format!("/ws/{doc}");
+
+    assert_eq!(
+        handshake_status(&node, &ws_path, &[]).await,
+        StatusCode::SWITCHING_PROTOCOLS
+    );
+    assert_eq!(
+        handshake_status(&node, &ws_path, &[("origin", &own_origin)]).await,
+        StatusCode::SWITCHING_PROTOCOLS
+    );
+    assert_eq!(
+        handshake_status(&node, &ws_path, &[("origin", "http://evil.example")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        handshake_status(&node, &ws_path, &[("host", "evil.example")]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        handshake_status(&node, "/ws/nope", &[]).await,
+        StatusCode::NOT_FOUND
+    );
+
+    let text = format!("/api/docs/{doc}/text");
+    assert_eq!(http_status(&node, &text, &[("Host", &own)]).await, 200);
+    assert_eq!(
+        http_status(&node, &text, &[("Host", "attacker.example:7777")]).await,
+        403
+    );
+    assert_eq!(
+        http_status(&node, &text, &[("Host", "10.0.0.1:7777")]).await,
+        403
+    );
+    assert_eq!(
+        http_status(
+            &node,
+            &text,
+            &[("Host", &own), ("Origin", "http://evil.example")]
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        http_status(&node, "/", &[("Host", &own)]).await,
+        200,
+        "the editor page is served"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_token_is_enforced_and_required_off_loopback() {
+    let d = dirs(2);
+    let mut config = test_config(&d.paths[0], 0);
+    config.http_token = Some("s3cret-token".into());
+    let node = start_with(config).await;
+    let own = format!("{}", node.http_addr().unwrap());
+    assert_eq!(
+        http_status(&node, "/api/docs", &[("Host", &own)]).await,
+        403
+    );
+    assert_eq!(
+        http_status(
+            &node,
+            "/api/docs",
+            &[("Host", &own), ("Authorization", "Bearer s3cret-token")]
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        http_status(&node, "/api/docs?token=s3cret-token", &[("Host", &own)]).await,
+        200
+    );
+    assert_eq!(
+        http_status(&node, "/api/docs?token=wrong", &[("Host", &own)]).await,
+        403
+    );
+    node.shutdown().await;
+
+    // Binding a non-loopback address without a token is refused before anything listens.
+    let mut config = test_config(&d.paths[1], 0);
+    config.http = Some("0.0.0.0:0".parse().unwrap());
+    let err = Node::spawn(config).await.err().expect("must refuse");
+    assert!(matches!(err, Error::HttpTokenRequired(_)), "{err}");
+}

@@ -1,0 +1,100 @@
+// The web editor in headless Chromium: two browsers on two nodes create, share, join, co-edit and
+// see each other's cursor. Screenshots go to ../../test-artifacts/.
+import { test, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { chromium } from 'playwright-core'
+import { startNode, waitFor } from './nodes.mjs'
+
+const ARTIFACTS = resolve(import.meta.dirname, '../../test-artifacts')
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium'
+const nodes = []
+let browser
+after(async () => {
+  if (browser) await browser.close()
+  for (const n of nodes) await n.stop()
+})
+
+async function openPage (node, name) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
+  const page = await context.newPage()
+  page.on('pageerror', (e) => console.error(`[${name}] page error: ${e.message}`))
+  await page.goto(node.http + '/')
+  await page.fill('#my-name', name)
+  await page.dispatchEvent('#my-name', 'change')
+  return page
+}
+
+// The editor's text without the remote-cursor widgets (name labels, word joiners).
+const editorText = (page) => page.evaluate(() => [...document.querySelectorAll('.cm-line')].map((line) => {
+  const copy = line.cloneNode(true)
+  copy.querySelectorAll('.cm-ySelectionInfo').forEach((e) => e.remove())
+  return copy.textContent.replace(/\u2060/g, '')
+}).join('\n'))
+
+test('two browsers on two nodes co-edit with visible cursors', async () => {
+  mkdirSync(ARTIFACTS, { recursive: true })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run']
+  })
+  const a = await startNode()
+  const b = await startNode()
+  nodes.push(a, b)
+  const pageA = await openPage(a, 'Alice')
+  const pageB = await openPage(b, 'Bob')
+
+  // A creates and shares.
+  await pageA.fill('#new-name', 'Meeting notes')
+  await pageA.click('#new-btn')
+  await pageA.waitForSelector('.cm-content')
+  await waitFor('A connected', async () => (await pageA.textContent('#status-conn')) === 'connected')
+  await pageA.click('#share-btn')
+  const ticket = await waitFor('the ticket in the share dialog', () => pageA.inputValue('#ticket-text'))
+  assert.match(ticket, /^peerdoc1/)
+  await pageA.screenshot({ path: `${ARTIFACTS}/browser-a-share.png` })
+  await pageA.click('#share-close')
+
+  // B joins with the ticket.
+  await pageB.click('#join-btn')
+  await pageB.fill('#join-ticket', ticket)
+  await pageB.click('#join-submit')
+  await pageB.waitForSelector('.cm-content')
+  await waitFor('B lists the doc', async () => (await pageB.textContent('#doc-list')).includes('Meeting notes'))
+  await waitFor('B connected', async () => (await pageB.textContent('#status-conn')) === 'connected')
+
+  // Both type.
+  await pageA.click('.cm-content')
+  await pageA.keyboard.type('Hello from Alice. ')
+  await pageB.click('.cm-content')
+  await pageB.keyboard.press('Control+End')
+  await pageB.keyboard.type('Hi from Bob!')
+  const both = (t) => t.includes('Hello from Alice.') && t.includes('Hi from Bob!')
+  await waitFor('A sees both texts', async () => both(await editorText(pageA)))
+  await waitFor('B sees both texts', async () => both(await editorText(pageB)))
+  assert.equal(await editorText(pageA), await editorText(pageB))
+
+  // Each sees the other's cursor with their name.
+  await waitFor('Bob\'s cursor on A', async () =>
+    (await pageA.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Bob'))
+  await waitFor('Alice\'s cursor on B', async () =>
+    (await pageB.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Alice'))
+  await waitFor('A counts one peer', async () => (await pageA.textContent('#status-peers')) === '1 peer online')
+  await waitFor('synced', async () => (await pageA.textContent('#status-sync')) === 'synced')
+
+  // What the browsers typed is what the node stores.
+  const docs = await a.api('GET', '/api/docs')
+  await waitFor('node text equals editor text', async () =>
+    (await a.api('GET', `/api/docs/${docs[0].id}/text`)) === await editorText(pageA))
+
+  await pageA.screenshot({ path: `${ARTIFACTS}/browser-a.png` })
+  await pageB.screenshot({ path: `${ARTIFACTS}/browser-b.png` })
+  // A narrow window still works: the document list folds into a menu.
+  await pageB.setViewportSize({ width: 380, height: 700 })
+  await pageB.screenshot({ path: `${ARTIFACTS}/browser-b-narrow.png` })
+  await pageB.click('#menu-btn')
+  await pageB.waitForTimeout(400) // the menu slides in
+  await pageB.screenshot({ path: `${ARTIFACTS}/browser-b-narrow-menu.png` })
+})
