@@ -7,8 +7,9 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down only: `cli/main → node → {api, net, peer, room} → {store, doc,
+//! Dependencies point down only: `cli/main → node → {api → ws, net, peer, room} → {store, doc,
 //! sync, envelope}`. The pure modules (`doc`, `sync`, `envelope`) do no I/O and no async.
+//! `web/` holds the editor page's sources; its bundle (`web/dist`) is embedded by `api`.
 //!
 //! | module | owns |
 //! |---|---|
@@ -20,7 +21,8 @@
 //! | [`net`] | libp2p: `Behaviour`, the `EventLoop` that alone owns the `Swarm`, the `Net` handle |
 //! | [`peer`] | the sync driver between `net` and rooms: gossip in/out, serving and pulling, anti-entropy |
 //! | [`node`] | `Node`: wiring, start-up and shutdown order, the document API |
-//! | [`api`] | axum HTTP JSON API (local only) |
+//! | [`api`] | axum HTTP server: JSON API, `/ws/<doc>`, the embedded web editor, access checks |
+//! | [`ws`] | one y-websocket editor session: y-protocols messages ↔ room calls |
 //! | [`client`] | blocking HTTP client the CLI uses to reach the daemon |
 //! | [`cli`] | clap commands |
 //! | [`config`] | `Config` and its defaults |

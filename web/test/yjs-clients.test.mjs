@@ -7,17 +7,19 @@ import WebSocket from 'ws'
 import { startNode, shareDoc, waitFor } from './nodes.mjs'
 
 const nodes = []
-const providers = []
+const clients = []
 after(async () => {
-  for (const p of providers) p.destroy()
+  // Destroying the Y.Doc also stops its awareness timer, which would keep the process alive.
+  for (const c of clients) { c.provider.destroy(); c.doc.destroy() }
   for (const n of nodes) await n.stop()
 })
 
 function client (node, docId) {
   const doc = new Y.Doc()
   const provider = new WebsocketProvider(node.ws, docId, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
-  providers.push(provider)
-  return { doc, provider, text: doc.getText('content') }
+  const c = { doc, provider, text: doc.getText('content') }
+  clients.push(c)
+  return c
 }
 
 const synced = (c) => waitFor('client sync', () => c.provider.synced)
