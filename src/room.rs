@@ -466,6 +466,7 @@ impl Rooms {
 mod tests {
     use super::*;
     use crate::store::unix_now;
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 
     async fn setup(
         compact_every: usize,
@@ -539,13 +540,6 @@ mod tests {
             YMessage::SyncStep1(_)
         ));
     }
-}
-
-#[cfg(test)]
-mod presence_tests {
-    use super::*;
-    use crate::store::unix_now;
-    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 
     fn presence(client: u64, clock: u32, json: &str) -> Vec<u8> {
         let mut clients = HashMap::new();
@@ -561,21 +555,8 @@ mod presence_tests {
 
     #[tokio::test]
     async fn presence_is_shared_announced_removed_and_never_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("db")).unwrap();
-        let meta = DocMeta {
-            id: DocId::random(),
-            name: "p".into(),
-            key: DocKey::random(),
-            created: unix_now(),
-        };
-        store.create_doc(meta.clone()).await.unwrap();
-        let (outbox, mut out) = mpsc::channel(16);
-        let ctx = RoomContext {
-            store: store.clone(),
-            outbox,
-            compact_every: 100,
-        };
+        let (_dir, ctx, mut out, meta) = setup(100).await;
+        let store = ctx.store.clone();
         let room = RoomHandle::open(&meta, ctx).await.unwrap();
         let mut changes = room.subscribe();
 
