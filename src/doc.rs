@@ -159,6 +159,8 @@ impl Document {
     pub fn apply(&mut self, update: &[u8]) -> Result<Applied, DocError> {
         let doc = &self.doc;
         // yrs decodes and integrates untrusted bytes; a panic there must not take the node down.
+        // Each client section is at least three bytes: block count, client id, first clock.
+        check_leading_count(update, 3).map_err(DocError::BadUpdate)?;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let update =
                 Update::decode_v1(update).map_err(|e| DocError::BadUpdate(e.to_string()))?;
@@ -262,9 +264,24 @@ impl Document {
     }
 }
 
-/// Decodes an untrusted state vector. yrs asserts on some invalid client ids, so the decoder
-/// runs under `catch_unwind`: bad bytes are an error, never a crash.
+/// Rejects input whose leading count could not possibly fit in its bytes. yrs decoders reserve
+/// memory for such counts before reading the entries, so a few bytes claiming millions of
+/// entries would make a node allocate gigabytes (found by fuzzing). `min_entry` is the smallest
+/// encoding of one entry.
+pub fn check_leading_count(bytes: &[u8], min_entry: u64) -> Result<(), String> {
+    use yrs::encoding::read::{Cursor, Read};
+    let count: u64 = Cursor::new(bytes).read_var().map_err(|e| e.to_string())?;
+    if count > bytes.len() as u64 / min_entry {
+        return Err(format!("claims {count} entries in {} bytes", bytes.len()));
+    }
+    Ok(())
+}
+
+/// Decodes an untrusted state vector: bounded (see [`check_leading_count`]) and under
+/// `catch_unwind`, because yrs asserts on some invalid client ids.
 pub fn decode_sv(bytes: &[u8]) -> Result<StateVector, DocError> {
+    // Every entry is at least two bytes: client id and clock, one varuint each.
+    check_leading_count(bytes, 2).map_err(DocError::BadStateVector)?;
     catch_unwind(|| StateVector::decode_v1(bytes))
         .map_err(|_| DocError::BadStateVector("decoder panicked".into()))?
         .map_err(|e| DocError::BadStateVector(e.to_string()))
@@ -331,7 +348,7 @@ fn text_edits(old: &str, new: &str) -> Vec<TextEdit> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -373,6 +390,35 @@ mod tests {
         assert!(b.apply(&u).unwrap().delta.is_none(), "duplicate is a no-op");
         assert!(b.apply(b"\xff\xff\xff garbage").is_err());
         assert_eq!(b.text(), "hi");
+    }
+
+    #[test]
+    fn state_vector_allocation_bombs_are_refused() {
+        // Inputs found by cargo fuzz: tiny, but claiming tens of millions of entries.
+        for bomb in [&[0x85, 0x87, 0xff, 0x23][..], &[138, 205, 185, 49][..]] {
+            assert!(matches!(decode_sv(bomb), Err(DocError::BadStateVector(_))));
+        }
+        let mut doc = Document::new();
+        assert!(matches!(
+            doc.apply(&[156, 130, 217, 56]),
+            Err(DocError::BadUpdate(_))
+        ));
+        let d = Document::new();
+        assert!(decode_sv(&d.state_vector()).is_ok());
+    }
+
+    /// An update found by cargo fuzz on which yrs 0.28.1 panics (store.rs, `unwrap` on `None`).
+    pub(crate) const PANICKING_UPDATE: &[u8] = &[
+        1, 2, 0, 255, 255, 255, 255, 255, 255, 9, 0, 5, 0, 127, 0, 96, 32, 0, 127, 0, 64, 32, 0,
+        63, 0, 0, 93, 0, 0, 9,
+    ];
+
+    #[test]
+    fn a_panic_inside_yrs_is_an_error_not_a_crash() {
+        let mut d = Document::new();
+        d.append_text("keep");
+        let result = d.apply(PANICKING_UPDATE);
+        assert!(result.is_err(), "{result:?}");
     }
 
     #[test]

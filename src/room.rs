@@ -226,7 +226,7 @@ impl Room {
             };
             match cmd {
                 Command::ApplyRemote(update, reply) => {
-                    let result = self.doc.apply(&update).map_err(RoomError::from);
+                    let result = self.apply(&update).await;
                     let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                     let _ = reply.send(result);
                     if let Some(delta) = delta {
@@ -237,9 +237,9 @@ impl Room {
                     }
                 }
                 Command::ApplyLocal(update, origin, reply) => {
-                    let result = match self.doc.apply(&update) {
+                    let result = match self.apply(&update).await {
                         Ok(applied) => self.local_change(applied.delta, origin).await,
-                        Err(e) => Err(e.into()),
+                        Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
                 }
@@ -288,6 +288,35 @@ impl Room {
             }
         }
         tracing::debug!(doc = %self.id, "room closed");
+    }
+
+    /// Applies an update to the document. If yrs panicked on it, the in-memory document may be
+    /// half-applied: it is rebuilt from the store, which holds exactly what came before.
+    async fn apply(&mut self, update: &[u8]) -> Result<Applied, RoomError> {
+        let result = self.doc.apply(update);
+        if let Err(DocError::Panicked) = result {
+            tracing::error!(doc = %self.id, "the CRDT library panicked on an update; reloading the document");
+            match self
+                .ctx
+                .store
+                .load(self.id)
+                .await
+                .map_err(RoomError::from)
+                .and_then(|stored| {
+                    Document::from_updates(
+                        stored
+                            .snapshot
+                            .iter()
+                            .chain(stored.updates.iter())
+                            .map(|u| u.as_slice()),
+                    )
+                    .map_err(|e| RoomError::Corrupt(self.id, e))
+                }) {
+                Ok(doc) => self.doc = doc,
+                Err(e) => tracing::error!(doc = %self.id, "could not reload the document: {e}"),
+            }
+        }
+        Ok(result?)
     }
 
     /// Persists a local change, then announces it to the network.
@@ -526,6 +555,25 @@ mod tests {
         assert!(room.apply_remote(vec![1, 2, 3, 250, 250]).await.is_err());
         assert_eq!(room.text().await.unwrap(), "safe");
         assert_eq!(ctx.store.load(meta.id).await.unwrap().updates.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_update_leaves_the_room_working() {
+        let (_dir, ctx, _out, meta) = setup(100).await;
+        let room = RoomHandle::open(&meta, ctx).await.unwrap();
+        room.append_text("before\n".into()).await.unwrap();
+        let panicking = crate::doc::tests::PANICKING_UPDATE.to_vec();
+        assert!(room.apply_remote(panicking.clone()).await.is_err());
+        assert!(room
+            .apply_local(panicking, Origin::Session(1))
+            .await
+            .is_err());
+        assert_eq!(room.text().await.unwrap(), "before\n");
+        room.append_text("after\n".into()).await.unwrap();
+        let (diff, _) = room.diff(Document::new().state_vector()).await.unwrap();
+        let mut copy = Document::new();
+        copy.apply(&diff).unwrap();
+        assert_eq!(copy.text(), "before\nafter\n");
     }
 
     #[tokio::test]

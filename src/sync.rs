@@ -11,7 +11,7 @@ use yrs::encoding::write::Write;
 use yrs::sync::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
 
-use crate::doc::decode_sv;
+use crate::doc::{check_leading_count, decode_sv};
 use crate::envelope::ENVELOPE_OVERHEAD;
 
 /// The request-response protocol name.
@@ -154,8 +154,12 @@ impl YMessage {
     }
 }
 
-/// Decodes untrusted awareness update bytes (yrs asserts on some client ids: guarded).
+/// Decodes untrusted awareness update bytes: bounded (see [`check_leading_count`]) and under
+/// `catch_unwind` (yrs asserts on some client ids).
 pub fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, SyncError> {
+    // Each entry is at least three bytes: client id, clock, state length.
+    check_leading_count(bytes, 3)
+        .map_err(|_| SyncError::Malformed("awareness update claims more entries than it holds"))?;
     std::panic::catch_unwind(|| AwarenessUpdate::decode_v1(bytes))
         .map_err(|_| SyncError::Malformed("awareness decoder panicked"))?
         .map_err(|_| SyncError::Malformed("bad awareness update"))
