@@ -116,8 +116,8 @@ pub async fn pull(net: &Net, room: &RoomHandle, peer: PeerId) -> Result<PullOutc
     }
 }
 
-/// Answers one sync request. Returns the requester's state vector when it has operations we
-/// lack, so the caller can pull them back.
+/// Answers one sync request. Also returns the document it was for and whether the requester's
+/// state vector shows operations we lack (then the caller pulls them back).
 async fn serve(
     rooms: &Rooms,
     transfers: &Mutex<Transfers>,
