@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::{Error, Node};
-use crate::peer::PeerError;
 
 /// Largest request body (a whole document's text on `PUT …/text`).
 const MAX_BODY: usize = 64 << 20;
@@ -82,10 +81,7 @@ impl From<Error> for ApiError {
             Error::AmbiguousDoc(..) | Error::AlreadyJoined(_) => StatusCode::CONFLICT,
             Error::Store(crate::store::StoreError::NameTaken(_)) => StatusCode::CONFLICT,
             Error::BadName(..) | Error::Ticket(_) | Error::OwnTicket => StatusCode::BAD_REQUEST,
-            Error::Unreachable { .. } | Error::JoinSync(PeerError::Net(_)) => {
-                StatusCode::BAD_GATEWAY
-            }
-            Error::JoinSync(_) => StatusCode::BAD_GATEWAY,
+            Error::Unreachable { .. } | Error::JoinSync(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())

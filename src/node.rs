@@ -25,6 +25,7 @@ use crate::net::{Net, NetConfig, NetError, PeerInfo};
 use crate::peer::{self, Driver, PeerDocState, PeerError, SyncTiming, Syncer};
 use crate::room::{RoomContext, RoomError, RoomHandle, Rooms};
 use crate::store::{unix_now, DocMeta, Store, StoreError};
+use crate::sync::PullError;
 
 /// Longest document name, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
@@ -481,7 +482,10 @@ impl Node {
             tokio::time::timeout(timeout, peer::pull(&self.inner.net, &room, ticket.peer)).await;
         let failure = match pulled {
             Ok(Ok(_)) => None,
-            Ok(Err(PeerError::UnknownDoc(_))) => Some(Error::NotShared),
+            Ok(Err(PeerError::Pull {
+                source: PullError::UnknownDoc,
+                ..
+            })) => Some(Error::NotShared),
             Ok(Err(e)) => Some(Error::JoinSync(e)),
             Err(_) => Some(Error::Unreachable {
                 peer: ticket.peer,

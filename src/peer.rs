@@ -14,17 +14,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::doc::{parse_topic_name, sv_has_unseen, DocError, DocId};
-use crate::envelope::{EnvelopeError, Purpose};
+use crate::envelope::Purpose;
 use crate::net::{Net, NetError, NetEvent};
 use crate::room::{Origin, Outgoing, RoomError, RoomHandle, Rooms};
 use crate::store::Store;
 use crate::sync::{
-    Chunk, Pull, RequestBody, Step, SyncError, SyncRequest, SyncResponse, Transfers, YMessage,
-    CHUNK_SIZE,
+    chunk_response, open_request, Progress, Pull, PullError, RequestBody, SyncError, SyncRequest,
+    SyncResponse, Transfers, YMessage, CHUNK_SIZE,
 };
-
-/// How often a pull restarts after its transfer expired on the responder.
-const MAX_PULL_RESTARTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -32,18 +29,10 @@ pub enum PeerError {
     Net(#[from] NetError),
     #[error(transparent)]
     Room(#[from] RoomError),
-    #[error("peer sent a malformed sync message: {0}")]
-    Sync(#[from] SyncError),
-    #[error("peer sent data that does not open with the document key: {0}")]
-    Envelope(#[from] EnvelopeError),
     #[error("peer sent an invalid state vector: {0}")]
     Doc(#[from] DocError),
-    #[error("peer {0} does not have this document")]
-    UnknownDoc(PeerId),
-    #[error("peer {0} refused the request (it holds a different key for this document)")]
-    Refused(PeerId),
-    #[error("peer {0} kept expiring the transfer; try again later")]
-    Expired(PeerId),
+    #[error("pull from {peer} failed: {source}")]
+    Pull { peer: PeerId, source: PullError },
 }
 
 /// Timing of background sync work.
@@ -76,41 +65,24 @@ pub struct PeerDocState {
 
 /// Pulls what `peer` has of `room`'s document and we lack. Returns once applied.
 pub async fn pull(net: &Net, room: &RoomHandle, peer: PeerId) -> Result<PullOutcome, PeerError> {
-    let mut restarts = 0;
-    'restart: loop {
-        let (mut session, mut body) = Pull::start(room.state_vector().await?);
-        loop {
-            let sealed = room
-                .key
-                .seal(&room.topic, Purpose::SyncRequest, &body.encode());
-            let request = SyncRequest {
-                topic: room.topic,
-                sealed,
-            };
-            let response = net.request(peer, request.encode()).await?;
-            let sealed = match SyncResponse::decode(&response)? {
-                SyncResponse::Chunk(sealed) => sealed,
-                SyncResponse::UnknownDoc => return Err(PeerError::UnknownDoc(peer)),
-                SyncResponse::BadRequest => return Err(PeerError::Refused(peer)),
-                SyncResponse::TransferExpired if restarts < MAX_PULL_RESTARTS => {
-                    restarts += 1;
-                    continue 'restart;
-                }
-                SyncResponse::TransferExpired => return Err(PeerError::Expired(peer)),
-            };
-            let plain = room.key.open(&room.topic, Purpose::SyncResponse, &sealed)?;
-            match session.on_chunk(Chunk::decode(&plain)?)? {
-                Step::Next(next) => body = next,
-                Step::Done { update, remote_sv } => {
-                    let applied = room.apply_remote(update).await?;
-                    let local_sv = room.state_vector().await?;
-                    let in_sync = !sv_has_unseen(&local_sv, &remote_sv)?
-                        && !sv_has_unseen(&remote_sv, &local_sv)?;
-                    return Ok(PullOutcome {
-                        changed: applied.delta.is_some(),
-                        in_sync,
-                    });
-                }
+    let local_sv = room.state_vector().await?;
+    let (mut session, mut request) = Pull::start(room.key.clone(), room.topic, local_sv);
+    loop {
+        let response = net.request(peer, request).await?;
+        let progress = session
+            .on_response(&response)
+            .map_err(|source| PeerError::Pull { peer, source })?;
+        match progress {
+            Progress::Send(next) => request = next,
+            Progress::Done { update, remote_sv } => {
+                let applied = room.apply_remote(update).await?;
+                let local_sv = room.state_vector().await?;
+                let in_sync = !sv_has_unseen(&local_sv, &remote_sv)?
+                    && !sv_has_unseen(&remote_sv, &local_sv)?;
+                return Ok(PullOutcome {
+                    changed: applied.delta.is_some(),
+                    in_sync,
+                });
             }
         }
     }
@@ -129,12 +101,7 @@ async fn serve(
     let Some(room) = rooms.by_topic(&request.topic) else {
         return (SyncResponse::UnknownDoc, None);
     };
-    let body = match room
-        .key
-        .open(&room.topic, Purpose::SyncRequest, &request.sealed)
-        .map_err(PeerError::from)
-        .and_then(|plain| Ok(RequestBody::decode(&plain)?))
-    {
+    let body = match open_request(&room.key, &request) {
         Ok(body) => body,
         Err(e) => {
             tracing::warn!(doc = %room.id, "rejected sync request: {e}");
@@ -157,14 +124,7 @@ async fn serve(
             (lock(transfers).chunk(transfer, offset, CHUNK_SIZE), false)
         }
     };
-    let response = match chunk {
-        Some(chunk) => SyncResponse::Chunk(room.key.seal(
-            &room.topic,
-            Purpose::SyncResponse,
-            &chunk.encode(),
-        )),
-        None => SyncResponse::TransferExpired,
-    };
+    let response = chunk_response(&room.key, &room.topic, chunk);
     (response, Some((room.id, requester_ahead)))
 }
 
@@ -460,8 +420,8 @@ impl State {
         let payload = match room
             .key
             .open(&room.topic, Purpose::Gossip, data)
-            .map_err(PeerError::from)
-            .and_then(|plain| Ok(YMessage::decode(&plain)?))
+            .map_err(SyncError::from)
+            .and_then(|plain| YMessage::decode(&plain))
         {
             Ok(payload) => payload,
             Err(e) => {

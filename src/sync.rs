@@ -12,7 +12,7 @@ use yrs::sync::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
 
 use crate::doc::{check_leading_count, decode_sv};
-use crate::envelope::ENVELOPE_OVERHEAD;
+use crate::envelope::{DocKey, EnvelopeError, Purpose, ENVELOPE_OVERHEAD};
 
 /// The request-response protocol name.
 pub const PROTOCOL: &str = "/peerdoc/sync/1";
@@ -48,6 +48,21 @@ pub enum SyncError {
     BadTransfer(&'static str),
     #[error("transfer of {0} bytes exceeds the {MAX_TRANSFER}-byte limit")]
     TooLarge(u64),
+    #[error("payload does not open with the document key: {0}")]
+    Sealed(#[from] EnvelopeError),
+}
+
+/// Why a pull ended without the peer's diff.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PullError {
+    #[error("peer sent a bad response: {0}")]
+    Sync(#[from] SyncError),
+    #[error("the peer does not have this document")]
+    UnknownDoc,
+    #[error("the peer refused the request (it holds a different key for this document)")]
+    Refused,
+    #[error("the peer kept expiring the transfer; try again later")]
+    Expired,
 }
 
 fn malformed(what: &'static str) -> impl Fn(yrs::encoding::read::Error) -> SyncError {
@@ -200,6 +215,20 @@ impl SyncRequest {
             topic: topic.try_into().expect("32 bytes"),
             sealed: sealed.to_vec(),
         })
+    }
+}
+
+/// Responder side: the body of a request, opened with the key of the document its topic names.
+pub fn open_request(key: &DocKey, request: &SyncRequest) -> Result<RequestBody, SyncError> {
+    let plain = key.open(&request.topic, Purpose::SyncRequest, &request.sealed)?;
+    RequestBody::decode(&plain)
+}
+
+/// Responder side: a chunk as a sealed response, or `TransferExpired` when there is none.
+pub fn chunk_response(key: &DocKey, topic: &[u8; 32], chunk: Option<Chunk>) -> SyncResponse {
+    match chunk {
+        Some(chunk) => SyncResponse::Chunk(key.seal(topic, Purpose::SyncResponse, &chunk.encode())),
+        None => SyncResponse::TransferExpired,
     }
 }
 
@@ -440,8 +469,16 @@ impl Transfers {
 // ---------------------------------------------------------------------------------------------
 // Requester: one pull session
 
-/// The requester's side of one pull from one peer for one document.
+/// How often a pull restarts after the responder expired its transfer.
+const MAX_PULL_RESTARTS: usize = 3;
+
+/// The requester's side of one pull from one peer for one document: builds the sealed
+/// requests, opens and checks the responses, reassembles the chunks.
 pub struct Pull {
+    key: DocKey,
+    topic: [u8; 32],
+    local_sv: Vec<u8>,
+    restarts: usize,
     transfer: Option<u64>,
     total: u64,
     buf: Vec<u8>,
@@ -456,15 +493,71 @@ pub enum Step {
     Done { update: Vec<u8>, remote_sv: Vec<u8> },
 }
 
+/// What to do after a response arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Send these request bytes next.
+    Send(Vec<u8>),
+    /// The diff is complete: apply `update`; `remote_sv` is the responder's state vector.
+    Done { update: Vec<u8>, remote_sv: Vec<u8> },
+}
+
 impl Pull {
-    /// Begins a pull; send the returned request.
-    pub fn start(local_sv: Vec<u8>) -> (Pull, RequestBody) {
+    /// Begins a pull of the document `topic` from a replica at `local_sv`; send the returned
+    /// request bytes.
+    pub fn start(key: DocKey, topic: [u8; 32], local_sv: Vec<u8>) -> (Pull, Vec<u8>) {
         let pull = Pull {
+            key,
+            topic,
+            local_sv,
+            restarts: 0,
             transfer: None,
             total: 0,
             buf: Vec::new(),
         };
-        (pull, RequestBody::Start { sv: local_sv })
+        let request = pull.first_request();
+        (pull, request)
+    }
+
+    fn first_request(&self) -> Vec<u8> {
+        self.request(&RequestBody::Start {
+            sv: self.local_sv.clone(),
+        })
+    }
+
+    fn request(&self, body: &RequestBody) -> Vec<u8> {
+        SyncRequest {
+            topic: self.topic,
+            sealed: self
+                .key
+                .seal(&self.topic, Purpose::SyncRequest, &body.encode()),
+        }
+        .encode()
+    }
+
+    /// Handles the response bytes to the last request.
+    pub fn on_response(&mut self, bytes: &[u8]) -> Result<Progress, PullError> {
+        let sealed = match SyncResponse::decode(bytes)? {
+            SyncResponse::Chunk(sealed) => sealed,
+            SyncResponse::UnknownDoc => return Err(PullError::UnknownDoc),
+            SyncResponse::BadRequest => return Err(PullError::Refused),
+            SyncResponse::TransferExpired if self.restarts < MAX_PULL_RESTARTS => {
+                self.restarts += 1;
+                self.transfer = None;
+                self.total = 0;
+                self.buf.clear();
+                return Ok(Progress::Send(self.first_request()));
+            }
+            SyncResponse::TransferExpired => return Err(PullError::Expired),
+        };
+        let plain = self
+            .key
+            .open(&self.topic, Purpose::SyncResponse, &sealed)
+            .map_err(SyncError::from)?;
+        Ok(match self.on_chunk(Chunk::decode(&plain)?)? {
+            Step::Next(body) => Progress::Send(self.request(&body)),
+            Step::Done { update, remote_sv } => Progress::Done { update, remote_sv },
+        })
     }
 
     pub fn on_chunk(&mut self, chunk: Chunk) -> Result<Step, SyncError> {

@@ -4,6 +4,19 @@
 use super::*;
 use crate::doc::{DocId, Document};
 use crate::envelope::{DocKey, Purpose};
+
+impl Progress {
+    /// Sealed requests differ in their random nonce: compare them by their opened body.
+    fn map_sealed(self) -> (Option<RequestBody>, bool) {
+        match self {
+            Progress::Send(bytes) => {
+                let req = SyncRequest::decode(&bytes).unwrap();
+                (Some(open_request(&DocKey([3; 32]), &req).unwrap()), false)
+            }
+            Progress::Done { .. } => (None, true),
+        }
+    }
+}
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -62,10 +75,11 @@ proptest! {
         let _ = RequestBody::decode(&raw);
         let _ = SyncResponse::decode(&raw);
         let _ = Chunk::decode(&raw);
-        let (mut pull, _) = Pull::start(vec![0]);
+        let (mut pull, _) = Pull::start(DocKey([1; 32]), [2; 32], vec![0]);
         if let Ok(chunk) = Chunk::decode(&raw) {
             let _ = pull.on_chunk(chunk);
         }
+        let _ = pull.on_response(&raw);
     }
 }
 
@@ -79,27 +93,27 @@ fn pull_rejects_inconsistent_transfers() {
         offset,
         data: data.to_vec(),
     };
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     assert!(
         p.on_chunk(chunk(1, 10, 3, b"abc")).is_err(),
         "must start at 0"
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     assert_eq!(
         p.on_chunk(chunk(0, MAX_TRANSFER + 1, 0, b"")),
         Err(SyncError::TooLarge(MAX_TRANSFER + 1))
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     assert!(
         p.on_chunk(chunk(0, 10, 0, b"abc")).is_err(),
         "single chunk must be whole"
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     assert!(
         p.on_chunk(chunk(7, 6, 0, b"abcdefg")).is_err(),
         "more than announced"
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     assert_eq!(
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap(),
         Step::Next(RequestBody::Continue {
@@ -111,21 +125,86 @@ fn pull_rejects_inconsistent_transfers() {
         p.on_chunk(chunk(8, 6, 3, b"def")).is_err(),
         "other transfer"
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
     assert!(p.on_chunk(chunk(7, 6, 2, b"def")).is_err(), "wrong offset");
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
     assert!(
         p.on_chunk(chunk(7, 6, 3, b"")).is_err(),
         "empty chunk stalls"
     );
-    let (mut p, _) = Pull::start(sv.clone());
+    let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
     p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
     assert!(matches!(
         p.on_chunk(chunk(7, 6, 3, b"def")).unwrap(),
         Step::Done { update, .. } if update == b"abcdef"
     ));
+}
+
+#[test]
+fn pull_responses_map_to_progress_or_errors() {
+    let key = DocKey([3; 32]);
+    let topic = [4; 32];
+    let sv = Document::new().state_vector();
+    let start = |sv: &Vec<u8>| Pull::start(key.clone(), topic, sv.clone());
+
+    // The first request is a sealed Start the responder can open.
+    let (mut p, first) = start(&sv);
+    let req = SyncRequest::decode(&first).unwrap();
+    assert_eq!(
+        open_request(&key, &req).unwrap(),
+        RequestBody::Start { sv: sv.clone() }
+    );
+    assert!(
+        open_request(&DocKey([9; 32]), &req).is_err(),
+        "another key cannot open it"
+    );
+
+    // Expired transfers restart from scratch a few times, then give up.
+    for _ in 0..3 {
+        assert_eq!(
+            p.on_response(&SyncResponse::TransferExpired.encode())
+                .unwrap()
+                .map_sealed(),
+            (Some(RequestBody::Start { sv: sv.clone() }), false)
+        );
+    }
+    assert_eq!(
+        p.on_response(&SyncResponse::TransferExpired.encode()),
+        Err(PullError::Expired)
+    );
+    let (mut p, _) = start(&sv);
+    assert_eq!(
+        p.on_response(&SyncResponse::UnknownDoc.encode()),
+        Err(PullError::UnknownDoc)
+    );
+    assert_eq!(
+        p.on_response(&SyncResponse::BadRequest.encode()),
+        Err(PullError::Refused)
+    );
+
+    // A chunk sealed with another key is refused; a good one completes the pull.
+    let chunk = Chunk {
+        sv: sv.clone(),
+        transfer: 0,
+        total: 3,
+        offset: 0,
+        data: b"abc".to_vec(),
+    };
+    let wrong = chunk_response(&DocKey([9; 32]), &topic, Some(chunk.clone())).encode();
+    assert!(matches!(
+        p.on_response(&wrong),
+        Err(PullError::Sync(SyncError::Sealed(_)))
+    ));
+    let right = chunk_response(&key, &topic, Some(chunk)).encode();
+    assert_eq!(
+        p.on_response(&right).unwrap(),
+        Progress::Done {
+            update: b"abc".to_vec(),
+            remote_sv: sv
+        }
+    );
 }
 
 #[test]
@@ -258,30 +337,23 @@ impl Sim {
         }
     }
 
-    /// Replica `i` pulls from replica `j` through the full wire path. Each message is lost with
-    /// `loss` percent probability, which abandons the session. Returns whether it completed.
+    /// Replica `i` pulls from replica `j` through the same wire path as the node (`Pull`,
+    /// `open_request`, `Transfers`, `chunk_response`). Each message is lost with `loss` percent
+    /// probability, which abandons the session. Returns whether it completed.
     fn pull(&mut self, i: usize, j: usize, loss: u32) -> bool {
-        let (mut pull, mut body) = Pull::start(self.replicas[i].state_vector());
+        let (mut pull, mut request) = Pull::start(
+            self.key.clone(),
+            self.topic,
+            self.replicas[i].state_vector(),
+        );
         loop {
-            let sealed = self
-                .key
-                .seal(&self.topic, Purpose::SyncRequest, &body.encode());
-            let wire = SyncRequest {
-                topic: self.topic,
-                sealed,
-            }
-            .encode();
             if self.chance(loss) {
                 return false;
             }
             // Responder j.
-            let req = SyncRequest::decode(&wire).unwrap();
+            let req = SyncRequest::decode(&request).unwrap();
             assert_eq!(req.topic, self.topic);
-            let plain = self
-                .key
-                .open(&req.topic, Purpose::SyncRequest, &req.sealed)
-                .unwrap();
-            let response = match RequestBody::decode(&plain).unwrap() {
+            let chunk = match open_request(&self.key, &req).unwrap() {
                 RequestBody::Start { sv } => {
                     let diff = self.replicas[j].diff(&sv).unwrap();
                     let my_sv = self.replicas[j].state_vector();
@@ -291,29 +363,14 @@ impl Sim {
                     self.transfers[j].chunk(transfer, offset, self.chunk_size)
                 }
             };
-            let response = match response {
-                Some(chunk) => SyncResponse::Chunk(self.key.seal(
-                    &self.topic,
-                    Purpose::SyncResponse,
-                    &chunk.encode(),
-                )),
-                None => SyncResponse::TransferExpired,
-            }
-            .encode();
+            let response = chunk_response(&self.key, &self.topic, chunk).encode();
             if self.chance(loss) {
                 return false;
             }
             // Requester i.
-            let SyncResponse::Chunk(sealed) = SyncResponse::decode(&response).unwrap() else {
-                return false;
-            };
-            let plain = self
-                .key
-                .open(&self.topic, Purpose::SyncResponse, &sealed)
-                .unwrap();
-            match pull.on_chunk(Chunk::decode(&plain).unwrap()).unwrap() {
-                Step::Next(next) => body = next,
-                Step::Done { update, .. } => {
+            match pull.on_response(&response).unwrap() {
+                Progress::Send(next) => request = next,
+                Progress::Done { update, .. } => {
                     self.replicas[i].apply(&update).unwrap();
                     return true;
                 }
