@@ -26,7 +26,9 @@
 //! | [`client`] | blocking HTTP client the CLI uses to reach the daemon |
 //! | [`cli`] | clap commands |
 //! | [`config`] | `Config` and its defaults |
+//! | `actor` | the command-with-reply helper every owning task is reached by |
 
+mod actor;
 pub mod api;
 pub mod cli;
 pub mod client;

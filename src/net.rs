@@ -21,6 +21,7 @@ use libp2p::{identify, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId, StreamP
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::actor::ask;
 use crate::sync::{MAX_GOSSIP_MESSAGE, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, PROTOCOL};
 
 /// identify protocol version string.
@@ -244,12 +245,7 @@ impl Net {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, NetError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| NetError::Stopped)?;
-        rx.await.map_err(|_| NetError::Stopped)
+        ask(&self.tx, make).await.ok_or(NetError::Stopped)
     }
 
     async fn send(&self, cmd: Command) {

@@ -13,6 +13,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::actor::ask;
 use crate::doc::{parse_topic_name, sv_has_unseen, DocError, DocId};
 use crate::envelope::Purpose;
 use crate::net::{Net, NetError, NetEvent};
@@ -147,11 +148,7 @@ pub struct Syncer {
 impl Syncer {
     /// Per-document sync state with each peer sharing it.
     pub async fn status(&self) -> HashMap<DocId, Vec<PeerDocState>> {
-        let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::Status(reply)).await.is_err() {
-            return HashMap::new();
-        }
-        rx.await.unwrap_or_default()
+        ask(&self.tx, Command::Status).await.unwrap_or_default()
     }
 
     pub async fn opened(&self, doc: DocId) {

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use yrs::sync::Awareness;
 use yrs::updates::encoder::Encode;
 
+use crate::actor::ask;
 use crate::doc::{Applied, DocError, DocId, Document};
 use crate::envelope::DocKey;
 use crate::store::{DocMeta, Store, StoreError};
@@ -137,12 +138,7 @@ impl RoomHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, RoomError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| RoomError::Closed(self.id))?;
-        rx.await.map_err(|_| RoomError::Closed(self.id))
+        ask(&self.tx, make).await.ok_or(RoomError::Closed(self.id))
     }
 
     /// Applies an update received from a peer. Returns once applied in memory.

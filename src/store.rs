@@ -13,6 +13,7 @@ use std::thread;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::actor::ask;
 use crate::doc::DocId;
 use crate::envelope::DocKey;
 
@@ -99,12 +100,7 @@ impl Store {
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(make(reply))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        ask(&self.tx, make).await.ok_or(StoreError::Closed)?
     }
 
     pub async fn create_doc(&self, meta: DocMeta) -> Result<(), StoreError> {
