@@ -128,8 +128,11 @@ impl Client {
             self.request("GET", &format!("{}/text", Self::doc_path(doc)))
                 .call(),
         )?;
-        r.into_string()
-            .map_err(|e| ClientError::Transport(e.to_string()))
+        // Not `into_string`: it refuses bodies over 10 MB, and documents can be larger.
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut r.into_reader(), &mut text)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(text)
     }
     pub fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
         let url = format!("{}/text?append={append}", Self::doc_path(doc));

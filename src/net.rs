@@ -11,6 +11,7 @@ use std::io;
 use std::time::Duration;
 
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
@@ -202,7 +203,7 @@ pub struct Net {
 
 impl Net {
     /// Builds the swarm, starts listening, and runs the event loop until `cancel` fires.
-    /// Returns once every listener has reported its addresses (or after a few seconds).
+    /// Returns once every listener has reported an address (or after a few seconds).
     pub async fn spawn(
         keypair: Keypair,
         config: NetConfig,
@@ -210,13 +211,15 @@ impl Net {
     ) -> Result<(Net, mpsc::Receiver<NetEvent>, tokio::task::JoinHandle<()>), NetError> {
         let peer_id = keypair.public().to_peer_id();
         let mut swarm = build_swarm(keypair, &config)?;
+        let mut unreported = HashSet::new();
         for addr in &config.listen {
-            swarm
+            let listener = swarm
                 .listen_on(addr.clone())
                 .map_err(|e| NetError::Listen {
                     addr: addr.clone(),
                     reason: e.to_string(),
                 })?;
+            unreported.insert(listener);
         }
         let (tx, rx) = mpsc::channel(256);
         let (events_tx, events_rx) = mpsc::channel(1024);
@@ -224,15 +227,14 @@ impl Net {
         let event_loop = EventLoop {
             swarm,
             commands: rx,
-            events: events_tx,
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
             addresses: HashMap::new(),
             queue: std::collections::VecDeque::new(),
-            listeners_waiting: config.listen.len(),
+            unreported,
             ready: Some(ready_tx),
         };
-        let task = tokio::spawn(event_loop.run(cancel));
+        let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(Duration::from_secs(5), ready_rx).await;
         Ok((Net { tx, peer_id }, events_rx, task))
     }
@@ -357,20 +359,19 @@ type ResponseReply = oneshot::Sender<Result<Vec<u8>, NetError>>;
 struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    events: mpsc::Sender<NetEvent>,
     pending_dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
     pending_requests: HashMap<OutboundRequestId, (PeerId, ResponseReply)>,
     addresses: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Events waiting for room in `events`. The loop never blocks on its consumer, so it keeps
+    /// Events waiting for room in the events channel. The loop never blocks on its consumer, so it keeps
     /// serving commands (a consumer waiting on a command can never deadlock with it).
     queue: std::collections::VecDeque<NetEvent>,
-    listeners_waiting: usize,
+    /// Listeners that have not reported an address yet; `ready` fires when none are left.
+    unreported: HashSet<ListenerId>,
     ready: Option<oneshot::Sender<()>>,
 }
 
 impl EventLoop {
-    async fn run(mut self, cancel: CancellationToken) {
-        let events = self.events.clone();
+    async fn run(mut self, events: mpsc::Sender<NetEvent>, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -518,10 +519,13 @@ impl EventLoop {
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
-            SwarmEvent::NewListenAddr { address, .. } => {
+            SwarmEvent::NewListenAddr {
+                address,
+                listener_id,
+            } => {
                 tracing::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
-                self.listeners_waiting = self.listeners_waiting.saturating_sub(1);
-                if self.listeners_waiting == 0 {
+                self.unreported.remove(&listener_id);
+                if self.unreported.is_empty() {
                     if let Some(ready) = self.ready.take() {
                         let _ = ready.send(());
                     }

@@ -722,22 +722,20 @@ async fn start_net(
         }
         Err(e) => return Err(e.into()),
     };
-    if let Ok(status) = started.0.status().await {
-        for addr in status
-            .listen_addrs
-            .iter()
-            .filter_map(|a| a.parse::<Multiaddr>().ok())
-        {
-            for p in addr.iter() {
-                let saved = match p {
-                    Protocol::Tcp(port) => store.set_meta(STICKY_TCP, port.to_string()).await,
-                    Protocol::Udp(port) => store.set_meta(STICKY_QUIC, port.to_string()).await,
-                    _ => Ok(()),
-                };
-                if let Err(e) = saved {
-                    tracing::debug!("cannot remember listen port: {e}");
-                }
-            }
+    // One port per transport (every interface address of a listener shares it).
+    let mut ports = std::collections::BTreeMap::new();
+    for addr in started.0.status().await?.listen_addrs {
+        for p in addr.parse::<Multiaddr>().iter().flat_map(|a| a.iter()) {
+            match p {
+                Protocol::Tcp(port) => ports.insert(STICKY_TCP, port),
+                Protocol::Udp(port) => ports.insert(STICKY_QUIC, port),
+                _ => None,
+            };
+        }
+    }
+    for (key, port) in ports {
+        if let Err(e) = store.set_meta(key, port.to_string()).await {
+            tracing::debug!("cannot remember listen port: {e}");
         }
     }
     Ok(started)

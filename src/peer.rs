@@ -451,7 +451,7 @@ impl State {
             }
             YMessage::Awareness(update) => {
                 match room.apply_awareness(update, Origin::Remote).await {
-                    Ok(()) => MessageAcceptance::Accept,
+                    Ok(_) => MessageAcceptance::Accept,
                     Err(e) => {
                         tracing::warn!(doc = %room.id, peer = %from, "dropped presence: {e}");
                         MessageAcceptance::Reject

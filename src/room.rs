@@ -71,7 +71,11 @@ enum Command {
     ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
     Replace(String, oneshot::Sender<Result<(), RoomError>>),
     Append(String, oneshot::Sender<Result<(), RoomError>>),
-    ApplyAwareness(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
+    ApplyAwareness(
+        Vec<u8>,
+        Origin,
+        oneshot::Sender<Result<Vec<u64>, RoomError>>,
+    ),
     AwarenessState(oneshot::Sender<Option<Vec<u8>>>),
     RemoveAwareness(Vec<u64>, Origin, oneshot::Sender<()>),
     Text(oneshot::Sender<String>),
@@ -104,14 +108,8 @@ impl RoomHandle {
     pub async fn open(meta: &DocMeta, ctx: RoomContext) -> Result<RoomHandle, RoomError> {
         let stored = ctx.store.load(meta.id).await?;
         let pending_log = stored.updates.len();
-        let doc = Document::from_updates(
-            stored
-                .snapshot
-                .iter()
-                .chain(stored.updates.iter())
-                .map(|u| u.as_slice()),
-        )
-        .map_err(|e| RoomError::Corrupt(meta.id, e))?;
+        let doc = Document::from_updates(stored.in_order())
+            .map_err(|e| RoomError::Corrupt(meta.id, e))?;
         let (tx, rx) = mpsc::channel(256);
         let (changes, _) = broadcast::channel(1024);
         let awareness = Awareness::new(doc.ydoc().clone());
@@ -159,7 +157,12 @@ impl RoomHandle {
         self.call(|r| Command::Append(text, r)).await?
     }
     /// Applies an awareness update from a local session or a peer; changes are fanned out.
-    pub async fn apply_awareness(&self, update: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
+    /// Returns the presence clients the update names.
+    pub async fn apply_awareness(
+        &self,
+        update: Vec<u8>,
+        origin: Origin,
+    ) -> Result<Vec<u64>, RoomError> {
         self.call(|r| Command::ApplyAwareness(update, origin, r))
             .await?
     }
@@ -299,14 +302,8 @@ impl Room {
                 .await
                 .map_err(RoomError::from)
                 .and_then(|stored| {
-                    Document::from_updates(
-                        stored
-                            .snapshot
-                            .iter()
-                            .chain(stored.updates.iter())
-                            .map(|u| u.as_slice()),
-                    )
-                    .map_err(|e| RoomError::Corrupt(self.id, e))
+                    Document::from_updates(stored.in_order())
+                        .map_err(|e| RoomError::Corrupt(self.id, e))
                 }) {
                 Ok(doc) => self.doc = doc,
                 Err(e) => tracing::error!(doc = %self.id, "could not reload the document: {e}"),
@@ -342,31 +339,30 @@ impl Room {
         }
     }
 
-    fn apply_awareness(&mut self, update: &[u8], origin: Origin) -> Result<(), RoomError> {
+    /// Applies an awareness update and fans out what changed; returns the clients it names.
+    fn apply_awareness(&mut self, update: &[u8], origin: Origin) -> Result<Vec<u64>, RoomError> {
         let update = decode_awareness(update)?;
-        let summary = self
+        let clients = update.clients.keys().map(|c| c.get()).collect();
+        let changed = self
             .awareness
             .apply_update_summary(update)
-            .map_err(|e| RoomError::Awareness(SyncError::Malformed(awareness_error(&e))))?;
-        let Some(summary) = summary else {
-            return Ok(());
-        };
-        let changed = summary.all_changes();
+            .map_err(|e| RoomError::Awareness(SyncError::Malformed(awareness_error(&e))))?
+            .map(|summary| summary.all_changes())
+            .unwrap_or_default();
         if changed.is_empty() {
-            return Ok(());
+            return Ok(clients);
         }
-        let Ok(update) = self.awareness.update_with_clients(changed) else {
-            return Ok(());
-        };
-        let encoded = update.encode_v1();
-        let _ = self.changes.send(Change {
-            origin,
-            message: Arc::new(YMessage::Awareness(encoded.clone())),
-        });
-        if origin != Origin::Remote {
-            self.send_out(YMessage::Awareness(encoded));
+        if let Ok(update) = self.awareness.update_with_clients(changed) {
+            let encoded = update.encode_v1();
+            let _ = self.changes.send(Change {
+                origin,
+                message: Arc::new(YMessage::Awareness(encoded.clone())),
+            });
+            if origin != Origin::Remote {
+                self.send_out(YMessage::Awareness(encoded));
+            }
         }
-        Ok(())
+        Ok(clients)
     }
 
     /// Marks clients as gone; tells local sessions and, if `announce`, peers.
@@ -605,12 +601,14 @@ mod tests {
         let mut changes = room.subscribe();
 
         assert_eq!(room.awareness_state().await.unwrap(), None);
-        room.apply_awareness(
-            presence(7, 1, r#"{"user":{"name":"ada"}}"#),
-            Origin::Session(1),
-        )
-        .await
-        .unwrap();
+        let named = room
+            .apply_awareness(
+                presence(7, 1, r#"{"user":{"name":"ada"}}"#),
+                Origin::Session(1),
+            )
+            .await
+            .unwrap();
+        assert_eq!(named, vec![7], "the session learns which clients it owns");
         assert!(matches!(
             *changes.recv().await.unwrap().message,
             YMessage::Awareness(_)

@@ -62,6 +62,16 @@ pub struct StoredDoc {
     pub last_seq: i64,
 }
 
+impl StoredDoc {
+    /// Every stored update in the order to apply them: the snapshot, then the log.
+    pub fn in_order(&self) -> impl Iterator<Item = &[u8]> {
+        self.snapshot
+            .iter()
+            .chain(self.updates.iter())
+            .map(Vec::as_slice)
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed) is known.
 type DeferredReply = Box<dyn FnOnce(Option<&str>)>;

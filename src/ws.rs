@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::room::{Origin, RoomHandle};
-use crate::sync::{decode_awareness, YMessage};
+use crate::sync::YMessage;
 
 /// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
 pub const MAX_WS_MESSAGE: usize = 32 << 20;
@@ -137,12 +137,11 @@ async fn on_frame(
                     .map_err(|_| End(CLOSE_POLICY, "update rejected"))?;
             }
             YMessage::Awareness(update) => {
-                if let Ok(decoded) = decode_awareness(&update) {
-                    presence.extend(decoded.clients.keys().map(|c| c.get()));
-                }
-                room.apply_awareness(update, origin)
+                let clients = room
+                    .apply_awareness(update, origin)
                     .await
                     .map_err(|_| End(CLOSE_POLICY, "awareness update rejected"))?;
+                presence.extend(clients);
             }
             YMessage::QueryAwareness => {
                 if let Some(state) = room

@@ -180,6 +180,24 @@ fn acknowledged_write_survives_kill_9() {
 }
 
 #[test]
+fn large_documents_round_trip_through_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&root.path().join("a"));
+    a.ok(&["new", "big"], None);
+    // Over 10 MB: more than an HTTP client's default string limit.
+    let big: String = (0..400_000)
+        .map(|i| format!("line {i:07} of a big file\n"))
+        .collect();
+    assert!(big.len() > 10 << 20);
+    a.ok(&["write", "big"], Some(&big));
+    assert!(
+        a.ok(&["cat", "big"], None) == big,
+        "cat returns the whole text"
+    );
+    a.stop();
+}
+
+#[test]
 fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("none");

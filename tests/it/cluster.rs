@@ -200,3 +200,24 @@ async fn live_edits_arrive_by_gossip_without_waiting_for_anti_entropy() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_listen_ports_are_reused_across_restarts() {
+    let d = dirs(1);
+    // Default listen addresses (all interfaces); nothing dials out, mDNS stays off.
+    let defaults = || {
+        let mut config = test_config(&d.paths[0], 0);
+        config.listen.clear();
+        config
+    };
+    let a = start_with(defaults()).await;
+    let port = tcp_port(&a).await;
+    a.shutdown().await;
+    let a = start_with(defaults()).await;
+    assert_eq!(
+        tcp_port(&a).await,
+        port,
+        "peers that remember us can redial"
+    );
+    a.shutdown().await;
+}
