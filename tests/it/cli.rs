@@ -8,6 +8,23 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
 
+/// `peerdoc serve` for a test daemon: loopback only, no mDNS, fast anti-entropy.
+fn serve_command(data: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--data")
+        .arg(data)
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .args(["--no-mdns", "--sync-interval", "1"]);
+    command
+}
+
 struct Daemon {
     child: Child,
     data: PathBuf,
@@ -16,21 +33,7 @@ struct Daemon {
 impl Daemon {
     fn start(data: &Path) -> Daemon {
         let _ = std::fs::remove_file(data.join("api.addr"));
-        let child = Command::new(BIN)
-            .args([
-                "--data",
-                data.to_str().unwrap(),
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-                "--no-mdns",
-                "--sync-interval",
-                "1",
-            ])
+        let child = serve_command(data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -232,18 +235,7 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     let bad = root.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("peerdoc.db"), vec![0x42; 4096]).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "--data",
-            bad.to_str().unwrap(),
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--no-mdns",
-        ])
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
-        .output()
-        .unwrap();
+    let out = serve_command(&bad).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

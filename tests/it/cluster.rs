@@ -3,6 +3,14 @@
 use super::common::*;
 use peerdoc::Node;
 
+async fn start3(d: &Dirs) -> (Node, Node, Node) {
+    (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    )
+}
+
 /// A creates `notes`; the others join from A's ticket.
 async fn share(a: &Node, others: &[&Node], initial: &str) -> String {
     let doc = a.create_doc("notes").await.unwrap();
@@ -23,11 +31,7 @@ async fn share(a: &Node, others: &[&Node], initial: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_write_concurrently_and_converge() {
     let d = dirs(3);
-    let (a, b, c) = (
-        start(&d.paths[0]).await,
-        start(&d.paths[1]).await,
-        start(&d.paths[2]).await,
-    );
+    let (a, b, c) = start3(&d).await;
     let doc = share(&a, &[&b, &c], "title\n").await;
 
     // Every node appends concurrently, many times.
@@ -71,11 +75,7 @@ async fn three_nodes_write_concurrently_and_converge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_catches_up_and_its_offline_edits_spread() {
     let d = dirs(3);
-    let (a, b, c) = (
-        start(&d.paths[0]).await,
-        start(&d.paths[1]).await,
-        start(&d.paths[2]).await,
-    );
+    let (a, b, c) = start3(&d).await;
     let ports = [tcp_port(&a).await, tcp_port(&b).await, tcp_port(&c).await];
     let doc = share(&a, &[&b, &c], "start\n").await;
 

@@ -35,7 +35,20 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     let topic = ticket.doc.topic();
     evil.subscribe(ticket.doc.topic_name()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await; // let the mesh include the attacker
+    // Wait until A knows the attacker shares the topic, so every attack below really reaches A.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let attacker = evil.peer_id().to_string();
+    while !a.status().await.unwrap().docs[0]
+        .peers
+        .iter()
+        .any(|p| p.peer == attacker)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never saw the attacker subscribe"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let wrong_key = DocKey::random();
     let mut injected = Document::new();
@@ -73,7 +86,9 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         if payload.is_empty() {
             payload.push(i as u8);
         }
-        let _ = evil.publish(ticket.doc.topic_name(), payload).await;
+        evil.publish(ticket.doc.topic_name(), payload)
+            .await
+            .unwrap_or_else(|e| panic!("attack {i} was not sent: {e}"));
     }
 
     // Sync protocol: garbage, wrong key, unknown doc, bogus continuation.
