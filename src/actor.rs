@@ -1,5 +1,9 @@
-//! The one way every owning task (store writer, network loop, rooms, sync driver) is asked for
-//! something: a command carrying a oneshot reply, over the task's bounded channel.
+//! How tasks reach state they do not own: ask the owning task ([`ask`]: every owning task, the
+//! store writer, the network loop, rooms and the sync driver, is reached this way), or, for the
+//! few small shared registries, take a lock that is never held across an `.await`
+//! ([`unpoisoned`]).
+
+use std::sync::{LockResult, PoisonError};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,4 +17,10 @@ pub(crate) async fn ask<C, T>(
     let (reply, rx) = oneshot::channel();
     tx.send(make(reply)).await.ok()?;
     rx.await.ok()
+}
+
+/// The guard of a lock, even if a panicking thread poisoned it: every critical section in
+/// peerdoc leaves its data consistent (no multi-step updates), so the data is still good.
+pub(crate) fn unpoisoned<G>(result: LockResult<G>) -> G {
+    result.unwrap_or_else(PoisonError::into_inner)
 }

@@ -10,9 +10,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
+use peerdoc::api::{Server, DEFAULT_HTTP};
+use peerdoc::{Config, Node, Status};
+
 use crate::client::Client;
-use crate::config::{Config, DEFAULT_HTTP};
-use crate::node::Node;
 
 /// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted.
 ///
@@ -21,18 +22,18 @@ use crate::node::Node;
 /// prefix of it (4+ characters), or the document's local name.
 #[derive(Parser, Debug)]
 #[command(name = "peerdoc", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Data directory of the node (database, identity). One data dir = one node.
     /// [default: the platform data dir, e.g. ~/.local/share/peerdoc]
     #[arg(long, global = true, env = "PEERDOC_DATA", value_name = "DIR")]
-    pub data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the node: libp2p networking, sync, storage and the local HTTP API.
     Serve(ServeArgs),
     /// Create a new empty document and print its id.
@@ -75,11 +76,11 @@ pub enum Command {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Local HTTP API and web editor address (port 0 picks a free port). Binding anything but
     /// a loopback address requires --http-token.
     #[arg(long, default_value = DEFAULT_HTTP, value_name = "ADDR")]
-    pub http: SocketAddr,
+    pub(crate) http: SocketAddr,
     /// Access token for the HTTP API; every request must then carry it (header
     /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
     #[arg(
@@ -88,22 +89,22 @@ pub struct ServeArgs {
         value_name = "TOKEN",
         hide_env_values = true
     )]
-    pub http_token: Option<String>,
+    pub(crate) http_token: Option<String>,
     /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
-    pub listen: Vec<Multiaddr>,
+    pub(crate) listen: Vec<Multiaddr>,
     /// Peer to stay connected to, as /ip4/…/tcp/…/p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
-    pub bootstrap: Vec<Multiaddr>,
+    pub(crate) bootstrap: Vec<Multiaddr>,
     /// Disable LAN discovery (mDNS).
     #[arg(long)]
-    pub no_mdns: bool,
+    pub(crate) no_mdns: bool,
     /// Anti-entropy period in seconds (each doc is re-synced with each peer this often).
     #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub sync_interval: u64,
+    pub(crate) sync_interval: u64,
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+pub(crate) async fn run(cli: Cli) -> Result<()> {
     let data = cli.data.clone().unwrap_or_else(Config::default_data_dir);
     match cli.command {
         Command::Serve(args) => serve(data, args).await,
@@ -111,26 +112,31 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// Checks and binds the HTTP API first (so a refused start touches no network), then starts
+/// the node, serves it, and shuts both down in order on Ctrl-C or SIGTERM.
 async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
+    let mut server = Server::bind(args.http, args.http_token).await?;
     let mut config = Config::new(&data);
-    config.http = Some(args.http);
-    config.http_token = args.http_token.filter(|t| !t.is_empty());
     config.listen = args.listen;
     config.bootstrap = args.bootstrap;
     config.mdns = !args.no_mdns;
     config.sync_interval = Duration::from_secs(args.sync_interval);
     let node = Node::spawn(config).await?;
+    if let Err(e) = server.serve(node.clone()) {
+        server.shutdown().await;
+        node.shutdown().await;
+        return Err(e.into());
+    }
     let status = node.status().await?;
     println!("peerdoc node {}", status.peer_id);
     println!("  data dir: {}", data.display());
-    if let Some(http) = node.http_addr() {
-        println!("  web editor and api: http://{http}/");
-    }
+    println!("  web editor and api: http://{}/", server.addr());
     for addr in &status.listen_addrs {
         println!("  listening: {addr}");
     }
     wait_for_signal().await;
     eprintln!("shutting down…");
+    server.shutdown().await;
     node.shutdown().await;
     Ok(())
 }
@@ -204,7 +210,7 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
     Ok(())
 }
 
-fn print_status(s: &crate::node::Status) {
+fn print_status(s: &Status) {
     println!("peer id:   {}", s.peer_id);
     println!("data dir:  {}", s.data_dir);
     if let Some(http) = &s.http {

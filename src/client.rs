@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::config::{api_addr_path, api_token_path};
-use crate::node::{DocInfo, PeerStatus, Status};
+use peerdoc::{api_addr_path, api_token_path, DocInfo, PeerStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error(
         "no peerdoc daemon is running for data dir {0}; start one with `peerdoc --data {0} serve`"
     )]
@@ -21,7 +20,7 @@ pub enum ClientError {
     Transport(String),
 }
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     data_dir: PathBuf,
@@ -30,7 +29,7 @@ pub struct Client {
 
 impl Client {
     /// Connects to the daemon serving `data_dir`.
-    pub fn for_data_dir(data_dir: &Path) -> Result<Client, ClientError> {
+    pub(crate) fn for_data_dir(data_dir: &Path) -> Result<Client, ClientError> {
         let addr = std::fs::read_to_string(api_addr_path(data_dir))
             .map_err(|_| ClientError::NoDaemon(data_dir.to_path_buf()))?;
         let agent = ureq::AgentBuilder::new()
@@ -96,34 +95,34 @@ impl Client {
         format!("/api/docs/{}", urlencode(doc))
     }
 
-    pub fn status(&self) -> Result<Status, ClientError> {
+    pub(crate) fn status(&self) -> Result<Status, ClientError> {
         self.get("/api/status")
     }
-    pub fn peers(&self) -> Result<Vec<PeerStatus>, ClientError> {
+    pub(crate) fn peers(&self) -> Result<Vec<PeerStatus>, ClientError> {
         self.get("/api/peers")
     }
-    pub fn list(&self) -> Result<Vec<DocInfo>, ClientError> {
+    pub(crate) fn list(&self) -> Result<Vec<DocInfo>, ClientError> {
         self.get("/api/docs")
     }
-    pub fn create(&self, name: &str) -> Result<DocInfo, ClientError> {
+    pub(crate) fn create(&self, name: &str) -> Result<DocInfo, ClientError> {
         let r = self.check(
             self.request("POST", "/api/docs")
                 .send_json(serde_json::json!({ "name": name })),
         )?;
         self.json(r)
     }
-    pub fn ticket(&self, doc: &str) -> Result<String, ClientError> {
+    pub(crate) fn ticket(&self, doc: &str) -> Result<String, ClientError> {
         let v: serde_json::Value = self.get(&format!("{}/ticket", Self::doc_path(doc)))?;
         Ok(v["ticket"].as_str().unwrap_or_default().to_string())
     }
-    pub fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
+    pub(crate) fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
         let r = self.check(
             self.request("POST", "/api/join")
                 .send_json(serde_json::json!({ "ticket": ticket, "name": name })),
         )?;
         self.json(r)
     }
-    pub fn text(&self, doc: &str) -> Result<String, ClientError> {
+    pub(crate) fn text(&self, doc: &str) -> Result<String, ClientError> {
         let r = self.check(
             self.request("GET", &format!("{}/text", Self::doc_path(doc)))
                 .call(),
@@ -134,7 +133,7 @@ impl Client {
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(text)
     }
-    pub fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
+    pub(crate) fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
         let url = format!("{}/text?append={append}", Self::doc_path(doc));
         self.check(
             self.request("PUT", &url)
@@ -143,14 +142,14 @@ impl Client {
         )?;
         Ok(())
     }
-    pub fn rename(&self, doc: &str, name: &str) -> Result<DocInfo, ClientError> {
+    pub(crate) fn rename(&self, doc: &str, name: &str) -> Result<DocInfo, ClientError> {
         let r = self.check(
             self.request("PATCH", &Self::doc_path(doc))
                 .send_json(serde_json::json!({ "name": name })),
         )?;
         self.json(r)
     }
-    pub fn delete(&self, doc: &str) -> Result<(), ClientError> {
+    pub(crate) fn delete(&self, doc: &str) -> Result<(), ClientError> {
         self.check(self.request("DELETE", &Self::doc_path(doc)).call())?;
         Ok(())
     }

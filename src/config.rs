@@ -1,24 +1,16 @@
-//! Node configuration with working defaults: nothing needs setting to run a node.
+//! [`Config`]: node configuration with working defaults: nothing needs setting to run a node.
+//! (The HTTP server has its own settings: see [`crate::api::Server::bind`].)
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-
-/// Default local HTTP/WebSocket API address.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:7777";
 
 /// Everything a [`crate::Node`] needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the database, identity and API address file live. One data dir = one node.
     pub data_dir: PathBuf,
-    /// Local HTTP API address; `None` runs without the HTTP API (embedded use). Port 0 picks one.
-    pub http: Option<SocketAddr>,
-    /// Access token for the HTTP API. Required when `http` is not a loopback address; then
-    /// every request must carry it (`Authorization: Bearer …` or `?token=…`).
-    pub http_token: Option<String>,
     /// libp2p listen addresses. Empty: TCP and QUIC on all interfaces, reusing the ports of the
     /// previous run when free (so peers that remember us can reconnect).
     pub listen: Vec<Multiaddr>,
@@ -41,8 +33,6 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
-            http: Some(DEFAULT_HTTP.parse().expect("valid default address")),
-            http_token: None,
             listen: Vec::new(),
             mdns: true,
             bootstrap: Vec::new(),
@@ -59,26 +49,6 @@ impl Config {
             .map(|d| d.join("peerdoc"))
             .unwrap_or_else(|| PathBuf::from("peerdoc-data"))
     }
-
-    pub fn db_path(&self) -> PathBuf {
-        self.data_dir.join("peerdoc.db")
-    }
-    pub fn identity_path(&self) -> PathBuf {
-        self.data_dir.join("identity.key")
-    }
-    pub fn lock_path(&self) -> PathBuf {
-        self.data_dir.join("peerdoc.lock")
-    }
-}
-
-/// The file in which a running daemon publishes its HTTP API address for the CLI.
-pub fn api_addr_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("api.addr")
-}
-
-/// The file (mode 0600) holding the HTTP API token, when one is set, for the CLI.
-pub fn api_token_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("api.token")
 }
 
 impl Default for Config {

@@ -2,47 +2,66 @@
 //! live on the participants' machines, sync directly between peers over libp2p, are sealed
 //! end-to-end with a per-document key, and are stored in SQLite.
 //!
-//! Embed a node with [`Node::spawn`]`(`[`Config`]`)`; the `peerdoc` binary is a thin CLI over the
-//! same API. Wire formats are specified in `PROTOCOL.md`.
+//! Embed a node with [`Node::spawn`]`(`[`Config`]`)`, and serve it over HTTP and WebSocket with
+//! [`api::Server`]; the `peerdoc` binary is a thin CLI over the same two. Wire formats are
+//! specified in `PROTOCOL.md`; [`core`] implements them (public so that fuzzers and other
+//! implementations can use the exact codecs).
 //!
 //! # Layout
 //!
-//! Dependencies point down only: `cli/main → node → {api → ws, net, peer, room} → {store, doc,
-//! sync, envelope}`. The pure modules (`doc`, `sync`, `envelope`) do no I/O and no async.
-//! `web/` holds the editor page's sources; its bundle (`web/dist`) is embedded by `api`.
+//! The folders are the layers, and dependencies point down only:
+//!
+//! ```text
+//! main.rs, cli.rs, client.rs   the binary: parse, wire Node + api::Server, talk to the daemon
+//!        |
+//!       api/        HTTP server: JSON API, /ws y-websocket sessions, web editor, access checks
+//!        |
+//!      node/        Node: spawn, shutdown, the document API (knows nothing of HTTP)
+//!      /    \
+//! replica/  net/    the node's inside (rooms, sync driver, store) | libp2p (the swarm's loop)
+//!      \    /
+//!      core/        pure: documents, envelopes, tickets, sync codecs and protocol decisions
+//! ```
+//!
+//! `replica` uses `net`; `net` knows nothing of documents; `core` imports none of the others
+//! and is what the seeded simulation runs. `data_dir` (beside `node`) owns the files of a data
+//! directory; `config` the node's settings; `actor` the ask-the-owner helper. `web/` holds the
+//! editor page's sources; its bundle (`web/dist`) is embedded by `api`.
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`doc`] | pure: `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
-//! | [`envelope`] | pure: `DocKey`, seal/open (XChaCha20-Poly1305), share tickets |
-//! | [`sync`] | pure: gossip payloads, sync request/response codecs, chunked transfers, pull state machine |
-//! | [`store`] | SQLite: the writer thread (group commit), docs, update log, snapshots, peers |
-//! | [`room`] | one task per open doc: owns its `Document`, persists, fans out changes; `Rooms` registry |
-//! | [`net`] | libp2p: `Behaviour`, the `EventLoop` that alone owns the `Swarm`, the `Net` handle |
-//! | [`peer`] | the sync driver between `net` and rooms: gossip in/out, serving and pulling, anti-entropy |
-//! | [`node`] | `Node`: wiring, start-up and shutdown order, the document API |
-//! | [`api`] | axum HTTP server: JSON API, `/ws/<doc>`, the embedded web editor, access checks |
-//! | [`ws`] | one y-websocket editor session: y-protocols messages ↔ room calls |
-//! | [`client`] | blocking HTTP client the CLI uses to reach the daemon |
-//! | [`cli`] | clap commands |
-//! | [`config`] | `Config` and its defaults |
-//! | `actor` | the command-with-reply helper every owning task is reached by |
+//! | [`core`] | pure: `doc`, `envelope`, `ticket`, `sync` (messages, wire, gossip, pull, responder, transfers) |
+//! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec |
+//! | `replica` | one task per open document (`room`, `presence`), `rooms`, the `sync_driver` actor, `pull`, the SQLite `store` |
+//! | `node` | [`Node`]: wiring, start-up and shutdown order, the document API, its [`Error`] and value types |
+//! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
+//! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
+//! | `config` | [`Config`] and its defaults |
+//! | `actor` | the command-with-reply helper every owning task is reached by; lock guards |
+//!
+//! The binary's own modules (`src/main.rs`, `src/cli.rs`, `src/client.rs`) use only this
+//! public API.
 
 mod actor;
 pub mod api;
-pub mod cli;
-pub mod client;
-pub mod config;
-pub mod doc;
-pub mod envelope;
-pub mod net;
-pub mod node;
-pub mod peer;
-pub mod room;
-pub mod store;
-pub mod sync;
-pub mod ws;
+mod config;
+pub mod core;
+mod data_dir;
+mod net;
+mod node;
+mod replica;
 
 pub use config::Config;
-pub use doc::DocId;
-pub use node::{Error, Node};
+pub use core::doc::DocId;
+pub use data_dir::{api_addr_path, api_token_path, DataDirError};
+pub use net::NetError;
+pub use node::{DocInfo, DocPeer, DocStatus, Error, Node, PeerStatus, Status};
+pub use replica::pull::PullFailure;
+pub use replica::room::RoomError;
+pub use replica::store::StoreError;
+
+/// The network handle, for integration tests that play a hostile peer. Not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::net::{Net, NetConfig, NetEvent};
+}

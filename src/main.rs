@@ -2,11 +2,14 @@
 
 use clap::Parser;
 
+mod cli;
+mod client;
+
 #[tokio::main]
 async fn main() {
-    let cli = peerdoc::cli::Cli::parse();
+    let cli = cli::Cli::parse();
     let default_level = match cli.command {
-        peerdoc::cli::Command::Serve(_) => "peerdoc=info,warn",
+        cli::Command::Serve(_) => "peerdoc=info,warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -16,7 +19,7 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = peerdoc::cli::run(cli).await {
+    if let Err(e) = cli::run(cli).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -1,5 +1,10 @@
 //! Integration tests: real nodes on 127.0.0.1, in-process and as real processes.
 
+// Tests fail loudly by design: unwrap is how a test says "this must work".
+#![allow(clippy::unwrap_used)]
+// The test modules are a private crate: `pub` only links them to each other.
+#![allow(unreachable_pub)]
+
 mod it {
     pub mod cli;
     pub mod cluster;

@@ -1,10 +1,13 @@
-//! Helpers: start in-process nodes on loopback with fast timers, wait with timeouts.
+//! Helpers: start in-process nodes on loopback with fast timers (optionally served over HTTP,
+//! as the binary runs them), and wait for conditions with a deadline.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
+use peerdoc::api::Server;
 use peerdoc::{Config, Node};
 
 /// Every wait in the tests ends by this, with a message, never a hang.
@@ -13,7 +16,6 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// Config for a test node: loopback only, no mDNS, fast anti-entropy.
 pub fn test_config(dir: &Path, port: u16) -> Config {
     let mut config = Config::new(dir);
-    config.http = Some("127.0.0.1:0".parse().unwrap());
     config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
     config.mdns = false;
     config.sync_interval = Duration::from_millis(500);
@@ -35,6 +37,45 @@ pub async fn start_with(config: Config) -> Node {
     Node::spawn(config)
         .await
         .unwrap_or_else(|e| panic!("node in {} failed to start: {e}", dir.display()))
+}
+
+/// A node with its HTTP API on a free loopback port. Derefs to the node.
+pub struct Served {
+    pub node: Node,
+    server: Server,
+}
+
+impl std::ops::Deref for Served {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl Served {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// Stops the HTTP server, then the node (the binary's order).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+        self.node.shutdown().await;
+    }
+}
+
+/// Starts a node and serves it over HTTP, with an access token if given.
+pub async fn serve_with(config: Config, token: Option<&str>) -> Served {
+    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), token.map(String::from))
+        .await
+        .expect("HTTP API binds");
+    let node = start_with(config).await;
+    server.serve(node.clone()).expect("HTTP API serves");
+    Served { node, server }
+}
+
+pub async fn start_served(dir: &Path) -> Served {
+    serve_with(test_config(dir, 0), None).await
 }
 
 /// The TCP port a node listens on, to restart it at the same address.

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use peerdoc::doc::Document;
-use peerdoc::sync::YMessage;
-use peerdoc::{Error, Node};
+use peerdoc::api::{Server, ServerError};
+use peerdoc::core::doc::Document;
+use peerdoc::core::sync::YMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -16,8 +16,8 @@ use super::common::*;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(node: &Node, doc: &str) -> Socket {
-    let url = format!("ws://{}/ws/{doc}", node.http_addr().unwrap());
+async fn connect(node: &Served, doc: &str) -> Socket {
+    let url = format!("ws://{}/ws/{doc}", node.http_addr());
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket handshake");
@@ -33,7 +33,7 @@ async fn next_message(socket: &mut Socket) -> Option<Message> {
 }
 
 /// Sends `frame` and expects the server to close with a policy violation.
-async fn expect_closed(node: &Node, doc: &str, frame: Message) {
+async fn expect_closed(node: &Served, doc: &str, frame: Message) {
     let mut socket = connect(node, doc).await;
     // The server greets with its state vector (sync step 1).
     match next_message(&mut socket).await {
@@ -58,7 +58,7 @@ async fn expect_closed(node: &Node, doc: &str, frame: Message) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_close_the_connection_and_change_nothing() {
     let d = dirs(1);
-    let node = start(&d.paths[0]).await;
+    let node = start_served(&d.paths[0]).await;
     let doc = node.create_doc("target").await.unwrap().id;
     node.write(&doc, "untouched\n".into(), false).await.unwrap();
 
@@ -114,7 +114,7 @@ async fn malformed_frames_close_the_connection_and_change_nothing() {
 }
 
 /// The node's full state, via a websocket sync step 1 with an empty state vector.
-async fn node_state(node: &Node, doc: &str) -> Vec<u8> {
+async fn node_state(node: &Served, doc: &str) -> Vec<u8> {
     let mut socket = connect(node, doc).await;
     next_message(&mut socket).await;
     let empty = Document::new().state_vector();
@@ -131,8 +131,8 @@ async fn node_state(node: &Node, doc: &str) -> Vec<u8> {
     }
 }
 
-async fn handshake_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> StatusCode {
-    let url = format!("ws://{}{path}", node.http_addr().unwrap());
+async fn handshake_status(node: &Served, path: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let url = format!("ws://{}{path}", node.http_addr());
     let mut request = url.into_client_request().unwrap();
     for (k, v) in headers {
         let name =
@@ -146,9 +146,9 @@ async fn handshake_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> 
     }
 }
 
-async fn http_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> u16 {
+async fn http_status(node: &Served, path: &str, headers: &[(&str, &str)]) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = node.http_addr().unwrap();
+    let addr = node.http_addr();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -164,9 +164,9 @@ async fn http_status(node: &Node, path: &str, headers: &[(&str, &str)]) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_origins_and_rebound_hosts_are_refused() {
     let d = dirs(1);
-    let node = start(&d.paths[0]).await;
+    let node = start_served(&d.paths[0]).await;
     let doc = node.create_doc("private").await.unwrap().id;
-    let own = format!("{}", node.http_addr().unwrap());
+    let own = format!("{}", node.http_addr());
     let own_origin = format!("http://{own}");
     let ws_path = format!("/ws/{doc}");
 
@@ -221,10 +221,8 @@ async fn foreign_origins_and_rebound_hosts_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_token_is_enforced_and_required_off_loopback() {
     let d = dirs(2);
-    let mut config = test_config(&d.paths[0], 0);
-    config.http_token = Some("s3cret-token".into());
-    let node = start_with(config).await;
-    let own = format!("{}", node.http_addr().unwrap());
+    let node = serve_with(test_config(&d.paths[0], 0), Some("s3cret-token")).await;
+    let own = format!("{}", node.http_addr());
     assert_eq!(
         http_status(&node, "/api/docs", &[("Host", &own)]).await,
         403
@@ -249,8 +247,9 @@ async fn access_token_is_enforced_and_required_off_loopback() {
     node.shutdown().await;
 
     // Binding a non-loopback address without a token is refused before anything listens.
-    let mut config = test_config(&d.paths[1], 0);
-    config.http = Some("0.0.0.0:0".parse().unwrap());
-    let err = Node::spawn(config).await.err().expect("must refuse");
-    assert!(matches!(err, Error::HttpTokenRequired(_)), "{err}");
+    let err = Server::bind("0.0.0.0:0".parse().unwrap(), None)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(matches!(err, ServerError::TokenRequired(_)), "{err}");
 }

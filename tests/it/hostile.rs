@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use super::common::*;
 use libp2p::identity::Keypair;
-use peerdoc::doc::Document;
-use peerdoc::envelope::{DocKey, Purpose, Ticket};
-use peerdoc::net::{Net, NetConfig};
-use peerdoc::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
+use peerdoc::core::doc::Document;
+use peerdoc::core::envelope::{DocKey, Purpose};
+use peerdoc::core::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
+use peerdoc::core::ticket::Ticket;
+use peerdoc::testing::{Net, NetConfig};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! Joining with bad tickets fails clearly and leaves nothing behind.
 
 use super::common::*;
-use peerdoc::envelope::{Capability, DocKey, Ticket};
-use peerdoc::{DocId, Error};
+use peerdoc::core::envelope::DocKey;
+use peerdoc::core::ticket::{Capability, Ticket};
+use peerdoc::{DataDirError, DocId, Error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_ticket_is_refused_with_a_clear_error() {
@@ -90,6 +91,9 @@ async fn one_daemon_per_data_dir() {
         .await
         .err()
         .expect("locked");
-    assert!(matches!(err, Error::Locked(_)), "{err}");
+    assert!(
+        matches!(err, Error::DataDir(DataDirError::Locked(_))),
+        "{err}"
+    );
     a.shutdown().await;
 }

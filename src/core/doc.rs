@@ -14,6 +14,8 @@ use yrs::{
 
 /// Name of the shared `Y.Text` that `cat`/`write` and the web editor use.
 pub const TEXT_NAME: &str = "content";
+/// Longest document name, in bytes (local names and the name carried in a ticket).
+pub const MAX_NAME_LEN: usize = 200;
 
 /// Domain separator for deriving a document's gossip topic from its id.
 const TOPIC_CONTEXT: &str = "peerdoc 2026-11 document topic v1";

@@ -1,26 +1,15 @@
-//! Pure: the document content key, sealing/opening payloads with it (XChaCha20-Poly1305 with the
-//! document's topic and the payload's purpose bound as associated data), and share tickets.
-//!
-//! Uses libp2p's `PeerId`/`Multiaddr` as plain value types only (no networking here).
+//! Share tickets: the short copy-pasteable string that lets another node join a document
+//! (`peerdoc1` + base58 of the document id, key, capability, name and the sharer's peer id and
+//! addresses, with a checksum). See PROTOCOL.md, "Tickets". Peer ids and addresses are the
+//! libp2p value types (`libp2p-identity`, `multiaddr`): plain data, no networking.
 
-use std::fmt;
-
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use libp2p::{Multiaddr, PeerId};
-use rand::RngCore;
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
-use crate::doc::DocId;
-
-/// Envelope format version (first byte of every sealed payload).
-pub const ENVELOPE_VERSION: u8 = 1;
-const NONCE_LEN: usize = 24;
-const TAG_LEN: usize = 16;
-/// Bytes an envelope adds to its plaintext.
-pub const ENVELOPE_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
-const AD_CONTEXT: &[u8] = b"peerdoc/envelope/1";
+use crate::core::doc::{DocId, MAX_NAME_LEN};
+use crate::core::envelope::DocKey;
 
 /// Text every ticket starts with; the digit is the ticket format version.
 pub const TICKET_PREFIX: &str = "peerdoc1";
@@ -28,19 +17,8 @@ const TICKET_VERSION: u8 = 1;
 const TICKET_CHECKSUM_LEN: usize = 4;
 /// Limits that keep tickets short and decoding bounded.
 pub const MAX_TICKET_ADDRS: usize = 8;
-const MAX_NAME_LEN: usize = 200;
 const MAX_ADDR_LEN: usize = 256;
 const MAX_TICKET_LEN: usize = 4096;
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EnvelopeError {
-    #[error("sealed payload is too short or has an unknown version")]
-    Malformed,
-    #[error(
-        "payload does not open with this document's key (wrong key, wrong document or tampered)"
-    )]
-    Unauthentic,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TicketError {
@@ -52,87 +30,6 @@ pub enum TicketError {
     Damaged(&'static str),
     #[error("ticket was made by a newer peerdoc (format {0}); upgrade peerdoc to join it")]
     Version(u8),
-}
-
-/// What a payload is for; bound into the associated data so a sealed payload cannot be replayed
-/// in another context (e.g. a sync response re-published as gossip).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Purpose {
-    Gossip = 1,
-    SyncRequest = 2,
-    SyncResponse = 3,
-}
-
-/// A document's 256-bit content key. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DocKey(pub [u8; 32]);
-
-impl fmt::Debug for DocKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DocKey(..)")
-    }
-}
-
-impl DocKey {
-    pub fn random() -> Self {
-        let mut key = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut key);
-        DocKey(key)
-    }
-
-    fn associated_data(topic: &[u8; 32], purpose: Purpose) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(AD_CONTEXT.len() + 33);
-        ad.extend_from_slice(AD_CONTEXT);
-        ad.extend_from_slice(topic);
-        ad.push(purpose as u8);
-        ad
-    }
-
-    /// `version(1) | nonce(24) | ciphertext+tag`.
-    pub fn seal(&self, topic: &[u8; 32], purpose: Purpose, plaintext: &[u8]) -> Vec<u8> {
-        let cipher = XChaCha20Poly1305::new((&self.0).into());
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::thread_rng().fill_bytes(&mut nonce);
-        let ad = Self::associated_data(topic, purpose);
-        let ciphertext = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &ad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
-        let mut out = Vec::with_capacity(ENVELOPE_OVERHEAD + plaintext.len());
-        out.push(ENVELOPE_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
-        out
-    }
-
-    pub fn open(
-        &self,
-        topic: &[u8; 32],
-        purpose: Purpose,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>, EnvelopeError> {
-        if sealed.len() < ENVELOPE_OVERHEAD || sealed[0] != ENVELOPE_VERSION {
-            return Err(EnvelopeError::Malformed);
-        }
-        let (nonce, ciphertext) = sealed[1..].split_at(NONCE_LEN);
-        let cipher = XChaCha20Poly1305::new((&self.0).into());
-        let ad = Self::associated_data(topic, purpose);
-        cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &ad,
-                },
-            )
-            .map_err(|_| EnvelopeError::Unauthentic)
-    }
 }
 
 /// Capability a ticket grants. Only read-write exists today; the byte leaves room for read-only.
@@ -281,41 +178,6 @@ mod tests {
     }
 
     #[test]
-    fn seal_open_round_trip_and_binding() {
-        let key = DocKey::random();
-        let topic = DocId::random().topic();
-        let sealed = key.seal(&topic, Purpose::Gossip, b"hello");
-        assert_eq!(
-            key.open(&topic, Purpose::Gossip, &sealed).unwrap(),
-            b"hello"
-        );
-        assert!(
-            !sealed.windows(5).any(|w| w == b"hello"),
-            "ciphertext hides the text"
-        );
-        let other_topic = DocId::random().topic();
-        assert_eq!(
-            key.open(&other_topic, Purpose::Gossip, &sealed),
-            Err(EnvelopeError::Unauthentic)
-        );
-        assert_eq!(
-            key.open(&topic, Purpose::SyncResponse, &sealed),
-            Err(EnvelopeError::Unauthentic)
-        );
-        assert_eq!(
-            DocKey::random().open(&topic, Purpose::Gossip, &sealed),
-            Err(EnvelopeError::Unauthentic)
-        );
-        let mut tampered = sealed.clone();
-        *tampered.last_mut().unwrap() ^= 1;
-        assert!(key.open(&topic, Purpose::Gossip, &tampered).is_err());
-        assert_eq!(
-            key.open(&topic, Purpose::Gossip, &sealed[..10]),
-            Err(EnvelopeError::Malformed)
-        );
-    }
-
-    #[test]
     fn ticket_round_trips_and_detects_damage() {
         let t = ticket("notes", &[4001, 4002]);
         let s = t.encode();
@@ -364,18 +226,5 @@ mod tests {
             let _ = Ticket::decode(&format!("{TICKET_PREFIX}{}", bs58::encode(&body).into_string()));
         }
 
-        #[test]
-        fn envelope_round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            let key = DocKey::random();
-            let topic = [7u8; 32];
-            let sealed = key.seal(&topic, Purpose::SyncRequest, &data);
-            prop_assert_eq!(sealed.len(), data.len() + ENVELOPE_OVERHEAD);
-            prop_assert_eq!(key.open(&topic, Purpose::SyncRequest, &sealed).unwrap(), data);
-        }
-
-        #[test]
-        fn envelope_open_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
-            prop_assert!(DocKey::random().open(&[0; 32], Purpose::Gossip, &raw).is_err());
-        }
     }
 }

@@ -12,11 +12,11 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::room::{Origin, RoomHandle};
-use crate::sync::YMessage;
+use crate::replica::room::{Origin, RoomHandle};
+use crate::core::sync::YMessage;
 
 /// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
-pub const MAX_WS_MESSAGE: usize = 32 << 20;
+pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
@@ -29,7 +29,7 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 struct End(u16, &'static str);
 
 /// Runs one editor session until the socket closes, the editor misbehaves, or `cancel` fires.
-pub async fn run(mut socket: WebSocket, room: RoomHandle, cancel: CancellationToken) {
+pub(super) async fn run(mut socket: WebSocket, room: RoomHandle, cancel: CancellationToken) {
     let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let mut presence: HashSet<u64> = HashSet::new();
     let end = serve(&mut socket, &room, session, &mut presence, &cancel).await;

@@ -1,0 +1,200 @@
+//! The routes of the local HTTP server and their handlers: JSON under `/api/…` for the CLI and
+//! apps, the y-websocket endpoint `/ws/<doc>` for editors, and the embedded web editor at `/`.
+//! Thin: every handler translates one request into one [`Node`] call.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::access::access;
+use super::error::ApiError;
+use super::ws;
+use crate::node::Node;
+
+/// Largest request body (a whole document's text on `PUT …/text`).
+const MAX_BODY: usize = 64 << 20;
+
+// The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const APP_JS: &str = include_str!("../../web/dist/app.js");
+const APP_CSS: &str = include_str!("../../web/dist/app.css");
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub(crate) struct App {
+    pub(crate) node: Node,
+    pub(crate) token: Option<String>,
+    /// The bound address, for `status`.
+    pub(crate) addr: SocketAddr,
+    /// Fires when the server stops: long-lived editor sessions end on it.
+    pub(crate) stopping: CancellationToken,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+pub(crate) fn router(app: App) -> Router {
+    Router::new()
+        .route("/api/status", get(status))
+        .route("/api/peers", get(peers))
+        .route("/api/docs", get(list_docs).post(create_doc))
+        .route(
+            "/api/docs/{doc}",
+            get(doc_info).patch(rename_doc).delete(delete_doc),
+        )
+        .route("/api/docs/{doc}/text", get(get_text).put(put_text))
+        .route("/api/docs/{doc}/ticket", get(ticket))
+        .route("/api/join", post(join))
+        .route("/ws/{doc}", get(websocket))
+        .route(
+            "/",
+            get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { web_asset("text/javascript", APP_JS) }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { web_asset("text/css", APP_CSS) }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(app.clone(), access))
+        .with_state(app)
+}
+
+fn web_asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn status(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    let mut status = app.node.status().await?;
+    status.http = Some(app.addr.to_string());
+    Ok(Json(status))
+}
+
+async fn peers(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.peers().await?))
+}
+
+async fn list_docs(State(app): State<App>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.list_docs().await?))
+}
+
+#[derive(Deserialize)]
+struct NameBody {
+    name: String,
+}
+
+async fn create_doc(
+    State(app): State<App>,
+    Json(body): Json<NameBody>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.node.create_doc(&body.name).await?),
+    ))
+}
+
+async fn doc_info(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.doc_info(&doc).await?))
+}
+
+async fn rename_doc(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Json(body): Json<NameBody>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.rename(&doc, &body.name).await?))
+}
+
+async fn delete_doc(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    app.node.delete(&doc).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The text as `text/plain`, or with `?format=markdown` as `text/markdown` (unchanged).
+async fn get_text(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<impl IntoResponse> {
+    let content_type = match query.get("format").map(String::as_str) {
+        None | Some("text") => "text/plain; charset=utf-8",
+        Some("markdown") => "text/markdown; charset=utf-8",
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "format must be text or markdown",
+            ))
+        }
+    };
+    let text = app.node.text(&doc).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], text))
+}
+
+/// y-websocket endpoint: `new WebsocketProvider('ws://host:port/ws', docId, ydoc)`.
+async fn websocket(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let room = app.node.room(&doc).await?;
+    let stopping = app.stopping.clone();
+    Ok(upgrade
+        .max_message_size(ws::MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| ws::run(socket, room, stopping)))
+}
+
+/// Replaces the text (minimal diff), or appends with `?append=true`. 200 once committed.
+async fn put_text(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    body: String,
+) -> ApiResult<impl IntoResponse> {
+    let append = matches!(query.get("append").map(String::as_str), Some("1" | "true"));
+    app.node.write(&doc, body, append).await?;
+    Ok(Json(serde_json::json!({ "ok": true })))
+}
+
+async fn ticket(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        serde_json::json!({ "ticket": app.node.ticket(&doc).await? }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct JoinBody {
+    ticket: String,
+    name: Option<String>,
+}
+
+async fn join(
+    State(app): State<App>,
+    Json(body): Json<JoinBody>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.join(&body.ticket, body.name.as_deref()).await?))
+}
+

@@ -1,0 +1,16 @@
+//! The pure core: deterministic, no I/O, no async, no tokio, libp2p networking or axum. Time
+//! and randomness that influence a decision are arguments. The node runs this code, and the
+//! seeded simulation in `sync` runs the very same code, so what the simulation proves holds for
+//! the node.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
+//! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
+//! | [`ticket`] | share tickets |
+//! | [`sync`] | y-protocols messages, sync codecs, gossip decisions, pull and responder state machines |
+
+pub mod doc;
+pub mod envelope;
+pub mod sync;
+pub mod ticket;

@@ -1,0 +1,144 @@
+//! Gossip, the live path: what a gossip message may be ([`Gossip`]), how it is sealed and
+//! opened, whether a local edit is gossiped whole or announced, and what a received message
+//! asks of the replica (apply, and pull when something is missing). The node's rooms and the
+//! simulation make these decisions through the same functions.
+
+use super::{SyncError, YMessage, MAX_GOSSIP_UPDATE};
+use crate::core::doc::{DocError, Document};
+use crate::core::envelope::{DocKey, Purpose};
+
+/// A message on a document's gossip topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gossip {
+    /// An edit (a yrs update), small enough for gossip.
+    Update(Vec<u8>),
+    /// "I have this state" (a state vector): the announcement of an edit too big for gossip.
+    Have(Vec<u8>),
+    /// Presence of the author's local editors (an awareness update).
+    Awareness(Vec<u8>),
+}
+
+impl Gossip {
+    fn to_message(&self) -> YMessage {
+        match self {
+            Gossip::Update(u) => YMessage::Update(u.clone()),
+            Gossip::Have(sv) => YMessage::SyncStep1(sv.clone()),
+            Gossip::Awareness(a) => YMessage::Awareness(a.clone()),
+        }
+    }
+}
+
+/// Seals a gossip message for the document's topic.
+pub fn seal(key: &DocKey, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
+    key.seal(topic, Purpose::Gossip, &gossip.to_message().encode())
+}
+
+/// Opens and decodes gossip data. Anything that does not open with the key, does not decode,
+/// or is a y-protocols message that has no business on gossip is an error (the caller rejects
+/// the message, so gossipsub penalises its sender).
+pub fn open(key: &DocKey, topic: &[u8; 32], data: &[u8]) -> Result<Gossip, SyncError> {
+    let plain = key.open(topic, Purpose::Gossip, data)?;
+    match YMessage::decode(&plain)? {
+        YMessage::Update(u) => Ok(Gossip::Update(u)),
+        YMessage::SyncStep1(sv) => Ok(Gossip::Have(sv)),
+        YMessage::Awareness(a) => Ok(Gossip::Awareness(a)),
+        YMessage::SyncStep2(_) => Err(SyncError::NotGossip("sync step 2")),
+        YMessage::QueryAwareness => Err(SyncError::NotGossip("query awareness")),
+    }
+}
+
+/// What a local edit becomes on gossip: the edit itself if it fits, else an announcement of the
+/// replica's new state (peers that are behind pull it).
+pub fn for_local_edit(doc: &Document, delta: Vec<u8>) -> Gossip {
+    if delta.len() > MAX_GOSSIP_UPDATE {
+        Gossip::Have(doc.state_vector())
+    } else {
+        Gossip::Update(delta)
+    }
+}
+
+/// What receiving an `Update` or a `Have` did to a replica.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Received {
+    /// The part that changed the replica (to store and show); `None` if nothing changed.
+    pub delta: Option<Vec<u8>>,
+    /// Pull from the sender: it has operations the replica still lacks.
+    pub pull: bool,
+}
+
+/// Applies a gossiped update; pulls when it left gaps (its predecessors are missing).
+pub fn receive_update(doc: &mut Document, update: &[u8]) -> Result<Received, DocError> {
+    let applied = doc.apply(update)?;
+    Ok(Received {
+        delta: applied.delta,
+        pull: applied.incomplete,
+    })
+}
+
+/// An announcement: pull only when the announcer has operations the replica lacks.
+pub fn receive_have(doc: &Document, announced_sv: &[u8]) -> Result<Received, DocError> {
+    Ok(Received {
+        delta: None,
+        pull: doc.is_behind(announced_sv)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gossip_round_trips_and_refuses_other_messages() {
+        let key = DocKey([5; 32]);
+        let topic = [6; 32];
+        for g in [
+            Gossip::Update(vec![1, 2, 3]),
+            Gossip::Have(Document::new().state_vector()),
+            Gossip::Awareness(vec![1, 7, 3, 2, b'{', b'}']),
+        ] {
+            assert_eq!(open(&key, &topic, &seal(&key, &topic, &g)).unwrap(), g);
+        }
+        for not_gossip in [YMessage::SyncStep2(vec![0, 0]), YMessage::QueryAwareness] {
+            let sealed = key.seal(&topic, Purpose::Gossip, &not_gossip.encode());
+            assert!(matches!(
+                open(&key, &topic, &sealed),
+                Err(SyncError::NotGossip(_))
+            ));
+        }
+        let sealed = seal(&key, &topic, &Gossip::Update(vec![1]));
+        assert!(matches!(
+            open(&DocKey([9; 32]), &topic, &sealed),
+            Err(SyncError::Sealed(_))
+        ));
+    }
+
+    #[test]
+    fn big_edits_are_announced_small_ones_gossiped() {
+        let mut doc = Document::new();
+        let small = doc.append_text("hi").unwrap();
+        assert_eq!(
+            for_local_edit(&doc, small.clone()),
+            Gossip::Update(small)
+        );
+        let big = doc.append_text(&"x".repeat(MAX_GOSSIP_UPDATE + 1)).unwrap();
+        assert_eq!(
+            for_local_edit(&doc, big),
+            Gossip::Have(doc.state_vector())
+        );
+    }
+
+    #[test]
+    fn receivers_pull_only_when_something_is_missing() {
+        let mut author = Document::new();
+        let first = author.append_text("one ").unwrap();
+        let second = author.append_text("two").unwrap();
+        let mut reader = Document::new();
+        let gap = receive_update(&mut reader, &second).unwrap();
+        assert!(gap.pull, "an update without its predecessor asks for a pull");
+        let filled = receive_update(&mut reader, &first).unwrap();
+        assert!(filled.delta.is_some() && !filled.pull);
+        assert!(!receive_have(&reader, &author.state_vector()).unwrap().pull);
+        author.append_text("!");
+        assert!(receive_have(&reader, &author.state_vector()).unwrap().pull);
+    }
+}

@@ -1,0 +1,192 @@
+//! [`Responder`]: the answering side of `/peerdoc/sync/1`. It opens a request with the key of
+//! the document its topic names, answers a `Start` with the first chunk of the diff the
+//! requester lacks (and says whether the requester has operations we lack, so we pull them
+//! back), and answers a `Continue` from its [`Transfers`]. The node's sync driver and the
+//! simulation call the same three steps; only computing the diff differs (a room task vs a local
+//! `Document`).
+
+use std::time::Instant;
+
+use rand::Rng;
+
+use super::{
+    Chunk, RequestBody, SyncError, SyncRequest, SyncResponse, Transfers, CHUNK_SIZE,
+};
+use crate::core::doc::sv_has_unseen;
+use crate::core::envelope::{DocKey, Purpose};
+
+/// Why a request gets no document data.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not a sync request at all.
+    #[error("not a sync request: {0}")]
+    Malformed(SyncError),
+    /// We hold no document with that topic.
+    #[error("no document with that topic here")]
+    UnknownDoc,
+    /// The body does not open with our key for that topic, or does not decode inside.
+    #[error("request for a document we hold does not open with its key: {0}")]
+    WrongKey(SyncError),
+}
+
+impl Refusal {
+    /// The response that tells the requester.
+    pub fn response(&self) -> SyncResponse {
+        match self {
+            Refusal::UnknownDoc => SyncResponse::UnknownDoc,
+            Refusal::Malformed(_) | Refusal::WrongKey(_) => SyncResponse::BadRequest,
+        }
+    }
+}
+
+/// A request whose body opened with the key of the document its topic names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened {
+    pub topic: [u8; 32],
+    pub body: RequestBody,
+}
+
+/// The answer to a `Start`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub response: SyncResponse,
+    /// The requester's state vector shows operations we lack: pull from it.
+    pub requester_ahead: bool,
+}
+
+/// The responder's state: the transfers it is handing out.
+#[derive(Default)]
+pub struct Responder {
+    transfers: Transfers,
+}
+
+impl Responder {
+    /// Decodes a request and opens its body with the key `key_of` returns for its topic.
+    pub fn open(
+        bytes: &[u8],
+        key_of: impl FnOnce(&[u8; 32]) -> Option<DocKey>,
+    ) -> Result<Opened, Refusal> {
+        let request = SyncRequest::decode(bytes).map_err(Refusal::Malformed)?;
+        let key = key_of(&request.topic).ok_or(Refusal::UnknownDoc)?;
+        let body = open_body(&key, &request).map_err(Refusal::WrongKey)?;
+        Ok(Opened {
+            topic: request.topic,
+            body,
+        })
+    }
+
+    /// Answers a `Start` from a requester at `requester_sv`, given the diff it lacks and our
+    /// state vector, taken together.
+    #[allow(clippy::too_many_arguments)]
+    pub fn answer_start(
+        &mut self,
+        key: &DocKey,
+        topic: &[u8; 32],
+        diff: Vec<u8>,
+        local_sv: Vec<u8>,
+        requester_sv: &[u8],
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Answer {
+        // Both vectors were decoded before (the request body, our own document): an error here
+        // cannot happen, and "not ahead" is the safe answer if it did.
+        let requester_ahead = sv_has_unseen(&local_sv, requester_sv).unwrap_or(false);
+        let chunk = self
+            .transfers
+            .start(diff, local_sv, CHUNK_SIZE, now, rng);
+        Answer {
+            response: seal_chunk(key, topic, Some(chunk)),
+            requester_ahead,
+        }
+    }
+
+    /// Answers a `Continue`: the next chunk, or `TransferExpired` if the transfer is gone.
+    pub fn answer_continue(
+        &mut self,
+        key: &DocKey,
+        topic: &[u8; 32],
+        transfer: u64,
+        offset: u64,
+        now: Instant,
+    ) -> SyncResponse {
+        let chunk = self.transfers.chunk(transfer, offset, CHUNK_SIZE, now);
+        seal_chunk(key, topic, chunk)
+    }
+
+    /// Transfers in progress.
+    pub fn transfers(&self) -> usize {
+        self.transfers.len()
+    }
+}
+
+/// The body of a request, opened with the document key.
+pub fn open_body(key: &DocKey, request: &SyncRequest) -> Result<RequestBody, SyncError> {
+    let plain = key.open(&request.topic, Purpose::SyncRequest, &request.sealed)?;
+    RequestBody::decode(&plain)
+}
+
+/// A chunk as a sealed response, or `TransferExpired` when there is none.
+pub fn seal_chunk(key: &DocKey, topic: &[u8; 32], chunk: Option<Chunk>) -> SyncResponse {
+    match chunk {
+        Some(chunk) => SyncResponse::Chunk(key.seal(topic, Purpose::SyncResponse, &chunk.encode())),
+        None => SyncResponse::TransferExpired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::core::doc::Document;
+    use crate::core::sync::Pull;
+
+    #[test]
+    fn requests_are_refused_for_garbage_unknown_docs_and_wrong_keys() {
+        let key = DocKey([1; 32]);
+        let (_, request) = Pull::start(key.clone(), [2; 32], Document::new().state_vector());
+        assert!(matches!(
+            Responder::open(&[9, 9], |_| Some(key.clone())),
+            Err(Refusal::Malformed(_))
+        ));
+        let unknown = Responder::open(&request, |_| None).unwrap_err();
+        assert_eq!(unknown.response(), SyncResponse::UnknownDoc);
+        let wrong = Responder::open(&request, |_| Some(DocKey([7; 32]))).unwrap_err();
+        assert!(matches!(wrong, Refusal::WrongKey(SyncError::Sealed(_))));
+        assert_eq!(wrong.response(), SyncResponse::BadRequest);
+        let opened = Responder::open(&request, |topic| {
+            assert_eq!(topic, &[2; 32], "the key is looked up by the request's topic");
+            Some(key.clone())
+        })
+        .unwrap();
+        assert!(matches!(opened.body, RequestBody::Start { .. }));
+    }
+
+    #[test]
+    fn a_start_says_when_the_requester_is_ahead() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let key = DocKey([1; 32]);
+        let mut ours = Document::new();
+        ours.append_text("ours");
+        let mut theirs = Document::new();
+        let mut responder = Responder::default();
+        let mut answer = |requester: &Document| {
+            let diff = ours.diff(&requester.state_vector()).unwrap();
+            responder.answer_start(
+                &key,
+                &[0; 32],
+                diff,
+                ours.state_vector(),
+                &requester.state_vector(),
+                Instant::now(),
+                &mut rng,
+            )
+        };
+        assert!(!answer(&theirs).requester_ahead, "an empty requester");
+        theirs.append_text("theirs");
+        let answer = answer(&theirs);
+        assert!(answer.requester_ahead, "the requester has edits we lack");
+        assert!(matches!(answer.response, SyncResponse::Chunk(_)));
+    }
+}

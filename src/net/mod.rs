@@ -1,0 +1,213 @@
+//! The libp2p side: the [`Net`] handle that everything else uses to reach the swarm (commands
+//! in over a bounded channel, [`NetEvent`]s out), the event loop that alone owns the `Swarm`,
+//! the composed behaviour and the sync protocol's byte codec. It knows peers, topics and bytes,
+//! nothing about documents.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`behaviour`] | the composed `Behaviour` and the swarm built around it |
+//! | [`event_loop`] | the task that alone owns the `Swarm` |
+//! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
+
+use std::time::Duration;
+
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::identity::Keypair;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::actor::ask;
+
+mod behaviour;
+mod codec;
+mod event_loop;
+
+/// Commands queued for the event loop. It never blocks, so the queue drains quickly; callers
+/// that must not wait (the sync driver) use the `try_` methods and drop a command when full.
+const COMMAND_QUEUE: usize = 1024;
+/// Events queued for the consumer; beyond it the loop keeps its own bounded backlog.
+const EVENT_QUEUE: usize = 1024;
+/// How long [`Net::spawn`] waits for every listener to report an address.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot listen on {addr}: {reason}; pick another address with --listen")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("could not set up the network stack: {0}")]
+    Setup(String),
+    #[error("could not connect to peer {peer}: {reason}")]
+    Dial { peer: PeerId, reason: String },
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+    #[error("could not publish: {0}")]
+    Publish(String),
+    #[error("the network task is overloaded; the command was dropped")]
+    Busy,
+    #[error("the network task has stopped")]
+    Stopped,
+}
+
+/// Network settings.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub listen: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// What the network tells the rest of the node.
+#[derive(Debug)]
+pub enum NetEvent {
+    /// A gossip message; the receiver must answer with [`Net::try_validate`].
+    Gossip {
+        topic: String,
+        /// The (signature-verified) author.
+        source: Option<PeerId>,
+        /// The neighbour that forwarded it.
+        via: PeerId,
+        id: MessageId,
+        data: Vec<u8>,
+    },
+    /// A sync request; answer with [`Net::try_respond`] (dropping the channel refuses it).
+    Request {
+        peer: PeerId,
+        data: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    },
+    /// A connected peer subscribed to a topic.
+    Subscribed { peer: PeerId, topic: String },
+    Connected { peer: PeerId },
+    Disconnected { peer: PeerId },
+    /// A peer told us where it listens.
+    Identified { peer: PeerId, addrs: Vec<Multiaddr> },
+}
+
+/// Snapshot of the network's state.
+#[derive(Debug, Clone)]
+pub(crate) struct NetStatus {
+    pub(crate) listen_addrs: Vec<Multiaddr>,
+    /// Connected peers with the addresses we know for them.
+    pub(crate) connected: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, NetError>>;
+
+enum Command {
+    Dial(PeerId, Vec<Multiaddr>, Reply<()>),
+    Subscribe(String),
+    Unsubscribe(String),
+    /// The reply is optional: the sync driver publishes without waiting for the outcome.
+    Publish(String, Vec<u8>, Option<Reply<()>>),
+    Validate(MessageId, PeerId, MessageAcceptance),
+    Request(PeerId, Vec<u8>, Reply<Vec<u8>>),
+    Respond(ResponseChannel<Vec<u8>>, Vec<u8>),
+    Status(oneshot::Sender<NetStatus>),
+}
+
+/// Cloneable handle to the network task.
+#[derive(Clone)]
+pub struct Net {
+    tx: mpsc::Sender<Command>,
+    peer_id: PeerId,
+}
+
+impl Net {
+    /// Builds the swarm, starts listening, and runs the event loop until `cancel` fires.
+    /// Returns once every listener has reported an address (or after a few seconds).
+    pub async fn spawn(
+        keypair: Keypair,
+        config: NetConfig,
+        cancel: CancellationToken,
+    ) -> Result<(Net, mpsc::Receiver<NetEvent>, JoinHandle<()>), NetError> {
+        let peer_id = keypair.public().to_peer_id();
+        let mut swarm = behaviour::build_swarm(keypair, &config)?;
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            let listener = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+            listeners.push(listener);
+        }
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let event_loop = event_loop::EventLoop::new(swarm, rx, listeners, ready_tx);
+        let task = tokio::spawn(event_loop.run(events_tx, cancel));
+        let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
+        Ok((Net { tx, peer_id }, events_rx, task))
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {
+        ask(&self.tx, make).await.ok_or(NetError::Stopped)?
+    }
+
+    async fn send(&self, cmd: Command) {
+        // A stopped network drops fire-and-forget commands; its owner is shutting down.
+        let _ = self.tx.send(cmd).await;
+    }
+
+    /// Queues a command without waiting: for callers that must never block on the network.
+    fn try_send(&self, cmd: Command) -> Result<(), NetError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => NetError::Busy,
+            mpsc::error::TrySendError::Closed(_) => NetError::Stopped,
+        })
+    }
+
+    /// Connects to `peer` (trying `addrs` and any known addresses); resolves when connected.
+    pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        self.call(|r| Command::Dial(peer, addrs, r)).await
+    }
+    pub async fn subscribe(&self, topic: String) {
+        self.send(Command::Subscribe(topic)).await
+    }
+    pub async fn unsubscribe(&self, topic: String) {
+        self.send(Command::Unsubscribe(topic)).await
+    }
+    /// Publishes and waits for gossipsub's verdict (e.g. no peer subscribed yet).
+    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
+        self.call(|r| Command::Publish(topic, data, Some(r))).await
+    }
+    /// Publishes without waiting; the event loop logs what gossipsub says.
+    pub(crate) fn try_publish(&self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
+        self.try_send(Command::Publish(topic, data, None))
+    }
+    /// Verdict on a gossip message: accept (forward), reject (penalise sender) or ignore.
+    pub(crate) fn try_validate(
+        &self,
+        id: MessageId,
+        via: PeerId,
+        verdict: MessageAcceptance,
+    ) -> Result<(), NetError> {
+        self.try_send(Command::Validate(id, via, verdict))
+    }
+    /// Sends a sync request and waits for the response.
+    pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {
+        self.call(|r| Command::Request(peer, data, r)).await
+    }
+    /// Answers a sync request without waiting.
+    pub(crate) fn try_respond(
+        &self,
+        channel: ResponseChannel<Vec<u8>>,
+        data: Vec<u8>,
+    ) -> Result<(), NetError> {
+        self.try_send(Command::Respond(channel, data))
+    }
+    pub(crate) async fn status(&self) -> Result<NetStatus, NetError> {
+        ask(&self.tx, Command::Status)
+            .await
+            .ok_or(NetError::Stopped)
+    }
+}

@@ -1,0 +1,43 @@
+//! [`Error`]: everything the node API can fail with. Messages say what failed and what to do.
+
+use libp2p::PeerId;
+
+use crate::core::ticket::TicketError;
+use crate::data_dir::DataDirError;
+use crate::net::NetError;
+use crate::replica::pull::PullFailure;
+use crate::replica::room::RoomError;
+use crate::replica::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no document matches {0:?}; list documents with `peerdoc ls`")]
+    UnknownDoc(String),
+    #[error("{0:?} matches several documents ({1}); give more of the id")]
+    AmbiguousDoc(String, String),
+    #[error("invalid document name {0:?}: {1}")]
+    BadName(String, &'static str),
+    #[error("bad ticket: {0}")]
+    Ticket(#[from] TicketError),
+    #[error("this node already has that document, as {0:?}")]
+    AlreadyJoined(String),
+    #[error("this ticket was made by this node; join it from another node (another --data dir)")]
+    OwnTicket,
+    #[error(
+        "could not reach the sharer {peer} at any address in the ticket ({reason}); \
+         check that their node is running and reachable, then try again"
+    )]
+    Unreachable { peer: PeerId, reason: String },
+    #[error("the sharer's node does not serve this document (it was deleted there, or the ticket is stale); ask for a new ticket")]
+    NotShared,
+    #[error("joining failed while syncing from the sharer: {0}")]
+    JoinSync(PullFailure),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Room(#[from] RoomError),
+}

@@ -1,0 +1,51 @@
+//! The node API's value types. They are what the HTTP API sends as JSON and what the CLI's
+//! client reads back, so they use strings and plain numbers, not internal types.
+
+use serde::{Deserialize, Serialize};
+
+/// A document as listed by the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DocInfo {
+    pub id: String,
+    pub name: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub data_dir: String,
+    /// The HTTP API's address, when the node is served over HTTP.
+    pub http: Option<String>,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: Vec<PeerStatus>,
+    pub docs: Vec<DocStatus>,
+}
+
+/// A connected peer and the addresses we know for it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub peer: String,
+    pub addrs: Vec<String>,
+}
+
+/// One document in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocStatus {
+    pub id: String,
+    pub name: String,
+    /// Connected peers that share this document, with their sync state.
+    pub peers: Vec<DocPeer>,
+}
+
+/// The sync state of one document with one peer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocPeer {
+    pub peer: String,
+    /// Seconds since the last completed pull from this peer, if any.
+    pub last_sync_secs: Option<u64>,
+    /// The last pull found both replicas at the same state vector.
+    pub in_sync: bool,
+}

@@ -1,0 +1,207 @@
+//! Room tests: storage and compaction, hostile updates, gossip decisions, presence.
+
+use super::*;
+use crate::core::sync::{decode_awareness, MAX_GOSSIP_UPDATE};
+use crate::replica::presence::tests::presence_update as presence;
+use crate::replica::presence::PRESENCE_TIMEOUT_MS;
+use crate::replica::store::unix_now;
+
+async fn setup(
+    compact_every: usize,
+) -> (
+    tempfile::TempDir,
+    RoomContext,
+    mpsc::Receiver<Outgoing>,
+    DocMeta,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let meta = DocMeta {
+        id: DocId::random(),
+        name: "n".into(),
+        key: DocKey::random(),
+        created: unix_now(),
+    };
+    store.create_doc(meta.clone()).await.unwrap();
+    let (outbox, out_rx) = mpsc::channel(16);
+    let ctx = RoomContext {
+        store,
+        outbox,
+        compact_every,
+    };
+    (dir, ctx, out_rx, meta)
+}
+
+#[tokio::test]
+async fn local_edits_are_stored_announced_and_survive_reload_with_compaction() {
+    let (_dir, ctx, mut out, meta) = setup(3).await;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    let mut changes = room.subscribe();
+    for i in 0..7 {
+        room.append_text(format!("{i}")).await.unwrap();
+    }
+    room.replace_text("0123456".into()).await.unwrap(); // no-op: nothing stored or sent
+    assert!(matches!(
+        out.recv().await.unwrap().gossip,
+        Gossip::Update(_)
+    ));
+    assert_eq!(changes.recv().await.unwrap().origin, Origin::Api);
+    room.close().await;
+    assert!(room.text().await.is_err(), "closed room refuses work");
+
+    let stored = ctx.store.load(meta.id).await.unwrap();
+    assert!(stored.snapshot.is_some(), "compacted after 3 appends");
+    assert!(stored.updates.len() < 7);
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert_eq!(room.text().await.unwrap(), "0123456");
+}
+
+#[tokio::test]
+async fn garbage_remote_update_is_rejected_and_changes_nothing() {
+    let (_dir, ctx, _out, meta) = setup(100).await;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    room.append_text("safe".into()).await.unwrap();
+    assert!(room.apply_remote(vec![1, 2, 3, 250, 250]).await.is_err());
+    assert_eq!(room.text().await.unwrap(), "safe");
+    assert_eq!(ctx.store.load(meta.id).await.unwrap().updates.len(), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_update_leaves_the_room_working() {
+    let (_dir, ctx, _out, meta) = setup(100).await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.append_text("before\n".into()).await.unwrap();
+    let panicking = crate::core::doc::tests::PANICKING_UPDATE.to_vec();
+    assert!(room.apply_remote(panicking.clone()).await.is_err());
+    assert!(room
+        .apply_local(panicking, Origin::Session(1))
+        .await
+        .is_err());
+    assert_eq!(room.text().await.unwrap(), "before\n");
+    room.append_text("after\n".into()).await.unwrap();
+    let (diff, _) = room.diff(Document::new().state_vector()).await.unwrap();
+    let mut copy = Document::new();
+    copy.apply(&diff).unwrap();
+    assert_eq!(copy.text(), "before\nafter\n");
+}
+
+#[tokio::test]
+async fn big_local_edits_are_announced_not_gossiped() {
+    let (_dir, ctx, mut out, meta) = setup(100).await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.append_text("x".repeat(MAX_GOSSIP_UPDATE + 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        out.recv().await.unwrap().gossip,
+        Gossip::Have(_)
+    ));
+}
+
+#[tokio::test]
+async fn presence_is_shared_announced_removed_and_never_stored() {
+    let (_dir, ctx, mut out, meta) = setup(100).await;
+    let store = ctx.store.clone();
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    let mut changes = room.subscribe();
+
+    assert_eq!(room.awareness_state().await.unwrap(), None);
+    let named = room
+        .apply_awareness(
+            presence(7, 1, r#"{"user":{"name":"ada"}}"#),
+            Origin::Session(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(named, vec![7], "the session learns which clients it owns");
+    assert!(matches!(
+        *changes.recv().await.unwrap().message,
+        YMessage::Awareness(_)
+    ));
+    assert!(
+        matches!(out.recv().await.unwrap().gossip, Gossip::Awareness(_)),
+        "local presence goes to peers"
+    );
+    let state = room.awareness_state().await.unwrap().expect("one client");
+    assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
+
+    // From a peer: shown locally, not echoed back to the network.
+    room.apply_awareness(presence(8, 1, r#"{"user":{"name":"bob"}}"#), Origin::Remote)
+        .await
+        .unwrap();
+    changes.recv().await.unwrap();
+    assert!(
+        out.try_recv().is_err(),
+        "remote presence is not re-gossiped"
+    );
+
+    // Garbage is refused.
+    assert!(room
+        .apply_awareness(vec![5, 200, 200], Origin::Session(1))
+        .await
+        .is_err());
+
+    // A closed session's clients go away, and peers hear of it.
+    room.remove_awareness(vec![7], Origin::Session(1))
+        .await
+        .unwrap();
+    changes.recv().await.unwrap();
+    assert!(matches!(
+        out.recv().await.unwrap().gossip,
+        Gossip::Awareness(_)
+    ));
+    let state = room.awareness_state().await.unwrap().expect("bob remains");
+    assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
+    assert!(
+        store.load(meta.id).await.unwrap().updates.is_empty(),
+        "presence is not stored"
+    );
+}
+
+#[tokio::test]
+async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_missing() {
+    let (_dir, ctx, mut out, meta) = setup(100).await;
+    let store = ctx.store.clone();
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    let mut author = Document::new();
+    let first = author.append_text("one ").unwrap();
+    let second = author.append_text("two").unwrap();
+    let gap = room.receive_gossip(Gossip::Update(second)).await.unwrap();
+    assert!(gap.pull, "an update without its predecessor asks for a pull");
+    let filled = room.receive_gossip(Gossip::Update(first)).await.unwrap();
+    assert!(!filled.pull);
+    assert_eq!(room.text().await.unwrap(), "one two");
+    let have = room
+        .receive_gossip(Gossip::Have(author.state_vector()))
+        .await
+        .unwrap();
+    assert!(!have.pull, "not behind the announcer");
+    author.append_text("!");
+    let have = room
+        .receive_gossip(Gossip::Have(author.state_vector()))
+        .await
+        .unwrap();
+    assert!(have.pull, "behind the announcer");
+    room.text().await.unwrap(); // the store write of the gossip is queued before this
+    assert_eq!(store.load(meta.id).await.unwrap().updates.len(), 1, "stored once");
+    assert!(out.try_recv().is_err(), "remote edits are not re-gossiped by the room");
+}
+
+#[tokio::test(start_paused = true)]
+async fn presence_expires_after_thirty_seconds_without_renewal() {
+    let (_dir, ctx, _out, meta) = setup(100).await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    let mut changes = room.subscribe();
+    room.apply_awareness(presence(9, 1, r#"{"user":{"name":"eve"}}"#), Origin::Remote)
+        .await
+        .unwrap();
+    changes.recv().await.unwrap();
+    // Just before the timeout (and the next check after it) the state is still there.
+    tokio::time::advance(Duration::from_millis(PRESENCE_TIMEOUT_MS - 1)).await;
+    assert!(room.awareness_state().await.unwrap().is_some());
+    // The next presence check after the timeout removes it and tells the sessions.
+    tokio::time::advance(PRESENCE_CHECK + Duration::from_millis(1)).await;
+    let removal = changes.recv().await.unwrap();
+    assert!(matches!(*removal.message, YMessage::Awareness(_)));
+    assert_eq!(room.awareness_state().await.unwrap(), None, "expired");
+}

@@ -1,0 +1,48 @@
+//! [`Rooms`]: the registry of open rooms, by document id and by topic. A small shared map of
+//! handles behind a lock that is never held across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use super::room::RoomHandle;
+use crate::actor::unpoisoned;
+use crate::core::doc::DocId;
+
+#[derive(Clone, Default)]
+pub(crate) struct Rooms {
+    inner: Arc<RwLock<RoomsInner>>,
+}
+
+#[derive(Default)]
+struct RoomsInner {
+    by_id: HashMap<DocId, RoomHandle>,
+    by_topic: HashMap<[u8; 32], DocId>,
+}
+
+impl Rooms {
+    pub(crate) fn insert(&self, room: RoomHandle) {
+        let mut inner = unpoisoned(self.inner.write());
+        inner.by_topic.insert(room.topic, room.id);
+        inner.by_id.insert(room.id, room);
+    }
+    pub(crate) fn remove(&self, id: &DocId) -> Option<RoomHandle> {
+        let mut inner = unpoisoned(self.inner.write());
+        let room = inner.by_id.remove(id)?;
+        inner.by_topic.remove(&room.topic);
+        Some(room)
+    }
+    pub(crate) fn get(&self, id: &DocId) -> Option<RoomHandle> {
+        unpoisoned(self.inner.read()).by_id.get(id).cloned()
+    }
+    pub(crate) fn by_topic(&self, topic: &[u8; 32]) -> Option<RoomHandle> {
+        let inner = unpoisoned(self.inner.read());
+        inner
+            .by_topic
+            .get(topic)
+            .and_then(|id| inner.by_id.get(id))
+            .cloned()
+    }
+    pub(crate) fn all(&self) -> Vec<RoomHandle> {
+        unpoisoned(self.inner.read()).by_id.values().cloned().collect()
+    }
+}

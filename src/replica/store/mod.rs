@@ -1,0 +1,292 @@
+//! SQLite persistence, and the only place that touches the database. One writer thread owns
+//! the connection; [`Store`] handles send it commands over a bounded channel. Commands that
+//! arrive together are committed in one transaction (group commit) with `synchronous=FULL`, and
+//! each caller hears back only after its commit is durable. The statements are in [`sql`].
+//!
+//! Tables (schema version in `PRAGMA user_version`): `docs` (id, name, key), `updates`
+//! (append-only log per doc), `snapshots` (compacted log prefix per doc), `peers` (known
+//! addresses), `meta` (reserved for small key/value settings).
+
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::actor::ask;
+use crate::core::doc::DocId;
+use crate::core::envelope::DocKey;
+
+mod sql;
+
+/// Most commands committed in one transaction.
+const MAX_BATCH: usize = 256;
+/// Commands waiting for the writer thread.
+const COMMAND_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "database {path} is corrupt or not a peerdoc database ({source}); move it aside and \
+         restart to begin empty, or restore it from a backup"
+    )]
+    Corrupt {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} was written by a newer peerdoc (schema {found}); upgrade peerdoc")]
+    TooNew { path: PathBuf, found: i64 },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("could not commit to the database ({0}); nothing of this change was stored")]
+    Commit(String),
+    #[error("cannot start the database writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("a document named {0:?} already exists; choose another name")]
+    NameTaken(String),
+    #[error("document {0} already exists in this node")]
+    DocExists(DocId),
+    #[error("the store has shut down")]
+    Closed,
+}
+
+/// A document's stored metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocMeta {
+    pub id: DocId,
+    pub name: String,
+    pub key: DocKey,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// What is needed to rebuild a document: snapshot first, then the log after it.
+#[derive(Debug, Default)]
+pub(crate) struct StoredDoc {
+    pub snapshot: Option<Vec<u8>>,
+    pub updates: Vec<Vec<u8>>,
+    /// Sequence number of the last log entry (0 if none): compaction covers up to here.
+    pub last_seq: i64,
+}
+
+impl StoredDoc {
+    /// Every stored update in the order to apply them: the snapshot, then the log.
+    pub(crate) fn in_order(&self) -> impl Iterator<Item = &[u8]> {
+        self.snapshot
+            .iter()
+            .chain(self.updates.iter())
+            .map(Vec::as_slice)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    CreateDoc(DocMeta, Reply<()>),
+    ListDocs(Reply<Vec<DocMeta>>),
+    RenameDoc(DocId, String, Reply<()>),
+    DeleteDoc(DocId, Reply<()>),
+    Append(DocId, Vec<u8>, Reply<i64>),
+    Load(DocId, Reply<StoredDoc>),
+    Compact(DocId, Vec<u8>, i64, Reply<()>),
+    SavePeer(String, Vec<String>, Reply<()>),
+    KnownPeers(Reply<Vec<(String, Vec<String>)>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Cloneable handle to the store's writer thread.
+#[derive(Clone)]
+pub(crate) struct Store {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and starts the writer thread.
+    pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = sql::open_connection(path)?;
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        thread::Builder::new()
+            .name("peerdoc-store".into())
+            .spawn(move || writer(conn, rx))
+            .map_err(StoreError::Thread)?;
+        Ok(Store { tx })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        ask(&self.tx, make).await.ok_or(StoreError::Closed)?
+    }
+
+    pub(crate) async fn create_doc(&self, meta: DocMeta) -> Result<(), StoreError> {
+        self.call(|r| Command::CreateDoc(meta, r)).await
+    }
+    pub(crate) async fn list_docs(&self) -> Result<Vec<DocMeta>, StoreError> {
+        self.call(Command::ListDocs).await
+    }
+    pub(crate) async fn rename_doc(&self, id: DocId, name: String) -> Result<(), StoreError> {
+        self.call(|r| Command::RenameDoc(id, name, r)).await
+    }
+    pub(crate) async fn delete_doc(&self, id: DocId) -> Result<(), StoreError> {
+        self.call(|r| Command::DeleteDoc(id, r)).await
+    }
+    /// Appends an update to the doc's log; returns its sequence number once durable.
+    pub(crate) async fn append(&self, id: DocId, update: Vec<u8>) -> Result<i64, StoreError> {
+        self.call(|r| Command::Append(id, update, r)).await
+    }
+    pub(crate) async fn load(&self, id: DocId) -> Result<StoredDoc, StoreError> {
+        self.call(|r| Command::Load(id, r)).await
+    }
+    /// Replaces the snapshot and drops log entries up to `upto` (inclusive), atomically.
+    pub(crate) async fn compact(&self, id: DocId, snapshot: Vec<u8>, upto: i64) -> Result<(), StoreError> {
+        self.call(|r| Command::Compact(id, snapshot, upto, r)).await
+    }
+    pub(crate) async fn save_peer(&self, peer: String, addrs: Vec<String>) -> Result<(), StoreError> {
+        self.call(|r| Command::SavePeer(peer, addrs, r)).await
+    }
+    pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+        self.call(Command::KnownPeers).await
+    }
+    /// Finishes queued commands, then closes the database. Idempotent.
+    pub(crate) async fn close(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(cmd) => batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        let mut close = None;
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!("store: cannot begin a transaction: {e}");
+                batch.clear();
+                continue;
+            }
+        };
+        // Replies wait until the commit succeeded, so "acknowledged" means "durable".
+        let mut replies: Vec<sql::DeferredReply> = Vec::new();
+        for cmd in batch.drain(..) {
+            if let Command::Close(done) = cmd {
+                close = Some(done);
+                continue;
+            }
+            replies.push(sql::execute(&tx, cmd));
+        }
+        let failure = tx.commit().err().map(|e| e.to_string());
+        for reply in replies {
+            reply(failure.as_deref());
+        }
+        if let Some(done) = close {
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+            drop(conn);
+            let _ = done.send(());
+            // Later commands see a closed channel.
+            return;
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> DocMeta {
+        DocMeta {
+            id: DocId::random(),
+            name: name.into(),
+            key: DocKey::random(),
+            created: unix_now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn docs_updates_and_compaction_persist_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peerdoc.db");
+        let store = Store::open(&path).unwrap();
+        let m = meta("notes");
+        store.create_doc(m.clone()).await.unwrap();
+        assert!(matches!(
+            store
+                .create_doc(DocMeta {
+                    id: DocId::random(),
+                    ..m.clone()
+                })
+                .await,
+            Err(StoreError::NameTaken(_))
+        ));
+        assert!(matches!(
+            store.create_doc(m.clone()).await,
+            Err(StoreError::DocExists(_))
+        ));
+        let s1 = store.append(m.id, b"one".to_vec()).await.unwrap();
+        let s2 = store.append(m.id, b"two".to_vec()).await.unwrap();
+        store.compact(m.id, b"snap".to_vec(), s1).await.unwrap();
+        store
+            .save_peer("p".into(), vec!["/ip4/1.2.3.4/tcp/1".into()])
+            .await
+            .unwrap();
+        store.close().await;
+        assert!(matches!(store.list_docs().await, Err(StoreError::Closed)));
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.list_docs().await.unwrap(), vec![m.clone()]);
+        let loaded = store.load(m.id).await.unwrap();
+        assert_eq!(loaded.snapshot.as_deref(), Some(&b"snap"[..]));
+        assert_eq!(loaded.updates, vec![b"two".to_vec()]);
+        assert_eq!(loaded.last_seq, s2);
+        assert_eq!(store.known_peers().await.unwrap().len(), 1);
+        store.rename_doc(m.id, "renamed".into()).await.unwrap();
+        store.delete_doc(m.id).await.unwrap();
+        assert!(store.list_docs().await.unwrap().is_empty());
+        assert!(
+            store.load(m.id).await.unwrap().updates.is_empty(),
+            "log cascades"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_are_all_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let m = meta("d");
+        store.create_doc(m.clone()).await.unwrap();
+        let tasks: Vec<_> = (0..200u32)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(m.id, i.to_le_bytes().to_vec()).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(store.load(m.id).await.unwrap().updates.len(), 200);
+    }
+
+    #[test]
+    fn garbage_file_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("peerdoc.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = Store::open(&path).err().expect("must fail");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("move it aside"));
+    }
+}

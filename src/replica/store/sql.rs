@@ -1,0 +1,243 @@
+//! The SQL of the store: opening and migrating the database, and each command run inside the
+//! writer's batch transaction. Only the writer thread calls these.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredDoc};
+use crate::core::doc::DocId;
+use crate::core::envelope::DocKey;
+
+const SCHEMA_VERSION: i64 = 1;
+
+/// Sends a command's result once the batch's commit outcome (an error message, if it failed)
+/// is known.
+pub(super) type DeferredReply = Box<dyn FnOnce(Option<&str>)>;
+
+pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let corrupt = |source| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(corrupt)?;
+    // The first statements are where a damaged or foreign file shows itself.
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(corrupt)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    if version == 0 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS docs (
+                 id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, key BLOB NOT NULL,
+                 created INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS updates (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE, data BLOB NOT NULL);
+             CREATE INDEX IF NOT EXISTS updates_by_doc ON updates(doc, seq);
+             CREATE TABLE IF NOT EXISTS snapshots (
+                 doc BLOB PRIMARY KEY REFERENCES docs(id) ON DELETE CASCADE,
+                 data BLOB NOT NULL, upto INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS peers (
+                 peer TEXT NOT NULL, addr TEXT NOT NULL, last_seen INTEGER NOT NULL,
+                 PRIMARY KEY (peer, addr));
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    // A table missing from a file that claims our schema is damage too.
+    conn.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
+        .map_err(corrupt)?;
+    Ok(conn)
+}
+
+/// Runs one command inside the batch transaction; returns how to reply once the commit is known.
+pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply {
+    fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> DeferredReply {
+        Box::new(move |commit_failure| {
+            let result = match commit_failure {
+                Some(e) => Err(StoreError::Commit(e.to_string())),
+                None => result,
+            };
+            let _ = reply.send(result);
+        })
+    }
+    match cmd {
+        Command::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
+        Command::ListDocs(r) => finish(r, list_docs(tx)),
+        Command::RenameDoc(id, name, r) => {
+            let result = tx
+                .execute(
+                    "UPDATE docs SET name = ?1 WHERE id = ?2",
+                    params![name, &id.0[..]],
+                )
+                .map(|_| ())
+                .map_err(|e| name_taken(e, &name));
+            finish(r, result)
+        }
+        Command::DeleteDoc(id, r) => {
+            let result = tx
+                .execute("DELETE FROM docs WHERE id = ?1", params![&id.0[..]])
+                .map(|_| ())
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::Append(id, data, r) => {
+            let result = tx
+                .execute(
+                    "INSERT INTO updates (doc, data) VALUES (?1, ?2)",
+                    params![&id.0[..], data],
+                )
+                .map(|_| tx.last_insert_rowid())
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::Load(id, r) => finish(r, load(tx, id)),
+        Command::Compact(id, snapshot, upto, r) => {
+            let result = tx
+                .execute(
+                    "INSERT INTO snapshots (doc, data, upto) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(doc) DO UPDATE SET data = excluded.data, upto = excluded.upto",
+                    params![&id.0[..], snapshot, upto],
+                )
+                .and_then(|_| {
+                    tx.execute(
+                        "DELETE FROM updates WHERE doc = ?1 AND seq <= ?2",
+                        params![&id.0[..], upto],
+                    )
+                })
+                .map(|_| ())
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::SavePeer(peer, addrs, r) => {
+            let now = unix_now();
+            let result = addrs
+                .iter()
+                .try_for_each(|addr| {
+                    tx.execute(
+                        "INSERT INTO peers (peer, addr, last_seen) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(peer, addr) DO UPDATE SET last_seen = excluded.last_seen",
+                        params![peer, addr, now],
+                    )
+                    .map(|_| ())
+                })
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::KnownPeers(r) => finish(r, known_peers(tx)),
+        Command::Close(_) => unreachable!("handled by the writer loop"),
+    }
+}
+
+fn name_taken(e: rusqlite::Error, name: &str) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::NameTaken(name.to_string())
+        }
+        e => StoreError::Sqlite(e),
+    }
+}
+
+fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreError> {
+    let exists: bool = tx
+        .query_row("SELECT 1 FROM docs WHERE id = ?1", [&meta.id.0[..]], |_| {
+            Ok(true)
+        })
+        .optional()?
+        .unwrap_or(false);
+    if exists {
+        return Err(StoreError::DocExists(meta.id));
+    }
+    tx.execute(
+        "INSERT INTO docs (id, name, key, created) VALUES (?1, ?2, ?3, ?4)",
+        params![&meta.id.0[..], meta.name, &meta.key.0[..], meta.created],
+    )
+    .map(|_| ())
+    .map_err(|e| name_taken(e, &meta.name))
+}
+
+fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
+    let mut stmt = tx.prepare("SELECT id, name, key, created FROM docs ORDER BY created, name")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Vec<u8>>(2)?,
+            row.get::<_, i64>(3)?,
+        ))
+    })?;
+    let mut docs = Vec::new();
+    for row in rows {
+        let (id, name, key, created) = row?;
+        // A row with wrong-sized blobs is damage; skip it loudly rather than fail every list.
+        match (<[u8; 16]>::try_from(id), <[u8; 32]>::try_from(key)) {
+            (Ok(id), Ok(key)) => docs.push(DocMeta {
+                id: DocId(id),
+                name,
+                key: DocKey(key),
+                created,
+            }),
+            _ => tracing::error!("store: skipping damaged docs row {name:?}"),
+        }
+    }
+    Ok(docs)
+}
+
+fn load(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredDoc, StoreError> {
+    let snapshot: Option<(Vec<u8>, i64)> = tx
+        .query_row(
+            "SELECT data, upto FROM snapshots WHERE doc = ?1",
+            [&id.0[..]],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let upto = snapshot.as_ref().map(|s| s.1).unwrap_or(0);
+    let mut stmt =
+        tx.prepare("SELECT seq, data FROM updates WHERE doc = ?1 AND seq > ?2 ORDER BY seq")?;
+    let mut updates = Vec::new();
+    let mut last_seq = upto;
+    let rows = stmt.query_map(params![&id.0[..], upto], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (seq, data) = row?;
+        last_seq = seq;
+        updates.push(data);
+    }
+    Ok(StoredDoc {
+        snapshot: snapshot.map(|s| s.0),
+        updates,
+        last_seq,
+    })
+}
+
+fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>, StoreError> {
+    let mut stmt = tx.prepare("SELECT peer, addr FROM peers ORDER BY peer, last_seen DESC")?;
+    let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+    let mut peers: Vec<(String, Vec<String>)> = Vec::new();
+    for row in rows {
+        let (peer, addr) = row?;
+        match peers.last_mut() {
+            Some((p, addrs)) if *p == peer => addrs.push(addr),
+            _ => peers.push((peer, vec![addr])),
+        }
+    }
+    Ok(peers)
+}
+

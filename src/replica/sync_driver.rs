@@ -1,0 +1,599 @@
+//! The sync driver: the actor between the network and the rooms, and the only part that knows
+//! both. It hands gossip to rooms and reports the verdict to gossipsub, publishes local edits,
+//! answers `/peerdoc/sync/1` requests, pulls from peers that share a document (when they
+//! appear, when gossip shows a gap or an announcement, and periodically as anti-entropy,
+//! because gossip can drop messages) and redials known peers.
+//!
+//! Its loop never awaits another actor. Everything that waits (a room applying gossip or
+//! computing a diff, a pull, a store write, a dial) runs in a tracked task, bounded per kind:
+//! gossip per document ([`GOSSIP_IN_FLIGHT_PER_DOC`]), pulls ([`MAX_PULLS`], the rest queue),
+//! diff computations ([`MAX_SERVES`]). Network commands from the loop are queued without
+//! waiting. So a stalled room or a slow disk delays only its own document. Results come back
+//! to the loop as [`Report`]s. The protocol decisions are the core's ([`Responder`],
+//! [`crate::core::sync::gossip`]), the same code the simulation runs.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::gossipsub::MessageAcceptance;
+use libp2p::request_response::ResponseChannel;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::pull::{pull, PullFailure, PullOutcome};
+use super::room::{DiffAndSv, Outgoing, RoomError, RoomHandle};
+use super::rooms::Rooms;
+use super::store::Store;
+use crate::actor::ask;
+use crate::core::doc::{parse_topic_name, DocId};
+use crate::core::sync::gossip;
+use crate::core::sync::responder::{Opened, Refusal};
+use crate::core::sync::{RequestBody, Responder, SyncResponse};
+use crate::net::{Net, NetEvent};
+
+/// Gossip messages of one document being applied at once; more are ignored (not forwarded,
+/// not penalised) and anti-entropy brings what they carried.
+const GOSSIP_IN_FLIGHT_PER_DOC: usize = 64;
+/// Pulls running at once; more wait in a queue.
+const MAX_PULLS: usize = 32;
+/// Sync requests whose diff is being computed at once; more are refused (the requester's
+/// request fails and it retries later).
+const MAX_SERVES: usize = 32;
+/// Commands waiting for the driver.
+const COMMAND_QUEUE: usize = 64;
+/// Reports from the driver's tasks waiting for its loop.
+const REPORT_QUEUE: usize = 256;
+/// How long a redial may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for running tasks.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// When and where to sync besides what gossip triggers.
+#[derive(Debug, Clone)]
+pub(crate) struct SyncSettings {
+    /// Anti-entropy: pull every document from every peer sharing it this often.
+    pub(crate) sync_interval: Duration,
+    /// Reconnect to known peers that are not connected this often.
+    pub(crate) redial_interval: Duration,
+    /// Extra peers to keep connected (`--bootstrap`), besides the known peers in the store.
+    pub(crate) bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
+}
+
+/// Sync state of one document with one peer, for `status`.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerSync {
+    pub(crate) peer: PeerId,
+    /// When the last pull from this peer completed.
+    pub(crate) last_sync: Option<Instant>,
+    /// The last pull found both replicas at the same state vector.
+    pub(crate) in_sync: bool,
+}
+
+enum Command {
+    Status(oneshot::Sender<HashMap<DocId, Vec<PeerSync>>>),
+    /// A document was opened: pull it from peers already known to share it.
+    Opened(DocId),
+}
+
+/// What the driver's tasks tell its loop.
+enum Report {
+    PullDone {
+        peer: PeerId,
+        doc: DocId,
+        result: Result<PullOutcome, PullFailure>,
+    },
+    PullWanted {
+        peer: PeerId,
+        doc: DocId,
+    },
+    DiffReady {
+        peer: PeerId,
+        room: RoomHandle,
+        channel: ResponseChannel<Vec<u8>>,
+        requester_sv: Vec<u8>,
+        result: Result<DiffAndSv, RoomError>,
+    },
+}
+
+/// Handle to the sync driver task.
+#[derive(Clone)]
+pub(crate) struct SyncHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl SyncHandle {
+    /// Per-document sync state with each peer sharing it.
+    pub(crate) async fn status(&self) -> HashMap<DocId, Vec<PeerSync>> {
+        ask(&self.tx, Command::Status).await.unwrap_or_default()
+    }
+
+    pub(crate) async fn opened(&self, doc: DocId) {
+        let _ = self.tx.send(Command::Opened(doc)).await;
+    }
+}
+
+/// The sync driver's state, owned by its task.
+pub(crate) struct SyncDriver {
+    net: Net,
+    rooms: Rooms,
+    store: Store,
+    settings: SyncSettings,
+    connected: HashSet<PeerId>,
+    topic_peers: HashMap<[u8; 32], HashSet<PeerId>>,
+    pulls_running: HashSet<(PeerId, DocId)>,
+    /// Pulls wanted while the same pull was running: run once more when it ends.
+    pulls_again: HashSet<(PeerId, DocId)>,
+    pulls_waiting: VecDeque<(PeerId, DocId)>,
+    pulls_waiting_set: HashSet<(PeerId, DocId)>,
+    synced: HashMap<(DocId, PeerId), (Instant, bool)>,
+    responder: Responder,
+    gossip_slots: HashMap<DocId, Arc<Semaphore>>,
+    serve_slots: Arc<Semaphore>,
+    /// Addresses last stored per peer, so identify does not rewrite the same rows.
+    saved_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    reports: mpsc::Sender<Report>,
+}
+
+impl SyncDriver {
+    /// Starts the driver; it runs until `cancel` fires, then waits briefly for its tasks.
+    pub(crate) fn spawn(
+        net: Net,
+        rooms: Rooms,
+        store: Store,
+        settings: SyncSettings,
+        events: mpsc::Receiver<NetEvent>,
+        outbox: mpsc::Receiver<Outgoing>,
+        cancel: CancellationToken,
+    ) -> (SyncHandle, JoinHandle<()>) {
+        let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let driver = SyncDriver {
+            net,
+            rooms,
+            store,
+            settings,
+            connected: HashSet::new(),
+            topic_peers: HashMap::new(),
+            pulls_running: HashSet::new(),
+            pulls_again: HashSet::new(),
+            pulls_waiting: VecDeque::new(),
+            pulls_waiting_set: HashSet::new(),
+            synced: HashMap::new(),
+            responder: Responder::default(),
+            gossip_slots: HashMap::new(),
+            serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
+            saved_addrs: HashMap::new(),
+            tasks: TaskTracker::new(),
+            cancel,
+            reports,
+        };
+        let task = tokio::spawn(driver.run(events, outbox, commands, reports_rx));
+        (SyncHandle { tx }, task)
+    }
+
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<NetEvent>,
+        mut outbox: mpsc::Receiver<Outgoing>,
+        mut commands: mpsc::Receiver<Command>,
+        mut reports: mpsc::Receiver<Report>,
+    ) {
+        let mut sync_tick = tokio::time::interval(self.settings.sync_interval);
+        let mut redial_tick = tokio::time::interval(self.settings.redial_interval);
+        sync_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        redial_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancel = self.cancel.clone();
+        // Every arm is synchronous: the loop only ever waits here.
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(event) = events.recv() => self.on_net_event(event),
+                Some(out) = outbox.recv() => self.publish(out),
+                Some(cmd) = commands.recv() => self.on_command(cmd),
+                Some(report) = reports.recv() => self.on_report(report),
+                _ = sync_tick.tick() => self.anti_entropy(),
+                _ = redial_tick.tick() => self.redial(),
+            }
+        }
+        self.tasks.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("sync tasks did not stop in time");
+        }
+        tracing::debug!("sync driver stopped");
+    }
+
+    /// Runs `work` in a tracked task that ends at shutdown.
+    fn spawn_task(&self, work: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            cancel.run_until_cancelled(work).await;
+        });
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Opened(doc) => {
+                if let Some(room) = self.rooms.get(&doc) {
+                    for peer in self.peers_sharing(&room.topic) {
+                        self.want_pull(peer, doc);
+                    }
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> HashMap<DocId, Vec<PeerSync>> {
+        self.rooms
+            .all()
+            .into_iter()
+            .map(|room| {
+                let peers = self
+                    .peers_sharing(&room.topic)
+                    .into_iter()
+                    .map(|peer| {
+                        let synced = self.synced.get(&(room.id, peer));
+                        PeerSync {
+                            peer,
+                            last_sync: synced.map(|(at, _)| *at),
+                            in_sync: synced.is_some_and(|(_, ok)| *ok),
+                        }
+                    })
+                    .collect();
+                (room.id, peers)
+            })
+            .collect()
+    }
+
+    fn peers_sharing(&self, topic: &[u8; 32]) -> Vec<PeerId> {
+        self.topic_peers
+            .get(topic)
+            .map(|peers| peers.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::PullDone { peer, doc, result } => self.on_pull_done(peer, doc, result),
+            Report::PullWanted { peer, doc } => self.want_pull(peer, doc),
+            Report::DiffReady {
+                peer,
+                room,
+                channel,
+                requester_sv,
+                result,
+            } => self.answer_start(peer, room, channel, requester_sv, result),
+        }
+    }
+
+    // --- pulls ---------------------------------------------------------------------------
+
+    fn want_pull(&mut self, peer: PeerId, doc: DocId) {
+        let key = (peer, doc);
+        if peer == self.net.peer_id() || self.pulls_waiting_set.contains(&key) {
+            return;
+        }
+        if self.pulls_running.contains(&key) {
+            // The running pull may have asked before what we want now.
+            self.pulls_again.insert(key);
+        } else if self.pulls_running.len() < MAX_PULLS {
+            self.start_pull(peer, doc);
+        } else {
+            self.pulls_waiting.push_back(key);
+            self.pulls_waiting_set.insert(key);
+        }
+    }
+
+    fn start_pull(&mut self, peer: PeerId, doc: DocId) {
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        self.pulls_running.insert((peer, doc));
+        let net = self.net.clone();
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let result = pull(&net, &room, peer).await;
+            let _ = reports.send(Report::PullDone { peer, doc, result }).await;
+        });
+    }
+
+    fn on_pull_done(&mut self, peer: PeerId, doc: DocId, result: Result<PullOutcome, PullFailure>) {
+        self.pulls_running.remove(&(peer, doc));
+        match result {
+            Ok(outcome) => {
+                if outcome.changed {
+                    tracing::debug!(doc = %doc, %peer, "caught up from peer");
+                }
+                self.synced
+                    .insert((doc, peer), (Instant::now(), outcome.in_sync));
+            }
+            Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
+        }
+        if self.pulls_again.remove(&(peer, doc)) {
+            self.want_pull(peer, doc);
+        }
+        while self.pulls_running.len() < MAX_PULLS {
+            let Some(next) = self.pulls_waiting.pop_front() else {
+                break;
+            };
+            self.pulls_waiting_set.remove(&next);
+            self.want_pull(next.0, next.1);
+        }
+    }
+
+    fn anti_entropy(&mut self) {
+        let rooms = self.rooms.all();
+        self.gossip_slots
+            .retain(|doc, _| rooms.iter().any(|room| room.id == *doc));
+        for room in rooms {
+            for peer in self.peers_sharing(&room.topic) {
+                self.want_pull(peer, room.id);
+            }
+        }
+    }
+
+    fn redial(&self) {
+        let net = self.net.clone();
+        let store = self.store.clone();
+        let connected = self.connected.clone();
+        let mut targets = self.settings.bootstrap.clone();
+        self.spawn_task(async move {
+            match store.known_peers().await {
+                Ok(known) => targets.extend(known.into_iter().filter_map(|(peer, addrs)| {
+                    let peer: PeerId = peer.parse().ok()?;
+                    let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    Some((peer, addrs))
+                })),
+                Err(e) => tracing::warn!("cannot read known peers: {e}"),
+            }
+            let me = net.peer_id();
+            let dials = targets
+                .into_iter()
+                .filter(|(peer, _)| *peer != me && !connected.contains(peer))
+                .map(|(peer, addrs)| {
+                    let net = net.clone();
+                    async move {
+                        match tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs)).await {
+                            Ok(Ok(())) => tracing::debug!(%peer, "reconnected"),
+                            Ok(Err(e)) => tracing::debug!(%peer, "redial failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "redial timed out"),
+                        }
+                    }
+                });
+            futures::future::join_all(dials).await;
+        });
+    }
+
+    // --- gossip --------------------------------------------------------------------------
+
+    fn publish(&self, out: Outgoing) {
+        let Some(room) = self.rooms.get(&out.doc) else {
+            return;
+        };
+        let sealed = gossip::seal(&room.key, &room.topic, &out.gossip);
+        if let Err(e) = self.net.try_publish(room.id.topic_name(), sealed) {
+            // Peers catch up at the next anti-entropy round.
+            tracing::debug!(doc = %room.id, "gossip not sent: {e}");
+        }
+    }
+
+    fn validate(&self, id: libp2p::gossipsub::MessageId, via: PeerId, verdict: MessageAcceptance) {
+        if let Err(e) = self.net.try_validate(id, via, verdict) {
+            tracing::debug!("gossip verdict dropped: {e}");
+        }
+    }
+
+    /// Opens one gossip message and hands it to its room in a task; the task reports the
+    /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
+    fn on_gossip(
+        &mut self,
+        topic: &str,
+        source: Option<PeerId>,
+        via: PeerId,
+        id: libp2p::gossipsub::MessageId,
+        data: &[u8],
+    ) {
+        let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
+            return self.validate(id, via, MessageAcceptance::Ignore);
+        };
+        let from = source.unwrap_or(via);
+        let message = match gossip::open(&room.key, &room.topic, data) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                return self.validate(id, via, MessageAcceptance::Reject);
+            }
+        };
+        let slots = self
+            .gossip_slots
+            .entry(room.id)
+            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)));
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(doc = %room.id, "room is behind on gossip; anti-entropy will catch up");
+            return self.validate(id, via, MessageAcceptance::Ignore);
+        };
+        // Pull what is missing from the author when we can reach it, else from the neighbour
+        // that forwarded the message.
+        let pull_from = match source {
+            Some(author) if self.connected.contains(&author) => author,
+            _ => via,
+        };
+        let net = self.net.clone();
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let verdict = match room.receive_gossip(message).await {
+                Ok(received) => {
+                    if received.pull {
+                        let want = Report::PullWanted {
+                            peer: pull_from,
+                            doc: room.id,
+                        };
+                        let _ = reports.send(want).await;
+                    }
+                    MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                    MessageAcceptance::Reject
+                }
+            };
+            drop(slot);
+            if let Err(e) = net.try_validate(id, via, verdict) {
+                tracing::debug!("gossip verdict dropped: {e}");
+            }
+        });
+    }
+
+    // --- serving -------------------------------------------------------------------------
+
+    fn respond(&self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, response: SyncResponse) {
+        if let Err(e) = self.net.try_respond(channel, response.encode()) {
+            tracing::debug!(%peer, "sync response dropped: {e}");
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, data: &[u8], channel: ResponseChannel<Vec<u8>>) {
+        let rooms = &self.rooms;
+        let opened = Responder::open(data, |topic| rooms.by_topic(topic).map(|r| r.key.clone()));
+        let (room, body) = match opened {
+            Ok(Opened { topic, body }) => match self.rooms.by_topic(&topic) {
+                Some(room) => (room, body),
+                // Deleted between the two look-ups.
+                None => return self.respond(peer, channel, Refusal::UnknownDoc.response()),
+            },
+            Err(refusal) => {
+                if refusal != Refusal::UnknownDoc {
+                    tracing::warn!(%peer, "refused a sync request: {refusal}");
+                }
+                return self.respond(peer, channel, refusal.response());
+            }
+        };
+        match body {
+            RequestBody::Continue { transfer, offset } => {
+                let response = self.responder.answer_continue(
+                    &room.key,
+                    &room.topic,
+                    transfer,
+                    offset,
+                    Instant::now(),
+                );
+                self.respond(peer, channel, response);
+            }
+            RequestBody::Start { sv } => {
+                let Ok(slot) = self.serve_slots.clone().try_acquire_owned() else {
+                    // Dropping the channel fails the request at the requester, which retries.
+                    tracing::debug!(%peer, "too many sync requests at once; refused one");
+                    return;
+                };
+                let reports = self.reports.clone();
+                self.spawn_task(async move {
+                    let result = room.diff(sv.clone()).await;
+                    let ready = Report::DiffReady {
+                        peer,
+                        room,
+                        channel,
+                        requester_sv: sv,
+                        result,
+                    };
+                    let _ = reports.send(ready).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    fn answer_start(
+        &mut self,
+        peer: PeerId,
+        room: RoomHandle,
+        channel: ResponseChannel<Vec<u8>>,
+        requester_sv: Vec<u8>,
+        result: Result<DiffAndSv, RoomError>,
+    ) {
+        let (diff, local_sv) = match result {
+            Ok(diff_and_sv) => diff_and_sv,
+            Err(e) => {
+                tracing::warn!(doc = %room.id, %peer, "cannot serve sync: {e}");
+                return self.respond(peer, channel, SyncResponse::BadRequest);
+            }
+        };
+        let answer = self.responder.answer_start(
+            &room.key,
+            &room.topic,
+            diff,
+            local_sv,
+            &requester_sv,
+            Instant::now(),
+            &mut rand::thread_rng(),
+        );
+        self.respond(peer, channel, answer.response);
+        if answer.requester_ahead {
+            self.want_pull(peer, room.id);
+        }
+    }
+
+    // --- network events ------------------------------------------------------------------
+
+    fn on_net_event(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Gossip {
+                topic,
+                source,
+                via,
+                id,
+                data,
+            } => self.on_gossip(&topic, source, via, id, &data),
+            NetEvent::Request {
+                peer,
+                data,
+                channel,
+            } => self.on_request(peer, &data, channel),
+            NetEvent::Subscribed { peer, topic } => {
+                let Some(topic) = parse_topic_name(&topic) else {
+                    return;
+                };
+                self.topic_peers.entry(topic).or_default().insert(peer);
+                if let Some(room) = self.rooms.by_topic(&topic) {
+                    self.want_pull(peer, room.id);
+                }
+            }
+            NetEvent::Connected { peer } => {
+                self.connected.insert(peer);
+            }
+            NetEvent::Disconnected { peer } => {
+                self.connected.remove(&peer);
+                for peers in self.topic_peers.values_mut() {
+                    peers.remove(&peer);
+                }
+            }
+            NetEvent::Identified { peer, addrs } => self.remember_peer(peer, addrs),
+        }
+    }
+
+    /// Stores a peer's addresses (so it can be redialled after a restart) when they changed.
+    fn remember_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if self.saved_addrs.get(&peer) == Some(&addrs) {
+            return;
+        }
+        self.saved_addrs.insert(peer, addrs.clone());
+        let store = self.store.clone();
+        self.spawn_task(async move {
+            let addrs = addrs.iter().map(|a| a.to_string()).collect();
+            if let Err(e) = store.save_peer(peer.to_string(), addrs).await {
+                tracing::warn!(%peer, "cannot remember peer: {e}");
+            }
+        });
+    }
+}
