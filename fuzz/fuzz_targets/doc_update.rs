@@ -1,7 +1,7 @@
 //! Applying untrusted yrs updates and state vectors to a document with content.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::doc::Document;
+use peerdoc::core::doc::Document;
 
 fuzz_target!(|data: &[u8]| {
     let mut doc = Document::new();

@@ -1,7 +1,7 @@
 //! Opening sealed payloads: never panics, never opens without the key.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::envelope::{DocKey, Purpose};
+use peerdoc::core::envelope::{DocKey, Purpose};
 
 fuzz_target!(|data: &[u8]| {
     let key = DocKey([7; 32]);

@@ -1,18 +1,33 @@
-//! Every decoder of bytes that arrive from peers in the sync layer.
+//! Every decoder of bytes that arrive from peers in the sync layer. Inputs are also sealed with
+//! a known key, so the fuzzer reaches the decoders behind the envelope (what a key holder gone
+//! bad could send).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::envelope::DocKey;
-use peerdoc::sync::{Chunk, Pull, RequestBody, SyncRequest, SyncResponse, YMessage};
+use peerdoc::core::envelope::{DocKey, Purpose};
+use peerdoc::core::sync::gossip;
+use peerdoc::core::sync::{
+    Chunk, Pull, RequestBody, Responder, SyncRequest, SyncResponse, YMessage,
+};
 
 fuzz_target!(|data: &[u8]| {
+    let key = DocKey([1; 32]);
+    let topic = [2; 32];
     let _ = YMessage::decode(data);
     let _ = YMessage::decode_all(data);
     let _ = SyncRequest::decode(data);
     let _ = RequestBody::decode(data);
     let _ = SyncResponse::decode(data);
-    let (mut pull, _) = Pull::start(DocKey([1; 32]), [2; 32], vec![0]);
+    let (mut pull, _) = Pull::start(key.clone(), topic, vec![0]);
     if let Ok(chunk) = Chunk::decode(data) {
         let _ = pull.on_chunk(chunk);
     }
     let _ = pull.on_response(data);
+    let _ = gossip::open(&key, &topic, data);
+    let _ = gossip::open(&key, &topic, &key.seal(&topic, Purpose::Gossip, data));
+    let _ = Responder::open(data, |_| Some(key.clone()));
+    let request = SyncRequest {
+        topic,
+        sealed: key.seal(&topic, Purpose::SyncRequest, data),
+    };
+    let _ = Responder::open(&request.encode(), |_| Some(key.clone()));
 });

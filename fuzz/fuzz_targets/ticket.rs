@@ -1,7 +1,7 @@
 //! Ticket decoding: any string, and any body with a valid checksum.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::envelope::Ticket;
+use peerdoc::core::ticket::Ticket;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {

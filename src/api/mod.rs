@@ -114,8 +114,7 @@ impl Server {
         let file_error = |path: PathBuf| move |source| ServerError::AddressFile { path, source };
         let _ = std::fs::remove_file(&token_path);
         if let Some(token) = &self.token {
-            write_private(&token_path, token.as_bytes())
-                .map_err(file_error(token_path.clone()))?;
+            write_private(&token_path, token.as_bytes()).map_err(file_error(token_path.clone()))?;
         }
         let addr_path = api_addr_path(data_dir);
         std::fs::write(&addr_path, self.addr.to_string()).map_err(file_error(addr_path))?;

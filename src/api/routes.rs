@@ -111,10 +111,7 @@ async fn create_doc(
     ))
 }
 
-async fn doc_info(
-    State(app): State<App>,
-    Path(doc): Path<String>,
-) -> ApiResult<impl IntoResponse> {
+async fn doc_info(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
     Ok(Json(app.node.doc_info(&doc).await?))
 }
 
@@ -191,10 +188,8 @@ struct JoinBody {
     name: Option<String>,
 }
 
-async fn join(
-    State(app): State<App>,
-    Json(body): Json<JoinBody>,
-) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.join(&body.ticket, body.name.as_deref()).await?))
+async fn join(State(app): State<App>, Json(body): Json<JoinBody>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(
+        app.node.join(&body.ticket, body.name.as_deref()).await?,
+    ))
 }
-

@@ -12,8 +12,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::replica::room::{Origin, RoomHandle};
 use crate::core::sync::YMessage;
+use crate::replica::room::{Origin, RoomHandle};
 
 /// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
 pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;

@@ -27,7 +27,10 @@ pub(crate) struct Behaviour {
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-pub(crate) fn build_swarm(keypair: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, NetError> {
+pub(crate) fn build_swarm(
+    keypair: Keypair,
+    config: &NetConfig,
+) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let mdns_enabled = config.mdns;
     let request_timeout = config.request_timeout;
@@ -86,4 +89,3 @@ pub(crate) fn build_swarm(keypair: Keypair, config: &NetConfig) -> Result<Swarm<
         .build();
     Ok(swarm)
 }
-

@@ -80,11 +80,21 @@ pub enum NetEvent {
         channel: ResponseChannel<Vec<u8>>,
     },
     /// A connected peer subscribed to a topic.
-    Subscribed { peer: PeerId, topic: String },
-    Connected { peer: PeerId },
-    Disconnected { peer: PeerId },
+    Subscribed {
+        peer: PeerId,
+        topic: String,
+    },
+    Connected {
+        peer: PeerId,
+    },
+    Disconnected {
+        peer: PeerId,
+    },
     /// A peer told us where it listens.
-    Identified { peer: PeerId, addrs: Vec<Multiaddr> },
+    Identified {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+    },
 }
 
 /// Snapshot of the network's state.

@@ -441,12 +441,21 @@ async fn start_net(
         ]
     };
     let sticky = data_dir.sticky_ports();
-    let started = match Net::spawn(keypair.clone(), net_config(defaults(sticky)), cancel.clone())
-        .await
+    let started = match Net::spawn(
+        keypair.clone(),
+        net_config(defaults(sticky)),
+        cancel.clone(),
+    )
+    .await
     {
         Ok(started) => started,
         Err(NetError::Listen { .. }) if sticky != StickyPorts::default() => {
-            Net::spawn(keypair, net_config(defaults(StickyPorts::default())), cancel).await?
+            Net::spawn(
+                keypair,
+                net_config(defaults(StickyPorts::default())),
+                cancel,
+            )
+            .await?
         }
         Err(e) => return Err(e.into()),
     };

@@ -40,7 +40,9 @@ async fn a_stalled_room_does_not_delay_gossip_of_another_document() {
     let stuck = a.create_doc("stuck").await.unwrap();
     let lively = a.create_doc("lively").await.unwrap();
     for doc in [&stuck, &lively] {
-        b.join(&a.ticket(&doc.id).await.unwrap(), None).await.unwrap();
+        b.join(&a.ticket(&doc.id).await.unwrap(), None)
+            .await
+            .unwrap();
     }
     // Gossip reaches B once both subscriptions are known on both sides.
     for node in [&a, &b] {
@@ -52,16 +54,28 @@ async fn a_stalled_room_does_not_delay_gossip_of_another_document() {
     }
 
     // B's room for `stuck` stops answering (a busy document, a slow disk).
-    let stuck_room = b.inner.rooms.get(&DocId::parse(&stuck.id).unwrap()).unwrap();
+    let stuck_room = b
+        .inner
+        .rooms
+        .get(&DocId::parse(&stuck.id).unwrap())
+        .unwrap();
     let release = stuck_room.stall().await;
     // More gossip for the stuck document than it may have in flight, then one edit elsewhere.
     for i in 0..100 {
-        a.write(&stuck.id, format!("stuck {i}\n"), true).await.unwrap();
+        a.write(&stuck.id, format!("stuck {i}\n"), true)
+            .await
+            .unwrap();
     }
-    a.write(&lively.id, "lively edit\n".into(), true).await.unwrap();
+    a.write(&lively.id, "lively edit\n".into(), true)
+        .await
+        .unwrap();
 
     // The lively document gets its edit while the stuck room is still stalled.
-    let lively_room = b.inner.rooms.get(&DocId::parse(&lively.id).unwrap()).unwrap();
+    let lively_room = b
+        .inner
+        .rooms
+        .get(&DocId::parse(&lively.id).unwrap())
+        .unwrap();
     wait_until("the lively document's gossip arrived", async || {
         lively_room.text().await.unwrap() == "lively edit\n"
     })

@@ -39,7 +39,10 @@ impl Presence {
 
     /// Applies an awareness update. Returns the clients it names and, if anything changed, the
     /// awareness update that describes the change (what to fan out).
-    pub(crate) fn apply(&mut self, update: &[u8]) -> Result<(Vec<u64>, Option<Vec<u8>>), SyncError> {
+    pub(crate) fn apply(
+        &mut self,
+        update: &[u8],
+    ) -> Result<(Vec<u64>, Option<Vec<u8>>), SyncError> {
         let update = decode_awareness(update)?;
         let clients = update.clients.keys().map(|c| c.get()).collect();
         let changed = self
@@ -153,7 +156,11 @@ pub(crate) mod tests {
             .apply(&presence_update(8, 1, r#"{"user":{"name":"bob"}}"#))
             .unwrap();
         now.fetch_add(1, Ordering::SeqCst);
-        assert_eq!(clients(presence.expire()), 1, "ada expires, bob renewed later");
+        assert_eq!(
+            clients(presence.expire()),
+            1,
+            "ada expires, bob renewed later"
+        );
         assert_eq!(clients(presence.state()), 1, "bob remains");
         now.fetch_add(PRESENCE_TIMEOUT_MS, Ordering::SeqCst);
         assert_eq!(clients(presence.expire()), 1, "then bob");

@@ -43,6 +43,10 @@ impl Rooms {
             .cloned()
     }
     pub(crate) fn all(&self) -> Vec<RoomHandle> {
-        unpoisoned(self.inner.read()).by_id.values().cloned().collect()
+        unpoisoned(self.inner.read())
+            .by_id
+            .values()
+            .cloned()
+            .collect()
     }
 }

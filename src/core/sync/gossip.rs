@@ -116,15 +116,9 @@ mod tests {
     fn big_edits_are_announced_small_ones_gossiped() {
         let mut doc = Document::new();
         let small = doc.append_text("hi").unwrap();
-        assert_eq!(
-            for_local_edit(&doc, small.clone()),
-            Gossip::Update(small)
-        );
+        assert_eq!(for_local_edit(&doc, small.clone()), Gossip::Update(small));
         let big = doc.append_text(&"x".repeat(MAX_GOSSIP_UPDATE + 1)).unwrap();
-        assert_eq!(
-            for_local_edit(&doc, big),
-            Gossip::Have(doc.state_vector())
-        );
+        assert_eq!(for_local_edit(&doc, big), Gossip::Have(doc.state_vector()));
     }
 
     #[test]
@@ -134,7 +128,10 @@ mod tests {
         let second = author.append_text("two").unwrap();
         let mut reader = Document::new();
         let gap = receive_update(&mut reader, &second).unwrap();
-        assert!(gap.pull, "an update without its predecessor asks for a pull");
+        assert!(
+            gap.pull,
+            "an update without its predecessor asks for a pull"
+        );
         let filled = receive_update(&mut reader, &first).unwrap();
         assert!(filled.delta.is_some() && !filled.pull);
         assert!(!receive_have(&reader, &author.state_vector()).unwrap().pull);

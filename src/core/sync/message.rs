@@ -117,7 +117,6 @@ pub fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, SyncError> {
         .map_err(|_| SyncError::Malformed("bad awareness update"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

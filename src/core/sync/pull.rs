@@ -142,7 +142,6 @@ impl Pull {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

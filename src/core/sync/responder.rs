@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use rand::Rng;
 
-use super::{
-    Chunk, RequestBody, SyncError, SyncRequest, SyncResponse, Transfers, CHUNK_SIZE,
-};
+use super::{Chunk, RequestBody, SyncError, SyncRequest, SyncResponse, Transfers, CHUNK_SIZE};
 use crate::core::doc::sv_has_unseen;
 use crate::core::envelope::{DocKey, Purpose};
 
@@ -91,9 +89,7 @@ impl Responder {
         // Both vectors were decoded before (the request body, our own document): an error here
         // cannot happen, and "not ahead" is the safe answer if it did.
         let requester_ahead = sv_has_unseen(&local_sv, requester_sv).unwrap_or(false);
-        let chunk = self
-            .transfers
-            .start(diff, local_sv, CHUNK_SIZE, now, rng);
+        let chunk = self.transfers.start(diff, local_sv, CHUNK_SIZE, now, rng);
         Answer {
             response: seal_chunk(key, topic, Some(chunk)),
             requester_ahead,
@@ -156,7 +152,10 @@ mod tests {
         assert!(matches!(wrong, Refusal::WrongKey(SyncError::Sealed(_))));
         assert_eq!(wrong.response(), SyncResponse::BadRequest);
         let opened = Responder::open(&request, |topic| {
-            assert_eq!(topic, &[2; 32], "the key is looked up by the request's topic");
+            assert_eq!(
+                topic, &[2; 32],
+                "the key is looked up by the request's topic"
+            );
             Some(key.clone())
         })
         .unwrap();

@@ -77,9 +77,10 @@ impl Sim {
             self.replicas[i].delete(at, n)
         } else {
             let at = self.rng.gen_range(0..=len);
-            // Now and then an edit too big for gossip (the node's limit), so it is announced.
-            let size = if self.chance(3) {
-                30_000
+            // Now and then an edit too big for gossip (~60 KB of UTF-8, over the node's 48 KiB
+            // limit), so it is announced and pulled in chunks.
+            let size = if self.chance(2) {
+                40_000
             } else {
                 self.rng.gen_range(1..6)
             };
@@ -124,7 +125,7 @@ impl Sim {
 
     /// Between two messages: sometimes a long pause (past the transfer TTL).
     fn tick(&mut self) {
-        let jump = if self.time_jumps && self.chance(3) {
+        let jump = if self.time_jumps && self.chance(10) {
             TRANSFER_TTL + Duration::from_secs(1)
         } else {
             Duration::from_millis(self.rng.gen_range(0..50))

@@ -74,7 +74,13 @@ impl Transfers {
 
     /// The chunk at `offset` of transfer `id`, or `None` if it is gone, expired, or `offset` is
     /// bad. The last chunk ends the transfer.
-    pub fn chunk(&mut self, id: u64, offset: u64, chunk_size: usize, now: Instant) -> Option<Chunk> {
+    pub fn chunk(
+        &mut self,
+        id: u64,
+        offset: u64,
+        chunk_size: usize,
+        now: Instant,
+    ) -> Option<Chunk> {
         self.expire(now);
         let t = self.entries.get(&id)?;
         let start = usize::try_from(offset).ok().filter(|o| *o < t.diff.len())?;

@@ -176,7 +176,6 @@ impl Chunk {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

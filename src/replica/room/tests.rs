@@ -92,10 +92,7 @@ async fn big_local_edits_are_announced_not_gossiped() {
     room.append_text("x".repeat(MAX_GOSSIP_UPDATE + 1))
         .await
         .unwrap();
-    assert!(matches!(
-        out.recv().await.unwrap().gossip,
-        Gossip::Have(_)
-    ));
+    assert!(matches!(out.recv().await.unwrap().gossip, Gossip::Have(_)));
 }
 
 #[tokio::test]
@@ -167,7 +164,10 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
     let first = author.append_text("one ").unwrap();
     let second = author.append_text("two").unwrap();
     let gap = room.receive_gossip(Gossip::Update(second)).await.unwrap();
-    assert!(gap.pull, "an update without its predecessor asks for a pull");
+    assert!(
+        gap.pull,
+        "an update without its predecessor asks for a pull"
+    );
     let filled = room.receive_gossip(Gossip::Update(first)).await.unwrap();
     assert!(!filled.pull);
     assert_eq!(room.text().await.unwrap(), "one two");
@@ -183,8 +183,15 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
         .unwrap();
     assert!(have.pull, "behind the announcer");
     room.text().await.unwrap(); // the store write of the gossip is queued before this
-    assert_eq!(store.load(meta.id).await.unwrap().updates.len(), 1, "stored once");
-    assert!(out.try_recv().is_err(), "remote edits are not re-gossiped by the room");
+    assert_eq!(
+        store.load(meta.id).await.unwrap().updates.len(),
+        1,
+        "stored once"
+    );
+    assert!(
+        out.try_recv().is_err(),
+        "remote edits are not re-gossiped by the room"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -136,10 +136,19 @@ impl Store {
         self.call(|r| Command::Load(id, r)).await
     }
     /// Replaces the snapshot and drops log entries up to `upto` (inclusive), atomically.
-    pub(crate) async fn compact(&self, id: DocId, snapshot: Vec<u8>, upto: i64) -> Result<(), StoreError> {
+    pub(crate) async fn compact(
+        &self,
+        id: DocId,
+        snapshot: Vec<u8>,
+        upto: i64,
+    ) -> Result<(), StoreError> {
         self.call(|r| Command::Compact(id, snapshot, upto, r)).await
     }
-    pub(crate) async fn save_peer(&self, peer: String, addrs: Vec<String>) -> Result<(), StoreError> {
+    pub(crate) async fn save_peer(
+        &self,
+        peer: String,
+        addrs: Vec<String>,
+    ) -> Result<(), StoreError> {
         self.call(|r| Command::SavePeer(peer, addrs, r)).await
     }
     pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {

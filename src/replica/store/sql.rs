@@ -240,4 +240,3 @@ fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>,
     }
     Ok(peers)
 }
-

@@ -17,7 +17,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use libp2p::gossipsub::MessageAcceptance;
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -31,10 +30,11 @@ use super::rooms::Rooms;
 use super::store::Store;
 use crate::actor::ask;
 use crate::core::doc::{parse_topic_name, DocId};
-use crate::core::sync::gossip;
-use crate::core::sync::responder::{Opened, Refusal};
-use crate::core::sync::{RequestBody, Responder, SyncResponse};
+use crate::core::sync::Responder;
 use crate::net::{Net, NetEvent};
+
+mod gossip;
+mod serve;
 
 /// Gossip messages of one document being applied at once; more are ignored (not forwarded,
 /// not penalised) and anti-entropy brings what they carried.
@@ -374,174 +374,6 @@ impl SyncDriver {
                 });
             futures::future::join_all(dials).await;
         });
-    }
-
-    // --- gossip --------------------------------------------------------------------------
-
-    fn publish(&self, out: Outgoing) {
-        let Some(room) = self.rooms.get(&out.doc) else {
-            return;
-        };
-        let sealed = gossip::seal(&room.key, &room.topic, &out.gossip);
-        if let Err(e) = self.net.try_publish(room.id.topic_name(), sealed) {
-            // Peers catch up at the next anti-entropy round.
-            tracing::debug!(doc = %room.id, "gossip not sent: {e}");
-        }
-    }
-
-    fn validate(&self, id: libp2p::gossipsub::MessageId, via: PeerId, verdict: MessageAcceptance) {
-        if let Err(e) = self.net.try_validate(id, via, verdict) {
-            tracing::debug!("gossip verdict dropped: {e}");
-        }
-    }
-
-    /// Opens one gossip message and hands it to its room in a task; the task reports the
-    /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
-    fn on_gossip(
-        &mut self,
-        topic: &str,
-        source: Option<PeerId>,
-        via: PeerId,
-        id: libp2p::gossipsub::MessageId,
-        data: &[u8],
-    ) {
-        let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
-            return self.validate(id, via, MessageAcceptance::Ignore);
-        };
-        let from = source.unwrap_or(via);
-        let message = match gossip::open(&room.key, &room.topic, data) {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
-                return self.validate(id, via, MessageAcceptance::Reject);
-            }
-        };
-        let slots = self
-            .gossip_slots
-            .entry(room.id)
-            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)));
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(doc = %room.id, "room is behind on gossip; anti-entropy will catch up");
-            return self.validate(id, via, MessageAcceptance::Ignore);
-        };
-        // Pull what is missing from the author when we can reach it, else from the neighbour
-        // that forwarded the message.
-        let pull_from = match source {
-            Some(author) if self.connected.contains(&author) => author,
-            _ => via,
-        };
-        let net = self.net.clone();
-        let reports = self.reports.clone();
-        self.spawn_task(async move {
-            let verdict = match room.receive_gossip(message).await {
-                Ok(received) => {
-                    if received.pull {
-                        let want = Report::PullWanted {
-                            peer: pull_from,
-                            doc: room.id,
-                        };
-                        let _ = reports.send(want).await;
-                    }
-                    MessageAcceptance::Accept
-                }
-                Err(e) => {
-                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
-                    MessageAcceptance::Reject
-                }
-            };
-            drop(slot);
-            if let Err(e) = net.try_validate(id, via, verdict) {
-                tracing::debug!("gossip verdict dropped: {e}");
-            }
-        });
-    }
-
-    // --- serving -------------------------------------------------------------------------
-
-    fn respond(&self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, response: SyncResponse) {
-        if let Err(e) = self.net.try_respond(channel, response.encode()) {
-            tracing::debug!(%peer, "sync response dropped: {e}");
-        }
-    }
-
-    fn on_request(&mut self, peer: PeerId, data: &[u8], channel: ResponseChannel<Vec<u8>>) {
-        let rooms = &self.rooms;
-        let opened = Responder::open(data, |topic| rooms.by_topic(topic).map(|r| r.key.clone()));
-        let (room, body) = match opened {
-            Ok(Opened { topic, body }) => match self.rooms.by_topic(&topic) {
-                Some(room) => (room, body),
-                // Deleted between the two look-ups.
-                None => return self.respond(peer, channel, Refusal::UnknownDoc.response()),
-            },
-            Err(refusal) => {
-                if refusal != Refusal::UnknownDoc {
-                    tracing::warn!(%peer, "refused a sync request: {refusal}");
-                }
-                return self.respond(peer, channel, refusal.response());
-            }
-        };
-        match body {
-            RequestBody::Continue { transfer, offset } => {
-                let response = self.responder.answer_continue(
-                    &room.key,
-                    &room.topic,
-                    transfer,
-                    offset,
-                    Instant::now(),
-                );
-                self.respond(peer, channel, response);
-            }
-            RequestBody::Start { sv } => {
-                let Ok(slot) = self.serve_slots.clone().try_acquire_owned() else {
-                    // Dropping the channel fails the request at the requester, which retries.
-                    tracing::debug!(%peer, "too many sync requests at once; refused one");
-                    return;
-                };
-                let reports = self.reports.clone();
-                self.spawn_task(async move {
-                    let result = room.diff(sv.clone()).await;
-                    let ready = Report::DiffReady {
-                        peer,
-                        room,
-                        channel,
-                        requester_sv: sv,
-                        result,
-                    };
-                    let _ = reports.send(ready).await;
-                    drop(slot);
-                });
-            }
-        }
-    }
-
-    fn answer_start(
-        &mut self,
-        peer: PeerId,
-        room: RoomHandle,
-        channel: ResponseChannel<Vec<u8>>,
-        requester_sv: Vec<u8>,
-        result: Result<DiffAndSv, RoomError>,
-    ) {
-        let (diff, local_sv) = match result {
-            Ok(diff_and_sv) => diff_and_sv,
-            Err(e) => {
-                tracing::warn!(doc = %room.id, %peer, "cannot serve sync: {e}");
-                return self.respond(peer, channel, SyncResponse::BadRequest);
-            }
-        };
-        let answer = self.responder.answer_start(
-            &room.key,
-            &room.topic,
-            diff,
-            local_sv,
-            &requester_sv,
-            Instant::now(),
-            &mut rand::thread_rng(),
-        );
-        self.respond(peer, channel, answer.response);
-        if answer.requester_ahead {
-            self.want_pull(peer, room.id);
-        }
     }
 
     // --- network events ------------------------------------------------------------------

@@ -1,0 +1,93 @@
+//! The sync driver's gossip: publishing local edits and presence, and handing received gossip
+//! to its room in a task bounded per document, which reports the verdict to gossipsub.
+
+use std::sync::Arc;
+
+use libp2p::gossipsub::{MessageAcceptance, MessageId};
+use libp2p::PeerId;
+use tokio::sync::Semaphore;
+
+use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
+use crate::core::doc::parse_topic_name;
+use crate::core::sync::gossip;
+use crate::net::Net;
+use crate::replica::room::Outgoing;
+
+impl SyncDriver {
+    pub(super) fn publish(&self, out: Outgoing) {
+        let Some(room) = self.rooms.get(&out.doc) else {
+            return;
+        };
+        let sealed = gossip::seal(&room.key, &room.topic, &out.gossip);
+        if let Err(e) = self.net.try_publish(room.id.topic_name(), sealed) {
+            // Peers catch up at the next anti-entropy round.
+            tracing::debug!(doc = %room.id, "gossip not sent: {e}");
+        }
+    }
+
+    /// Opens one gossip message and hands it to its room in a task; the task reports the
+    /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
+    pub(super) fn on_gossip(
+        &mut self,
+        topic: &str,
+        source: Option<PeerId>,
+        via: PeerId,
+        id: MessageId,
+        data: &[u8],
+    ) {
+        let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
+            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+        };
+        let from = source.unwrap_or(via);
+        let message = match gossip::open(&room.key, &room.topic, data) {
+            Ok(message) => message,
+            Err(e) => {
+                tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
+            }
+        };
+        let slots = self
+            .gossip_slots
+            .entry(room.id)
+            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)));
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(doc = %room.id, "room is behind on gossip; anti-entropy will catch up");
+            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+        };
+        // Pull what is missing from the author when we can reach it, else from the neighbour
+        // that forwarded the message.
+        let pull_from = match source {
+            Some(author) if self.connected.contains(&author) => author,
+            _ => via,
+        };
+        let net = self.net.clone();
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let verdict = match room.receive_gossip(message).await {
+                Ok(received) => {
+                    if received.pull {
+                        let want = Report::PullWanted {
+                            peer: pull_from,
+                            doc: room.id,
+                        };
+                        let _ = reports.send(want).await;
+                    }
+                    MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                    MessageAcceptance::Reject
+                }
+            };
+            drop(slot);
+            report_verdict(&net, id, via, verdict);
+        });
+    }
+}
+
+/// Tells gossipsub whether to forward (accept), penalise the sender (reject) or neither.
+fn report_verdict(net: &Net, id: MessageId, via: PeerId, verdict: MessageAcceptance) {
+    if let Err(e) = net.try_validate(id, via, verdict) {
+        tracing::debug!("gossip verdict dropped: {e}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The sync driver's answering side of `/peerdoc/sync/1`: requests are opened on the loop,
+//! continuations answered there from the responder's transfers, and a start's diff is computed
+//! by the room in a bounded task, then answered on the loop.
+
+use std::time::Instant;
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+
+use super::{Report, SyncDriver};
+use crate::core::sync::responder::{Opened, Refusal};
+use crate::core::sync::{RequestBody, Responder, SyncResponse};
+use crate::replica::room::{DiffAndSv, RoomError, RoomHandle};
+
+impl SyncDriver {
+    fn respond(&self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, response: SyncResponse) {
+        if let Err(e) = self.net.try_respond(channel, response.encode()) {
+            tracing::debug!(%peer, "sync response dropped: {e}");
+        }
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        peer: PeerId,
+        data: &[u8],
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let rooms = &self.rooms;
+        let opened = Responder::open(data, |topic| rooms.by_topic(topic).map(|r| r.key.clone()));
+        let (room, body) = match opened {
+            Ok(Opened { topic, body }) => match self.rooms.by_topic(&topic) {
+                Some(room) => (room, body),
+                // Deleted between the two look-ups.
+                None => return self.respond(peer, channel, Refusal::UnknownDoc.response()),
+            },
+            Err(refusal) => {
+                if refusal != Refusal::UnknownDoc {
+                    tracing::warn!(%peer, "refused a sync request: {refusal}");
+                }
+                return self.respond(peer, channel, refusal.response());
+            }
+        };
+        match body {
+            RequestBody::Continue { transfer, offset } => {
+                let response = self.responder.answer_continue(
+                    &room.key,
+                    &room.topic,
+                    transfer,
+                    offset,
+                    Instant::now(),
+                );
+                self.respond(peer, channel, response);
+            }
+            RequestBody::Start { sv } => {
+                let Ok(slot) = self.serve_slots.clone().try_acquire_owned() else {
+                    // Dropping the channel fails the request at the requester, which retries.
+                    tracing::debug!(%peer, "too many sync requests at once; refused one");
+                    return;
+                };
+                let reports = self.reports.clone();
+                self.spawn_task(async move {
+                    let result = room.diff(sv.clone()).await;
+                    let ready = Report::DiffReady {
+                        peer,
+                        room,
+                        channel,
+                        requester_sv: sv,
+                        result,
+                    };
+                    let _ = reports.send(ready).await;
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    pub(super) fn answer_start(
+        &mut self,
+        peer: PeerId,
+        room: RoomHandle,
+        channel: ResponseChannel<Vec<u8>>,
+        requester_sv: Vec<u8>,
+        result: Result<DiffAndSv, RoomError>,
+    ) {
+        let (diff, local_sv) = match result {
+            Ok(diff_and_sv) => diff_and_sv,
+            Err(e) => {
+                tracing::warn!(doc = %room.id, %peer, "cannot serve sync: {e}");
+                return self.respond(peer, channel, SyncResponse::BadRequest);
+            }
+        };
+        let answer = self.responder.answer_start(
+            &room.key,
+            &room.topic,
+            diff,
+            local_sv,
+            &requester_sv,
+            Instant::now(),
+            &mut rand::thread_rng(),
+        );
+        self.respond(peer, channel, answer.response);
+        if answer.requester_ahead {
+            self.want_pull(peer, room.id);
+        }
+    }
+}
