@@ -1,10 +1,10 @@
 //! The `peerdoc` binary as a user runs it: real daemons, the README walkthrough, `kill -9`
 //! durability, and one-line errors with non-zero exit codes.
 
+use super::common::wait_until_blocking;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
 
@@ -38,15 +38,10 @@ impl Daemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn peerdoc serve");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !data.join("api.addr").exists() {
-            assert!(
-                Instant::now() < deadline,
-                "daemon in {} did not start",
-                data.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_blocking(
+            format_args!("the daemon in {} starts", data.display()),
+            || data.join("api.addr").exists(),
+        );
         Daemon {
             child,
             data: data.to_path_buf(),
@@ -75,11 +70,9 @@ impl Daemon {
 
     fn stop(mut self) {
         unsafe_sigterm(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until_blocking("the daemon stops on SIGTERM", || {
+            self.child.try_wait().unwrap().is_some()
+        });
     }
 }
 
@@ -115,14 +108,6 @@ fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn readme_walkthrough_between_two_daemons() {
     let root = tempfile::tempdir().unwrap();
@@ -141,7 +126,7 @@ fn readme_walkthrough_between_two_daemons() {
     // Both edit; each edit reaches the other.
     b.ok(&["write", "notes", "--append"], Some("from b\n"));
     a.ok(&["write", &id[..8], "--append"], Some("from a\n"));
-    wait_for("both edits everywhere", || {
+    wait_until_blocking("both edits everywhere", || {
         let ta = a.ok(&["cat", &id], None);
         let tb = b.ok(&["cat", "notes"], None);
         ta == tb && ta.contains("from a") && ta.contains("from b")
@@ -157,7 +142,7 @@ fn readme_walkthrough_between_two_daemons() {
     b.stop();
     a.ok(&["write", "notes", "--append"], Some("while b was away\n"));
     let b = Daemon::start(&root.path().join("b"));
-    wait_for("b catches up after restart", || {
+    wait_until_blocking("b catches up after restart", || {
         b.ok(&["cat", "notes"], None).contains("while b was away")
     });
     a.stop();

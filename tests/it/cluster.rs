@@ -183,14 +183,7 @@ async fn live_edits_arrive_by_gossip_without_waiting_for_anti_entropy() {
     let doc = share(&a, &[&b], "").await;
     // Gossip reaches a peer once its subscription is known on both sides.
     for node in [&a, &b] {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while node.status().await.unwrap().docs[0].peers.is_empty() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "subscriptions never exchanged"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_for_doc_peers(node).await;
     }
     for i in 0..20 {
         a.write(&doc, format!("a{i}\n"), true).await.unwrap();

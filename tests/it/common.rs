@@ -92,27 +92,73 @@ pub async fn tcp_port(node: &Node) -> u16 {
     panic!("node has no TCP listen address: {:?}", status.listen_addrs)
 }
 
+/// How often a waiting test looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Polls `condition` until it holds. After [`WAIT`] the test fails, saying what did not happen
+/// (`what` is formatted only then, so it can show the last state the condition saw).
+pub async fn wait_until(what: impl std::fmt::Display, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until {what}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_until`] for tests that run outside an async runtime (real processes).
+pub fn wait_until_blocking(what: impl std::fmt::Display, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
 /// Waits until every node has the same text for `doc` and it satisfies `ok`; returns it.
 pub async fn wait_converged(nodes: &[&Node], doc: &str, ok: impl Fn(&str) -> bool) -> String {
-    let mut last = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        last.clear();
+    let last = std::sync::Mutex::new(Vec::new());
+    let what = LastTexts(&last);
+    wait_until(&what, async || {
+        let mut texts = Vec::new();
         for node in nodes {
-            last.push(
+            texts.push(
                 node.text(doc)
                     .await
                     .unwrap_or_else(|e| format!("<error: {e}>")),
             );
         }
-        if last.windows(2).all(|w| w[0] == w[1]) && ok(&last[0]) {
-            return last.remove(0);
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("nodes did not converge within {WAIT:?}; texts: {last:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let done = texts.windows(2).all(|w| w[0] == w[1]) && ok(&texts[0]);
+        *last.lock().unwrap() = texts;
+        done
+    })
+    .await;
+    last.into_inner().unwrap().remove(0)
+}
+
+/// "the nodes converge", with the texts they had last.
+struct LastTexts<'a>(&'a std::sync::Mutex<Vec<String>>);
+
+impl std::fmt::Display for LastTexts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let texts = self.0.lock().map(|t| t.clone()).unwrap_or_default();
+        write!(f, "the nodes converge; their texts: {texts:#?}")
     }
+}
+
+/// Waits until `node` lists a peer on every one of its documents (gossip subscriptions are
+/// known, so live edits reach that peer).
+pub async fn wait_for_doc_peers(node: &Node) {
+    wait_until("subscriptions are exchanged", async || {
+        let status = node.status().await.unwrap();
+        status.docs.iter().all(|d| !d.peers.is_empty())
+    })
+    .await;
 }
 
 pub struct Dirs {

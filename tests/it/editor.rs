@@ -1,7 +1,5 @@
 //! The editor-facing server: the y-websocket endpoint under hostile input, and local-only access.
 
-use std::time::Duration;
-
 use futures::{SinkExt, StreamExt};
 use peerdoc::api::{Server, ServerError};
 use peerdoc::core::doc::Document;
@@ -102,14 +100,10 @@ async fn malformed_frames_close_the_connection_and_change_nothing() {
         .send(Message::Binary(YMessage::Update(update).encode().into()))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while node.text(&doc).await.unwrap() != "untouched\nfrom a client\n" {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "client update never landed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the client's update lands", async || {
+        node.text(&doc).await.unwrap() == "untouched\nfrom a client\n"
+    })
+    .await;
     node.shutdown().await;
 }
 
