@@ -72,15 +72,9 @@ pub(crate) fn find(docs: Vec<DocMeta>, query: &str) -> Result<DocMeta, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::envelope::DocKey;
 
     fn meta(name: &str) -> DocMeta {
-        DocMeta {
-            id: DocId::random(),
-            name: name.into(),
-            key: DocKey::random(),
-            created: 0,
-        }
+        DocMeta::new_for_test(name)
     }
 
     #[test]

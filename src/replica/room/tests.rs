@@ -4,7 +4,6 @@ use super::*;
 use crate::core::sync::{decode_awareness, MAX_GOSSIP_UPDATE};
 use crate::replica::presence::tests::presence_update as presence;
 use crate::replica::presence::PRESENCE_TIMEOUT_MS;
-use crate::replica::store::unix_now;
 
 async fn setup(
     compact_every: usize,
@@ -16,12 +15,7 @@ async fn setup(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
-    let meta = DocMeta {
-        id: DocId::random(),
-        name: "n".into(),
-        key: DocKey::random(),
-        created: unix_now(),
-    };
+    let meta = DocMeta::new_for_test("n");
     store.create_doc(meta.clone()).await.unwrap();
     let (outbox, out_rx) = mpsc::channel(16);
     let ctx = RoomContext {

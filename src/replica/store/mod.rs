@@ -213,16 +213,24 @@ pub(crate) fn unix_now() -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(name: &str) -> DocMeta {
+impl DocMeta {
+    /// A new document's metadata: random id and key, created now.
+    pub(crate) fn new_for_test(name: &str) -> DocMeta {
         DocMeta {
             id: DocId::random(),
             name: name.into(),
             key: DocKey::random(),
             created: unix_now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> DocMeta {
+        DocMeta::new_for_test(name)
     }
 
     #[tokio::test]
