@@ -44,6 +44,13 @@ impl EventLoop {
         listeners: Vec<ListenerId>,
         ready: oneshot::Sender<()>,
     ) -> EventLoop {
+        let ready = if listeners.is_empty() {
+            // Nothing to wait for.
+            let _ = ready.send(());
+            None
+        } else {
+            Some(ready)
+        };
         EventLoop {
             swarm,
             commands,
@@ -52,7 +59,7 @@ impl EventLoop {
             addresses: HashMap::new(),
             queue: VecDeque::new(),
             unreported: listeners.into_iter().collect(),
-            ready: Some(ready),
+            ready,
         }
     }
 

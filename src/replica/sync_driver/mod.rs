@@ -6,13 +6,14 @@
 //!
 //! Its loop never awaits another actor. Everything that waits (a room applying gossip or
 //! computing a diff, a pull, a store write, a dial) runs in a tracked task, bounded per kind:
-//! gossip per document ([`GOSSIP_IN_FLIGHT_PER_DOC`]), pulls ([`MAX_PULLS`], the rest queue),
+//! gossip per document ([`GOSSIP_IN_FLIGHT_PER_DOC`]), pulls ([`MAX_PULLS`], the rest queue in
+//! a [`PullQueue`]),
 //! diff computations ([`MAX_SERVES`]). Network commands from the loop are queued without
 //! waiting. So a stalled room or a slow disk delays only its own document. Results come back
 //! to the loop as [`Report`]s. The protocol decisions are the core's ([`Responder`],
 //! [`crate::core::sync::gossip`]), the same code the simulation runs.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +35,10 @@ use crate::core::sync::Responder;
 use crate::net::{Net, NetEvent};
 
 mod gossip;
+mod pulls;
 mod serve;
+
+use pulls::PullQueue;
 
 /// Gossip messages of one document being applied at once; more are ignored (not forwarded,
 /// not penalised) and anti-entropy brings what they carried.
@@ -125,11 +129,7 @@ pub(crate) struct SyncDriver {
     settings: SyncSettings,
     connected: HashSet<PeerId>,
     topic_peers: HashMap<[u8; 32], HashSet<PeerId>>,
-    pulls_running: HashSet<(PeerId, DocId)>,
-    /// Pulls wanted while the same pull was running: run once more when it ends.
-    pulls_again: HashSet<(PeerId, DocId)>,
-    pulls_waiting: VecDeque<(PeerId, DocId)>,
-    pulls_waiting_set: HashSet<(PeerId, DocId)>,
+    pulls: PullQueue<(PeerId, DocId)>,
     synced: HashMap<(DocId, PeerId), (Instant, bool)>,
     responder: Responder,
     gossip_slots: HashMap<DocId, Arc<Semaphore>>,
@@ -161,10 +161,7 @@ impl SyncDriver {
             settings,
             connected: HashSet::new(),
             topic_peers: HashMap::new(),
-            pulls_running: HashSet::new(),
-            pulls_again: HashSet::new(),
-            pulls_waiting: VecDeque::new(),
-            pulls_waiting_set: HashSet::new(),
+            pulls: PullQueue::new(MAX_PULLS),
             synced: HashMap::new(),
             responder: Responder::default(),
             gossip_slots: HashMap::new(),
@@ -281,26 +278,16 @@ impl SyncDriver {
     // --- pulls ---------------------------------------------------------------------------
 
     fn want_pull(&mut self, peer: PeerId, doc: DocId) {
-        let key = (peer, doc);
-        if peer == self.net.peer_id() || self.pulls_waiting_set.contains(&key) {
-            return;
-        }
-        if self.pulls_running.contains(&key) {
-            // The running pull may have asked before what we want now.
-            self.pulls_again.insert(key);
-        } else if self.pulls_running.len() < MAX_PULLS {
+        if peer != self.net.peer_id() && self.pulls.want((peer, doc)) {
             self.start_pull(peer, doc);
-        } else {
-            self.pulls_waiting.push_back(key);
-            self.pulls_waiting_set.insert(key);
         }
     }
 
     fn start_pull(&mut self, peer: PeerId, doc: DocId) {
         let Some(room) = self.rooms.get(&doc) else {
-            return;
+            // The document was deleted meanwhile: its slot goes to the next pull.
+            return self.pull_finished(peer, doc);
         };
-        self.pulls_running.insert((peer, doc));
         let net = self.net.clone();
         let reports = self.reports.clone();
         self.spawn_task(async move {
@@ -309,8 +296,13 @@ impl SyncDriver {
         });
     }
 
+    fn pull_finished(&mut self, peer: PeerId, doc: DocId) {
+        for (peer, doc) in self.pulls.finished((peer, doc)) {
+            self.start_pull(peer, doc);
+        }
+    }
+
     fn on_pull_done(&mut self, peer: PeerId, doc: DocId, result: Result<PullOutcome, PullFailure>) {
-        self.pulls_running.remove(&(peer, doc));
         match result {
             Ok(outcome) => {
                 if outcome.changed {
@@ -321,16 +313,7 @@ impl SyncDriver {
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
         }
-        if self.pulls_again.remove(&(peer, doc)) {
-            self.want_pull(peer, doc);
-        }
-        while self.pulls_running.len() < MAX_PULLS {
-            let Some(next) = self.pulls_waiting.pop_front() else {
-                break;
-            };
-            self.pulls_waiting_set.remove(&next);
-            self.want_pull(next.0, next.1);
-        }
+        self.pull_finished(peer, doc);
     }
 
     fn anti_entropy(&mut self) {

@@ -25,20 +25,22 @@ impl SyncDriver {
         data: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        let rooms = &self.rooms;
-        let opened = Responder::open(data, |topic| rooms.by_topic(topic).map(|r| r.key.clone()));
-        let (room, body) = match opened {
-            Ok(Opened { topic, body }) => match self.rooms.by_topic(&topic) {
-                Some(room) => (room, body),
-                // Deleted between the two look-ups.
-                None => return self.respond(peer, channel, Refusal::UnknownDoc.response()),
-            },
-            Err(refusal) => {
+        let mut room = None;
+        let opened = Responder::open(data, |topic| {
+            let found = self.rooms.by_topic(topic)?;
+            let key = found.key.clone();
+            room = Some(found);
+            Some(key)
+        });
+        let (room, body) = match (opened, room) {
+            (Ok(Opened { body, .. }), Some(room)) => (room, body),
+            (Err(refusal), _) => {
                 if refusal != Refusal::UnknownDoc {
                     tracing::warn!(%peer, "refused a sync request: {refusal}");
                 }
                 return self.respond(peer, channel, refusal.response());
             }
+            (Ok(_), None) => unreachable!("a request opens only with a room's key"),
         };
         match body {
             RequestBody::Continue { transfer, offset } => {
