@@ -1,7 +1,7 @@
 //! [`Node`]: starts and wires the parts (data dir, store, network, rooms, sync driver), owns
 //! cancellation, and is the document API that apps embed and the HTTP layer calls: create,
 //! list, resolve, read, write, share, join, rename, delete, status. It does not know the HTTP
-//! server exists: the binary (or an embedding app) wires `Node` and [`crate::api::Server`].
+//! server exists: the binary (or an embedding app) wires `Node` and `peerdoc::api::Server`.
 //!
 //! Shutdown order: stop sync and the swarm, close rooms (their queued writes finish first),
 //! close the store, release the data dir. Stop the HTTP server before the node.
