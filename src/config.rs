@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 
+use crate::net::DhtMode;
+
 /// Everything a [`crate::Node`] needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,6 +18,8 @@ pub struct Config {
     pub listen: Vec<Multiaddr>,
     /// LAN discovery with mDNS.
     pub mdns: bool,
+    /// Whether this node serves the DHT: `Auto` (when publicly reachable), `Server`, `Client`.
+    pub dht: DhtMode,
     /// Peers to stay connected to, as `/ip4/…/tcp/…/p2p/<peer id>` addresses.
     pub bootstrap: Vec<Multiaddr>,
     /// Anti-entropy period: each document is pulled from each peer sharing it this often.
@@ -35,6 +39,7 @@ impl Config {
             data_dir: data_dir.into(),
             listen: Vec::new(),
             mdns: true,
+            dht: DhtMode::Auto,
             bootstrap: Vec::new(),
             sync_interval: Duration::from_secs(10),
             redial_interval: Duration::from_secs(30),

@@ -9,6 +9,7 @@ mod it {
     pub mod cli;
     pub mod cluster;
     pub mod common;
+    pub mod discovery;
     pub mod editor;
     pub mod hostile;
     pub mod join;

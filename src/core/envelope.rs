@@ -34,6 +34,8 @@ pub enum Purpose {
     Gossip = 1,
     SyncRequest = 2,
     SyncResponse = 3,
+    /// A member list answering a member exchange.
+    Members = 4,
 }
 
 /// A document's 256-bit content key. Never printed.

@@ -9,20 +9,23 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{identify, kad, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm};
 
 use super::codec::BytesCodec;
-use super::{NetConfig, NetError};
+use super::{DhtMode, NetConfig, NetError};
 use crate::core::sync::{MAX_GOSSIP_MESSAGE, PROTOCOL};
 
 /// identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/peerdoc/id/1";
+/// Our Kademlia protocol: a DHT of peerdoc nodes only.
+pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerdoc/kad/1");
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) identify: identify::Behaviour,
+    pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -34,6 +37,7 @@ pub(crate) fn build_swarm(
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let mdns_enabled = config.mdns;
     let request_timeout = config.request_timeout;
+    let dht_mode = config.dht;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -76,10 +80,22 @@ pub(crate) fn build_swarm(
             } else {
                 None
             };
+            let peer_id = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                peer_id,
+                kad::store::MemoryStore::new(peer_id),
+                kad::Config::new(KAD_PROTOCOL),
+            );
+            kad.set_mode(match dht_mode {
+                DhtMode::Auto => None,
+                DhtMode::Server => Some(kad::Mode::Server),
+                DhtMode::Client => Some(kad::Mode::Client),
+            });
             Ok(Behaviour {
                 gossipsub,
                 sync,
                 identify,
+                kad,
                 ping: ping::Behaviour::default(),
                 mdns: Toggle::from(mdns),
             })

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic};
+use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
@@ -15,13 +16,20 @@ use libp2p::{identify, mdns, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::behaviour::{Behaviour, BehaviourEvent};
-use super::{Command, NetError, NetEvent, NetStatus, Reply};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::{Command, DhtKey, NetError, NetEvent, NetStatus, Reply};
 
 /// Addresses remembered per peer.
 const MAX_ADDRS_PER_PEER: usize = 16;
 /// Events kept for a slow consumer before gossip and requests are shed.
 const MAX_QUEUED_EVENTS: usize = 8192;
+/// How often every provided key is announced again (DHT records expire, peers come and go).
+const REPROVIDE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Provider lookups running at once; more are dropped (callers look up again later).
+const MAX_LOOKUPS: usize = 64;
+
+/// A running provider lookup: the providers found so far, and who waits for them.
+type Lookup = (Vec<PeerId>, Option<oneshot::Sender<Vec<PeerId>>>);
 
 /// Sole owner of the swarm.
 pub(super) struct EventLoop {
@@ -35,6 +43,12 @@ pub(super) struct EventLoop {
     /// Listeners that have not reported an address yet; `ready` fires when none are left.
     unreported: HashSet<ListenerId>,
     ready: Option<oneshot::Sender<()>>,
+    /// Keys this node provides in the DHT.
+    provided: HashSet<DhtKey>,
+    /// Running provider lookups.
+    lookups: HashMap<QueryId, Lookup>,
+    /// Whether the DHT routing table has had a peer yet (records provided before went nowhere).
+    dht_joined: bool,
 }
 
 impl EventLoop {
@@ -60,13 +74,19 @@ impl EventLoop {
             queue: VecDeque::new(),
             unreported: listeners.into_iter().collect(),
             ready,
+            provided: HashSet::new(),
+            lookups: HashMap::new(),
+            dht_joined: false,
         }
     }
 
     pub(super) async fn run(mut self, events: mpsc::Sender<NetEvent>, cancel: CancellationToken) {
+        let mut reprovide = tokio::time::interval(REPROVIDE_INTERVAL);
+        reprovide.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                _ = reprovide.tick() => self.provide_all(),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -182,6 +202,32 @@ impl EventLoop {
                     tracing::debug!("sync response dropped: the requester went away");
                 }
             }
+            Command::Provide(key) => {
+                self.provided.insert(key);
+                self.provide(key);
+            }
+            Command::Unprovide(key) => {
+                self.provided.remove(&key);
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&RecordKey::new(&key));
+            }
+            Command::FindProviders(key, reply) => {
+                if self.lookups.len() >= MAX_LOOKUPS {
+                    tracing::debug!("too many DHT lookups at once; dropped one");
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Vec::new());
+                    }
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(RecordKey::new(&key));
+                self.lookups.insert(id, (Vec::new(), reply));
+            }
             Command::Status(reply) => {
                 let connected = self
                     .swarm
@@ -192,6 +238,82 @@ impl EventLoop {
                     listen_addrs: self.swarm.listeners().cloned().collect(),
                     connected,
                 });
+            }
+        }
+    }
+
+    fn addresses_changed(&mut self) {
+        let mut addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        for addr in self.swarm.listeners() {
+            if !addrs.contains(addr) {
+                addrs.push(addr.clone());
+            }
+        }
+        self.emit(NetEvent::Addresses(addrs));
+    }
+
+    fn provide(&mut self, key: DhtKey) {
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(RecordKey::new(&key))
+        {
+            tracing::warn!("cannot provide a DHT record: {e}");
+        }
+    }
+
+    fn provide_all(&mut self) {
+        for key in self.provided.clone() {
+            self.provide(key);
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id,
+                result: QueryResult::GetProviders(result),
+                step,
+                ..
+            } => {
+                if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
+                    for peer in providers {
+                        self.found_provider(id, peer);
+                    }
+                }
+                if step.last {
+                    if let Some((found, Some(reply))) = self.lookups.remove(&id) {
+                        let _ = reply.send(found);
+                    }
+                }
+            }
+            kad::Event::RoutingUpdated { .. } if !self.dht_joined => {
+                // Records provided while we knew no DHT peer reached nobody: announce them now.
+                self.dht_joined = true;
+                self.provide_all();
+            }
+            _ => {}
+        }
+    }
+
+    /// Dials a provider while its lookup still holds the addresses the DHT returned for it.
+    fn found_provider(&mut self, query: QueryId, peer: PeerId) {
+        if peer == *self.swarm.local_peer_id() {
+            return;
+        }
+        if let Some((found, _)) = self.lookups.get_mut(&query) {
+            if !found.contains(&peer) {
+                found.push(peer);
+            }
+        }
+        if !self.swarm.is_connected(&peer) {
+            let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+            if let Err(e) = self
+                .swarm
+                .dial(DialOpts::peer_id(peer).addresses(addrs).build())
+            {
+                tracing::debug!(%peer, "cannot dial a provider: {e}");
             }
         }
     }
@@ -214,6 +336,7 @@ impl EventLoop {
                 listener_id,
             } => {
                 tracing::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
+                self.addresses_changed();
                 self.unreported.remove(&listener_id);
                 if self.unreported.is_empty() {
                     if let Some(ready) = self.ready.take() {
@@ -257,6 +380,9 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::ExpiredListenAddr { .. }
+            | SwarmEvent::ExternalAddrConfirmed { .. }
+            | SwarmEvent::ExternalAddrExpired { .. } => self.addresses_changed(),
             _ => {}
         }
     }
@@ -322,11 +448,18 @@ impl EventLoop {
                     .take(MAX_ADDRS_PER_PEER)
                     .collect();
                 self.remember(peer_id, addrs.iter().cloned());
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    for addr in &addrs {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
+                }
                 self.emit(NetEvent::Identified {
                     peer: peer_id,
                     addrs,
                 });
             }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut peers = HashSet::new();
                 for (peer, addr) in found {

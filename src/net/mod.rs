@@ -58,6 +58,21 @@ pub struct NetConfig {
     pub mdns: bool,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Whether this node answers DHT queries.
+    pub dht: DhtMode,
+}
+
+/// Whether a node serves the DHT (stores records and answers queries) or only uses it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DhtMode {
+    /// Server once the node knows it is publicly reachable (a confirmed external address).
+    #[default]
+    Auto,
+    /// Always a server (relay and bootstrap nodes, and test networks without NAT).
+    Server,
+    /// Never a server.
+    Client,
 }
 
 /// What the network tells the rest of the node.
@@ -95,6 +110,8 @@ pub enum NetEvent {
         peer: PeerId,
         addrs: Vec<Multiaddr>,
     },
+    /// Where this node can be reached now (listen and confirmed external addresses).
+    Addresses(Vec<Multiaddr>),
 }
 
 /// Snapshot of the network's state.
@@ -117,7 +134,14 @@ enum Command {
     Request(PeerId, Vec<u8>, Reply<Vec<u8>>),
     Respond(ResponseChannel<Vec<u8>>, Vec<u8>),
     Status(oneshot::Sender<NetStatus>),
+    Provide(DhtKey),
+    Unprovide(DhtKey),
+    /// Look up providers and dial them; the reply, if any, lists the providers found.
+    FindProviders(DhtKey, Option<oneshot::Sender<Vec<PeerId>>>),
 }
+
+/// A DHT key: 32 bytes (peerdoc provides document topics).
+pub(crate) type DhtKey = [u8; 32];
 
 /// Cloneable handle to the network task.
 #[derive(Clone)]
@@ -214,6 +238,24 @@ impl Net {
         data: Vec<u8>,
     ) -> Result<(), NetError> {
         self.try_send(Command::Respond(channel, data))
+    }
+    /// Announces in the DHT that this node holds `key` (re-announced while the node runs).
+    pub(crate) async fn provide(&self, key: DhtKey) {
+        self.send(Command::Provide(key)).await
+    }
+    pub(crate) async fn unprovide(&self, key: DhtKey) {
+        self.send(Command::Unprovide(key)).await
+    }
+    /// Looks up who provides `key` in the DHT and dials them; returns the providers found
+    /// (other than this node) once the lookup ends.
+    pub(crate) async fn find_providers(&self, key: DhtKey) -> Result<Vec<PeerId>, NetError> {
+        ask(&self.tx, |r| Command::FindProviders(key, Some(r)))
+            .await
+            .ok_or(NetError::Stopped)
+    }
+    /// [`Net::find_providers`] without waiting for the result: the dials are what matter.
+    pub(crate) fn try_find_providers(&self, key: DhtKey) -> Result<(), NetError> {
+        self.try_send(Command::FindProviders(key, None))
     }
     pub(crate) async fn status(&self) -> Result<NetStatus, NetError> {
         ask(&self.tx, Command::Status)

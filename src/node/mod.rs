@@ -43,6 +43,8 @@ pub use types::{DocInfo, DocPeer, DocStatus, PeerStatus, Status};
 const OUTBOX_QUEUE: usize = 1024;
 /// How long shutdown waits for the network and sync tasks.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause between DHT lookups while joining.
+const DHT_RETRY: Duration = Duration::from_millis(500);
 /// How long an idle connection is kept.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -97,6 +99,7 @@ impl Node {
             match RoomHandle::open(&meta, room_ctx.clone()).await {
                 Ok(room) => {
                     net.subscribe(meta.id.topic_name()).await;
+                    net.provide(meta.id.topic()).await;
                     rooms.insert(room);
                 }
                 Err(e) => {
@@ -182,6 +185,7 @@ impl Node {
         let room = RoomHandle::open(meta, self.inner.room_ctx.clone()).await?;
         self.inner.rooms.insert(room.clone());
         self.inner.net.subscribe(meta.id.topic_name()).await;
+        self.inner.net.provide(meta.id.topic()).await;
         Ok(room)
     }
 
@@ -261,7 +265,7 @@ impl Node {
             }
         })?;
         let name = names::unique_name(&wanted, &docs);
-        self.reach_sharer(&ticket).await?;
+        let members = self.reach_members(&ticket).await?;
         let meta = DocMeta {
             id: ticket.doc,
             name,
@@ -269,7 +273,7 @@ impl Node {
             created: unix_now(),
         };
         self.inner.store.create_doc(meta.clone()).await?;
-        if let Err(e) = self.first_pull(&meta, ticket.peer).await {
+        if let Err(e) = self.first_pull(&meta, &members).await {
             self.forget(&meta).await;
             return Err(e);
         }
@@ -286,36 +290,73 @@ impl Node {
         Ok(DocInfo::from(&meta))
     }
 
-    async fn reach_sharer(&self, ticket: &Ticket) -> Result<(), Error> {
+    /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or,
+    /// if it cannot be reached, whoever the DHT says holds the document. Returns them, the
+    /// sharer first.
+    async fn reach_members(&self, ticket: &Ticket) -> Result<Vec<PeerId>, Error> {
         let timeout = self.inner.config.request_timeout;
-        let dial = self.inner.net.dial(ticket.peer, ticket.addrs.clone());
-        let reason = match tokio::time::timeout(timeout, dial).await {
-            Ok(Ok(())) => return Ok(()),
+        let net = &self.inner.net;
+        let sharer = match tokio::time::timeout(
+            timeout,
+            net.dial(ticket.peer, ticket.addrs.clone()),
+        )
+        .await
+        {
+            Ok(Ok(())) => return Ok(vec![ticket.peer]),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {}s", timeout.as_secs()),
         };
-        Err(Error::Unreachable {
-            peer: ticket.peer,
-            reason,
-        })
+        // A node that just started may not have reached its DHT peers yet: look again until the
+        // timeout.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut reached = Vec::new();
+        while reached.is_empty() && tokio::time::Instant::now() < deadline {
+            let lookup = net.find_providers(ticket.doc.topic());
+            let found = tokio::time::timeout_at(deadline, lookup).await;
+            for peer in found.ok().and_then(Result::ok).unwrap_or_default() {
+                // The lookup has started dialling them; this waits for the outcome.
+                if let Ok(Ok(())) =
+                    tokio::time::timeout_at(deadline, net.dial(peer, Vec::new())).await
+                {
+                    reached.push(peer);
+                }
+            }
+            if reached.is_empty() {
+                tokio::time::sleep(DHT_RETRY).await;
+            }
+        }
+        if reached.is_empty() {
+            return Err(Error::Unreachable {
+                peer: ticket.peer,
+                reason: format!("{sharer}; and the DHT knows no reachable member"),
+            });
+        }
+        Ok(reached)
     }
 
-    /// Opens the joined document's room and pulls it from the sharer.
-    async fn first_pull(&self, meta: &DocMeta, sharer: PeerId) -> Result<(), Error> {
+    /// Opens the joined document's room and pulls it from the first member that has it.
+    async fn first_pull(&self, meta: &DocMeta, members: &[PeerId]) -> Result<(), Error> {
         let room = self.open_room(meta).await?;
         let timeout = self.inner.config.request_timeout;
-        match tokio::time::timeout(timeout, pull(&self.inner.net, &room, sharer)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(PullFailure::Protocol {
-                source: PullError::UnknownDoc,
-                ..
-            })) => Err(Error::NotShared),
-            Ok(Err(e)) => Err(Error::JoinSync(e)),
-            Err(_) => Err(Error::Unreachable {
-                peer: sharer,
-                reason: format!("the sync did not finish within {}s", timeout.as_secs()),
-            }),
+        let mut failure = None;
+        for &member in members {
+            let error =
+                match tokio::time::timeout(timeout, pull(&self.inner.net, &room, member)).await {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(PullFailure::Protocol {
+                        source: PullError::UnknownDoc,
+                        ..
+                    })) => Error::NotShared,
+                    Ok(Err(e)) => Error::JoinSync(e),
+                    Err(_) => Error::Unreachable {
+                        peer: member,
+                        reason: format!("the sync did not finish within {}s", timeout.as_secs()),
+                    },
+                };
+            tracing::debug!(doc = %meta.id, peer = %member, "first pull failed: {error}");
+            failure = Some(error);
         }
+        Err(failure.unwrap_or(Error::NotShared))
     }
 
     /// Closes and deletes a document's local replica (peers keep theirs).
@@ -324,6 +365,7 @@ impl Node {
             room.close().await;
         }
         self.inner.net.unsubscribe(meta.id.topic_name()).await;
+        self.inner.net.unprovide(meta.id.topic()).await;
         if let Err(e) = self.inner.store.delete_doc(meta.id).await {
             tracing::error!(doc = %meta.id, "could not delete: {e}");
         }
@@ -425,6 +467,7 @@ async fn start_net(
         mdns: config.mdns,
         request_timeout: config.request_timeout,
         idle_timeout: IDLE_CONNECTION_TIMEOUT,
+        dht: config.dht,
     };
     if !config.listen.is_empty() {
         return Ok(Net::spawn(keypair, net_config(config.listen.clone()), cancel).await?);

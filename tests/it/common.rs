@@ -8,14 +8,16 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use peerdoc::api::Server;
-use peerdoc::{Config, Node};
+use peerdoc::{Config, DhtMode, Node};
 
 /// Every wait in the tests ends by this, with a message, never a hang.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// Config for a test node: loopback only, no mDNS, fast anti-entropy.
+/// Config for a test node: loopback only, no mDNS, fast anti-entropy, and a DHT server (on
+/// loopback every node is reachable, which is what makes a node a server in the wild).
 pub fn test_config(dir: &Path, port: u16) -> Config {
     let mut config = Config::new(dir);
+    config.dht = DhtMode::Server;
     config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
     config.mdns = false;
     config.sync_interval = Duration::from_millis(500);
@@ -76,6 +78,27 @@ pub async fn serve_with(config: Config, token: Option<&str>) -> Served {
 
 pub async fn start_served(dir: &Path) -> Served {
     serve_with(test_config(dir, 0), None).await
+}
+
+/// A node's address for others to dial: `/ip4/127.0.0.1/tcp/PORT/p2p/PEER`.
+pub async fn dial_addr(node: &Node) -> Multiaddr {
+    let port = tcp_port(node).await;
+    format!("/ip4/127.0.0.1/tcp/{port}/p2p/{}", node.peer_id())
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `node` knows `peer` shares its document `doc` (they are in one gossip topic).
+pub async fn wait_doc_peer(node: &Node, doc: &str, peer: &Node) {
+    let peer = peer.peer_id().to_string();
+    wait_until(format_args!("{peer} shares the document"), async || {
+        let status = node.status().await.unwrap();
+        status
+            .docs
+            .iter()
+            .any(|d| d.id == doc && d.peers.iter().any(|p| p.peer == peer))
+    })
+    .await;
 }
 
 /// The TCP port a node listens on, to restart it at the same address.

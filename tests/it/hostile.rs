@@ -10,6 +10,7 @@ use peerdoc::core::envelope::{DocKey, Purpose};
 use peerdoc::core::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
 use peerdoc::core::ticket::Ticket;
 use peerdoc::testing::{Net, NetConfig};
+use peerdoc::DhtMode;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,6 +29,7 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         mdns: false,
         request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
+        dht: DhtMode::Client,
     };
     let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
         .await

@@ -8,6 +8,7 @@
 //! | [`gossip`] | seal/open of gossip, gossip-or-announce for local edits, what a received message asks for |
 //! | [`pull`] | the requester's pull session state machine |
 //! | [`responder`] | the responder: opens requests, answers them with chunks of a diff |
+//! | [`members`] | member exchange: who else holds the document, and where |
 //! | [`transfers`] | the responder's cache of large diffs being handed out chunk by chunk |
 //!
 //! Nothing here reads the clock or a random number generator for a protocol decision: the
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::core::envelope::EnvelopeError;
 
 pub mod gossip;
+pub mod members;
 pub mod message;
 pub mod pull;
 pub mod responder;

@@ -85,6 +85,9 @@ impl Pull {
                 return Ok(Progress::Send(self.first_request()));
             }
             SyncResponse::TransferExpired => return Err(PullError::Expired),
+            SyncResponse::Members(_) => {
+                return Err(SyncError::Malformed("a members response to a pull").into())
+            }
         };
         let plain = self
             .key

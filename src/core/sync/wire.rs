@@ -5,6 +5,7 @@
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use super::members::{self, Member};
 use super::{malformed, SyncError, WIRE_VERSION};
 use crate::core::doc::decode_sv;
 use crate::core::envelope::ENVELOPE_OVERHEAD;
@@ -51,6 +52,8 @@ pub enum RequestBody {
     Start { sv: Vec<u8> },
     /// Next chunk of a transfer the responder started.
     Continue { transfer: u64, offset: u64 },
+    /// Member exchange: the members I know (me first); answer with the ones you know.
+    Members { members: Vec<Member> },
 }
 
 impl RequestBody {
@@ -65,6 +68,10 @@ impl RequestBody {
                 out.write_u8(1);
                 out.write_var(*transfer);
                 out.write_var(*offset);
+            }
+            RequestBody::Members { members } => {
+                out.write_u8(2);
+                members::encode(members, &mut out);
             }
         }
         out
@@ -81,6 +88,9 @@ impl RequestBody {
             1 => RequestBody::Continue {
                 transfer: r.read_var().map_err(malformed("truncated transfer id"))?,
                 offset: r.read_var().map_err(malformed("truncated offset"))?,
+            },
+            2 => RequestBody::Members {
+                members: members::decode(&mut r)?,
             },
             _ => return Err(SyncError::Malformed("unknown request kind")),
         };
@@ -105,6 +115,8 @@ pub enum SyncResponse {
     BadRequest,
     /// The transfer named by a `Continue` is gone (expired or evicted): start again.
     TransferExpired,
+    /// A sealed member list (answering `Members`).
+    Members(Vec<u8>),
 }
 
 impl SyncResponse {
@@ -118,6 +130,10 @@ impl SyncResponse {
             SyncResponse::UnknownDoc => out.push(1),
             SyncResponse::BadRequest => out.push(2),
             SyncResponse::TransferExpired => out.push(3),
+            SyncResponse::Members(sealed) => {
+                out.push(4);
+                out.extend_from_slice(sealed);
+            }
         }
         out
     }
@@ -130,6 +146,7 @@ impl SyncResponse {
             [_, 1] => Ok(SyncResponse::UnknownDoc),
             [_, 2] => Ok(SyncResponse::BadRequest),
             [_, 3] => Ok(SyncResponse::TransferExpired),
+            [_, 4, sealed @ ..] => Ok(SyncResponse::Members(sealed.to_vec())),
             _ => Err(SyncError::Malformed("unknown response status")),
         }
     }
@@ -201,7 +218,13 @@ mod tests {
             prop_assert_eq!(RequestBody::decode(&body.encode()).unwrap(), body);
             let start = RequestBody::Start { sv: Document::new().state_vector() };
             prop_assert_eq!(RequestBody::decode(&start.encode()).unwrap(), start);
+            let members = RequestBody::Members { members: vec![super::super::members::Member {
+                peer: libp2p_identity::PeerId::random(),
+                addrs: vec![format!("/ip4/192.0.2.7/udp/{}/quic-v1", offset as u16).parse().unwrap()],
+            }] };
+            prop_assert_eq!(RequestBody::decode(&members.encode()).unwrap(), members);
             for resp in [
+                SyncResponse::Members(sealed.clone()),
                 SyncResponse::Chunk(sealed),
                 SyncResponse::UnknownDoc,
                 SyncResponse::BadRequest,

@@ -31,10 +31,12 @@ use super::rooms::Rooms;
 use super::store::Store;
 use crate::actor::ask;
 use crate::core::doc::{parse_topic_name, DocId};
+use crate::core::sync::members::Member;
 use crate::core::sync::Responder;
 use crate::net::{Net, NetEvent};
 
 mod gossip;
+mod members;
 mod pulls;
 mod serve;
 
@@ -56,6 +58,9 @@ const REPORT_QUEUE: usize = 256;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for running tasks.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Member exchanges with one peer for one document happen at most once per this many sync
+/// intervals.
+const MEMBER_EXCHANGE_EVERY: u32 = 6;
 
 /// When and where to sync besides what gossip triggers.
 #[derive(Debug, Clone)]
@@ -102,6 +107,9 @@ enum Report {
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
     },
+    MembersLearned {
+        members: Vec<Member>,
+    },
 }
 
 /// Handle to the sync driver task.
@@ -136,6 +144,10 @@ pub(crate) struct SyncDriver {
     serve_slots: Arc<Semaphore>,
     /// Addresses last stored per peer, so identify does not rewrite the same rows.
     saved_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Where this node can be reached, as the network last said.
+    own_addrs: Vec<Multiaddr>,
+    /// When members were last exchanged with a peer for a document.
+    members_exchanged: HashMap<(PeerId, DocId), Instant>,
     tasks: TaskTracker,
     cancel: CancellationToken,
     reports: mpsc::Sender<Report>,
@@ -167,6 +179,8 @@ impl SyncDriver {
             gossip_slots: HashMap::new(),
             serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
             saved_addrs: HashMap::new(),
+            own_addrs: Vec::new(),
+            members_exchanged: HashMap::new(),
             tasks: TaskTracker::new(),
             cancel,
             reports,
@@ -272,6 +286,7 @@ impl SyncDriver {
                 requester_sv,
                 result,
             } => self.answer_start(peer, room, channel, requester_sv, result),
+            Report::MembersLearned { members } => self.meet(members),
         }
     }
 
@@ -310,6 +325,7 @@ impl SyncDriver {
                 }
                 self.synced
                     .insert((doc, peer), (Instant::now(), outcome.in_sync));
+                self.exchange_members(peer, doc);
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
         }
@@ -328,6 +344,14 @@ impl SyncDriver {
     }
 
     fn redial(&self) {
+        // Documents no connected peer shares: ask the DHT who holds them.
+        for room in self.rooms.all() {
+            if self.peers_sharing(&room.topic).is_empty() {
+                if let Err(e) = self.net.try_find_providers(room.topic) {
+                    tracing::debug!(doc = %room.id, "DHT lookup not started: {e}");
+                }
+            }
+        }
         let net = self.net.clone();
         let store = self.store.clone();
         let connected = self.connected.clone();
@@ -394,6 +418,7 @@ impl SyncDriver {
                 }
             }
             NetEvent::Identified { peer, addrs } => self.remember_peer(peer, addrs),
+            NetEvent::Addresses(addrs) => self.own_addrs = addrs,
         }
     }
 

@@ -43,6 +43,13 @@ impl SyncDriver {
             (Ok(_), None) => unreachable!("a request opens only with a room's key"),
         };
         match body {
+            RequestBody::Members { members } => {
+                let ours = self.known_members(&room.topic, peer);
+                let response =
+                    crate::core::sync::members::seal_response(&room.key, &room.topic, &ours);
+                self.respond(peer, channel, response);
+                self.meet(members);
+            }
             RequestBody::Continue { transfer, offset } => {
                 let response = self.responder.answer_continue(
                     &room.key,

@@ -1,0 +1,172 @@
+//! Member exchange: members of a document tell each other which members they know (peer ids
+//! and addresses), so any member, not only the sharer, introduces the others. A requester sends
+//! its list in a sealed `Members` request body; the responder answers with its own list, sealed
+//! for [`Purpose::Members`]. Lists and addresses are bounded; the codec is in PROTOCOL.md.
+
+use libp2p_identity::PeerId;
+use multiaddr::Multiaddr;
+use yrs::encoding::read::{Cursor, Read};
+use yrs::encoding::write::Write;
+
+use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
+use crate::core::envelope::{DocKey, Purpose};
+
+/// Most members in one list.
+pub const MAX_MEMBERS: usize = 64;
+/// Most addresses per member.
+pub const MAX_MEMBER_ADDRS: usize = 8;
+/// Longest address accepted, in bytes.
+const MAX_ADDR_LEN: usize = 256;
+
+/// A member of a document as another member knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+}
+
+/// Encodes a list, keeping at most [`MAX_MEMBERS`] members with at most [`MAX_MEMBER_ADDRS`]
+/// addresses of at most 256 bytes each.
+pub fn encode(members: &[Member], out: &mut Vec<u8>) {
+    let members = &members[..members.len().min(MAX_MEMBERS)];
+    out.write_var(members.len() as u32);
+    for member in members {
+        out.write_buf(member.peer.to_bytes());
+        let addrs: Vec<&Multiaddr> = member
+            .addrs
+            .iter()
+            .filter(|a| a.as_ref().len() <= MAX_ADDR_LEN)
+            .take(MAX_MEMBER_ADDRS)
+            .collect();
+        out.write_var(addrs.len() as u32);
+        for addr in addrs {
+            out.write_buf(addr.as_ref());
+        }
+    }
+}
+
+/// Decodes a list from untrusted bytes: every count is bounded before anything is allocated.
+pub fn decode(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
+    let count: u32 = r.read_var().map_err(malformed("truncated member count"))?;
+    if count as usize > MAX_MEMBERS {
+        return Err(SyncError::Malformed("too many members"));
+    }
+    let mut members = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let peer = PeerId::from_bytes(r.read_buf().map_err(malformed("truncated peer id"))?)
+            .map_err(|_| SyncError::Malformed("bad peer id"))?;
+        let n: u32 = r.read_var().map_err(malformed("truncated address count"))?;
+        if n as usize > MAX_MEMBER_ADDRS {
+            return Err(SyncError::Malformed("too many addresses"));
+        }
+        let mut addrs = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let raw = r.read_buf().map_err(malformed("truncated address"))?;
+            if raw.len() > MAX_ADDR_LEN {
+                return Err(SyncError::Malformed("address too long"));
+            }
+            addrs.push(
+                Multiaddr::try_from(raw.to_vec())
+                    .map_err(|_| SyncError::Malformed("bad address"))?,
+            );
+        }
+        members.push(Member { peer, addrs });
+    }
+    Ok(members)
+}
+
+/// Requester side: the request that sends our list (`mine`, ourselves first).
+pub fn request(key: &DocKey, topic: &[u8; 32], mine: Vec<Member>) -> Vec<u8> {
+    let body = RequestBody::Members { members: mine };
+    SyncRequest {
+        topic: *topic,
+        sealed: key.seal(topic, Purpose::SyncRequest, &body.encode()),
+    }
+    .encode()
+}
+
+/// Responder side: our list as a sealed response.
+pub fn seal_response(key: &DocKey, topic: &[u8; 32], members: &[Member]) -> SyncResponse {
+    let mut plain = Vec::new();
+    encode(members, &mut plain);
+    SyncResponse::Members(key.seal(topic, Purpose::Members, &plain))
+}
+
+/// Requester side: the responder's list from its response bytes.
+pub fn open_response(
+    key: &DocKey,
+    topic: &[u8; 32],
+    bytes: &[u8],
+) -> Result<Vec<Member>, PullError> {
+    let sealed = match SyncResponse::decode(bytes)? {
+        SyncResponse::Members(sealed) => sealed,
+        SyncResponse::UnknownDoc => return Err(PullError::UnknownDoc),
+        SyncResponse::BadRequest => return Err(PullError::Refused),
+        SyncResponse::Chunk(_) | SyncResponse::TransferExpired => {
+            return Err(SyncError::Malformed("not a members response").into())
+        }
+    };
+    let plain = key
+        .open(topic, Purpose::Members, &sealed)
+        .map_err(SyncError::from)?;
+    let mut r = Cursor::new(&plain);
+    let members = decode(&mut r)?;
+    if r.has_content() {
+        return Err(SyncError::Malformed("trailing bytes after members").into());
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn member(ports: &[u16]) -> Member {
+        Member {
+            peer: PeerId::random(),
+            addrs: ports
+                .iter()
+                .map(|p| format!("/ip4/192.0.2.1/tcp/{p}").parse().unwrap())
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn lists_round_trip_sealed_and_are_bounded() {
+        let key = DocKey([4; 32]);
+        let topic = [5; 32];
+        let list = vec![member(&[1, 2]), member(&[])];
+        let response = seal_response(&key, &topic, &list).encode();
+        assert_eq!(open_response(&key, &topic, &response).unwrap(), list);
+        assert!(open_response(&DocKey([6; 32]), &topic, &response).is_err());
+
+        let many: Vec<Member> = (0..100)
+            .map(|_| member(&(1..20).collect::<Vec<_>>()))
+            .collect();
+        let mut bytes = Vec::new();
+        encode(&many, &mut bytes);
+        let back = decode(&mut Cursor::new(&bytes)).unwrap();
+        assert_eq!(back.len(), MAX_MEMBERS);
+        assert!(back.iter().all(|m| m.addrs.len() == MAX_MEMBER_ADDRS));
+    }
+
+    #[test]
+    fn oversized_counts_are_refused_before_allocating() {
+        // 100 members claimed, then nothing.
+        assert!(decode(&mut Cursor::new(&[100])).is_err());
+        let mut bytes = Vec::new();
+        bytes.write_var(1u32);
+        bytes.write_buf(PeerId::random().to_bytes());
+        bytes.write_var(9u32); // one address too many
+        assert!(decode(&mut Cursor::new(&bytes)).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = decode(&mut Cursor::new(&raw));
+        }
+    }
+}

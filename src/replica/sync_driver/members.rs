@@ -1,0 +1,84 @@
+//! The sync driver's member exchange: after a pull, now and then, a node sends a member of the
+//! document the members it knows and hears the members that one knows; it remembers and dials
+//! the ones it is not connected to. So any member introduces the others, not only the sharer.
+
+use std::time::Instant;
+
+use libp2p::PeerId;
+
+use super::{Report, SyncDriver, DIAL_TIMEOUT, MEMBER_EXCHANGE_EVERY};
+use crate::core::doc::DocId;
+use crate::core::sync::members::{self, Member};
+
+impl SyncDriver {
+    /// The members we know for a document: ourselves first, then connected peers sharing it.
+    pub(super) fn known_members(&self, topic: &[u8; 32], except: PeerId) -> Vec<Member> {
+        let me = Member {
+            peer: self.net.peer_id(),
+            addrs: self.own_addrs.clone(),
+        };
+        let others = self
+            .peers_sharing(topic)
+            .into_iter()
+            .filter(|peer| *peer != except)
+            .map(|peer| Member {
+                peer,
+                addrs: self.saved_addrs.get(&peer).cloned().unwrap_or_default(),
+            });
+        std::iter::once(me).chain(others).collect()
+    }
+
+    /// Exchanges member lists with `peer` for `doc`, unless done recently.
+    pub(super) fn exchange_members(&mut self, peer: PeerId, doc: DocId) {
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        let now = Instant::now();
+        let every = self.settings.sync_interval * MEMBER_EXCHANGE_EVERY;
+        if let Some(last) = self.members_exchanged.get(&(peer, doc)) {
+            if now.duration_since(*last) < every {
+                return;
+            }
+        }
+        self.members_exchanged.insert((peer, doc), now);
+        let request = members::request(
+            &room.key,
+            &room.topic,
+            self.known_members(&room.topic, peer),
+        );
+        let net = self.net.clone();
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let answer = match net.request(peer, request).await {
+                Ok(bytes) => members::open_response(&room.key, &room.topic, &bytes)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match answer {
+                Ok(members) => {
+                    let _ = reports.send(Report::MembersLearned { members }).await;
+                }
+                Err(e) => tracing::debug!(%peer, doc = %room.id, "member exchange failed: {e}"),
+            }
+        });
+    }
+
+    /// Remembers members we heard of and dials those we are not connected to.
+    pub(super) fn meet(&mut self, members: Vec<Member>) {
+        let me = self.net.peer_id();
+        for Member { peer, addrs } in members {
+            if peer == me || self.connected.contains(&peer) || addrs.is_empty() {
+                continue;
+            }
+            self.remember_peer(peer, addrs.clone());
+            let net = self.net.clone();
+            self.spawn_task(async move {
+                match tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs)).await {
+                    Ok(Ok(())) => tracing::debug!(%peer, "met a member"),
+                    Ok(Err(e)) => tracing::debug!(%peer, "cannot reach a member: {e}"),
+                    Err(_) => tracing::debug!(%peer, "reaching a member timed out"),
+                }
+            });
+        }
+    }
+}
