@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use peerdoc::api::{Server, DEFAULT_HTTP};
-use peerdoc::{Config, Node, Status};
+use peerdoc::{Config, ConfigFile, DhtMode, Node, Status};
 
 use crate::client::Client;
 
@@ -77,10 +77,13 @@ pub(crate) enum Command {
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
+    /// TOML config file [default: DIR/config.toml if it exists]. Flags override it.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
     /// Local HTTP API and web editor address (port 0 picks a free port). Binding anything but
-    /// a loopback address requires --http-token.
-    #[arg(long, default_value = DEFAULT_HTTP, value_name = "ADDR")]
-    pub(crate) http: SocketAddr,
+    /// a loopback address requires --http-token. [default: 127.0.0.1:7777]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
     /// Access token for the HTTP API; every request must then carry it (header
     /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
     #[arg(
@@ -93,15 +96,66 @@ pub(crate) struct ServeArgs {
     /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
-    /// Peer to stay connected to, as /ip4/…/tcp/…/p2p/<peer id> (repeatable).
+    /// Peer to stay connected to and to join the DHT through, as
+    /// /ip4/…/tcp/…/p2p/<peer id> (repeatable).
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) bootstrap: Vec<Multiaddr>,
     /// Disable LAN discovery (mDNS).
     #[arg(long)]
     pub(crate) no_mdns: bool,
+    /// Whether to serve the DHT: auto (once publicly reachable), server, client. [default: auto]
+    #[arg(long, value_name = "MODE")]
+    pub(crate) dht: Option<DhtArg>,
     /// Anti-entropy period in seconds (each doc is re-synced with each peer this often).
-    #[arg(long, default_value_t = 10, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub(crate) sync_interval: u64,
+    /// [default: 10]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) sync_interval: Option<u64>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum DhtArg {
+    Auto,
+    Server,
+    Client,
+}
+
+impl From<DhtArg> for DhtMode {
+    fn from(arg: DhtArg) -> DhtMode {
+        match arg {
+            DhtArg::Auto => DhtMode::Auto,
+            DhtArg::Server => DhtMode::Server,
+            DhtArg::Client => DhtMode::Client,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// Defaults, then the config file, then the flags given.
+    fn settings(&self, data: &std::path::Path) -> Result<(Config, SocketAddr)> {
+        let file = ConfigFile::load(data, self.config.as_deref())?;
+        let mut config = Config::new(data);
+        file.apply(&mut config);
+        if !self.listen.is_empty() {
+            config.listen = self.listen.clone();
+        }
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap.clone();
+        }
+        if self.no_mdns {
+            config.mdns = false;
+        }
+        if let Some(dht) = self.dht {
+            config.dht = dht.into();
+        }
+        if let Some(secs) = self.sync_interval {
+            config.sync_interval = Duration::from_secs(secs);
+        }
+        let http = self
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default address"));
+        Ok((config, http))
+    }
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
@@ -112,15 +166,11 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Checks and binds the HTTP API first (so a refused start touches no network), then starts
-/// the node, serves it, and shuts both down in order on Ctrl-C or SIGTERM.
+/// Reads the settings, checks and binds the HTTP API (so a refused start touches no network),
+/// then starts the node, serves it, and shuts both down in order on Ctrl-C or SIGTERM.
 async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
-    let mut server = Server::bind(args.http, args.http_token).await?;
-    let mut config = Config::new(&data);
-    config.listen = args.listen;
-    config.bootstrap = args.bootstrap;
-    config.mdns = !args.no_mdns;
-    config.sync_interval = Duration::from_secs(args.sync_interval);
+    let (config, http) = args.settings(&data)?;
+    let mut server = Server::bind(http, args.http_token).await?;
     let node = Node::spawn(config).await?;
     if let Err(e) = server.serve(node.clone()) {
         server.shutdown().await;

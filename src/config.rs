@@ -1,12 +1,19 @@
 //! [`Config`]: node configuration with working defaults: nothing needs setting to run a node.
+//! [`ConfigFile`]: the optional TOML file (`DIR/config.toml`, or `--config PATH`) that changes
+//! those defaults; flags override the file. A bad file is a one-line error naming the key.
 //! (The HTTP server has its own settings: see [`crate::api::Server::bind`].)
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use libp2p::Multiaddr;
+use serde::Deserialize;
 
 use crate::net::DhtMode;
+
+/// Name of the config file in the data dir.
+pub const CONFIG_FILE: &str = "config.toml";
 
 /// Everything a [`crate::Node`] needs to start.
 #[derive(Debug, Clone)]
@@ -59,5 +66,181 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config::new(Config::default_data_dir())
+    }
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}, line {line}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// The TOML config file. Every key is optional; an absent key keeps the default, an unknown one
+/// is an error. Example:
+///
+/// ```toml
+/// http = "127.0.0.1:7777"
+/// listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+/// bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
+/// mdns = true
+/// dht = "auto"          # or "server", "client"
+/// sync_interval = 10    # seconds
+/// ```
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Local HTTP API and web editor address.
+    pub http: Option<SocketAddr>,
+    pub listen: Option<Vec<Multiaddr>>,
+    pub bootstrap: Option<Vec<Multiaddr>>,
+    pub mdns: Option<bool>,
+    pub dht: Option<DhtMode>,
+    #[serde(default, deserialize_with = "positive_secs")]
+    pub sync_interval: Option<Duration>,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or `DIR/config.toml` when `path` is `None` (where a missing file means "no
+    /// changes"; a missing explicit path is an error).
+    pub fn load(data_dir: &Path, path: Option<&Path>) -> Result<ConfigFile, ConfigError> {
+        let (path, required) = match path {
+            Some(path) => (path.to_path_buf(), true),
+            None => (data_dir.join(CONFIG_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ConfigFile::default())
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::parse(&text).map_err(|(line, key, message)| ConfigError::Invalid {
+            path,
+            line,
+            key,
+            message,
+        })
+    }
+
+    /// Parses TOML text; an error is (line, key, message).
+    fn parse(text: &str) -> Result<ConfigFile, (usize, String, String)> {
+        let line_of = |e: &toml::de::Error| {
+            e.span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(1)
+        };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| (line_of(&e), "?".into(), one_line(&e)))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            // The error's span may cover the whole table (unknown keys): the key's own line is
+            // what a user wants.
+            let line = line_of_key(text, &key).unwrap_or_else(|| line_of(&inner));
+            (line, key, one_line(&inner))
+        })
+    }
+
+    /// Applies the file's settings to `config`.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(listen) = &self.listen {
+            config.listen = listen.clone();
+        }
+        if let Some(bootstrap) = &self.bootstrap {
+            config.bootstrap = bootstrap.clone();
+        }
+        if let Some(mdns) = self.mdns {
+            config.mdns = mdns;
+        }
+        if let Some(dht) = self.dht {
+            config.dht = dht;
+        }
+        if let Some(interval) = self.sync_interval {
+            config.sync_interval = interval;
+        }
+    }
+}
+
+/// The line (1-based) where a top-level key is set, if it is.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let name = key.split(['.', '[']).next()?;
+    text.lines()
+        .position(|line| {
+            line.trim_start()
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+fn one_line(e: &toml::de::Error) -> String {
+    e.message().lines().next().unwrap_or("invalid").to_string()
+}
+
+fn positive_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = u64::deserialize(d)?;
+    if secs == 0 {
+        return Err(serde::de::Error::custom("must be at least 1 (seconds)"));
+    }
+    Ok(Some(Duration::from_secs(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_changes_defaults_and_unknown_or_bad_keys_are_named() {
+        let file = ConfigFile::parse(
+            "listen = [\"/ip4/0.0.0.0/tcp/4001\"]\nmdns = false\ndht = \"server\"\nsync_interval = 3\n",
+        )
+        .unwrap();
+        let mut config = Config::new("/tmp/x");
+        file.apply(&mut config);
+        assert_eq!(config.listen.len(), 1);
+        assert!(!config.mdns);
+        assert_eq!(config.dht, DhtMode::Server);
+        assert_eq!(config.sync_interval, Duration::from_secs(3));
+        assert!(
+            config.bootstrap.is_empty(),
+            "absent keys keep their default"
+        );
+
+        let (line, key, _) = ConfigFile::parse("mdns = true\nsync_intervall = 3\n").unwrap_err();
+        assert_eq!((line, key.as_str()), (2, "sync_intervall"));
+        let (line, key, _) = ConfigFile::parse("mdns = true\n\nsync_interval = \"x\"").unwrap_err();
+        assert_eq!((line, key.as_str()), (3, "sync_interval"));
+        let (_, key, message) = ConfigFile::parse("bootstrap = [\"not an address\"]").unwrap_err();
+        assert!(key.starts_with("bootstrap"), "{key}: {message}");
+        let (_, key, message) = ConfigFile::parse("sync_interval = 0").unwrap_err();
+        assert_eq!(key, "sync_interval", "{message}");
+        let (_, key, _) = ConfigFile::parse("dht = \"sometimes\"").unwrap_err();
+        assert_eq!(key, "dht");
+        assert!(ConfigFile::parse("= broken").is_err());
+    }
+
+    #[test]
+    fn a_missing_default_file_is_fine_a_missing_explicit_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(ConfigFile::load(dir.path(), None).is_ok());
+        let missing = dir.path().join("nope.toml");
+        assert!(matches!(
+            ConfigFile::load(dir.path(), Some(&missing)),
+            Err(ConfigError::Read { .. })
+        ));
+        std::fs::write(dir.path().join(CONFIG_FILE), "mdns = \"yes\"").unwrap();
+        let err = ConfigFile::load(dir.path(), None).unwrap_err().to_string();
+        assert!(err.contains("key `mdns`") && !err.contains('\n'), "{err}");
     }
 }

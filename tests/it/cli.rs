@@ -227,4 +227,63 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
         err.contains("corrupt") && err.contains("move it aside"),
         "{err}"
     );
+
+    // A bad config file: serve refuses in one line that names the key, and starts nothing.
+    let conf = root.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("config.toml"),
+        "mdns = false\nsync_interval = \"soon\"\n",
+    )
+    .unwrap();
+    let out = serve_command(&conf).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("key `sync_interval`") && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!conf.join("peerdoc.db").exists(), "nothing started");
+}
+
+#[test]
+fn the_config_file_sets_defaults_that_flags_override() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("a");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let file = root.path().join("elsewhere.toml");
+    std::fs::write(
+        &file,
+        format!("http = \"127.0.0.1:{port}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n"),
+    )
+    .unwrap();
+    // The file chooses the HTTP address (no --http flag).
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_blocking("the daemon starts", || data.join("api.addr").exists());
+    let published = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(published.trim(), format!("127.0.0.1:{port}"));
+
+    // A flag wins over the file (serve_command passes --http 127.0.0.1:0).
+    let _ = std::fs::remove_file(data.join("api.addr"));
+    std::fs::copy(&file, data.join("config.toml")).unwrap();
+    let daemon = Daemon::start(&data);
+    let published = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    assert_ne!(published.trim(), format!("127.0.0.1:{port}"));
+    daemon.stop();
 }
