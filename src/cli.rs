@@ -103,6 +103,13 @@ pub(crate) struct ServeArgs {
     /// Disable LAN discovery (mDNS).
     #[arg(long)]
     pub(crate) no_mdns: bool,
+    /// Do not ask the router for a port mapping (UPnP).
+    #[arg(long)]
+    pub(crate) no_upnp: bool,
+    /// Be a relay for peers behind NATs (and a DHT server): run this on a public host. Limits
+    /// come from `[relay_limits]` in the config file.
+    #[arg(long)]
+    pub(crate) relay: bool,
     /// Whether to serve the DHT: auto (once publicly reachable), server, client. [default: auto]
     #[arg(long, value_name = "MODE")]
     pub(crate) dht: Option<DhtArg>,
@@ -143,6 +150,12 @@ impl ServeArgs {
         }
         if self.no_mdns {
             config.mdns = false;
+        }
+        if self.no_upnp {
+            config.upnp = false;
+        }
+        if self.relay && config.relay.is_none() {
+            config.relay = Some(file.relay_limits.clone().unwrap_or_default());
         }
         if let Some(dht) = self.dht {
             config.dht = dht.into();
@@ -260,19 +273,40 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
     Ok(())
 }
 
+fn reachability(nat: &str) -> &'static str {
+    match nat {
+        "public" => "public (other nodes can connect to this one)",
+        "private" => "private (behind a NAT or firewall; reachable through relays)",
+        _ => "unknown (not tested yet)",
+    }
+}
+
 fn print_status(s: &Status) {
     println!("peer id:   {}", s.peer_id);
     println!("data dir:  {}", s.data_dir);
     if let Some(http) = &s.http {
         println!("http api:  http://{http}");
     }
+    println!("reachability: {}", reachability(&s.nat));
     println!("listening:");
     for a in &s.listen_addrs {
         println!("  {a}");
     }
+    for (title, addrs) in [
+        ("public addresses", &s.public_addrs),
+        ("relayed addresses", &s.relayed_addrs),
+        ("relays holding a reservation", &s.relays),
+    ] {
+        if !addrs.is_empty() {
+            println!("{title}:");
+            for a in addrs {
+                println!("  {a}");
+            }
+        }
+    }
     println!("connected peers: {}", s.connected_peers.len());
     for p in &s.connected_peers {
-        println!("  {}", p.peer);
+        println!("  {}  {}", p.peer, p.connection);
     }
     println!("documents: {}", s.docs.len());
     for d in &s.docs {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::net::DhtMode;
+use crate::net::{DhtMode, RelayLimits};
 
 /// Name of the config file in the data dir.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -26,7 +26,12 @@ pub struct Config {
     /// LAN discovery with mDNS.
     pub mdns: bool,
     /// Whether this node serves the DHT: `Auto` (when publicly reachable), `Server`, `Client`.
+    /// A relay server always serves it.
     pub dht: DhtMode,
+    /// Ask the router for a port mapping (UPnP).
+    pub upnp: bool,
+    /// Be a circuit relay server for NATed peers, with these limits (`serve --relay`).
+    pub relay: Option<RelayLimits>,
     /// Peers to stay connected to, as `/ip4/…/tcp/…/p2p/<peer id>` addresses.
     pub bootstrap: Vec<Multiaddr>,
     /// Anti-entropy period: each document is pulled from each peer sharing it this often.
@@ -47,6 +52,8 @@ impl Config {
             listen: Vec::new(),
             mdns: true,
             dht: DhtMode::Auto,
+            upnp: true,
+            relay: None,
             bootstrap: Vec::new(),
             sync_interval: Duration::from_secs(10),
             redial_interval: Duration::from_secs(30),
@@ -94,8 +101,13 @@ pub enum ConfigError {
 /// listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
 /// bootstrap = ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."]
 /// mdns = true
+/// upnp = true
 /// dht = "auto"          # or "server", "client"
 /// sync_interval = 10    # seconds
+/// relay = false         # be a relay server for NATed peers
+///
+/// [relay_limits]        # only with relay = true; every key optional
+/// max_circuit_bytes = 1073741824
 /// ```
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -105,9 +117,14 @@ pub struct ConfigFile {
     pub listen: Option<Vec<Multiaddr>>,
     pub bootstrap: Option<Vec<Multiaddr>>,
     pub mdns: Option<bool>,
+    pub upnp: Option<bool>,
     pub dht: Option<DhtMode>,
     #[serde(default, deserialize_with = "positive_secs")]
     pub sync_interval: Option<Duration>,
+    /// Be a relay server.
+    pub relay: Option<bool>,
+    /// The relay server's limits (defaults: [`RelayLimits::default`]).
+    pub relay_limits: Option<RelayLimits>,
 }
 
 impl ConfigFile {
@@ -163,6 +180,12 @@ impl ConfigFile {
         if let Some(mdns) = self.mdns {
             config.mdns = mdns;
         }
+        if let Some(upnp) = self.upnp {
+            config.upnp = upnp;
+        }
+        if self.relay == Some(true) {
+            config.relay = Some(self.relay_limits.clone().unwrap_or_default());
+        }
         if let Some(dht) = self.dht {
             config.dht = dht;
         }
@@ -203,7 +226,8 @@ mod tests {
     #[test]
     fn a_file_changes_defaults_and_unknown_or_bad_keys_are_named() {
         let file = ConfigFile::parse(
-            "listen = [\"/ip4/0.0.0.0/tcp/4001\"]\nmdns = false\ndht = \"server\"\nsync_interval = 3\n",
+            "listen = [\"/ip4/0.0.0.0/tcp/4001\"]\nmdns = false\ndht = \"server\"\nsync_interval = 3\n\
+             relay = true\n[relay_limits]\nmax_circuits = 7\n",
         )
         .unwrap();
         let mut config = Config::new("/tmp/x");
@@ -212,6 +236,14 @@ mod tests {
         assert!(!config.mdns);
         assert_eq!(config.dht, DhtMode::Server);
         assert_eq!(config.sync_interval, Duration::from_secs(3));
+        let relay = config.relay.expect("relay on");
+        assert_eq!(relay.max_circuits, 7);
+        assert_eq!(
+            relay.max_circuit_bytes,
+            RelayLimits::default().max_circuit_bytes
+        );
+        let (_, key, _) = ConfigFile::parse("[relay_limits]\nmax_circuitz = 1").unwrap_err();
+        assert!(key.contains("max_circuitz"), "{key}");
         assert!(
             config.bootstrap.is_empty(),
             "absent keys keep their default"

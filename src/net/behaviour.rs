@@ -1,7 +1,10 @@
-//! The composed libp2p [`Behaviour`] and the swarm built around it: TCP + Noise + Yamux and
-//! QUIC; gossipsub (strict signing, messages validated by the caller), request-response on
-//! `/peerdoc/sync/1`, identify, ping and optional mDNS.
+//! The composed libp2p [`Behaviour`] and the swarm built around it: TCP + Noise + Yamux, QUIC,
+//! DNS, and circuit relay v2 as a transport; gossipsub (strict signing, messages validated by
+//! the caller), request-response on `/peerdoc/sync/1`, identify, ping, Kademlia, relay client
+//! (and server with `--relay`), DCUtR hole punching, AutoNAT v2 (client and server), and
+//! optional mDNS and UPnP.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use libp2p::gossipsub::{self, MessageAuthenticity};
@@ -9,10 +12,13 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, mdns, noise, ping, tcp, yamux, StreamProtocol, Swarm};
+use libp2p::{
+    autonat, dcutr, identify, kad, mdns, noise, ping, relay, tcp, upnp, yamux, StreamProtocol,
+    Swarm,
+};
 
 use super::codec::BytesCodec;
-use super::{DhtMode, NetConfig, NetError};
+use super::{DhtMode, NetConfig, NetError, RelayLimits};
 use crate::core::sync::{MAX_GOSSIP_MESSAGE, PROTOCOL};
 
 /// identify protocol version string.
@@ -26,6 +32,12 @@ pub(crate) struct Behaviour {
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub(crate) relay_client: relay::client::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    dcutr: dcutr::Behaviour,
+    autonat_client: autonat::v2::client::Behaviour,
+    autonat_server: autonat::v2::server::Behaviour,
+    upnp: Toggle<upnp::tokio::Behaviour>,
     ping: ping::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
@@ -35,9 +47,6 @@ pub(crate) fn build_swarm(
     config: &NetConfig,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
-    let mdns_enabled = config.mdns;
-    let request_timeout = config.request_timeout;
-    let dht_mode = config.dht;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -47,61 +56,97 @@ pub(crate) fn build_swarm(
         )
         .map_err(|e| setup(&e))?
         .with_quic()
-        .with_behaviour(|key| {
-            let gossip_config = gossipsub::ConfigBuilder::default()
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .validate_messages()
-                .max_transmit_size(MAX_GOSSIP_MESSAGE)
-                .heartbeat_interval(Duration::from_millis(700))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let gossipsub =
-                gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)?;
-            let sync = request_response::Behaviour::with_codec(
-                BytesCodec,
-                [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(request_timeout),
-            );
-            let identify = identify::Behaviour::new(
-                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
-                    .with_agent_version(format!("peerdoc/{}", env!("CARGO_PKG_VERSION"))),
-            );
-            let mdns = if mdns_enabled {
-                match mdns::tokio::Behaviour::new(
-                    mdns::Config::default(),
-                    key.public().to_peer_id(),
-                ) {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        tracing::warn!("mDNS unavailable, LAN discovery is off: {e}");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let peer_id = key.public().to_peer_id();
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(match dht_mode {
-                DhtMode::Auto => None,
-                DhtMode::Server => Some(kad::Mode::Server),
-                DhtMode::Client => Some(kad::Mode::Client),
-            });
+        .with_dns()
+        .map_err(|e| setup(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| setup(&e))?
+        .with_behaviour(|key, relay_client| {
             Ok(Behaviour {
-                gossipsub,
-                sync,
-                identify,
-                kad,
+                gossipsub: gossipsub(key)?,
+                sync: request_response::Behaviour::with_codec(
+                    BytesCodec,
+                    [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(config.request_timeout),
+                ),
+                identify: identify::Behaviour::new(
+                    identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                        .with_agent_version(format!("peerdoc/{}", env!("CARGO_PKG_VERSION"))),
+                ),
+                kad: kad(key, config.dht),
+                relay_client,
+                relay: Toggle::from(config.relay_server.as_ref().map(|limits| {
+                    relay::Behaviour::new(key.public().to_peer_id(), relay_config(limits))
+                })),
+                dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
+                autonat_client: autonat::v2::client::Behaviour::default(),
+                autonat_server: autonat::v2::server::Behaviour::default(),
+                upnp: Toggle::from(config.upnp.then(upnp::tokio::Behaviour::default)),
                 ping: ping::Behaviour::default(),
-                mdns: Toggle::from(mdns),
+                mdns: Toggle::from(config.mdns.then(|| mdns(key)).flatten()),
             })
         })
         .map_err(|e| setup(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
         .build();
     Ok(swarm)
+}
+
+fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(MAX_GOSSIP_MESSAGE)
+        .heartbeat_interval(Duration::from_millis(700))
+        .build()
+        .map_err(|e| e.to_string())?;
+    gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(String::from)
+}
+
+fn kad(key: &Keypair, mode: DhtMode) -> kad::Behaviour<kad::store::MemoryStore> {
+    let peer_id = key.public().to_peer_id();
+    let mut kad = kad::Behaviour::with_config(
+        peer_id,
+        kad::store::MemoryStore::new(peer_id),
+        kad::Config::new(KAD_PROTOCOL),
+    );
+    kad.set_mode(match mode {
+        DhtMode::Auto => None,
+        DhtMode::Server => Some(kad::Mode::Server),
+        DhtMode::Client => Some(kad::Mode::Client),
+    });
+    kad
+}
+
+fn mdns(key: &Keypair) -> Option<mdns::tokio::Behaviour> {
+    match mdns::tokio::Behaviour::new(mdns::Config::default(), key.public().to_peer_id()) {
+        Ok(mdns) => Some(mdns),
+        Err(e) => {
+            tracing::warn!("mDNS unavailable, LAN discovery is off: {e}");
+            None
+        }
+    }
+}
+
+/// A relay server with limits high enough to carry document sync, rate-limited per peer and
+/// per IP address.
+fn relay_config(limits: &RelayLimits) -> relay::Config {
+    let per_minute = |n: u32| NonZeroU32::new(n.max(1)).unwrap_or(NonZeroU32::MIN);
+    let minute = Duration::from_secs(60);
+    relay::Config {
+        max_reservations: limits.max_reservations,
+        max_reservations_per_peer: limits.max_reservations_per_peer,
+        reservation_duration: Duration::from_secs(limits.reservation_duration_secs),
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuit_duration: Duration::from_secs(limits.max_circuit_duration_secs),
+        max_circuit_bytes: limits.max_circuit_bytes,
+        reservation_rate_limiters: Vec::new(),
+        circuit_src_rate_limiters: Vec::new(),
+    }
+    .reservation_rate_per_peer(per_minute(limits.reservations_per_minute_per_peer), minute)
+    .reservation_rate_per_ip(per_minute(limits.reservations_per_minute_per_ip), minute)
+    .circuit_src_per_peer(per_minute(limits.circuits_per_minute_per_peer), minute)
+    .circuit_src_per_ip(per_minute(limits.circuits_per_minute_per_ip), minute)
 }

@@ -12,12 +12,13 @@ use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{identify, mdns, Multiaddr, PeerId, Swarm};
+use libp2p::{autonat, dcutr, identify, mdns, relay, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::{Command, DhtKey, NetError, NetEvent, NetStatus, Reply};
+use super::reachability::{is_relayed, Reachability};
+use super::{Command, ConnectedPeer, DhtKey, NetError, NetEvent, NetStatus, Reply};
 
 /// Addresses remembered per peer.
 const MAX_ADDRS_PER_PEER: usize = 16;
@@ -27,6 +28,8 @@ const MAX_QUEUED_EVENTS: usize = 8192;
 const REPROVIDE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Provider lookups running at once; more are dropped (callers look up again later).
 const MAX_LOOKUPS: usize = 64;
+/// How often lost relay reservations are renewed.
+const RESERVATION_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A running provider lookup: the providers found so far, and who waits for them.
 type Lookup = (Vec<PeerId>, Option<oneshot::Sender<Vec<PeerId>>>);
@@ -49,6 +52,7 @@ pub(super) struct EventLoop {
     lookups: HashMap<QueryId, Lookup>,
     /// Whether the DHT routing table has had a peer yet (records provided before went nowhere).
     dht_joined: bool,
+    reach: Reachability,
 }
 
 impl EventLoop {
@@ -77,16 +81,20 @@ impl EventLoop {
             provided: HashSet::new(),
             lookups: HashMap::new(),
             dht_joined: false,
+            reach: Reachability::default(),
         }
     }
 
     pub(super) async fn run(mut self, events: mpsc::Sender<NetEvent>, cancel: CancellationToken) {
         let mut reprovide = tokio::time::interval(REPROVIDE_INTERVAL);
         reprovide.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reservations = tokio::time::interval(RESERVATION_CHECK);
+        reservations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = reprovide.tick() => self.provide_all(),
+                _ = reservations.tick() => self.reach.maintain(&mut self.swarm),
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -232,10 +240,22 @@ impl EventLoop {
                 let connected = self
                     .swarm
                     .connected_peers()
-                    .map(|p| (*p, self.addresses.get(p).cloned().unwrap_or_default()))
+                    .map(|p| ConnectedPeer {
+                        peer: *p,
+                        addrs: self.addresses.get(p).cloned().unwrap_or_default(),
+                        kind: self.reach.connection_kind(p),
+                    })
                     .collect();
                 let _ = reply.send(NetStatus {
                     listen_addrs: self.swarm.listeners().cloned().collect(),
+                    external_addrs: self
+                        .swarm
+                        .external_addresses()
+                        .filter(|a| !is_relayed(a))
+                        .cloned()
+                        .collect(),
+                    nat: self.reach.nat(),
+                    reservations: self.reach.reservations(),
                     connected,
                 });
             }
@@ -346,13 +366,17 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
-                if endpoint.is_dialer() {
-                    self.remember(peer_id, [endpoint.get_remote_address().clone()]);
+                let remote = endpoint.get_remote_address().clone();
+                if endpoint.is_dialer() && !is_relayed(&remote) {
+                    self.remember(peer_id, [remote.clone()]);
                 }
+                self.reach
+                    .connected(&mut self.swarm, peer_id, connection_id, remote);
                 for waiter in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
                 }
@@ -362,10 +386,18 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                connection_id,
+                num_established,
                 ..
             } => {
-                self.emit(NetEvent::Disconnected { peer: peer_id });
+                self.reach.disconnected(peer_id, connection_id);
+                if num_established == 0 {
+                    self.emit(NetEvent::Disconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.reach.listener_closed(listener_id);
+                self.addresses_changed();
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id: Some(peer),
@@ -448,6 +480,16 @@ impl EventLoop {
                     .take(MAX_ADDRS_PER_PEER)
                     .collect();
                 self.remember(peer_id, addrs.iter().cloned());
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    // Reach the relay where it listens, preferring addresses off this machine.
+                    let mut candidates: Vec<&Multiaddr> =
+                        addrs.iter().filter(|a| !is_relayed(a)).collect();
+                    candidates.sort_by_key(|a| super::is_loopback(a));
+                    if let Some(addr) = candidates.first() {
+                        self.reach
+                            .relay_found(&mut self.swarm, peer_id, (*addr).clone());
+                    }
+                }
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     let kad = &mut self.swarm.behaviour_mut().kad;
                     for addr in &addrs {
@@ -460,6 +502,31 @@ impl EventLoop {
                 });
             }
             BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                result,
+                ..
+            }) => {
+                tracing::debug!(addr = %tested_addr, ok = result.is_ok(), "AutoNAT test");
+                self.reach.autonat_result(&mut self.swarm, result.is_ok());
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+                self.reach.reservation_accepted(relay_peer_id);
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => tracing::debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 let mut peers = HashSet::new();
                 for (peer, addr) in found {

@@ -8,6 +8,7 @@
 //! | [`behaviour`] | the composed `Behaviour` and the swarm built around it |
 //! | [`event_loop`] | the task that alone owns the `Swarm` |
 //! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
+//! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ use crate::actor::ask;
 mod behaviour;
 mod codec;
 mod event_loop;
+mod reachability;
+
+pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
 
 /// Commands queued for the event loop. It never blocks, so the queue drains quickly; callers
 /// that must not wait (the sync driver) use the `try_` methods and drop a command when full.
@@ -60,6 +64,50 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Whether this node answers DHT queries.
     pub dht: DhtMode,
+    /// Ask the router for a port mapping (UPnP IGD).
+    pub upnp: bool,
+    /// Be a circuit relay v2 server with these limits.
+    pub relay_server: Option<RelayLimits>,
+}
+
+/// Limits of a relay server. The defaults carry document sync (libp2p's defaults, 128 KiB and
+/// 2 minutes per circuit, only suffice to coordinate a hole punch).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelayLimits {
+    /// Peers that may hold a reservation at once.
+    pub max_reservations: usize,
+    pub max_reservations_per_peer: usize,
+    pub reservation_duration_secs: u64,
+    /// Relayed connections at once.
+    pub max_circuits: usize,
+    pub max_circuits_per_peer: usize,
+    /// A relayed connection is closed after this long or this many bytes (each way); peers
+    /// then open a new one.
+    pub max_circuit_duration_secs: u64,
+    pub max_circuit_bytes: u64,
+    pub reservations_per_minute_per_peer: u32,
+    pub reservations_per_minute_per_ip: u32,
+    pub circuits_per_minute_per_peer: u32,
+    pub circuits_per_minute_per_ip: u32,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 512,
+            max_reservations_per_peer: 4,
+            reservation_duration_secs: 3600,
+            max_circuits: 256,
+            max_circuits_per_peer: 16,
+            max_circuit_duration_secs: 3600,
+            max_circuit_bytes: 1 << 30,
+            reservations_per_minute_per_peer: 10,
+            reservations_per_minute_per_ip: 30,
+            circuits_per_minute_per_peer: 30,
+            circuits_per_minute_per_ip: 60,
+        }
+    }
 }
 
 /// Whether a node serves the DHT (stores records and answers queries) or only uses it.
@@ -117,9 +165,23 @@ pub enum NetEvent {
 /// Snapshot of the network's state.
 #[derive(Debug, Clone)]
 pub(crate) struct NetStatus {
+    /// Listen addresses, including relayed (`/p2p-circuit`) ones.
     pub(crate) listen_addrs: Vec<Multiaddr>,
-    /// Connected peers with the addresses we know for them.
-    pub(crate) connected: Vec<(PeerId, Vec<Multiaddr>)>,
+    /// Addresses others confirmed they can reach us at.
+    pub(crate) external_addrs: Vec<Multiaddr>,
+    pub(crate) nat: NatStatus,
+    /// Relays holding a reservation for us.
+    pub(crate) reservations: Vec<PeerId>,
+    /// Connected peers with the addresses we know for them and how we are connected.
+    pub(crate) connected: Vec<ConnectedPeer>,
+}
+
+/// A connected peer in [`NetStatus`].
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectedPeer {
+    pub(crate) peer: PeerId,
+    pub(crate) addrs: Vec<Multiaddr>,
+    pub(crate) kind: ConnectionKind,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, NetError>>;
@@ -262,4 +324,13 @@ impl Net {
             .await
             .ok_or(NetError::Stopped)
     }
+}
+
+/// Whether an address is on this machine only.
+pub(crate) fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        libp2p::multiaddr::Protocol::Ip4(ip) => ip.is_loopback(),
+        libp2p::multiaddr::Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
 }

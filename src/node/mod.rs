@@ -23,7 +23,9 @@ use crate::core::envelope::DocKey;
 use crate::core::sync::PullError;
 use crate::core::ticket::{Capability, Ticket};
 use crate::data_dir::{DataDir, StickyPorts};
-use crate::net::{Net, NetConfig, NetError, NetEvent};
+use crate::net::{
+    is_loopback, is_relayed, ConnectedPeer, DhtMode, Net, NetConfig, NetError, NetEvent, NetStatus,
+};
 use crate::replica::pull::{pull, PullFailure};
 use crate::replica::room::{RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
@@ -43,6 +45,8 @@ pub use types::{DocInfo, DocPeer, DocStatus, PeerStatus, Status};
 const OUTBOX_QUEUE: usize = 1024;
 /// How long shutdown waits for the network and sync tasks.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Addresses put in a ticket at most (it stays short enough to paste).
+const MAX_TICKET_ADDRS: usize = 5;
 /// Pause between DHT lookups while joining.
 const DHT_RETRY: Duration = Duration::from_millis(500);
 /// How long an idle connection is kept.
@@ -231,9 +235,7 @@ impl Node {
     /// A read-write ticket for the document, carrying this node's addresses.
     pub async fn ticket(&self, query: &str) -> Result<String, Error> {
         let meta = self.resolve(query).await?;
-        let mut addrs = self.inner.net.status().await?.listen_addrs;
-        // Addresses other machines can use first; loopback last (same-machine peers only).
-        addrs.sort_by_key(is_loopback);
+        let addrs = ticket_addrs(&self.inner.net.status().await?);
         Ok(Ticket {
             doc: meta.id,
             key: meta.key,
@@ -420,26 +422,59 @@ impl Node {
             peer_id: self.peer_id().to_string(),
             data_dir: self.inner.config.data_dir.display().to_string(),
             http: None,
-            listen_addrs: net.listen_addrs.iter().map(|a| a.to_string()).collect(),
+            nat: net.nat.as_str().to_string(),
+            listen_addrs: strings(&net.listen_addrs),
+            public_addrs: strings(&net.external_addrs),
+            relayed_addrs: net
+                .listen_addrs
+                .iter()
+                .filter(|a| is_relayed(a))
+                .map(|a| a.to_string())
+                .collect(),
+            relays: net.reservations.iter().map(|p| p.to_string()).collect(),
             connected_peers: net.connected.into_iter().map(peer_status).collect(),
             docs,
         })
     }
 }
 
-fn peer_status((peer, addrs): (PeerId, Vec<Multiaddr>)) -> PeerStatus {
+fn peer_status(connected: ConnectedPeer) -> PeerStatus {
     PeerStatus {
-        peer: peer.to_string(),
-        addrs: addrs.iter().map(|a| a.to_string()).collect(),
+        peer: connected.peer.to_string(),
+        addrs: strings(&connected.addrs),
+        connection: connected.kind.as_str().to_string(),
     }
 }
 
-fn is_loopback(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| match p {
-        Protocol::Ip4(ip) => ip.is_loopback(),
-        Protocol::Ip6(ip) => ip.is_loopback(),
-        _ => false,
-    })
+fn strings(addrs: &[Multiaddr]) -> Vec<String> {
+    addrs.iter().map(|a| a.to_string()).collect()
+}
+
+/// Addresses for a ticket, most widely reachable first: public, relayed, the rest (LAN), and
+/// this machine's last; a few at most.
+fn ticket_addrs(net: &NetStatus) -> Vec<Multiaddr> {
+    let rank = |addr: &Multiaddr| {
+        if net.external_addrs.contains(addr) {
+            0
+        } else if is_relayed(addr) {
+            1
+        } else if is_loopback(addr) {
+            3
+        } else {
+            2
+        }
+    };
+    let mut addrs: Vec<Multiaddr> = net.external_addrs.clone();
+    addrs.extend(
+        net.listen_addrs
+            .iter()
+            .filter(|a| !addrs.contains(a))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    addrs.sort_by_key(rank);
+    addrs.truncate(MAX_TICKET_ADDRS);
+    addrs
 }
 
 /// `/…/p2p/<peer>` → (peer, address without the suffix).
@@ -467,7 +502,13 @@ async fn start_net(
         mdns: config.mdns,
         request_timeout: config.request_timeout,
         idle_timeout: IDLE_CONNECTION_TIMEOUT,
-        dht: config.dht,
+        // A relay is public by nature, and a good place for others to find the DHT.
+        dht: match (config.dht, &config.relay) {
+            (DhtMode::Auto, Some(_)) => DhtMode::Server,
+            (mode, _) => mode,
+        },
+        upnp: config.upnp,
+        relay_server: config.relay.clone(),
     };
     if !config.listen.is_empty() {
         return Ok(Net::spawn(keypair, net_config(config.listen.clone()), cancel).await?);

@@ -16,6 +16,7 @@ fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::new(dir);
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
     config.mdns = false;
+    config.upnp = false;
     // Gossip only: anti-entropy would deliver the edit regardless of the driver's health.
     config.sync_interval = Duration::from_secs(3600);
     config.redial_interval = Duration::from_secs(3600);

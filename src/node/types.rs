@@ -19,7 +19,16 @@ pub struct Status {
     pub data_dir: String,
     /// The HTTP API's address, when the node is served over HTTP.
     pub http: Option<String>,
+    /// `public` (others can dial us), `private` (behind a NAT: reached through relays) or
+    /// `unknown` (not tested yet).
+    pub nat: String,
     pub listen_addrs: Vec<String>,
+    /// Addresses others confirmed they can reach us at.
+    pub public_addrs: Vec<String>,
+    /// Addresses through relays (`…/p2p-circuit`).
+    pub relayed_addrs: Vec<String>,
+    /// Relays holding a reservation for us.
+    pub relays: Vec<String>,
     pub connected_peers: Vec<PeerStatus>,
     pub docs: Vec<DocStatus>,
 }
@@ -29,6 +38,8 @@ pub struct Status {
 pub struct PeerStatus {
     pub peer: String,
     pub addrs: Vec<String>,
+    /// `direct`, or `relayed` (through a relay, until a hole punch succeeds).
+    pub connection: String,
 }
 
 /// One document in `status`.

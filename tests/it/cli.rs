@@ -21,7 +21,7 @@ fn serve_command(data: &Path) -> Command {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
-        .args(["--no-mdns", "--sync-interval", "1"]);
+        .args(["--no-mdns", "--no-upnp", "--sync-interval", "1"]);
     command
 }
 
@@ -260,7 +260,7 @@ fn the_config_file_sets_defaults_that_flags_override() {
     let file = root.path().join("elsewhere.toml");
     std::fs::write(
         &file,
-        format!("http = \"127.0.0.1:{port}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\n"),
+        format!("http = \"127.0.0.1:{port}\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\nmdns = false\nupnp = false\n"),
     )
     .unwrap();
     // The file chooses the HTTP address (no --http flag).

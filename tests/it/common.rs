@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub fn test_config(dir: &Path, port: u16) -> Config {
     let mut config = Config::new(dir);
     config.dht = DhtMode::Server;
+    // UPnP discovery multicasts on the LAN: tests stay on loopback.
+    config.upnp = false;
     config.listen = vec![format!("/ip4/127.0.0.1/tcp/{port}").parse().unwrap()];
     config.mdns = false;
     config.sync_interval = Duration::from_millis(500);

@@ -30,6 +30,8 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
         dht: DhtMode::Client,
+        upnp: false,
+        relay_server: None,
     };
     let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
         .await

@@ -23,7 +23,7 @@ export async function waitFor (what, check, timeoutMs = 30000) {
 export async function startNode () {
   const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
   const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
-    '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   proc.stderr.on('data', (d) => { stderr += d })
   const addrFile = join(data, 'api.addr')

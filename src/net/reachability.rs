@@ -1,0 +1,205 @@
+//! [`Reachability`]: how this node is reached and how it reaches its peers, kept by the event
+//! loop. Whether the node is public (AutoNAT confirmed an external address), private (AutoNAT
+//! tests failed) or unknown; which relays it knows and holds reservations on (while not public:
+//! a relay restart drops the reservation, and it is renewed); and, per peer, whether the
+//! connection is direct or relayed (relayed ones are closed as soon as a direct one exists, so
+//! sync uses the direct path after a hole punch).
+
+use std::collections::{HashMap, HashSet};
+
+use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
+use libp2p::{Multiaddr, PeerId, Swarm};
+
+use super::behaviour::Behaviour;
+
+/// Relays this node holds reservations on at most.
+const MAX_RESERVATIONS: usize = 2;
+
+/// Whether this node can be reached from the internet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum NatStatus {
+    /// Not known yet.
+    #[default]
+    Unknown,
+    /// AutoNAT confirmed an address others can dial.
+    Public,
+    /// AutoNAT tests failed: behind a NAT or firewall; reachable through relays.
+    Private,
+}
+
+impl NatStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            NatStatus::Unknown => "unknown",
+            NatStatus::Public => "public",
+            NatStatus::Private => "private",
+        }
+    }
+}
+
+/// How a peer is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionKind {
+    Direct,
+    Relayed,
+}
+
+impl ConnectionKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::Direct => "direct",
+            ConnectionKind::Relayed => "relayed",
+        }
+    }
+}
+
+pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+#[derive(Default)]
+pub(super) struct Reachability {
+    nat: NatStatus,
+    /// Open connections per peer, with their remote address.
+    connections: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// Relay servers we know (identify says they serve the hop protocol), and how we reach them.
+    relays: HashMap<PeerId, Multiaddr>,
+    /// Reservations asked for, by relay.
+    reservations: HashMap<PeerId, ListenerId>,
+    /// Reservations the relay accepted.
+    accepted: HashSet<PeerId>,
+}
+
+impl Reachability {
+    pub(super) fn nat(&self) -> NatStatus {
+        self.nat
+    }
+
+    /// Relays that accepted our reservation.
+    pub(super) fn reservations(&self) -> Vec<PeerId> {
+        self.accepted.iter().copied().collect()
+    }
+
+    pub(super) fn connection_kind(&self, peer: &PeerId) -> ConnectionKind {
+        let direct = self
+            .connections
+            .get(peer)
+            .is_some_and(|conns| conns.values().any(|addr| !is_relayed(addr)));
+        if direct {
+            ConnectionKind::Direct
+        } else {
+            ConnectionKind::Relayed
+        }
+    }
+
+    /// A connection opened. A direct one replaces relayed ones to the same peer.
+    pub(super) fn connected(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        peer: PeerId,
+        id: ConnectionId,
+        remote: Multiaddr,
+    ) {
+        let direct = !is_relayed(&remote);
+        let conns = self.connections.entry(peer).or_default();
+        conns.insert(id, remote);
+        if direct {
+            let relayed: Vec<ConnectionId> = conns
+                .iter()
+                .filter(|(_, addr)| is_relayed(addr))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in relayed {
+                tracing::debug!(%peer, "direct connection established; closing the relayed one");
+                swarm.close_connection(id);
+            }
+        }
+    }
+
+    pub(super) fn disconnected(&mut self, peer: PeerId, id: ConnectionId) {
+        if let Some(conns) = self.connections.get_mut(&peer) {
+            conns.remove(&id);
+            if conns.is_empty() {
+                self.connections.remove(&peer);
+            }
+        }
+    }
+
+    /// A peer serves as a relay; `addr` is how we reach it.
+    pub(super) fn relay_found(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        relay: PeerId,
+        addr: Multiaddr,
+    ) {
+        if is_relayed(&addr) {
+            return;
+        }
+        let mut addr = addr;
+        if let Some(Protocol::P2p(_)) = addr.iter().last() {
+            addr.pop();
+        }
+        self.relays.insert(relay, addr);
+        self.maintain(swarm);
+    }
+
+    /// An AutoNAT test of one of our addresses ended.
+    pub(super) fn autonat_result(&mut self, swarm: &mut Swarm<Behaviour>, reachable: bool) {
+        let public = swarm.external_addresses().any(|a| !is_relayed(a));
+        self.nat = if reachable || public {
+            NatStatus::Public
+        } else {
+            NatStatus::Private
+        };
+        self.maintain(swarm);
+    }
+
+    pub(super) fn reservation_accepted(&mut self, relay: PeerId) {
+        if self.reservations.contains_key(&relay) {
+            self.accepted.insert(relay);
+        }
+    }
+
+    /// A listener closed: if it was a reservation, it is gone (the relay went away).
+    pub(super) fn listener_closed(&mut self, id: ListenerId) {
+        let gone: Vec<PeerId> = self
+            .reservations
+            .iter()
+            .filter(|(_, listener)| **listener == id)
+            .map(|(relay, _)| *relay)
+            .collect();
+        for relay in gone {
+            tracing::info!(%relay, "relay reservation lost; will renew");
+            self.reservations.remove(&relay);
+            self.accepted.remove(&relay);
+        }
+    }
+
+    /// Holds reservations on up to [`MAX_RESERVATIONS`] known relays while not public.
+    pub(super) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>) {
+        if self.nat == NatStatus::Public {
+            return;
+        }
+        let candidates: Vec<(PeerId, Multiaddr)> = self
+            .relays
+            .iter()
+            .filter(|(relay, _)| !self.reservations.contains_key(relay))
+            .map(|(relay, addr)| (*relay, addr.clone()))
+            .collect();
+        for (relay, addr) in candidates {
+            if self.reservations.len() >= MAX_RESERVATIONS {
+                break;
+            }
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match swarm.listen_on(circuit.clone()) {
+                Ok(id) => {
+                    tracing::debug!(%relay, "asking for a relay reservation");
+                    self.reservations.insert(relay, id);
+                }
+                Err(e) => tracing::debug!(%relay, "cannot reserve on relay: {e}"),
+            }
+        }
+    }
+}
