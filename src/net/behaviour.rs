@@ -111,11 +111,12 @@ fn kad(key: &Keypair, mode: DhtMode) -> kad::Behaviour<kad::store::MemoryStore> 
         kad::store::MemoryStore::new(peer_id),
         kad::Config::new(KAD_PROTOCOL),
     );
-    kad.set_mode(match mode {
-        DhtMode::Auto => None,
-        DhtMode::Server => Some(kad::Mode::Server),
-        DhtMode::Client => Some(kad::Mode::Client),
-    });
+    // `Auto` starts as a client; the event loop makes it a server once AutoNAT confirms a
+    // direct public address (kad's own automatic mode would also count relayed addresses).
+    kad.set_mode(Some(match mode {
+        DhtMode::Server => kad::Mode::Server,
+        DhtMode::Auto | DhtMode::Client => kad::Mode::Client,
+    }));
     kad
 }
 

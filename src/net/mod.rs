@@ -6,7 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`behaviour`] | the composed `Behaviour` and the swarm built around it |
-//! | [`event_loop`] | the task that alone owns the `Swarm` |
+//! | [`event_loop`] | the task that alone owns the `Swarm` (its DHT work in `event_loop::dht`) |
 //! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
 //! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
 
@@ -235,7 +235,8 @@ impl Net {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let event_loop = event_loop::EventLoop::new(swarm, rx, listeners, ready_tx);
+        let dht_auto = config.dht == DhtMode::Auto;
+        let event_loop = event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, dht_auto);
         let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
         Ok((Net { tx, peer_id }, events_rx, task))

@@ -145,8 +145,12 @@ impl Reachability {
         self.maintain(swarm);
     }
 
-    /// An AutoNAT test of one of our addresses ended.
-    pub(super) fn autonat_result(&mut self, swarm: &mut Swarm<Behaviour>, reachable: bool) {
+    /// An AutoNAT test of one of our addresses ended; returns what we know now.
+    pub(super) fn autonat_result(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        reachable: bool,
+    ) -> NatStatus {
         let public = swarm.external_addresses().any(|a| !is_relayed(a));
         self.nat = if reachable || public {
             NatStatus::Public
@@ -154,6 +158,7 @@ impl Reachability {
             NatStatus::Private
         };
         self.maintain(swarm);
+        self.nat
     }
 
     pub(super) fn reservation_accepted(&mut self, relay: PeerId) {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::gossipsub::{self, IdentTopic};
-use libp2p::kad::{self, GetProvidersOk, QueryId, QueryResult, RecordKey};
+use libp2p::kad::{self, QueryId};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::swarm::{DialError, SwarmEvent};
@@ -17,8 +17,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
-use super::reachability::{is_relayed, Reachability};
+use super::reachability::{is_relayed, NatStatus, Reachability};
 use super::{Command, ConnectedPeer, DhtKey, NetError, NetEvent, NetStatus, Reply};
+
+mod dht;
 
 /// Addresses remembered per peer.
 const MAX_ADDRS_PER_PEER: usize = 16;
@@ -53,6 +55,8 @@ pub(super) struct EventLoop {
     /// Whether the DHT routing table has had a peer yet (records provided before went nowhere).
     dht_joined: bool,
     reach: Reachability,
+    /// The DHT mode follows reachability (`DhtMode::Auto`).
+    dht_auto: bool,
 }
 
 impl EventLoop {
@@ -61,6 +65,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         listeners: Vec<ListenerId>,
         ready: oneshot::Sender<()>,
+        dht_auto: bool,
     ) -> EventLoop {
         let ready = if listeners.is_empty() {
             // Nothing to wait for.
@@ -82,6 +87,7 @@ impl EventLoop {
             lookups: HashMap::new(),
             dht_joined: false,
             reach: Reachability::default(),
+            dht_auto,
         }
     }
 
@@ -210,32 +216,9 @@ impl EventLoop {
                     tracing::debug!("sync response dropped: the requester went away");
                 }
             }
-            Command::Provide(key) => {
-                self.provided.insert(key);
-                self.provide(key);
-            }
-            Command::Unprovide(key) => {
-                self.provided.remove(&key);
-                self.swarm
-                    .behaviour_mut()
-                    .kad
-                    .stop_providing(&RecordKey::new(&key));
-            }
-            Command::FindProviders(key, reply) => {
-                if self.lookups.len() >= MAX_LOOKUPS {
-                    tracing::debug!("too many DHT lookups at once; dropped one");
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Vec::new());
-                    }
-                    return;
-                }
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .kad
-                    .get_providers(RecordKey::new(&key));
-                self.lookups.insert(id, (Vec::new(), reply));
-            }
+            Command::Provide(key) => self.provide_key(key),
+            Command::Unprovide(key) => self.unprovide_key(key),
+            Command::FindProviders(key, reply) => self.find_providers(key, reply),
             Command::Status(reply) => {
                 let connected = self
                     .swarm
@@ -270,72 +253,6 @@ impl EventLoop {
             }
         }
         self.emit(NetEvent::Addresses(addrs));
-    }
-
-    fn provide(&mut self, key: DhtKey) {
-        if let Err(e) = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .start_providing(RecordKey::new(&key))
-        {
-            tracing::warn!("cannot provide a DHT record: {e}");
-        }
-    }
-
-    fn provide_all(&mut self) {
-        for key in self.provided.clone() {
-            self.provide(key);
-        }
-    }
-
-    fn on_kad_event(&mut self, event: kad::Event) {
-        match event {
-            kad::Event::OutboundQueryProgressed {
-                id,
-                result: QueryResult::GetProviders(result),
-                step,
-                ..
-            } => {
-                if let Ok(GetProvidersOk::FoundProviders { providers, .. }) = result {
-                    for peer in providers {
-                        self.found_provider(id, peer);
-                    }
-                }
-                if step.last {
-                    if let Some((found, Some(reply))) = self.lookups.remove(&id) {
-                        let _ = reply.send(found);
-                    }
-                }
-            }
-            kad::Event::RoutingUpdated { .. } if !self.dht_joined => {
-                // Records provided while we knew no DHT peer reached nobody: announce them now.
-                self.dht_joined = true;
-                self.provide_all();
-            }
-            _ => {}
-        }
-    }
-
-    /// Dials a provider while its lookup still holds the addresses the DHT returned for it.
-    fn found_provider(&mut self, query: QueryId, peer: PeerId) {
-        if peer == *self.swarm.local_peer_id() {
-            return;
-        }
-        if let Some((found, _)) = self.lookups.get_mut(&query) {
-            if !found.contains(&peer) {
-                found.push(peer);
-            }
-        }
-        if !self.swarm.is_connected(&peer) {
-            let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
-            if let Err(e) = self
-                .swarm
-                .dial(DialOpts::peer_id(peer).addresses(addrs).build())
-            {
-                tracing::debug!(%peer, "cannot dial a provider: {e}");
-            }
-        }
     }
 
     fn emit(&mut self, event: NetEvent) {
@@ -508,7 +425,15 @@ impl EventLoop {
                 ..
             }) => {
                 tracing::debug!(addr = %tested_addr, ok = result.is_ok(), "AutoNAT test");
-                self.reach.autonat_result(&mut self.swarm, result.is_ok());
+                let nat = self.reach.autonat_result(&mut self.swarm, result.is_ok());
+                if self.dht_auto {
+                    let mode = if nat == NatStatus::Public {
+                        kad::Mode::Server
+                    } else {
+                        kad::Mode::Client
+                    };
+                    self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+                }
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
