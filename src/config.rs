@@ -104,6 +104,7 @@ pub enum ConfigError {
 /// upnp = true
 /// dht = "auto"          # or "server", "client"
 /// sync_interval = 10    # seconds
+/// redial_interval = 30  # seconds
 /// relay = false         # be a relay server for NATed peers
 ///
 /// [relay_limits]        # only with relay = true; every key optional
@@ -121,6 +122,9 @@ pub struct ConfigFile {
     pub dht: Option<DhtMode>,
     #[serde(default, deserialize_with = "positive_secs")]
     pub sync_interval: Option<Duration>,
+    /// Seconds between attempts to reconnect to known peers.
+    #[serde(default, deserialize_with = "positive_secs")]
+    pub redial_interval: Option<Duration>,
     /// Be a relay server.
     pub relay: Option<bool>,
     /// The relay server's limits (defaults: [`RelayLimits::default`]).
@@ -191,6 +195,9 @@ impl ConfigFile {
         }
         if let Some(interval) = self.sync_interval {
             config.sync_interval = interval;
+        }
+        if let Some(interval) = self.redial_interval {
+            config.redial_interval = interval;
         }
     }
 }

@@ -13,4 +13,5 @@ mod it {
     pub mod editor;
     pub mod hostile;
     pub mod join;
+    pub mod lab;
 }

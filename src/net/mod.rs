@@ -236,7 +236,9 @@ impl Net {
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
         let dht_auto = config.dht == DhtMode::Auto;
-        let event_loop = event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, dht_auto);
+        let relay_server = config.relay_server.is_some();
+        let event_loop =
+            event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, dht_auto, relay_server);
         let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
         Ok((Net { tx, peer_id }, events_rx, task))

@@ -6,6 +6,7 @@
 //! sync uses the direct path after a hole punch).
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use libp2p::core::transport::ListenerId;
 use libp2p::multiaddr::Protocol;
@@ -16,6 +17,10 @@ use super::behaviour::Behaviour;
 
 /// Relays this node holds reservations on at most.
 const MAX_RESERVATIONS: usize = 2;
+/// Connected this long without any address confirmed by AutoNAT means private. (A router that
+/// drops unsolicited packets makes the dial-back hang, and AutoNAT v2 servers give up without
+/// telling the client: so failure shows as silence.)
+const PRIVATE_AFTER: Duration = Duration::from_secs(20);
 
 /// Whether this node can be reached from the internet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,9 +64,10 @@ pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
-#[derive(Default)]
 pub(super) struct Reachability {
     nat: NatStatus,
+    /// Since when we have had connections but no confirmed address.
+    unconfirmed_since: Option<Instant>,
     /// Open connections per peer, with their remote address.
     connections: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
     /// Relay servers we know (identify says they serve the hop protocol), and how we reach them.
@@ -70,6 +76,19 @@ pub(super) struct Reachability {
     reservations: HashMap<PeerId, ListenerId>,
     /// Reservations the relay accepted.
     accepted: HashSet<PeerId>,
+}
+
+impl Default for Reachability {
+    fn default() -> Self {
+        Reachability {
+            nat: NatStatus::Unknown,
+            unconfirmed_since: None,
+            connections: HashMap::new(),
+            relays: HashMap::new(),
+            reservations: HashMap::new(),
+            accepted: HashSet::new(),
+        }
+    }
 }
 
 impl Reachability {
@@ -157,8 +176,7 @@ impl Reachability {
         } else {
             NatStatus::Private
         };
-        self.maintain(swarm);
-        self.nat
+        self.maintain(swarm)
     }
 
     pub(super) fn reservation_accepted(&mut self, relay: PeerId) {
@@ -182,10 +200,20 @@ impl Reachability {
         }
     }
 
-    /// Holds reservations on up to [`MAX_RESERVATIONS`] known relays while not public.
-    pub(super) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>) {
+    /// Called now and then: concludes "private" from a long silence, and holds reservations
+    /// on up to [`MAX_RESERVATIONS`] known relays while not public. Returns the NAT status.
+    pub(super) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>) -> NatStatus {
+        if swarm.external_addresses().any(|a| !is_relayed(a)) {
+            self.nat = NatStatus::Public;
+        } else if self.nat == NatStatus::Unknown && !self.connections.is_empty() {
+            let since = *self.unconfirmed_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= PRIVATE_AFTER {
+                tracing::info!("no address confirmed reachable: behind a NAT or firewall");
+                self.nat = NatStatus::Private;
+            }
+        }
         if self.nat == NatStatus::Public {
-            return;
+            return self.nat;
         }
         let candidates: Vec<(PeerId, Multiaddr)> = self
             .relays
@@ -206,5 +234,6 @@ impl Reachability {
                 Err(e) => tracing::debug!(%relay, "cannot reserve on relay: {e}"),
             }
         }
+        self.nat
     }
 }

@@ -134,14 +134,23 @@ pub async fn wait_until(what: impl std::fmt::Display, mut condition: impl AsyncF
 }
 
 /// [`wait_until`] for tests that run outside an async runtime (real processes).
-pub fn wait_until_blocking(what: impl std::fmt::Display, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + WAIT;
+pub fn wait_until_blocking(what: impl std::fmt::Display, condition: impl FnMut() -> bool) {
+    wait_blocking_for(what, WAIT, condition)
+}
+
+/// [`wait_until_blocking`] with another limit than [`WAIT`] (the network lab's).
+pub fn wait_blocking_for(
+    what: impl std::fmt::Display,
+    within: Duration,
+    mut condition: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
     while !condition() {
         assert!(
             std::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting until {what}"
+            "timed out after {within:?} waiting until {what}"
         );
-        std::thread::sleep(POLL);
+        std::thread::sleep(POLL * 10);
     }
 }
 

@@ -57,6 +57,10 @@ pub(super) struct EventLoop {
     reach: Reachability,
     /// The DHT mode follows reachability (`DhtMode::Auto`).
     dht_auto: bool,
+    /// Whether `Auto` made us a DHT server.
+    serving_dht: bool,
+    /// This node is a relay server.
+    relay_server: bool,
 }
 
 impl EventLoop {
@@ -66,6 +70,7 @@ impl EventLoop {
         listeners: Vec<ListenerId>,
         ready: oneshot::Sender<()>,
         dht_auto: bool,
+        relay_server: bool,
     ) -> EventLoop {
         let ready = if listeners.is_empty() {
             // Nothing to wait for.
@@ -88,6 +93,8 @@ impl EventLoop {
             dht_joined: false,
             reach: Reachability::default(),
             dht_auto,
+            serving_dht: false,
+            relay_server,
         }
     }
 
@@ -100,7 +107,10 @@ impl EventLoop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = reprovide.tick() => self.provide_all(),
-                _ = reservations.tick() => self.reach.maintain(&mut self.swarm),
+                _ = reservations.tick() => {
+                    let nat = self.reach.maintain(&mut self.swarm);
+                    self.follow_nat(nat);
+                }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
@@ -255,6 +265,20 @@ impl EventLoop {
         self.emit(NetEvent::Addresses(addrs));
     }
 
+    /// With `DhtMode::Auto`, serve the DHT exactly while publicly reachable.
+    fn follow_nat(&mut self, nat: NatStatus) {
+        let serve = nat == NatStatus::Public;
+        if self.dht_auto && serve != self.serving_dht {
+            self.serving_dht = serve;
+            let mode = if serve {
+                kad::Mode::Server
+            } else {
+                kad::Mode::Client
+            };
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        }
+    }
+
     fn emit(&mut self, event: NetEvent) {
         if self.queue.len() >= MAX_QUEUED_EVENTS
             && matches!(event, NetEvent::Gossip { .. } | NetEvent::Request { .. })
@@ -273,6 +297,11 @@ impl EventLoop {
                 listener_id,
             } => {
                 tracing::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
+                // A relay runs on a public host (that is its job): its own addresses are what
+                // it announces, and libp2p's relay serves only with a confirmed address.
+                if self.relay_server && !super::is_loopback(&address) && !is_relayed(&address) {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.addresses_changed();
                 self.unreported.remove(&listener_id);
                 if self.unreported.is_empty() {
@@ -426,14 +455,7 @@ impl EventLoop {
             }) => {
                 tracing::debug!(addr = %tested_addr, ok = result.is_ok(), "AutoNAT test");
                 let nat = self.reach.autonat_result(&mut self.swarm, result.is_ok());
-                if self.dht_auto {
-                    let mode = if nat == NatStatus::Public {
-                        kad::Mode::Server
-                    } else {
-                        kad::Mode::Client
-                    };
-                    self.swarm.behaviour_mut().kad.set_mode(Some(mode));
-                }
+                self.follow_nat(nat);
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
                 relay_peer_id,
