@@ -21,6 +21,9 @@ const MAX_RESERVATIONS: usize = 2;
 /// drops unsolicited packets makes the dial-back hang, and AutoNAT v2 servers give up without
 /// telling the client: so failure shows as silence.)
 const PRIVATE_AFTER: Duration = Duration::from_secs(20);
+/// A relayed connection is closed this long after a direct one to the same peer opened, so
+/// requests already on it finish.
+const RELAYED_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether this node can be reached from the internet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,14 +71,16 @@ pub(super) struct Reachability {
     nat: NatStatus,
     /// Since when we have had connections but no confirmed address.
     unconfirmed_since: Option<Instant>,
-    /// Open connections per peer, with their remote address.
-    connections: HashMap<PeerId, HashMap<ConnectionId, Multiaddr>>,
+    /// Open connections per peer, and whether each goes through a relay.
+    connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
     /// Relay servers we know (identify says they serve the hop protocol), and how we reach them.
     relays: HashMap<PeerId, Multiaddr>,
     /// Reservations asked for, by relay.
     reservations: HashMap<PeerId, ListenerId>,
     /// Reservations the relay accepted.
     accepted: HashSet<PeerId>,
+    /// Relayed connections superseded by a direct one, and when to close them.
+    superseded: Vec<(Instant, ConnectionId)>,
 }
 
 impl Default for Reachability {
@@ -87,6 +92,7 @@ impl Default for Reachability {
             relays: HashMap::new(),
             reservations: HashMap::new(),
             accepted: HashSet::new(),
+            superseded: Vec::new(),
         }
     }
 }
@@ -105,7 +111,7 @@ impl Reachability {
         let direct = self
             .connections
             .get(peer)
-            .is_some_and(|conns| conns.values().any(|addr| !is_relayed(addr)));
+            .is_some_and(|conns| conns.values().any(|relayed| !relayed));
         if direct {
             ConnectionKind::Direct
         } else {
@@ -113,26 +119,18 @@ impl Reachability {
         }
     }
 
-    /// A connection opened. A direct one replaces relayed ones to the same peer.
-    pub(super) fn connected(
-        &mut self,
-        swarm: &mut Swarm<Behaviour>,
-        peer: PeerId,
-        id: ConnectionId,
-        remote: Multiaddr,
-    ) {
-        let direct = !is_relayed(&remote);
+    /// A connection opened (`relayed`: through a relay, on either side). A direct one
+    /// replaces relayed ones to the same peer, after [`RELAYED_GRACE`].
+    pub(super) fn connected(&mut self, peer: PeerId, id: ConnectionId, relayed: bool) {
         let conns = self.connections.entry(peer).or_default();
-        conns.insert(id, remote);
-        if direct {
-            let relayed: Vec<ConnectionId> = conns
-                .iter()
-                .filter(|(_, addr)| is_relayed(addr))
-                .map(|(id, _)| *id)
-                .collect();
-            for id in relayed {
-                tracing::debug!(%peer, "direct connection established; closing the relayed one");
-                swarm.close_connection(id);
+        conns.insert(id, relayed);
+        if !relayed {
+            let close_at = Instant::now() + RELAYED_GRACE;
+            for (id, relayed) in conns.iter() {
+                if *relayed {
+                    tracing::debug!(%peer, "direct connection established; the relayed one goes");
+                    self.superseded.push((close_at, *id));
+                }
             }
         }
     }
@@ -203,6 +201,13 @@ impl Reachability {
     /// Called now and then: concludes "private" from a long silence, and holds reservations
     /// on up to [`MAX_RESERVATIONS`] known relays while not public. Returns the NAT status.
     pub(super) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>) -> NatStatus {
+        let now = Instant::now();
+        self.superseded.retain(|(at, id)| {
+            if *at <= now {
+                swarm.close_connection(*id);
+            }
+            *at > now
+        });
         if swarm.external_addresses().any(|a| !is_relayed(a)) {
             self.nat = NatStatus::Public;
         } else if self.nat == NatStatus::Unknown && !self.connections.is_empty() {

@@ -342,21 +342,33 @@ impl Node {
         let timeout = self.inner.config.request_timeout;
         let mut failure = None;
         for &member in members {
-            let error =
-                match tokio::time::timeout(timeout, pull(&self.inner.net, &room, member)).await {
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(PullFailure::Protocol {
-                        source: PullError::UnknownDoc,
-                        ..
-                    })) => Error::NotShared,
-                    Ok(Err(e)) => Error::JoinSync(e),
-                    Err(_) => Error::Unreachable {
-                        peer: member,
-                        reason: format!("the sync did not finish within {}s", timeout.as_secs()),
-                    },
-                };
-            tracing::debug!(doc = %meta.id, peer = %member, "first pull failed: {error}");
-            failure = Some(error);
+            // A connection can be replaced under a pull (a hole punch replaces the relayed
+            // one): a pull that lost its connection is tried once more.
+            for attempt in 0..2 {
+                let error =
+                    match tokio::time::timeout(timeout, pull(&self.inner.net, &room, member)).await
+                    {
+                        Ok(Ok(_)) => return Ok(()),
+                        Ok(Err(PullFailure::Protocol {
+                            source: PullError::UnknownDoc,
+                            ..
+                        })) => Error::NotShared,
+                        Ok(Err(e)) => Error::JoinSync(e),
+                        Err(_) => Error::Unreachable {
+                            peer: member,
+                            reason: format!(
+                                "the sync did not finish within {}s",
+                                timeout.as_secs()
+                            ),
+                        },
+                    };
+                tracing::debug!(doc = %meta.id, peer = %member, attempt, "first pull failed: {error}");
+                let retry = matches!(error, Error::JoinSync(PullFailure::Net(_)));
+                failure = Some(error);
+                if !retry {
+                    break;
+                }
+            }
         }
         Err(failure.unwrap_or(Error::NotShared))
     }

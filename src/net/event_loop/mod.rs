@@ -322,7 +322,7 @@ impl EventLoop {
                     self.remember(peer_id, [remote.clone()]);
                 }
                 self.reach
-                    .connected(&mut self.swarm, peer_id, connection_id, remote);
+                    .connected(peer_id, connection_id, endpoint.is_relayed());
                 for waiter in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
                 }

@@ -287,7 +287,7 @@ impl Lab {
     /// Polls `d`'s status until `check` holds (within [`LAB_WAIT`]).
     pub fn wait_status(&self, d: usize, what: &str, check: impl Fn(&serde_json::Value) -> bool) {
         let what = format!("{}: {what}", self.daemons[d].name);
-        wait_blocking_for(&what, LAB_WAIT, || check(&self.status(d)));
+        wait_blocking_for(what, LAB_WAIT, || check(&self.status(d)));
     }
 
     /// Waits until `d` holds a relay reservation (it then has a relayed address for tickets).
@@ -320,7 +320,7 @@ impl Lab {
             .iter()
             .map(|d| self.daemons[*d].name.as_str())
             .collect();
-        wait_blocking_for(&format!("{names:?} converge on {doc}"), LAB_WAIT, || {
+        wait_blocking_for(format!("{names:?} converge on {doc}"), LAB_WAIT, || {
             last = daemons
                 .iter()
                 .map(|d| {
@@ -369,7 +369,7 @@ impl Daemon {
             .unwrap();
         self.child = Some(child);
         let data = self.data.clone();
-        wait_blocking_for(&format!("{} starts", self.name), LAB_WAIT, || {
+        wait_blocking_for(format!("{} starts", self.name), LAB_WAIT, || {
             data.join("api.addr").exists()
         });
     }

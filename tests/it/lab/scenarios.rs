@@ -56,6 +56,18 @@ fn behind_cone_nats_a_hole_is_punched_and_sync_goes_direct() {
     });
     assert!(text.starts_with("hello from alice\n"), "{text:?}");
     assert_eq!(lab.connection(b, &alice).as_deref(), Some("direct"));
+    let bob = lab.peer_id(b);
+    lab.wait_status(
+        a,
+        "is connected to bob directly, the relayed connection gone",
+        |s| {
+            s["connected_peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["peer"] == bob.as_str() && p["connection"] == "direct")
+        },
+    );
 }
 
 #[test]
