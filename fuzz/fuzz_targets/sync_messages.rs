@@ -4,7 +4,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use peerdoc::core::envelope::{DocKey, Purpose};
-use peerdoc::core::sync::gossip;
+use peerdoc::core::sync::{gossip, members};
 use peerdoc::core::sync::{
     Chunk, Pull, RequestBody, Responder, SyncRequest, SyncResponse, YMessage,
 };
@@ -25,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = gossip::open(&key, &topic, data);
     let _ = gossip::open(&key, &topic, &key.seal(&topic, Purpose::Gossip, data));
     let _ = Responder::open(data, |_| Some(key.clone()));
+    let _ = members::open_response(&key, &topic, data);
+    let sealed_members = [&[1, 4][..], &key.seal(&topic, Purpose::Members, data)].concat();
+    let _ = members::open_response(&key, &topic, &sealed_members);
     let request = SyncRequest {
         topic,
         sealed: key.seal(&topic, Purpose::SyncRequest, data),
