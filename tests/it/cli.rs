@@ -1,8 +1,7 @@
 //! The `peerdoc` binary as a user runs it: real daemons, the README walkthrough, `kill -9`
 //! durability, and one-line errors with non-zero exit codes.
 
-use super::common::wait_until_blocking;
-use std::io::Write;
+use super::common::{output_with_input, wait_until_blocking};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -91,21 +90,9 @@ impl Drop for Daemon {
 }
 
 fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    if let Some(input) = stdin {
-        pipe.write_all(input.as_bytes()).unwrap();
-    }
-    drop(pipe);
-    child.wait_with_output().unwrap()
+    let mut command = Command::new(BIN);
+    command.arg("--data").arg(data).args(args);
+    output_with_input(command, stdin)
 }
 
 #[test]

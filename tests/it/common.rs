@@ -195,6 +195,27 @@ pub async fn wait_for_doc_peers(node: &Node) {
     .await;
 }
 
+/// Runs `command` to the end with `stdin` as its input; returns what it printed.
+pub fn output_with_input(
+    mut command: std::process::Command,
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(input) = stdin {
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
 pub struct Dirs {
     _root: tempfile::TempDir,
     pub paths: Vec<PathBuf>,

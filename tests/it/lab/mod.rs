@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use super::common::wait_blocking_for;
+use super::common::{output_with_input, wait_blocking_for};
 
 mod scenarios;
 
@@ -247,21 +247,12 @@ impl Lab {
     /// Runs a CLI command against daemon `d`.
     pub fn cli(&self, d: usize, args: &[&str], stdin: Option<&str>) -> Output {
         let daemon = &self.daemons[d];
-        let mut child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &daemon.ns, BIN, "--data"])
             .arg(&daemon.data)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(input) = stdin {
-            std::io::Write::write_all(&mut pipe, input.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
+            .args(args);
+        output_with_input(command, stdin)
     }
 
     /// Runs a CLI command that must succeed; returns its trimmed stdout.
@@ -295,6 +286,17 @@ impl Lab {
         self.wait_status(d, "holds a relay reservation", |s| {
             !s["relays"].as_array().unwrap().is_empty()
                 && !s["relayed_addrs"].as_array().unwrap().is_empty()
+        });
+    }
+
+    /// Waits until `d` is connected to `peer` with a connection of `kind` ("direct", "relayed").
+    pub fn wait_connection(&self, d: usize, peer: &str, kind: &str) {
+        self.wait_status(d, &format!("{kind} connection to {peer}"), |s| {
+            s["connected_peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["peer"] == peer && p["connection"] == kind)
         });
     }
 

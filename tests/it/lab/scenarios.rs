@@ -41,13 +41,7 @@ fn behind_cone_nats_a_hole_is_punched_and_sync_goes_direct() {
     let doc = share(&lab, a, b, "hello from alice\n");
     assert_eq!(lab.ok(b, &["cat", &doc], None), "hello from alice");
     let alice = lab.peer_id(a);
-    lab.wait_status(b, "is connected to alice directly", |s| {
-        s["connected_peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["peer"] == alice.as_str() && p["connection"] == "direct")
-    });
+    lab.wait_connection(b, &alice, "direct");
     // Edits flow over the direct connection (the relayed one is closed once it exists).
     lab.ok(a, &["write", "--append", &doc], Some("more from alice\n"));
     lab.ok(b, &["write", "--append", &doc], Some("and from bob\n"));
@@ -113,13 +107,7 @@ fn two_homes_on_the_same_private_subnet_do_not_confuse_each_other() {
     // 10.0.1.2 in alice's ticket is bob's own address: the direct path must be the one through
     // the routers' public addresses, punched like any other.
     let alice = lab.peer_id(a);
-    lab.wait_status(b, "is connected to alice directly", |s| {
-        s["connected_peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["peer"] == alice.as_str() && p["connection"] == "direct")
-    });
+    lab.wait_connection(b, &alice, "direct");
 }
 
 #[test]
