@@ -2,7 +2,8 @@
 //! makes it one daemon per directory, the persistent libp2p identity, the sticky listen ports
 //! (so peers that remember us can redial after a restart), the files through which a running
 //! daemon tells the CLI where its HTTP API is (`api.addr`, `api.token`), and writing private
-//! files (mode 0600).
+//! files. The directory holds every document's key and text: it is kept 0700 and the files in it
+//! 0600 (made so on start, with a warning, if they were looser).
 
 use std::fs::File;
 use std::io::Write;
@@ -45,14 +46,17 @@ pub(crate) struct StickyPorts {
 }
 
 impl DataDir {
-    /// Creates the directory if needed and locks it.
+    /// Creates the directory if needed, makes it and its files private, and locks it.
     pub(crate) fn open(path: &Path) -> Result<DataDir, DataDirError> {
         let io = |source| DataDirError::Io {
             path: path.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(path).map_err(io)?;
-        let lock = File::create(path.join(LOCK_FILE)).map_err(io)?;
+        make_private(path).map_err(io)?;
+        // Created private, so SQLite's WAL and shared-memory files follow its mode.
+        create_private(&path.join(DB_FILE)).map_err(io)?;
+        let lock = create_private(&path.join(LOCK_FILE)).map_err(io)?;
         if lock.try_lock().is_err() {
             return Err(DataDirError::Locked(path.to_path_buf()));
         }
@@ -108,7 +112,9 @@ impl DataDir {
     /// Remembers this run's ports for the next one.
     pub(crate) fn save_sticky_ports(&self, ports: StickyPorts) -> std::io::Result<()> {
         let text = format!("tcp {}\nquic {}\n", ports.tcp, ports.quic);
-        std::fs::write(self.path.join(PORTS_FILE), text)
+        let mut file = create_private(&self.path.join(PORTS_FILE))?;
+        file.set_len(0)?;
+        file.write_all(text.as_bytes())
     }
 }
 
@@ -120,6 +126,45 @@ pub fn api_addr_path(data_dir: &Path) -> PathBuf {
 /// The file (mode 0600) holding the HTTP API token, when one is set, for the CLI.
 pub fn api_token_path(data_dir: &Path) -> PathBuf {
     data_dir.join(API_TOKEN_FILE)
+}
+
+/// Opens `path` for writing, creating it readable by its owner only if it does not exist.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Makes `dir` 0700 and every file in it 0600, warning about each that was looser.
+#[cfg(unix)]
+fn make_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tighten = |path: &Path, mode: u32| -> std::io::Result<()> {
+        let current = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if current & 0o077 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "was readable by other users (mode {current:o}); made it {mode:o}"
+            );
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(())
+    };
+    tighten(dir, 0o700)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            tighten(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn make_private(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Creates `path` (which must not exist) readable by its owner only, and writes it durably.
@@ -160,6 +205,39 @@ mod tests {
         let dir = DataDir::open(root.path()).expect("the lock goes with the DataDir");
         std::fs::write(root.path().join(IDENTITY_FILE), b"junk").unwrap();
         assert!(matches!(dir.identity(), Err(DataDirError::Identity(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_dir_and_its_files_are_private_and_loose_ones_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let fresh = root.path().join("fresh");
+        drop(DataDir::open(&fresh).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
+        assert_eq!(mode(&fresh.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&fresh.join(LOCK_FILE)), 0o600);
+
+        // A data dir from an older peerdoc, readable by everyone.
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for file in [DB_FILE, "peerdoc.db-wal", PORTS_FILE] {
+            std::fs::write(old.join(file), b"x").unwrap();
+            std::fs::set_permissions(old.join(file), std::fs::Permissions::from_mode(0o644))
+                .unwrap();
+        }
+        drop(DataDir::open(&old).unwrap());
+        assert_eq!(mode(&old), 0o700);
+        for file in [DB_FILE, "peerdoc.db-wal", PORTS_FILE] {
+            assert_eq!(mode(&old.join(file)), 0o600, "{file}");
+        }
+        assert_eq!(
+            std::fs::read(old.join(DB_FILE)).unwrap(),
+            b"x",
+            "contents untouched"
+        );
     }
 
     #[test]

@@ -117,7 +117,9 @@ impl Server {
             write_private(&token_path, token.as_bytes()).map_err(file_error(token_path.clone()))?;
         }
         let addr_path = api_addr_path(data_dir);
-        std::fs::write(&addr_path, self.addr.to_string()).map_err(file_error(addr_path))?;
+        let _ = std::fs::remove_file(&addr_path);
+        write_private(&addr_path, self.addr.to_string().as_bytes())
+            .map_err(file_error(addr_path))?;
         self.published = Some(data_dir.to_path_buf());
         Ok(())
     }

@@ -95,6 +95,21 @@ fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     output_with_input(command, stdin)
 }
 
+/// The data dir holds every document's key and text: only its owner may read it.
+fn assert_private(data: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(data), 0o700, "{}", data.display());
+    for entry in std::fs::read_dir(data).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    assert!(
+        data.join("peerdoc.db-wal").exists(),
+        "the WAL was checked too"
+    );
+}
+
 #[test]
 fn readme_walkthrough_between_two_daemons() {
     let root = tempfile::tempdir().unwrap();
@@ -124,6 +139,7 @@ fn readme_walkthrough_between_two_daemons() {
     assert!(status.contains("connected peers: 1"), "{status}");
     let peers = a.ok(&["peers"], None);
     assert_eq!(peers.lines().count(), 1, "{peers}");
+    assert_private(&a.data);
 
     // B goes away; A edits; B comes back and catches up.
     b.stop();
