@@ -98,3 +98,34 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
   await pageB.waitForTimeout(400) // the menu slides in
   await pageB.screenshot({ path: `${ARTIFACTS}/browser-b-narrow-menu.png` })
 })
+
+test('the editor loads and edits behind an access token', async () => {
+  const token = 'sesame-' + Math.random().toString(36).slice(2)
+  const node = await startNode({ token })
+  nodes.push(node)
+  // Without the token, nothing is served.
+  const refused = await browser.newContext()
+  const denied = await (await refused.newPage()).goto(node.http + '/')
+  assert.equal(denied.status(), 403)
+  await refused.close()
+
+  // Opened once with ?token=, the page, its assets, the API and the WebSocket all work.
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
+  const page = await context.newPage()
+  const failed = []
+  page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`) })
+  const opened = await page.goto(`${node.http}/?token=${token}`)
+  assert.equal(opened.headers()['x-frame-options'], 'DENY')
+  await page.fill('#new-name', 'Private notes')
+  await page.click('#new-btn')
+  await page.waitForSelector('.cm-content')
+  await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
+  await page.click('.cm-content')
+  await page.keyboard.type('typed behind a token')
+  const docs = await node.api('GET', '/api/docs')
+  await waitFor('the node has the typed text', async () =>
+    (await node.api('GET', `/api/docs/${docs[0].id}/text`)) === 'typed behind a token')
+  assert.deepEqual(failed, [], 'no request was refused')
+  await page.screenshot({ path: `${ARTIFACTS}/browser-token.png` })
+  await context.close()
+})

@@ -20,10 +20,14 @@ export async function waitFor (what, check, timeoutMs = 30000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`)
 }
 
-export async function startNode () {
+/** Starts a daemon; with `token`, its HTTP API requires that access token. */
+export async function startNode ({ token } = {}) {
   const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
   const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
-    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] })
+    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: token ? { ...process.env, PEERDOC_HTTP_TOKEN: token } : process.env
+  })
   let stderr = ''
   proc.stderr.on('data', (d) => { stderr += d })
   const addrFile = join(data, 'api.addr')
@@ -35,9 +39,11 @@ export async function startNode () {
     ws: `ws://${addr}/ws`,
     async api (method, path, body) {
       const raw = typeof body === 'string' // text bodies go as they are (PUT …/text)
+      const headers = body === undefined ? {} : { 'Content-Type': raw ? 'text/plain' : 'application/json' }
+      if (token) headers.Authorization = `Bearer ${token}`
       const res = await fetch(`http://${addr}${path}`, {
         method,
-        headers: body === undefined ? {} : { 'Content-Type': raw ? 'text/plain' : 'application/json' },
+        headers,
         body: body === undefined ? undefined : raw ? body : JSON.stringify(body)
       })
       const text = await res.text()
