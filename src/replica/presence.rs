@@ -2,7 +2,13 @@
 //! and remote. It applies awareness updates, removes clients whose sessions ended, and expires
 //! clients that stopped renewing their state. It reads time only through the clock it is given,
 //! so expiry is tested without waiting. Presence is never stored.
+//!
+//! Presence is input from editors and peers, so it is bounded: entries per update, clients per
+//! editor session and per document, bytes per state (which must be JSON). Removal and expiry are
+//! one pass over the states, and entries of departed clients (yrs keeps them) are dropped now
+//! and then, so a flood of short-lived clients cannot grow a document's presence without bound.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use yrs::sync::Awareness;
@@ -13,6 +19,16 @@ use crate::core::sync::{decode_awareness, SyncError};
 
 /// Presence states not renewed for this long are dropped (y-protocols clients renew every 15 s).
 pub(crate) const PRESENCE_TIMEOUT_MS: u64 = 30_000;
+/// Most entries in one awareness update (a browser tab sends one).
+pub(crate) const MAX_ENTRIES_PER_UPDATE: usize = 64;
+/// Most present clients one editor session may add.
+pub(crate) const MAX_CLIENTS_PER_SESSION: usize = 8;
+/// Most present clients in one document.
+pub(crate) const MAX_CLIENTS: usize = 1024;
+/// Largest state of one client (name, colour, cursor: well under 1 KiB in practice).
+pub(crate) const MAX_STATE_BYTES: usize = 8 * 1024;
+/// Entries kept (departed clients included) before departed ones are dropped.
+const MAX_TRACKED: usize = 4 * MAX_CLIENTS;
 
 /// Milliseconds on some monotonic clock; only differences matter.
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -25,25 +41,62 @@ pub(crate) fn tokio_clock() -> Clock {
 
 pub(crate) struct Presence {
     awareness: Awareness,
+    doc: Doc,
     clock: Clock,
+    /// Which editor session added which client (for the per-session bound).
+    sessions: HashMap<yrs::ClientID, u64>,
 }
 
 impl Presence {
     pub(crate) fn new(doc: Doc, clock: Clock) -> Presence {
-        let for_awareness = clock.clone();
         Presence {
-            awareness: Awareness::with_clock(doc, move || for_awareness()),
+            awareness: awareness(doc.clone(), &clock),
+            doc,
             clock,
+            sessions: HashMap::new(),
         }
     }
 
-    /// Applies an awareness update. Returns the clients it names and, if anything changed, the
-    /// awareness update that describes the change (what to fan out).
+    /// Applies an awareness update from editor session `session` (or from a peer, `None`).
+    /// Returns the clients it names and, if anything changed, the awareness update that
+    /// describes the change (what to fan out). An update over a bound changes nothing.
     pub(crate) fn apply(
         &mut self,
         update: &[u8],
+        session: Option<u64>,
     ) -> Result<(Vec<u64>, Option<Vec<u8>>), SyncError> {
         let update = decode_awareness(update)?;
+        if update.clients.len() > MAX_ENTRIES_PER_UPDATE {
+            return Err(SyncError::Malformed(
+                "too many presence entries in one update",
+            ));
+        }
+        for entry in update.clients.values() {
+            check_state(&entry.json)?;
+        }
+        let present = self.present();
+        let arriving: Vec<yrs::ClientID> = update
+            .clients
+            .iter()
+            .filter(|(id, entry)| &*entry.json != "null" && !present.contains(*id))
+            .map(|(id, _)| *id)
+            .collect();
+        if present.len() + arriving.len() > MAX_CLIENTS {
+            return Err(SyncError::Malformed(
+                "the document has too many present editors",
+            ));
+        }
+        if let Some(session) = session {
+            let owned = self.sessions.values().filter(|s| **s == session).count();
+            if owned + arriving.len() > MAX_CLIENTS_PER_SESSION {
+                return Err(SyncError::Malformed(
+                    "too many presence clients for one session",
+                ));
+            }
+            for id in &arriving {
+                self.sessions.insert(*id, session);
+            }
+        }
         let clients = update.clients.keys().map(|c| c.get()).collect();
         let changed = self
             .awareness
@@ -72,26 +125,53 @@ impl Presence {
     }
 
     /// Marks clients as gone. Returns the awareness update announcing it, if any was present.
+    /// One pass over the states, whatever the number of clients.
     pub(crate) fn remove(&mut self, clients: Vec<u64>) -> Option<Vec<u8>> {
+        let present = self.present();
         let gone: Vec<yrs::ClientID> = clients
             .into_iter()
             .map(yrs::ClientID::new)
-            .filter(|c| {
-                self.awareness
-                    .iter()
-                    .any(|(id, s)| id == *c && s.data.is_some())
-            })
+            .filter(|c| present.contains(c))
             .collect();
         if gone.is_empty() {
             return None;
         }
         for client in &gone {
             self.awareness.remove_state(*client);
+            self.sessions.remove(client);
         }
-        self.awareness
+        let announcement = self
+            .awareness
             .update_with_clients(gone)
             .ok()
-            .map(|u| u.encode_v1())
+            .map(|u| u.encode_v1());
+        self.compact();
+        announcement
+    }
+
+    /// Clients with a state.
+    fn present(&self) -> HashSet<yrs::ClientID> {
+        self.awareness
+            .iter()
+            .filter(|(_, s)| s.data.is_some())
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Drops the entries yrs keeps for departed clients once there are many: a fresh awareness
+    /// with the present states only (their clocks kept, so nothing old can overwrite them).
+    fn compact(&mut self) {
+        if self.awareness.iter().count() <= MAX_TRACKED {
+            return;
+        }
+        let present: Vec<yrs::ClientID> = self.present().into_iter().collect();
+        let Ok(states) = self.awareness.update_with_clients(present) else {
+            return;
+        };
+        let mut fresh = awareness(self.doc.clone(), &self.clock);
+        if fresh.apply_update(states).is_ok() {
+            self.awareness = fresh;
+        }
     }
 
     /// Drops clients that stopped renewing their state (crashed browsers, vanished peers).
@@ -108,6 +188,21 @@ impl Presence {
             .collect();
         self.remove(stale)
     }
+}
+
+fn awareness(doc: Doc, clock: &Clock) -> Awareness {
+    let clock = clock.clone();
+    Awareness::with_clock(doc, move || clock())
+}
+
+/// A state must be JSON (or `null`, "gone") of at most [`MAX_STATE_BYTES`].
+fn check_state(json: &str) -> Result<(), SyncError> {
+    if json.len() > MAX_STATE_BYTES {
+        return Err(SyncError::Malformed("presence state too large"));
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(json)
+        .map(|_| ())
+        .map_err(|_| SyncError::Malformed("presence state is not JSON"))
 }
 
 fn awareness_error(e: &yrs::sync::awareness::Error) -> &'static str {
@@ -148,12 +243,12 @@ pub(crate) mod tests {
         let read = now.clone();
         let mut presence = Presence::new(Doc::new(), Arc::new(move || read.load(Ordering::SeqCst)));
         presence
-            .apply(&presence_update(7, 1, r#"{"user":{"name":"ada"}}"#))
+            .apply(&presence_update(7, 1, r#"{"user":{"name":"ada"}}"#), None)
             .unwrap();
         now.fetch_add(PRESENCE_TIMEOUT_MS, Ordering::SeqCst);
         assert_eq!(presence.expire(), None, "not yet: exactly at the timeout");
         presence
-            .apply(&presence_update(8, 1, r#"{"user":{"name":"bob"}}"#))
+            .apply(&presence_update(8, 1, r#"{"user":{"name":"bob"}}"#), None)
             .unwrap();
         now.fetch_add(1, Ordering::SeqCst);
         assert_eq!(
@@ -165,5 +260,90 @@ pub(crate) mod tests {
         now.fetch_add(PRESENCE_TIMEOUT_MS, Ordering::SeqCst);
         assert_eq!(clients(presence.expire()), 1, "then bob");
         assert_eq!(presence.state(), None);
+    }
+
+    fn many(clients: std::ops::Range<u64>, json: &str) -> Vec<u8> {
+        let mut update = AwarenessUpdate {
+            clients: HashMap::new(),
+        };
+        for client in clients {
+            update.clients.insert(
+                yrs::ClientID::new(client),
+                AwarenessUpdateEntry {
+                    clock: 1,
+                    json: json.into(),
+                },
+            );
+        }
+        update.encode_v1()
+    }
+
+    fn fixed_clock() -> Clock {
+        Arc::new(|| 0)
+    }
+
+    #[test]
+    fn floods_of_entries_huge_states_and_non_json_change_nothing() {
+        let mut presence = Presence::new(Doc::new(), fixed_clock());
+        let state = r#"{"user":{"name":"x"}}"#;
+        // 30,000 entries in one frame (the attack from the issue) is refused whole.
+        assert!(presence.apply(&many(1..30_001, state), None).is_err());
+        assert_eq!(presence.state(), None);
+        let huge = format!(r#"{{"user":{{"name":"{}"}}}}"#, "x".repeat(MAX_STATE_BYTES));
+        assert!(presence.apply(&presence_update(1, 1, &huge), None).is_err());
+        assert!(presence
+            .apply(&presence_update(1, 1, "not json {"), None)
+            .is_err());
+        assert_eq!(presence.state(), None, "nothing was applied");
+        assert!(presence.apply(&presence_update(1, 1, state), None).is_ok());
+    }
+
+    #[test]
+    fn a_session_and_a_document_hold_a_bounded_number_of_clients() {
+        let mut presence = Presence::new(Doc::new(), fixed_clock());
+        let state = r#"{"cursor":null}"#;
+        let per_session = MAX_CLIENTS_PER_SESSION as u64;
+        presence
+            .apply(&many(1..per_session + 1, state), Some(7))
+            .unwrap();
+        assert!(
+            presence
+                .apply(&presence_update(100, 1, state), Some(7))
+                .is_err(),
+            "one client more than a session may have"
+        );
+        assert!(presence
+            .apply(&presence_update(100, 1, state), Some(8))
+            .is_ok());
+        // Peers fill the document up to its bound, in small updates.
+        let mut next = 1_000;
+        while presence.apply(&many(next..next + 64, state), None).is_ok() {
+            next += 64;
+        }
+        let present = clients(presence.state());
+        assert!(
+            present <= MAX_CLIENTS && present + 64 > MAX_CLIENTS,
+            "filled up to the bound, not past it: {present}"
+        );
+    }
+
+    #[test]
+    fn removal_is_linear_and_departed_clients_do_not_pile_up() {
+        let mut presence = Presence::new(Doc::new(), fixed_clock());
+        let state = r#"{"a":1}"#;
+        // Many rounds of clients arriving and leaving: yrs would keep an entry for each.
+        for round in 0..20u64 {
+            let ids = round * 1000..round * 1000 + 64;
+            for chunk in ids.clone().step_by(64) {
+                presence
+                    .apply(&many(chunk..chunk + 64, state), None)
+                    .unwrap();
+            }
+            assert!(presence.remove(ids.collect()).is_some());
+        }
+        assert!(presence.awareness.iter().count() <= MAX_TRACKED);
+        assert_eq!(presence.state(), None);
+        // Removing clients that are not there announces nothing.
+        assert_eq!(presence.remove((0..10_000).collect()), None);
     }
 }

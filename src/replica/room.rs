@@ -397,7 +397,11 @@ impl Room {
 
     /// Applies an awareness update and fans out what changed; returns the clients it names.
     fn apply_awareness(&mut self, update: &[u8], origin: Origin) -> Result<Vec<u64>, RoomError> {
-        let (clients, changed) = self.presence.apply(update)?;
+        let session = match origin {
+            Origin::Session(session) => Some(session),
+            Origin::Remote | Origin::Api => None,
+        };
+        let (clients, changed) = self.presence.apply(update, session)?;
         if let Some(changed) = changed {
             self.fan_out_presence(changed, origin, origin != Origin::Remote);
         }

@@ -70,6 +70,11 @@ async fn malformed_frames_close_the_connection_and_change_nothing() {
         Message::Binary(YMessage::Update(vec![7; 50]).encode().into()), // not a Yjs update
         Message::Binary(Vec::new().into()),             // empty frame
         Message::Text("hello".into()),                  // text frame
+        // Presence floods: 30,000 entries in one frame (390 KB), and one 100 KB state.
+        Message::Binary(presence_frame(30_000, r#"{"user":{"name":"x"}}"#).into()),
+        Message::Binary(
+            presence_frame(1, &format!(r#"{{"blob":"{}"}}"#, "x".repeat(100_000))).into(),
+        ),
     ];
     for frame in bad {
         expect_closed(&node, &doc, frame).await;
@@ -105,6 +110,22 @@ async fn malformed_frames_close_the_connection_and_change_nothing() {
     })
     .await;
     node.shutdown().await;
+}
+
+/// A y-websocket awareness frame naming `clients` clients, each with `state`.
+fn presence_frame(clients: u64, state: &str) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::updates::encoder::Encode;
+    let clients = (1..=clients)
+        .map(|c| {
+            let entry = AwarenessUpdateEntry {
+                clock: 1,
+                json: state.into(),
+            };
+            (yrs::ClientID::new(c), entry)
+        })
+        .collect();
+    YMessage::Awareness(AwarenessUpdate { clients }.encode_v1()).encode()
 }
 
 /// The node's full state, via a websocket sync step 1 with an empty state vector.
