@@ -33,7 +33,7 @@
 //! | [`core`] | pure: `doc`, `envelope`, `ticket`, `sync` (messages, wire, gossip, pull, responder, transfers) |
 //! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec |
 //! | `replica` | one task per open document (`room`, `presence`), `rooms`, the `sync_driver` actor, `pull`, the SQLite `store` |
-//! | `node` | [`Node`]: wiring, start-up and shutdown order, the document API, its [`Error`] and value types |
+//! | `node` | [`Node`]: wiring and shutdown order, the document API; `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
 //! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
 //! | `config` | [`Config`] and its defaults |

@@ -9,8 +9,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use libp2p::identity::Keypair;
-use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -20,23 +18,23 @@ use crate::actor::unpoisoned;
 use crate::config::Config;
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
-use crate::core::sync::PullError;
 use crate::core::ticket::{Capability, Ticket};
-use crate::data_dir::{DataDir, StickyPorts};
-use crate::net::{
-    is_loopback, is_relayed, ConnectedPeer, DhtMode, Net, NetConfig, NetError, NetEvent, NetStatus,
-};
-use crate::replica::pull::{pull, PullFailure};
+use crate::data_dir::DataDir;
+use crate::net::{is_loopback, is_relayed, ConnectedPeer, Net, NetStatus};
 use crate::replica::room::{RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::{unix_now, DocMeta, Store};
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 
 mod error;
+mod join;
 mod names;
+mod startup;
 #[cfg(test)]
 mod tests;
 mod types;
+
+use startup::{split_peer_addr, start_net};
 
 pub use error::Error;
 pub use types::{DocInfo, DocPeer, DocStatus, PeerStatus, Status};
@@ -247,132 +245,6 @@ impl Node {
         .encode())
     }
 
-    /// Joins a shared document: reaches the sharer, fetches the document, and keeps it in sync.
-    /// On any failure nothing is kept.
-    pub async fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, Error> {
-        let ticket = Ticket::decode(ticket)?;
-        if ticket.peer == self.peer_id() {
-            return Err(Error::OwnTicket);
-        }
-        let docs = self.inner.store.list_docs().await?;
-        if let Some(existing) = docs.iter().find(|m| m.id == ticket.doc) {
-            return Err(Error::AlreadyJoined(existing.name.clone()));
-        }
-        let wanted = names::validate_name(name.unwrap_or(&ticket.name)).or_else(|e| {
-            // A sharer's name we cannot use locally is replaced, not an error.
-            if name.is_some() {
-                Err(e)
-            } else {
-                Ok("shared".to_string())
-            }
-        })?;
-        let name = names::unique_name(&wanted, &docs);
-        let members = self.reach_members(&ticket).await?;
-        let meta = DocMeta {
-            id: ticket.doc,
-            name,
-            key: ticket.key,
-            created: unix_now(),
-        };
-        self.inner.store.create_doc(meta.clone()).await?;
-        if let Err(e) = self.first_pull(&meta, &members).await {
-            self.forget(&meta).await;
-            return Err(e);
-        }
-        let addrs = ticket.addrs.iter().map(|a| a.to_string()).collect();
-        if let Err(e) = self
-            .inner
-            .store
-            .save_peer(ticket.peer.to_string(), addrs)
-            .await
-        {
-            tracing::warn!("cannot remember the sharer's addresses: {e}");
-        }
-        self.inner.sync.opened(meta.id).await;
-        Ok(DocInfo::from(&meta))
-    }
-
-    /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or,
-    /// if it cannot be reached, whoever the DHT says holds the document. Returns them, the
-    /// sharer first.
-    async fn reach_members(&self, ticket: &Ticket) -> Result<Vec<PeerId>, Error> {
-        let timeout = self.inner.config.request_timeout;
-        let net = &self.inner.net;
-        let sharer = match tokio::time::timeout(
-            timeout,
-            net.dial(ticket.peer, ticket.addrs.clone()),
-        )
-        .await
-        {
-            Ok(Ok(())) => return Ok(vec![ticket.peer]),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {}s", timeout.as_secs()),
-        };
-        // A node that just started may not have reached its DHT peers yet: look again until the
-        // timeout.
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut reached = Vec::new();
-        while reached.is_empty() && tokio::time::Instant::now() < deadline {
-            let lookup = net.find_providers(ticket.doc.topic());
-            let found = tokio::time::timeout_at(deadline, lookup).await;
-            for peer in found.ok().and_then(Result::ok).unwrap_or_default() {
-                // The lookup has started dialling them; this waits for the outcome.
-                if let Ok(Ok(())) =
-                    tokio::time::timeout_at(deadline, net.dial(peer, Vec::new())).await
-                {
-                    reached.push(peer);
-                }
-            }
-            if reached.is_empty() {
-                tokio::time::sleep(DHT_RETRY).await;
-            }
-        }
-        if reached.is_empty() {
-            return Err(Error::Unreachable {
-                peer: ticket.peer,
-                reason: format!("{sharer}; and the DHT knows no reachable member"),
-            });
-        }
-        Ok(reached)
-    }
-
-    /// Opens the joined document's room and pulls it from the first member that has it.
-    async fn first_pull(&self, meta: &DocMeta, members: &[PeerId]) -> Result<(), Error> {
-        let room = self.open_room(meta).await?;
-        let timeout = self.inner.config.request_timeout;
-        let mut failure = None;
-        for &member in members {
-            // A connection can be replaced under a pull (a hole punch replaces the relayed
-            // one): a pull that lost its connection is tried once more.
-            for attempt in 0..2 {
-                let error =
-                    match tokio::time::timeout(timeout, pull(&self.inner.net, &room, member)).await
-                    {
-                        Ok(Ok(_)) => return Ok(()),
-                        Ok(Err(PullFailure::Protocol {
-                            source: PullError::UnknownDoc,
-                            ..
-                        })) => Error::NotShared,
-                        Ok(Err(e)) => Error::JoinSync(e),
-                        Err(_) => Error::Unreachable {
-                            peer: member,
-                            reason: format!(
-                                "the sync did not finish within {}s",
-                                timeout.as_secs()
-                            ),
-                        },
-                    };
-                tracing::debug!(doc = %meta.id, peer = %member, attempt, "first pull failed: {error}");
-                let retry = matches!(error, Error::JoinSync(PullFailure::Net(_)));
-                failure = Some(error);
-                if !retry {
-                    break;
-                }
-            }
-        }
-        Err(failure.unwrap_or(Error::NotShared))
-    }
-
     /// Closes and deletes a document's local replica (peers keep theirs).
     async fn forget(&self, meta: &DocMeta) {
         if let Some(room) = self.inner.rooms.remove(&meta.id) {
@@ -487,87 +359,4 @@ fn ticket_addrs(net: &NetStatus) -> Vec<Multiaddr> {
     addrs.sort_by_key(rank);
     addrs.truncate(MAX_TICKET_ADDRS);
     addrs
-}
-
-/// `/…/p2p/<peer>` → (peer, address without the suffix).
-fn split_peer_addr(addr: &Multiaddr) -> Option<(PeerId, Vec<Multiaddr>)> {
-    let mut addr = addr.clone();
-    match addr.pop()? {
-        Protocol::P2p(peer) => Some((peer, vec![addr])),
-        _ => {
-            tracing::warn!("ignoring bootstrap address {addr} without /p2p/<peer id>");
-            None
-        }
-    }
-}
-
-/// Starts the network. Without explicit listen addresses, TCP and QUIC on all interfaces,
-/// reusing last run's ports when they are free.
-async fn start_net(
-    config: &Config,
-    data_dir: &DataDir,
-    keypair: Keypair,
-    cancel: CancellationToken,
-) -> Result<(Net, mpsc::Receiver<NetEvent>, JoinHandle<()>), Error> {
-    let net_config = |listen| NetConfig {
-        listen,
-        mdns: config.mdns,
-        request_timeout: config.request_timeout,
-        idle_timeout: IDLE_CONNECTION_TIMEOUT,
-        // A relay is public by nature, and a good place for others to find the DHT.
-        dht: match (config.dht, &config.relay) {
-            (DhtMode::Auto, Some(_)) => DhtMode::Server,
-            (mode, _) => mode,
-        },
-        upnp: config.upnp,
-        relay_server: config.relay.clone(),
-    };
-    if !config.listen.is_empty() {
-        return Ok(Net::spawn(keypair, net_config(config.listen.clone()), cancel).await?);
-    }
-    let defaults = |ports: StickyPorts| -> Vec<Multiaddr> {
-        vec![
-            Multiaddr::empty()
-                .with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
-                .with(Protocol::Tcp(ports.tcp)),
-            Multiaddr::empty()
-                .with(Protocol::Ip4(std::net::Ipv4Addr::UNSPECIFIED))
-                .with(Protocol::Udp(ports.quic))
-                .with(Protocol::QuicV1),
-        ]
-    };
-    let sticky = data_dir.sticky_ports();
-    let started = match Net::spawn(
-        keypair.clone(),
-        net_config(defaults(sticky)),
-        cancel.clone(),
-    )
-    .await
-    {
-        Ok(started) => started,
-        Err(NetError::Listen { .. }) if sticky != StickyPorts::default() => {
-            Net::spawn(
-                keypair,
-                net_config(defaults(StickyPorts::default())),
-                cancel,
-            )
-            .await?
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // One port per transport (every interface address of a listener shares it).
-    let mut ports = StickyPorts::default();
-    for addr in started.0.status().await?.listen_addrs {
-        for p in addr.iter() {
-            match p {
-                Protocol::Tcp(port) => ports.tcp = port,
-                Protocol::Udp(port) => ports.quic = port,
-                _ => {}
-            }
-        }
-    }
-    if let Err(e) = data_dir.save_sticky_ports(ports) {
-        tracing::debug!("cannot remember listen ports: {e}");
-    }
-    Ok(started)
 }
