@@ -128,9 +128,13 @@ impl Presence {
     /// One pass over the states, whatever the number of clients.
     pub(crate) fn remove(&mut self, clients: Vec<u64>) -> Option<Vec<u8>> {
         let present = self.present();
+        let clients: Vec<yrs::ClientID> = clients.into_iter().map(yrs::ClientID::new).collect();
+        for client in &clients {
+            // Also clients that already left: the session no longer owns them.
+            self.sessions.remove(client);
+        }
         let gone: Vec<yrs::ClientID> = clients
             .into_iter()
-            .map(yrs::ClientID::new)
             .filter(|c| present.contains(c))
             .collect();
         if gone.is_empty() {
@@ -138,7 +142,6 @@ impl Presence {
         }
         for client in &gone {
             self.awareness.remove_state(*client);
-            self.sessions.remove(client);
         }
         let announcement = self
             .awareness
