@@ -3,7 +3,9 @@
 use libfuzzer_sys::fuzz_target;
 use peerdoc::core::ticket::Ticket;
 
-fuzz_target!(|data: &[u8]| {
+// peerdoc catches panics of the CRDT library (`catch_unwind`): let them unwind as in the node,
+// instead of libfuzzer-sys's hook that aborts first. An uncaught panic still aborts (a crash).
+fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = Ticket::decode(s);
     }
