@@ -8,6 +8,7 @@ use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use crate::core::addrs::{read_addrs, write_addrs};
 use crate::core::doc::{DocId, MAX_NAME_LEN};
 use crate::core::envelope::DocKey;
 
@@ -17,7 +18,6 @@ const TICKET_VERSION: u8 = 1;
 const TICKET_CHECKSUM_LEN: usize = 4;
 /// Limits that keep tickets short and decoding bounded.
 pub const MAX_TICKET_ADDRS: usize = 8;
-const MAX_ADDR_LEN: usize = 256;
 const MAX_TICKET_LEN: usize = 4096;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -60,16 +60,7 @@ impl Ticket {
         body.write_all(&self.key.0);
         body.write_string(truncate_utf8(&self.name, MAX_NAME_LEN));
         body.write_buf(self.peer.to_bytes());
-        let addrs: Vec<&Multiaddr> = self
-            .addrs
-            .iter()
-            .filter(|a| a.as_ref().len() <= MAX_ADDR_LEN)
-            .take(MAX_TICKET_ADDRS)
-            .collect();
-        body.write_var(addrs.len() as u32);
-        for addr in addrs {
-            body.write_buf(addr.to_vec());
-        }
+        write_addrs(&mut body, &self.addrs, MAX_TICKET_ADDRS);
         let checksum = blake3::hash(&body);
         body.write_all(&checksum.as_bytes()[..TICKET_CHECKSUM_LEN]);
         format!("{TICKET_PREFIX}{}", bs58::encode(body).into_string())
@@ -124,18 +115,7 @@ impl Ticket {
         let name = name.to_string();
         let peer = PeerId::from_bytes(r.read_buf().map_err(truncated)?)
             .map_err(|_| TicketError::Damaged("bad peer id"))?;
-        let count: u32 = r.read_var().map_err(truncated)?;
-        if count as usize > MAX_TICKET_ADDRS {
-            return Err(TicketError::Damaged("too many addresses"));
-        }
-        let mut addrs = Vec::with_capacity(count as usize);
-        for _ in 0..count {
-            let raw = r.read_buf().map_err(truncated)?;
-            addrs.push(
-                Multiaddr::try_from(raw.to_vec())
-                    .map_err(|_| TicketError::Damaged("bad address"))?,
-            );
-        }
+        let addrs = read_addrs(&mut r, MAX_TICKET_ADDRS).map_err(TicketError::Damaged)?;
         if r.has_content() {
             return Err(TicketError::Damaged("trailing bytes"));
         }

@@ -8,6 +8,8 @@ use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use crate::core::addrs::{read_addrs, write_addrs};
+
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
 use crate::core::envelope::{DocKey, Purpose};
 
@@ -15,8 +17,6 @@ use crate::core::envelope::{DocKey, Purpose};
 pub const MAX_MEMBERS: usize = 64;
 /// Most addresses per member.
 pub const MAX_MEMBER_ADDRS: usize = 8;
-/// Longest address accepted, in bytes.
-const MAX_ADDR_LEN: usize = 256;
 
 /// A member of a document as another member knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,16 +32,7 @@ pub fn encode(members: &[Member], out: &mut Vec<u8>) {
     out.write_var(members.len() as u32);
     for member in members {
         out.write_buf(member.peer.to_bytes());
-        let addrs: Vec<&Multiaddr> = member
-            .addrs
-            .iter()
-            .filter(|a| a.as_ref().len() <= MAX_ADDR_LEN)
-            .take(MAX_MEMBER_ADDRS)
-            .collect();
-        out.write_var(addrs.len() as u32);
-        for addr in addrs {
-            out.write_buf(addr.as_ref());
-        }
+        write_addrs(out, &member.addrs, MAX_MEMBER_ADDRS);
     }
 }
 
@@ -55,21 +46,7 @@ pub fn decode(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
     for _ in 0..count {
         let peer = PeerId::from_bytes(r.read_buf().map_err(malformed("truncated peer id"))?)
             .map_err(|_| SyncError::Malformed("bad peer id"))?;
-        let n: u32 = r.read_var().map_err(malformed("truncated address count"))?;
-        if n as usize > MAX_MEMBER_ADDRS {
-            return Err(SyncError::Malformed("too many addresses"));
-        }
-        let mut addrs = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let raw = r.read_buf().map_err(malformed("truncated address"))?;
-            if raw.len() > MAX_ADDR_LEN {
-                return Err(SyncError::Malformed("address too long"));
-            }
-            addrs.push(
-                Multiaddr::try_from(raw.to_vec())
-                    .map_err(|_| SyncError::Malformed("bad address"))?,
-            );
-        }
+        let addrs = read_addrs(r, MAX_MEMBER_ADDRS).map_err(SyncError::Malformed)?;
         members.push(Member { peer, addrs });
     }
     Ok(members)
