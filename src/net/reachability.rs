@@ -69,8 +69,10 @@ pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
 
 pub(super) struct Reachability {
     nat: NatStatus,
-    /// Since when we have had connections but no confirmed address.
+    /// Since when we have had connections (so AutoNAT could have confirmed an address).
     unconfirmed_since: Option<Instant>,
+    /// An AutoNAT test of one of our addresses failed.
+    test_failed: bool,
     /// Open connections per peer, and whether each goes through a relay.
     connections: HashMap<PeerId, HashMap<ConnectionId, bool>>,
     /// Relay servers we know (identify says they serve the hop protocol), and how we reach them.
@@ -88,6 +90,7 @@ impl Default for Reachability {
         Reachability {
             nat: NatStatus::Unknown,
             unconfirmed_since: None,
+            test_failed: false,
             connections: HashMap::new(),
             relays: HashMap::new(),
             reservations: HashMap::new(),
@@ -162,18 +165,16 @@ impl Reachability {
         self.maintain(swarm);
     }
 
-    /// An AutoNAT test of one of our addresses ended; returns what we know now.
+    /// An AutoNAT test of one of our addresses ended; returns what we know now. (A success
+    /// confirms the address in the swarm, which is what makes the node public.)
     pub(super) fn autonat_result(
         &mut self,
         swarm: &mut Swarm<Behaviour>,
         reachable: bool,
     ) -> NatStatus {
-        let public = swarm.external_addresses().any(|a| !is_relayed(a));
-        self.nat = if reachable || public {
-            NatStatus::Public
-        } else {
-            NatStatus::Private
-        };
+        if !reachable {
+            self.test_failed = true;
+        }
         self.maintain(swarm)
     }
 
@@ -198,8 +199,10 @@ impl Reachability {
         }
     }
 
-    /// Called now and then: concludes "private" from a long silence, and holds reservations
-    /// on up to [`MAX_RESERVATIONS`] known relays while not public. Returns the NAT status.
+    /// Called now and then and when our confirmed addresses change. Derives the NAT status in
+    /// one place: public while a direct address is confirmed; else private after a failed test
+    /// or a long silence; else unknown. Holds reservations on up to [`MAX_RESERVATIONS`] known
+    /// relays while not public, and closes superseded relayed connections. Returns the status.
     pub(super) fn maintain(&mut self, swarm: &mut Swarm<Behaviour>) -> NatStatus {
         let now = Instant::now();
         self.superseded.retain(|(at, id)| {
@@ -208,14 +211,26 @@ impl Reachability {
             }
             *at > now
         });
-        if swarm.external_addresses().any(|a| !is_relayed(a)) {
-            self.nat = NatStatus::Public;
-        } else if self.nat == NatStatus::Unknown && !self.connections.is_empty() {
-            let since = *self.unconfirmed_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= PRIVATE_AFTER {
-                tracing::info!("no address confirmed reachable: behind a NAT or firewall");
-                self.nat = NatStatus::Private;
-            }
+        if !self.connections.is_empty() {
+            self.unconfirmed_since.get_or_insert(now);
+        }
+        let silent = self
+            .unconfirmed_since
+            .is_some_and(|since| now.duration_since(since) >= PRIVATE_AFTER);
+        let nat = if swarm.external_addresses().any(|a| !is_relayed(a)) {
+            NatStatus::Public
+        } else if self.test_failed || silent {
+            NatStatus::Private
+        } else {
+            NatStatus::Unknown
+        };
+        if nat != self.nat {
+            tracing::info!(
+                from = self.nat.as_str(),
+                to = nat.as_str(),
+                "reachability changed"
+            );
+            self.nat = nat;
         }
         if self.nat == NatStatus::Public {
             return self.nat;

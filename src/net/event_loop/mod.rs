@@ -358,9 +358,12 @@ impl EventLoop {
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
-            SwarmEvent::ExpiredListenAddr { .. }
-            | SwarmEvent::ExternalAddrConfirmed { .. }
-            | SwarmEvent::ExternalAddrExpired { .. } => self.addresses_changed(),
+            SwarmEvent::ExpiredListenAddr { .. } => self.addresses_changed(),
+            SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
+                self.addresses_changed();
+                let nat = self.reach.maintain(&mut self.swarm);
+                self.follow_nat(nat);
+            }
             _ => {}
         }
     }
