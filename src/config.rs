@@ -10,7 +10,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::net::{DhtMode, RelayLimits};
+use crate::net::{DhtMode, RelayLimits, DEFAULT_MAX_CONNECTIONS};
 
 /// Name of the config file in the data dir.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -42,6 +42,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Compact a document's update log into a snapshot after this many updates.
     pub compact_every: usize,
+    /// Inbound peer connections at most; more are refused.
+    pub max_connections: u32,
 }
 
 impl Config {
@@ -59,6 +61,7 @@ impl Config {
             redial_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(15),
             compact_every: 500,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -106,6 +109,7 @@ pub enum ConfigError {
 /// sync_interval = 10    # seconds
 /// redial_interval = 30  # seconds
 /// relay = false         # be a relay server for NATed peers
+/// max_connections = 256 # inbound peer connections at most
 ///
 /// [relay_limits]        # only with relay = true; every key optional
 /// max_circuit_bytes = 1073741824
@@ -127,6 +131,8 @@ pub struct ConfigFile {
     pub redial_interval: Option<Duration>,
     /// Be a relay server.
     pub relay: Option<bool>,
+    /// Inbound peer connections at most.
+    pub max_connections: Option<u32>,
     /// The relay server's limits (defaults: [`RelayLimits::default`]).
     pub relay_limits: Option<RelayLimits>,
 }
@@ -192,6 +198,9 @@ impl ConfigFile {
         }
         if let Some(dht) = self.dht {
             config.dht = dht;
+        }
+        if let Some(max) = self.max_connections {
+            config.max_connections = max;
         }
         if let Some(interval) = self.sync_interval {
             config.sync_interval = interval;

@@ -6,6 +6,7 @@
 #![allow(unreachable_pub)]
 
 mod it {
+    pub mod abuse;
     pub mod cli;
     pub mod cluster;
     pub mod common;

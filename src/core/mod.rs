@@ -8,11 +8,13 @@
 //! | [`addrs`] | bounded address lists on the wire (tickets, member lists) |
 //! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
+//! | [`limits`] | per-peer rate and fault limits of the sync protocol |
 //! | [`ticket`] | share tickets |
 //! | [`sync`] | y-protocols messages, sync codecs, gossip decisions, pull and responder state machines |
 
 pub mod addrs;
 pub mod doc;
 pub mod envelope;
+pub mod limits;
 pub mod sync;
 pub mod ticket;

@@ -1,6 +1,6 @@
 //! The composed libp2p [`Behaviour`] and the swarm built around it: TCP + Noise + Yamux, QUIC,
-//! DNS, and circuit relay v2 as a transport; gossipsub (strict signing, messages validated by
-//! the caller), request-response on `/peerdoc/sync/1`, identify, ping, Kademlia, relay client
+//! DNS, and circuit relay v2 as a transport; a block list and connection and memory limits;
+//! gossipsub (strict signing, peer scoring, messages validated by the caller), request-response on `/peerdoc/sync/1`, identify, ping, Kademlia, relay client
 //! (and server with `--relay`), DCUtR hole punching, AutoNAT v2 (client and server), and
 //! optional mDNS and UPnP.
 
@@ -13,11 +13,12 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    autonat, dcutr, identify, kad, mdns, noise, ping, relay, tcp, upnp, yamux, StreamProtocol,
-    Swarm,
+    allow_block_list, autonat, connection_limits, dcutr, identify, kad, mdns,
+    memory_connection_limits, noise, ping, relay, tcp, upnp, yamux, StreamProtocol, Swarm,
 };
 
 use super::codec::BytesCodec;
+use super::guard;
 use super::{DhtMode, NetConfig, NetError, RelayLimits};
 use crate::core::sync::{MAX_GOSSIP_MESSAGE, PROTOCOL};
 
@@ -28,6 +29,11 @@ pub(crate) const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/peerdoc/ka
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Banned peers (see `guard::Bans`); first, so their connections are refused before any
+    /// other behaviour sees them.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) identify: identify::Behaviour,
@@ -62,6 +68,13 @@ pub(crate) fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_behaviour(|key, relay_client| {
             Ok(Behaviour {
+                blocked: allow_block_list::Behaviour::default(),
+                limits: connection_limits::Behaviour::new(guard::connection_limits(
+                    config.max_connections,
+                )),
+                memory: memory_connection_limits::Behaviour::with_max_percentage(
+                    guard::MAX_MEMORY_SHARE,
+                ),
                 gossipsub: gossipsub(key)?,
                 sync: request_response::Behaviour::with_codec(
                     BytesCodec,
@@ -100,8 +113,10 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         .heartbeat_interval(Duration::from_millis(700))
         .build()
         .map_err(|e| e.to_string())?;
-    gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-        .map_err(String::from)
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(String::from)?;
+    gossipsub.with_peer_score(guard::score_params(), guard::score_thresholds())?;
+    Ok(gossipsub)
 }
 
 fn kad(key: &Keypair, mode: DhtMode) -> kad::Behaviour<kad::store::MemoryStore> {

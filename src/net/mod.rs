@@ -9,6 +9,7 @@
 //! | [`event_loop`] | the task that alone owns the `Swarm` (its DHT work in `event_loop::dht`) |
 //! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
 //! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
+//! | [`guard`] | peer scoring, connection limits, banned peers |
 
 use std::time::Duration;
 
@@ -25,8 +26,10 @@ use crate::actor::ask;
 mod behaviour;
 mod codec;
 mod event_loop;
+mod guard;
 mod reachability;
 
+pub(crate) use guard::DEFAULT_MAX_CONNECTIONS;
 pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
 
 /// Commands queued for the event loop. It never blocks, so the queue drains quickly; callers
@@ -68,6 +71,8 @@ pub struct NetConfig {
     pub upnp: bool,
     /// Be a circuit relay v2 server with these limits.
     pub relay_server: Option<RelayLimits>,
+    /// Inbound connections at most (more are refused).
+    pub max_connections: u32,
 }
 
 /// Limits of a relay server. The defaults carry document sync (libp2p's defaults, 128 KiB and
@@ -193,6 +198,7 @@ enum Command {
     /// The reply is optional: the sync driver publishes without waiting for the outcome.
     Publish(String, Vec<u8>, Option<Reply<()>>),
     Validate(MessageId, PeerId, MessageAcceptance),
+    Ban(PeerId, &'static str),
     Request(PeerId, Vec<u8>, Reply<Vec<u8>>),
     Respond(ResponseChannel<Vec<u8>>, Vec<u8>),
     Status(oneshot::Sender<NetStatus>),
@@ -291,6 +297,11 @@ impl Net {
         verdict: MessageAcceptance,
     ) -> Result<(), NetError> {
         self.try_send(Command::Validate(id, via, verdict))
+    }
+    /// Disconnects `peer` and refuses it for a while: it broke the protocol on purpose or
+    /// floods (`reason` is logged).
+    pub(crate) fn try_ban(&self, peer: PeerId, reason: &'static str) -> Result<(), NetError> {
+        self.try_send(Command::Ban(peer, reason))
     }
     /// Sends a sync request and waits for the response.
     pub async fn request(&self, peer: PeerId, data: Vec<u8>) -> Result<Vec<u8>, NetError> {

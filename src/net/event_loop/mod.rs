@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::guard::{self, Bans};
 use super::reachability::{is_relayed, NatStatus, Reachability};
 use super::{Command, ConnectedPeer, DhtKey, NetError, NetEvent, NetStatus, Reply};
 
@@ -61,6 +62,7 @@ pub(super) struct EventLoop {
     serving_dht: bool,
     /// This node is a relay server.
     relay_server: bool,
+    bans: Bans,
 }
 
 impl EventLoop {
@@ -95,6 +97,7 @@ impl EventLoop {
             dht_auto,
             serving_dht: false,
             relay_server,
+            bans: Bans::default(),
         }
     }
 
@@ -110,6 +113,7 @@ impl EventLoop {
                 _ = reservations.tick() => {
                     let nat = self.reach.maintain(&mut self.swarm);
                     self.follow_nat(nat);
+                    self.bans.maintain(&mut self.swarm, std::time::Instant::now());
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 command = self.commands.recv() => match command {
@@ -165,13 +169,13 @@ impl EventLoop {
                 }
             }
             Command::Subscribe(topic) => {
-                if let Err(e) = self
-                    .swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .subscribe(&IdentTopic::new(topic))
-                {
+                let topic = IdentTopic::new(topic);
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                if let Err(e) = gossipsub.subscribe(&topic) {
                     tracing::warn!("gossip subscribe failed: {e}");
+                }
+                if let Err(e) = gossipsub.set_topic_params(topic, guard::topic_score_params()) {
+                    tracing::warn!("gossip scoring is off: {e}");
                 }
             }
             Command::Unsubscribe(topic) => {
@@ -205,6 +209,10 @@ impl EventLoop {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&id, &via, verdict);
+            }
+            Command::Ban(peer, reason) => {
+                self.bans
+                    .ban(&mut self.swarm, peer, reason, std::time::Instant::now());
             }
             Command::Request(peer, data, reply) => {
                 let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();

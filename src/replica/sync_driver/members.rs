@@ -23,7 +23,7 @@ impl SyncDriver {
             .filter(|peer| *peer != except)
             .map(|peer| Member {
                 peer,
-                addrs: self.saved_addrs.get(&peer).cloned().unwrap_or_default(),
+                addrs: self.addrs_of(&peer),
             });
         std::iter::once(me).chain(others).collect()
     }

@@ -31,6 +31,7 @@ use super::rooms::Rooms;
 use super::store::Store;
 use crate::actor::ask;
 use crate::core::doc::{parse_topic_name, DocId};
+use crate::core::limits::PeerGuard;
 use crate::core::sync::members::Member;
 use crate::core::sync::Responder;
 use crate::net::{Net, NetEvent};
@@ -142,8 +143,13 @@ pub(crate) struct SyncDriver {
     responder: Responder,
     gossip_slots: HashMap<DocId, Arc<Semaphore>>,
     serve_slots: Arc<Semaphore>,
-    /// Addresses last stored per peer, so identify does not rewrite the same rows.
+    /// Addresses connected peers announce (identify); stored once a peer proves it shares a
+    /// document, so strangers that merely connect are neither stored nor redialled.
+    heard_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Addresses last stored per peer, so the same rows are not rewritten.
     saved_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Per-peer limits on sync requests.
+    guard: PeerGuard<PeerId>,
     /// Where this node can be reached, as the network last said.
     own_addrs: Vec<Multiaddr>,
     /// When members were last exchanged with a peer for a document.
@@ -178,7 +184,9 @@ impl SyncDriver {
             responder: Responder::default(),
             gossip_slots: HashMap::new(),
             serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
+            heard_addrs: HashMap::new(),
             saved_addrs: HashMap::new(),
+            guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
             tasks: TaskTracker::new(),
@@ -325,6 +333,7 @@ impl SyncDriver {
                 }
                 self.synced
                     .insert((doc, peer), (Instant::now(), outcome.in_sync));
+                self.vouch(peer);
                 self.exchange_members(peer, doc);
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
@@ -413,13 +422,37 @@ impl SyncDriver {
             }
             NetEvent::Disconnected { peer } => {
                 self.connected.remove(&peer);
+                self.heard_addrs.remove(&peer);
+                self.guard.forget(&peer);
                 for peers in self.topic_peers.values_mut() {
                     peers.remove(&peer);
                 }
             }
-            NetEvent::Identified { peer, addrs } => self.remember_peer(peer, addrs),
+            NetEvent::Identified { peer, addrs } => {
+                self.heard_addrs.insert(peer, addrs);
+                if self.saved_addrs.contains_key(&peer) {
+                    self.vouch(peer);
+                }
+            }
             NetEvent::Addresses(addrs) => self.own_addrs = addrs,
         }
+    }
+
+    /// `peer` proved it holds a document key we hold (its request opened, or it answered a
+    /// pull): store the addresses it announced.
+    fn vouch(&mut self, peer: PeerId) {
+        if let Some(addrs) = self.heard_addrs.get(&peer) {
+            self.remember_peer(peer, addrs.clone());
+        }
+    }
+
+    /// The addresses `peer` can be reached at, as far as we know.
+    fn addrs_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.heard_addrs
+            .get(peer)
+            .or_else(|| self.saved_addrs.get(peer))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Stores a peer's addresses (so it can be redialled after a restart) when they changed.

@@ -1,4 +1,5 @@
-//! The sync driver's answering side of `/peerdoc/sync/1`: requests are opened on the loop,
+//! The sync driver's answering side of `/peerdoc/sync/1`: requests are limited per peer (a
+//! flooding or garbage-sending peer is banned, see [`crate::core::limits`]), opened on the loop,
 //! continuations answered there from the responder's transfers, and a start's diff is computed
 //! by the room in a bounded task, then answered on the loop.
 
@@ -8,11 +9,18 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 
 use super::{Report, SyncDriver};
+use crate::core::limits::Verdict;
 use crate::core::sync::responder::{Opened, Refusal};
 use crate::core::sync::{RequestBody, Responder, SyncResponse};
 use crate::replica::room::{DiffAndSv, RoomError, RoomHandle};
 
 impl SyncDriver {
+    fn ban(&self, peer: PeerId, reason: &'static str) {
+        if let Err(e) = self.net.try_ban(peer, reason) {
+            tracing::debug!(%peer, "ban not sent: {e}");
+        }
+    }
+
     fn respond(&self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, response: SyncResponse) {
         if let Err(e) = self.net.try_respond(channel, response.encode()) {
             tracing::debug!(%peer, "sync response dropped: {e}");
@@ -25,6 +33,12 @@ impl SyncDriver {
         data: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
+        match self.guard.request(&peer, Instant::now()) {
+            Verdict::Serve => {}
+            // Dropping the channel fails the request at the requester.
+            Verdict::Refuse => return,
+            Verdict::Ban => return self.ban(peer, "floods sync requests"),
+        }
         let mut room = None;
         let opened = Responder::open(data, |topic| {
             let found = self.rooms.by_topic(topic)?;
@@ -35,13 +49,19 @@ impl SyncDriver {
         let (room, body) = match (opened, room) {
             (Ok(Opened { body, .. }), Some(room)) => (room, body),
             (Err(refusal), _) => {
+                // Asking for a document we do not hold is normal (it was deleted here);
+                // anything else is a broken or hostile peer.
                 if refusal != Refusal::UnknownDoc {
                     tracing::warn!(%peer, "refused a sync request: {refusal}");
+                    if self.guard.fault(&peer, Instant::now()) == Verdict::Ban {
+                        return self.ban(peer, "sends invalid sync requests");
+                    }
                 }
                 return self.respond(peer, channel, refusal.response());
             }
             (Ok(_), None) => unreachable!("a request opens only with a room's key"),
         };
+        self.vouch(peer);
         match body {
             RequestBody::Members { members } => {
                 let ours = self.known_members(&room.topic, peer);
