@@ -163,3 +163,104 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninvited_subscriber_receives_only_ciphertext() {
+    let d = dirs(2);
+    let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    let doc = a.create_doc("secret").await.unwrap();
+    let ticket = Ticket::decode(&a.ticket(&doc.id).await.unwrap()).unwrap();
+    b.join(&ticket.encode(), None).await.unwrap();
+
+    // The stranger knows the topic and both members' addresses, not the key.
+    let cancel = CancellationToken::new();
+    let config = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        dht: DhtMode::Client,
+        upnp: false,
+        relay_server: None,
+        max_connections: 64,
+    };
+    let (stranger, mut events, _task) =
+        Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
+            .await
+            .unwrap();
+    let received = tokio::spawn(async move {
+        let mut bytes = Vec::new();
+        let mut messages = 0;
+        while let Some(event) = events.recv().await {
+            if let peerdoc::testing::NetEvent::Gossip { data, .. } = event {
+                messages += 1;
+                bytes.push(data);
+            }
+        }
+        (messages, bytes)
+    });
+    stranger
+        .dial(ticket.peer, ticket.addrs.clone())
+        .await
+        .unwrap();
+    stranger
+        .dial(b.peer_id(), vec![dial_addr(&b).await])
+        .await
+        .unwrap();
+    stranger.subscribe(ticket.doc.topic_name()).await;
+    let stranger_id = stranger.peer_id().to_string();
+    for node in [&a, &b] {
+        wait_until("the members see the stranger subscribe", async || {
+            node.status().await.unwrap().docs[0]
+                .peers
+                .iter()
+                .any(|p| p.peer == stranger_id)
+        })
+        .await;
+    }
+    // Let gossipsub put the stranger into the members' meshes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    const SECRET: &str = "the launch code is 0000";
+    for i in 0..20 {
+        let writer = if i % 2 == 0 { &a } else { &b };
+        writer
+            .write(&doc.id, format!("{SECRET} #{i}\n"), true)
+            .await
+            .unwrap();
+    }
+    wait_converged(&[&a, &b], &doc.id, |t| t.contains(&format!("{SECRET} #19"))).await;
+    // A sync request with the right topic but no key gets nothing either.
+    let request = SyncRequest {
+        topic: ticket.doc.topic(),
+        sealed: DocKey::random().seal(
+            &ticket.doc.topic(),
+            Purpose::SyncRequest,
+            &RequestBody::Start { sv: vec![0] }.encode(),
+        ),
+    };
+    let answer = stranger
+        .request(ticket.peer, request.encode())
+        .await
+        .unwrap();
+    assert_eq!(
+        SyncResponse::decode(&answer).unwrap(),
+        SyncResponse::BadRequest
+    );
+
+    cancel.cancel();
+    let (messages, bytes) = received.await.unwrap();
+    assert!(
+        messages >= 10,
+        "the stranger was in the gossip mesh: got {messages} messages"
+    );
+    let needle = &SECRET.as_bytes()[..12];
+    for data in bytes.iter().chain([&answer]) {
+        assert!(
+            !data.windows(needle.len()).any(|w| w == needle),
+            "plaintext leaked to the stranger"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
