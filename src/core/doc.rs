@@ -5,6 +5,7 @@
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use crate::core::update_check::check_update_v1;
 use rand::RngCore;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -160,9 +161,9 @@ impl Document {
     /// [`Applied::incomplete`] is set.
     pub fn apply(&mut self, update: &[u8]) -> Result<Applied, DocError> {
         let doc = &self.doc;
-        // yrs decodes and integrates untrusted bytes; a panic there must not take the node down.
-        // Each client section is at least three bytes: block count, client id, first clock.
-        check_leading_count(update, 3).map_err(DocError::BadUpdate)?;
+        // yrs decodes and integrates untrusted bytes: bound what it may allocate and how deep
+        // it recurses first, and a panic there must not take the node down.
+        check_update_v1(update).map_err(DocError::BadUpdate)?;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let update =
                 Update::decode_v1(update).map_err(|e| DocError::BadUpdate(e.to_string()))?;

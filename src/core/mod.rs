@@ -10,6 +10,7 @@
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
 //! | [`limits`] | per-peer rate and fault limits of the sync protocol |
 //! | [`ticket`] | share tickets |
+//! | [`update_check`] | bounds check of untrusted CRDT updates before yrs decodes them |
 //! | [`sync`] | y-protocols messages, sync codecs, gossip decisions, pull and responder state machines |
 
 pub mod addrs;
@@ -18,3 +19,4 @@ pub mod envelope;
 pub mod limits;
 pub mod sync;
 pub mod ticket;
+pub mod update_check;
