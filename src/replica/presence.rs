@@ -4,7 +4,7 @@
 //! so expiry is tested without waiting. Presence is never stored.
 //!
 //! Presence is input from editors and peers, so it is bounded: entries per update, clients per
-//! editor session and per document, bytes per state (which must be JSON). Removal and expiry are
+//! editor session, per peer and per document (and a client belongs to whoever added it), bytes per state (which must be JSON). Removal and expiry are
 //! one pass over the states, and entries of departed clients (yrs keeps them) are dropped now
 //! and then, so a flood of short-lived clients cannot grow a document's presence without bound.
 
@@ -23,6 +23,8 @@ pub(crate) const PRESENCE_TIMEOUT_MS: u64 = 30_000;
 pub(crate) const MAX_ENTRIES_PER_UPDATE: usize = 64;
 /// Most present clients one editor session may add.
 pub(crate) const MAX_CLIENTS_PER_SESSION: usize = 8;
+/// Most present clients one peer may add (the sessions of its own editors).
+pub(crate) const MAX_CLIENTS_PER_PEER: usize = 64;
 /// Most present clients in one document.
 pub(crate) const MAX_CLIENTS: usize = 1024;
 /// Largest state of one client (name, colour, cursor: well under 1 KiB in practice).
@@ -43,8 +45,24 @@ pub(crate) struct Presence {
     awareness: Awareness,
     doc: Doc,
     clock: Clock,
-    /// Which editor session added which client (for the per-session bound).
-    sessions: HashMap<yrs::ClientID, u64>,
+    /// Which editor session or peer added which client (for the per-owner bounds).
+    owners: HashMap<yrs::ClientID, Owner>,
+}
+
+/// Who adds presence clients: a local editor session, or a peer (the author of gossip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Session(u64),
+    Peer(libp2p::PeerId),
+}
+
+impl Owner {
+    fn max_clients(self) -> usize {
+        match self {
+            Owner::Session(_) => MAX_CLIENTS_PER_SESSION,
+            Owner::Peer(_) => MAX_CLIENTS_PER_PEER,
+        }
+    }
 }
 
 impl Presence {
@@ -53,17 +71,18 @@ impl Presence {
             awareness: awareness(doc.clone(), &clock),
             doc,
             clock,
-            sessions: HashMap::new(),
+            owners: HashMap::new(),
         }
     }
 
-    /// Applies an awareness update from editor session `session` (or from a peer, `None`).
-    /// Returns the clients it names and, if anything changed, the awareness update that
-    /// describes the change (what to fan out). An update over a bound changes nothing.
+    /// Applies an awareness update from `owner` (an editor session or a peer). Returns the
+    /// clients it names and, if anything changed, the awareness update that describes the
+    /// change (what to fan out). An update over a bound, or naming a client another owner
+    /// added, changes nothing.
     pub(crate) fn apply(
         &mut self,
         update: &[u8],
-        session: Option<u64>,
+        owner: Option<Owner>,
     ) -> Result<(Vec<u64>, Option<Vec<u8>>), SyncError> {
         let update = decode_awareness(update)?;
         if update.clients.len() > MAX_ENTRIES_PER_UPDATE {
@@ -86,18 +105,34 @@ impl Presence {
                 "the document has too many present editors",
             ));
         }
-        if let Some(session) = session {
-            let owned = self.sessions.values().filter(|s| **s == session).count();
-            if owned + arriving.len() > MAX_CLIENTS_PER_SESSION {
+        if let Some(owner) = owner {
+            if update
+                .clients
+                .keys()
+                .any(|id| self.owners.get(id).is_some_and(|o| *o != owner))
+            {
                 return Err(SyncError::Malformed(
-                    "too many presence clients for one session",
+                    "presence client belongs to another editor",
                 ));
             }
+            let owned = self.owners.values().filter(|o| **o == owner).count();
+            if owned + arriving.len() > owner.max_clients() {
+                return Err(SyncError::Malformed(match owner {
+                    Owner::Session(_) => "too many presence clients for one session",
+                    Owner::Peer(_) => "too many presence clients from one peer",
+                }));
+            }
             for id in &arriving {
-                self.sessions.insert(*id, session);
+                self.owners.insert(*id, owner);
             }
         }
         let clients = update.clients.keys().map(|c| c.get()).collect();
+        // Clients that left are nobody's any more (so an owner's count is of present ones).
+        for (id, entry) in &update.clients {
+            if &*entry.json == "null" {
+                self.owners.remove(id);
+            }
+        }
         let changed = self
             .awareness
             .apply_update_summary(update)
@@ -130,8 +165,8 @@ impl Presence {
         let present = self.present();
         let clients: Vec<yrs::ClientID> = clients.into_iter().map(yrs::ClientID::new).collect();
         for client in &clients {
-            // Also clients that already left: the session no longer owns them.
-            self.sessions.remove(client);
+            // Also clients that already left: their owner no longer owns them.
+            self.owners.remove(client);
         }
         let gone: Vec<yrs::ClientID> = clients
             .into_iter()
@@ -307,16 +342,16 @@ pub(crate) mod tests {
         let state = r#"{"cursor":null}"#;
         let per_session = MAX_CLIENTS_PER_SESSION as u64;
         presence
-            .apply(&many(1..per_session + 1, state), Some(7))
+            .apply(&many(1..per_session + 1, state), Some(Owner::Session(7)))
             .unwrap();
         assert!(
             presence
-                .apply(&presence_update(100, 1, state), Some(7))
+                .apply(&presence_update(100, 1, state), Some(Owner::Session(7)))
                 .is_err(),
             "one client more than a session may have"
         );
         assert!(presence
-            .apply(&presence_update(100, 1, state), Some(8))
+            .apply(&presence_update(100, 1, state), Some(Owner::Session(8)))
             .is_ok());
         // Peers fill the document up to its bound, in small updates.
         let mut next = 1_000;
@@ -328,6 +363,49 @@ pub(crate) mod tests {
             present <= MAX_CLIENTS && present + 64 > MAX_CLIENTS,
             "filled up to the bound, not past it: {present}"
         );
+    }
+
+    #[test]
+    fn a_peer_holds_a_bounded_number_of_clients_and_cannot_take_over_others() {
+        let mut presence = Presence::new(Doc::new(), fixed_clock());
+        let state = r#"{"cursor":null}"#;
+        let (mallory, alice) = (
+            Some(Owner::Peer(libp2p::PeerId::random())),
+            Some(Owner::Peer(libp2p::PeerId::random())),
+        );
+        let mut next = 0;
+        while presence
+            .apply(&many(next..next + 8, state), mallory)
+            .is_ok()
+        {
+            next += 8;
+        }
+        assert_eq!(clients(presence.state()), MAX_CLIENTS_PER_PEER);
+        // Another peer and a local session still get in.
+        presence.apply(&many(5_000..5_008, state), alice).unwrap();
+        presence
+            .apply(&presence_update(9_000, 1, state), Some(Owner::Session(1)))
+            .unwrap();
+        // Nobody may update or remove a client another owner added.
+        let hijack = presence_update(5_000, 99, "null");
+        assert!(presence.apply(&hijack, mallory).is_err());
+        assert!(presence
+            .apply(&presence_update(9_000, 99, "null"), alice)
+            .is_err());
+        assert_eq!(clients(presence.state()), MAX_CLIENTS_PER_PEER + 9);
+        // Its owner can.
+        presence.apply(&hijack, alice).unwrap();
+        assert_eq!(clients(presence.state()), MAX_CLIENTS_PER_PEER + 8);
+        // Clients that left do not count: a peer whose editors come and go is never full.
+        let mallorys: Vec<u64> = (0..MAX_CLIENTS_PER_PEER as u64).collect();
+        for id in &mallorys {
+            presence
+                .apply(&presence_update(*id, 2, "null"), mallory)
+                .unwrap();
+        }
+        presence
+            .apply(&many(20_000..20_008, state), mallory)
+            .unwrap();
     }
 
     #[test]

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::presence::{self, Presence};
+use super::presence::{self, Owner, Presence};
 use super::store::{DocMeta, Store, StoreError};
 use crate::actor::ask;
 use crate::core::doc::{Applied, DocError, DocId, Document};
@@ -69,7 +70,7 @@ pub(crate) struct Outgoing {
 pub(crate) type DiffAndSv = (Vec<u8>, Vec<u8>);
 
 enum Command {
-    ReceiveGossip(Gossip, oneshot::Sender<Result<Received, RoomError>>),
+    ReceiveGossip(Gossip, PeerId, oneshot::Sender<Result<Received, RoomError>>),
     ApplyRemote(Vec<u8>, oneshot::Sender<Result<Applied, RoomError>>),
     ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
     Replace(String, oneshot::Sender<Result<(), RoomError>>),
@@ -145,9 +146,15 @@ impl RoomHandle {
         ask(&self.tx, make).await.ok_or(RoomError::Closed(self.id))
     }
 
-    /// Handles a gossip message for this document; says whether to pull from its sender.
-    pub(crate) async fn receive_gossip(&self, gossip: Gossip) -> Result<Received, RoomError> {
-        self.call(|r| Command::ReceiveGossip(gossip, r)).await?
+    /// Handles a gossip message for this document from its author `from`; says whether to
+    /// pull from its sender.
+    pub(crate) async fn receive_gossip(
+        &self,
+        gossip: Gossip,
+        from: PeerId,
+    ) -> Result<Received, RoomError> {
+        self.call(|r| Command::ReceiveGossip(gossip, from, r))
+            .await?
     }
     /// Applies an update pulled from a peer. Returns once applied in memory.
     pub(crate) async fn apply_remote(&self, update: Vec<u8>) -> Result<Applied, RoomError> {
@@ -256,7 +263,9 @@ impl Room {
 
     async fn on_command(&mut self, cmd: Command) -> std::ops::ControlFlow<()> {
         match cmd {
-            Command::ReceiveGossip(gossip, reply) => self.receive_gossip(gossip, reply).await,
+            Command::ReceiveGossip(gossip, from, reply) => {
+                self.receive_gossip(gossip, from, reply).await
+            }
             Command::ApplyRemote(update, reply) => {
                 let result = self.guarded(|doc| doc.apply(&update)).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
@@ -279,7 +288,11 @@ impl Room {
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::ApplyAwareness(update, origin, reply) => {
-                let _ = reply.send(self.apply_awareness(&update, origin));
+                let owner = match origin {
+                    Origin::Session(session) => Some(Owner::Session(session)),
+                    Origin::Remote | Origin::Api => None,
+                };
+                let _ = reply.send(self.apply_awareness(&update, origin, owner));
             }
             Command::AwarenessState(reply) => {
                 let _ = reply.send(self.presence.state());
@@ -319,6 +332,7 @@ impl Room {
     async fn receive_gossip(
         &mut self,
         gossip: Gossip,
+        from: PeerId,
         reply: oneshot::Sender<Result<Received, RoomError>>,
     ) {
         match gossip {
@@ -335,7 +349,7 @@ impl Room {
             }
             Gossip::Awareness(update) => {
                 let result = self
-                    .apply_awareness(&update, Origin::Remote)
+                    .apply_awareness(&update, Origin::Remote, Some(Owner::Peer(from)))
                     .map(|_| Received::default());
                 let _ = reply.send(result);
             }
@@ -396,12 +410,13 @@ impl Room {
     }
 
     /// Applies an awareness update and fans out what changed; returns the clients it names.
-    fn apply_awareness(&mut self, update: &[u8], origin: Origin) -> Result<Vec<u64>, RoomError> {
-        let session = match origin {
-            Origin::Session(session) => Some(session),
-            Origin::Remote | Origin::Api => None,
-        };
-        let (clients, changed) = self.presence.apply(update, session)?;
+    fn apply_awareness(
+        &mut self,
+        update: &[u8],
+        origin: Origin,
+        owner: Option<Owner>,
+    ) -> Result<Vec<u64>, RoomError> {
+        let (clients, changed) = self.presence.apply(update, owner)?;
         if let Some(changed) = changed {
             self.fan_out_presence(changed, origin, origin != Origin::Remote);
         }

@@ -114,18 +114,7 @@ async fn malformed_frames_close_the_connection_and_change_nothing() {
 
 /// A y-websocket awareness frame naming `clients` clients, each with `state`.
 fn presence_frame(clients: u64, state: &str) -> Vec<u8> {
-    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
-    use yrs::updates::encoder::Encode;
-    let clients = (1..=clients)
-        .map(|c| {
-            let entry = AwarenessUpdateEntry {
-                clock: 1,
-                json: state.into(),
-            };
-            (yrs::ClientID::new(c), entry)
-        })
-        .collect();
-    YMessage::Awareness(AwarenessUpdate { clients }.encode_v1()).encode()
+    presence_frame_from(1, clients, state)
 }
 
 /// The node's full state, via a websocket sync step 1 with an empty state vector.
@@ -267,4 +256,141 @@ async fn access_token_is_enforced_and_required_off_loopback() {
         .err()
         .expect("must refuse");
     assert!(matches!(err, ServerError::TokenRequired(_)), "{err}");
+}
+
+/// Present clients in the awareness state a new editor session receives.
+async fn present_clients(node: &Served, doc: &str) -> usize {
+    let mut socket = connect(node, doc).await;
+    socket
+        .send(Message::Binary(YMessage::QueryAwareness.encode().into()))
+        .await
+        .unwrap();
+    loop {
+        match next_message(&mut socket).await {
+            Some(Message::Binary(b)) => {
+                if let Ok(YMessage::Awareness(update)) = YMessage::decode(&b) {
+                    let update = peerdoc::core::sync::decode_awareness(&update).unwrap();
+                    return update
+                        .clients
+                        .values()
+                        .filter(|e| &*e.json != "null")
+                        .count();
+                }
+            }
+            other => panic!("expected an awareness answer, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answering() {
+    use libp2p::identity::Keypair;
+    use peerdoc::core::envelope::Purpose;
+    use peerdoc::core::ticket::Ticket;
+    use peerdoc::testing::{Net, NetConfig};
+    use std::time::Duration;
+
+    let d = dirs(1);
+    let node = start_served(&d.paths[0]).await;
+    let doc = node.create_doc("crowded").await.unwrap().id;
+    let other = node.create_doc("quiet").await.unwrap().id;
+    node.write(&other, "still here\n".into(), false)
+        .await
+        .unwrap();
+    let ticket = Ticket::decode(&node.ticket(&doc).await.unwrap()).unwrap();
+
+    // A member gone bad: it holds the key, so its gossip opens.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let config = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        dht: peerdoc::DhtMode::Client,
+        upnp: false,
+        relay_server: None,
+        max_connections: 64,
+    };
+    let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
+        .await
+        .unwrap();
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
+    evil.subscribe(ticket.doc.topic_name()).await;
+    let evil_id = evil.peer_id().to_string();
+    wait_until("the node sees the member subscribe", async || {
+        node.status()
+            .await
+            .unwrap()
+            .docs
+            .iter()
+            .any(|d| d.peers.iter().any(|p| p.peer == evil_id))
+    })
+    .await;
+
+    // 200 messages of 64 new clients each (12,800 clients), then huge and non-JSON states.
+    let topic = ticket.doc.topic();
+    let seal = |frame: Vec<u8>| ticket.key.seal(&topic, Purpose::Gossip, &frame);
+    for batch in 0..200u64 {
+        let frame = presence_frame_from(batch * 64, 64, r#"{"user":{"name":"bot"}}"#);
+        let _ = evil.publish(ticket.doc.topic_name(), seal(frame)).await;
+    }
+    let huge = format!(r#"{{"blob":"{}"}}"#, "x".repeat(30_000));
+    for frame in [
+        presence_frame_from(50_000, 1, &huge),
+        presence_frame_from(50_001, 1, "not json {"),
+    ] {
+        let _ = evil.publish(ticket.doc.topic_name(), seal(frame)).await;
+    }
+
+    // The member fills its share of 64 clients; the rest is rejected, which gets it banned.
+    wait_until("the member's share is full", async || {
+        present_clients(&node, &doc).await == 64
+    })
+    .await;
+    wait_until("the node disconnects the flooding member", async || {
+        !node
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.peer == evil_id)
+    })
+    .await;
+    let present = present_clients(&node, &doc).await;
+    assert_eq!(present, 64, "one peer holds at most 64 present clients");
+    // The node answers, for this document and others.
+    assert_eq!(node.text(&other).await.unwrap(), "still here\n");
+    assert!(node.status().await.is_ok());
+    // An honest local editor still gets its presence through.
+    let mut socket = connect(&node, &doc).await;
+    next_message(&mut socket).await;
+    socket
+        .send(Message::Binary(
+            presence_frame_from(900_000, 1, r#"{"user":{"name":"ada"}}"#).into(),
+        ))
+        .await
+        .unwrap();
+    wait_until("ada is present", async || {
+        present_clients(&node, &doc).await == present + 1
+    })
+    .await;
+    cancel.cancel();
+    node.shutdown().await;
+}
+
+/// An awareness frame naming clients `first..first + n`, each with `state`.
+fn presence_frame_from(first: u64, n: u64, state: &str) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    use yrs::updates::encoder::Encode;
+    let clients = (first..first + n)
+        .map(|c| {
+            let entry = AwarenessUpdateEntry {
+                clock: 1,
+                json: state.into(),
+            };
+            (yrs::ClientID::new(c), entry)
+        })
+        .collect();
+    YMessage::Awareness(AwarenessUpdate { clients }.encode_v1()).encode()
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::core::sync::{decode_awareness, MAX_GOSSIP_UPDATE};
 use crate::replica::presence::tests::presence_update as presence;
 use crate::replica::presence::PRESENCE_TIMEOUT_MS;
+use libp2p::PeerId;
 
 async fn setup(
     compact_every: usize,
@@ -157,22 +158,28 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
     let mut author = Document::new();
     let first = author.append_text("one ").unwrap();
     let second = author.append_text("two").unwrap();
-    let gap = room.receive_gossip(Gossip::Update(second)).await.unwrap();
+    let gap = room
+        .receive_gossip(Gossip::Update(second), PeerId::random())
+        .await
+        .unwrap();
     assert!(
         gap.pull,
         "an update without its predecessor asks for a pull"
     );
-    let filled = room.receive_gossip(Gossip::Update(first)).await.unwrap();
+    let filled = room
+        .receive_gossip(Gossip::Update(first), PeerId::random())
+        .await
+        .unwrap();
     assert!(!filled.pull);
     assert_eq!(room.text().await.unwrap(), "one two");
     let have = room
-        .receive_gossip(Gossip::Have(author.state_vector()))
+        .receive_gossip(Gossip::Have(author.state_vector()), PeerId::random())
         .await
         .unwrap();
     assert!(!have.pull, "not behind the announcer");
     author.append_text("!");
     let have = room
-        .receive_gossip(Gossip::Have(author.state_vector()))
+        .receive_gossip(Gossip::Have(author.state_vector()), PeerId::random())
         .await
         .unwrap();
     assert!(have.pull, "behind the announcer");

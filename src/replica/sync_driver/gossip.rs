@@ -63,7 +63,7 @@ impl SyncDriver {
         let net = self.net.clone();
         let reports = self.reports.clone();
         self.spawn_task(async move {
-            let verdict = match room.receive_gossip(message).await {
+            let verdict = match room.receive_gossip(message, from).await {
                 Ok(received) => {
                     if received.pull {
                         let want = Report::PullWanted {
