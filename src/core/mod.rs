@@ -5,6 +5,7 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`access`] | roles (owner, writer, reader), certificates, a document's membership |
 //! | [`addrs`] | bounded address lists on the wire (tickets, member lists) |
 //! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
@@ -13,6 +14,7 @@
 //! | [`update_check`] | bounds check of untrusted CRDT updates before yrs decodes them |
 //! | [`sync`] | y-protocols messages, sync codecs, gossip decisions, pull and responder state machines |
 
+pub mod access;
 pub mod addrs;
 pub mod doc;
 pub mod envelope;
