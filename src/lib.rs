@@ -55,7 +55,7 @@ pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
 pub use net::{DhtMode, NetError, RelayLimits};
-pub use node::{DocInfo, DocPeer, DocStatus, Error, Node, PeerStatus, Status};
+pub use node::{DocInfo, DocPeer, DocStatus, Error, MemberInfo, Node, PeerStatus, Status};
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
 pub use replica::store::StoreError;

@@ -197,6 +197,31 @@ impl Document {
         self.doc.transact().encode_diff_v1(&StateVector::default())
     }
 
+    /// Whether applying `update` would change this replica: it has operations or deletions
+    /// this replica lacks. (A reconnecting editor resends what it has; for a read-only replica
+    /// that is fine, a real edit is not.)
+    pub fn would_change(&self, update: &[u8]) -> Result<bool, DocError> {
+        check_update_v1(update).map_err(DocError::BadUpdate)?;
+        let update = catch_unwind(|| Update::decode_v1(update))
+            .map_err(|_| DocError::Panicked)?
+            .map_err(|e| DocError::BadUpdate(e.to_string()))?;
+        let txn = self.doc.transact();
+        if update.extends(&txn.state_vector()) {
+            return Ok(true);
+        }
+        let deleted = txn.snapshot().delete_set;
+        let theirs = update.delete_set();
+        let changes =
+            theirs
+                .client_ids()
+                .any(|client| match (theirs.get(&client), deleted.get(&client)) {
+                    (Some(range), Some(ours)) => !range.subset_of(ours),
+                    (Some(range), None) => !range.is_empty(),
+                    (None, _) => false,
+                });
+        Ok(changes)
+    }
+
     /// True if `remote_sv` has seen operations this replica has not (so pulling from it helps).
     pub fn is_behind(&self, remote_sv: &[u8]) -> Result<bool, DocError> {
         sv_has_unseen(&self.state_vector(), remote_sv)

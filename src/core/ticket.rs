@@ -1,6 +1,8 @@
-//! Share tickets: the short copy-pasteable string that lets another node join a document
-//! (`peerdoc1` + base58 of the document id, key, capability, name and the sharer's peer id and
-//! addresses, with a checksum). See PROTOCOL.md, "Tickets". Peer ids and addresses are the
+//! Share tickets: the copy-pasteable string that lets another node join a document
+//! (`peerdoc1` + base58 of the document id, key, capability, name, the sharer's peer id and
+//! addresses, the owner's key and an invitation, with a checksum). The invitation is a fresh
+//! Ed25519 key the sharer certified as a writer or reader invitation: the joiner signs its own
+//! member certificate with it (see [`crate::core::access`]). See PROTOCOL.md, "Tickets". Peer ids and addresses are the
 //! libp2p value types (`libp2p-identity`, `multiaddr`): plain data, no networking.
 
 use libp2p_identity::PeerId;
@@ -8,13 +10,18 @@ use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use libp2p_identity::{ed25519, PublicKey};
+
+use crate::core::access::{key_of, Cert, CertKind, KeyBytes, Role};
 use crate::core::addrs::{read_addrs, write_addrs};
 use crate::core::doc::{DocId, MAX_NAME_LEN};
 use crate::core::envelope::DocKey;
 
-/// Text every ticket starts with; the digit is the ticket format version.
+/// Text every ticket starts with; the digit is the version of this outer encoding (base58 with a
+/// checksum).
 pub const TICKET_PREFIX: &str = "peerdoc1";
-const TICKET_VERSION: u8 = 1;
+/// Version of the ticket's content (1: before roles; no longer accepted).
+const TICKET_VERSION: u8 = 2;
 const TICKET_CHECKSUM_LEN: usize = 4;
 /// Limits that keep tickets short and decoding bounded.
 pub const MAX_TICKET_ADDRS: usize = 8;
@@ -30,13 +37,26 @@ pub enum TicketError {
     Damaged(&'static str),
     #[error("ticket was made by a newer peerdoc (format {0}); upgrade peerdoc to join it")]
     Version(u8),
+    #[error("ticket was made by an older peerdoc, before read-only sharing; ask for a new ticket")]
+    Old,
 }
 
-/// Capability a ticket grants. Only read-write exists today; the byte leaves room for read-only.
+/// Capability a ticket grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Capability {
     ReadWrite = 0,
+    ReadOnly = 1,
+}
+
+impl Capability {
+    /// The role a member admitted with this ticket holds.
+    pub fn role(self) -> Role {
+        match self {
+            Capability::ReadWrite => Role::Writer,
+            Capability::ReadOnly => Role::Reader,
+        }
+    }
 }
 
 /// Everything a peer needs to join a document: see PROTOCOL.md, "Tickets".
@@ -48,6 +68,84 @@ pub struct Ticket {
     pub name: String,
     pub peer: PeerId,
     pub addrs: Vec<Multiaddr>,
+    /// The document owner's key: the root of its membership.
+    pub owner: KeyBytes,
+    /// The invitation key's secret (an Ed25519 seed).
+    pub invitation: [u8; 32],
+    /// The sharer's signature of the invitation certificate.
+    pub invitation_signature: [u8; 64],
+}
+
+impl Ticket {
+    /// A ticket for `doc`, with a fresh invitation signed by `sharer`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        doc: DocId,
+        key: DocKey,
+        capability: Capability,
+        name: String,
+        sharer: &ed25519::Keypair,
+        addrs: Vec<Multiaddr>,
+        owner: KeyBytes,
+    ) -> (Ticket, Cert) {
+        let invitation = ed25519::SecretKey::generate();
+        let seed: [u8; 32] = invitation.as_ref().try_into().unwrap_or([0; 32]);
+        let invitation_key = ed25519::Keypair::from(invitation);
+        let cert = Cert::issue(
+            doc,
+            CertKind::Invitation,
+            capability.role(),
+            invitation_key.public().to_bytes(),
+            sharer,
+        );
+        let ticket = Ticket {
+            doc,
+            key,
+            capability,
+            name,
+            peer: PublicKey::from(sharer.public()).to_peer_id(),
+            addrs,
+            owner,
+            invitation: seed,
+            invitation_signature: cert.signature,
+        };
+        (ticket, cert)
+    }
+
+    /// The invitation key.
+    pub fn invitation_key(&self) -> Result<ed25519::Keypair, TicketError> {
+        let mut seed = self.invitation;
+        ed25519::SecretKey::try_from_bytes(&mut seed)
+            .map(ed25519::Keypair::from)
+            .map_err(|_| TicketError::Damaged("bad invitation"))
+    }
+
+    /// The invitation certificate the sharer signed, checked.
+    pub fn invitation_cert(&self) -> Result<Cert, TicketError> {
+        let cert = Cert {
+            doc: self.doc,
+            kind: CertKind::Invitation,
+            role: self.capability.role(),
+            subject: self.invitation_key()?.public().to_bytes(),
+            issuer: key_of(&self.peer).map_err(|_| TicketError::Damaged("bad sharer id"))?,
+            signature: self.invitation_signature,
+        };
+        if !cert.verify() {
+            return Err(TicketError::Damaged("invitation signature does not verify"));
+        }
+        Ok(cert)
+    }
+
+    /// The member certificate a joining node signs for itself with the invitation key.
+    pub fn admit(&self, member: KeyBytes) -> Result<Cert, TicketError> {
+        Ok(Cert::issue(
+            self.doc,
+            CertKind::Member,
+            self.capability.role(),
+            member,
+            &self.invitation_key()?,
+        ))
+    }
 }
 
 impl Ticket {
@@ -61,6 +159,9 @@ impl Ticket {
         body.write_string(truncate_utf8(&self.name, MAX_NAME_LEN));
         body.write_buf(self.peer.to_bytes());
         write_addrs(&mut body, &self.addrs, MAX_TICKET_ADDRS);
+        body.write_all(&self.owner);
+        body.write_all(&self.invitation);
+        body.write_all(&self.invitation_signature);
         let checksum = blake3::hash(&body);
         body.write_all(&checksum.as_bytes()[..TICKET_CHECKSUM_LEN]);
         format!("{TICKET_PREFIX}{}", bs58::encode(body).into_string())
@@ -87,11 +188,15 @@ impl Ticket {
         let mut r = Cursor::new(body);
         let truncated = |_| TicketError::Damaged("truncated");
         let version = r.read_u8().map_err(truncated)?;
-        if version != TICKET_VERSION {
+        if version < TICKET_VERSION {
+            return Err(TicketError::Old);
+        }
+        if version > TICKET_VERSION {
             return Err(TicketError::Version(version));
         }
         let capability = match r.read_u8().map_err(truncated)? {
             0 => Capability::ReadWrite,
+            1 => Capability::ReadOnly,
             _ => return Err(TicketError::Damaged("unknown capability")),
         };
         let doc = DocId(
@@ -116,6 +221,16 @@ impl Ticket {
         let peer = PeerId::from_bytes(r.read_buf().map_err(truncated)?)
             .map_err(|_| TicketError::Damaged("bad peer id"))?;
         let addrs = read_addrs(&mut r, MAX_TICKET_ADDRS).map_err(TicketError::Damaged)?;
+        let mut fixed = |n: usize| r.read_exact(n).map(<[u8]>::to_vec).map_err(truncated);
+        let owner = fixed(32)?
+            .try_into()
+            .map_err(|_| TicketError::Damaged("owner"))?;
+        let invitation = fixed(32)?
+            .try_into()
+            .map_err(|_| TicketError::Damaged("invitation"))?;
+        let invitation_signature = fixed(64)?
+            .try_into()
+            .map_err(|_| TicketError::Damaged("invitation"))?;
         if r.has_content() {
             return Err(TicketError::Damaged("trailing bytes"));
         }
@@ -126,6 +241,9 @@ impl Ticket {
             name,
             peer,
             addrs,
+            owner,
+            invitation,
+            invitation_signature,
         })
     }
 }
@@ -144,17 +262,62 @@ mod tests {
     use proptest::prelude::*;
 
     fn ticket(name: &str, ports: &[u16]) -> Ticket {
-        Ticket {
-            doc: DocId::random(),
-            key: DocKey::random(),
-            capability: Capability::ReadWrite,
-            name: name.to_string(),
-            peer: PeerId::random(),
-            addrs: ports
-                .iter()
-                .map(|p| format!("/ip4/127.0.0.1/tcp/{p}").parse().unwrap())
-                .collect(),
+        let sharer = ed25519::Keypair::generate();
+        let addrs = ports
+            .iter()
+            .map(|p| format!("/ip4/127.0.0.1/tcp/{p}").parse().unwrap())
+            .collect();
+        let owner = sharer.public().to_bytes();
+        Ticket::issue(
+            DocId::random(),
+            DocKey::random(),
+            Capability::ReadWrite,
+            name.to_string(),
+            &sharer,
+            addrs,
+            owner,
+        )
+        .0
+    }
+
+    #[test]
+    fn the_invitation_admits_the_joiner_with_the_ticket_role() {
+        let sharer = ed25519::Keypair::generate();
+        let owner = sharer.public().to_bytes();
+        let doc = DocId::random();
+        for capability in [Capability::ReadOnly, Capability::ReadWrite] {
+            let (t, cert) = Ticket::issue(
+                doc,
+                DocKey::random(),
+                capability,
+                "n".into(),
+                &sharer,
+                vec![],
+                owner,
+            );
+            let t = Ticket::decode(&t.encode()).unwrap();
+            assert_eq!(t.invitation_cert().unwrap(), cert);
+            let joiner = ed25519::Keypair::generate();
+            let mut membership = crate::core::access::Membership::new(doc, owner);
+            membership.add(t.invitation_cert().unwrap()).unwrap();
+            membership
+                .add(t.admit(joiner.public().to_bytes()).unwrap())
+                .unwrap();
+            let peer = PublicKey::from(joiner.public()).to_peer_id();
+            assert_eq!(membership.role_of(&peer), Some(capability.role()));
         }
+        // A ticket whose invitation was not signed by its sharer is refused.
+        let (mut t, _) = Ticket::issue(
+            doc,
+            DocKey::random(),
+            Capability::ReadOnly,
+            "n".into(),
+            &sharer,
+            vec![],
+            owner,
+        );
+        t.capability = Capability::ReadWrite;
+        assert!(t.invitation_cert().is_err(), "upgraded to read-write");
     }
 
     #[test]

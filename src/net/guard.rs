@@ -11,6 +11,9 @@ use libp2p::{connection_limits, PeerId, Swarm};
 
 use super::behaviour::Behaviour;
 
+/// How often scores are checked for peers to ban (well within the time three invalid messages
+/// stay under the graylist threshold as their count decays).
+pub(crate) const SCORE_CHECK: Duration = Duration::from_secs(1);
 /// How long a misbehaving peer is disconnected and refused.
 pub(crate) const BAN_TIME: Duration = Duration::from_secs(600);
 /// Bans held at once; the oldest is lifted first when more are needed (a flood of fresh peer
@@ -53,9 +56,9 @@ pub(crate) fn score_params() -> PeerScoreParams {
     }
 }
 
-/// Per-document topic scoring: each invalid message delivered counts, squared, at -10;
-/// three within a few seconds pass the graylist threshold (-80). The count decays by 10% a
-/// second, so an honest peer's rare mistake is forgotten.
+/// Per-document topic scoring: each invalid message delivered counts, squared, at -20;
+/// three within a few seconds pass the graylist threshold (-80), two do not. The count decays
+/// by 10% a second, so an honest peer's rare mistake is forgotten.
 pub(crate) fn topic_score_params() -> TopicScoreParams {
     TopicScoreParams {
         topic_weight: 1.0,
@@ -63,7 +66,7 @@ pub(crate) fn topic_score_params() -> TopicScoreParams {
         first_message_deliveries_weight: 0.0,
         mesh_message_deliveries_weight: 0.0,
         mesh_failure_penalty_weight: 0.0,
-        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_weight: -20.0,
         invalid_message_deliveries_decay: 0.9,
         ..TopicScoreParams::default()
     }
@@ -149,7 +152,10 @@ mod tests {
         let params = topic_score_params();
         let score = |n: f64| params.topic_weight * n * n * params.invalid_message_deliveries_weight;
         let graylist = score_thresholds().graylist_threshold;
-        assert!(score(2.0) > graylist);
+        assert!(score(2.0) >= graylist);
         assert!(score(3.0) < graylist);
+        // Three stay under it for a few score checks while they decay.
+        let decayed = 3.0 * params.invalid_message_deliveries_decay.powi(3);
+        assert!(score(decayed) < graylist);
     }
 }

@@ -40,4 +40,13 @@ pub enum Error {
     Net(#[from] NetError),
     #[error(transparent)]
     Room(#[from] RoomError),
+    #[error("this node has the document read-only; only its owner and writers can share it")]
+    ReaderCannotShare,
+    #[error("this node's identity key is not Ed25519; peerdoc needs an Ed25519 identity")]
+    NotEd25519,
+    #[error(
+        "none of the reachable members is a writer that can serve the document; try again \
+         when the sharer or another writer is online"
+    )]
+    NoWriter,
 }

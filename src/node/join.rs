@@ -1,13 +1,16 @@
-//! Joining a shared document: reach the sharer at the ticket's addresses, or, if it does not
-//! answer, whoever the DHT says holds the document; pull it from the first member that has it;
-//! keep nothing if that fails.
+//! Joining a shared document: admit this node with the ticket's invitation (a member
+//! certificate it signs itself), reach the sharer at the ticket's addresses, or, if it does not
+//! answer, whoever the DHT says holds the document; exchange rosters (certificates) with them
+//! and pull from the first writer that has it; keep nothing if that fails.
 
 use libp2p::PeerId;
 
 use super::{names, Error, Node, DHT_RETRY};
+use crate::core::access::Cert;
+use crate::core::sync::members::Roster;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
-use crate::replica::pull::{pull, PullFailure};
+use crate::replica::pull::{exchange, pull, PullFailure};
 use crate::replica::store::{unix_now, DocMeta};
 use crate::DocInfo;
 
@@ -16,6 +19,8 @@ impl Node {
     /// On any failure nothing is kept.
     pub async fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, Error> {
         let ticket = Ticket::decode(ticket)?;
+        let invitation = ticket.invitation_cert()?;
+        let admission = ticket.admit(self.inner.identity.public().to_bytes())?;
         if ticket.peer == self.peer_id() {
             return Err(Error::OwnTicket);
         }
@@ -36,11 +41,15 @@ impl Node {
         let meta = DocMeta {
             id: ticket.doc,
             name,
-            key: ticket.key,
+            key: ticket.key.clone(),
             created: unix_now(),
+            owner: ticket.owner,
         };
         self.inner.store.create_doc(meta.clone()).await?;
-        if let Err(e) = self.first_pull(&meta, &members).await {
+        if let Err(e) = self
+            .first_pull(&meta, &members, vec![invitation, admission])
+            .await
+        {
             self.forget(&meta).await;
             return Err(e);
         }
@@ -54,7 +63,7 @@ impl Node {
             tracing::warn!("cannot remember the sharer's addresses: {e}");
         }
         self.inner.sync.opened(meta.id).await;
-        Ok(DocInfo::from(&meta))
+        Ok(self.info(&meta))
     }
 
     /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or,
@@ -101,12 +110,45 @@ impl Node {
         Ok(reached)
     }
 
-    /// Opens the joined document's room and pulls it from the first member that has it.
-    async fn first_pull(&self, meta: &DocMeta, members: &[PeerId]) -> Result<(), Error> {
+    /// Opens the joined document's room with this node's certificates, and pulls the document
+    /// from the first reachable writer (rosters are exchanged first, so the members' roles are
+    /// known).
+    async fn first_pull(
+        &self,
+        meta: &DocMeta,
+        members: &[PeerId],
+        certs: Vec<Cert>,
+    ) -> Result<(), Error> {
         let room = self.open_room(meta).await?;
+        room.add_certs(certs).await?;
         let timeout = self.inner.config.request_timeout;
         let mut failure = None;
         for &member in members {
+            let mine = Roster {
+                members: Vec::new(),
+                certs: room.membership().certs().cloned().collect(),
+            };
+            match tokio::time::timeout(timeout, exchange(&self.inner.net, &room, member, mine))
+                .await
+            {
+                Ok(Err(PullFailure::Protocol {
+                    source: PullError::UnknownDoc,
+                    ..
+                })) => {
+                    failure = Some(Error::NotShared);
+                    continue;
+                }
+                Ok(Err(e)) => tracing::debug!(peer = %member, "roster exchange failed: {e}"),
+                Ok(Ok(_)) | Err(_) => {}
+            }
+            if !room
+                .membership()
+                .role_of(&member)
+                .is_some_and(|role| role.may_write())
+            {
+                failure.get_or_insert(Error::NoWriter);
+                continue;
+            }
             // A connection can be replaced under a pull (a hole punch replaces the relayed
             // one): a pull that lost its connection is tried once more.
             for attempt in 0..2 {

@@ -1,6 +1,7 @@
 //! [`Node`]: starts and wires the parts (data dir, store, network, rooms, sync driver), owns
 //! cancellation, and is the document API that apps embed and the HTTP layer calls: create,
-//! list, resolve, read, write, share, join, rename, delete, status. It does not know the HTTP
+//! list, resolve, read, write, share (read-only or read-write), join, members, rename, delete,
+//! status. It does not know the HTTP
 //! server exists: the binary (or an embedding app) wires `Node` and `peerdoc::api::Server`.
 //!
 //! Shutdown order: stop sync and the swarm, close rooms (their queued writes finish first),
@@ -9,6 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use libp2p::identity::ed25519;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
+use crate::core::access::Role;
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::core::ticket::{Capability, Ticket};
@@ -37,7 +40,7 @@ mod types;
 use startup::{split_peer_addr, start_net};
 
 pub use error::Error;
-pub use types::{DocInfo, DocPeer, DocStatus, PeerStatus, Status};
+pub use types::{DocInfo, DocPeer, DocStatus, MemberInfo, PeerStatus, Status};
 
 /// Local edits and presence waiting for the sync driver to gossip them.
 const OUTBOX_QUEUE: usize = 1024;
@@ -67,16 +70,8 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Held until shutdown: one daemon per data dir.
     data_dir: Mutex<Option<DataDir>>,
-}
-
-impl From<&DocMeta> for DocInfo {
-    fn from(m: &DocMeta) -> Self {
-        DocInfo {
-            id: m.id.to_string(),
-            name: m.name.clone(),
-            created: m.created,
-        }
-    }
+    /// This node's identity key: it signs certificates and invitations.
+    identity: ed25519::Keypair,
 }
 
 impl Node {
@@ -85,7 +80,18 @@ impl Node {
     pub async fn spawn(config: Config) -> Result<Node, Error> {
         let data_dir = DataDir::open(&config.data_dir)?;
         let keypair = data_dir.identity()?;
+        let identity = keypair
+            .clone()
+            .try_into_ed25519()
+            .map_err(|_| Error::NotEd25519)?;
         let store = Store::open(&data_dir.db_path())?;
+        let adopted = store.adopt_legacy(identity.public().to_bytes()).await?;
+        if adopted > 0 {
+            tracing::warn!(
+                "{adopted} document(s) from before roles: this node is now their owner; \
+                 share them again (old tickets no longer work)"
+            );
+        }
         let cancel = CancellationToken::new();
         let (net, events, net_task) =
             start_net(&config, &data_dir, keypair, cancel.child_token()).await?;
@@ -96,6 +102,7 @@ impl Node {
             store: store.clone(),
             outbox,
             compact_every: config.compact_every,
+            me: net.peer_id(),
         };
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {
@@ -139,6 +146,7 @@ impl Node {
                 // The driver stops first: it uses the network.
                 tasks: Mutex::new(vec![sync_task, net_task]),
                 data_dir: Mutex::new(Some(data_dir)),
+                identity,
             }),
         })
     }
@@ -177,10 +185,26 @@ impl Node {
             name,
             key: DocKey::random(),
             created: unix_now(),
+            owner: self.inner.identity.public().to_bytes(),
         };
         self.inner.store.create_doc(meta.clone()).await?;
         self.open_room(&meta).await?;
-        Ok(DocInfo::from(&meta))
+        Ok(self.info(&meta))
+    }
+
+    /// A document's listing, with this node's role in it.
+    fn info(&self, meta: &DocMeta) -> DocInfo {
+        let role = self
+            .inner
+            .rooms
+            .get(&meta.id)
+            .and_then(|room| room.membership().role_of(&self.peer_id()));
+        DocInfo {
+            id: meta.id.to_string(),
+            name: meta.name.clone(),
+            created: meta.created,
+            role: role.map_or("none", Role::as_str).to_string(),
+        }
     }
 
     async fn open_room(&self, meta: &DocMeta) -> Result<RoomHandle, Error> {
@@ -193,7 +217,7 @@ impl Node {
 
     pub async fn list_docs(&self) -> Result<Vec<DocInfo>, Error> {
         let docs = self.inner.store.list_docs().await?;
-        Ok(docs.iter().map(DocInfo::from).collect())
+        Ok(docs.iter().map(|m| self.info(m)).collect())
     }
 
     /// Finds a document by id, local name, or unique id prefix (in that order).
@@ -211,7 +235,7 @@ impl Node {
     }
 
     pub async fn doc_info(&self, query: &str) -> Result<DocInfo, Error> {
-        Ok(DocInfo::from(&self.resolve(query).await?))
+        Ok(self.info(&self.resolve(query).await?))
     }
 
     /// The document's plain text.
@@ -232,17 +256,55 @@ impl Node {
 
     /// A read-write ticket for the document, carrying this node's addresses.
     pub async fn ticket(&self, query: &str) -> Result<String, Error> {
+        self.share(query, false).await
+    }
+
+    /// A ticket for the document: read-only or read-write. It carries a fresh invitation this
+    /// node signs, so only the owner and writers may share.
+    pub async fn share(&self, query: &str, read_only: bool) -> Result<String, Error> {
         let meta = self.resolve(query).await?;
-        let addrs = ticket_addrs(&self.inner.net.status().await?);
-        Ok(Ticket {
-            doc: meta.id,
-            key: meta.key,
-            capability: Capability::ReadWrite,
-            name: meta.name,
-            peer: self.peer_id(),
-            addrs,
+        let room = self.room(query).await?;
+        if !room
+            .membership()
+            .role_of(&self.peer_id())
+            .is_some_and(|role| role.may_write())
+        {
+            return Err(Error::ReaderCannotShare);
         }
-        .encode())
+        let addrs = ticket_addrs(&self.inner.net.status().await?);
+        let capability = if read_only {
+            Capability::ReadOnly
+        } else {
+            Capability::ReadWrite
+        };
+        let (ticket, invitation) = Ticket::issue(
+            meta.id,
+            meta.key,
+            capability,
+            meta.name,
+            &self.inner.identity,
+            addrs,
+            meta.owner,
+        );
+        // Members learn the invitation from us, so they can check whom it admits.
+        room.add_certs(vec![invitation]).await?;
+        Ok(ticket.encode())
+    }
+
+    /// The document's members and their roles, the owner first.
+    pub async fn members(&self, query: &str) -> Result<Vec<MemberInfo>, Error> {
+        let room = self.room(query).await?;
+        let me = self.peer_id();
+        Ok(room
+            .membership()
+            .members()
+            .into_iter()
+            .map(|(peer, role)| MemberInfo {
+                peer: peer.to_string(),
+                role: role.as_str().to_string(),
+                you: peer == me,
+            })
+            .collect())
     }
 
     /// Closes and deletes a document's local replica (peers keep theirs).
@@ -262,7 +324,7 @@ impl Node {
         let name = names::validate_name(new_name)?;
         self.inner.store.rename_doc(meta.id, name.clone()).await?;
         meta.name = name;
-        Ok(DocInfo::from(&meta))
+        Ok(self.info(&meta))
     }
 
     /// Deletes this node's replica of a document.

@@ -10,6 +10,18 @@ pub struct DocInfo {
     pub name: String,
     /// Unix seconds.
     pub created: i64,
+    /// This node's role: `owner`, `writer` or `reader` (`none` until its membership is known).
+    pub role: String,
+}
+
+/// A member of a document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub peer: String,
+    /// `owner`, `writer` or `reader`.
+    pub role: String,
+    /// This is the node asked.
+    pub you: bool,
 }
 
 /// What `status` reports.

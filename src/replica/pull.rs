@@ -1,11 +1,14 @@
 //! One pull of one document from one peer over the network: the core's [`Pull`] state machine
-//! driven by network requests, its result applied to the room. The sync driver runs pulls in
-//! its own tasks; joining a document runs one directly.
+//! driven by network requests, its result applied to the room; and one member exchange (the
+//! certificates it brings go to the room). Only the owner and writers are pulled from: what a
+//! reader serves is never applied. The sync driver runs these in its own tasks; joining a
+//! document runs them directly.
 
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
 use crate::core::doc::{sv_has_unseen, DocError};
+use crate::core::sync::members::{self, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
 use crate::net::{Net, NetError};
 
@@ -19,6 +22,10 @@ pub enum PullFailure {
     Doc(#[from] DocError),
     #[error("pull from {peer} failed: {source}")]
     Protocol { peer: PeerId, source: PullError },
+    #[error(
+        "{0} is not a writer of this document (as far as this node knows); not pulling from it"
+    )]
+    NotWriter(PeerId),
 }
 
 /// Result of one completed pull.
@@ -36,6 +43,13 @@ pub(crate) async fn pull(
     room: &RoomHandle,
     peer: PeerId,
 ) -> Result<PullOutcome, PullFailure> {
+    if !room
+        .membership()
+        .role_of(&peer)
+        .is_some_and(|role| role.may_write())
+    {
+        return Err(PullFailure::NotWriter(peer));
+    }
     let local_sv = room.state_vector().await?;
     let (mut session, mut request) = Pull::start(room.key.clone(), room.topic, local_sv);
     loop {
@@ -57,4 +71,20 @@ pub(crate) async fn pull(
             }
         }
     }
+}
+
+/// Exchanges rosters with `peer`: sends `mine`, adds the certificates of its answer to the room.
+/// Returns its roster.
+pub(crate) async fn exchange(
+    net: &Net,
+    room: &RoomHandle,
+    peer: PeerId,
+    mine: Roster,
+) -> Result<Roster, PullFailure> {
+    let request = members::request(&room.key, &room.topic, mine);
+    let bytes = net.request(peer, request).await?;
+    let roster = members::open_response(&room.key, &room.topic, &bytes)
+        .map_err(|source| PullFailure::Protocol { peer, source })?;
+    room.add_certs(roster.certs.clone()).await?;
+    Ok(roster)
 }

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::presence::{self, Owner, Presence};
 use super::store::{DocMeta, Store, StoreError};
 use crate::actor::ask;
+use crate::core::access::{Cert, Membership};
 use crate::core::doc::{Applied, DocError, DocId, Document};
 use crate::core::envelope::DocKey;
 use crate::core::sync::gossip::{self, Gossip, Received};
@@ -38,6 +39,11 @@ pub enum RoomError {
     Closed(DocId),
     #[error("malformed awareness update: {0}")]
     Awareness(#[from] SyncError),
+    #[error(
+        "document {0} is read-only here: it was shared with this node read-only; ask a writer \
+         for a read-write ticket"
+    )]
+    ReadOnly(DocId),
 }
 
 /// Where a change came from, so subscribers can skip their own echoes.
@@ -85,6 +91,8 @@ enum Command {
     Text(oneshot::Sender<String>),
     StateVector(oneshot::Sender<Vec<u8>>),
     Diff(Vec<u8>, oneshot::Sender<Result<DiffAndSv, RoomError>>),
+    /// Certificates from the store, a ticket or a peer; answers how many were new.
+    AddCerts(Vec<Cert>, oneshot::Sender<Result<usize, RoomError>>),
     Close(oneshot::Sender<()>),
     /// Test hook: the room does nothing else until `release` fires (a busy or stuck room).
     #[cfg(test)]
@@ -99,6 +107,8 @@ pub(crate) struct RoomHandle {
     pub(crate) topic: [u8; 32],
     tx: mpsc::Sender<Command>,
     changes: broadcast::Sender<Change>,
+    /// The room's latest membership, readable without asking the room.
+    membership: watch::Receiver<Arc<Membership>>,
 }
 
 /// Settings a room needs besides its document.
@@ -108,6 +118,8 @@ pub(crate) struct RoomContext {
     pub(crate) outbox: mpsc::Sender<Outgoing>,
     /// Compact the log into a snapshot after this many appended updates.
     pub(crate) compact_every: usize,
+    /// This node (its role decides whether local edits are allowed).
+    pub(crate) me: PeerId,
 }
 
 impl RoomHandle {
@@ -120,10 +132,20 @@ impl RoomHandle {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (changes, _) = broadcast::channel(CHANGES_QUEUE);
         let presence = Presence::new(doc.ydoc().clone(), presence::tokio_clock());
+        let mut membership = Membership::new(meta.id, meta.owner);
+        for bytes in &stored.certs {
+            // Stored certificates were checked when added; a bad one is damage, not fatal.
+            if let Err(e) = Cert::decode(bytes).and_then(|c| membership.add(c)) {
+                tracing::error!(doc = %meta.id, "skipping a damaged stored certificate: {e}");
+            }
+        }
+        let (membership_tx, membership_rx) = watch::channel(Arc::new(membership.clone()));
         let room = Room {
             id: meta.id,
             doc,
             presence,
+            membership,
+            membership_tx,
             ctx,
             last_seq: stored.last_seq,
             since_compaction: pending_log,
@@ -136,7 +158,18 @@ impl RoomHandle {
             topic: meta.id.topic(),
             tx,
             changes,
+            membership: membership_rx,
         })
+    }
+
+    /// The document's membership as the room last derived it.
+    pub(crate) fn membership(&self) -> Arc<Membership> {
+        self.membership.borrow().clone()
+    }
+
+    /// Adds certificates (checked, stored); returns how many were new.
+    pub(crate) async fn add_certs(&self, certs: Vec<Cert>) -> Result<usize, RoomError> {
+        self.call(|r| Command::AddCerts(certs, r)).await?
     }
 
     async fn call<T>(
@@ -231,6 +264,8 @@ struct Room {
     id: DocId,
     doc: Document,
     presence: Presence,
+    membership: Membership,
+    membership_tx: watch::Sender<Arc<Membership>>,
     ctx: RoomContext,
     last_seq: i64,
     since_compaction: usize,
@@ -273,6 +308,16 @@ impl Room {
                 self.persist_remote(delta).await;
             }
             Command::ApplyLocal(update, origin, reply) => {
+                if !self.may_write() {
+                    // What a reconnecting editor resends is fine; an edit is not.
+                    let result = match self.doc.would_change(&update) {
+                        Ok(false) => Ok(()),
+                        Ok(true) => Err(RoomError::ReadOnly(self.id)),
+                        Err(e) => Err(e.into()),
+                    };
+                    let _ = reply.send(result);
+                    return std::ops::ControlFlow::Continue(());
+                }
                 let result = match self.guarded(|doc| doc.apply(&update)).await {
                     Ok(applied) => self.local_change(applied.delta, origin).await,
                     Err(e) => Err(e),
@@ -280,12 +325,23 @@ impl Room {
                 let _ = reply.send(result);
             }
             Command::Replace(text, reply) => {
+                if !self.may_write() {
+                    let _ = reply.send(Err(RoomError::ReadOnly(self.id)));
+                    return std::ops::ControlFlow::Continue(());
+                }
                 let delta = self.doc.replace_text(&text);
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::Append(text, reply) => {
+                if !self.may_write() {
+                    let _ = reply.send(Err(RoomError::ReadOnly(self.id)));
+                    return std::ops::ControlFlow::Continue(());
+                }
                 let delta = self.doc.append_text(&text);
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
+            }
+            Command::AddCerts(certs, reply) => {
+                let _ = reply.send(self.add_certs(certs).await);
             }
             Command::ApplyAwareness(update, origin, reply) => {
                 let owner = match origin {
@@ -407,6 +463,34 @@ impl Room {
         }) {
             tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
         }
+    }
+
+    fn may_write(&self) -> bool {
+        self.membership
+            .role_of(&self.ctx.me)
+            .is_some_and(|role| role.may_write())
+    }
+
+    /// Checks and stores new certificates, then publishes the new membership.
+    async fn add_certs(&mut self, certs: Vec<Cert>) -> Result<usize, RoomError> {
+        let mut next = self.membership.clone();
+        let mut fresh = Vec::new();
+        for cert in certs {
+            match next.add(cert.clone()) {
+                Ok(true) => fresh.push(cert),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(doc = %self.id, "certificate refused: {e}"),
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let encoded = fresh.iter().map(Cert::encode).collect();
+        self.ctx.store.add_certs(self.id, encoded).await?;
+        self.membership = next;
+        self.membership_tx
+            .send_replace(Arc::new(self.membership.clone()));
+        Ok(fresh.len())
     }
 
     /// Applies an awareness update and fans out what changed; returns the clients it names.

@@ -228,3 +228,22 @@ pub fn dirs(n: usize) -> Dirs {
         .collect();
     Dirs { _root: root, paths }
 }
+
+/// Makes a bare network node (`net`) a member of the ticket's document in the eyes of the
+/// ticket's sharer: it admits itself with the ticket's invitation and sends the sharer its
+/// certificates, as a joining node does. Returns the sharer's answer roster.
+pub async fn admit_as_member(
+    net: &peerdoc::testing::Net,
+    ticket: &peerdoc::core::ticket::Ticket,
+) -> peerdoc::core::sync::members::Roster {
+    use peerdoc::core::sync::members::{self, Roster};
+    let key = peerdoc::core::access::key_of(&net.peer_id()).unwrap();
+    let mine = Roster {
+        members: Vec::new(),
+        certs: vec![ticket.invitation_cert().unwrap(), ticket.admit(key).unwrap()],
+    };
+    let topic = ticket.doc.topic();
+    let request = members::request(&ticket.key, &topic, mine);
+    let answer = net.request(ticket.peer, request).await.unwrap();
+    members::open_response(&ticket.key, &topic, &answer).unwrap()
+}

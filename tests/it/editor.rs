@@ -316,6 +316,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
         .unwrap();
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
+    admit_as_member(&evil, &ticket).await;
     evil.subscribe(ticket.doc.topic_name()).await;
     let evil_id = evil.peer_id().to_string();
     wait_until("the node sees the member subscribe", async || {

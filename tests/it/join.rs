@@ -2,7 +2,7 @@
 
 use super::common::*;
 use peerdoc::core::envelope::DocKey;
-use peerdoc::core::ticket::{Capability, Ticket};
+use peerdoc::core::ticket::Ticket;
 use peerdoc::{DataDirError, DocId, Error};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,15 +39,20 @@ async fn ticket_for_a_doc_nobody_serves_fails_and_keeps_nothing() {
             .unwrap(),
     )
     .unwrap();
-    // Same sharer, but a document it does not have.
+    // A forged ticket (another document, same sharer) is refused: the sharer signed its
+    // invitation for the real document only.
     let forged = Ticket {
         doc: DocId::random(),
-        key: DocKey::random(),
-        capability: Capability::ReadWrite,
         name: "ghost".into(),
         ..real.clone()
     };
     let err = b.join(&forged.encode(), None).await.expect_err("must fail");
+    assert!(matches!(err, Error::Ticket(_)), "{err}");
+    // A real ticket for a document the sharer has deleted since.
+    let gone_id = a.create_doc("gone").await.unwrap().id;
+    let gone = a.ticket(&gone_id).await.unwrap();
+    a.delete(&gone_id).await.unwrap();
+    let err = b.join(&gone, None).await.expect_err("must fail");
     assert!(matches!(err, Error::NotShared), "{err}");
     assert!(b.list_docs().await.unwrap().is_empty(), "rolled back");
 

@@ -1,13 +1,15 @@
 //! Member exchange: members of a document tell each other which members they know (peer ids
-//! and addresses), so any member, not only the sharer, introduces the others. A requester sends
-//! its list in a sealed `Members` request body; the responder answers with its own list, sealed
-//! for [`Purpose::Members`]. Lists and addresses are bounded; the codec is in PROTOCOL.md.
+//! and addresses) and the membership certificates they hold, so any member, not only the
+//! sharer, introduces the others and proves their roles. A requester sends its [`Roster`] in a
+//! sealed `Members` request body; the responder answers with its own, sealed for
+//! [`Purpose::Members`]. Lists and addresses are bounded; the codec is in PROTOCOL.md.
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use crate::core::access::{Cert, CERT_LEN};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
@@ -17,6 +19,15 @@ use crate::core::envelope::{DocKey, Purpose};
 pub const MAX_MEMBERS: usize = 64;
 /// Most addresses per member.
 pub const MAX_MEMBER_ADDRS: usize = 8;
+/// Most certificates in one roster (more are sent in later exchanges).
+pub const MAX_ROSTER_CERTS: usize = 1024;
+
+/// What a member exchange carries: members to meet and certificates proving roles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    pub members: Vec<Member>,
+    pub certs: Vec<Cert>,
+}
 
 /// A member of a document as another member knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,19 +36,44 @@ pub struct Member {
     pub addrs: Vec<Multiaddr>,
 }
 
-/// Encodes a list, keeping at most [`MAX_MEMBERS`] members with at most [`MAX_MEMBER_ADDRS`]
-/// addresses of at most 256 bytes each.
-pub fn encode(members: &[Member], out: &mut Vec<u8>) {
-    let members = &members[..members.len().min(MAX_MEMBERS)];
+/// Encodes a roster, keeping at most [`MAX_MEMBERS`] members with at most
+/// [`MAX_MEMBER_ADDRS`] addresses of at most 256 bytes each, and [`MAX_ROSTER_CERTS`]
+/// certificates.
+pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
+    let members = &roster.members[..roster.members.len().min(MAX_MEMBERS)];
     out.write_var(members.len() as u32);
     for member in members {
         out.write_buf(member.peer.to_bytes());
         write_addrs(out, &member.addrs, MAX_MEMBER_ADDRS);
     }
+    let certs = &roster.certs[..roster.certs.len().min(MAX_ROSTER_CERTS)];
+    out.write_var(certs.len() as u32);
+    for cert in certs {
+        out.write_all(&cert.encode());
+    }
 }
 
-/// Decodes a list from untrusted bytes: every count is bounded before anything is allocated.
-pub fn decode(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
+/// Decodes a roster from untrusted bytes: every count is bounded before anything is
+/// allocated. Certificates are decoded, not verified (the membership verifies them).
+pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
+    let members = decode_members(r)?;
+    let count: u32 = r
+        .read_var()
+        .map_err(malformed("truncated certificate count"))?;
+    if count as usize > MAX_ROSTER_CERTS {
+        return Err(SyncError::Malformed("too many certificates"));
+    }
+    let mut certs = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let bytes = r
+            .read_exact(CERT_LEN)
+            .map_err(malformed("truncated certificate"))?;
+        certs.push(Cert::decode(bytes).map_err(|_| SyncError::Malformed("bad certificate"))?);
+    }
+    Ok(Roster { members, certs })
+}
+
+fn decode_members(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
     let count: u32 = r.read_var().map_err(malformed("truncated member count"))?;
     if count as usize > MAX_MEMBERS {
         return Err(SyncError::Malformed("too many members"));
@@ -52,9 +88,9 @@ pub fn decode(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
     Ok(members)
 }
 
-/// Requester side: the request that sends our list (`mine`, ourselves first).
-pub fn request(key: &DocKey, topic: &[u8; 32], mine: Vec<Member>) -> Vec<u8> {
-    let body = RequestBody::Members { members: mine };
+/// Requester side: the request that sends our roster (members: ourselves first).
+pub fn request(key: &DocKey, topic: &[u8; 32], mine: Roster) -> Vec<u8> {
+    let body = RequestBody::Members(mine);
     SyncRequest {
         topic: *topic,
         sealed: key.seal(topic, Purpose::SyncRequest, &body.encode()),
@@ -62,19 +98,15 @@ pub fn request(key: &DocKey, topic: &[u8; 32], mine: Vec<Member>) -> Vec<u8> {
     .encode()
 }
 
-/// Responder side: our list as a sealed response.
-pub fn seal_response(key: &DocKey, topic: &[u8; 32], members: &[Member]) -> SyncResponse {
+/// Responder side: our roster as a sealed response.
+pub fn seal_response(key: &DocKey, topic: &[u8; 32], roster: &Roster) -> SyncResponse {
     let mut plain = Vec::new();
-    encode(members, &mut plain);
+    encode(roster, &mut plain);
     SyncResponse::Members(key.seal(topic, Purpose::Members, &plain))
 }
 
-/// Requester side: the responder's list from its response bytes.
-pub fn open_response(
-    key: &DocKey,
-    topic: &[u8; 32],
-    bytes: &[u8],
-) -> Result<Vec<Member>, PullError> {
+/// Requester side: the responder's roster from its response bytes.
+pub fn open_response(key: &DocKey, topic: &[u8; 32], bytes: &[u8]) -> Result<Roster, PullError> {
     let sealed = match SyncResponse::decode(bytes)? {
         SyncResponse::Members(sealed) => sealed,
         SyncResponse::UnknownDoc => return Err(PullError::UnknownDoc),
@@ -114,17 +146,31 @@ mod tests {
     fn lists_round_trip_sealed_and_are_bounded() {
         let key = DocKey([4; 32]);
         let topic = [5; 32];
-        let list = vec![member(&[1, 2]), member(&[])];
-        let response = seal_response(&key, &topic, &list).encode();
-        assert_eq!(open_response(&key, &topic, &response).unwrap(), list);
+        let owner = libp2p_identity::ed25519::Keypair::generate();
+        let cert = Cert::issue(
+            crate::core::doc::DocId::random(),
+            crate::core::access::CertKind::Member,
+            crate::core::access::Role::Reader,
+            [9; 32],
+            &owner,
+        );
+        let roster = Roster {
+            members: vec![member(&[1, 2]), member(&[])],
+            certs: vec![cert.clone(), cert],
+        };
+        let response = seal_response(&key, &topic, &roster).encode();
+        assert_eq!(open_response(&key, &topic, &response).unwrap(), roster);
         assert!(open_response(&DocKey([6; 32]), &topic, &response).is_err());
 
-        let many: Vec<Member> = (0..100)
-            .map(|_| member(&(1..20).collect::<Vec<_>>()))
-            .collect();
+        let many = Roster {
+            members: (0..100)
+                .map(|_| member(&(1..20).collect::<Vec<_>>()))
+                .collect(),
+            certs: Vec::new(),
+        };
         let mut bytes = Vec::new();
         encode(&many, &mut bytes);
-        let back = decode(&mut Cursor::new(&bytes)).unwrap();
+        let back = decode(&mut Cursor::new(&bytes)).unwrap().members;
         assert_eq!(back.len(), MAX_MEMBERS);
         assert!(back.iter().all(|m| m.addrs.len() == MAX_MEMBER_ADDRS));
     }
@@ -138,6 +184,8 @@ mod tests {
         bytes.write_buf(PeerId::random().to_bytes());
         bytes.write_var(9u32); // one address too many
         assert!(decode(&mut Cursor::new(&bytes)).is_err());
+        // No members, then more certificates than allowed.
+        assert!(decode(&mut Cursor::new(&[0, 0xff, 0x0f])).is_err());
     }
 
     proptest! {

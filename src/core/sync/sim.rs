@@ -177,7 +177,7 @@ impl Sim {
                     requester_ahead = answer.requester_ahead;
                     answer.response
                 }
-                RequestBody::Members { .. } => unreachable!("the simulation exchanges no members"),
+                RequestBody::Members(_) => unreachable!("the simulation exchanges no members"),
                 RequestBody::Continue { transfer, offset } => {
                     self.reach.continued += 1;
                     let response = self.responders[j]

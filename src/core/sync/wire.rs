@@ -5,7 +5,7 @@
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
-use super::members::{self, Member};
+use super::members::{self, Roster};
 use super::{malformed, SyncError, WIRE_VERSION};
 use crate::core::doc::decode_sv;
 use crate::core::envelope::ENVELOPE_OVERHEAD;
@@ -52,8 +52,9 @@ pub enum RequestBody {
     Start { sv: Vec<u8> },
     /// Next chunk of a transfer the responder started.
     Continue { transfer: u64, offset: u64 },
-    /// Member exchange: the members I know (me first); answer with the ones you know.
-    Members { members: Vec<Member> },
+    /// Member exchange: the members I know (me first) and the certificates I hold; answer with
+    /// yours.
+    Members(Roster),
 }
 
 impl RequestBody {
@@ -69,9 +70,9 @@ impl RequestBody {
                 out.write_var(*transfer);
                 out.write_var(*offset);
             }
-            RequestBody::Members { members } => {
+            RequestBody::Members(roster) => {
                 out.write_u8(2);
-                members::encode(members, &mut out);
+                members::encode(roster, &mut out);
             }
         }
         out
@@ -89,9 +90,7 @@ impl RequestBody {
                 transfer: r.read_var().map_err(malformed("truncated transfer id"))?,
                 offset: r.read_var().map_err(malformed("truncated offset"))?,
             },
-            2 => RequestBody::Members {
-                members: members::decode(&mut r)?,
-            },
+            2 => RequestBody::Members(members::decode(&mut r)?),
             _ => return Err(SyncError::Malformed("unknown request kind")),
         };
         if r.has_content() {
@@ -218,10 +217,13 @@ mod tests {
             prop_assert_eq!(RequestBody::decode(&body.encode()).unwrap(), body);
             let start = RequestBody::Start { sv: Document::new().state_vector() };
             prop_assert_eq!(RequestBody::decode(&start.encode()).unwrap(), start);
-            let members = RequestBody::Members { members: vec![super::super::members::Member {
-                peer: libp2p_identity::PeerId::random(),
-                addrs: vec![format!("/ip4/192.0.2.7/udp/{}/quic-v1", offset as u16).parse().unwrap()],
-            }] };
+            let members = RequestBody::Members(Roster {
+                members: vec![super::super::members::Member {
+                    peer: libp2p_identity::PeerId::random(),
+                    addrs: vec![format!("/ip4/192.0.2.7/udp/{}/quic-v1", offset as u16).parse().unwrap()],
+                }],
+                certs: Vec::new(),
+            });
             prop_assert_eq!(RequestBody::decode(&members.encode()).unwrap(), members);
             for resp in [
                 SyncResponse::Members(sealed.clone()),

@@ -106,6 +106,8 @@ impl EventLoop {
         reprovide.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reservations = tokio::time::interval(RESERVATION_CHECK);
         reservations.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut score_check = tokio::time::interval(guard::SCORE_CHECK);
+        score_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -113,6 +115,8 @@ impl EventLoop {
                 _ = reservations.tick() => {
                     let nat = self.reach.maintain(&mut self.swarm);
                     self.follow_nat(nat);
+                }
+                _ = score_check.tick() => {
                     self.bans.maintain(&mut self.swarm, std::time::Instant::now());
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),

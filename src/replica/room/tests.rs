@@ -23,6 +23,7 @@ async fn setup(
         store,
         outbox,
         compact_every,
+        me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
     };
     (dir, ctx, out_rx, meta)
 }

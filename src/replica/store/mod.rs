@@ -3,9 +3,10 @@
 //! arrive together are committed in one transaction (group commit) with `synchronous=FULL`, and
 //! each caller hears back only after its commit is durable. The statements are in [`sql`].
 //!
-//! Tables (schema version in `PRAGMA user_version`): `docs` (id, name, key), `updates`
-//! (append-only log per doc), `snapshots` (compacted log prefix per doc), `peers` (known
-//! addresses), `meta` (reserved for small key/value settings).
+//! Tables (schema version in `PRAGMA user_version`): `docs` (id, name, key, owner), `updates`
+//! (append-only log per doc), `snapshots` (compacted log prefix per doc), `certs` (each
+//! document's membership certificates), `peers` (known addresses), `meta` (reserved for small
+//! key/value settings).
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -14,6 +15,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::ask;
+use crate::core::access::KeyBytes;
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 
@@ -52,12 +54,14 @@ pub enum StoreError {
 
 /// A document's stored metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DocMeta {
+pub(crate) struct DocMeta {
     pub id: DocId,
     pub name: String,
     pub key: DocKey,
     /// Unix seconds.
     pub created: i64,
+    /// The owner's Ed25519 key: the root of the document's membership.
+    pub owner: KeyBytes,
 }
 
 /// What is needed to rebuild a document: snapshot first, then the log after it.
@@ -67,6 +71,8 @@ pub(crate) struct StoredDoc {
     pub updates: Vec<Vec<u8>>,
     /// Sequence number of the last log entry (0 if none): compaction covers up to here.
     pub last_seq: i64,
+    /// Encoded membership certificates.
+    pub certs: Vec<Vec<u8>>,
 }
 
 impl StoredDoc {
@@ -91,6 +97,8 @@ enum Command {
     Compact(DocId, Vec<u8>, i64, Reply<()>),
     SavePeer(String, Vec<String>, Reply<()>),
     KnownPeers(Reply<Vec<(String, Vec<String>)>>),
+    AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
+    AdoptLegacy(KeyBytes, Reply<usize>),
     Close(oneshot::Sender<()>),
 }
 
@@ -154,6 +162,14 @@ impl Store {
     pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         self.call(Command::KnownPeers).await
     }
+    /// Stores certificates of a document (duplicates are ignored).
+    pub(crate) async fn add_certs(&self, id: DocId, certs: Vec<Vec<u8>>) -> Result<(), StoreError> {
+        self.call(|r| Command::AddCerts(id, certs, r)).await
+    }
+    /// Makes `owner` the owner of documents stored before roles existed; returns how many.
+    pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {
+        self.call(|r| Command::AdoptLegacy(owner, r)).await
+    }
     /// Finishes queued commands, then closes the database. Idempotent.
     pub(crate) async fn close(&self) {
         let (done, rx) = oneshot::channel();
@@ -214,14 +230,23 @@ pub(crate) fn unix_now() -> i64 {
 
 #[cfg(test)]
 impl DocMeta {
-    /// A new document's metadata: random id and key, created now.
+    /// A new document's metadata: random id and key, created now, owned by
+    /// [`DocMeta::test_owner`].
     pub(crate) fn new_for_test(name: &str) -> DocMeta {
         DocMeta {
             id: DocId::random(),
             name: name.into(),
             key: DocKey::random(),
             created: unix_now(),
+            owner: Self::test_owner().public().to_bytes(),
         }
+    }
+
+    /// The identity that owns test documents.
+    pub(crate) fn test_owner() -> libp2p::identity::ed25519::Keypair {
+        let secret = libp2p::identity::ed25519::SecretKey::try_from_bytes([7u8; 32])
+            .expect("32 bytes are a valid Ed25519 seed");
+        libp2p::identity::ed25519::Keypair::from(secret)
     }
 }
 

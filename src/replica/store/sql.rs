@@ -9,7 +9,7 @@ use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredDoc};
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
@@ -54,6 +54,20 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  PRIMARY KEY (peer, addr));
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              PRAGMA user_version = 1;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 2 {
+        // Roles: a document's owner key (NULL for documents from before: the node adopts them
+        // at start, see `Command::AdoptLegacy`) and its certificates.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE docs ADD COLUMN owner BLOB;
+             CREATE TABLE IF NOT EXISTS certs (
+                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+                 cert BLOB NOT NULL, PRIMARY KEY (doc, cert));
+             PRAGMA user_version = 2;
              COMMIT;",
         )
         .map_err(corrupt)?;
@@ -139,6 +153,28 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply
             finish(r, result)
         }
         Command::KnownPeers(r) => finish(r, known_peers(tx)),
+        Command::AddCerts(id, certs, r) => {
+            let result = certs
+                .iter()
+                .try_for_each(|cert| {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO certs (doc, cert) VALUES (?1, ?2)",
+                        params![&id.0[..], cert],
+                    )
+                    .map(|_| ())
+                })
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::AdoptLegacy(owner, r) => {
+            let result = tx
+                .execute(
+                    "UPDATE docs SET owner = ?1 WHERE owner IS NULL",
+                    params![&owner[..]],
+                )
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
         Command::Close(_) => unreachable!("handled by the writer loop"),
     }
 }
@@ -165,33 +201,48 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
         return Err(StoreError::DocExists(meta.id));
     }
     tx.execute(
-        "INSERT INTO docs (id, name, key, created) VALUES (?1, ?2, ?3, ?4)",
-        params![&meta.id.0[..], meta.name, &meta.key.0[..], meta.created],
+        "INSERT INTO docs (id, name, key, created, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            &meta.id.0[..],
+            meta.name,
+            &meta.key.0[..],
+            meta.created,
+            &meta.owner[..]
+        ],
     )
     .map(|_| ())
     .map_err(|e| name_taken(e, &meta.name))
 }
 
 fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
-    let mut stmt = tx.prepare("SELECT id, name, key, created FROM docs ORDER BY created, name")?;
+    let mut stmt = tx.prepare(
+        "SELECT id, name, key, created, owner FROM docs WHERE owner IS NOT NULL
+         ORDER BY created, name",
+    )?;
     let rows = stmt.query_map([], |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
             row.get::<_, String>(1)?,
             row.get::<_, Vec<u8>>(2)?,
             row.get::<_, i64>(3)?,
+            row.get::<_, Vec<u8>>(4)?,
         ))
     })?;
     let mut docs = Vec::new();
     for row in rows {
-        let (id, name, key, created) = row?;
+        let (id, name, key, created, owner) = row?;
         // A row with wrong-sized blobs is damage; skip it loudly rather than fail every list.
-        match (<[u8; 16]>::try_from(id), <[u8; 32]>::try_from(key)) {
-            (Ok(id), Ok(key)) => docs.push(DocMeta {
+        match (
+            <[u8; 16]>::try_from(id),
+            <[u8; 32]>::try_from(key),
+            <[u8; 32]>::try_from(owner),
+        ) {
+            (Ok(id), Ok(key), Ok(owner)) => docs.push(DocMeta {
                 id: DocId(id),
                 name,
                 key: DocKey(key),
                 created,
+                owner,
             }),
             _ => tracing::error!("store: skipping damaged docs row {name:?}"),
         }
@@ -220,10 +271,15 @@ fn load(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredDoc, StoreError> 
         last_seq = seq;
         updates.push(data);
     }
+    let mut stmt = tx.prepare("SELECT cert FROM certs WHERE doc = ?1")?;
+    let certs = stmt
+        .query_map([&id.0[..]], |row| row.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(StoredDoc {
         snapshot: snapshot.map(|s| s.0),
         updates,
         last_seq,
+        certs,
     })
 }
 

@@ -1,5 +1,6 @@
 //! The sync driver's gossip: publishing local edits and presence, and handing received gossip
-//! to its room in a task bounded per document, which reports the verdict to gossipsub.
+//! to its room in a task bounded per document, which reports the verdict to gossipsub. Edits
+//! are accepted only from authors the document's membership makes writers.
 
 use std::sync::Arc;
 
@@ -8,8 +9,9 @@ use libp2p::PeerId;
 use tokio::sync::Semaphore;
 
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
+use crate::core::access::Role;
 use crate::core::doc::parse_topic_name;
-use crate::core::sync::gossip;
+use crate::core::sync::gossip::{self, Gossip};
 use crate::net::Net;
 use crate::replica::room::Outgoing;
 
@@ -46,6 +48,32 @@ impl SyncDriver {
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
         };
+        // Strict signing: gossipsub verified that `source` wrote this message. Only writers
+        // edit; any member may show presence. An author whose role we do not know yet is
+        // ignored (not penalised: the forwarder may know more) until its roster arrives.
+        let Some(author) = source else {
+            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+        };
+        let needed = match message {
+            Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
+            Gossip::Awareness(_) => Role::Reader,
+        };
+        match room.membership().role_of(&author) {
+            Some(role) if role >= needed => {}
+            Some(role) => {
+                tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: a {} may not edit", role.as_str());
+                return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
+            }
+            None => {
+                let ask = if self.connected.contains(&author) {
+                    author
+                } else {
+                    via
+                };
+                self.exchange_members(ask, room.id, true);
+                return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+            }
+        }
         let slots = self
             .gossip_slots
             .entry(room.id)

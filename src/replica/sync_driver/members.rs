@@ -8,7 +8,12 @@ use libp2p::PeerId;
 
 use super::{Report, SyncDriver, DIAL_TIMEOUT, MEMBER_EXCHANGE_EVERY};
 use crate::core::doc::DocId;
-use crate::core::sync::members::{self, Member};
+use crate::core::sync::members::{Member, Roster};
+use crate::replica::pull::exchange;
+use crate::replica::room::RoomHandle;
+
+/// An exchange asked for because a peer's role is unknown happens at most this often.
+const URGENT_EXCHANGE_GAP: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl SyncDriver {
     /// The members we know for a document: ourselves first, then connected peers sharing it.
@@ -28,35 +33,44 @@ impl SyncDriver {
         std::iter::once(me).chain(others).collect()
     }
 
-    /// Exchanges member lists with `peer` for `doc`, unless done recently.
-    pub(super) fn exchange_members(&mut self, peer: PeerId, doc: DocId) {
+    /// Our roster for `room`, for `except`: the members we know and every certificate we hold.
+    pub(super) fn roster(&self, room: &RoomHandle, except: PeerId) -> Roster {
+        Roster {
+            members: self.known_members(&room.topic, except),
+            certs: room.membership().certs().cloned().collect(),
+        }
+    }
+
+    /// Exchanges rosters with `peer` for `doc`, unless done recently (`urgent`: a peer whose
+    /// role we do not know yet, so its edits wait for it, is asked again after a few seconds).
+    pub(super) fn exchange_members(&mut self, peer: PeerId, doc: DocId, urgent: bool) {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
         let now = Instant::now();
-        let every = self.settings.sync_interval * MEMBER_EXCHANGE_EVERY;
+        let every = if urgent {
+            URGENT_EXCHANGE_GAP
+        } else {
+            self.settings.sync_interval * MEMBER_EXCHANGE_EVERY
+        };
         if let Some(last) = self.members_exchanged.get(&(peer, doc)) {
             if now.duration_since(*last) < every {
                 return;
             }
         }
         self.members_exchanged.insert((peer, doc), now);
-        let request = members::request(
-            &room.key,
-            &room.topic,
-            self.known_members(&room.topic, peer),
-        );
+        let mine = self.roster(&room, peer);
         let net = self.net.clone();
         let reports = self.reports.clone();
         self.spawn_task(async move {
-            let answer = match net.request(peer, request).await {
-                Ok(bytes) => members::open_response(&room.key, &room.topic, &bytes)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            match answer {
-                Ok(members) => {
-                    let _ = reports.send(Report::MembersLearned { members }).await;
+            match exchange(&net, &room, peer, mine).await {
+                Ok(roster) => {
+                    let learned = Report::MembersLearned {
+                        peer,
+                        doc: room.id,
+                        members: roster.members,
+                    };
+                    let _ = reports.send(learned).await;
                 }
                 Err(e) => tracing::debug!(%peer, doc = %room.id, "member exchange failed: {e}"),
             }

@@ -108,7 +108,11 @@ enum Report {
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
     },
+    /// A member exchange with `peer` for `doc` brought these members (its certificates are
+    /// in the room already).
     MembersLearned {
+        peer: PeerId,
+        doc: DocId,
         members: Vec<Member>,
     },
 }
@@ -294,15 +298,33 @@ impl SyncDriver {
                 requester_sv,
                 result,
             } => self.answer_start(peer, room, channel, requester_sv, result),
-            Report::MembersLearned { members } => self.meet(members),
+            Report::MembersLearned { peer, doc, members } => {
+                self.meet(members);
+                // Its role may be known now.
+                self.want_pull(peer, doc);
+            }
         }
     }
 
     // --- pulls ---------------------------------------------------------------------------
 
+    /// Pulls `doc` from `peer` if it is a writer; if its role is unknown, asks for its roster.
     fn want_pull(&mut self, peer: PeerId, doc: DocId) {
-        if peer != self.net.peer_id() && self.pulls.want((peer, doc)) {
-            self.start_pull(peer, doc);
+        if peer == self.net.peer_id() {
+            return;
+        }
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        match room.membership().role_of(&peer) {
+            Some(role) if role.may_write() => {
+                if self.pulls.want((peer, doc)) {
+                    self.start_pull(peer, doc);
+                }
+            }
+            // Readers never serve what we apply.
+            Some(_) => {}
+            None => self.exchange_members(peer, doc, true),
         }
     }
 
@@ -334,7 +356,7 @@ impl SyncDriver {
                 self.synced
                     .insert((doc, peer), (Instant::now(), outcome.in_sync));
                 self.vouch(peer);
-                self.exchange_members(peer, doc);
+                self.exchange_members(peer, doc, false);
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
         }

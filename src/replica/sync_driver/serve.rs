@@ -63,12 +63,24 @@ impl SyncDriver {
         };
         self.vouch(peer);
         match body {
-            RequestBody::Members { members } => {
-                let ours = self.known_members(&room.topic, peer);
+            RequestBody::Members(roster) => {
+                let ours = self.roster(&room, peer);
                 let response =
                     crate::core::sync::members::seal_response(&room.key, &room.topic, &ours);
                 self.respond(peer, channel, response);
-                self.meet(members);
+                self.meet(roster.members);
+                let reports = self.reports.clone();
+                let doc = room.id;
+                self.spawn_task(async move {
+                    match room.add_certs(roster.certs).await {
+                        // Its role may be known now: pull from it if it writes.
+                        Ok(new) if new > 0 => {
+                            let _ = reports.send(Report::PullWanted { peer, doc }).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(%doc, %peer, "cannot store certificates: {e}"),
+                    }
+                });
             }
             RequestBody::Continue { transfer, offset } => {
                 let response = self.responder.answer_continue(
