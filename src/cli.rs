@@ -43,8 +43,16 @@ pub(crate) enum Command {
     },
     /// List documents.
     Ls,
-    /// Print a ticket that lets another node join DOC.
-    Share { doc: String },
+    /// Print a ticket that lets another node join DOC: as a writer, or with --read-only as a
+    /// reader (it can read and follow the document, never change it). Only the owner and
+    /// writers can share. Treat a ticket like a password.
+    Share {
+        doc: String,
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List DOC's members and their roles (owner, writer, reader).
+    Members { doc: String },
     /// Join a document from a ticket (fetches it from the sharer).
     Join {
         ticket: String,
@@ -229,10 +237,21 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
         }
         Command::Ls => {
             for doc in client.list()? {
-                println!("{}  {}", doc.id, doc.name);
+                let role = if doc.role == "reader" {
+                    "  (read-only)"
+                } else {
+                    ""
+                };
+                println!("{}  {}{role}", doc.id, doc.name);
             }
         }
-        Command::Share { doc } => println!("{}", client.ticket(&doc)?),
+        Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
+        Command::Members { doc } => {
+            for member in client.members(&doc)? {
+                let you = if member.you { "  (this node)" } else { "" };
+                println!("{}  {}{you}", member.peer, member.role);
+            }
+        }
         Command::Join { ticket, name } => {
             let doc = client.join(&ticket, name.as_deref())?;
             println!("joined {} ({})", doc.name, doc.id);

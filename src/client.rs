@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use peerdoc::{api_addr_path, api_token_path, DocInfo, PeerStatus, Status};
+use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
@@ -111,9 +111,13 @@ impl Client {
         )?;
         self.json(r)
     }
-    pub(crate) fn ticket(&self, doc: &str) -> Result<String, ClientError> {
-        let v: serde_json::Value = self.get(&format!("{}/ticket", Self::doc_path(doc)))?;
+    pub(crate) fn ticket(&self, doc: &str, read_only: bool) -> Result<String, ClientError> {
+        let path = format!("{}/ticket?read_only={read_only}", Self::doc_path(doc));
+        let v: serde_json::Value = self.get(&path)?;
         Ok(v["ticket"].as_str().unwrap_or_default().to_string())
+    }
+    pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
+        self.get(&format!("{}/members", Self::doc_path(doc)))
     }
     pub(crate) fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
         let r = self.check(

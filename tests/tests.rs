@@ -15,4 +15,5 @@ mod it {
     pub mod hostile;
     pub mod join;
     pub mod lab;
+    pub mod roles;
 }

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::node::Error;
+use crate::replica::room::RoomError;
 use crate::replica::store::StoreError;
 
 /// A JSON error body with its status code.
@@ -31,7 +32,10 @@ impl From<Error> for ApiError {
             Error::AmbiguousDoc(..) | Error::AlreadyJoined(_) => StatusCode::CONFLICT,
             Error::Store(StoreError::NameTaken(_)) => StatusCode::CONFLICT,
             Error::BadName(..) | Error::Ticket(_) | Error::OwnTicket => StatusCode::BAD_REQUEST,
-            Error::Unreachable { .. } | Error::JoinSync(_) => StatusCode::BAD_GATEWAY,
+            Error::Unreachable { .. } | Error::JoinSync(_) | Error::NoWriter => {
+                StatusCode::BAD_GATEWAY
+            }
+            Error::ReaderCannotShare | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

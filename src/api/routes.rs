@@ -52,6 +52,7 @@ pub(crate) fn router(app: App) -> Router {
         )
         .route("/api/docs/{doc}/text", get(get_text).put(put_text))
         .route("/api/docs/{doc}/ticket", get(ticket))
+        .route("/api/docs/{doc}/members", get(members))
         .route("/api/join", post(join))
         .route("/ws/{doc}", get(websocket))
         .route(
@@ -179,10 +180,24 @@ async fn put_text(
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
-async fn ticket(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(
-        serde_json::json!({ "ticket": app.node.ticket(&doc).await? }),
-    ))
+/// `?read_only=true` for a read-only ticket.
+#[derive(Deserialize)]
+struct TicketQuery {
+    #[serde(default)]
+    read_only: bool,
+}
+
+async fn ticket(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Query(query): Query<TicketQuery>,
+) -> ApiResult<impl IntoResponse> {
+    let ticket = app.node.share(&doc, query.read_only).await?;
+    Ok(Json(serde_json::json!({ "ticket": ticket })))
+}
+
+async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
+    Ok(Json(app.node.members(&doc).await?))
 }
 
 #[derive(Deserialize)]

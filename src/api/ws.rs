@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::sync::YMessage;
-use crate::replica::room::{Origin, RoomHandle};
+use crate::replica::room::{Origin, RoomError, RoomHandle};
 
 /// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
 pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;
@@ -134,7 +134,13 @@ async fn on_frame(
             YMessage::SyncStep2(update) | YMessage::Update(update) => {
                 room.apply_local(update, origin)
                     .await
-                    .map_err(|_| End(CLOSE_POLICY, "update rejected"))?;
+                    .map_err(|e| match e {
+                        RoomError::ReadOnly(_) => End(
+                            CLOSE_POLICY,
+                            "read-only: this node may read this document, not edit it",
+                        ),
+                        _ => End(CLOSE_POLICY, "update rejected"),
+                    })?;
             }
             YMessage::Awareness(update) => {
                 let clients = room

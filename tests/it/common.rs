@@ -240,7 +240,10 @@ pub async fn admit_as_member(
     let key = peerdoc::core::access::key_of(&net.peer_id()).unwrap();
     let mine = Roster {
         members: Vec::new(),
-        certs: vec![ticket.invitation_cert().unwrap(), ticket.admit(key).unwrap()],
+        certs: vec![
+            ticket.invitation_cert().unwrap(),
+            ticket.admit(key).unwrap(),
+        ],
     };
     let topic = ticket.doc.topic();
     let request = members::request(&ticket.key, &topic, mine);

@@ -1,5 +1,6 @@
-// peerdoc's web editor: document list, create/rename/delete, share and join with tickets, and a
-// CodeMirror 6 editor bound to the node's y-websocket endpoint, with remote cursors.
+// peerdoc's web editor: document list, create/rename/delete, share (read-only or read-write) and
+// join with tickets, the member list, and a CodeMirror 6 editor bound to the node's y-websocket
+// endpoint, with remote cursors (read-only where this node is a reader).
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { EditorView, basicSetup } from 'codemirror'
@@ -88,15 +89,24 @@ function openDoc (doc) {
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
   const ytext = ydoc.getText('content')
+  const readOnly = doc.role === 'reader'
   const view = new EditorView({
     state: EditorState.create({
       doc: '',
-      extensions: [basicSetup, EditorView.lineWrapping, yCollab(ytext, provider.awareness)]
+      extensions: [
+        basicSetup,
+        EditorView.lineWrapping,
+        yCollab(ytext, provider.awareness),
+        EditorState.readOnly.of(readOnly),
+        EditorView.editable.of(!readOnly)
+      ]
     }),
     parent: $('editor')
   })
   current = { id: doc.id, name: doc.name, ydoc, provider, view }
   $('doc-title').textContent = doc.name
+  $('read-only').hidden = !readOnly
+  $('share-btn').hidden = readOnly
   $('empty').hidden = true
   $('doc-view').hidden = false
   document.body.classList.remove('menu-open')
@@ -166,14 +176,37 @@ $('new-form').onsubmit = async (e) => {
   } catch (err) { showError(err) }
 }
 
+async function showTicket () {
+  const readOnly = $('share-read-only').checked
+  $('share-explain').textContent = readOnly
+    ? 'Anyone with this ticket can read the document and follow its changes, but not edit it. Send it privately.'
+    : 'Anyone with this ticket can read and edit the document, and share it further. Send it privately.'
+  const { ticket } = await api('GET', `/api/docs/${current.id}/ticket?read_only=${readOnly}`)
+  $('ticket-text').value = ticket
+  $('copy-btn').textContent = 'Copy'
+}
+
+async function showMembers () {
+  const members = await api('GET', `/api/docs/${current.id}/members`)
+  $('member-list').replaceChildren(...members.map((m) => {
+    const li = document.createElement('li')
+    li.textContent = `${m.peer.slice(0, 12)}…${m.peer.slice(-6)} · ${m.role}${m.you ? ' (this node)' : ''}`
+    li.title = m.peer
+    li.dataset.role = m.role
+    return li
+  }))
+}
+
 $('share-btn').onclick = async () => {
   try {
-    const { ticket } = await api('GET', `/api/docs/${current.id}/ticket`)
-    $('ticket-text').value = ticket
-    $('copy-btn').textContent = 'Copy'
+    $('share-read-write').checked = true
+    await Promise.all([showTicket(), showMembers()])
     $('share-dialog').showModal()
     $('ticket-text').select()
   } catch (err) { showError(err) }
+}
+for (const id of ['share-read-write', 'share-read-only']) {
+  $(id).onchange = () => showTicket().catch(showError)
 }
 $('copy-btn').onclick = async () => {
   const text = $('ticket-text').value

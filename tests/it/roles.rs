@@ -1,0 +1,192 @@
+//! Roles: the owner shares read-write or read-only; readers follow the document but can never
+//! change it, not even with a modified node; writers share further, and members admitted by a
+//! writer are recognised by everyone.
+
+use std::time::Duration;
+
+use super::common::*;
+use libp2p::identity::Keypair;
+use peerdoc::core::doc::Document;
+use peerdoc::core::envelope::Purpose;
+use peerdoc::core::sync::YMessage;
+use peerdoc::core::ticket::{Capability, Ticket};
+use peerdoc::testing::{Net, NetConfig};
+use peerdoc::{DhtMode, Error};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_follow_the_document_but_cannot_write_or_share() {
+    let d = dirs(3);
+    let (a, b, c) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let doc = a.create_doc("handbook").await.unwrap();
+    assert_eq!(doc.role, "owner");
+    a.write(&doc.id, "rule one: be kind\n".into(), false)
+        .await
+        .unwrap();
+    let read_only = a.share(&doc.id, true).await.unwrap();
+    assert_eq!(
+        Ticket::decode(&read_only).unwrap().capability,
+        Capability::ReadOnly
+    );
+    let joined = b.join(&read_only, None).await.unwrap();
+    assert_eq!(joined.role, "reader");
+    assert_eq!(b.text(&doc.id).await.unwrap(), "rule one: be kind\n");
+    c.join(&a.share(&doc.id, false).await.unwrap(), None)
+        .await
+        .unwrap();
+
+    // The reader's node refuses to write or share, with an error that says why.
+    let err = b
+        .write(&doc.id, "rule two: obey me\n".into(), true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let err = b.share(&doc.id, true).await.unwrap_err();
+    assert!(matches!(err, Error::ReaderCannotShare), "{err}");
+
+    // The reader follows a writer's edits.
+    c.write(&doc.id, "rule two: write things down\n".into(), true)
+        .await
+        .unwrap();
+    let text = wait_converged(&[&a, &b, &c], &doc.id, |t| t.contains("rule two")).await;
+    assert_eq!(text, "rule one: be kind\nrule two: write things down\n");
+
+    // Everyone agrees on who is who.
+    for node in [&a, &b, &c] {
+        wait_until("every member knows every role", async || {
+            let members = node.members(&doc.id).await.unwrap();
+            let role_of = |peer: libp2p::PeerId| {
+                members
+                    .iter()
+                    .find(|m| m.peer == peer.to_string())
+                    .map(|m| m.role.clone())
+            };
+            role_of(a.peer_id()).as_deref() == Some("owner")
+                && role_of(b.peer_id()).as_deref() == Some("reader")
+                && role_of(c.peer_id()).as_deref() == Some("writer")
+        })
+        .await;
+    }
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_readers_modified_node_gets_no_update_applied() {
+    let d = dirs(2);
+    let (a, c) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
+    let doc = a.create_doc("guarded").await.unwrap();
+    a.write(&doc.id, "original\n".into(), false).await.unwrap();
+    c.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    let ticket = Ticket::decode(&a.share(&doc.id, true).await.unwrap()).unwrap();
+
+    // A reader's node, modified to publish edits: correctly keyed, signed by its own identity,
+    // and its reader certificate is known to A.
+    let cancel = CancellationToken::new();
+    let config = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        dht: DhtMode::Client,
+        upnp: false,
+        relay_server: None,
+        max_connections: 64,
+    };
+    let (reader, mut events, _task) =
+        Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
+            .await
+            .unwrap();
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    reader
+        .dial(ticket.peer, ticket.addrs.clone())
+        .await
+        .unwrap();
+    admit_as_member(&reader, &ticket).await;
+    let reader_id = reader.peer_id().to_string();
+    wait_until("A knows the reader's role", async || {
+        a.members(&doc.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.peer == reader_id && m.role == "reader")
+    })
+    .await;
+    reader.subscribe(ticket.doc.topic_name()).await;
+    wait_until("A sees the reader subscribe", async || {
+        a.status().await.unwrap().docs[0]
+            .peers
+            .iter()
+            .any(|p| p.peer == reader_id)
+    })
+    .await;
+
+    // Edits that would show if applied: inserts into the shared text from a fresh replica.
+    let mut forged = Document::new();
+    let topic = ticket.doc.topic();
+    for i in 0..5 {
+        let update = forged.append_text(&format!("FORGED {i}\n")).unwrap();
+        let sealed = ticket
+            .key
+            .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
+        let _ = reader.publish(ticket.doc.topic_name(), sealed).await;
+    }
+    // Rejected edits cost the sender its connection.
+    wait_until("A disconnects the reader", async || {
+        !a.peers().await.unwrap().iter().any(|p| p.peer == reader_id)
+    })
+    .await;
+    // Honest members still converge, without any forged text.
+    c.write(&doc.id, "honest\n".into(), true).await.unwrap();
+    let text = wait_converged(&[&a, &c], &doc.id, |t| t.contains("honest")).await;
+    assert_eq!(text, "original\nhonest\n");
+    cancel.cancel();
+    a.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_a_writer_admitted_is_recognised_by_the_owner() {
+    let d = dirs(3);
+    let (a, c, e) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let doc = a.create_doc("chain").await.unwrap();
+    a.write(&doc.id, "from the owner\n".into(), false)
+        .await
+        .unwrap();
+    c.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    // C, a writer, shares on; E joins from C.
+    let from_c = c.ticket(&doc.id).await.unwrap();
+    assert_eq!(Ticket::decode(&from_c).unwrap().peer, c.peer_id());
+    let joined = e.join(&from_c, None).await.unwrap();
+    assert_eq!(joined.role, "writer");
+    e.write(&doc.id, "from the invitee\n".into(), true)
+        .await
+        .unwrap();
+    // A accepts E's edits once it learns E's certificates (through C or E).
+    let text = wait_converged(&[&a, &c, &e], &doc.id, |t| t.contains("invitee")).await;
+    assert_eq!(text, "from the owner\nfrom the invitee\n");
+    wait_until("the owner knows the invitee is a writer", async || {
+        a.members(&doc.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.peer == e.peer_id().to_string() && m.role == "writer")
+    })
+    .await;
+    for node in [a, c, e] {
+        node.shutdown().await;
+    }
+}
