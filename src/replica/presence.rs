@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use yrs::sync::awareness::AwarenessUpdateSummary;
 use yrs::sync::Awareness;
 use yrs::updates::encoder::Encode;
 use yrs::Doc;
@@ -84,7 +85,7 @@ impl Presence {
         update: &[u8],
         owner: Option<Owner>,
     ) -> Result<(Vec<u64>, Option<Vec<u8>>), SyncError> {
-        let update = decode_awareness(update)?;
+        let mut update = decode_awareness(update)?;
         if update.clients.len() > MAX_ENTRIES_PER_UPDATE {
             return Err(SyncError::Malformed(
                 "too many presence entries in one update",
@@ -93,52 +94,58 @@ impl Presence {
         for entry in update.clients.values() {
             check_state(&entry.json)?;
         }
+        if let Some(owner) = owner {
+            // Editors echo the states they hear (y-websocket does): entries naming clients
+            // someone else added are dropped, never applied.
+            update
+                .clients
+                .retain(|id, _| self.owners.get(id).is_none_or(|o| *o == owner));
+        }
         let present = self.present();
-        let arriving: Vec<yrs::ClientID> = update
+        let arriving = update
             .clients
             .iter()
             .filter(|(id, entry)| &*entry.json != "null" && !present.contains(*id))
-            .map(|(id, _)| *id)
-            .collect();
-        if present.len() + arriving.len() > MAX_CLIENTS {
+            .count();
+        if present.len() + arriving > MAX_CLIENTS {
             return Err(SyncError::Malformed(
                 "the document has too many present editors",
             ));
         }
         if let Some(owner) = owner {
-            if update
-                .clients
-                .keys()
-                .any(|id| self.owners.get(id).is_some_and(|o| *o != owner))
-            {
-                return Err(SyncError::Malformed(
-                    "presence client belongs to another editor",
-                ));
-            }
             let owned = self.owners.values().filter(|o| **o == owner).count();
-            if owned + arriving.len() > owner.max_clients() {
+            if owned + arriving > owner.max_clients() {
                 return Err(SyncError::Malformed(match owner {
                     Owner::Session(_) => "too many presence clients for one session",
                     Owner::Peer(_) => "too many presence clients from one peer",
                 }));
             }
-            for id in &arriving {
-                self.owners.insert(*id, owner);
-            }
         }
-        let clients = update.clients.keys().map(|c| c.get()).collect();
-        // Clients that left are nobody's any more (so an owner's count is of present ones).
-        for (id, entry) in &update.clients {
-            if &*entry.json == "null" {
-                self.owners.remove(id);
-            }
-        }
-        let changed = self
+        let named: Vec<yrs::ClientID> = update.clients.keys().copied().collect();
+        let summary = self
             .awareness
             .apply_update_summary(update)
             .map_err(|e| SyncError::Malformed(awareness_error(&e)))?
-            .map(|summary| summary.all_changes())
-            .unwrap_or_default();
+            .unwrap_or(AwarenessUpdateSummary {
+                added: Vec::new(),
+                updated: Vec::new(),
+                removed: Vec::new(),
+            });
+        // Who owns what: clients are the owner's from their arrival until they leave.
+        if let Some(owner) = owner {
+            for id in &summary.added {
+                self.owners.insert(*id, owner);
+            }
+        }
+        for id in &summary.removed {
+            self.owners.remove(id);
+        }
+        let clients = named
+            .iter()
+            .filter(|id| owner.is_none() || self.owners.get(*id) == owner.as_ref())
+            .map(|id| id.get())
+            .collect();
+        let changed = summary.all_changes();
         if changed.is_empty() {
             return Ok((clients, None));
         }
@@ -159,11 +166,16 @@ impl Presence {
             .map(|u| u.encode_v1())
     }
 
-    /// Marks clients as gone. Returns the awareness update announcing it, if any was present.
-    /// One pass over the states, whatever the number of clients.
-    pub(crate) fn remove(&mut self, clients: Vec<u64>) -> Option<Vec<u8>> {
+    /// Marks clients as gone: those `owner` owns (all, for `None`). Returns the awareness
+    /// update announcing it, if any was present. One pass over the states, whatever the number
+    /// of clients.
+    pub(crate) fn remove(&mut self, clients: Vec<u64>, owner: Option<Owner>) -> Option<Vec<u8>> {
         let present = self.present();
-        let clients: Vec<yrs::ClientID> = clients.into_iter().map(yrs::ClientID::new).collect();
+        let clients: Vec<yrs::ClientID> = clients
+            .into_iter()
+            .map(yrs::ClientID::new)
+            .filter(|id| owner.is_none() || self.owners.get(id) == owner.as_ref())
+            .collect();
         for client in &clients {
             // Also clients that already left: their owner no longer owns them.
             self.owners.remove(client);
@@ -224,7 +236,7 @@ impl Presence {
             })
             .map(|(id, _)| id.get())
             .collect();
-        self.remove(stale)
+        self.remove(stale, None)
     }
 }
 
@@ -386,12 +398,17 @@ pub(crate) mod tests {
         presence
             .apply(&presence_update(9_000, 1, state), Some(Owner::Session(1)))
             .unwrap();
-        // Nobody may update or remove a client another owner added.
+        // Nobody may update or remove a client another owner added: such entries are dropped
+        // (editors echo what they hear), as is removing them when a session ends.
         let hijack = presence_update(5_000, 99, "null");
-        assert!(presence.apply(&hijack, mallory).is_err());
+        let (named, changed) = presence.apply(&hijack, mallory).unwrap();
+        assert!(named.is_empty() && changed.is_none());
         assert!(presence
             .apply(&presence_update(9_000, 99, "null"), alice)
-            .is_err());
+            .unwrap()
+            .1
+            .is_none());
+        assert_eq!(presence.remove(vec![5_000, 9_000], mallory), None);
         assert_eq!(clients(presence.state()), MAX_CLIENTS_PER_PEER + 9);
         // Its owner can.
         presence.apply(&hijack, alice).unwrap();
@@ -420,11 +437,11 @@ pub(crate) mod tests {
                     .apply(&many(chunk..chunk + 64, state), None)
                     .unwrap();
             }
-            assert!(presence.remove(ids.collect()).is_some());
+            assert!(presence.remove(ids.collect(), None).is_some());
         }
         assert!(presence.awareness.iter().count() <= MAX_TRACKED);
         assert_eq!(presence.state(), None);
         // Removing clients that are not there announces nothing.
-        assert_eq!(presence.remove((0..10_000).collect()), None);
+        assert_eq!(presence.remove((0..10_000).collect(), None), None);
     }
 }

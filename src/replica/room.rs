@@ -354,7 +354,11 @@ impl Room {
                 let _ = reply.send(self.presence.state());
             }
             Command::RemoveAwareness(clients, origin, reply) => {
-                if let Some(gone) = self.presence.remove(clients) {
+                let owner = match origin {
+                    Origin::Session(session) => Some(Owner::Session(session)),
+                    Origin::Remote | Origin::Api => None,
+                };
+                if let Some(gone) = self.presence.remove(clients, owner) {
                     self.fan_out_presence(gone, origin, true);
                 }
                 let _ = reply.send(());

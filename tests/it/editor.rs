@@ -395,3 +395,53 @@ fn presence_frame_from(first: u64, n: u64, state: &str) -> Vec<u8> {
         .collect();
     YMessage::Awareness(AwarenessUpdate { clients }.encode_v1()).encode()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_nodes_editor_session_may_resync_but_not_edit() {
+    let d = dirs(2);
+    let owner = start(&d.paths[0]).await;
+    let doc = owner.create_doc("announcements").await.unwrap().id;
+    owner
+        .write(&doc, "office closed friday\n".into(), false)
+        .await
+        .unwrap();
+    let reader = serve_with(test_config(&d.paths[1], 0), None).await;
+    reader
+        .join(&owner.share(&doc, true).await.unwrap(), None)
+        .await
+        .unwrap();
+
+    // A client that already has the document resends it on connect: accepted, changes nothing.
+    let state = node_state(&reader, &doc).await;
+    let mut socket = connect(&reader, &doc).await;
+    next_message(&mut socket).await;
+    socket
+        .send(Message::Binary(
+            YMessage::SyncStep2(state.clone()).encode().into(),
+        ))
+        .await
+        .unwrap();
+    // An edit is refused: the session is closed with a reason the user can act on.
+    let mut client = Document::new();
+    client.apply(&state).unwrap();
+    let edit = client.append_text("office open friday\n").unwrap();
+    socket
+        .send(Message::Binary(YMessage::Update(edit).encode().into()))
+        .await
+        .unwrap();
+    loop {
+        match next_message(&mut socket).await {
+            Some(Message::Close(Some(close))) => {
+                assert_eq!(close.code, CloseCode::Policy);
+                assert!(close.reason.contains("read-only"), "{close:?}");
+                break;
+            }
+            Some(Message::Binary(_)) => continue,
+            other => panic!("expected a close with a reason, got {other:?}"),
+        }
+    }
+    assert_eq!(reader.text(&doc).await.unwrap(), "office closed friday\n");
+    assert_eq!(owner.text(&doc).await.unwrap(), "office closed friday\n");
+    reader.shutdown().await;
+    owner.shutdown().await;
+}

@@ -129,3 +129,56 @@ test('the editor loads and edits behind an access token', async () => {
   await page.screenshot({ path: `${ARTIFACTS}/browser-token.png` })
   await context.close()
 })
+
+test('a read-only member follows the document and cannot edit it', async () => {
+  const a = await startNode()
+  const c = await startNode()
+  nodes.push(a, c)
+  const pageA = await openPage(a, 'Alice')
+  const pageC = await openPage(c, 'Carol')
+  await pageA.fill('#new-name', 'Handbook')
+  await pageA.click('#new-btn')
+  await pageA.waitForSelector('.cm-content')
+  await waitFor('A connected', async () => (await pageA.textContent('#status-conn')) === 'connected')
+  await pageA.click('.cm-content')
+  await pageA.keyboard.type('Rule one: be kind.')
+
+  // A shares read-only.
+  await pageA.click('#share-btn')
+  const readWrite = await waitFor('a read-write ticket', () => pageA.inputValue('#ticket-text'))
+  await pageA.check('#share-read-only')
+  const ticket = await waitFor('a read-only ticket', async () => {
+    const t = await pageA.inputValue('#ticket-text')
+    return t !== readWrite && t
+  })
+  assert.match(await pageA.textContent('#share-explain'), /not edit/)
+  await pageA.click('#share-close')
+
+  // C joins and sees the text, marked read-only, without a Share button.
+  await pageC.click('#join-btn')
+  await pageC.fill('#join-ticket', ticket)
+  await pageC.click('#join-submit')
+  await pageC.waitForSelector('.cm-content')
+  await waitFor('C sees the text', async () => (await editorText(pageC)) === 'Rule one: be kind.')
+  assert.equal(await pageC.isVisible('#read-only'), true)
+  assert.equal(await pageC.isVisible('#share-btn'), false)
+
+  // Typing changes nothing, here or anywhere.
+  await pageC.click('.cm-content')
+  await pageC.keyboard.type('VANDALISM')
+  await pageA.click('.cm-content')
+  await pageA.keyboard.press('Control+End')
+  await pageA.keyboard.type(' Rule two: write it down.')
+  const full = 'Rule one: be kind. Rule two: write it down.'
+  await waitFor('C follows A', async () => (await editorText(pageC)) === full)
+  const docs = await c.api('GET', '/api/docs')
+  assert.equal(await c.api('GET', `/api/docs/${docs[0].id}/text`), full)
+  assert.equal(await a.api('GET', `/api/docs/${docs[0].id}/text`), full)
+
+  // A's share dialog lists the reader.
+  await pageA.click('#share-btn')
+  await waitFor('the member list shows the reader', async () =>
+    (await pageA.textContent('#member-list')).includes('reader'))
+  await pageA.screenshot({ path: `${ARTIFACTS}/browser-share-members.png` })
+  await pageC.screenshot({ path: `${ARTIFACTS}/browser-read-only.png` })
+})
