@@ -421,6 +421,22 @@ async fn a_reader_nodes_editor_session_may_resync_but_not_edit() {
         ))
         .await
         .unwrap();
+    // The session lives on: it still answers a sync step 1.
+    let empty = Document::new().state_vector();
+    socket
+        .send(Message::Binary(YMessage::SyncStep1(empty).encode().into()))
+        .await
+        .unwrap();
+    loop {
+        match next_message(&mut socket).await {
+            Some(Message::Binary(b)) => {
+                if matches!(YMessage::decode(&b), Ok(YMessage::SyncStep2(_))) {
+                    break;
+                }
+            }
+            other => panic!("the session ended after a harmless resend: {other:?}"),
+        }
+    }
     // An edit is refused: the session is closed with a reason the user can act on.
     let mut client = Document::new();
     client.apply(&state).unwrap();
