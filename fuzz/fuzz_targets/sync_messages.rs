@@ -16,6 +16,7 @@ fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
     let topic = [2; 32];
     let _ = YMessage::decode(data);
     let _ = YMessage::decode_all(data);
+    let _ = peerdoc::core::sync::decode_awareness(data);
     let _ = SyncRequest::decode(data);
     let _ = RequestBody::decode(data);
     let _ = SyncResponse::decode(data);
