@@ -126,7 +126,7 @@ impl Node {
         for &member in members {
             let mine = Roster {
                 members: Vec::new(),
-                certs: room.membership().certs().cloned().collect(),
+                certs: room.access().membership.certs().cloned().collect(),
             };
             match tokio::time::timeout(timeout, exchange(&self.inner.net, &room, member, mine))
                 .await
@@ -142,7 +142,8 @@ impl Node {
                 Ok(Ok(_)) | Err(_) => {}
             }
             if !room
-                .membership()
+                .access()
+                .membership
                 .role_of(&member)
                 .is_some_and(|role| role.may_write())
             {

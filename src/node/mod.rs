@@ -198,7 +198,7 @@ impl Node {
             .inner
             .rooms
             .get(&meta.id)
-            .and_then(|room| room.membership().role_of(&self.peer_id()));
+            .and_then(|room| room.access().membership.role_of(&self.peer_id()));
         DocInfo {
             id: meta.id.to_string(),
             name: meta.name.clone(),
@@ -265,7 +265,8 @@ impl Node {
         let meta = self.resolve(query).await?;
         let room = self.room(query).await?;
         if !room
-            .membership()
+            .access()
+            .membership
             .role_of(&self.peer_id())
             .is_some_and(|role| role.may_write())
         {
@@ -296,7 +297,8 @@ impl Node {
         let room = self.room(query).await?;
         let me = self.peer_id();
         Ok(room
-            .membership()
+            .access()
+            .membership
             .members()
             .into_iter()
             .map(|(peer, role)| MemberInfo {

@@ -44,14 +44,15 @@ pub(crate) async fn pull(
     peer: PeerId,
 ) -> Result<PullOutcome, PullFailure> {
     if !room
-        .membership()
+        .access()
+        .membership
         .role_of(&peer)
         .is_some_and(|role| role.may_write())
     {
         return Err(PullFailure::NotWriter(peer));
     }
     let local_sv = room.state_vector().await?;
-    let (mut session, mut request) = Pull::start(room.key.clone(), room.topic, local_sv);
+    let (mut session, mut request) = Pull::start(room.keys(), room.topic, local_sv);
     loop {
         let response = net.request(peer, request).await?;
         let progress = session
@@ -81,9 +82,9 @@ pub(crate) async fn exchange(
     peer: PeerId,
     mine: Roster,
 ) -> Result<Roster, PullFailure> {
-    let request = members::request(&room.key, &room.topic, mine);
+    let request = members::request(&room.keys(), &room.topic, mine);
     let bytes = net.request(peer, request).await?;
-    let roster = members::open_response(&room.key, &room.topic, &bytes)
+    let roster = members::open_response(&room.keys(), &room.topic, &bytes)
         .map_err(|source| PullFailure::Protocol { peer, source })?;
     room.add_certs(roster.certs.clone()).await?;
     Ok(roster)

@@ -16,7 +16,7 @@ use super::store::{DocMeta, Store, StoreError};
 use crate::actor::ask;
 use crate::core::access::{Cert, Membership};
 use crate::core::doc::{Applied, DocError, DocId, Document};
-use crate::core::envelope::DocKey;
+use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::{SyncError, YMessage};
 
@@ -99,16 +99,22 @@ enum Command {
     Stall(oneshot::Receiver<()>),
 }
 
+/// What a room publishes for those that must not wait for it: who may do what, and the keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Access {
+    pub(crate) membership: Membership,
+    pub(crate) keys: Keyring,
+}
+
 /// Cloneable handle to a room task.
 #[derive(Clone)]
 pub(crate) struct RoomHandle {
     pub(crate) id: DocId,
-    pub(crate) key: DocKey,
     pub(crate) topic: [u8; 32],
     tx: mpsc::Sender<Command>,
     changes: broadcast::Sender<Change>,
-    /// The room's latest membership, readable without asking the room.
-    membership: watch::Receiver<Arc<Membership>>,
+    /// The room's latest membership and keys, readable without asking the room.
+    access: watch::Receiver<Arc<Access>>,
 }
 
 /// Settings a room needs besides its document.
@@ -139,13 +145,18 @@ impl RoomHandle {
                 tracing::error!(doc = %meta.id, "skipping a damaged stored certificate: {e}");
             }
         }
-        let (membership_tx, membership_rx) = watch::channel(Arc::new(membership.clone()));
+        let mut keys = Keyring::new(0, meta.key.clone());
+        for (epoch, key) in &stored.keys {
+            keys.insert(*epoch, DocKey(*key));
+        }
+        let access = Access { membership, keys };
+        let (access_tx, access_rx) = watch::channel(Arc::new(access.clone()));
         let room = Room {
             id: meta.id,
             doc,
             presence,
-            membership,
-            membership_tx,
+            access,
+            access_tx,
             ctx,
             last_seq: stored.last_seq,
             since_compaction: pending_log,
@@ -154,17 +165,21 @@ impl RoomHandle {
         tokio::spawn(room.run(rx));
         Ok(RoomHandle {
             id: meta.id,
-            key: meta.key.clone(),
             topic: meta.id.topic(),
             tx,
             changes,
-            membership: membership_rx,
+            access: access_rx,
         })
     }
 
-    /// The document's membership as the room last derived it.
-    pub(crate) fn membership(&self) -> Arc<Membership> {
-        self.membership.borrow().clone()
+    /// The document's membership and keys as the room last derived them.
+    pub(crate) fn access(&self) -> Arc<Access> {
+        self.access.borrow().clone()
+    }
+
+    /// The document's keys, newest epoch first for sealing.
+    pub(crate) fn keys(&self) -> Keyring {
+        self.access.borrow().keys.clone()
     }
 
     /// Adds certificates (checked, stored); returns how many were new.
@@ -264,8 +279,8 @@ struct Room {
     id: DocId,
     doc: Document,
     presence: Presence,
-    membership: Membership,
-    membership_tx: watch::Sender<Arc<Membership>>,
+    access: Access,
+    access_tx: watch::Sender<Arc<Access>>,
     ctx: RoomContext,
     last_seq: i64,
     since_compaction: usize,
@@ -470,14 +485,15 @@ impl Room {
     }
 
     fn may_write(&self) -> bool {
-        self.membership
+        self.access
+            .membership
             .role_of(&self.ctx.me)
             .is_some_and(|role| role.may_write())
     }
 
     /// Checks and stores new certificates, then publishes the new membership.
     async fn add_certs(&mut self, certs: Vec<Cert>) -> Result<usize, RoomError> {
-        let mut next = self.membership.clone();
+        let mut next = self.access.membership.clone();
         let mut fresh = Vec::new();
         for cert in certs {
             match next.add(cert.clone()) {
@@ -491,9 +507,8 @@ impl Room {
         }
         let encoded = fresh.iter().map(Cert::encode).collect();
         self.ctx.store.add_certs(self.id, encoded).await?;
-        self.membership = next;
-        self.membership_tx
-            .send_replace(Arc::new(self.membership.clone()));
+        self.access.membership = next;
+        self.access_tx.send_replace(Arc::new(self.access.clone()));
         Ok(fresh.len())
     }
 

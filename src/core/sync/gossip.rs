@@ -5,7 +5,7 @@
 
 use super::{SyncError, YMessage, MAX_GOSSIP_UPDATE};
 use crate::core::doc::{DocError, Document};
-use crate::core::envelope::{DocKey, Purpose};
+use crate::core::envelope::{Keyring, Purpose};
 
 /// A message on a document's gossip topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,14 +29,14 @@ impl Gossip {
 }
 
 /// Seals a gossip message for the document's topic.
-pub fn seal(key: &DocKey, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
+pub fn seal(key: &Keyring, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
     key.seal(topic, Purpose::Gossip, &gossip.to_message().encode())
 }
 
 /// Opens and decodes gossip data. Anything that does not open with the key, does not decode,
 /// or is a y-protocols message that has no business on gossip is an error (the caller rejects
 /// the message, so gossipsub penalises its sender).
-pub fn open(key: &DocKey, topic: &[u8; 32], data: &[u8]) -> Result<Gossip, SyncError> {
+pub fn open(key: &Keyring, topic: &[u8; 32], data: &[u8]) -> Result<Gossip, SyncError> {
     let plain = key.open(topic, Purpose::Gossip, data)?;
     match YMessage::decode(&plain)? {
         YMessage::Update(u) => Ok(Gossip::Update(u)),
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn gossip_round_trips_and_refuses_other_messages() {
-        let key = DocKey([5; 32]);
+        let key = Keyring::test(5);
         let topic = [6; 32];
         for g in [
             Gossip::Update(vec![1, 2, 3]),
@@ -107,7 +107,7 @@ mod tests {
         }
         let sealed = seal(&key, &topic, &Gossip::Update(vec![1]));
         assert!(matches!(
-            open(&DocKey([9; 32]), &topic, &sealed),
+            open(&Keyring::test(9), &topic, &sealed),
             Err(SyncError::Sealed(_))
         ));
     }

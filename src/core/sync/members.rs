@@ -13,7 +13,7 @@ use crate::core::access::{Cert, CERT_LEN};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
-use crate::core::envelope::{DocKey, Purpose};
+use crate::core::envelope::{Keyring, Purpose};
 
 /// Most members in one list.
 pub const MAX_MEMBERS: usize = 64;
@@ -89,7 +89,7 @@ fn decode_members(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
 }
 
 /// Requester side: the request that sends our roster (members: ourselves first).
-pub fn request(key: &DocKey, topic: &[u8; 32], mine: Roster) -> Vec<u8> {
+pub fn request(key: &Keyring, topic: &[u8; 32], mine: Roster) -> Vec<u8> {
     let body = RequestBody::Members(mine);
     SyncRequest {
         topic: *topic,
@@ -99,14 +99,14 @@ pub fn request(key: &DocKey, topic: &[u8; 32], mine: Roster) -> Vec<u8> {
 }
 
 /// Responder side: our roster as a sealed response.
-pub fn seal_response(key: &DocKey, topic: &[u8; 32], roster: &Roster) -> SyncResponse {
+pub fn seal_response(key: &Keyring, topic: &[u8; 32], roster: &Roster) -> SyncResponse {
     let mut plain = Vec::new();
     encode(roster, &mut plain);
     SyncResponse::Members(key.seal(topic, Purpose::Members, &plain))
 }
 
 /// Requester side: the responder's roster from its response bytes.
-pub fn open_response(key: &DocKey, topic: &[u8; 32], bytes: &[u8]) -> Result<Roster, PullError> {
+pub fn open_response(key: &Keyring, topic: &[u8; 32], bytes: &[u8]) -> Result<Roster, PullError> {
     let sealed = match SyncResponse::decode(bytes)? {
         SyncResponse::Members(sealed) => sealed,
         SyncResponse::UnknownDoc => return Err(PullError::UnknownDoc),
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn lists_round_trip_sealed_and_are_bounded() {
-        let key = DocKey([4; 32]);
+        let key = Keyring::test(4);
         let topic = [5; 32];
         let owner = libp2p_identity::ed25519::Keypair::generate();
         let cert = Cert::issue(
@@ -160,7 +160,7 @@ mod tests {
         };
         let response = seal_response(&key, &topic, &roster).encode();
         assert_eq!(open_response(&key, &topic, &response).unwrap(), roster);
-        assert!(open_response(&DocKey([6; 32]), &topic, &response).is_err());
+        assert!(open_response(&Keyring::test(6), &topic, &response).is_err());
 
         let many = Roster {
             members: (0..100)

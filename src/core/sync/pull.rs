@@ -3,7 +3,7 @@
 //! expired ones. The node's pull tasks and the simulation drive the same state machine.
 
 use super::{Chunk, PullError, RequestBody, SyncError, SyncRequest, SyncResponse, MAX_TRANSFER};
-use crate::core::envelope::{DocKey, Purpose};
+use crate::core::envelope::{Keyring, Purpose};
 
 /// How often a pull restarts after the responder expired its transfer.
 const MAX_PULL_RESTARTS: usize = 3;
@@ -11,7 +11,7 @@ const MAX_PULL_RESTARTS: usize = 3;
 /// The requester's side of one pull from one peer for one document: builds the sealed
 /// requests, opens and checks the responses, reassembles the chunks.
 pub struct Pull {
-    key: DocKey,
+    key: Keyring,
     topic: [u8; 32],
     local_sv: Vec<u8>,
     restarts: usize,
@@ -41,7 +41,7 @@ pub enum Progress {
 impl Pull {
     /// Begins a pull of the document `topic` from a replica at `local_sv`; send the returned
     /// request bytes.
-    pub fn start(key: DocKey, topic: [u8; 32], local_sv: Vec<u8>) -> (Pull, Vec<u8>) {
+    pub fn start(key: Keyring, topic: [u8; 32], local_sv: Vec<u8>) -> (Pull, Vec<u8>) {
         let pull = Pull {
             key,
             topic,
@@ -157,7 +157,7 @@ mod tests {
             match self {
                 Progress::Send(bytes) => {
                     let req = SyncRequest::decode(&bytes).unwrap();
-                    (Some(open_body(&DocKey([3; 32]), &req).unwrap()), false)
+                    (Some(open_body(&Keyring::test(3), &req).unwrap()), false)
                 }
                 Progress::Done { .. } => (None, true),
             }
@@ -174,27 +174,27 @@ mod tests {
             offset,
             data: data.to_vec(),
         };
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         assert!(
             p.on_chunk(chunk(1, 10, 3, b"abc")).is_err(),
             "must start at 0"
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         assert_eq!(
             p.on_chunk(chunk(0, MAX_TRANSFER + 1, 0, b"")),
             Err(SyncError::TooLarge(MAX_TRANSFER + 1))
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         assert!(
             p.on_chunk(chunk(0, 10, 0, b"abc")).is_err(),
             "single chunk must be whole"
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         assert!(
             p.on_chunk(chunk(7, 6, 0, b"abcdefg")).is_err(),
             "more than announced"
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         assert_eq!(
             p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap(),
             Step::Next(RequestBody::Continue {
@@ -206,16 +206,16 @@ mod tests {
             p.on_chunk(chunk(8, 6, 3, b"def")).is_err(),
             "other transfer"
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(p.on_chunk(chunk(7, 6, 2, b"def")).is_err(), "wrong offset");
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(
             p.on_chunk(chunk(7, 6, 3, b"")).is_err(),
             "empty chunk stalls"
         );
-        let (mut p, _) = Pull::start(DocKey([0; 32]), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(matches!(
             p.on_chunk(chunk(7, 6, 3, b"def")).unwrap(),
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn pull_responses_map_to_progress_or_errors() {
-        let key = DocKey([3; 32]);
+        let key = Keyring::test(3);
         let topic = [4; 32];
         let sv = Document::new().state_vector();
         let start = |sv: &Vec<u8>| Pull::start(key.clone(), topic, sv.clone());
@@ -238,7 +238,7 @@ mod tests {
             RequestBody::Start { sv: sv.clone() }
         );
         assert!(
-            open_body(&DocKey([9; 32]), &req).is_err(),
+            open_body(&Keyring::test(9), &req).is_err(),
             "another key cannot open it"
         );
 
@@ -273,7 +273,7 @@ mod tests {
             offset: 0,
             data: b"abc".to_vec(),
         };
-        let wrong = seal_chunk(&DocKey([9; 32]), &topic, Some(chunk.clone())).encode();
+        let wrong = seal_chunk(&Keyring::test(9), &topic, Some(chunk.clone())).encode();
         assert!(matches!(
             p.on_response(&wrong),
             Err(PullError::Sync(SyncError::Sealed(_)))

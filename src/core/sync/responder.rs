@@ -11,7 +11,7 @@ use rand::Rng;
 
 use super::{Chunk, RequestBody, SyncError, SyncRequest, SyncResponse, Transfers, CHUNK_SIZE};
 use crate::core::doc::sv_has_unseen;
-use crate::core::envelope::{DocKey, Purpose};
+use crate::core::envelope::{envelope_epoch, EnvelopeError, Keyring, Purpose};
 
 /// Why a request gets no document data.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +25,9 @@ pub enum Refusal {
     /// The body does not open with our key for that topic, or does not decode inside.
     #[error("request for a document we hold does not open with its key: {0}")]
     WrongKey(SyncError),
+    /// Sealed with a key epoch this node does not have yet (the requester is ahead).
+    #[error("request is sealed with the key of epoch {0}, which this node does not have yet")]
+    UnknownEpoch(u32),
 }
 
 impl Refusal {
@@ -32,7 +35,9 @@ impl Refusal {
     pub fn response(&self) -> SyncResponse {
         match self {
             Refusal::UnknownDoc => SyncResponse::UnknownDoc,
-            Refusal::Malformed(_) | Refusal::WrongKey(_) => SyncResponse::BadRequest,
+            Refusal::Malformed(_) | Refusal::WrongKey(_) | Refusal::UnknownEpoch(_) => {
+                SyncResponse::BadRequest
+            }
         }
     }
 }
@@ -42,6 +47,9 @@ impl Refusal {
 pub struct Opened {
     pub topic: [u8; 32],
     pub body: RequestBody,
+    /// The key epoch the request was sealed in: answers are sealed in it too (the requester
+    /// may not have a newer key yet).
+    pub epoch: u32,
 }
 
 /// The answer to a `Start`.
@@ -62,14 +70,18 @@ impl Responder {
     /// Decodes a request and opens its body with the key `key_of` returns for its topic.
     pub fn open(
         bytes: &[u8],
-        key_of: impl FnOnce(&[u8; 32]) -> Option<DocKey>,
+        key_of: impl FnOnce(&[u8; 32]) -> Option<Keyring>,
     ) -> Result<Opened, Refusal> {
         let request = SyncRequest::decode(bytes).map_err(Refusal::Malformed)?;
         let key = key_of(&request.topic).ok_or(Refusal::UnknownDoc)?;
-        let body = open_body(&key, &request).map_err(Refusal::WrongKey)?;
+        let body = open_body(&key, &request).map_err(|e| match e {
+            SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch)) => Refusal::UnknownEpoch(epoch),
+            e => Refusal::WrongKey(e),
+        })?;
         Ok(Opened {
             topic: request.topic,
             body,
+            epoch: envelope_epoch(&request.sealed).unwrap_or(0),
         })
     }
 
@@ -78,7 +90,7 @@ impl Responder {
     #[allow(clippy::too_many_arguments)]
     pub fn answer_start(
         &mut self,
-        key: &DocKey,
+        key: &Keyring,
         topic: &[u8; 32],
         diff: Vec<u8>,
         local_sv: Vec<u8>,
@@ -99,7 +111,7 @@ impl Responder {
     /// Answers a `Continue`: the next chunk, or `TransferExpired` if the transfer is gone.
     pub fn answer_continue(
         &mut self,
-        key: &DocKey,
+        key: &Keyring,
         topic: &[u8; 32],
         transfer: u64,
         offset: u64,
@@ -116,13 +128,13 @@ impl Responder {
 }
 
 /// The body of a request, opened with the document key.
-pub fn open_body(key: &DocKey, request: &SyncRequest) -> Result<RequestBody, SyncError> {
+pub fn open_body(key: &Keyring, request: &SyncRequest) -> Result<RequestBody, SyncError> {
     let plain = key.open(&request.topic, Purpose::SyncRequest, &request.sealed)?;
     RequestBody::decode(&plain)
 }
 
 /// A chunk as a sealed response, or `TransferExpired` when there is none.
-pub fn seal_chunk(key: &DocKey, topic: &[u8; 32], chunk: Option<Chunk>) -> SyncResponse {
+pub fn seal_chunk(key: &Keyring, topic: &[u8; 32], chunk: Option<Chunk>) -> SyncResponse {
     match chunk {
         Some(chunk) => SyncResponse::Chunk(key.seal(topic, Purpose::SyncResponse, &chunk.encode())),
         None => SyncResponse::TransferExpired,
@@ -140,7 +152,7 @@ mod tests {
 
     #[test]
     fn requests_are_refused_for_garbage_unknown_docs_and_wrong_keys() {
-        let key = DocKey([1; 32]);
+        let key = Keyring::test(1);
         let (_, request) = Pull::start(key.clone(), [2; 32], Document::new().state_vector());
         assert!(matches!(
             Responder::open(&[9, 9], |_| Some(key.clone())),
@@ -148,7 +160,7 @@ mod tests {
         ));
         let unknown = Responder::open(&request, |_| None).unwrap_err();
         assert_eq!(unknown.response(), SyncResponse::UnknownDoc);
-        let wrong = Responder::open(&request, |_| Some(DocKey([7; 32]))).unwrap_err();
+        let wrong = Responder::open(&request, |_| Some(Keyring::test(7))).unwrap_err();
         assert!(matches!(wrong, Refusal::WrongKey(SyncError::Sealed(_))));
         assert_eq!(wrong.response(), SyncResponse::BadRequest);
         let opened = Responder::open(&request, |topic| {
@@ -165,7 +177,7 @@ mod tests {
     #[test]
     fn a_start_says_when_the_requester_is_ahead() {
         let mut rng = StdRng::seed_from_u64(3);
-        let key = DocKey([1; 32]);
+        let key = Keyring::test(1);
         let mut ours = Document::new();
         ours.append_text("ours");
         let mut theirs = Document::new();

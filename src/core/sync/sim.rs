@@ -15,12 +15,12 @@ use super::gossip::{self, Gossip};
 use super::responder::{Opened, Responder};
 use super::{Progress, Pull, PullError, RequestBody, SyncResponse, TRANSFER_TTL};
 use crate::core::doc::{DocId, Document};
-use crate::core::envelope::DocKey;
+use crate::core::envelope::{DocKey, Keyring};
 
 /// One simulated run.
 struct Sim {
     rng: StdRng,
-    key: DocKey,
+    key: Keyring,
     topic: [u8; 32],
     replicas: Vec<Document>,
     responders: Vec<Responder>,
@@ -53,7 +53,7 @@ impl Sim {
         rng.fill(&mut key);
         Sim {
             rng,
-            key: DocKey(key),
+            key: Keyring::from(DocKey(key)),
             topic: DocId([seed as u8; 16]).topic(),
             replicas,
             responders: (0..n).map(|_| Responder::default()).collect(),
@@ -157,7 +157,7 @@ impl Sim {
             }
             self.tick();
             let key = self.key.clone();
-            let Opened { topic, body } = Responder::open(&request, |topic| {
+            let Opened { topic, body, .. } = Responder::open(&request, |topic| {
                 (*topic == self.topic).then(|| key.clone())
             })
             .unwrap();

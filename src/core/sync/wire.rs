@@ -198,7 +198,7 @@ mod tests {
 
     use super::*;
     use crate::core::doc::Document;
-    use crate::core::envelope::DocKey;
+    use crate::core::envelope::Keyring;
     use crate::core::sync::Pull;
 
     proptest! {
@@ -244,7 +244,7 @@ mod tests {
             let _ = RequestBody::decode(&raw);
             let _ = SyncResponse::decode(&raw);
             let _ = Chunk::decode(&raw);
-            let (mut pull, _) = Pull::start(DocKey([1; 32]), [2; 32], vec![0]);
+            let (mut pull, _) = Pull::start(Keyring::test(1), [2; 32], vec![0]);
             if let Ok(chunk) = Chunk::decode(&raw) {
                 let _ = pull.on_chunk(chunk);
             }

@@ -5,8 +5,8 @@
 //!
 //! Tables (schema version in `PRAGMA user_version`): `docs` (id, name, key, owner), `updates`
 //! (append-only log per doc), `snapshots` (compacted log prefix per doc), `certs` (each
-//! document's membership certificates), `peers` (known addresses), `meta` (reserved for small
-//! key/value settings).
+//! document's membership certificates), `epoch_keys` (content keys of later epochs), `peers`
+//! (known addresses), `meta` (reserved for small key/value settings).
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -73,6 +73,8 @@ pub(crate) struct StoredDoc {
     pub last_seq: i64,
     /// Encoded membership certificates.
     pub certs: Vec<Vec<u8>>,
+    /// Content keys of epochs after the first (the first is `DocMeta::key`).
+    pub keys: Vec<(u32, [u8; 32])>,
 }
 
 impl StoredDoc {
@@ -98,6 +100,7 @@ enum Command {
     SavePeer(String, Vec<String>, Reply<()>),
     KnownPeers(Reply<Vec<(String, Vec<String>)>>),
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
+    AddKey(DocId, u32, [u8; 32], Reply<()>),
     AdoptLegacy(KeyBytes, Reply<usize>),
     Close(oneshot::Sender<()>),
 }
@@ -165,6 +168,15 @@ impl Store {
     /// Stores certificates of a document (duplicates are ignored).
     pub(crate) async fn add_certs(&self, id: DocId, certs: Vec<Vec<u8>>) -> Result<(), StoreError> {
         self.call(|r| Command::AddCerts(id, certs, r)).await
+    }
+    /// Stores the content key of a new epoch.
+    pub(crate) async fn add_key(
+        &self,
+        id: DocId,
+        epoch: u32,
+        key: [u8; 32],
+    ) -> Result<(), StoreError> {
+        self.call(|r| Command::AddKey(id, epoch, key, r)).await
     }
     /// Makes `owner` the owner of documents stored before roles existed; returns how many.
     pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {

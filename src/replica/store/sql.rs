@@ -67,6 +67,9 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              CREATE TABLE IF NOT EXISTS certs (
                  doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
                  cert BLOB NOT NULL, PRIMARY KEY (doc, cert));
+             CREATE TABLE IF NOT EXISTS epoch_keys (
+                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+                 epoch INTEGER NOT NULL, key BLOB NOT NULL, PRIMARY KEY (doc, epoch));
              PRAGMA user_version = 2;
              COMMIT;",
         )
@@ -163,6 +166,16 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply
                     )
                     .map(|_| ())
                 })
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Command::AddKey(id, epoch, key, r) => {
+            let result = tx
+                .execute(
+                    "INSERT OR IGNORE INTO epoch_keys (doc, epoch, key) VALUES (?1, ?2, ?3)",
+                    params![&id.0[..], epoch, &key[..]],
+                )
+                .map(|_| ())
                 .map_err(StoreError::from);
             finish(r, result)
         }
@@ -275,11 +288,24 @@ fn load(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredDoc, StoreError> 
     let certs = stmt
         .query_map([&id.0[..]], |row| row.get::<_, Vec<u8>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = tx.prepare("SELECT epoch, key FROM epoch_keys WHERE doc = ?1")?;
+    let mut keys = Vec::new();
+    let rows = stmt.query_map([&id.0[..]], |row| {
+        Ok((row.get::<_, u32>(0)?, row.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (epoch, key) = row?;
+        match <[u8; 32]>::try_from(key) {
+            Ok(key) => keys.push((epoch, key)),
+            Err(_) => tracing::error!(doc = %id, epoch, "store: skipping a damaged key"),
+        }
+    }
     Ok(StoredDoc {
         snapshot: snapshot.map(|s| s.0),
         updates,
         last_seq,
         certs,
+        keys,
     })
 }
 

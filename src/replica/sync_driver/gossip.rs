@@ -20,7 +20,7 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&out.doc) else {
             return;
         };
-        let sealed = gossip::seal(&room.key, &room.topic, &out.gossip);
+        let sealed = gossip::seal(&room.keys(), &room.topic, &out.gossip);
         if let Err(e) = self.net.try_publish(room.id.topic_name(), sealed) {
             // Peers catch up at the next anti-entropy round.
             tracing::debug!(doc = %room.id, "gossip not sent: {e}");
@@ -41,7 +41,7 @@ impl SyncDriver {
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
         let from = source.unwrap_or(via);
-        let message = match gossip::open(&room.key, &room.topic, data) {
+        let message = match gossip::open(&room.keys(), &room.topic, data) {
             Ok(message) => message,
             Err(e) => {
                 tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
@@ -58,7 +58,7 @@ impl SyncDriver {
             Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
             Gossip::Awareness(_) => Role::Reader,
         };
-        match room.membership().role_of(&author) {
+        match room.access().membership.role_of(&author) {
             Some(role) if role >= needed => {}
             Some(role) => {
                 tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: a {} may not edit", role.as_str());

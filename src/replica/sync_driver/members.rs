@@ -37,7 +37,7 @@ impl SyncDriver {
     pub(super) fn roster(&self, room: &RoomHandle, except: PeerId) -> Roster {
         Roster {
             members: self.known_members(&room.topic, except),
-            certs: room.membership().certs().cloned().collect(),
+            certs: room.access().membership.certs().cloned().collect(),
         }
     }
 

@@ -104,6 +104,8 @@ enum Report {
     DiffReady {
         peer: PeerId,
         room: RoomHandle,
+        /// The key epoch the request came in.
+        epoch: u32,
         channel: ResponseChannel<Vec<u8>>,
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
@@ -294,10 +296,11 @@ impl SyncDriver {
             Report::DiffReady {
                 peer,
                 room,
+                epoch,
                 channel,
                 requester_sv,
                 result,
-            } => self.answer_start(peer, room, channel, requester_sv, result),
+            } => self.answer_start(peer, room, epoch, channel, requester_sv, result),
             Report::MembersLearned { peer, doc, members } => {
                 self.meet(members);
                 // Its role may be known now.
@@ -316,7 +319,7 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        match room.membership().role_of(&peer) {
+        match room.access().membership.role_of(&peer) {
             Some(role) if role.may_write() => {
                 if self.pulls.want((peer, doc)) {
                     self.start_pull(peer, doc);

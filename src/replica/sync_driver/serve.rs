@@ -42,16 +42,16 @@ impl SyncDriver {
         let mut room = None;
         let opened = Responder::open(data, |topic| {
             let found = self.rooms.by_topic(topic)?;
-            let key = found.key.clone();
+            let keys = found.keys();
             room = Some(found);
-            Some(key)
+            Some(keys)
         });
-        let (room, body) = match (opened, room) {
-            (Ok(Opened { body, .. }), Some(room)) => (room, body),
+        let (room, body, epoch) = match (opened, room) {
+            (Ok(Opened { body, epoch, .. }), Some(room)) => (room, body, epoch),
             (Err(refusal), _) => {
-                // Asking for a document we do not hold is normal (it was deleted here);
-                // anything else is a broken or hostile peer.
-                if refusal != Refusal::UnknownDoc {
+                // Asking for a document we do not hold is normal (it was deleted here), and so
+                // is a key epoch we do not have yet; anything else is a broken or hostile peer.
+                if !matches!(refusal, Refusal::UnknownDoc | Refusal::UnknownEpoch(_)) {
                     tracing::warn!(%peer, "refused a sync request: {refusal}");
                     if self.guard.fault(&peer, Instant::now()) == Verdict::Ban {
                         return self.ban(peer, "sends invalid sync requests");
@@ -61,12 +61,17 @@ impl SyncDriver {
             }
             (Ok(_), None) => unreachable!("a request opens only with a room's key"),
         };
+        if room.access().membership.is_revoked(&peer) {
+            tracing::info!(doc = %room.id, %peer, "refused a sync request from a removed member");
+            return self.respond(peer, channel, SyncResponse::BadRequest);
+        }
         self.vouch(peer);
+        // Answers are sealed in the request's epoch: the requester may not have a newer key.
+        let keys = room.keys().answering(epoch);
         match body {
             RequestBody::Members(roster) => {
                 let ours = self.roster(&room, peer);
-                let response =
-                    crate::core::sync::members::seal_response(&room.key, &room.topic, &ours);
+                let response = crate::core::sync::members::seal_response(&keys, &room.topic, &ours);
                 self.respond(peer, channel, response);
                 self.meet(roster.members);
                 let reports = self.reports.clone();
@@ -84,7 +89,7 @@ impl SyncDriver {
             }
             RequestBody::Continue { transfer, offset } => {
                 let response = self.responder.answer_continue(
-                    &room.key,
+                    &keys,
                     &room.topic,
                     transfer,
                     offset,
@@ -104,6 +109,7 @@ impl SyncDriver {
                     let ready = Report::DiffReady {
                         peer,
                         room,
+                        epoch,
                         channel,
                         requester_sv: sv,
                         result,
@@ -119,6 +125,7 @@ impl SyncDriver {
         &mut self,
         peer: PeerId,
         room: RoomHandle,
+        epoch: u32,
         channel: ResponseChannel<Vec<u8>>,
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
@@ -131,7 +138,7 @@ impl SyncDriver {
             }
         };
         let answer = self.responder.answer_start(
-            &room.key,
+            &room.keys().answering(epoch),
             &room.topic,
             diff,
             local_sv,
