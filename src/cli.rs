@@ -53,6 +53,14 @@ pub(crate) enum Command {
     },
     /// List DOC's members and their roles (owner, writer, reader).
     Members { doc: String },
+    /// Remove a member from DOC (owner only): the document gets a new key that the removed
+    /// member never receives, and its writes are refused everywhere. Remaining members need to
+    /// do nothing.
+    Revoke {
+        doc: String,
+        /// The member's peer id (see `peerdoc members DOC`).
+        peer: String,
+    },
     /// Join a document from a ticket (fetches it from the sharer).
     Join {
         ticket: String,
@@ -246,6 +254,10 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             }
         }
         Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
+        Command::Revoke { doc, peer } => {
+            let epoch = client.revoke(&doc, &peer)?;
+            println!("removed {peer}; the document's key is now at epoch {epoch}");
+        }
         Command::Members { doc } => {
             for member in client.members(&doc)? {
                 let you = if member.you { "  (this node)" } else { "" };

@@ -116,6 +116,12 @@ impl Client {
         let v: serde_json::Value = self.get(&path)?;
         Ok(v["ticket"].as_str().unwrap_or_default().to_string())
     }
+    pub(crate) fn revoke(&self, doc: &str, peer: &str) -> Result<u32, ClientError> {
+        let path = format!("{}/members/{}", Self::doc_path(doc), urlencode(peer));
+        let r = self.check(self.request("DELETE", &path).call())?;
+        let v: serde_json::Value = self.json(r)?;
+        Ok(v["epoch"].as_u64().unwrap_or_default() as u32)
+    }
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
         self.get(&format!("{}/members", Self::doc_path(doc)))
     }

@@ -35,7 +35,11 @@ impl From<Error> for ApiError {
             Error::Unreachable { .. } | Error::JoinSync(_) | Error::NoWriter => {
                 StatusCode::BAD_GATEWAY
             }
-            Error::ReaderCannotShare | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
+            Error::ReaderCannotShare
+            | Error::NotOwner
+            | Error::RemoveOwner
+            | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
+            Error::NotAMember(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

@@ -53,6 +53,10 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/docs/{doc}/text", get(get_text).put(put_text))
         .route("/api/docs/{doc}/ticket", get(ticket))
         .route("/api/docs/{doc}/members", get(members))
+        .route(
+            "/api/docs/{doc}/members/{peer}",
+            axum::routing::delete(revoke),
+        )
         .route("/api/join", post(join))
         .route("/ws/{doc}", get(websocket))
         .route(
@@ -198,6 +202,14 @@ async fn ticket(
 
 async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
     Ok(Json(app.node.members(&doc).await?))
+}
+
+async fn revoke(
+    State(app): State<App>,
+    Path((doc, peer)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let epoch = app.node.revoke(&doc, &peer).await?;
+    Ok(Json(serde_json::json!({ "epoch": epoch })))
 }
 
 #[derive(Deserialize)]

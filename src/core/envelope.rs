@@ -178,6 +178,12 @@ impl Keyring {
             .expect("a keyring always holds a key")
     }
 
+    /// The newest epoch and a copy of its key.
+    pub fn current_owned(&self) -> (u32, DocKey) {
+        let (epoch, key) = self.current();
+        (epoch, key.clone())
+    }
+
     pub fn get(&self, epoch: u32) -> Option<&DocKey> {
         self.keys.get(&epoch)
     }

@@ -15,7 +15,7 @@ use libp2p_identity::{ed25519, PublicKey};
 use crate::core::access::{key_of, Cert, CertKind, KeyBytes, Role};
 use crate::core::addrs::{read_addrs, write_addrs};
 use crate::core::doc::{DocId, MAX_NAME_LEN};
-use crate::core::envelope::DocKey;
+use crate::core::envelope::{DocKey, Keyring};
 
 /// Text every ticket starts with; the digit is the version of this outer encoding (base58 with a
 /// checksum).
@@ -63,6 +63,8 @@ impl Capability {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
     pub doc: DocId,
+    /// The key epoch of `key` (the newest when the ticket was made).
+    pub epoch: u32,
     pub key: DocKey,
     pub capability: Capability,
     pub name: String,
@@ -81,6 +83,7 @@ impl Ticket {
     #[allow(clippy::too_many_arguments)]
     pub fn issue(
         doc: DocId,
+        epoch: u32,
         key: DocKey,
         capability: Capability,
         name: String,
@@ -100,6 +103,7 @@ impl Ticket {
         );
         let ticket = Ticket {
             doc,
+            epoch,
             key,
             capability,
             name,
@@ -110,6 +114,11 @@ impl Ticket {
             invitation_signature: cert.signature,
         };
         (ticket, cert)
+    }
+
+    /// The ticket's key as a keyring (its epoch's key only).
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(self.epoch, self.key.clone())
     }
 
     /// The invitation key.
@@ -155,6 +164,7 @@ impl Ticket {
         body.write_u8(TICKET_VERSION);
         body.write_u8(self.capability as u8);
         body.write_all(&self.doc.0);
+        body.write_all(&self.epoch.to_be_bytes());
         body.write_all(&self.key.0);
         body.write_string(truncate_utf8(&self.name, MAX_NAME_LEN));
         body.write_buf(self.peer.to_bytes());
@@ -205,6 +215,12 @@ impl Ticket {
                 .try_into()
                 .expect("16 bytes"),
         );
+        let epoch = u32::from_be_bytes(
+            r.read_exact(4)
+                .map_err(truncated)?
+                .try_into()
+                .expect("4 bytes"),
+        );
         let key = DocKey(
             r.read_exact(32)
                 .map_err(truncated)?
@@ -236,6 +252,7 @@ impl Ticket {
         }
         Ok(Ticket {
             doc,
+            epoch,
             key,
             capability,
             name,
@@ -270,6 +287,7 @@ mod tests {
         let owner = sharer.public().to_bytes();
         Ticket::issue(
             DocId::random(),
+            0,
             DocKey::random(),
             Capability::ReadWrite,
             name.to_string(),
@@ -288,6 +306,7 @@ mod tests {
         for capability in [Capability::ReadOnly, Capability::ReadWrite] {
             let (t, cert) = Ticket::issue(
                 doc,
+                0,
                 DocKey::random(),
                 capability,
                 "n".into(),
@@ -309,6 +328,7 @@ mod tests {
         // A ticket whose invitation was not signed by its sharer is refused.
         let (mut t, _) = Ticket::issue(
             doc,
+            3,
             DocKey::random(),
             Capability::ReadOnly,
             "n".into(),

@@ -40,6 +40,12 @@ pub enum Error {
     Net(#[from] NetError),
     #[error(transparent)]
     Room(#[from] RoomError),
+    #[error("only the document's owner can remove members")]
+    NotOwner,
+    #[error("{0} is not a member of this document; list them with `peerdoc members DOC`")]
+    NotAMember(String),
+    #[error("the owner cannot be removed from a document")]
+    RemoveOwner,
     #[error("this node has the document read-only; only its owner and writers can share it")]
     ReaderCannotShare,
     #[error("this node's identity key is not Ed25519; peerdoc needs an Ed25519 identity")]

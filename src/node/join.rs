@@ -44,6 +44,7 @@ impl Node {
             key: ticket.key.clone(),
             created: unix_now(),
             owner: ticket.owner,
+            key_epoch: ticket.epoch,
         };
         self.inner.store.create_doc(meta.clone()).await?;
         if let Err(e) = self
@@ -124,9 +125,11 @@ impl Node {
         let timeout = self.inner.config.request_timeout;
         let mut failure = None;
         for &member in members {
+            let access = room.access();
             let mine = Roster {
                 members: Vec::new(),
-                certs: room.access().membership.certs().cloned().collect(),
+                certs: access.membership.certs().cloned().collect(),
+                grants: Vec::new(),
             };
             match tokio::time::timeout(timeout, exchange(&self.inner.net, &room, member, mine))
                 .await

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
-use crate::core::access::Role;
+use crate::core::access::{key_of, Role};
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::core::ticket::{Capability, Ticket};
@@ -103,6 +103,7 @@ impl Node {
             outbox,
             compact_every: config.compact_every,
             me: net.peer_id(),
+            identity: identity.clone(),
         };
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {
@@ -186,6 +187,7 @@ impl Node {
             key: DocKey::random(),
             created: unix_now(),
             owner: self.inner.identity.public().to_bytes(),
+            key_epoch: 0,
         };
         self.inner.store.create_doc(meta.clone()).await?;
         self.open_room(&meta).await?;
@@ -194,16 +196,16 @@ impl Node {
 
     /// A document's listing, with this node's role in it.
     fn info(&self, meta: &DocMeta) -> DocInfo {
-        let role = self
-            .inner
-            .rooms
-            .get(&meta.id)
-            .and_then(|room| room.access().membership.role_of(&self.peer_id()));
+        let access = self.inner.rooms.get(&meta.id).map(|room| room.access());
+        let role = access
+            .as_ref()
+            .and_then(|a| a.membership.role_of(&self.peer_id()));
         DocInfo {
             id: meta.id.to_string(),
             name: meta.name.clone(),
             created: meta.created,
             role: role.map_or("none", Role::as_str).to_string(),
+            epoch: access.map_or(0, |a| a.keys.current().0),
         }
     }
 
@@ -278,9 +280,11 @@ impl Node {
         } else {
             Capability::ReadWrite
         };
+        let (epoch, key) = room.keys().current_owned();
         let (ticket, invitation) = Ticket::issue(
             meta.id,
-            meta.key,
+            epoch,
+            key,
             capability,
             meta.name,
             &self.inner.identity,
@@ -290,6 +294,31 @@ impl Node {
         // Members learn the invitation from us, so they can check whom it admits.
         room.add_certs(vec![invitation]).await?;
         Ok(ticket.encode())
+    }
+
+    /// Removes a member (owner only): it can no longer read what is written from now on (the
+    /// document gets a new key, sealed to every remaining member) and its writes are refused
+    /// everywhere. `peer` is the member's peer id. Returns the new key epoch.
+    pub async fn revoke(&self, query: &str, peer: &str) -> Result<u32, Error> {
+        let meta = self.resolve(query).await?;
+        let room = self.room(query).await?;
+        let access = room.access();
+        if access.membership.role_of(&self.peer_id()) != Some(Role::Owner) {
+            return Err(Error::NotOwner);
+        }
+        let peer: PeerId = peer
+            .trim()
+            .parse()
+            .map_err(|_| Error::NotAMember(peer.to_string()))?;
+        let key = key_of(&peer).map_err(|_| Error::NotAMember(peer.to_string()))?;
+        match access.membership.role_of_key(&key) {
+            None => return Err(Error::NotAMember(peer.to_string())),
+            Some(Role::Owner) => return Err(Error::RemoveOwner),
+            Some(_) => {}
+        }
+        let epoch = room.revoke(key).await?;
+        self.inner.sync.changed(meta.id).await;
+        Ok(epoch)
     }
 
     /// The document's members and their roles, the owner first.

@@ -12,6 +12,8 @@ pub struct DocInfo {
     pub created: i64,
     /// This node's role: `owner`, `writer` or `reader` (`none` until its membership is known).
     pub role: String,
+    /// The newest content-key epoch this node holds (a new one begins with each removal).
+    pub epoch: u32,
 }
 
 /// A member of a document.

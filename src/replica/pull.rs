@@ -74,18 +74,20 @@ pub(crate) async fn pull(
     }
 }
 
-/// Exchanges rosters with `peer`: sends `mine`, adds the certificates of its answer to the room.
-/// Returns its roster.
+/// Exchanges rosters with `peer`: sends `mine`, adds the certificates and key grants of its
+/// answer to the room. Returns its roster, and whether it brought anything new.
 pub(crate) async fn exchange(
     net: &Net,
     room: &RoomHandle,
     peer: PeerId,
     mine: Roster,
-) -> Result<Roster, PullFailure> {
+) -> Result<(Roster, bool), PullFailure> {
     let request = members::request(&room.keys(), &room.topic, mine);
     let bytes = net.request(peer, request).await?;
     let roster = members::open_response(&room.keys(), &room.topic, &bytes)
         .map_err(|source| PullFailure::Protocol { peer, source })?;
-    room.add_certs(roster.certs.clone()).await?;
-    Ok(roster)
+    let new = room
+        .add_records(roster.certs.clone(), roster.grants.clone())
+        .await?;
+    Ok((roster, new > 0))
 }

@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use libp2p::identity::ed25519;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::presence::{self, Owner, Presence};
 use super::store::{DocMeta, Store, StoreError};
 use crate::actor::ask;
-use crate::core::access::{Cert, Membership};
+use crate::core::access::{Cert, CertKind, KeyBytes, KeyGrant, Membership, Role, GRANT_LEN};
 use crate::core::doc::{Applied, DocError, DocId, Document};
 use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::{self, Gossip, Received};
@@ -91,8 +92,14 @@ enum Command {
     Text(oneshot::Sender<String>),
     StateVector(oneshot::Sender<Vec<u8>>),
     Diff(Vec<u8>, oneshot::Sender<Result<DiffAndSv, RoomError>>),
-    /// Certificates from the store, a ticket or a peer; answers how many were new.
-    AddCerts(Vec<Cert>, oneshot::Sender<Result<usize, RoomError>>),
+    /// Certificates and key grants from a ticket or a peer; answers how many were new.
+    AddRecords(
+        Vec<Cert>,
+        Vec<KeyGrant>,
+        oneshot::Sender<Result<usize, RoomError>>,
+    ),
+    /// The owner removes a member (by key): revocations, a new epoch, grants.
+    Revoke(KeyBytes, oneshot::Sender<Result<u32, RoomError>>),
     Close(oneshot::Sender<()>),
     /// Test hook: the room does nothing else until `release` fires (a busy or stuck room).
     #[cfg(test)]
@@ -126,6 +133,8 @@ pub(crate) struct RoomContext {
     pub(crate) compact_every: usize,
     /// This node (its role decides whether local edits are allowed).
     pub(crate) me: PeerId,
+    /// This node's identity key: opens key grants, and signs on the owner's node.
+    pub(crate) identity: ed25519::Keypair,
 }
 
 impl RoomHandle {
@@ -140,12 +149,17 @@ impl RoomHandle {
         let presence = Presence::new(doc.ydoc().clone(), presence::tokio_clock());
         let mut membership = Membership::new(meta.id, meta.owner);
         for bytes in &stored.certs {
-            // Stored certificates were checked when added; a bad one is damage, not fatal.
-            if let Err(e) = Cert::decode(bytes).and_then(|c| membership.add(c)) {
-                tracing::error!(doc = %meta.id, "skipping a damaged stored certificate: {e}");
+            // Stored records were checked when added; a bad one is damage, not fatal.
+            let added = if bytes.len() == GRANT_LEN {
+                KeyGrant::decode(bytes).and_then(|g| membership.add_grant(g))
+            } else {
+                Cert::decode(bytes).and_then(|c| membership.add(c))
+            };
+            if let Err(e) = added {
+                tracing::error!(doc = %meta.id, "skipping a damaged stored record: {e}");
             }
         }
-        let mut keys = Keyring::new(0, meta.key.clone());
+        let mut keys = Keyring::new(meta.key_epoch, meta.key.clone());
         for (epoch, key) in &stored.keys {
             keys.insert(*epoch, DocKey(*key));
         }
@@ -184,7 +198,23 @@ impl RoomHandle {
 
     /// Adds certificates (checked, stored); returns how many were new.
     pub(crate) async fn add_certs(&self, certs: Vec<Cert>) -> Result<usize, RoomError> {
-        self.call(|r| Command::AddCerts(certs, r)).await?
+        self.add_records(certs, Vec::new()).await
+    }
+
+    /// Adds certificates and key grants (checked, stored); a grant to this node brings a new
+    /// epoch's key. Returns how many records were new.
+    pub(crate) async fn add_records(
+        &self,
+        certs: Vec<Cert>,
+        grants: Vec<KeyGrant>,
+    ) -> Result<usize, RoomError> {
+        self.call(|r| Command::AddRecords(certs, grants, r)).await?
+    }
+
+    /// Removes a member (owner only): revokes it and the invitation it joined with, starts a new
+    /// key epoch and grants its key to every remaining member. Returns the new epoch.
+    pub(crate) async fn revoke(&self, member: KeyBytes) -> Result<u32, RoomError> {
+        self.call(|r| Command::Revoke(member, r)).await?
     }
 
     async fn call<T>(
@@ -355,8 +385,11 @@ impl Room {
                 let delta = self.doc.append_text(&text);
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
-            Command::AddCerts(certs, reply) => {
-                let _ = reply.send(self.add_certs(certs).await);
+            Command::AddRecords(certs, grants, reply) => {
+                let _ = reply.send(self.add_records(certs, grants).await);
+            }
+            Command::Revoke(member, reply) => {
+                let _ = reply.send(self.revoke(member).await);
             }
             Command::ApplyAwareness(update, origin, reply) => {
                 let owner = match origin {
@@ -491,25 +524,129 @@ impl Room {
             .is_some_and(|role| role.may_write())
     }
 
-    /// Checks and stores new certificates, then publishes the new membership.
-    async fn add_certs(&mut self, certs: Vec<Cert>) -> Result<usize, RoomError> {
+    /// Checks and stores new certificates and grants, opens grants addressed to this node,
+    /// and (on the owner's node) grants the current key to members that lack it; then publishes
+    /// the new access.
+    async fn add_records(
+        &mut self,
+        certs: Vec<Cert>,
+        grants: Vec<KeyGrant>,
+    ) -> Result<usize, RoomError> {
         let mut next = self.access.membership.clone();
-        let mut fresh = Vec::new();
+        let mut fresh: Vec<Vec<u8>> = Vec::new();
         for cert in certs {
             match next.add(cert.clone()) {
-                Ok(true) => fresh.push(cert),
+                Ok(true) => fresh.push(cert.encode()),
                 Ok(false) => {}
                 Err(e) => tracing::debug!(doc = %self.id, "certificate refused: {e}"),
             }
         }
-        if fresh.is_empty() {
+        for grant in grants {
+            match next.add_grant(grant.clone()) {
+                Ok(true) => fresh.push(grant.encode()),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(doc = %self.id, "key grant refused: {e}"),
+            }
+        }
+        fresh.extend(self.grant_current_key(&mut next));
+        let my_key = self.ctx.identity.public().to_bytes();
+        let mut keys = self.access.keys.clone();
+        let mut new_keys = Vec::new();
+        for grant in next.grants_for(&my_key) {
+            if keys.get(grant.epoch).is_none() {
+                match grant.open(&self.ctx.identity) {
+                    Some(key) => {
+                        keys.insert(grant.epoch, key.clone());
+                        new_keys.push((grant.epoch, key));
+                    }
+                    None => {
+                        tracing::warn!(doc = %self.id, epoch = grant.epoch, "a key grant for this node does not open")
+                    }
+                }
+            }
+        }
+        if fresh.is_empty() && new_keys.is_empty() {
             return Ok(0);
         }
-        let encoded = fresh.iter().map(Cert::encode).collect();
-        self.ctx.store.add_certs(self.id, encoded).await?;
+        self.ctx.store.add_certs(self.id, fresh.clone()).await?;
+        for (epoch, key) in &new_keys {
+            self.ctx.store.add_key(self.id, *epoch, key.0).await?;
+            tracing::info!(doc = %self.id, epoch, "received the document's new key");
+        }
         self.access.membership = next;
+        self.access.keys = keys;
         self.access_tx.send_replace(Arc::new(self.access.clone()));
-        Ok(fresh.len())
+        Ok(fresh.len() + new_keys.len())
+    }
+
+    /// On the owner's node, after a removal: seals the current epoch's key to every member that
+    /// has no grant for it yet (members who joined later, or were missed). Returns the encoded
+    /// new grants.
+    fn grant_current_key(&self, membership: &mut Membership) -> Vec<Vec<u8>> {
+        let me = self.ctx.identity.public().to_bytes();
+        let (epoch, key) = self.access.keys.current();
+        if epoch == 0 || membership.owner() != me {
+            return Vec::new();
+        }
+        let missing: Vec<KeyBytes> = membership
+            .member_keys()
+            .filter(|(k, _)| **k != me)
+            .map(|(k, _)| *k)
+            .filter(|k| !membership.grants_for(k).iter().any(|g| g.epoch == epoch))
+            .collect();
+        let mut fresh = Vec::new();
+        for member in missing {
+            let mut ephemeral = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut ephemeral);
+            match KeyGrant::issue(self.id, epoch, key, member, &self.ctx.identity, ephemeral)
+                .and_then(|grant| membership.add_grant(grant.clone()).map(|_| grant))
+            {
+                Ok(grant) => fresh.push(grant.encode()),
+                Err(e) => tracing::warn!(doc = %self.id, "cannot grant the key to a member: {e}"),
+            }
+        }
+        fresh
+    }
+
+    /// Removes `target`: see [`RoomHandle::revoke`].
+    async fn revoke(&mut self, target: KeyBytes) -> Result<u32, RoomError> {
+        let identity = self.ctx.identity.clone();
+        let membership = &self.access.membership;
+        let doc = self.id;
+        let revoke =
+            |subject| Cert::issue(doc, CertKind::Revocation, Role::Reader, subject, &identity);
+        let mut certs = vec![revoke(target)];
+        // The invitations it was admitted with go too, or it could admit itself again.
+        for admission in membership.admissions_of(&target) {
+            if membership.role_of_key(&admission.issuer).is_none() {
+                certs.push(revoke(admission.issuer));
+            }
+        }
+        // Members admitted through those invitations stay: the owner certifies them directly.
+        let mut after = membership.clone();
+        for cert in &certs {
+            let _ = after.add(cert.clone());
+        }
+        for (member, role) in membership.member_keys() {
+            if *member != target && *role != Role::Owner && after.role_of_key(member).is_none() {
+                certs.push(Cert::issue(
+                    doc,
+                    CertKind::Member,
+                    *role,
+                    *member,
+                    &identity,
+                ));
+            }
+        }
+        let epoch = self.access.keys.current().0 + 1;
+        let key = DocKey::random();
+        self.ctx.store.add_key(self.id, epoch, key.0).await?;
+        self.access.keys.insert(epoch, key);
+        // Publishes the new epoch with the records; grants follow from `grant_current_key`.
+        self.add_records(certs, Vec::new()).await?;
+        self.access_tx.send_replace(Arc::new(self.access.clone()));
+        tracing::info!(doc = %self.id, epoch, "removed a member; the document has a new key");
+        Ok(epoch)
     }
 
     /// Applies an awareness update and fans out what changed; returns the clients it names.

@@ -244,9 +244,10 @@ pub async fn admit_as_member(
             ticket.invitation_cert().unwrap(),
             ticket.admit(key).unwrap(),
         ],
+        grants: Vec::new(),
     };
     let topic = ticket.doc.topic();
-    let request = members::request(&ticket.key, &topic, mine);
+    let request = members::request(&ticket.keyring(), &topic, mine);
     let answer = net.request(ticket.peer, request).await.unwrap();
-    members::open_response(&ticket.key, &topic, &answer).unwrap()
+    members::open_response(&ticket.keyring(), &topic, &answer).unwrap()
 }

@@ -331,7 +331,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
 
     // 200 messages of 64 new clients each (12,800 clients), then huge and non-JSON states.
     let topic = ticket.doc.topic();
-    let seal = |frame: Vec<u8>| ticket.key.seal(&topic, Purpose::Gossip, &frame);
+    let seal = |frame: Vec<u8>| ticket.keyring().seal(&topic, Purpose::Gossip, &frame);
     for batch in 0..200u64 {
         let frame = presence_frame_from(batch * 64, 64, r#"{"user":{"name":"bot"}}"#);
         let _ = evil.publish(ticket.doc.topic_name(), seal(frame)).await;

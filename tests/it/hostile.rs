@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::common::*;
 use libp2p::identity::Keypair;
 use peerdoc::core::doc::Document;
-use peerdoc::core::envelope::{DocKey, Purpose};
+use peerdoc::core::envelope::{DocKey, Keyring, Purpose};
 use peerdoc::core::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
 use peerdoc::core::ticket::Ticket;
 use peerdoc::testing::{Net, NetConfig};
@@ -51,7 +51,7 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
     })
     .await;
 
-    let wrong_key = DocKey::random();
+    let wrong_key = Keyring::from(DocKey::random());
     // Sync protocol first (the invalid gossip below gets the attacker banned): garbage, wrong
     // key, unknown doc, bogus continuation.
     let requests: Vec<Vec<u8>> = vec![
@@ -74,12 +74,14 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         .encode(),
         SyncRequest {
             topic,
-            sealed: ticket.key.seal(&topic, Purpose::SyncRequest, &[5, 5, 5]),
+            sealed: ticket
+                .keyring()
+                .seal(&topic, Purpose::SyncRequest, &[5, 5, 5]),
         }
         .encode(),
         SyncRequest {
             topic,
-            sealed: ticket.key.seal(
+            sealed: ticket.keyring().seal(
                 &topic,
                 Purpose::SyncRequest,
                 &RequestBody::Continue {
@@ -122,21 +124,21 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
             &YMessage::Update(evil_update.clone()).encode(),
         ),
         // Correctly keyed for another purpose (replayed context) is refused too.
-        ticket.key.seal(
+        ticket.keyring().seal(
             &topic,
             Purpose::SyncResponse,
             &YMessage::Update(evil_update.clone()).encode(),
         ),
     ];
     // Even a key holder gone bad cannot inject undecodable updates.
-    attacks.push(ticket.key.seal(
+    attacks.push(ticket.keyring().seal(
         &topic,
         Purpose::Gossip,
         &YMessage::Update(vec![9; 40]).encode(),
     ));
     attacks.push(
         ticket
-            .key
+            .keyring()
             .seal(&topic, Purpose::Gossip, &[0xde, 0xad, 0xbe, 0xef]),
     );
     for (i, payload) in attacks.into_iter().enumerate() {
@@ -233,7 +235,7 @@ async fn an_uninvited_subscriber_receives_only_ciphertext() {
     // A sync request with the right topic but no key gets nothing either.
     let request = SyncRequest {
         topic: ticket.doc.topic(),
-        sealed: DocKey::random().seal(
+        sealed: Keyring::from(DocKey::random()).seal(
             &ticket.doc.topic(),
             Purpose::SyncRequest,
             &RequestBody::Start { sv: vec![0] }.encode(),

@@ -133,9 +133,10 @@ async fn a_readers_modified_node_gets_no_update_applied() {
     let topic = ticket.doc.topic();
     for i in 0..5 {
         let update = forged.append_text(&format!("FORGED {i}\n")).unwrap();
-        let sealed = ticket
-            .key
-            .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
+        let sealed =
+            ticket
+                .keyring()
+                .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
         let _ = reader.publish(ticket.doc.topic_name(), sealed).await;
     }
     // Rejected edits cost the sender its connection.
@@ -187,6 +188,98 @@ async fn a_member_a_writer_admitted_is_recognised_by_the_owner() {
     })
     .await;
     for node in [a, c, e] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_gets_no_new_key_and_its_writes_are_refused() {
+    let d = dirs(3);
+    let (a, b, c) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let doc = a.create_doc("team").await.unwrap();
+    a.write(&doc.id, "before\n".into(), false).await.unwrap();
+    b.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    c.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    wait_converged(&[&a, &b, &c], &doc.id, |t| t == "before\n").await;
+
+    // Only the owner removes, and only members.
+    let err = b
+        .revoke(&doc.id, &c.peer_id().to_string())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotOwner), "{err}");
+    let err = a
+        .revoke(&doc.id, &libp2p::PeerId::random().to_string())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotAMember(_)), "{err}");
+
+    let epoch = a.revoke(&doc.id, &c.peer_id().to_string()).await.unwrap();
+    assert_eq!(epoch, 1);
+    // B gets the new key without doing anything; C never does.
+    wait_until("B holds the new key", async || {
+        b.doc_info(&doc.id).await.unwrap().epoch == 1
+    })
+    .await;
+    let c_id = c.peer_id().to_string();
+    for node in [&a, &b] {
+        wait_until("the removal is known", async || {
+            !node
+                .members(&doc.id)
+                .await
+                .unwrap()
+                .iter()
+                .any(|m| m.peer == c_id)
+        })
+        .await;
+    }
+
+    // New writes are sealed with the new key: A and B read them, C cannot.
+    a.write(&doc.id, "after, from a\n".into(), true)
+        .await
+        .unwrap();
+    b.write(&doc.id, "after, from b\n".into(), true)
+        .await
+        .unwrap();
+    // C still thinks it may write: its writes are refused everywhere.
+    c.write(&doc.id, "from the removed member\n".into(), true)
+        .await
+        .unwrap();
+    let text = wait_converged(&[&a, &b], &doc.id, |t| {
+        t.contains("after, from a") && t.contains("after, from b")
+    })
+    .await;
+    assert!(!text.contains("removed member"), "{text}");
+    // Give C every chance (several anti-entropy rounds) to get what it must not have.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let c_text = c.text(&doc.id).await.unwrap();
+    assert!(
+        !c_text.contains("after"),
+        "the removed member read new text: {c_text}"
+    );
+    assert_eq!(c.doc_info(&doc.id).await.unwrap().epoch, 0);
+    let text = a.text(&doc.id).await.unwrap();
+    assert!(!text.contains("removed member"), "{text}");
+    assert_eq!(text, b.text(&doc.id).await.unwrap());
+
+    // The keys survive a restart.
+    let b_port = tcp_port(&b).await;
+    b.shutdown().await;
+    let b = start_on(&d.paths[1], b_port).await;
+    assert_eq!(b.doc_info(&doc.id).await.unwrap().epoch, 1);
+    b.write(&doc.id, "after a restart\n".into(), true)
+        .await
+        .unwrap();
+    wait_converged(&[&a, &b], &doc.id, |t| t.contains("after a restart")).await;
+    for node in [a, b, c] {
         node.shutdown().await;
     }
 }

@@ -9,7 +9,7 @@ use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
-use crate::core::access::{Cert, CERT_LEN};
+use crate::core::access::{Cert, KeyGrant, CERT_LEN, GRANT_LEN};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
@@ -19,14 +19,16 @@ use crate::core::envelope::{Keyring, Purpose};
 pub const MAX_MEMBERS: usize = 64;
 /// Most addresses per member.
 pub const MAX_MEMBER_ADDRS: usize = 8;
-/// Most certificates in one roster (more are sent in later exchanges).
+/// Most certificates, and most key grants, in one roster.
 pub const MAX_ROSTER_CERTS: usize = 1024;
 
-/// What a member exchange carries: members to meet and certificates proving roles.
+/// What a member exchange carries: members to meet, certificates proving roles, and key
+/// grants (new epochs' keys sealed to members).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roster {
     pub members: Vec<Member>,
     pub certs: Vec<Cert>,
+    pub grants: Vec<KeyGrant>,
 }
 
 /// A member of a document as another member knows it.
@@ -51,6 +53,11 @@ pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
     for cert in certs {
         out.write_all(&cert.encode());
     }
+    let grants = &roster.grants[..roster.grants.len().min(MAX_ROSTER_CERTS)];
+    out.write_var(grants.len() as u32);
+    for grant in grants {
+        out.write_all(&grant.encode());
+    }
 }
 
 /// Decodes a roster from untrusted bytes: every count is bounded before anything is
@@ -70,7 +77,22 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
             .map_err(malformed("truncated certificate"))?;
         certs.push(Cert::decode(bytes).map_err(|_| SyncError::Malformed("bad certificate"))?);
     }
-    Ok(Roster { members, certs })
+    let count: u32 = r.read_var().map_err(malformed("truncated grant count"))?;
+    if count as usize > MAX_ROSTER_CERTS {
+        return Err(SyncError::Malformed("too many key grants"));
+    }
+    let mut grants = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let bytes = r
+            .read_exact(GRANT_LEN)
+            .map_err(malformed("truncated key grant"))?;
+        grants.push(KeyGrant::decode(bytes).map_err(|_| SyncError::Malformed("bad key grant"))?);
+    }
+    Ok(Roster {
+        members,
+        certs,
+        grants,
+    })
 }
 
 fn decode_members(r: &mut Cursor) -> Result<Vec<Member>, SyncError> {
@@ -157,6 +179,17 @@ mod tests {
         let roster = Roster {
             members: vec![member(&[1, 2]), member(&[])],
             certs: vec![cert.clone(), cert],
+            grants: vec![KeyGrant::issue(
+                crate::core::doc::DocId::random(),
+                1,
+                &crate::core::envelope::DocKey([3; 32]),
+                libp2p_identity::ed25519::Keypair::generate()
+                    .public()
+                    .to_bytes(),
+                &owner,
+                [5; 32],
+            )
+            .unwrap()],
         };
         let response = seal_response(&key, &topic, &roster).encode();
         assert_eq!(open_response(&key, &topic, &response).unwrap(), roster);
@@ -167,6 +200,7 @@ mod tests {
                 .map(|_| member(&(1..20).collect::<Vec<_>>()))
                 .collect(),
             certs: Vec::new(),
+            grants: Vec::new(),
         };
         let mut bytes = Vec::new();
         encode(&many, &mut bytes);
@@ -186,6 +220,7 @@ mod tests {
         assert!(decode(&mut Cursor::new(&bytes)).is_err());
         // No members, then more certificates than allowed.
         assert!(decode(&mut Cursor::new(&[0, 0xff, 0x0f])).is_err());
+        assert!(decode(&mut Cursor::new(&[0, 0, 0xff, 0x0f])).is_err());
     }
 
     proptest! {

@@ -223,6 +223,7 @@ mod tests {
                     addrs: vec![format!("/ip4/192.0.2.7/udp/{}/quic-v1", offset as u16).parse().unwrap()],
                 }],
                 certs: Vec::new(),
+                grants: Vec::new(),
             });
             prop_assert_eq!(RequestBody::decode(&members.encode()).unwrap(), members);
             for resp in [

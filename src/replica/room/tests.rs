@@ -24,6 +24,7 @@ async fn setup(
         outbox,
         compact_every,
         me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
+        identity: DocMeta::test_owner(),
     };
     (dir, ctx, out_rx, meta)
 }

@@ -62,6 +62,8 @@ pub(crate) struct DocMeta {
     pub created: i64,
     /// The owner's Ed25519 key: the root of the document's membership.
     pub owner: KeyBytes,
+    /// The epoch of `key` (0 for the creator; a later one for a ticket made after a removal).
+    pub key_epoch: u32,
 }
 
 /// What is needed to rebuild a document: snapshot first, then the log after it.
@@ -251,6 +253,7 @@ impl DocMeta {
             key: DocKey::random(),
             created: unix_now(),
             owner: Self::test_owner().public().to_bytes(),
+            key_epoch: 0,
         }
     }
 

@@ -64,6 +64,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE docs ADD COLUMN owner BLOB;
+             ALTER TABLE docs ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0;
              CREATE TABLE IF NOT EXISTS certs (
                  doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
                  cert BLOB NOT NULL, PRIMARY KEY (doc, cert));
@@ -214,13 +215,15 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
         return Err(StoreError::DocExists(meta.id));
     }
     tx.execute(
-        "INSERT INTO docs (id, name, key, created, owner) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO docs (id, name, key, created, owner, key_epoch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             &meta.id.0[..],
             meta.name,
             &meta.key.0[..],
             meta.created,
-            &meta.owner[..]
+            &meta.owner[..],
+            meta.key_epoch
         ],
     )
     .map(|_| ())
@@ -229,7 +232,7 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
 
 fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
     let mut stmt = tx.prepare(
-        "SELECT id, name, key, created, owner FROM docs WHERE owner IS NOT NULL
+        "SELECT id, name, key, created, owner, key_epoch FROM docs WHERE owner IS NOT NULL
          ORDER BY created, name",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -239,11 +242,12 @@ fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
             row.get::<_, Vec<u8>>(2)?,
             row.get::<_, i64>(3)?,
             row.get::<_, Vec<u8>>(4)?,
+            row.get::<_, u32>(5)?,
         ))
     })?;
     let mut docs = Vec::new();
     for row in rows {
-        let (id, name, key, created, owner) = row?;
+        let (id, name, key, created, owner, key_epoch) = row?;
         // A row with wrong-sized blobs is damage; skip it loudly rather than fail every list.
         match (
             <[u8; 16]>::try_from(id),
@@ -256,6 +260,7 @@ fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
                 key: DocKey(key),
                 created,
                 owner,
+                key_epoch,
             }),
             _ => tracing::error!("store: skipping damaged docs row {name:?}"),
         }

@@ -11,7 +11,9 @@ use tokio::sync::Semaphore;
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
 use crate::core::access::Role;
 use crate::core::doc::parse_topic_name;
+use crate::core::envelope::EnvelopeError;
 use crate::core::sync::gossip::{self, Gossip};
+use crate::core::sync::SyncError;
 use crate::net::Net;
 use crate::replica::room::Outgoing;
 
@@ -43,6 +45,13 @@ impl SyncDriver {
         let from = source.unwrap_or(via);
         let message = match gossip::open(&room.keys(), &room.topic, data) {
             Ok(message) => message,
+            // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
+            Err(SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch))) => {
+                tracing::debug!(doc = %room.id, epoch, "gossip sealed with a key we do not have yet");
+                let ask = source.filter(|a| self.connected.contains(a)).unwrap_or(via);
+                self.exchange_members(ask, room.id, true);
+                return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+            }
             Err(e) => {
                 tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
@@ -58,7 +67,18 @@ impl SyncDriver {
             Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
             Gossip::Awareness(_) => Role::Reader,
         };
-        match room.access().membership.role_of(&author) {
+        let access = room.access();
+        if access.membership.is_revoked(&author) {
+            tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: its author was removed from the document");
+            // A forwarder may not have heard of the removal yet: only the author is penalised.
+            let verdict = if via == author {
+                MessageAcceptance::Reject
+            } else {
+                MessageAcceptance::Ignore
+            };
+            return report_verdict(&self.net, id, via, verdict);
+        }
+        match access.membership.role_of(&author) {
             Some(role) if role >= needed => {}
             Some(role) => {
                 tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: a {} may not edit", role.as_str());

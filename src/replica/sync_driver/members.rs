@@ -33,11 +33,14 @@ impl SyncDriver {
         std::iter::once(me).chain(others).collect()
     }
 
-    /// Our roster for `room`, for `except`: the members we know and every certificate we hold.
+    /// Our roster for `room`, for `except`: the members we know and every certificate and key
+    /// grant we hold.
     pub(super) fn roster(&self, room: &RoomHandle, except: PeerId) -> Roster {
+        let access = room.access();
         Roster {
             members: self.known_members(&room.topic, except),
-            certs: room.access().membership.certs().cloned().collect(),
+            certs: access.membership.certs().cloned().collect(),
+            grants: access.membership.grants().cloned().collect(),
         }
     }
 
@@ -64,11 +67,12 @@ impl SyncDriver {
         let reports = self.reports.clone();
         self.spawn_task(async move {
             match exchange(&net, &room, peer, mine).await {
-                Ok(roster) => {
+                Ok((roster, news)) => {
                     let learned = Report::MembersLearned {
                         peer,
                         doc: room.id,
                         members: roster.members,
+                        news,
                     };
                     let _ = reports.send(learned).await;
                 }

@@ -88,6 +88,8 @@ enum Command {
     Status(oneshot::Sender<HashMap<DocId, Vec<PeerSync>>>),
     /// A document was opened: pull it from peers already known to share it.
     Opened(DocId),
+    /// A document's membership changed here (a removal): tell the peers sharing it.
+    Changed(DocId),
 }
 
 /// What the driver's tasks tell its loop.
@@ -116,6 +118,12 @@ enum Report {
         peer: PeerId,
         doc: DocId,
         members: Vec<Member>,
+        /// It also brought new certificates or key grants.
+        news: bool,
+    },
+    /// New certificates or key grants arrived for `doc` (or were made here): pass them on.
+    RecordsLearned {
+        doc: DocId,
     },
 }
 
@@ -133,6 +141,11 @@ impl SyncHandle {
 
     pub(crate) async fn opened(&self, doc: DocId) {
         let _ = self.tx.send(Command::Opened(doc)).await;
+    }
+
+    /// The document's membership changed here: send the news to the peers sharing it.
+    pub(crate) async fn changed(&self, doc: DocId) {
+        let _ = self.tx.send(Command::Changed(doc)).await;
     }
 }
 
@@ -257,6 +270,18 @@ impl SyncDriver {
                     }
                 }
             }
+            Command::Changed(doc) => self.spread_records(doc),
+        }
+    }
+
+    /// Sends our roster for `doc` to every connected peer sharing it (at most every few seconds
+    /// per peer): removals and new keys travel member to member, even without the owner.
+    fn spread_records(&mut self, doc: DocId) {
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        for peer in self.peers_sharing(&room.topic) {
+            self.exchange_members(peer, doc, true);
         }
     }
 
@@ -301,11 +326,20 @@ impl SyncDriver {
                 requester_sv,
                 result,
             } => self.answer_start(peer, room, epoch, channel, requester_sv, result),
-            Report::MembersLearned { peer, doc, members } => {
+            Report::MembersLearned {
+                peer,
+                doc,
+                members,
+                news,
+            } => {
                 self.meet(members);
                 // Its role may be known now.
                 self.want_pull(peer, doc);
+                if news {
+                    self.spread_records(doc);
+                }
             }
+            Report::RecordsLearned { doc } => self.spread_records(doc),
         }
     }
 

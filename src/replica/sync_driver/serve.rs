@@ -77,10 +77,12 @@ impl SyncDriver {
                 let reports = self.reports.clone();
                 let doc = room.id;
                 self.spawn_task(async move {
-                    match room.add_certs(roster.certs).await {
-                        // Its role may be known now: pull from it if it writes.
+                    match room.add_records(roster.certs, roster.grants).await {
+                        // Its role may be known now: pull from it if it writes; and tell the
+                        // others what we learned.
                         Ok(new) if new > 0 => {
                             let _ = reports.send(Report::PullWanted { peer, doc }).await;
+                            let _ = reports.send(Report::RecordsLearned { doc }).await;
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(%doc, %peer, "cannot store certificates: {e}"),
