@@ -1,9 +1,9 @@
-//! Certificates and rosters from peers: decoding untrusted bytes, and deriving roles from any
-//! mix of validly signed certificates (the fuzzer picks kinds, roles, subjects and issuers from
+//! Certificates, key grants and rosters from peers: decoding untrusted bytes, and deriving roles
+//! from any mix of validly signed certificates and revocations (the fuzzer picks kinds, roles, subjects and issuers from
 //! a fixed set of keys, so signatures verify and the role derivation itself is exercised).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::core::access::{peer_of, Cert, CertKind, Membership, Role};
+use peerdoc::core::access::{peer_of, Cert, CertKind, KeyGrant, Membership, Role};
 use peerdoc::core::doc::DocId;
 use peerdoc::core::sync::members;
 use yrs::encoding::read::Cursor;
@@ -23,11 +23,20 @@ fuzz_target!(|data: &[u8]| {
         let _ = cert.verify();
         let _ = membership.add(cert);
     }
+    if let Ok(grant) = KeyGrant::decode(data) {
+        let _ = grant.verify(&public(0));
+        let _ = grant.open(&keys[1]);
+        let _ = membership.add_grant(grant);
+    }
     let _ = members::decode(&mut Cursor::new(data));
 
     for op in data.chunks_exact(3) {
-        let kind = if op[0] & 1 == 0 { CertKind::Member } else { CertKind::Invitation };
-        let role = if op[0] & 2 == 0 { Role::Reader } else { Role::Writer };
+        let kind = match op[0] & 3 {
+            0 => CertKind::Member,
+            1 => CertKind::Invitation,
+            _ => CertKind::Revocation,
+        };
+        let role = if op[0] & 4 == 0 { Role::Reader } else { Role::Writer };
         let issuer = &keys[usize::from(op[2]) % keys.len()];
         let cert = Cert::issue(doc, kind, role, public(op[1]), issuer);
         assert!(membership.add(cert).is_ok());

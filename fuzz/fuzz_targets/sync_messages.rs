@@ -3,7 +3,7 @@
 //! bad could send).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::core::envelope::{DocKey, Purpose};
+use peerdoc::core::envelope::{DocKey, Keyring, Purpose};
 use peerdoc::core::sync::{gossip, members};
 use peerdoc::core::sync::{
     Chunk, Pull, RequestBody, Responder, SyncRequest, SyncResponse, YMessage,
@@ -12,7 +12,7 @@ use peerdoc::core::sync::{
 // peerdoc catches panics of the CRDT library (`catch_unwind`): let them unwind as in the node,
 // instead of libfuzzer-sys's hook that aborts first. An uncaught panic still aborts (a crash).
 fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
-    let key = DocKey([1; 32]);
+    let key = Keyring::from(DocKey([1; 32]));
     let topic = [2; 32];
     let _ = YMessage::decode(data);
     let _ = YMessage::decode_all(data);
@@ -30,6 +30,7 @@ fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
     let _ = Responder::open(data, |_| Some(key.clone()));
     let _ = members::open_response(&key, &topic, data);
     let sealed_members = [&[1, 4][..], &key.seal(&topic, Purpose::Members, data)].concat();
+    let _ = peerdoc::core::access::KeyGrant::decode(data);
     let _ = members::open_response(&key, &topic, &sealed_members);
     let request = SyncRequest {
         topic,
