@@ -103,7 +103,7 @@ function openDoc (doc) {
     }),
     parent: $('editor')
   })
-  current = { id: doc.id, name: doc.name, ydoc, provider, view }
+  current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view }
   $('doc-title').textContent = doc.name
   $('read-only').hidden = !readOnly
   $('share-btn').hidden = readOnly
@@ -190,9 +190,25 @@ async function showMembers () {
   const members = await api('GET', `/api/docs/${current.id}/members`)
   $('member-list').replaceChildren(...members.map((m) => {
     const li = document.createElement('li')
-    li.textContent = `${m.peer.slice(0, 12)}…${m.peer.slice(-6)} · ${m.role}${m.you ? ' (this node)' : ''}`
+    const label = document.createElement('span')
+    label.textContent = `${m.peer.slice(0, 12)}…${m.peer.slice(-6)} · ${m.role}${m.you ? ' (this node)' : ''}`
+    li.append(label)
     li.title = m.peer
     li.dataset.role = m.role
+    // The owner removes members: they get no key for what is written from now on.
+    if (current.role === 'owner' && !m.you) {
+      const remove = document.createElement('button')
+      remove.textContent = 'Remove'
+      remove.className = 'danger small'
+      remove.onclick = async () => {
+        if (!confirm(`Remove ${m.peer} from "${current.name}"? They keep what they have, but cannot read or change anything from now on.`)) return
+        try {
+          await api('DELETE', `/api/docs/${current.id}/members/${encodeURIComponent(m.peer)}`)
+          await showMembers()
+        } catch (err) { showError(err) }
+      }
+      li.append(remove)
+    }
     return li
   }))
 }

@@ -175,10 +175,16 @@ test('a read-only member follows the document and cannot edit it', async () => {
   assert.equal(await c.api('GET', `/api/docs/${docs[0].id}/text`), full)
   assert.equal(await a.api('GET', `/api/docs/${docs[0].id}/text`), full)
 
-  // A's share dialog lists the reader.
+  // A's share dialog lists the reader, with a Remove button; removing takes it off the list.
   await pageA.click('#share-btn')
   await waitFor('the member list shows the reader', async () =>
     (await pageA.textContent('#member-list')).includes('reader'))
   await pageA.screenshot({ path: `${ARTIFACTS}/browser-share-members.png` })
   await pageC.screenshot({ path: `${ARTIFACTS}/browser-read-only.png` })
+  pageA.once('dialog', (d) => d.accept())
+  await pageA.click('#member-list li[data-role="reader"] button')
+  await waitFor('the reader is gone from the list', async () =>
+    !(await pageA.textContent('#member-list')).includes('reader'))
+  const info = await a.api('GET', `/api/docs/${docs[0].id}`)
+  assert.equal(info.epoch, 1, 'the document has a new key')
 })
