@@ -1,6 +1,7 @@
 //! peerdoc: a peer-to-peer collaborative editing backend. Documents are yrs (Yjs) CRDTs that
 //! live on the participants' machines, sync directly between peers over libp2p, are sealed
-//! end-to-end with a per-document key, and are stored in SQLite.
+//! end-to-end with a per-document key, and are stored in SQLite. Members are owners, writers or
+//! readers, proven by certificates; removing one rotates the key.
 //!
 //! Embed a node with [`Node::spawn`]`(`[`Config`]`)`, and serve it over HTTP and WebSocket with
 //! [`api::Server`]; the `peerdoc` binary is a thin CLI over the same two. Wire formats are
@@ -20,7 +21,7 @@
 //!      /    \
 //! replica/  net/    the node's inside (rooms, sync driver, store) | libp2p (the swarm's loop)
 //!      \    /
-//!      core/        pure: documents, envelopes, tickets, sync codecs and protocol decisions
+//!      core/        pure: documents, envelopes, tickets, roles, sync codecs and decisions
 //! ```
 //!
 //! `replica` uses `net`; `net` knows nothing of documents; `core` imports none of the others
@@ -30,9 +31,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`core`] | pure: `doc`, `envelope`, `ticket`, `sync` (messages, wire, gossip, pull, responder, transfers) |
-//! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec |
-//! | `replica` | one task per open document (`room`, `presence`), `rooms`, the `sync_driver` actor, `pull`, the SQLite `store` |
+//! | [`core`] | pure: `doc`, `update_check`, `envelope` (keys by epoch), `ticket`, `access` (roles, certificates, key grants), `limits` (per-peer sync limits), `sync` (messages, wire, gossip, pull, responder, transfers, members) |
+//! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `reachability` |
+//! | `replica` | one task per open document (`room`: the CRDT, presence, membership and keys), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
 //! | `node` | [`Node`]: wiring and shutdown order, the document API; `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
 //! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |

@@ -3,7 +3,11 @@
 //! edit is acknowledged only once committed), compacts the log, and fans changes out: local
 //! edits and presence to the network outbox, every change to local subscribers (editor
 //! sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
-//! is decided by [`crate::core::sync::gossip`], the code the simulation runs.
+//! is decided by [`crate::core::sync::gossip`], the code the simulation runs. It also owns the
+//! document's membership and keys ([`Access`]): it adds certificates and key grants (opening
+//! grants addressed to this node), refuses local edits on a reader's node, and on the owner's
+//! node removes members (a new key epoch, granted to everyone else). Others read the latest
+//! `Access` from a watch channel without waiting for the room.
 
 use std::sync::Arc;
 use std::time::Duration;
