@@ -6,7 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`behaviour`] | the composed `Behaviour` and the swarm built around it |
-//! | [`event_loop`] | the task that alone owns the `Swarm` (its DHT work in `event_loop::dht`) |
+//! | [`event_loop`] | the task that alone owns the `Swarm` (behaviour events in `event_loop::events`, DHT work in `event_loop::dht`) |
 //! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
 //! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
 //! | [`guard`] | peer scoring, connection limits, banned peers |

@@ -99,4 +99,15 @@ impl SyncDriver {
             });
         }
     }
+
+    /// Sends our roster for `doc` to every connected peer sharing it (at most every few seconds
+    /// per peer): removals and new keys travel member to member, even without the owner.
+    pub(super) fn spread_records(&mut self, doc: DocId) {
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        for peer in self.peers_sharing(&room.topic) {
+            self.exchange_members(peer, doc, true);
+        }
+    }
 }

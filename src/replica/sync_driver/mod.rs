@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pull::{pull, PullFailure, PullOutcome};
+use super::pull::{PullFailure, PullOutcome};
 use super::room::{DiffAndSv, Outgoing, RoomError, RoomHandle};
 use super::rooms::Rooms;
 use super::store::Store;
@@ -274,17 +274,6 @@ impl SyncDriver {
         }
     }
 
-    /// Sends our roster for `doc` to every connected peer sharing it (at most every few seconds
-    /// per peer): removals and new keys travel member to member, even without the owner.
-    fn spread_records(&mut self, doc: DocId) {
-        let Some(room) = self.rooms.get(&doc) else {
-            return;
-        };
-        for peer in self.peers_sharing(&room.topic) {
-            self.exchange_members(peer, doc, true);
-        }
-    }
-
     fn status(&self) -> HashMap<DocId, Vec<PeerSync>> {
         self.rooms
             .all()
@@ -341,63 +330,6 @@ impl SyncDriver {
             }
             Report::RecordsLearned { doc } => self.spread_records(doc),
         }
-    }
-
-    // --- pulls ---------------------------------------------------------------------------
-
-    /// Pulls `doc` from `peer` if it is a writer; if its role is unknown, asks for its roster.
-    fn want_pull(&mut self, peer: PeerId, doc: DocId) {
-        if peer == self.net.peer_id() {
-            return;
-        }
-        let Some(room) = self.rooms.get(&doc) else {
-            return;
-        };
-        match room.access().membership.role_of(&peer) {
-            Some(role) if role.may_write() => {
-                if self.pulls.want((peer, doc)) {
-                    self.start_pull(peer, doc);
-                }
-            }
-            // Readers never serve what we apply.
-            Some(_) => {}
-            None => self.exchange_members(peer, doc, true),
-        }
-    }
-
-    fn start_pull(&mut self, peer: PeerId, doc: DocId) {
-        let Some(room) = self.rooms.get(&doc) else {
-            // The document was deleted meanwhile: its slot goes to the next pull.
-            return self.pull_finished(peer, doc);
-        };
-        let net = self.net.clone();
-        let reports = self.reports.clone();
-        self.spawn_task(async move {
-            let result = pull(&net, &room, peer).await;
-            let _ = reports.send(Report::PullDone { peer, doc, result }).await;
-        });
-    }
-
-    fn pull_finished(&mut self, peer: PeerId, doc: DocId) {
-        for (peer, doc) in self.pulls.finished((peer, doc)) {
-            self.start_pull(peer, doc);
-        }
-    }
-
-    fn on_pull_done(&mut self, peer: PeerId, doc: DocId, result: Result<PullOutcome, PullFailure>) {
-        match result {
-            Ok(outcome) => {
-                if outcome.changed {
-                    tracing::debug!(doc = %doc, %peer, "caught up from peer");
-                }
-                self.synced
-                    .insert((doc, peer), (Instant::now(), outcome.in_sync));
-                self.vouch(peer);
-                self.exchange_members(peer, doc, false);
-            }
-            Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
-        }
-        self.pull_finished(peer, doc);
     }
 
     fn anti_entropy(&mut self) {

@@ -1,9 +1,80 @@
-//! [`PullQueue`]: which pulls run. One pull per (peer, document) at a time, at most `max` at
-//! once, the rest waiting in order; a pull wanted while the same one runs runs once more after
-//! it (the running one may have asked before what is wanted now).
+//! The sync driver's pulls: whom to pull from (writers only; a peer whose role is unknown is
+//! asked for its roster first), running them in tasks, and [`PullQueue`], which pulls run: one
+//! pull per (peer, document) at a time, at most `max` at once, the rest waiting in order; a pull
+//! wanted while the same one runs runs once more after it (the running one may have asked
+//! before what is wanted now).
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
+use std::time::Instant;
+
+use libp2p::PeerId;
+
+use super::{Report, SyncDriver};
+use crate::core::doc::DocId;
+use crate::replica::pull::{pull, PullFailure, PullOutcome};
+
+impl SyncDriver {
+    /// Pulls `doc` from `peer` if it is a writer; if its role is unknown, asks for its roster.
+    pub(super) fn want_pull(&mut self, peer: PeerId, doc: DocId) {
+        if peer == self.net.peer_id() {
+            return;
+        }
+        let Some(room) = self.rooms.get(&doc) else {
+            return;
+        };
+        match room.access().membership.role_of(&peer) {
+            Some(role) if role.may_write() => {
+                if self.pulls.want((peer, doc)) {
+                    self.start_pull(peer, doc);
+                }
+            }
+            // Readers never serve what we apply.
+            Some(_) => {}
+            None => self.exchange_members(peer, doc, true),
+        }
+    }
+
+    fn start_pull(&mut self, peer: PeerId, doc: DocId) {
+        let Some(room) = self.rooms.get(&doc) else {
+            // The document was deleted meanwhile: its slot goes to the next pull.
+            return self.pull_finished(peer, doc);
+        };
+        let net = self.net.clone();
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let result = pull(&net, &room, peer).await;
+            let _ = reports.send(Report::PullDone { peer, doc, result }).await;
+        });
+    }
+
+    fn pull_finished(&mut self, peer: PeerId, doc: DocId) {
+        for (peer, doc) in self.pulls.finished((peer, doc)) {
+            self.start_pull(peer, doc);
+        }
+    }
+
+    pub(super) fn on_pull_done(
+        &mut self,
+        peer: PeerId,
+        doc: DocId,
+        result: Result<PullOutcome, PullFailure>,
+    ) {
+        match result {
+            Ok(outcome) => {
+                if outcome.changed {
+                    tracing::debug!(doc = %doc, %peer, "caught up from peer");
+                }
+                self.synced
+                    .insert((doc, peer), (Instant::now(), outcome.in_sync));
+                self.vouch(peer);
+                self.exchange_members(peer, doc, false);
+            }
+            Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
+        }
+        self.pull_finished(peer, doc);
+    }
+}
 
 pub(super) struct PullQueue<K> {
     max: usize,

@@ -1,0 +1,460 @@
+//! [`Membership`]: a document's certificates and key grants, and the roles they prove.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use libp2p_identity::PeerId;
+
+use super::{key_of, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, Role, MAX_CERTS};
+use crate::core::doc::DocId;
+
+/// A document's certificates and key grants, and the roles they prove.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    doc: DocId,
+    owner: KeyBytes,
+    certs: HashSet<Cert>,
+    /// Key grants by (epoch, member).
+    grants: HashMap<(u32, KeyBytes), KeyGrant>,
+    /// Derived: members' roles (the owner included).
+    members: HashMap<KeyBytes, Role>,
+    /// Derived: keys the owner revoked.
+    revoked: HashSet<KeyBytes>,
+}
+
+impl Membership {
+    pub fn new(doc: DocId, owner: KeyBytes) -> Membership {
+        Membership {
+            doc,
+            owner,
+            certs: HashSet::new(),
+            grants: HashMap::new(),
+            members: HashMap::from([(owner, Role::Owner)]),
+            revoked: HashSet::new(),
+        }
+    }
+
+    pub fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    pub fn owner(&self) -> KeyBytes {
+        self.owner
+    }
+
+    /// Adds a certificate after checking it. Returns whether it was new. A certificate whose
+    /// issuer is not (yet) known is kept: its issuer's certificate may arrive later.
+    pub fn add(&mut self, cert: Cert) -> Result<bool, AccessError> {
+        if cert.doc != self.doc {
+            return Err(AccessError::OtherDocument);
+        }
+        if self.certs.contains(&cert) {
+            return Ok(false);
+        }
+        if self.certs.len() >= MAX_CERTS {
+            return Err(AccessError::Full);
+        }
+        if !cert.verify() {
+            return Err(AccessError::BadSignature);
+        }
+        self.certs.insert(cert);
+        self.derive();
+        Ok(true)
+    }
+
+    /// Recomputes the roles from the owner outwards: a certificate counts once its issuer's
+    /// role may grant it. Roles only grow, so each key is visited at most once per role.
+    fn derive(&mut self) {
+        // Only the owner revokes, and the owner cannot be revoked.
+        let revoked: HashSet<KeyBytes> = self
+            .certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Revocation && c.issuer == self.owner)
+            .map(|c| c.subject)
+            .filter(|subject| *subject != self.owner)
+            .collect();
+        let mut by_issuer: HashMap<KeyBytes, Vec<&Cert>> = HashMap::new();
+        for cert in &self.certs {
+            if cert.kind != CertKind::Revocation && !revoked.contains(&cert.subject) {
+                by_issuer.entry(cert.issuer).or_default().push(cert);
+            }
+        }
+        // What each key may grant: members by their role, invitations by theirs.
+        let mut members: HashMap<KeyBytes, Role> = HashMap::from([(self.owner, Role::Owner)]);
+        let mut invitations: HashMap<KeyBytes, Role> = HashMap::new();
+        let mut queue: VecDeque<KeyBytes> = VecDeque::from([self.owner]);
+        while let Some(issuer) = queue.pop_front() {
+            let as_member = members.get(&issuer).copied().filter(|r| r.may_write());
+            let as_invitation = invitations.get(&issuer).copied();
+            for cert in by_issuer
+                .get(&issuer)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                let granted = match cert.kind {
+                    CertKind::Revocation => None,
+                    // Invitations come from the owner and writers.
+                    CertKind::Invitation => as_member.map(|_| cert.role),
+                    // Members are admitted by the owner, writers, or an invitation up to its role.
+                    CertKind::Member => match (as_member, as_invitation) {
+                        (Some(_), _) => Some(cert.role),
+                        (None, Some(limit)) => Some(cert.role.min(limit)),
+                        (None, None) => None,
+                    },
+                };
+                let Some(role) = granted else { continue };
+                let table = match cert.kind {
+                    CertKind::Member => &mut members,
+                    CertKind::Invitation | CertKind::Revocation => &mut invitations,
+                };
+                if table.get(&cert.subject).is_none_or(|known| *known < role) {
+                    table.insert(cert.subject, role);
+                    queue.push_back(cert.subject);
+                }
+            }
+        }
+        self.members = members;
+        self.revoked = revoked;
+    }
+
+    /// Whether the owner removed `peer`.
+    pub fn is_revoked(&self, peer: &PeerId) -> bool {
+        key_of(peer).is_ok_and(|k| self.revoked.contains(&k))
+    }
+
+    /// Whether the owner revoked this key (a member or an invitation).
+    pub fn is_revoked_key(&self, key: &KeyBytes) -> bool {
+        self.revoked.contains(key)
+    }
+
+    /// The role a key holds, if it is a member.
+    pub fn role_of_key(&self, key: &KeyBytes) -> Option<Role> {
+        self.members.get(key).copied()
+    }
+
+    /// The member certificates that admitted `key` (to revoke the invitations behind them).
+    pub fn admissions_of(&self, key: &KeyBytes) -> Vec<&Cert> {
+        self.certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Member && c.subject == *key)
+            .collect()
+    }
+
+    /// Members' keys and roles, the owner included.
+    pub fn member_keys(&self) -> impl Iterator<Item = (&KeyBytes, &Role)> {
+        self.members.iter()
+    }
+
+    /// Adds a key grant after checking that the owner signed it for this document. Returns
+    /// whether it was new.
+    pub fn add_grant(&mut self, grant: KeyGrant) -> Result<bool, AccessError> {
+        if grant.doc != self.doc {
+            return Err(AccessError::OtherDocument);
+        }
+        let slot = (grant.epoch, grant.member);
+        if self.grants.contains_key(&slot) {
+            return Ok(false);
+        }
+        if self.grants.len() >= MAX_CERTS {
+            return Err(AccessError::Full);
+        }
+        if !grant.verify(&self.owner) {
+            return Err(AccessError::BadSignature);
+        }
+        self.grants.insert(slot, grant);
+        Ok(true)
+    }
+
+    /// Every key grant held.
+    pub fn grants(&self) -> impl Iterator<Item = &KeyGrant> {
+        self.grants.values()
+    }
+
+    /// The grants addressed to `member`.
+    pub fn grants_for(&self, member: &KeyBytes) -> Vec<&KeyGrant> {
+        self.grants
+            .values()
+            .filter(|g| g.member == *member)
+            .collect()
+    }
+
+    /// The role `peer` holds, if it is a member.
+    pub fn role_of(&self, peer: &PeerId) -> Option<Role> {
+        key_of(peer)
+            .ok()
+            .and_then(|k| self.members.get(&k).copied())
+    }
+
+    /// Members and their roles, the owner first.
+    pub fn members(&self) -> Vec<(PeerId, Role)> {
+        let mut list: Vec<(PeerId, Role)> = self
+            .members
+            .iter()
+            .filter_map(|(key, role)| Some((peer_of(key)?, *role)))
+            .collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        list
+    }
+
+    /// Every certificate held (valid or still waiting for its issuer's).
+    pub fn certs(&self) -> impl Iterator<Item = &Cert> {
+        self.certs.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::node;
+    use super::*;
+    use libp2p_identity::ed25519;
+
+    #[test]
+    fn roles_follow_invitations_from_the_owner() {
+        let doc = DocId::random();
+        let (owner_kp, owner, owner_peer) = node();
+        let mut m = Membership::new(doc, owner);
+        assert_eq!(m.role_of(&owner_peer), Some(Role::Owner));
+
+        // The owner shares read-write: an invitation, which the joiner uses to admit itself.
+        let invite = ed25519::Keypair::generate();
+        let (_, writer, writer_peer) = node();
+        let invitation = Cert::issue(
+            doc,
+            CertKind::Invitation,
+            Role::Writer,
+            invite.public().to_bytes(),
+            &owner_kp,
+        );
+        let admitted = Cert::issue(doc, CertKind::Member, Role::Writer, writer, &invite);
+        // Order does not matter: the member certificate waits for its invitation.
+        assert!(m.add(admitted.clone()).unwrap());
+        assert_eq!(m.role_of(&writer_peer), None);
+        assert!(m.add(invitation).unwrap());
+        assert_eq!(m.role_of(&writer_peer), Some(Role::Writer));
+        assert!(!m.add(admitted).unwrap(), "a duplicate is not new");
+
+        // A read-only invitation cannot admit a writer: the grant is capped at reader.
+        let ro = ed25519::Keypair::generate();
+        let (_, reader, reader_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Invitation,
+            Role::Reader,
+            ro.public().to_bytes(),
+            &owner_kp,
+        ))
+        .unwrap();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            reader,
+            &ro,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&reader_peer), Some(Role::Reader));
+
+        // A writer may share further; a reader may not.
+        let writer_kp = ed25519::Keypair::generate();
+        let writer2 = writer_kp.public().to_bytes();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            writer2,
+            &owner_kp,
+        ))
+        .unwrap();
+        let (_, third, third_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Reader,
+            third,
+            &writer_kp,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&third_peer), Some(Role::Reader));
+        let reader_kp_forged = ed25519::Keypair::generate();
+        let (_, fourth, fourth_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            fourth,
+            &reader_kp_forged,
+        ))
+        .unwrap();
+        assert_eq!(
+            m.role_of(&fourth_peer),
+            None,
+            "an unknown issuer grants nothing"
+        );
+
+        let roles: Vec<Role> = m.members().iter().map(|(_, r)| *r).collect();
+        assert_eq!(roles[0], Role::Owner);
+        assert_eq!(roles.iter().filter(|r| **r == Role::Writer).count(), 2);
+        assert_eq!(roles.iter().filter(|r| **r == Role::Reader).count(), 2);
+    }
+
+    #[test]
+    fn a_reader_cannot_promote_itself_or_admit_others() {
+        let doc = DocId::random();
+        let (owner_kp, owner, _) = node();
+        let mut m = Membership::new(doc, owner);
+        let reader_kp = ed25519::Keypair::generate();
+        let reader = reader_kp.public().to_bytes();
+        let reader_peer = peer_of(&reader).unwrap();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Reader,
+            reader,
+            &owner_kp,
+        ))
+        .unwrap();
+        // Self-issued writer certificate and an invitation of its own: both worthless.
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            reader,
+            &reader_kp,
+        ))
+        .unwrap();
+        let sock = ed25519::Keypair::generate();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Invitation,
+            Role::Writer,
+            sock.public().to_bytes(),
+            &reader_kp,
+        ))
+        .unwrap();
+        let (_, puppet, puppet_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            puppet,
+            &sock,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&reader_peer), Some(Role::Reader));
+        assert_eq!(m.role_of(&puppet_peer), None);
+    }
+
+    #[test]
+    fn forged_and_foreign_certificates_are_refused() {
+        let doc = DocId::random();
+        let (owner_kp, owner, _) = node();
+        let mut m = Membership::new(doc, owner);
+        let (_, subject, _) = node();
+        let mut forged = Cert::issue(doc, CertKind::Member, Role::Reader, subject, &owner_kp);
+        forged.role = Role::Writer;
+        assert_eq!(m.add(forged), Err(AccessError::BadSignature));
+        let foreign = Cert::issue(
+            DocId::random(),
+            CertKind::Member,
+            Role::Writer,
+            subject,
+            &owner_kp,
+        );
+        assert_eq!(m.add(foreign), Err(AccessError::OtherDocument));
+    }
+
+    #[test]
+    fn the_owner_revokes_a_member_and_the_invitation_it_came_with() {
+        let doc = DocId::random();
+        let (owner_kp, owner, _) = node();
+        let mut m = Membership::new(doc, owner);
+        let invite = ed25519::Keypair::generate();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Invitation,
+            Role::Writer,
+            invite.public().to_bytes(),
+            &owner_kp,
+        ))
+        .unwrap();
+        let (bad_kp, bad, bad_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            bad,
+            &invite,
+        ))
+        .unwrap();
+        // Before removal, it admits a reader of its own.
+        let (_, friend, friend_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Reader,
+            friend,
+            &bad_kp,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&friend_peer), Some(Role::Reader));
+
+        // Someone else's "revocation" counts for nothing.
+        m.add(Cert::issue(
+            doc,
+            CertKind::Revocation,
+            Role::Reader,
+            bad,
+            &bad_kp,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&bad_peer), Some(Role::Writer));
+        assert!(!m.is_revoked(&bad_peer));
+
+        m.add(Cert::issue(
+            doc,
+            CertKind::Revocation,
+            Role::Reader,
+            bad,
+            &owner_kp,
+        ))
+        .unwrap();
+        assert!(m.is_revoked(&bad_peer));
+        assert_eq!(m.role_of(&bad_peer), None);
+        assert_eq!(
+            m.role_of(&friend_peer),
+            None,
+            "what it granted goes with it"
+        );
+        // Re-admitting itself with the same invitation under a new key works until the
+        // invitation is revoked too.
+        let (_, again, again_peer) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            again,
+            &invite,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&again_peer), Some(Role::Writer));
+        assert_eq!(m.admissions_of(&bad)[0].issuer, invite.public().to_bytes());
+        m.add(Cert::issue(
+            doc,
+            CertKind::Revocation,
+            Role::Reader,
+            invite.public().to_bytes(),
+            &owner_kp,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of(&again_peer), None);
+        // The owner cannot be revoked.
+        m.add(Cert::issue(
+            doc,
+            CertKind::Revocation,
+            Role::Reader,
+            owner,
+            &owner_kp,
+        ))
+        .unwrap();
+        assert_eq!(m.role_of_key(&owner), Some(Role::Owner));
+    }
+}

@@ -1,0 +1,143 @@
+//! The event loop's handling of behaviour events: gossip and sync requests and responses become
+//! [`NetEvent`]s; identify, AutoNAT, relay, DCUtR, Kademlia and mDNS events update addresses,
+//! reachability and the DHT.
+
+use std::collections::HashSet;
+
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{autonat, dcutr, gossipsub, identify, mdns, relay, request_response, Multiaddr};
+
+use super::{EventLoop, MAX_ADDRS_PER_PEER};
+use crate::net::behaviour::{BehaviourEvent, KAD_PROTOCOL};
+use crate::net::reachability::is_relayed;
+use crate::net::{NetError, NetEvent};
+
+impl EventLoop {
+    pub(super) fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                self.emit(NetEvent::Gossip {
+                    topic: message.topic.into_string(),
+                    source: message.source,
+                    via: propagation_source,
+                    id: message_id,
+                    data: message.data,
+                });
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { peer_id, topic, .. }) => {
+                self.emit(NetEvent::Subscribed {
+                    peer: peer_id,
+                    topic: topic.into_string(),
+                });
+            }
+            BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        self.emit(NetEvent::Request {
+                            peer,
+                            data: request,
+                            channel,
+                        });
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some((_, reply)) = self.pending_requests.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Sync(request_response::Event::OutboundFailure {
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .into_iter()
+                    .take(MAX_ADDRS_PER_PEER)
+                    .collect();
+                self.remember(peer_id, addrs.iter().cloned());
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    // Reach the relay where it listens, preferring addresses off this machine.
+                    let mut candidates: Vec<&Multiaddr> =
+                        addrs.iter().filter(|a| !is_relayed(a)).collect();
+                    candidates.sort_by_key(|a| crate::net::is_loopback(a));
+                    if let Some(addr) = candidates.first() {
+                        self.reach
+                            .relay_found(&mut self.swarm, peer_id, (*addr).clone());
+                    }
+                }
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    let kad = &mut self.swarm.behaviour_mut().kad;
+                    for addr in &addrs {
+                        kad.add_address(&peer_id, addr.clone());
+                    }
+                }
+                self.emit(NetEvent::Identified {
+                    peer: peer_id,
+                    addrs,
+                });
+            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::AutonatClient(autonat::v2::client::Event {
+                tested_addr,
+                result,
+                ..
+            }) => {
+                tracing::debug!(addr = %tested_addr, ok = result.is_ok(), "AutoNAT test");
+                let nat = self.reach.autonat_result(&mut self.swarm, result.is_ok());
+                self.follow_nat(nat);
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                }
+                self.reach.reservation_accepted(relay_peer_id);
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
+                Err(e) => tracing::debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
+            },
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                let mut peers = HashSet::new();
+                for (peer, addr) in found {
+                    self.remember(peer, [addr]);
+                    peers.insert(peer);
+                }
+                for peer in peers {
+                    if !self.swarm.is_connected(&peer) {
+                        let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(addrs).build());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

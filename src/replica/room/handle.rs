@@ -1,0 +1,177 @@
+//! [`RoomHandle`]: opening a room (loading its document, membership and keys from the store
+//! and starting its task) and every request to it.
+
+use std::sync::Arc;
+
+use libp2p::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::*;
+
+impl RoomHandle {
+    /// Loads the document from the store and starts its task.
+    pub(crate) async fn open(meta: &DocMeta, ctx: RoomContext) -> Result<RoomHandle, RoomError> {
+        let stored = ctx.store.load(meta.id).await?;
+        let pending_log = stored.updates.len();
+        let doc = Document::from_updates(stored.in_order())
+            .map_err(|e| RoomError::Corrupt(meta.id, e))?;
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (changes, _) = broadcast::channel(CHANGES_QUEUE);
+        let presence = Presence::new(doc.ydoc().clone(), presence::tokio_clock());
+        let mut membership = Membership::new(meta.id, meta.owner);
+        for bytes in &stored.certs {
+            // Stored records were checked when added; a bad one is damage, not fatal.
+            let added = if bytes.len() == GRANT_LEN {
+                KeyGrant::decode(bytes).and_then(|g| membership.add_grant(g))
+            } else {
+                Cert::decode(bytes).and_then(|c| membership.add(c))
+            };
+            if let Err(e) = added {
+                tracing::error!(doc = %meta.id, "skipping a damaged stored record: {e}");
+            }
+        }
+        let mut keys = Keyring::new(meta.key_epoch, meta.key.clone());
+        for (epoch, key) in &stored.keys {
+            keys.insert(*epoch, DocKey(*key));
+        }
+        let access = Access { membership, keys };
+        let (access_tx, access_rx) = watch::channel(Arc::new(access.clone()));
+        let room = Room {
+            id: meta.id,
+            doc,
+            presence,
+            access,
+            access_tx,
+            ctx,
+            last_seq: stored.last_seq,
+            since_compaction: pending_log,
+            changes: changes.clone(),
+        };
+        tokio::spawn(room.run(rx));
+        Ok(RoomHandle {
+            id: meta.id,
+            topic: meta.id.topic(),
+            tx,
+            changes,
+            access: access_rx,
+        })
+    }
+
+    /// The document's membership and keys as the room last derived them.
+    pub(crate) fn access(&self) -> Arc<Access> {
+        self.access.borrow().clone()
+    }
+
+    /// The document's keys, newest epoch first for sealing.
+    pub(crate) fn keys(&self) -> Keyring {
+        self.access.borrow().keys.clone()
+    }
+
+    /// Adds certificates (checked, stored); returns how many were new.
+    pub(crate) async fn add_certs(&self, certs: Vec<Cert>) -> Result<usize, RoomError> {
+        self.add_records(certs, Vec::new()).await
+    }
+
+    /// Adds certificates and key grants (checked, stored); a grant to this node brings a new
+    /// epoch's key. Returns how many records were new.
+    pub(crate) async fn add_records(
+        &self,
+        certs: Vec<Cert>,
+        grants: Vec<KeyGrant>,
+    ) -> Result<usize, RoomError> {
+        self.call(|r| Command::AddRecords(certs, grants, r)).await?
+    }
+
+    /// Removes a member (owner only): revokes it and the invitation it joined with, starts a new
+    /// key epoch and grants its key to every remaining member. Returns the new epoch.
+    pub(crate) async fn revoke(&self, member: KeyBytes) -> Result<u32, RoomError> {
+        self.call(|r| Command::Revoke(member, r)).await?
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RoomError> {
+        ask(&self.tx, make).await.ok_or(RoomError::Closed(self.id))
+    }
+
+    /// Handles a gossip message for this document from its author `from`; says whether to
+    /// pull from its sender.
+    pub(crate) async fn receive_gossip(
+        &self,
+        gossip: Gossip,
+        from: PeerId,
+    ) -> Result<Received, RoomError> {
+        self.call(|r| Command::ReceiveGossip(gossip, from, r))
+            .await?
+    }
+    /// Applies an update pulled from a peer. Returns once applied in memory.
+    pub(crate) async fn apply_remote(&self, update: Vec<u8>) -> Result<Applied, RoomError> {
+        self.call(|r| Command::ApplyRemote(update, r)).await?
+    }
+    /// Applies an update made by a local editor; returns once it is durable.
+    pub(crate) async fn apply_local(
+        &self,
+        update: Vec<u8>,
+        origin: Origin,
+    ) -> Result<(), RoomError> {
+        self.call(|r| Command::ApplyLocal(update, origin, r))
+            .await?
+    }
+    /// Replaces the text as a minimal diff; returns once durable.
+    pub(crate) async fn replace_text(&self, text: String) -> Result<(), RoomError> {
+        self.call(|r| Command::Replace(text, r)).await?
+    }
+    /// Appends to the text; returns once durable.
+    pub(crate) async fn append_text(&self, text: String) -> Result<(), RoomError> {
+        self.call(|r| Command::Append(text, r)).await?
+    }
+    /// Applies an awareness update from a local session or a peer; changes are fanned out.
+    /// Returns the presence clients the update names.
+    pub(crate) async fn apply_awareness(
+        &self,
+        update: Vec<u8>,
+        origin: Origin,
+    ) -> Result<Vec<u64>, RoomError> {
+        self.call(|r| Command::ApplyAwareness(update, origin, r))
+            .await?
+    }
+    /// All current presence states as one awareness update, if there are any.
+    pub(crate) async fn awareness_state(&self) -> Result<Option<Vec<u8>>, RoomError> {
+        self.call(Command::AwarenessState).await
+    }
+    /// Marks the given presence clients as gone (their editor session ended).
+    pub(crate) async fn remove_awareness(
+        &self,
+        clients: Vec<u64>,
+        origin: Origin,
+    ) -> Result<(), RoomError> {
+        self.call(|r| Command::RemoveAwareness(clients, origin, r))
+            .await
+    }
+    pub(crate) async fn text(&self) -> Result<String, RoomError> {
+        self.call(Command::Text).await
+    }
+    pub(crate) async fn state_vector(&self) -> Result<Vec<u8>, RoomError> {
+        self.call(Command::StateVector).await
+    }
+    /// What a replica at `remote_sv` lacks, and our state vector, taken together.
+    pub(crate) async fn diff(&self, remote_sv: Vec<u8>) -> Result<DiffAndSv, RoomError> {
+        self.call(|r| Command::Diff(remote_sv, r)).await?
+    }
+    /// Every change from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+    /// Stops the task after the commands queued before this one.
+    pub(crate) async fn close(&self) {
+        let _ = self.call(Command::Close).await;
+    }
+    /// Test hook: blocks the room until the returned sender is dropped or fires.
+    #[cfg(test)]
+    pub(crate) async fn stall(&self) -> oneshot::Sender<()> {
+        let (release, wait) = oneshot::channel();
+        let _ = self.tx.send(Command::Stall(wait)).await;
+        release
+    }
+}
