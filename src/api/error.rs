@@ -40,6 +40,7 @@ impl From<Error> for ApiError {
             | Error::RemoveOwner
             | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
             Error::NotAMember(_) => StatusCode::NOT_FOUND,
+            Error::Room(RoomError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

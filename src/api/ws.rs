@@ -139,6 +139,9 @@ async fn on_frame(
                             CLOSE_POLICY,
                             "read-only: this node may read this document, not edit it",
                         ),
+                        RoomError::TooLarge(_) => {
+                            End(CLOSE_POLICY, "the document has reached its size limit")
+                        }
                         _ => End(CLOSE_POLICY, "update rejected"),
                     })?;
             }

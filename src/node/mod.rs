@@ -104,6 +104,7 @@ impl Node {
             compact_every: config.compact_every,
             me: net.peer_id(),
             identity: identity.clone(),
+            max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
         };
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {

@@ -27,6 +27,9 @@ use crate::core::sync::{SyncError, YMessage};
 
 /// How often presence expiry runs.
 const PRESENCE_CHECK: Duration = Duration::from_secs(5);
+/// Most bytes a document may hold in the store (snapshot and log), whoever writes: a writer
+/// gone bad cannot fill every member's disk. Updates that would pass it are refused.
+pub(crate) const MAX_DOC_BYTES: usize = 512 << 20;
 /// Commands waiting for a room.
 const COMMAND_QUEUE: usize = 256;
 /// Changes buffered per subscriber; a session that falls further behind resyncs.
@@ -49,6 +52,12 @@ pub enum RoomError {
          for a read-write ticket"
     )]
     ReadOnly(DocId),
+    #[error(
+        "document {0} has reached its size limit ({limit} bytes stored); nothing more can be \
+         added to it",
+        limit = MAX_DOC_BYTES
+    )]
+    TooLarge(DocId),
 }
 
 /// Where a change came from, so subscribers can skip their own echoes.
@@ -139,6 +148,8 @@ pub(crate) struct RoomContext {
     pub(crate) me: PeerId,
     /// This node's identity key: opens key grants, and signs on the owner's node.
     pub(crate) identity: ed25519::Keypair,
+    /// The document size limit ([`MAX_DOC_BYTES`]; smaller in tests).
+    pub(crate) max_doc_bytes: usize,
 }
 
 struct Room {
@@ -150,6 +161,8 @@ struct Room {
     ctx: RoomContext,
     last_seq: i64,
     since_compaction: usize,
+    /// Bytes stored for the document (snapshot and log).
+    stored_bytes: usize,
     changes: broadcast::Sender<Change>,
 }
 
@@ -183,6 +196,10 @@ impl Room {
                 self.receive_gossip(gossip, from, reply).await
             }
             Command::ApplyRemote(update, reply) => {
+                if let Err(e) = self.has_room_for(update.len()) {
+                    let _ = reply.send(Err(e));
+                    return std::ops::ControlFlow::Continue(());
+                }
                 let result = self.guarded(|doc| doc.apply(&update)).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                 let _ = reply.send(result);
@@ -199,6 +216,10 @@ impl Room {
                     let _ = reply.send(result);
                     return std::ops::ControlFlow::Continue(());
                 }
+                if let Err(e) = self.has_room_for(update.len()) {
+                    let _ = reply.send(Err(e));
+                    return std::ops::ControlFlow::Continue(());
+                }
                 let result = match self.guarded(|doc| doc.apply(&update)).await {
                     Ok(applied) => self.local_change(applied.delta, origin).await,
                     Err(e) => Err(e),
@@ -206,16 +227,16 @@ impl Room {
                 let _ = reply.send(result);
             }
             Command::Replace(text, reply) => {
-                if !self.may_write() {
-                    let _ = reply.send(Err(RoomError::ReadOnly(self.id)));
+                if let Err(e) = self.may_add(text.len()) {
+                    let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
                 let delta = self.doc.replace_text(&text);
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::Append(text, reply) => {
-                if !self.may_write() {
-                    let _ = reply.send(Err(RoomError::ReadOnly(self.id)));
+                if let Err(e) = self.may_add(text.len()) {
+                    let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
                 let delta = self.doc.append_text(&text);
@@ -281,6 +302,10 @@ impl Room {
     ) {
         match gossip {
             Gossip::Update(update) => {
+                if let Err(e) = self.has_room_for(update.len()) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 let result = self
                     .guarded(|doc| gossip::receive_update(doc, &update))
                     .await;
@@ -378,20 +403,42 @@ impl Room {
         }
     }
 
+    /// Whether `incoming` more bytes fit under the document size limit.
+    fn has_room_for(&self, incoming: usize) -> Result<(), RoomError> {
+        if self.stored_bytes.saturating_add(incoming) > self.ctx.max_doc_bytes {
+            return Err(RoomError::TooLarge(self.id));
+        }
+        Ok(())
+    }
+
+    /// A local edit of about `incoming` bytes: allowed for writers, within the size limit.
+    fn may_add(&self, incoming: usize) -> Result<(), RoomError> {
+        if !self.may_write() {
+            return Err(RoomError::ReadOnly(self.id));
+        }
+        self.has_room_for(incoming)
+    }
+
     async fn persist(&mut self, delta: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
         let message = Arc::new(YMessage::Update(delta.clone()));
+        let size = delta.len();
         self.last_seq = self.ctx.store.append(self.id, delta).await?;
+        self.stored_bytes += size;
         self.since_compaction += 1;
         let _ = self.changes.send(Change { origin, message });
         if self.since_compaction >= self.ctx.compact_every {
             let snapshot = self.doc.encode_state();
+            let size = snapshot.len();
             match self
                 .ctx
                 .store
                 .compact(self.id, snapshot, self.last_seq)
                 .await
             {
-                Ok(()) => self.since_compaction = 0,
+                Ok(()) => {
+                    self.since_compaction = 0;
+                    self.stored_bytes = size;
+                }
                 Err(e) => tracing::warn!(doc = %self.id, "compaction failed, will retry: {e}"),
             }
         }

@@ -45,6 +45,7 @@ impl RoomHandle {
             ctx,
             last_seq: stored.last_seq,
             since_compaction: pending_log,
+            stored_bytes: stored.in_order().map(<[u8]>::len).sum(),
             changes: changes.clone(),
         };
         tokio::spawn(room.run(rx));

@@ -25,6 +25,7 @@ async fn setup(
         compact_every,
         me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
         identity: DocMeta::test_owner(),
+        max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
     };
     (dir, ctx, out_rx, meta)
 }
@@ -214,4 +215,38 @@ async fn presence_expires_after_thirty_seconds_without_renewal() {
     let removal = changes.recv().await.unwrap();
     assert!(matches!(*removal.message, YMessage::Awareness(_)));
     assert_eq!(room.awareness_state().await.unwrap(), None, "expired");
+}
+
+#[tokio::test]
+async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
+    let (_dir, mut ctx, _out, meta) = setup(1000).await;
+    ctx.max_doc_bytes = 2_000;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    let line = "x".repeat(100);
+    let mut refused = None;
+    for i in 0..100 {
+        if let Err(e) = room.append_text(format!("{line}\n")).await {
+            refused = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = refused.expect("the limit was reached");
+    assert!(matches!(e, RoomError::TooLarge(_)), "{e}");
+    assert!(i > 5, "well-sized edits went through first ({i})");
+    let text = room.text().await.unwrap();
+    // A peer's update is refused too, and changes nothing.
+    let mut other = Document::new();
+    let update = other.append_text(&"y".repeat(500)).unwrap();
+    assert!(matches!(
+        room.apply_remote(update).await,
+        Err(RoomError::TooLarge(_))
+    ));
+    assert_eq!(room.text().await.unwrap(), text);
+    // The limit holds after a reload.
+    room.close().await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert!(matches!(
+        room.append_text(line).await,
+        Err(RoomError::TooLarge(_))
+    ));
 }

@@ -15,7 +15,7 @@ use crate::core::envelope::EnvelopeError;
 use crate::core::sync::gossip::{self, Gossip};
 use crate::core::sync::SyncError;
 use crate::net::Net;
-use crate::replica::room::Outgoing;
+use crate::replica::room::{Outgoing, RoomError};
 
 impl SyncDriver {
     pub(super) fn publish(&self, out: Outgoing) {
@@ -121,6 +121,11 @@ impl SyncDriver {
                         let _ = reports.send(want).await;
                     }
                     MessageAcceptance::Accept
+                }
+                // Full here is not the sender's fault (stored sizes differ between replicas).
+                Err(e @ RoomError::TooLarge(_)) => {
+                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                    MessageAcceptance::Ignore
                 }
                 Err(e) => {
                     tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
