@@ -41,6 +41,10 @@ impl From<Error> for ApiError {
             | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
             Error::NotAMember(_) => StatusCode::NOT_FOUND,
             Error::Room(RoomError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
+            Error::Room(RoomError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

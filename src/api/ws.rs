@@ -142,6 +142,12 @@ async fn on_frame(
                         RoomError::TooLarge(_) => {
                             End(CLOSE_POLICY, "the document has reached its size limit")
                         }
+                        // Kept in memory and stored once the disk accepts writes; the editor
+                        // reconnects and resyncs.
+                        RoomError::Store(_) => End(
+                            CLOSE_TRY_AGAIN,
+                            "this node could not store the change yet; reconnect to resync",
+                        ),
                         _ => End(CLOSE_POLICY, "update rejected"),
                     })?;
             }

@@ -25,6 +25,8 @@ use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::{SyncError, YMessage};
 
+/// How often a room whose last store write failed tries again.
+const FLUSH_RETRY: Duration = Duration::from_secs(5);
 /// How often presence expiry runs.
 const PRESENCE_CHECK: Duration = Duration::from_secs(5);
 /// Most bytes a document may hold in the store (snapshot and log), whoever writes: a writer
@@ -163,18 +165,27 @@ struct Room {
     since_compaction: usize,
     /// Bytes stored for the document (snapshot and log).
     stored_bytes: usize,
+    /// The in-memory document has changes the store lacks (a write failed): the next write
+    /// stores the whole state, never a delta whose predecessors are missing on disk.
+    unsaved: bool,
     changes: broadcast::Sender<Change>,
 }
 
 impl Room {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut presence_check = tokio::time::interval(PRESENCE_CHECK);
+        let mut flush_retry = tokio::time::interval(FLUSH_RETRY);
         loop {
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => cmd,
                     None => break,
                 },
+                _ = flush_retry.tick(), if self.unsaved => {
+                    // When the disk accepts writes again, what it missed is stored.
+                    let _ = self.flush().await;
+                    continue;
+                }
                 _ = presence_check.tick() => {
                     // Every node expires on its own: nothing to announce.
                     if let Some(gone) = self.presence.expire() {
@@ -227,7 +238,10 @@ impl Room {
                 let _ = reply.send(result);
             }
             Command::Replace(text, reply) => {
-                if let Err(e) = self.may_add(text.len()) {
+                if let Err(e) = self
+                    .may_add(text.len())
+                    .and(self.ready_for_api_write().await)
+                {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
@@ -235,7 +249,10 @@ impl Room {
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::Append(text, reply) => {
-                if let Err(e) = self.may_add(text.len()) {
+                if let Err(e) = self
+                    .may_add(text.len())
+                    .and(self.ready_for_api_write().await)
+                {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
@@ -334,38 +351,89 @@ impl Room {
         let result = change(&mut self.doc);
         if let Err(DocError::Panicked) = result {
             tracing::error!(doc = %self.id, "the CRDT library panicked on an update; reloading the document");
-            match self.reload().await {
-                Ok(doc) => self.doc = doc,
-                Err(e) => tracing::error!(doc = %self.id, "could not reload the document: {e}"),
-            }
+            self.reload().await;
         }
         Ok(result?)
     }
 
-    async fn reload(&self) -> Result<Document, RoomError> {
-        let stored = self.ctx.store.load(self.id).await?;
-        Document::from_updates(stored.in_order()).map_err(|e| RoomError::Corrupt(self.id, e))
-    }
-
-    /// Stores a change that came from a peer. Not acknowledged to anyone: if this fails,
-    /// anti-entropy fetches it again.
+    /// Stores a change that came from a peer. Not acknowledged to anyone: if the store fails, it
+    /// stays in memory and is stored with the whole state when the disk accepts writes again.
     async fn persist_remote(&mut self, delta: Option<Vec<u8>>) {
         let Some(delta) = delta else { return };
-        if let Err(e) = self.persist(delta, Origin::Remote).await {
-            tracing::error!(doc = %self.id, "could not store a remote update: {e}");
-        }
+        // Kept in memory either way (and stored once the disk accepts writes again).
+        let _ = self.persist(delta, Origin::Remote).await;
     }
 
-    /// Persists a local change, then hands it to the network: whole, or announced if too big.
     async fn local_change(
         &mut self,
         delta: Option<Vec<u8>>,
         origin: Origin,
     ) -> Result<(), RoomError> {
         let Some(delta) = delta else { return Ok(()) };
-        self.persist(delta.clone(), origin).await?;
+        if let Err(e) = self.persist(delta.clone(), origin).await {
+            if origin == Origin::Api {
+                // An API write is committed before it is visible, or it never happened.
+                self.reload().await;
+            }
+            return Err(e);
+        }
         self.send_out(gossip::for_local_edit(&self.doc, delta));
         Ok(())
+    }
+
+    /// Before an API write: the store must hold everything in memory, so that a failed write
+    /// can be rolled back to exactly what the store holds.
+    async fn ready_for_api_write(&mut self) -> Result<(), RoomError> {
+        if self.unsaved {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the in-memory document with what the store holds: after a failed API write, or
+    /// a panic in the CRDT library (changes not stored yet come back from peers).
+    async fn reload(&mut self) {
+        let stored = match self.ctx.store.load(self.id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(doc = %self.id, "cannot reload the document after a failed write: {e}");
+                return;
+            }
+        };
+        match Document::from_updates(stored.in_order()) {
+            Ok(doc) => {
+                self.doc = doc;
+                self.last_seq = stored.last_seq;
+                self.since_compaction = stored.updates.len();
+                self.stored_bytes = stored.in_order().map(<[u8]>::len).sum();
+                self.unsaved = false;
+            }
+            Err(e) => tracing::error!(doc = %self.id, "cannot reload the document: {e}"),
+        }
+    }
+
+    /// Stores the whole state, replacing the log (one transaction): after a failed write.
+    async fn flush(&mut self) -> Result<(), RoomError> {
+        let snapshot = self.doc.encode_state();
+        let size = snapshot.len();
+        match self
+            .ctx
+            .store
+            .compact(self.id, snapshot, self.last_seq)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(doc = %self.id, "the store accepts writes again; the document is stored");
+                self.unsaved = false;
+                self.since_compaction = 0;
+                self.stored_bytes = size;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(doc = %self.id, "still cannot store the document (will retry): {e}");
+                Err(e.into())
+            }
+        }
     }
 
     fn send_out(&self, gossip: Gossip) {
@@ -419,13 +487,33 @@ impl Room {
         self.has_room_for(incoming)
     }
 
+    /// Stores a change, then tells local subscribers. An API change that fails is not told
+    /// (the caller rolls it back); a remote or editor change is kept in memory and told, and the
+    /// store catches up with the whole state at the next write or retry.
     async fn persist(&mut self, delta: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
         let message = Arc::new(YMessage::Update(delta.clone()));
-        let size = delta.len();
-        self.last_seq = self.ctx.store.append(self.id, delta).await?;
-        self.stored_bytes += size;
-        self.since_compaction += 1;
-        let _ = self.changes.send(Change { origin, message });
+        let stored = if self.unsaved {
+            self.flush().await
+        } else {
+            let size = delta.len();
+            match self.ctx.store.append(self.id, delta).await {
+                Ok(seq) => {
+                    self.last_seq = seq;
+                    self.stored_bytes += size;
+                    self.since_compaction += 1;
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(doc = %self.id, "could not store a change (kept in memory, will retry): {e}");
+                    self.unsaved = true;
+                    Err(RoomError::from(e))
+                }
+            }
+        };
+        if stored.is_ok() || origin != Origin::Api {
+            let _ = self.changes.send(Change { origin, message });
+        }
+        stored?;
         if self.since_compaction >= self.ctx.compact_every {
             let snapshot = self.doc.encode_state();
             let size = snapshot.len();

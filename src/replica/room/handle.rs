@@ -46,6 +46,7 @@ impl RoomHandle {
             last_seq: stored.last_seq,
             since_compaction: pending_log,
             stored_bytes: stored.in_order().map(<[u8]>::len).sum(),
+            unsaved: false,
             changes: changes.clone(),
         };
         tokio::spawn(room.run(rx));

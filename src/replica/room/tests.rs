@@ -250,3 +250,37 @@ async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
         Err(RoomError::TooLarge(_))
     ));
 }
+
+#[tokio::test]
+async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
+    let (_dir, ctx, _out, meta) = setup(1000).await;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    room.append_text("before\n".into()).await.unwrap();
+    ctx.store.limit_pages(Some(0)).await;
+
+    // An API write that cannot be stored changes nothing and says why.
+    let big = "x".repeat(200_000);
+    let err = room.append_text(big.clone()).await.unwrap_err();
+    assert!(matches!(&err, RoomError::Store(e) if e.is_full()), "{err}");
+    assert_eq!(room.text().await.unwrap(), "before\n");
+
+    // A peer's change is kept in memory (not lost) although it cannot be stored yet.
+    let mut peer = Document::new();
+    peer.apply(&room.diff(Document::new().state_vector()).await.unwrap().0)
+        .unwrap();
+    let remote = peer.append_text(&format!("{big}\nfrom a peer\n")).unwrap();
+    room.apply_remote(remote).await.unwrap();
+    assert!(room.text().await.unwrap().ends_with("from a peer\n"));
+    // While the store lags, API writes are refused (they could not be rolled back exactly).
+    assert!(room.append_text("refused\n".into()).await.is_err());
+
+    // Space returns: the next write stores everything (no restart needed).
+    ctx.store.limit_pages(None).await;
+    room.append_text("after\n".into()).await.unwrap();
+    let expected = format!("before\n{big}\nfrom a peer\nafter\n");
+    assert_eq!(room.text().await.unwrap(), expected);
+    // What the store holds integrates completely: nothing acknowledged was lost.
+    room.close().await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert_eq!(room.text().await.unwrap(), expected);
+}

@@ -52,6 +52,17 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// The disk (or the database's size limit) is full: the write may succeed later.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            StoreError::Commit(message) => message.contains("full"),
+            _ => false,
+        }
+    }
+}
+
 /// A document's stored metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DocMeta {
@@ -104,6 +115,10 @@ enum Command {
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
     AddKey(DocId, u32, [u8; 32], Reply<()>),
     AdoptLegacy(KeyBytes, Reply<usize>),
+    /// Test hook: cap the database size (`PRAGMA max_page_count`), so writes fail as on a
+    /// full disk.
+    #[cfg(test)]
+    LimitPages(Option<u32>, oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -184,6 +199,19 @@ impl Store {
     pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {
         self.call(|r| Command::AdoptLegacy(owner, r)).await
     }
+    /// Test hook: from now on the database may grow by at most `extra_pages` (None: no limit).
+    #[cfg(test)]
+    pub(crate) async fn limit_pages(&self, extra_pages: Option<u32>) {
+        let (done, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::LimitPages(extra_pages, done))
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
     /// Finishes queued commands, then closes the database. Idempotent.
     pub(crate) async fn close(&self) {
         let (done, rx) = oneshot::channel();
@@ -214,14 +242,45 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
         };
         // Replies wait until the commit succeeded, so "acknowledged" means "durable".
         let mut replies: Vec<sql::DeferredReply> = Vec::new();
+        // SQLite rolls a transaction back by itself on some errors (a full disk): then nothing
+        // of the batch may run on (it would run outside any transaction) and all of it fails.
+        let mut aborted: Option<String> = None;
         for cmd in batch.drain(..) {
             if let Command::Close(done) = cmd {
                 close = Some(done);
                 continue;
             }
-            replies.push(sql::execute(&tx, cmd));
+            #[cfg(test)]
+            if let Command::LimitPages(limit, done) = cmd {
+                let pages: u32 = tx
+                    .query_row("PRAGMA page_count", [], |r| r.get(0))
+                    .unwrap_or(1);
+                let max = limit.map_or(u32::MAX >> 1, |extra| pages + extra);
+                let _ = tx.pragma_update(None, "max_page_count", max);
+                let _ = done.send(());
+                continue;
+            }
+            if aborted.is_some() {
+                replies.push(sql::refuse(cmd));
+                continue;
+            }
+            let (reply, error) = sql::execute(&tx, cmd);
+            replies.push(reply);
+            if tx.is_autocommit() {
+                aborted =
+                    Some(error.unwrap_or_else(|| "the database rolled the batch back".into()));
+            }
         }
-        let failure = tx.commit().err().map(|e| e.to_string());
+        let failure = match aborted {
+            Some(reason) => {
+                drop(tx);
+                tracing::error!(
+                    "store: a write failed and nothing of its batch was stored: {reason}"
+                );
+                Some(reason)
+            }
+            None => tx.commit().err().map(|e| e.to_string()),
+        };
         for reply in replies {
             reply(failure.as_deref());
         }
@@ -317,6 +376,45 @@ mod tests {
             store.load(m.id).await.unwrap().updates.is_empty(),
             "log cascades"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_whole_batch_and_stores_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let m = meta("d");
+        store.create_doc(m.clone()).await.unwrap();
+        store.limit_pages(Some(0)).await;
+        // Many appends at once land in one batch: a large one fills the disk, small ones
+        // around it must not slip through outside the rolled-back transaction.
+        let tasks: Vec<_> = (0..20u32)
+            .map(|i| {
+                let store = store.clone();
+                let data = if i == 3 {
+                    vec![7; 300_000]
+                } else {
+                    vec![i as u8; 8]
+                };
+                tokio::spawn(async move { store.append(m.id, data).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        let failed: Vec<&StoreError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(
+            !failed.is_empty() && failed.iter().all(|e| e.is_full()),
+            "{failed:?}"
+        );
+        let stored = store.load(m.id).await.unwrap().updates.len();
+        assert_eq!(
+            stored,
+            results.iter().filter(|r| r.is_ok()).count(),
+            "acknowledged = stored"
+        );
+        store.limit_pages(None).await;
+        store.append(m.id, vec![1; 300_000]).await.unwrap();
     }
 
     #[tokio::test]

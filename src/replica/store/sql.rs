@@ -82,16 +82,22 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Runs one command inside the batch transaction; returns how to reply once the commit is known.
-pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply {
-    fn finish<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> DeferredReply {
-        Box::new(move |commit_failure| {
+/// Runs one command inside the batch transaction; returns how to reply once the commit is
+/// known, and the command's own error, if any.
+pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredReply, Option<String>) {
+    fn finish<T: Send + 'static>(
+        reply: Reply<T>,
+        result: Result<T, StoreError>,
+    ) -> (DeferredReply, Option<String>) {
+        let error = result.as_ref().err().map(|e| e.to_string());
+        let reply: DeferredReply = Box::new(move |commit_failure| {
             let result = match commit_failure {
                 Some(e) => Err(StoreError::Commit(e.to_string())),
                 None => result,
             };
             let _ = reply.send(result);
-        })
+        });
+        (reply, error)
     }
     match cmd {
         Command::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
@@ -190,6 +196,8 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> DeferredReply
             finish(r, result)
         }
         Command::Close(_) => unreachable!("handled by the writer loop"),
+        #[cfg(test)]
+        Command::LimitPages(..) => unreachable!("handled by the writer loop"),
     }
 }
 
@@ -326,4 +334,30 @@ fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>,
         }
     }
     Ok(peers)
+}
+
+/// A command that is not run because the batch's transaction is already gone: it fails with the
+/// batch's failure.
+pub(super) fn refuse(cmd: Command) -> DeferredReply {
+    fn fail<T: Send + 'static>(reply: Reply<T>) -> DeferredReply {
+        Box::new(move |failure| {
+            let reason = failure.unwrap_or("the batch was rolled back").to_string();
+            let _ = reply.send(Err(StoreError::Commit(reason)));
+        })
+    }
+    match cmd {
+        Command::CreateDoc(_, r) | Command::RenameDoc(_, _, r) | Command::DeleteDoc(_, r) => {
+            fail(r)
+        }
+        Command::Compact(_, _, _, r) | Command::SavePeer(_, _, r) => fail(r),
+        Command::AddCerts(_, _, r) | Command::AddKey(_, _, _, r) => fail(r),
+        Command::ListDocs(r) => fail(r),
+        Command::Append(_, _, r) => fail(r),
+        Command::Load(_, r) => fail(r),
+        Command::KnownPeers(r) => fail(r),
+        Command::AdoptLegacy(_, r) => fail(r),
+        Command::Close(_) => unreachable!("handled by the writer loop"),
+        #[cfg(test)]
+        Command::LimitPages(..) => unreachable!("handled by the writer loop"),
+    }
 }
