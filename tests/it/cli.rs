@@ -290,3 +290,66 @@ fn the_config_file_sets_defaults_that_flags_override() {
     assert_ne!(published.trim(), format!("127.0.0.1:{port}"));
     daemon.stop();
 }
+
+/// A small tmpfs mounted for the test and unmounted when dropped (needs root, as the network
+/// lab does).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount (the test suite runs as root)");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk up; returns the filler file.
+    fn fill(&self) -> PathBuf {
+        let filler = self.dir.path().join("filler");
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .stderr(Stdio::null())
+            .status();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart() {
+    let disk = SmallDisk::mount("8m");
+    let data = disk.dir.path().join("node");
+    let a = Daemon::start(&data);
+    a.ok(&["new", "diary"], None);
+    a.ok(&["write", "diary", "--append"], Some("monday\n"));
+
+    let filler = disk.fill();
+    // Refused: a clear error, and the text does not show it (not now, not after a restart).
+    let big = "x".repeat(200_000) + "\n";
+    let out = a.run(&["write", "diary", "--append"], Some(&big));
+    assert!(!out.status.success(), "a write to a full disk must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("full"), "{stderr}");
+    assert_eq!(a.ok(&["cat", "diary"], None), "monday\n");
+
+    // Space returns: the next write is acknowledged without a restart, and survives kill -9.
+    std::fs::remove_file(filler).unwrap();
+    a.ok(&["write", "diary", "--append"], Some("tuesday\n"));
+    assert_eq!(a.ok(&["cat", "diary"], None), "monday\ntuesday\n");
+    a.kill9();
+    let a = Daemon::start(&data);
+    assert_eq!(a.ok(&["cat", "diary"], None), "monday\ntuesday\n");
+    a.stop();
+}
