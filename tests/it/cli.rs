@@ -344,14 +344,82 @@ fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart()
     assert!(stderr.contains("full"), "{stderr}");
     assert_eq!(a.ok(&["cat", "diary"], None), "monday\n");
 
-    // Space returns: the next write is acknowledged without a restart, and survives kill -9.
+    // An editor's change during the episode is kept (y-websocket has no acknowledgement); the
+    // session is closed with 1013 so the editor resyncs.
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    // (Large, so it cannot fit in space SQLite already holds.)
+    let edit = format!("{}from the editor\n", "e".repeat(200_000));
+    let code = editor_append(addr.trim(), "diary", &edit);
+    assert_eq!(code, 1013);
+    assert_eq!(a.ok(&["cat", "diary"], None), format!("monday\n{edit}"));
+
+    // Space returns: the next write stores everything first and is acknowledged, without a
+    // restart; all of it survives kill -9.
     std::fs::remove_file(filler).unwrap();
     a.ok(&["write", "diary", "--append"], Some("tuesday\n"));
-    assert_eq!(a.ok(&["cat", "diary"], None), "monday\ntuesday\n");
+    let expected = format!("monday\n{edit}tuesday\n");
+    assert_eq!(a.ok(&["cat", "diary"], None), expected);
     a.kill9();
     let a = Daemon::start(&data);
-    assert_eq!(a.ok(&["cat", "diary"], None), "monday\ntuesday\n");
+    assert_eq!(a.ok(&["cat", "diary"], None), expected);
     a.stop();
+}
+
+/// A y-websocket client that syncs `doc`, appends `text`, and returns the close code the node
+/// answers with.
+fn editor_append(addr: &str, doc: &str, text: &str) -> u16 {
+    use futures::{SinkExt, StreamExt};
+    use peerdoc::core::doc::Document;
+    use peerdoc::core::sync::YMessage;
+    use tokio_tungstenite::tungstenite::Message;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let id = peerdoc_id(addr, doc);
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/{id}"))
+            .await
+            .unwrap();
+        let mut client = Document::new();
+        let step1 = YMessage::SyncStep1(client.state_vector()).encode();
+        socket.send(Message::Binary(step1.into())).await.unwrap();
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(b))) => {
+                    if let Ok(YMessage::SyncStep2(state)) = YMessage::decode(&b) {
+                        client.apply(&state).unwrap();
+                        break;
+                    }
+                }
+                other => panic!("no sync step 2: {other:?}"),
+            }
+        }
+        let update = client.append_text(text).unwrap();
+        socket
+            .send(Message::Binary(YMessage::Update(update).encode().into()))
+            .await
+            .unwrap();
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame: {other:?}"),
+            }
+        }
+    })
+}
+
+/// A document's id by name, through the HTTP API.
+fn peerdoc_id(addr: &str, name: &str) -> String {
+    let docs: serde_json::Value = ureq::get(&format!("http://{addr}/api/docs"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    docs.as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == name)
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .unwrap()
 }
 
 /// 200 `kill -9`s at seeded random moments while a client streams acknowledged appends: after
