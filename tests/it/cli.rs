@@ -67,11 +67,23 @@ impl Daemon {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM: the daemon must exit 0 within a few seconds.
     fn stop(mut self) {
         unsafe_sigterm(self.child.id());
-        wait_until_blocking("the daemon stops on SIGTERM", || {
-            self.child.try_wait().unwrap().is_some()
-        });
+        let mut status = None;
+        super::common::wait_blocking_for(
+            "the daemon stops on SIGTERM",
+            std::time::Duration::from_secs(10),
+            || {
+                status = self.child.try_wait().unwrap();
+                status.is_some()
+            },
+        );
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "exit status after SIGTERM"
+        );
     }
 }
 
@@ -499,4 +511,42 @@ fn two_hundred_kill_9s_during_a_stream_of_writes_lose_nothing_acknowledged() {
         acknowledged.len()
     );
     daemon.stop();
+}
+
+#[test]
+fn sigterm_tells_editor_sessions_and_exits_cleanly() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let daemon = Daemon::start(&data);
+    daemon.ok(&["new", "notes"], None);
+    daemon.ok(&["write", "notes"], Some("kept\n"));
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    let id = peerdoc_id(addr.trim(), "notes");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (mut socket, _) = runtime
+        .block_on(tokio_tungstenite::connect_async(format!(
+            "ws://{}/ws/{id}",
+            addr.trim()
+        )))
+        .unwrap();
+    let pid = daemon.child.id();
+    let data_dir = daemon.data.clone();
+    unsafe_sigterm(pid);
+    // The session hears why it ends: 1001, going away.
+    let code = runtime.block_on(async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame: {other:?}"),
+            }
+        }
+    });
+    assert_eq!(code, 1001);
+    daemon.stop();
+    let again = Daemon::start(&data_dir);
+    assert_eq!(again.ok(&["cat", "notes"], None), "kept\n");
+    again.stop();
 }
