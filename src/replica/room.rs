@@ -16,12 +16,11 @@ use libp2p::identity::ed25519;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::presence::{self, Owner, Presence};
-use super::store::{DocMeta, Store, StoreError};
-use crate::actor::ask;
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
+use super::presence::{Owner, Presence};
+use super::store::{Store, StoreError};
+use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership};
 use crate::core::doc::{Applied, DocError, DocId, Document};
-use crate::core::envelope::{DocKey, Keyring};
+use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::{SyncError, YMessage};
 

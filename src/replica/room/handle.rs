@@ -6,7 +6,17 @@ use std::sync::Arc;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use super::*;
+use super::{
+    Access, Change, Command, DiffAndSv, Origin, Room, RoomContext, RoomError, RoomHandle,
+    CHANGES_QUEUE, COMMAND_QUEUE,
+};
+use crate::actor::ask;
+use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
+use crate::core::doc::{Applied, Document};
+use crate::core::envelope::{DocKey, Keyring};
+use crate::core::sync::gossip::{Gossip, Received};
+use crate::replica::presence::{self, Presence};
+use crate::replica::store::DocMeta;
 
 impl RoomHandle {
     /// Loads the document from the store and starts its task.
