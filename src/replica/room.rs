@@ -341,100 +341,6 @@ impl Room {
         }
     }
 
-    /// Runs a change of the document. If yrs panicked in it, the in-memory document may be
-    /// half-changed: it is rebuilt from the store, which holds exactly what came before.
-    async fn guarded<T>(
-        &mut self,
-        change: impl FnOnce(&mut Document) -> Result<T, DocError>,
-    ) -> Result<T, RoomError> {
-        let result = change(&mut self.doc);
-        if let Err(DocError::Panicked) = result {
-            tracing::error!(doc = %self.id, "the CRDT library panicked on an update; reloading the document");
-            self.reload().await;
-        }
-        Ok(result?)
-    }
-
-    /// Stores a change that came from a peer. Not acknowledged to anyone: if the store fails, it
-    /// stays in memory and is stored with the whole state when the disk accepts writes again.
-    async fn persist_remote(&mut self, delta: Option<Vec<u8>>) {
-        let Some(delta) = delta else { return };
-        // Kept in memory either way (and stored once the disk accepts writes again).
-        let _ = self.persist(delta, Origin::Remote).await;
-    }
-
-    async fn local_change(
-        &mut self,
-        delta: Option<Vec<u8>>,
-        origin: Origin,
-    ) -> Result<(), RoomError> {
-        let Some(delta) = delta else { return Ok(()) };
-        if let Err(e) = self.persist(delta.clone(), origin).await {
-            if origin == Origin::Api {
-                // An API write is committed before it is visible, or it never happened.
-                self.reload().await;
-            }
-            return Err(e);
-        }
-        self.send_out(gossip::for_local_edit(&self.doc, delta));
-        Ok(())
-    }
-
-    /// Before an API write: the store must hold everything in memory, so that a failed write
-    /// can be rolled back to exactly what the store holds.
-    async fn ready_for_api_write(&mut self) -> Result<(), RoomError> {
-        if self.unsaved {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    /// Replaces the in-memory document with what the store holds: after a failed API write, or
-    /// a panic in the CRDT library (changes not stored yet come back from peers).
-    async fn reload(&mut self) {
-        let stored = match self.ctx.store.load(self.id).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!(doc = %self.id, "cannot reload the document after a failed write: {e}");
-                return;
-            }
-        };
-        match Document::from_updates(stored.in_order()) {
-            Ok(doc) => {
-                self.doc = doc;
-                self.last_seq = stored.last_seq;
-                self.since_compaction = stored.updates.len();
-                self.stored_bytes = stored.in_order().map(<[u8]>::len).sum();
-                self.unsaved = false;
-            }
-            Err(e) => tracing::error!(doc = %self.id, "cannot reload the document: {e}"),
-        }
-    }
-
-    /// Stores the whole state, replacing the log (one transaction): after a failed write.
-    async fn flush(&mut self) -> Result<(), RoomError> {
-        let snapshot = self.doc.encode_state();
-        let size = snapshot.len();
-        match self
-            .ctx
-            .store
-            .compact(self.id, snapshot, self.last_seq)
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(doc = %self.id, "the store accepts writes again; the document is stored");
-                self.unsaved = false;
-                self.since_compaction = 0;
-                self.stored_bytes = size;
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(doc = %self.id, "still cannot store the document (will retry): {e}");
-                Err(e.into())
-            }
-        }
-    }
-
     fn send_out(&self, gossip: Gossip) {
         // A full outbox only delays peers until the next anti-entropy round; never block edits.
         if let Err(e) = self.ctx.outbox.try_send(Outgoing {
@@ -469,71 +375,10 @@ impl Room {
             self.send_out(Gossip::Awareness(update));
         }
     }
-
-    /// Whether `incoming` more bytes fit under the document size limit.
-    fn has_room_for(&self, incoming: usize) -> Result<(), RoomError> {
-        if self.stored_bytes.saturating_add(incoming) > self.ctx.max_doc_bytes {
-            return Err(RoomError::TooLarge(self.id));
-        }
-        Ok(())
-    }
-
-    /// A local edit of about `incoming` bytes: allowed for writers, within the size limit.
-    fn may_add(&self, incoming: usize) -> Result<(), RoomError> {
-        if !self.may_write() {
-            return Err(RoomError::ReadOnly(self.id));
-        }
-        self.has_room_for(incoming)
-    }
-
-    /// Stores a change, then tells local subscribers. An API change that fails is not told
-    /// (the caller rolls it back); a remote or editor change is kept in memory and told, and the
-    /// store catches up with the whole state at the next write or retry.
-    async fn persist(&mut self, delta: Vec<u8>, origin: Origin) -> Result<(), RoomError> {
-        let message = Arc::new(YMessage::Update(delta.clone()));
-        let stored = if self.unsaved {
-            self.flush().await
-        } else {
-            let size = delta.len();
-            match self.ctx.store.append(self.id, delta).await {
-                Ok(seq) => {
-                    self.last_seq = seq;
-                    self.stored_bytes += size;
-                    self.since_compaction += 1;
-                    Ok(())
-                }
-                Err(e) => {
-                    tracing::error!(doc = %self.id, "could not store a change (kept in memory, will retry): {e}");
-                    self.unsaved = true;
-                    Err(RoomError::from(e))
-                }
-            }
-        };
-        if stored.is_ok() || origin != Origin::Api {
-            let _ = self.changes.send(Change { origin, message });
-        }
-        stored?;
-        if self.since_compaction >= self.ctx.compact_every {
-            let snapshot = self.doc.encode_state();
-            let size = snapshot.len();
-            match self
-                .ctx
-                .store
-                .compact(self.id, snapshot, self.last_seq)
-                .await
-            {
-                Ok(()) => {
-                    self.since_compaction = 0;
-                    self.stored_bytes = size;
-                }
-                Err(e) => tracing::warn!(doc = %self.id, "compaction failed, will retry: {e}"),
-            }
-        }
-        Ok(())
-    }
 }
 
 mod access;
 mod handle;
+mod storage;
 #[cfg(test)]
 mod tests;

@@ -6,30 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::common::*;
-use libp2p::identity::Keypair;
 use peerdoc::core::ticket::Ticket;
-use peerdoc::testing::{Net, NetConfig};
-use peerdoc::{DhtMode, Node};
+use peerdoc::Node;
 use tokio_util::sync::CancellationToken;
-
-/// A bare libp2p node that speaks peerdoc's protocols but holds no key.
-async fn attacker(cancel: &CancellationToken) -> Net {
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        dht: DhtMode::Client,
-        upnp: false,
-        relay_server: None,
-        max_connections: 64,
-    };
-    let (net, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
-        .await
-        .unwrap();
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    net
-}
 
 /// B appends a line `n` times; each time, how long until A's text has it.
 async fn latencies(a: &Node, b: &Node, doc: &str, label: &str, n: usize) -> Vec<Duration> {
@@ -72,7 +51,7 @@ async fn a_flooding_peer_is_banned_and_honest_peers_keep_converging() {
     let quiet = latencies(&a, &b, &doc.id, "quiet", 20).await;
 
     let cancel = CancellationToken::new();
-    let evil = attacker(&cancel).await;
+    let evil = bare_net_drained(&cancel).await;
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     let topic = ticket.doc.topic_name();
     evil.subscribe(topic.clone()).await;
@@ -166,7 +145,7 @@ async fn fresh_peer_ids_cannot_take_more_connections_than_allowed() {
     let cancel = CancellationToken::new();
     let mut attackers = Vec::new();
     for _ in 0..50 {
-        attackers.push(attacker(&cancel).await);
+        attackers.push(bare_net_drained(&cancel).await);
     }
     let dials = attackers.iter().map(|evil| {
         let addr = a_addr.clone();

@@ -251,3 +251,37 @@ pub async fn admit_as_member(
     let answer = net.request(ticket.peer, request).await.unwrap();
     members::open_response(&ticket.keyring(), &topic, &answer).unwrap()
 }
+
+/// A bare libp2p node that speaks peerdoc's protocols but is no peerdoc node (a stranger, or a
+/// member's node modified to misbehave): loopback only. Returns its events too.
+pub async fn bare_net(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (
+    peerdoc::testing::Net,
+    tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
+) {
+    let config = peerdoc::testing::NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        mdns: false,
+        request_timeout: Duration::from_secs(5),
+        idle_timeout: Duration::from_secs(60),
+        dht: DhtMode::Client,
+        upnp: false,
+        relay_server: None,
+        max_connections: 64,
+    };
+    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let (net, events, _task) = peerdoc::testing::Net::spawn(keypair, config, cancel.clone())
+        .await
+        .unwrap();
+    (net, events)
+}
+
+/// [`bare_net`], its events ignored.
+pub async fn bare_net_drained(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> peerdoc::testing::Net {
+    let (net, mut events) = bare_net(cancel).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    net
+}

@@ -284,11 +284,8 @@ async fn present_clients(node: &Served, doc: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answering() {
-    use libp2p::identity::Keypair;
     use peerdoc::core::envelope::Purpose;
     use peerdoc::core::ticket::Ticket;
-    use peerdoc::testing::{Net, NetConfig};
-    use std::time::Duration;
 
     let d = dirs(1);
     let node = start_served(&d.paths[0]).await;
@@ -301,20 +298,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
 
     // A member gone bad: it holds the key, so its gossip opens.
     let cancel = tokio_util::sync::CancellationToken::new();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        dht: peerdoc::DhtMode::Client,
-        upnp: false,
-        relay_server: None,
-        max_connections: 64,
-    };
-    let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
-        .await
-        .unwrap();
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let evil = bare_net_drained(&cancel).await;
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     admit_as_member(&evil, &ticket).await;
     evil.subscribe(ticket.doc.topic_name()).await;

@@ -4,13 +4,10 @@
 use std::time::Duration;
 
 use super::common::*;
-use libp2p::identity::Keypair;
 use peerdoc::core::doc::Document;
 use peerdoc::core::envelope::{DocKey, Keyring, Purpose};
 use peerdoc::core::sync::{RequestBody, SyncRequest, SyncResponse, YMessage};
 use peerdoc::core::ticket::Ticket;
-use peerdoc::testing::{Net, NetConfig};
-use peerdoc::DhtMode;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,20 +21,7 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
 
     // The attacker knows the doc id (so the topic) and A's address, but not the key.
     let cancel = CancellationToken::new();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        dht: DhtMode::Client,
-        upnp: false,
-        relay_server: None,
-        max_connections: 64,
-    };
-    let (evil, mut events, _task) = Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
-        .await
-        .unwrap();
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let evil = bare_net_drained(&cancel).await;
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     let topic = ticket.doc.topic();
     evil.subscribe(ticket.doc.topic_name()).await;
@@ -176,20 +160,7 @@ async fn an_uninvited_subscriber_receives_only_ciphertext() {
 
     // The stranger knows the topic and both members' addresses, not the key.
     let cancel = CancellationToken::new();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        dht: DhtMode::Client,
-        upnp: false,
-        relay_server: None,
-        max_connections: 64,
-    };
-    let (stranger, mut events, _task) =
-        Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
-            .await
-            .unwrap();
+    let (stranger, mut events) = bare_net(&cancel).await;
     let received = tokio::spawn(async move {
         let mut bytes = Vec::new();
         let mut messages = 0;

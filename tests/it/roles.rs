@@ -2,16 +2,12 @@
 //! change it, not even with a modified node; writers share further, and members admitted by a
 //! writer are recognised by everyone.
 
-use std::time::Duration;
-
 use super::common::*;
-use libp2p::identity::Keypair;
 use peerdoc::core::doc::Document;
 use peerdoc::core::envelope::Purpose;
 use peerdoc::core::sync::YMessage;
 use peerdoc::core::ticket::{Capability, Ticket};
-use peerdoc::testing::{Net, NetConfig};
-use peerdoc::{DhtMode, Error};
+use peerdoc::Error;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,21 +86,7 @@ async fn a_readers_modified_node_gets_no_update_applied() {
     // A reader's node, modified to publish edits: correctly keyed, signed by its own identity,
     // and its reader certificate is known to A.
     let cancel = CancellationToken::new();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
-        request_timeout: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        dht: DhtMode::Client,
-        upnp: false,
-        relay_server: None,
-        max_connections: 64,
-    };
-    let (reader, mut events, _task) =
-        Net::spawn(Keypair::generate_ed25519(), config, cancel.clone())
-            .await
-            .unwrap();
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let reader = bare_net_drained(&cancel).await;
     reader
         .dial(ticket.peer, ticket.addrs.clone())
         .await
