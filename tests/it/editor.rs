@@ -121,16 +121,27 @@ fn presence_frame(clients: u64, state: &str) -> Vec<u8> {
 async fn node_state(node: &Served, doc: &str) -> Vec<u8> {
     let mut socket = connect(node, doc).await;
     next_message(&mut socket).await;
+    request_state(&mut socket).await
+}
+
+/// Sends a sync step 1 with an empty state vector on an open session and returns the node's
+/// answer (its full state); the session must stay open meanwhile.
+async fn request_state(socket: &mut Socket) -> Vec<u8> {
     let empty = Document::new().state_vector();
     socket
         .send(Message::Binary(YMessage::SyncStep1(empty).encode().into()))
         .await
         .unwrap();
     loop {
-        if let Some(Message::Binary(b)) = next_message(&mut socket).await {
-            if let Ok(YMessage::SyncStep2(state)) = YMessage::decode(&b) {
-                return state;
+        match next_message(socket).await {
+            Some(Message::Binary(b)) => {
+                if let Ok(YMessage::SyncStep2(state)) = YMessage::decode(&b) {
+                    return state;
+                }
             }
+            Some(Message::Close(close)) => panic!("the session ended: {close:?}"),
+            None => panic!("the session ended without a close frame"),
+            Some(_) => {}
         }
     }
 }
@@ -406,21 +417,7 @@ async fn a_reader_nodes_editor_session_may_resync_but_not_edit() {
         .await
         .unwrap();
     // The session lives on: it still answers a sync step 1.
-    let empty = Document::new().state_vector();
-    socket
-        .send(Message::Binary(YMessage::SyncStep1(empty).encode().into()))
-        .await
-        .unwrap();
-    loop {
-        match next_message(&mut socket).await {
-            Some(Message::Binary(b)) => {
-                if matches!(YMessage::decode(&b), Ok(YMessage::SyncStep2(_))) {
-                    break;
-                }
-            }
-            other => panic!("the session ended after a harmless resend: {other:?}"),
-        }
-    }
+    request_state(&mut socket).await;
     // An edit is refused: the session is closed with a reason the user can act on.
     let mut client = Document::new();
     client.apply(&state).unwrap();

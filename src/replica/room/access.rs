@@ -134,9 +134,9 @@ impl Room {
         let key = DocKey::random();
         self.ctx.store.add_key(self.id, epoch, key.0).await?;
         self.access.keys.insert(epoch, key);
-        // Publishes the new epoch with the records; grants follow from `grant_current_key`.
+        // Publishes the new epoch with the records (the revocation is always new); grants
+        // follow from `grant_current_key`.
         self.add_records(certs, Vec::new()).await?;
-        self.access_tx.send_replace(Arc::new(self.access.clone()));
         tracing::info!(doc = %self.id, epoch, "removed a member; the document has a new key");
         Ok(epoch)
     }

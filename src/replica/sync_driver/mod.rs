@@ -432,8 +432,12 @@ impl SyncDriver {
     /// `peer` proved it holds a document key we hold (its request opened, or it answered a
     /// pull): store the addresses it announced.
     fn vouch(&mut self, peer: PeerId) {
-        if let Some(addrs) = self.heard_addrs.get(&peer) {
-            self.remember_peer(peer, addrs.clone());
+        // Every sync request vouches: compare before copying anything.
+        match self.heard_addrs.get(&peer) {
+            Some(addrs) if self.saved_addrs.get(&peer) != Some(addrs) => {
+                self.remember_peer(peer, addrs.clone());
+            }
+            _ => {}
         }
     }
 
