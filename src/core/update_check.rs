@@ -69,9 +69,13 @@ impl Walker<'_> {
         for _ in 0..clients {
             let blocks = self.count("blocks", 2)?;
             self.var()?; // client
-            self.var()?; // first clock
+                         // yrs adds up clocks in u32: a client's blocks must not run past it.
+            let mut clock = self.var()?;
             for _ in 0..blocks {
-                self.block()?;
+                clock = clock.saturating_add(self.block()?);
+                if clock > u64::from(u32::MAX) {
+                    return Err("block clocks overflow".into());
+                }
             }
         }
         let clients = self.count("delete set clients", 2)?;
@@ -79,14 +83,17 @@ impl Walker<'_> {
             self.var()?; // client
             let ranges = self.count("deleted ranges", 2)?;
             for _ in 0..ranges {
-                self.var()?; // clock
-                self.var()?; // length
+                let end = self.var()?.saturating_add(self.var()?); // clock + length
+                if end > u64::from(u32::MAX) {
+                    return Err("deleted range overflows".into());
+                }
             }
         }
         Ok(())
     }
 
-    fn block(&mut self) -> Walk {
+    /// Walks one block; returns its length in clock units (as yrs counts it).
+    fn block(&mut self) -> Result<u64, String> {
         const GC: u8 = 0;
         const SKIP: u8 = 10;
         const HAS_ORIGIN: u8 = 0b1000_0000;
@@ -94,8 +101,7 @@ impl Walker<'_> {
         const HAS_PARENT_SUB: u8 = 0b0010_0000;
         let info = self.u8()?;
         if info == GC || info == SKIP {
-            self.var()?; // length
-            return Ok(());
+            return self.var(); // length
         }
         if info & HAS_ORIGIN != 0 {
             self.var()?;
@@ -117,38 +123,43 @@ impl Walker<'_> {
             }
         }
         match info & 0b1111 {
-            1 => self.var().map(|_| ()), // deleted length
+            1 => self.var(), // deleted length
             2 => {
                 // JSON: yrs reads count + 1 strings.
                 let n = self.count("JSON values", 1)?;
                 for _ in 0..=n {
                     self.string()?;
                 }
-                Ok(())
+                Ok(n + 1)
             }
-            3 => self.buf(),
-            4 | 5 => self.string(), // string, embed (JSON text)
+            3 => self.buf().map(|_| 1),
+            4 => {
+                // A string's length is in UTF-16 code units.
+                let s = self.0.read_string().map_err(|e| e.to_string())?;
+                Ok(s.encode_utf16().count() as u64)
+            }
+            5 => self.string().map(|_| 1), // embed (JSON text)
             6 => {
                 self.string()?; // format key
-                self.string() // format value (JSON text)
+                self.string().map(|_| 1) // format value (JSON text)
             }
             7 => {
                 // type ref; an XML element carries its tag name
                 if self.u8()? == 3 {
                     self.string()?;
                 }
-                Ok(())
+                Ok(1)
             }
             8 => {
                 let n = self.count("values", 1)?;
                 for _ in 0..n {
                     self.any(0)?;
                 }
-                Ok(())
+                Ok(n)
             }
             9 => {
                 self.string()?; // sub-document guid
-                self.any(0) // its options
+                self.any(0).map(|_| 1) // its options
             }
             other => Err(format!("unknown content type {other}")),
         }
@@ -257,6 +268,26 @@ mod tests {
         ];
         bomb.extend([0x80, 0x94, 0xeb, 0xdc, 0x03]);
         assert!(check_update_v1(&bomb).is_err());
+    }
+
+    #[test]
+    fn clocks_past_u32_are_refused() {
+        // Found by fuzzing: a client starting near u32::MAX whose blocks run past it made yrs
+        // overflow its clock arithmetic. One client, 1 block, client 5, clock u32::MAX - 1, a
+        // GC block of length 5.
+        let mut bad = vec![1, 1, 5, 0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 5, 0];
+        assert!(check_update_v1(&bad).unwrap_err().contains("overflow"));
+        bad[9] = 1; // length 1: ends exactly at u32::MAX
+        check_update_v1(&bad).unwrap();
+        // A deleted range past u32::MAX.
+        let range = [0, 1, 5, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 2];
+        assert!(check_update_v1(&range).unwrap_err().contains("overflow"));
+        let artifact = [
+            0x01, 0x02, 0x05, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x02, 0x01,
+            0x01, 0x63, 0x00, 0x01, 0x30, 0x06, 0x01, 0x01, 0x66, 0x01, 0x62, 0x04, 0x74, 0x72,
+            0x75, 0x65, 0x00,
+        ];
+        assert!(check_update_v1(&artifact).is_err());
     }
 
     #[test]
