@@ -133,6 +133,10 @@ pub(crate) struct ServeArgs {
     /// [default: 10]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) sync_interval: Option<u64>,
+    /// Unload a document from memory after this many seconds without an editor or any use; it
+    /// is loaded again when needed. [default: 300]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) unload_after: Option<u64>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -178,6 +182,9 @@ impl ServeArgs {
         }
         if let Some(secs) = self.sync_interval {
             config.sync_interval = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.unload_after {
+            config.unload_after = Duration::from_secs(secs);
         }
         let http = self
             .http

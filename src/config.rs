@@ -44,6 +44,9 @@ pub struct Config {
     pub compact_every: usize,
     /// Inbound peer connections at most; more are refused.
     pub max_connections: u32,
+    /// A document with no editor session, unused this long, is unloaded from memory (and
+    /// loaded again on demand).
+    pub unload_after: Duration,
 }
 
 impl Config {
@@ -62,6 +65,7 @@ impl Config {
             request_timeout: Duration::from_secs(15),
             compact_every: 500,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            unload_after: Duration::from_secs(300),
         }
     }
 
@@ -110,6 +114,7 @@ pub enum ConfigError {
 /// redial_interval = 30  # seconds
 /// relay = false         # be a relay server for NATed peers
 /// max_connections = 256 # inbound peer connections at most
+/// unload_after = 300    # seconds: unload idle documents from memory
 ///
 /// [relay_limits]        # only with relay = true; every key optional
 /// max_circuit_bytes = 1073741824
@@ -133,6 +138,9 @@ pub struct ConfigFile {
     pub relay: Option<bool>,
     /// Inbound peer connections at most.
     pub max_connections: Option<u32>,
+    /// Seconds an idle document stays in memory.
+    #[serde(default, deserialize_with = "positive_secs")]
+    pub unload_after: Option<Duration>,
     /// The relay server's limits (defaults: [`RelayLimits::default`]).
     pub relay_limits: Option<RelayLimits>,
 }
@@ -207,6 +215,9 @@ impl ConfigFile {
         }
         if let Some(interval) = self.redial_interval {
             config.redial_interval = interval;
+        }
+        if let Some(after) = self.unload_after {
+            config.unload_after = after;
         }
     }
 }

@@ -33,7 +33,7 @@
 //! |---|---|
 //! | [`core`] | pure: `doc`, `update_check`, `envelope` (keys by epoch), `ticket`, `access` (roles, certificates, key grants), `limits` (per-peer sync limits), `sync` (messages, wire, gossip, pull, responder, transfers, members) |
 //! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `reachability` |
-//! | `replica` | one task per open document (`room`: the CRDT, presence, membership and keys), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
+//! | `replica` | one task per document (`room`: the CRDT, loaded on use and unloaded when idle, presence, membership and keys), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
 //! | `node` | [`Node`]: wiring and shutdown order, the document API; `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
 //! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |

@@ -64,7 +64,10 @@ async fn serve(
     cancel: &CancellationToken,
 ) -> End {
     // Subscribe first, so no change between the initial state and the subscription is missed.
-    let mut changes = room.subscribe();
+    let mut changes = match room.subscribe().await {
+        Ok(changes) => changes,
+        Err(_) => return End(CLOSE_GOING_AWAY, "document closed"),
+    };
     let gone = |_| End(CLOSE_GOING_AWAY, "document closed");
     let start = async {
         send(
@@ -126,7 +129,7 @@ async fn on_frame(
         match msg {
             YMessage::SyncStep1(sv) => {
                 let (diff, _) = room
-                    .diff(sv)
+                    .diff(sv, None)
                     .await
                     .map_err(|_| End(CLOSE_POLICY, "bad state vector"))?;
                 send(socket, &YMessage::SyncStep2(diff)).await?;

@@ -18,6 +18,13 @@ pub const TEXT_NAME: &str = "content";
 /// Longest document name, in bytes (local names and the name carried in a ticket).
 pub const MAX_NAME_LEN: usize = 200;
 
+/// The encoding of an update that carries nothing (no operations, no deletions): the answer to
+/// a sync request from a replica in exactly our state.
+pub const EMPTY_UPDATE: [u8; 2] = [0, 0];
+
+/// Domain separator of [`Document::digest`].
+const DIGEST_CONTEXT: &str = "peerdoc 2026-11 document state digest v1";
+
 /// Domain separator for deriving a document's gossip topic from its id.
 const TOPIC_CONTEXT: &str = "peerdoc 2026-11 document topic v1";
 
@@ -106,6 +113,14 @@ pub struct Applied {
     pub incomplete: bool,
 }
 
+/// What a sync request tells about the requester's replica: its state vector and
+/// [`Document::digest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub sv: Vec<u8>,
+    pub digest: [u8; 32],
+}
+
 /// One replica of a document: the yrs `Doc` and its `content` text.
 pub struct Document {
     doc: Doc,
@@ -190,6 +205,67 @@ impl Document {
     pub fn diff(&self, remote_sv: &[u8]) -> Result<Vec<u8>, DocError> {
         let sv = decode_sv(remote_sv)?;
         Ok(self.doc.transact().encode_diff_v1(&sv))
+    }
+
+    /// A digest of everything this replica has seen: its state vector and its delete set, in
+    /// a canonical form (clients sorted, deleted ranges sorted and merged). Two replicas with
+    /// the same digest hold the same operations and deletions. (The state vector alone does not
+    /// say that: a deletion does not advance it.) A node keeps the digest of an unloaded
+    /// document, so a sync request from a replica in the same state is answered without
+    /// loading it.
+    pub fn digest(&self) -> [u8; 32] {
+        let snapshot = self.doc.transact().snapshot();
+        let mut hasher = blake3::Hasher::new_derive_key(DIGEST_CONTEXT);
+        let mut clocks: Vec<(u64, u32)> = snapshot
+            .state_map
+            .iter()
+            .map(|(client, clock)| (client.get(), *clock))
+            .collect();
+        clocks.sort_unstable();
+        hasher.update(&(clocks.len() as u64).to_le_bytes());
+        for (client, clock) in clocks {
+            hasher.update(&client.to_le_bytes());
+            hasher.update(&clock.to_le_bytes());
+        }
+        let mut deleted: Vec<(u64, Vec<std::ops::Range<u32>>)> = snapshot
+            .delete_set
+            .iter()
+            .map(|(client, ranges)| (client.get(), merged(ranges.iter().cloned().collect())))
+            .filter(|(_, ranges)| !ranges.is_empty())
+            .collect();
+        deleted.sort_unstable_by_key(|(client, _)| *client);
+        hasher.update(&(deleted.len() as u64).to_le_bytes());
+        for (client, ranges) in deleted {
+            hasher.update(&client.to_le_bytes());
+            hasher.update(&(ranges.len() as u64).to_le_bytes());
+            for range in ranges {
+                hasher.update(&range.start.to_le_bytes());
+                hasher.update(&range.end.to_le_bytes());
+            }
+        }
+        *hasher.finalize().as_bytes()
+    }
+
+    /// The state vector and digest together.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            sv: self.state_vector(),
+            digest: self.digest(),
+        }
+    }
+
+    /// What a replica at `remote_sv` whose [`Document::digest`] is `remote_digest` lacks:
+    /// nothing ([`EMPTY_UPDATE`]) if the digests match, else [`Document::diff`].
+    pub fn diff_unless_same(
+        &self,
+        remote_sv: &[u8],
+        remote_digest: &[u8; 32],
+    ) -> Result<Vec<u8>, DocError> {
+        if self.digest() == *remote_digest {
+            decode_sv(remote_sv)?;
+            return Ok(EMPTY_UPDATE.to_vec());
+        }
+        self.diff(remote_sv)
     }
 
     /// The whole state as one update: what a snapshot stores.
@@ -292,6 +368,20 @@ impl Document {
     }
 }
 
+/// Ranges sorted, with overlapping and touching ones joined: one form for the same set.
+fn merged(mut ranges: Vec<std::ops::Range<u32>>) -> Vec<std::ops::Range<u32>> {
+    ranges.retain(|r| r.start < r.end);
+    ranges.sort_unstable_by_key(|r| r.start);
+    let mut out: Vec<std::ops::Range<u32>> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match out.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => out.push(range),
+        }
+    }
+    out
+}
+
 /// Rejects input whose leading count could not possibly fit in its bytes. yrs decoders reserve
 /// memory for such counts before reading the entries, so a few bytes claiming millions of
 /// entries would make a node allocate gigabytes (found by fuzzing). `min_entry` is the smallest
@@ -379,6 +469,48 @@ fn text_edits(old: &str, new: &str) -> Vec<TextEdit> {
 pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn digest_says_whether_two_replicas_hold_the_same_state() {
+        let mut a = Document::new();
+        let mut b = Document::new();
+        assert_eq!(a.digest(), b.digest());
+        let base = a.append_text("hello world").unwrap();
+        assert_ne!(a.digest(), b.digest());
+        b.apply(&base).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        // A deletion does not advance the state vector, but it changes the digest.
+        let delete = a.delete(0, 6).unwrap();
+        assert_eq!(a.state_vector(), b.state_vector());
+        assert_ne!(a.digest(), b.digest());
+        // The same deletions in pieces end in the same digest (ranges are merged).
+        let mut c = Document::new();
+        c.apply(&base).unwrap();
+        c.delete(0, 3).unwrap();
+        c.delete(0, 3).unwrap();
+        b.apply(&delete).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.text(), c.text());
+        // Deletions name the items they delete: c deleted the same items as a, in two steps.
+        assert_eq!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn diff_unless_same_is_empty_only_for_the_same_state() {
+        let mut a = Document::new();
+        let base = a.append_text("abc").unwrap();
+        let mut b = Document::new();
+        b.apply(&base).unwrap();
+        let empty = a.diff_unless_same(&b.state_vector(), &b.digest()).unwrap();
+        assert_eq!(empty, EMPTY_UPDATE);
+        assert_eq!(b.apply(&empty).unwrap(), Applied::default());
+        a.delete(0, 1).unwrap();
+        let diff = a.diff_unless_same(&b.state_vector(), &b.digest()).unwrap();
+        assert_ne!(diff, EMPTY_UPDATE);
+        b.apply(&diff).unwrap();
+        assert_eq!((b.text(), b.digest()), (a.text(), a.digest()));
+        assert!(a.diff_unless_same(b"\xff", &b.digest()).is_err());
+    }
 
     #[test]
     fn doc_id_round_trips_and_rejects_junk() {

@@ -105,6 +105,7 @@ impl Node {
             me: net.peer_id(),
             identity: identity.clone(),
             max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
+            unload_after: config.unload_after,
         };
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {

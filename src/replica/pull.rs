@@ -51,8 +51,8 @@ pub(crate) async fn pull(
     {
         return Err(PullFailure::NotWriter(peer));
     }
-    let local_sv = room.state_vector().await?;
-    let (mut session, mut request) = Pull::start(room.keys(), room.topic, local_sv);
+    let local = room.summary().await?;
+    let (mut session, mut request) = Pull::start(room.keys(), room.topic, local);
     loop {
         let response = net.request(peer, request).await?;
         let progress = session

@@ -1,5 +1,6 @@
-//! One task per open document: it alone owns the document's [`Document`] and its
-//! [`Presence`], applies local and remote updates, persists them through the [`Store`] (a local
+//! One task per document: it alone owns the document's [`Document`] and its [`Presence`],
+//! loads the document on first use and unloads it when idle (see `lifecycle`), applies local
+//! and remote updates, persists them through the [`Store`] (a local
 //! edit is acknowledged only once committed), compacts the log, and fans changes out: local
 //! edits and presence to the network outbox, every change to local subscribers (editor
 //! sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
@@ -12,6 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use libp2p::identity::ed25519;
 use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -19,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership};
-use crate::core::doc::{Applied, DocError, DocId, Document};
+use crate::core::doc::{Applied, DocError, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::{SyncError, YMessage};
@@ -103,9 +106,18 @@ enum Command {
     ),
     AwarenessState(oneshot::Sender<Option<Vec<u8>>>),
     RemoveAwareness(Vec<u64>, Origin, oneshot::Sender<()>),
-    Text(oneshot::Sender<String>),
-    StateVector(oneshot::Sender<Vec<u8>>),
-    Diff(Vec<u8>, oneshot::Sender<Result<DiffAndSv, RoomError>>),
+    Text(oneshot::Sender<Result<String, RoomError>>),
+    StateVector(oneshot::Sender<Result<Vec<u8>, RoomError>>),
+    Summary(oneshot::Sender<Result<Summary, RoomError>>),
+    /// What a replica at a state vector lacks (nothing if its digest says it is in our state),
+    /// and our state vector.
+    Diff(
+        Vec<u8>,
+        Option<[u8; 32]>,
+        oneshot::Sender<Result<DiffAndSv, RoomError>>,
+    ),
+    /// A receiver of every change from now on (editor sessions).
+    Subscribe(oneshot::Sender<broadcast::Receiver<Change>>),
     /// Certificates and key grants from a ticket or a peer; answers how many were new.
     AddRecords(
         Vec<Cert>,
@@ -118,6 +130,9 @@ enum Command {
     /// Test hook: the room does nothing else until `release` fires (a busy or stuck room).
     #[cfg(test)]
     Stall(oneshot::Receiver<()>),
+    /// Test hook: whether the document is loaded.
+    #[cfg(test)]
+    IsLoaded(oneshot::Sender<bool>),
 }
 
 /// What a room publishes for those that must not wait for it: who may do what, and the keys.
@@ -133,7 +148,6 @@ pub(crate) struct RoomHandle {
     pub(crate) id: DocId,
     pub(crate) topic: [u8; 32],
     tx: mpsc::Sender<Command>,
-    changes: broadcast::Sender<Change>,
     /// The room's latest membership and keys, readable without asking the room.
     access: watch::Receiver<Arc<Access>>,
 }
@@ -151,11 +165,21 @@ pub(crate) struct RoomContext {
     pub(crate) identity: ed25519::Keypair,
     /// The document size limit ([`MAX_DOC_BYTES`]; smaller in tests).
     pub(crate) max_doc_bytes: usize,
+    /// Unload the document after this long without an editor session or use.
+    pub(crate) unload_after: Duration,
 }
 
 struct Room {
     id: DocId,
-    doc: Document,
+    /// The document, while loaded.
+    doc: Option<Document>,
+    /// The document's state vector and digest, if known without loading it: kept while
+    /// unloaded, dropped on every change.
+    summary: Option<Summary>,
+    /// The store's snapshot holds the current state and its summary (nothing logged since).
+    summary_stored: bool,
+    /// When the document was last used (loaded, changed, read, diffed).
+    last_used: Instant,
     presence: Presence,
     access: Access,
     access_tx: watch::Sender<Arc<Access>>,
@@ -167,13 +191,17 @@ struct Room {
     /// The in-memory document has changes the store lacks (a write failed): the next write
     /// stores the whole state, never a delta whose predecessors are missing on disk.
     unsaved: bool,
-    changes: broadcast::Sender<Change>,
+    /// Subscribers' channel, while anyone subscribed since the document was last unloaded.
+    changes: Option<broadcast::Sender<Change>>,
 }
 
 impl Room {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut presence_check = tokio::time::interval(PRESENCE_CHECK);
         let mut flush_retry = tokio::time::interval(FLUSH_RETRY);
+        let mut idle_check =
+            tokio::time::interval(lifecycle::idle_check_every(self.ctx.unload_after));
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
@@ -183,6 +211,10 @@ impl Room {
                 _ = flush_retry.tick(), if self.unsaved => {
                     // When the disk accepts writes again, what it missed is stored.
                     let _ = self.flush().await;
+                    continue;
+                }
+                _ = idle_check.tick(), if self.doc.is_some() => {
+                    self.unload_if_idle().await;
                     continue;
                 }
                 _ = presence_check.tick() => {
@@ -197,6 +229,7 @@ impl Room {
                 break;
             }
         }
+        self.compact_before_close().await;
         tracing::debug!(doc = %self.id, "room closed");
     }
 
@@ -206,6 +239,11 @@ impl Room {
                 self.receive_gossip(gossip, from, reply).await
             }
             Command::ApplyRemote(update, reply) => {
+                if update == EMPTY_UPDATE {
+                    // A pull from a replica in our state: nothing to load or store.
+                    let _ = reply.send(Ok(Applied::default()));
+                    return std::ops::ControlFlow::Continue(());
+                }
                 if let Err(e) = self.has_room_for(update.len()) {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
@@ -218,10 +256,11 @@ impl Room {
             Command::ApplyLocal(update, origin, reply) => {
                 if !self.may_write() {
                     // What a reconnecting editor resends is fine; an edit is not.
-                    let result = match self.doc.would_change(&update) {
-                        Ok(false) => Ok(()),
-                        Ok(true) => Err(RoomError::ReadOnly(self.id)),
-                        Err(e) => Err(e.into()),
+                    let result = match self.loaded().await.map(|doc| doc.would_change(&update)) {
+                        Ok(Ok(false)) => Ok(()),
+                        Ok(Ok(true)) => Err(RoomError::ReadOnly(self.id)),
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(e) => Err(e),
                     };
                     let _ = reply.send(result);
                     return std::ops::ControlFlow::Continue(());
@@ -244,7 +283,13 @@ impl Room {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
-                let delta = self.doc.replace_text(&text);
+                let delta = match self.loaded().await {
+                    Ok(doc) => doc.replace_text(&text),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return std::ops::ControlFlow::Continue(());
+                    }
+                };
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::Append(text, reply) => {
@@ -255,7 +300,13 @@ impl Room {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
-                let delta = self.doc.append_text(&text);
+                let delta = match self.loaded().await {
+                    Ok(doc) => doc.append_text(&text),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return std::ops::ControlFlow::Continue(());
+                    }
+                };
                 let _ = reply.send(self.local_change(delta, Origin::Api).await);
             }
             Command::AddRecords(certs, grants, reply) => {
@@ -285,18 +336,22 @@ impl Room {
                 let _ = reply.send(());
             }
             Command::Text(reply) => {
-                let _ = reply.send(self.doc.text());
+                let _ = reply.send(self.loaded().await.map(|doc| doc.text()));
             }
             Command::StateVector(reply) => {
-                let _ = reply.send(self.doc.state_vector());
+                let _ = reply.send(self.summary().await.map(|s| s.sv));
             }
-            Command::Diff(sv, reply) => {
-                let result = self
-                    .doc
-                    .diff(&sv)
-                    .map(|d| (d, self.doc.state_vector()))
-                    .map_err(RoomError::from);
-                let _ = reply.send(result);
+            Command::Summary(reply) => {
+                let _ = reply.send(self.summary().await);
+            }
+            Command::Diff(sv, digest, reply) => {
+                let _ = reply.send(self.diff(sv, digest).await);
+            }
+            Command::Subscribe(reply) => {
+                let changes = self
+                    .changes
+                    .get_or_insert_with(|| broadcast::channel(CHANGES_QUEUE).0);
+                let _ = reply.send(changes.subscribe());
             }
             Command::Close(reply) => {
                 let _ = reply.send(());
@@ -305,6 +360,10 @@ impl Room {
             #[cfg(test)]
             Command::Stall(release) => {
                 let _ = release.await;
+            }
+            #[cfg(test)]
+            Command::IsLoaded(reply) => {
+                let _ = reply.send(self.doc.is_some());
             }
         }
         std::ops::ControlFlow::Continue(())
@@ -330,7 +389,11 @@ impl Room {
                 self.persist_remote(delta).await;
             }
             Gossip::Have(sv) => {
-                let _ = reply.send(gossip::receive_have(&self.doc, &sv).map_err(RoomError::from));
+                let result = match self.loaded().await {
+                    Ok(doc) => gossip::receive_have(doc, &sv).map_err(RoomError::from),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
             }
             Gossip::Awareness(update) => {
                 let result = self
@@ -338,6 +401,13 @@ impl Room {
                     .map(|_| Received::default());
                 let _ = reply.send(result);
             }
+        }
+    }
+
+    /// Tells local subscribers (editor sessions), if there are any.
+    fn tell(&self, change: Change) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(change);
         }
     }
 
@@ -367,7 +437,7 @@ impl Room {
 
     /// Tells local sessions about a presence change and, if `announce`, peers.
     fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
-        let _ = self.changes.send(Change {
+        self.tell(Change {
             origin,
             message: Arc::new(YMessage::Awareness(update.clone())),
         });
@@ -379,6 +449,7 @@ impl Room {
 
 mod access;
 mod handle;
+mod lifecycle;
 mod storage;
 #[cfg(test)]
 mod tests;

@@ -52,7 +52,11 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
             sealed: wrong_key.seal(
                 &topic,
                 Purpose::SyncRequest,
-                &RequestBody::Start { sv: vec![0] }.encode(),
+                &RequestBody::Start {
+                    sv: vec![0],
+                    digest: [0; 32],
+                }
+                .encode(),
             ),
         }
         .encode(),
@@ -209,7 +213,11 @@ async fn an_uninvited_subscriber_receives_only_ciphertext() {
         sealed: Keyring::from(DocKey::random()).seal(
             &ticket.doc.topic(),
             Purpose::SyncRequest,
-            &RequestBody::Start { sv: vec![0] }.encode(),
+            &RequestBody::Start {
+                sv: vec![0],
+                digest: [0; 32],
+            }
+            .encode(),
         ),
     };
     let answer = stranger

@@ -3,6 +3,7 @@
 //! expired ones. The node's pull tasks and the simulation drive the same state machine.
 
 use super::{Chunk, PullError, RequestBody, SyncError, SyncRequest, SyncResponse, MAX_TRANSFER};
+use crate::core::doc::Summary;
 use crate::core::envelope::{Keyring, Purpose};
 
 /// How often a pull restarts after the responder expired its transfer.
@@ -13,7 +14,7 @@ const MAX_PULL_RESTARTS: usize = 3;
 pub struct Pull {
     key: Keyring,
     topic: [u8; 32],
-    local_sv: Vec<u8>,
+    local: Summary,
     restarts: usize,
     transfer: Option<u64>,
     total: u64,
@@ -39,13 +40,13 @@ pub enum Progress {
 }
 
 impl Pull {
-    /// Begins a pull of the document `topic` from a replica at `local_sv`; send the returned
-    /// request bytes.
-    pub fn start(key: Keyring, topic: [u8; 32], local_sv: Vec<u8>) -> (Pull, Vec<u8>) {
+    /// Begins a pull of the document `topic` from a replica in state `local`; send the
+    /// returned request bytes.
+    pub fn start(key: Keyring, topic: [u8; 32], local: Summary) -> (Pull, Vec<u8>) {
         let pull = Pull {
             key,
             topic,
-            local_sv,
+            local,
             restarts: 0,
             transfer: None,
             total: 0,
@@ -57,7 +58,8 @@ impl Pull {
 
     fn first_request(&self) -> Vec<u8> {
         self.request(&RequestBody::Start {
-            sv: self.local_sv.clone(),
+            sv: self.local.sv.clone(),
+            digest: self.local.digest,
         })
     }
 
@@ -174,27 +176,27 @@ mod tests {
             offset,
             data: data.to_vec(),
         };
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         assert!(
             p.on_chunk(chunk(1, 10, 3, b"abc")).is_err(),
             "must start at 0"
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         assert_eq!(
             p.on_chunk(chunk(0, MAX_TRANSFER + 1, 0, b"")),
             Err(SyncError::TooLarge(MAX_TRANSFER + 1))
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         assert!(
             p.on_chunk(chunk(0, 10, 0, b"abc")).is_err(),
             "single chunk must be whole"
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         assert!(
             p.on_chunk(chunk(7, 6, 0, b"abcdefg")).is_err(),
             "more than announced"
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         assert_eq!(
             p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap(),
             Step::Next(RequestBody::Continue {
@@ -206,16 +208,16 @@ mod tests {
             p.on_chunk(chunk(8, 6, 3, b"def")).is_err(),
             "other transfer"
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(p.on_chunk(chunk(7, 6, 2, b"def")).is_err(), "wrong offset");
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(
             p.on_chunk(chunk(7, 6, 3, b"")).is_err(),
             "empty chunk stalls"
         );
-        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], sv.clone());
+        let (mut p, _) = Pull::start(Keyring::test(0), [0; 32], Document::new().summary());
         p.on_chunk(chunk(7, 6, 0, b"abc")).unwrap();
         assert!(matches!(
             p.on_chunk(chunk(7, 6, 3, b"def")).unwrap(),
@@ -228,14 +230,18 @@ mod tests {
         let key = Keyring::test(3);
         let topic = [4; 32];
         let sv = Document::new().state_vector();
-        let start = |sv: &Vec<u8>| Pull::start(key.clone(), topic, sv.clone());
+        let summary = Document::new().summary();
+        let start = |_: &Vec<u8>| Pull::start(key.clone(), topic, summary.clone());
 
         // The first request is a sealed Start the responder can open.
         let (mut p, first) = start(&sv);
         let req = SyncRequest::decode(&first).unwrap();
         assert_eq!(
             open_body(&key, &req).unwrap(),
-            RequestBody::Start { sv: sv.clone() }
+            RequestBody::Start {
+                sv: sv.clone(),
+                digest: summary.digest
+            }
         );
         assert!(
             open_body(&Keyring::test(9), &req).is_err(),
@@ -248,7 +254,13 @@ mod tests {
                 p.on_response(&SyncResponse::TransferExpired.encode())
                     .unwrap()
                     .map_sealed(),
-                (Some(RequestBody::Start { sv: sv.clone() }), false)
+                (
+                    Some(RequestBody::Start {
+                        sv: sv.clone(),
+                        digest: summary.digest
+                    }),
+                    false
+                )
             );
         }
         assert_eq!(

@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn requests_are_refused_for_garbage_unknown_docs_and_wrong_keys() {
         let key = Keyring::test(1);
-        let (_, request) = Pull::start(key.clone(), [2; 32], Document::new().state_vector());
+        let (_, request) = Pull::start(key.clone(), [2; 32], Document::new().summary());
         assert!(matches!(
             Responder::open(&[9, 9], |_| Some(key.clone())),
             Err(Refusal::Malformed(_))

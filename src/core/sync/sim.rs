@@ -145,11 +145,8 @@ impl Sim {
     }
 
     fn pull_once(&mut self, i: usize, j: usize, loss: u32) -> (bool, bool) {
-        let (mut pull, mut request) = Pull::start(
-            self.key.clone(),
-            self.topic,
-            self.replicas[i].state_vector(),
-        );
+        let (mut pull, mut request) =
+            Pull::start(self.key.clone(), self.topic, self.replicas[i].summary());
         let mut requester_ahead = false;
         loop {
             if self.chance(loss) {
@@ -162,8 +159,8 @@ impl Sim {
             })
             .unwrap();
             let response = match body {
-                RequestBody::Start { sv } => {
-                    let diff = self.replicas[j].diff(&sv).unwrap();
+                RequestBody::Start { sv, digest } => {
+                    let diff = self.replicas[j].diff_unless_same(&sv, &digest).unwrap();
                     let local_sv = self.replicas[j].state_vector();
                     let answer = self.responders[j].answer_start(
                         &key,

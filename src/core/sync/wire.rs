@@ -48,8 +48,10 @@ impl SyncRequest {
 /// Plaintext of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestBody {
-    /// Start a pull: here is my state vector, send what I lack (y-protocols SyncStep1 semantics).
-    Start { sv: Vec<u8> },
+    /// Start a pull: here is my state vector, send what I lack (y-protocols SyncStep1
+    /// semantics); `digest` ([`crate::core::doc::Document::digest`]) lets a responder in the
+    /// same state answer "nothing" without loading the document.
+    Start { sv: Vec<u8>, digest: [u8; 32] },
     /// Next chunk of a transfer the responder started.
     Continue { transfer: u64, offset: u64 },
     /// Member exchange: the members I know (me first) and the certificates I hold; answer with
@@ -61,9 +63,10 @@ impl RequestBody {
     pub fn encode(&self) -> Vec<u8> {
         let mut out: Vec<u8> = Vec::new();
         match self {
-            RequestBody::Start { sv } => {
+            RequestBody::Start { sv, digest } => {
                 out.write_u8(0);
                 out.write_buf(sv);
+                out.write_all(digest);
             }
             RequestBody::Continue { transfer, offset } => {
                 out.write_u8(1);
@@ -82,9 +85,17 @@ impl RequestBody {
         let mut r = Cursor::new(bytes);
         let body = match r.read_u8().map_err(malformed("empty request body"))? {
             0 => {
-                let sv = r.read_buf().map_err(malformed("truncated state vector"))?;
-                decode_sv(sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
-                RequestBody::Start { sv: sv.to_vec() }
+                let sv = r
+                    .read_buf()
+                    .map_err(malformed("truncated state vector"))?
+                    .to_vec();
+                decode_sv(&sv).map_err(|_| SyncError::Malformed("bad state vector"))?;
+                let digest = r
+                    .read_exact(32)
+                    .map_err(malformed("truncated digest"))?
+                    .try_into()
+                    .map_err(|_| SyncError::Malformed("truncated digest"))?;
+                RequestBody::Start { sv, digest }
             }
             1 => RequestBody::Continue {
                 transfer: r.read_var().map_err(malformed("truncated transfer id"))?,
@@ -215,7 +226,7 @@ mod tests {
             prop_assert_eq!(SyncRequest::decode(&req.encode()).unwrap(), req);
             let body = RequestBody::Continue { transfer, offset };
             prop_assert_eq!(RequestBody::decode(&body.encode()).unwrap(), body);
-            let start = RequestBody::Start { sv: Document::new().state_vector() };
+            let start = RequestBody::Start { sv: Document::new().state_vector(), digest: [7; 32] };
             prop_assert_eq!(RequestBody::decode(&start.encode()).unwrap(), start);
             let members = RequestBody::Members(Roster {
                 members: vec![super::super::members::Member {
@@ -245,7 +256,7 @@ mod tests {
             let _ = RequestBody::decode(&raw);
             let _ = SyncResponse::decode(&raw);
             let _ = Chunk::decode(&raw);
-            let (mut pull, _) = Pull::start(Keyring::test(1), [2; 32], vec![0]);
+            let (mut pull, _) = Pull::start(Keyring::test(1), [2; 32], Document::new().summary());
             if let Ok(chunk) = Chunk::decode(&raw) {
                 let _ = pull.on_chunk(chunk);
             }

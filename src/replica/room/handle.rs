@@ -1,5 +1,5 @@
-//! [`RoomHandle`]: opening a room (loading its document, membership and keys from the store
-//! and starting its task) and every request to it.
+//! [`RoomHandle`]: opening a room (loading its membership and keys from the store and starting
+//! its task; the document itself loads on first use) and every request to it.
 
 use std::sync::Arc;
 
@@ -8,26 +8,23 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::{
     Access, Change, Command, DiffAndSv, Origin, Room, RoomContext, RoomError, RoomHandle,
-    CHANGES_QUEUE, COMMAND_QUEUE,
+    COMMAND_QUEUE,
 };
 use crate::actor::ask;
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
-use crate::core::doc::{Applied, Document};
+use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::{Gossip, Received};
 use crate::replica::presence::{self, Presence};
 use crate::replica::store::DocMeta;
 
 impl RoomHandle {
-    /// Loads the document from the store and starts its task.
+    /// Loads the document's membership and keys and starts its task; the document loads when
+    /// first used.
     pub(crate) async fn open(meta: &DocMeta, ctx: RoomContext) -> Result<RoomHandle, RoomError> {
-        let stored = ctx.store.load(meta.id).await?;
-        let pending_log = stored.updates.len();
-        let doc = Document::from_updates(stored.in_order())
-            .map_err(|e| RoomError::Corrupt(meta.id, e))?;
+        let stored = ctx.store.load_access(meta.id).await?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let (changes, _) = broadcast::channel(CHANGES_QUEUE);
-        let presence = Presence::new(doc.ydoc().clone(), presence::tokio_clock());
+        let presence = Presence::new(presence::tokio_clock());
         let mut membership = Membership::new(meta.id, meta.owner);
         for bytes in &stored.certs {
             // Stored records were checked when added; a bad one is damage, not fatal.
@@ -46,25 +43,33 @@ impl RoomHandle {
         }
         let access = Access { membership, keys };
         let (access_tx, access_rx) = watch::channel(Arc::new(access.clone()));
+        // An empty document's summary is known; a stored one's only if saved with its snapshot.
+        let summary = match stored.summary {
+            Some(summary) => Some(summary),
+            None if !stored.has_content => Some(Document::new().summary()),
+            None => None,
+        };
         let room = Room {
             id: meta.id,
-            doc,
+            doc: None,
+            summary_stored: summary.is_some(),
+            summary,
+            last_used: tokio::time::Instant::now(),
             presence,
             access,
             access_tx,
             ctx,
             last_seq: stored.last_seq,
-            since_compaction: pending_log,
-            stored_bytes: stored.in_order().map(<[u8]>::len).sum(),
+            since_compaction: stored.pending_log,
+            stored_bytes: stored.stored_bytes,
             unsaved: false,
-            changes: changes.clone(),
+            changes: None,
         };
         tokio::spawn(room.run(rx));
         Ok(RoomHandle {
             id: meta.id,
             topic: meta.id.topic(),
             tx,
-            changes,
             access: access_rx,
         })
     }
@@ -162,22 +167,36 @@ impl RoomHandle {
             .await
     }
     pub(crate) async fn text(&self) -> Result<String, RoomError> {
-        self.call(Command::Text).await
+        self.call(Command::Text).await?
     }
     pub(crate) async fn state_vector(&self) -> Result<Vec<u8>, RoomError> {
-        self.call(Command::StateVector).await
+        self.call(Command::StateVector).await?
     }
-    /// What a replica at `remote_sv` lacks, and our state vector, taken together.
-    pub(crate) async fn diff(&self, remote_sv: Vec<u8>) -> Result<DiffAndSv, RoomError> {
-        self.call(|r| Command::Diff(remote_sv, r)).await?
+    /// The document's state vector and digest (without loading it, if they are known).
+    pub(crate) async fn summary(&self) -> Result<Summary, RoomError> {
+        self.call(Command::Summary).await?
     }
-    /// Every change from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    /// What a replica at `sv` lacks (nothing if its `digest` says it is in our state), and our
+    /// state vector, taken together.
+    pub(crate) async fn diff(
+        &self,
+        sv: Vec<u8>,
+        digest: Option<[u8; 32]>,
+    ) -> Result<DiffAndSv, RoomError> {
+        self.call(|r| Command::Diff(sv, digest, r)).await?
+    }
+    /// Every change from now on. The document stays loaded while anyone listens.
+    pub(crate) async fn subscribe(&self) -> Result<broadcast::Receiver<Change>, RoomError> {
+        self.call(Command::Subscribe).await
     }
     /// Stops the task after the commands queued before this one.
     pub(crate) async fn close(&self) {
         let _ = self.call(Command::Close).await;
+    }
+    /// Test hook: whether the document is loaded.
+    #[cfg(test)]
+    pub(crate) async fn is_loaded(&self) -> bool {
+        self.call(Command::IsLoaded).await.unwrap_or(false)
     }
     /// Test hook: blocks the room until the returned sender is dropped or fires.
     #[cfg(test)]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use super::{Change, Origin, Room, RoomError};
 use crate::core::doc::{DocError, Document};
 use crate::core::sync::{gossip, YMessage};
-use crate::replica::store::StoreError;
 
 impl Room {
     /// Runs a change of the document. If yrs panicked in it, the in-memory document may be
@@ -18,7 +17,8 @@ impl Room {
         &mut self,
         change: impl FnOnce(&mut Document) -> Result<T, DocError>,
     ) -> Result<T, RoomError> {
-        let result = change(&mut self.doc);
+        let result = change(self.loaded().await?);
+        self.summary = None;
         if let Err(DocError::Panicked) = result {
             tracing::error!(doc = %self.id, "the CRDT library panicked on an update; reloading the document");
             self.reload().await;
@@ -47,7 +47,9 @@ impl Room {
             }
             return Err(e);
         }
-        self.send_out(gossip::for_local_edit(&self.doc, delta));
+        if let Some(doc) = &self.doc {
+            self.send_out(gossip::for_local_edit(doc, delta));
+        }
         Ok(())
     }
 
@@ -61,38 +63,38 @@ impl Room {
     }
 
     /// Replaces the in-memory document with what the store holds: after a failed API write, or
-    /// a panic in the CRDT library (changes not stored yet come back from peers).
+    /// a panic in the CRDT library (changes not stored yet come back from peers). If the store
+    /// cannot be read, the document stays unloaded and the next use tries again.
     pub(super) async fn reload(&mut self) {
-        let stored = match self.ctx.store.load(self.id).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!(doc = %self.id, "cannot reload the document after a failed write: {e}");
-                return;
-            }
-        };
-        match Document::from_updates(stored.in_order()) {
-            Ok(doc) => {
-                self.doc = doc;
-                self.last_seq = stored.last_seq;
-                self.since_compaction = stored.updates.len();
-                self.stored_bytes = stored.in_order().map(<[u8]>::len).sum();
-                self.unsaved = false;
-            }
-            Err(e) => tracing::error!(doc = %self.id, "cannot reload the document: {e}"),
+        self.doc = None;
+        self.summary = None;
+        if let Err(e) = self.load().await {
+            tracing::error!(doc = %self.id, "cannot reload the document: {e}");
         }
     }
 
-    /// Stores the whole state as the snapshot and drops the log up to now, in one transaction
-    /// (crash-safe: the old log goes only with the snapshot's commit).
-    async fn store_snapshot(&mut self) -> Result<(), StoreError> {
-        let snapshot = self.doc.encode_state();
+    /// Stores the whole state, with its summary, as the snapshot and drops the log up to now,
+    /// in one transaction (crash-safe: the old log goes only with the snapshot's commit).
+    pub(super) async fn store_snapshot(&mut self) -> Result<(), RoomError> {
+        let Some(doc) = &self.doc else {
+            // Unloaded: the store holds everything already.
+            return Ok(());
+        };
+        let snapshot = doc.encode_state();
+        let summary = match self.summary.clone() {
+            Some(summary) => summary,
+            None => doc.summary(),
+        };
         let size = snapshot.len();
         self.ctx
             .store
-            .compact(self.id, snapshot, self.last_seq)
+            .compact(self.id, snapshot, self.last_seq, summary.clone())
             .await?;
         self.since_compaction = 0;
         self.stored_bytes = size;
+        self.unsaved = false;
+        self.summary = Some(summary);
+        self.summary_stored = true;
         Ok(())
     }
 
@@ -101,12 +103,11 @@ impl Room {
         match self.store_snapshot().await {
             Ok(()) => {
                 tracing::info!(doc = %self.id, "the store accepts writes again; the document is stored");
-                self.unsaved = false;
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(doc = %self.id, "still cannot store the document (will retry): {e}");
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -136,6 +137,8 @@ impl Room {
         origin: Origin,
     ) -> Result<(), RoomError> {
         let message = Arc::new(YMessage::Update(delta.clone()));
+        self.summary = None;
+        self.summary_stored = false;
         let stored = if self.unsaved {
             self.flush().await
         } else {
@@ -155,7 +158,7 @@ impl Room {
             }
         };
         if stored.is_ok() || origin != Origin::Api {
-            let _ = self.changes.send(Change { origin, message });
+            self.tell(Change { origin, message });
         }
         stored?;
         if self.since_compaction >= self.ctx.compact_every {

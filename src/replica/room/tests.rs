@@ -27,6 +27,7 @@ async fn setup(
         me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
         identity: DocMeta::test_owner(),
         max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
+        unload_after: Duration::from_secs(300),
     };
     (dir, ctx, out_rx, meta)
 }
@@ -35,7 +36,7 @@ async fn setup(
 async fn local_edits_are_stored_announced_and_survive_reload_with_compaction() {
     let (_dir, ctx, mut out, meta) = setup(3).await;
     let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
-    let mut changes = room.subscribe();
+    let mut changes = room.subscribe().await.unwrap();
     for i in 0..7 {
         room.append_text(format!("{i}")).await.unwrap();
     }
@@ -78,7 +79,10 @@ async fn a_panicking_update_leaves_the_room_working() {
         .is_err());
     assert_eq!(room.text().await.unwrap(), "before\n");
     room.append_text("after\n".into()).await.unwrap();
-    let (diff, _) = room.diff(Document::new().state_vector()).await.unwrap();
+    let (diff, _) = room
+        .diff(Document::new().state_vector(), None)
+        .await
+        .unwrap();
     let mut copy = Document::new();
     copy.apply(&diff).unwrap();
     assert_eq!(copy.text(), "before\nafter\n");
@@ -99,7 +103,7 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
     let (_dir, ctx, mut out, meta) = setup(100).await;
     let store = ctx.store.clone();
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
-    let mut changes = room.subscribe();
+    let mut changes = room.subscribe().await.unwrap();
 
     assert_eq!(room.awareness_state().await.unwrap(), None);
     let named = room
@@ -203,7 +207,7 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
 async fn presence_expires_after_thirty_seconds_without_renewal() {
     let (_dir, ctx, _out, meta) = setup(100).await;
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
-    let mut changes = room.subscribe();
+    let mut changes = room.subscribe().await.unwrap();
     room.apply_awareness(presence(9, 1, r#"{"user":{"name":"eve"}}"#), Origin::Remote)
         .await
         .unwrap();
@@ -243,11 +247,12 @@ async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
         Err(RoomError::TooLarge(_))
     ));
     assert_eq!(room.text().await.unwrap(), text);
-    // The limit holds after a reload.
+    // The limit holds after a reload (closing compacted the log into a smaller snapshot, which
+    // still holds most of the allowance), without loading the document.
     room.close().await;
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
     assert!(matches!(
-        room.append_text(line).await,
+        room.append_text("z".repeat(1_500)).await,
         Err(RoomError::TooLarge(_))
     ));
 }
@@ -267,8 +272,14 @@ async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
 
     // A peer's change is kept in memory (not lost) although it cannot be stored yet.
     let mut peer = Document::new();
-    peer.apply(&room.diff(Document::new().state_vector()).await.unwrap().0)
-        .unwrap();
+    peer.apply(
+        &room
+            .diff(Document::new().state_vector(), None)
+            .await
+            .unwrap()
+            .0,
+    )
+    .unwrap();
     let remote = peer.append_text(&format!("{big}\nfrom a peer\n")).unwrap();
     room.apply_remote(remote).await.unwrap();
     assert!(room.text().await.unwrap().ends_with("from a peer\n"));
@@ -284,4 +295,63 @@ async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
     room.close().await;
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
     assert_eq!(room.text().await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn an_idle_document_is_unloaded_and_answers_peers_in_its_state_without_loading() {
+    let (_dir, mut ctx, _out, meta) = setup(1000).await;
+    ctx.unload_after = Duration::from_millis(300);
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    assert!(
+        !room.is_loaded().await,
+        "opening does not load the document"
+    );
+    room.append_text("hello\n".into()).await.unwrap();
+    assert!(room.is_loaded().await);
+
+    // An editor session keeps it loaded, however long it is idle.
+    let session = room.subscribe().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        room.is_loaded().await,
+        "a session keeps the document loaded"
+    );
+    drop(session);
+    let mut waited = 0;
+    while room.is_loaded().await {
+        assert!(waited < 50, "an idle document is unloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    // It left a snapshot with its summary: the next open is a decode, not a replay.
+    let stored = ctx.store.load_access(meta.id).await.unwrap();
+    assert_eq!(stored.pending_log, 0);
+    let summary = stored.summary.expect("summary stored with the snapshot");
+
+    // A peer in the same state is answered without loading; one that is not gets the diff.
+    assert_eq!(room.summary().await.unwrap(), summary);
+    let (diff, sv) = room
+        .diff(summary.sv.clone(), Some(summary.digest))
+        .await
+        .unwrap();
+    assert_eq!((diff.as_slice(), &sv), (&EMPTY_UPDATE[..], &summary.sv));
+    assert_eq!(room.apply_remote(diff).await.unwrap(), Applied::default());
+    assert!(!room.is_loaded().await, "nothing was loaded");
+    let fresh = Document::new();
+    let (diff, _) = room
+        .diff(fresh.state_vector(), Some(fresh.digest()))
+        .await
+        .unwrap();
+    let mut peer = Document::new();
+    peer.apply(&diff).unwrap();
+    assert_eq!(peer.text(), "hello\n");
+    assert_eq!(peer.digest(), summary.digest);
+    assert!(room.is_loaded().await);
+
+    // After a restart it opens unloaded, with its summary, and reads back.
+    room.close().await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert_eq!(room.summary().await.unwrap(), summary);
+    assert!(!room.is_loaded().await);
+    assert_eq!(room.text().await.unwrap(), "hello\n");
 }

@@ -4,7 +4,8 @@
 //! each caller hears back only after its commit is durable. The statements are in [`sql`].
 //!
 //! Tables (schema version in `PRAGMA user_version`): `docs` (id, name, key, owner), `updates`
-//! (append-only log per doc), `snapshots` (compacted log prefix per doc), `certs` (each
+//! (append-only log per doc), `snapshots` (compacted log prefix per doc, with the state vector
+//! and digest of the state it holds), `certs` (each
 //! document's membership certificates), `epoch_keys` (content keys of later epochs), `peers`
 //! (known addresses), `meta` (reserved for small key/value settings).
 
@@ -16,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::ask;
 use crate::core::access::KeyBytes;
-use crate::core::doc::DocId;
+use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
 mod sql;
@@ -84,10 +85,26 @@ pub(crate) struct StoredDoc {
     pub updates: Vec<Vec<u8>>,
     /// Sequence number of the last log entry (0 if none): compaction covers up to here.
     pub last_seq: i64,
-    /// Encoded membership certificates.
+}
+
+/// What a room opens with, before (and without) loading its document.
+#[derive(Debug, Default)]
+pub(crate) struct StoredAccess {
+    /// Encoded membership certificates and key grants.
     pub certs: Vec<Vec<u8>>,
     /// Content keys of epochs after the first (the first is `DocMeta::key`).
     pub keys: Vec<(u32, [u8; 32])>,
+    /// As in [`StoredDoc::last_seq`].
+    pub last_seq: i64,
+    /// Log entries after the snapshot.
+    pub pending_log: usize,
+    /// Bytes stored for the document (snapshot and log).
+    pub stored_bytes: usize,
+    /// Anything is stored besides the empty document.
+    pub has_content: bool,
+    /// The snapshot's state vector and digest, when no log entry came after it: the
+    /// document's current state without loading it.
+    pub summary: Option<Summary>,
 }
 
 impl StoredDoc {
@@ -109,7 +126,8 @@ enum Command {
     DeleteDoc(DocId, Reply<()>),
     Append(DocId, Vec<u8>, Reply<i64>),
     Load(DocId, Reply<StoredDoc>),
-    Compact(DocId, Vec<u8>, i64, Reply<()>),
+    LoadAccess(DocId, Reply<StoredAccess>),
+    Compact(DocId, Vec<u8>, i64, Summary, Reply<()>),
     SavePeer(String, Vec<String>, Reply<()>),
     KnownPeers(Reply<Vec<(String, Vec<String>)>>),
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
@@ -163,14 +181,21 @@ impl Store {
     pub(crate) async fn load(&self, id: DocId) -> Result<StoredDoc, StoreError> {
         self.call(|r| Command::Load(id, r)).await
     }
-    /// Replaces the snapshot and drops log entries up to `upto` (inclusive), atomically.
+    /// Membership, keys and the log's extent, without the document.
+    pub(crate) async fn load_access(&self, id: DocId) -> Result<StoredAccess, StoreError> {
+        self.call(|r| Command::LoadAccess(id, r)).await
+    }
+    /// Replaces the snapshot (with the `summary` of the state it holds) and drops log entries
+    /// up to `upto` (inclusive), atomically.
     pub(crate) async fn compact(
         &self,
         id: DocId,
         snapshot: Vec<u8>,
         upto: i64,
+        summary: Summary,
     ) -> Result<(), StoreError> {
-        self.call(|r| Command::Compact(id, snapshot, upto, r)).await
+        self.call(|r| Command::Compact(id, snapshot, upto, summary, r))
+            .await
     }
     pub(crate) async fn save_peer(
         &self,
@@ -354,7 +379,19 @@ mod tests {
         ));
         let s1 = store.append(m.id, b"one".to_vec()).await.unwrap();
         let s2 = store.append(m.id, b"two".to_vec()).await.unwrap();
-        store.compact(m.id, b"snap".to_vec(), s1).await.unwrap();
+        let summary = Summary {
+            sv: vec![0],
+            digest: [9; 32],
+        };
+        store
+            .compact(m.id, b"snap".to_vec(), s1, summary.clone())
+            .await
+            .unwrap();
+        // "two" was logged after the snapshot: its summary is stale.
+        let access = store.load_access(m.id).await.unwrap();
+        assert_eq!((access.pending_log, access.last_seq), (1, s2));
+        assert_eq!(access.stored_bytes, 7);
+        assert!(access.has_content && access.summary.is_none());
         store
             .save_peer("p".into(), vec!["/ip4/1.2.3.4/tcp/1".into()])
             .await
@@ -368,6 +405,13 @@ mod tests {
         assert_eq!(loaded.snapshot.as_deref(), Some(&b"snap"[..]));
         assert_eq!(loaded.updates, vec![b"two".to_vec()]);
         assert_eq!(loaded.last_seq, s2);
+        store
+            .compact(m.id, b"snap2".to_vec(), s2, summary.clone())
+            .await
+            .unwrap();
+        let access = store.load_access(m.id).await.unwrap();
+        assert_eq!((access.pending_log, access.last_seq), (0, s2));
+        assert_eq!(access.summary, Some(summary));
         assert_eq!(store.known_peers().await.unwrap().len(), 1);
         store.rename_doc(m.id, "renamed".into()).await.unwrap();
         store.delete_doc(m.id).await.unwrap();

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredDoc};
-use crate::core::doc::DocId;
+use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredAccess, StoredDoc};
+use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
@@ -76,6 +76,18 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         )
         .map_err(corrupt)?;
     }
+    if version < 3 {
+        // Lazy opening: a snapshot keeps the state vector and digest of the state it holds,
+        // so a node answers "nothing new" for an unloaded document without decoding it.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE snapshots ADD COLUMN sv BLOB;
+             ALTER TABLE snapshots ADD COLUMN digest BLOB;
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
     // A table missing from a file that claims our schema is damage too.
     conn.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
         .map_err(corrupt)?;
@@ -130,12 +142,14 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
             finish(r, result)
         }
         Command::Load(id, r) => finish(r, load(tx, id)),
-        Command::Compact(id, snapshot, upto, r) => {
+        Command::LoadAccess(id, r) => finish(r, load_access(tx, id)),
+        Command::Compact(id, snapshot, upto, summary, r) => {
             let result = tx
                 .execute(
-                    "INSERT INTO snapshots (doc, data, upto) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(doc) DO UPDATE SET data = excluded.data, upto = excluded.upto",
-                    params![&id.0[..], snapshot, upto],
+                    "INSERT INTO snapshots (doc, data, upto, sv, digest) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(doc) DO UPDATE SET data = excluded.data, upto = excluded.upto,
+                         sv = excluded.sv, digest = excluded.digest",
+                    params![&id.0[..], snapshot, upto, summary.sv, &summary.digest[..]],
                 )
                 .and_then(|_| {
                     tx.execute(
@@ -297,6 +311,38 @@ fn load(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredDoc, StoreError> 
         last_seq = seq;
         updates.push(data);
     }
+    Ok(StoredDoc {
+        snapshot: snapshot.map(|s| s.0),
+        updates,
+        last_seq,
+    })
+}
+
+/// What a room needs to open without its document: membership, keys, the log's extent, and
+/// the snapshot's summary if nothing was logged after it.
+fn load_access(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredAccess, StoreError> {
+    type SnapshotRow = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+    let snapshot: Option<SnapshotRow> = tx
+        .query_row(
+            "SELECT upto, length(data), sv, digest FROM snapshots WHERE doc = ?1",
+            [&id.0[..]],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .optional()?;
+    let (upto, snapshot_bytes) = snapshot.as_ref().map_or((0, 0), |s| (s.0, s.1));
+    let (pending_log, last_seq, log_bytes): (i64, i64, i64) = tx.query_row(
+        "SELECT count(*), coalesce(max(seq), ?2), coalesce(sum(length(data)), 0)
+         FROM updates WHERE doc = ?1 AND seq > ?2",
+        params![&id.0[..], upto],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    let has_content = snapshot.is_some() || pending_log > 0;
+    let summary = match snapshot {
+        Some((_, _, Some(sv), Some(digest))) if pending_log == 0 => <[u8; 32]>::try_from(digest)
+            .ok()
+            .map(|digest| Summary { sv, digest }),
+        _ => None,
+    };
     let mut stmt = tx.prepare("SELECT cert FROM certs WHERE doc = ?1")?;
     let certs = stmt
         .query_map([&id.0[..]], |row| row.get::<_, Vec<u8>>(0))?
@@ -313,12 +359,14 @@ fn load(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredDoc, StoreError> 
             Err(_) => tracing::error!(doc = %id, epoch, "store: skipping a damaged key"),
         }
     }
-    Ok(StoredDoc {
-        snapshot: snapshot.map(|s| s.0),
-        updates,
-        last_seq,
+    Ok(StoredAccess {
         certs,
         keys,
+        last_seq,
+        pending_log: pending_log as usize,
+        stored_bytes: (snapshot_bytes + log_bytes) as usize,
+        has_content,
+        summary,
     })
 }
 
@@ -349,11 +397,12 @@ pub(super) fn refuse(cmd: Command) -> DeferredReply {
         Command::CreateDoc(_, r) | Command::RenameDoc(_, _, r) | Command::DeleteDoc(_, r) => {
             fail(r)
         }
-        Command::Compact(_, _, _, r) | Command::SavePeer(_, _, r) => fail(r),
+        Command::Compact(_, _, _, _, r) | Command::SavePeer(_, _, r) => fail(r),
         Command::AddCerts(_, _, r) | Command::AddKey(_, _, _, r) => fail(r),
         Command::ListDocs(r) => fail(r),
         Command::Append(_, _, r) => fail(r),
         Command::Load(_, r) => fail(r),
+        Command::LoadAccess(_, r) => fail(r),
         Command::KnownPeers(r) => fail(r),
         Command::AdoptLegacy(_, r) => fail(r),
         Command::Close(_) => unreachable!("handled by the writer loop"),

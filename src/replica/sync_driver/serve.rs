@@ -99,7 +99,7 @@ impl SyncDriver {
                 );
                 self.respond(peer, channel, response);
             }
-            RequestBody::Start { sv } => {
+            RequestBody::Start { sv, digest } => {
                 let Ok(slot) = self.serve_slots.clone().try_acquire_owned() else {
                     // Dropping the channel fails the request at the requester, which retries.
                     tracing::debug!(%peer, "too many sync requests at once; refused one");
@@ -107,7 +107,7 @@ impl SyncDriver {
                 };
                 let reports = self.reports.clone();
                 self.spawn_task(async move {
-                    let result = room.diff(sv.clone()).await;
+                    let result = room.diff(sv.clone(), Some(digest)).await;
                     let ready = Report::DiffReady {
                         peer,
                         room,

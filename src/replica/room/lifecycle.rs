@@ -1,0 +1,108 @@
+//! When the room holds its document: loaded from the store on first use (an editor, a CLI
+//! call, gossip, a sync request that needs data), and unloaded after [`RoomContext`]'s
+//! `unload_after` without use and without editor sessions, once the store holds everything
+//! (a snapshot with its summary, so the next open is a decode and a peer in the same state is
+//! answered without loading). Only the document goes; membership, keys and presence stay.
+//!
+//! [`RoomContext`]: super::RoomContext
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{DiffAndSv, Room, RoomError};
+use crate::core::doc::{Document, Summary, EMPTY_UPDATE};
+
+/// How often a room with a loaded document checks whether it went idle.
+pub(super) fn idle_check_every(unload_after: Duration) -> Duration {
+    (unload_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
+}
+
+impl Room {
+    /// The document, loaded if it is not; this counts as use (it stays loaded a while).
+    pub(super) async fn loaded(&mut self) -> Result<&mut Document, RoomError> {
+        self.last_used = Instant::now();
+        self.document().await
+    }
+
+    /// The document, loaded if it is not, without counting as use.
+    async fn document(&mut self) -> Result<&mut Document, RoomError> {
+        if self.doc.is_none() {
+            self.load().await?;
+        }
+        self.doc.as_mut().ok_or(RoomError::Closed(self.id))
+    }
+
+    /// Loads the document from the store (the snapshot, then the log after it).
+    pub(super) async fn load(&mut self) -> Result<(), RoomError> {
+        let stored = self.ctx.store.load(self.id).await?;
+        let doc = Document::from_updates(stored.in_order())
+            .map_err(|e| RoomError::Corrupt(self.id, e))?;
+        self.last_seq = stored.last_seq;
+        self.since_compaction = stored.updates.len();
+        self.stored_bytes = stored.in_order().map(<[u8]>::len).sum();
+        self.unsaved = false;
+        self.doc = Some(doc);
+        tracing::debug!(doc = %self.id, bytes = self.stored_bytes, "document loaded");
+        Ok(())
+    }
+
+    /// The document's state vector and digest: kept while nothing changes, so an unloaded
+    /// document is not loaded to say what it holds.
+    pub(super) async fn summary(&mut self) -> Result<Summary, RoomError> {
+        if let Some(summary) = &self.summary {
+            return Ok(summary.clone());
+        }
+        let summary = self.document().await?.summary();
+        self.summary = Some(summary.clone());
+        Ok(summary)
+    }
+
+    /// What a replica at `sv` lacks, and our state vector: nothing, without loading, if its
+    /// `digest` (a peer's sync request has one, an editor's has not) says it is in our state.
+    pub(super) async fn diff(
+        &mut self,
+        sv: Vec<u8>,
+        digest: Option<[u8; 32]>,
+    ) -> Result<DiffAndSv, RoomError> {
+        let ours = self.summary().await?;
+        if digest == Some(ours.digest) {
+            return Ok((EMPTY_UPDATE.to_vec(), ours.sv));
+        }
+        let diff = self.loaded().await?.diff(&sv)?;
+        Ok((diff, ours.sv))
+    }
+
+    fn subscribers(&self) -> usize {
+        self.changes.as_ref().map_or(0, |c| c.receiver_count())
+    }
+
+    /// Unloads the document if it has been idle long enough and the store holds all of it.
+    pub(super) async fn unload_if_idle(&mut self) {
+        if self.doc.is_none()
+            || self.unsaved
+            || self.subscribers() > 0
+            || self.last_used.elapsed() < self.ctx.unload_after
+        {
+            return;
+        }
+        if !self.summary_stored {
+            if let Err(e) = self.store_snapshot().await {
+                tracing::warn!(doc = %self.id, "keeping the document loaded: cannot store its snapshot: {e}");
+                return;
+            }
+        }
+        self.doc = None;
+        self.changes = None;
+        tracing::debug!(doc = %self.id, "idle document unloaded");
+    }
+
+    /// At close: leave a snapshot with its summary, so the next start opens without a replay.
+    pub(super) async fn compact_before_close(&mut self) {
+        if self.doc.is_some() && !self.summary_stored {
+            if let Err(e) = self.store_snapshot().await {
+                tracing::warn!(doc = %self.id, "could not compact before closing: {e}");
+            }
+        }
+    }
+}
