@@ -5,10 +5,12 @@ use clap::Parser;
 mod cli;
 mod client;
 
-/// mimalloc gives freed memory back to the system: with glibc's allocator a node's RSS stayed
-/// near its peak after documents were unloaded or editor sessions ended (see BENCHMARKS.md).
+/// jemalloc, for Rust and C (SQLite) alike, with background threads purging freed pages: with
+/// glibc's allocator a node's RSS stayed near its peak after documents were unloaded or editor
+/// sessions ended, because nothing gave freed memory back while the node was idle (see
+/// BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() {

@@ -10,10 +10,12 @@ mod it {
     pub mod cli;
     pub mod cluster;
     pub mod common;
+    pub mod daemon;
     pub mod discovery;
     pub mod editor;
     pub mod hostile;
     pub mod join;
     pub mod lab;
+    pub mod resources;
     pub mod roles;
 }

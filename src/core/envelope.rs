@@ -5,7 +5,6 @@
 //! envelope names. Nonces come from the OS CSPRNG: they must never repeat, and no decision
 //! depends on them.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -139,7 +138,9 @@ pub fn envelope_epoch(sealed: &[u8]) -> Result<u32, EnvelopeError> {
 /// A document's content keys by epoch.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Keyring {
-    keys: BTreeMap<u32, DocKey>,
+    /// Sorted by epoch; never empty. (A vector: most documents hold one key, and every node
+    /// holds a keyring per document.)
+    keys: Vec<(u32, DocKey)>,
 }
 
 impl fmt::Debug for Keyring {
@@ -147,7 +148,7 @@ impl fmt::Debug for Keyring {
         write!(
             f,
             "Keyring(epochs {:?})",
-            self.keys.keys().collect::<Vec<_>>()
+            self.keys.iter().map(|(epoch, _)| epoch).collect::<Vec<_>>()
         )
     }
 }
@@ -156,24 +157,28 @@ impl Keyring {
     /// A keyring with one key.
     pub fn new(epoch: u32, key: DocKey) -> Keyring {
         Keyring {
-            keys: BTreeMap::from([(epoch, key)]),
+            keys: vec![(epoch, key)],
         }
     }
 
     /// Adds an epoch's key; false if it was known or the ring is full.
     pub fn insert(&mut self, epoch: u32, key: DocKey) -> bool {
-        if self.keys.contains_key(&epoch) || self.keys.len() >= MAX_EPOCHS {
+        if self.keys.len() >= MAX_EPOCHS {
             return false;
         }
-        self.keys.insert(epoch, key);
-        true
+        match self.keys.binary_search_by_key(&epoch, |(e, _)| *e) {
+            Ok(_) => false,
+            Err(at) => {
+                self.keys.insert(at, (epoch, key));
+                true
+            }
+        }
     }
 
     /// The newest epoch and its key: what new payloads are sealed with.
     pub fn current(&self) -> (u32, &DocKey) {
         self.keys
-            .iter()
-            .next_back()
+            .last()
             .map(|(epoch, key)| (*epoch, key))
             .expect("a keyring always holds a key")
     }
@@ -185,7 +190,10 @@ impl Keyring {
     }
 
     pub fn get(&self, epoch: u32) -> Option<&DocKey> {
-        self.keys.get(&epoch)
+        self.keys
+            .binary_search_by_key(&epoch, |(e, _)| *e)
+            .ok()
+            .map(|at| &self.keys[at].1)
     }
 
     /// Seals with the newest key.
@@ -203,7 +211,7 @@ impl Keyring {
         purpose: Purpose,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        match self.keys.get(&epoch) {
+        match self.get(epoch) {
             Some(key) => key.seal(epoch, topic, purpose, plaintext),
             None => self.seal(topic, purpose, plaintext),
         }
@@ -212,7 +220,7 @@ impl Keyring {
     /// The keyring to answer a request sealed in `epoch` with: that epoch's key (the requester
     /// may not have a newer one), or the whole ring if `epoch` is not held.
     pub fn answering(&self, epoch: u32) -> Keyring {
-        match self.keys.get(&epoch) {
+        match self.get(epoch) {
             Some(key) => Keyring::new(epoch, key.clone()),
             None => self.clone(),
         }
@@ -232,10 +240,7 @@ impl Keyring {
         sealed: &[u8],
     ) -> Result<Vec<u8>, EnvelopeError> {
         let epoch = envelope_epoch(sealed)?;
-        let key = self
-            .keys
-            .get(&epoch)
-            .ok_or(EnvelopeError::UnknownEpoch(epoch))?;
+        let key = self.get(epoch).ok_or(EnvelopeError::UnknownEpoch(epoch))?;
         key.open(epoch, topic, purpose, sealed)
     }
 }

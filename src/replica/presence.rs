@@ -160,6 +160,11 @@ impl Presence {
         Ok((clients, encoded))
     }
 
+    /// No client is present.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.awareness.iter().all(|(_, state)| state.data.is_none())
+    }
+
     /// All current states as one awareness update, if there are any.
     pub(crate) fn state(&self) -> Option<Vec<u8>> {
         self.awareness

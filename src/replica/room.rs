@@ -8,7 +8,7 @@
 //! document's membership and keys ([`Access`]): it adds certificates and key grants (opening
 //! grants addressed to this node), refuses local edits on a reader's node, and on the owner's
 //! node removes members (a new key epoch, granted to everyone else). Others read the latest
-//! `Access` from a watch channel without waiting for the room.
+//! `Access` the room publishes (see [`Published`]) without waiting for the room.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use libp2p::identity::ed25519;
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
@@ -142,14 +142,30 @@ pub(crate) struct Access {
     pub(crate) keys: Keyring,
 }
 
-/// Cloneable handle to a room task.
+/// Cloneable handle to a room. Its task runs while the room has work; an idle room with its
+/// document unloaded goes dormant (see [`Slot`]) and the next request wakes it.
 #[derive(Clone)]
 pub(crate) struct RoomHandle {
     pub(crate) id: DocId,
     pub(crate) topic: [u8; 32],
-    tx: mpsc::Sender<Command>,
+    slot: Arc<std::sync::Mutex<Slot>>,
     /// The room's latest membership and keys, readable without asking the room.
-    access: watch::Receiver<Arc<Access>>,
+    access: Published,
+}
+
+/// The room's latest [`Access`], for readers that must not wait for the room: the room
+/// replaces it; readers copy the `Arc` out (the lock is never held across an `.await`).
+type Published = Arc<std::sync::RwLock<Arc<Access>>>;
+
+/// Where a room's state is: with its running task (reached through the sender), parked while
+/// dormant (no task, no timers, no queue: an idle document costs little more than its
+/// membership), or gone. The task parks itself only when no request is queued or about to be
+/// sent (it checks under the lock that the slot's sender is the only one), so a request never
+/// meets a sleeping room: it wakes it.
+enum Slot {
+    Awake(mpsc::Sender<Command>),
+    Dormant(Box<Room>),
+    Closed,
 }
 
 /// Settings a room needs besides its document.
@@ -180,9 +196,11 @@ struct Room {
     summary_stored: bool,
     /// When the document was last used (loaded, changed, read, diffed).
     last_used: Instant,
-    presence: Presence,
-    access: Access,
-    access_tx: watch::Sender<Arc<Access>>,
+    /// Editors' presence, while anyone is or was recently present.
+    presence: Option<Presence>,
+    /// Who may do what, and the keys: what [`Published`] holds.
+    access: Arc<Access>,
+    published: Published,
     ctx: RoomContext,
     last_seq: i64,
     since_compaction: usize,
@@ -196,7 +214,14 @@ struct Room {
 }
 
 impl Room {
-    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+    /// The task: serves commands until closed or dormant. The room stays in its box, so
+    /// parking it allocates nothing (an allocation made while the document was loaded would pin
+    /// that memory after it is unloaded).
+    async fn run(
+        mut self: Box<Self>,
+        mut rx: mpsc::Receiver<Command>,
+        slot: Arc<std::sync::Mutex<Slot>>,
+    ) {
         let mut presence_check = tokio::time::interval(PRESENCE_CHECK);
         let mut flush_retry = tokio::time::interval(FLUSH_RETRY);
         let mut idle_check =
@@ -213,13 +238,20 @@ impl Room {
                     let _ = self.flush().await;
                     continue;
                 }
-                _ = idle_check.tick(), if self.doc.is_some() => {
-                    self.unload_if_idle().await;
+                _ = idle_check.tick() => {
+                    if self.doc.is_some() {
+                        self.unload_if_idle().await;
+                    } else if self.may_sleep() {
+                        match park(self, &rx, &slot) {
+                            Ok(()) => return,
+                            Err(room) => self = room,
+                        }
+                    }
                     continue;
                 }
                 _ = presence_check.tick() => {
                     // Every node expires on its own: nothing to announce.
-                    if let Some(gone) = self.presence.expire() {
+                    if let Some(gone) = self.presence.as_mut().and_then(Presence::expire) {
                         self.fan_out_presence(gone, Origin::Remote, false);
                     }
                     continue;
@@ -230,6 +262,7 @@ impl Room {
             }
         }
         self.compact_before_close().await;
+        *crate::actor::unpoisoned(slot.lock()) = Slot::Closed;
         tracing::debug!(doc = %self.id, "room closed");
     }
 
@@ -323,14 +356,18 @@ impl Room {
                 let _ = reply.send(self.apply_awareness(&update, origin, owner));
             }
             Command::AwarenessState(reply) => {
-                let _ = reply.send(self.presence.state());
+                let _ = reply.send(self.presence.as_ref().and_then(Presence::state));
             }
             Command::RemoveAwareness(clients, origin, reply) => {
                 let owner = match origin {
                     Origin::Session(session) => Some(Owner::Session(session)),
                     Origin::Remote | Origin::Api => None,
                 };
-                if let Some(gone) = self.presence.remove(clients, owner) {
+                if let Some(gone) = self
+                    .presence
+                    .as_mut()
+                    .and_then(|p| p.remove(clients, owner))
+                {
                     self.fan_out_presence(gone, origin, true);
                 }
                 let _ = reply.send(());
@@ -428,7 +465,10 @@ impl Room {
         origin: Origin,
         owner: Option<Owner>,
     ) -> Result<Vec<u64>, RoomError> {
-        let (clients, changed) = self.presence.apply(update, owner)?;
+        let presence = self
+            .presence
+            .get_or_insert_with(|| Presence::new(super::presence::tokio_clock()));
+        let (clients, changed) = presence.apply(update, owner)?;
         if let Some(changed) = changed {
             self.fan_out_presence(changed, origin, origin != Origin::Remote);
         }
@@ -444,6 +484,27 @@ impl Room {
         if announce {
             self.send_out(Gossip::Awareness(update));
         }
+    }
+}
+
+/// Parks a sleeping room in its slot, unless a request is queued or about to be sent; then it
+/// gets the room back.
+fn park(
+    mut room: Box<Room>,
+    rx: &mpsc::Receiver<Command>,
+    slot: &std::sync::Mutex<Slot>,
+) -> Result<(), Box<Room>> {
+    let mut slot = crate::actor::unpoisoned(slot.lock());
+    match &*slot {
+        Slot::Awake(tx) if tx.strong_count() == 1 && rx.is_empty() => {
+            tracing::trace!(doc = %room.id, "room dormant");
+            // No one listens or is present (conditions of sleeping): their state goes too.
+            room.changes = None;
+            room.presence = None;
+            *slot = Slot::Dormant(room);
+            Ok(())
+        }
+        _ => Err(room),
     }
 }
 

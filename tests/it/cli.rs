@@ -1,111 +1,10 @@
 //! The `peerdoc` binary as a user runs it: real daemons, the README walkthrough, `kill -9`
 //! durability, and one-line errors with non-zero exit codes.
 
-use super::common::{output_with_input, wait_until_blocking};
+use super::common::wait_until_blocking;
+use super::daemon::{peerdoc, peerdoc_id, serve_command, unsafe_sigterm, Daemon, BIN};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
-
-/// `peerdoc serve` for a test daemon: loopback only, no mDNS, fast anti-entropy.
-fn serve_command(data: &Path) -> Command {
-    let mut command = Command::new(BIN);
-    command
-        .arg("--data")
-        .arg(data)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
-        .args(["--no-mdns", "--no-upnp", "--sync-interval", "1"]);
-    command
-}
-
-struct Daemon {
-    child: Child,
-    data: PathBuf,
-}
-
-impl Daemon {
-    fn start(data: &Path) -> Daemon {
-        let _ = std::fs::remove_file(data.join("api.addr"));
-        let child = serve_command(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn peerdoc serve");
-        wait_until_blocking(
-            format_args!("the daemon in {} starts", data.display()),
-            || data.join("api.addr").exists(),
-        );
-        Daemon {
-            child,
-            data: data.to_path_buf(),
-        }
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        peerdoc(&self.data, args, stdin)
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "peerdoc {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM: the daemon must exit 0 within a few seconds.
-    fn stop(mut self) {
-        unsafe_sigterm(self.child.id());
-        let mut status = None;
-        super::common::wait_blocking_for(
-            "the daemon stops on SIGTERM",
-            std::time::Duration::from_secs(10),
-            || {
-                status = self.child.try_wait().unwrap();
-                status.is_some()
-            },
-        );
-        assert_eq!(
-            status.and_then(|s| s.code()),
-            Some(0),
-            "exit status after SIGTERM"
-        );
-    }
-}
-
-fn unsafe_sigterm(pid: u32) {
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(BIN);
-    command.arg("--data").arg(data).args(args);
-    output_with_input(command, stdin)
-}
+use std::process::{Command, Stdio};
 
 /// The data dir holds every document's key and text: only its owner may read it.
 fn assert_private(data: &Path) {
@@ -420,20 +319,6 @@ fn editor_append(addr: &str, doc: &str, text: &str) -> u16 {
 }
 
 /// A document's id by name, through the HTTP API.
-fn peerdoc_id(addr: &str, name: &str) -> String {
-    let docs: serde_json::Value = ureq::get(&format!("http://{addr}/api/docs"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    docs.as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["name"] == name)
-        .map(|d| d["id"].as_str().unwrap().to_string())
-        .unwrap()
-}
-
 /// 200 `kill -9`s at seeded random moments while a client streams acknowledged appends: after
 /// every restart each acknowledged write is there, in order, and the database passes SQLite's
 /// integrity check.

@@ -13,7 +13,11 @@ use crate::net::DhtKey;
 impl EventLoop {
     pub(super) fn provide_key(&mut self, key: DhtKey) {
         self.provided.insert(key);
-        self.provide(key);
+        // Before the first DHT peer a provider record would reach nobody, and kad's store holds
+        // several KB per key: the key is provided once the routing table fills.
+        if self.dht_joined {
+            self.provide(key);
+        }
     }
 
     pub(super) fn unprovide_key(&mut self, key: DhtKey) {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{Room, RoomError};
+use super::{Access, Room, RoomError};
 use crate::core::access::{Cert, CertKind, KeyBytes, KeyGrant, Membership, Role};
 use crate::core::envelope::DocKey;
 
@@ -65,9 +65,11 @@ impl Room {
             self.ctx.store.add_key(self.id, *epoch, key.0).await?;
             tracing::info!(doc = %self.id, epoch, "received the document's new key");
         }
-        self.access.membership = next;
-        self.access.keys = keys;
-        self.access_tx.send_replace(Arc::new(self.access.clone()));
+        self.access = Arc::new(Access {
+            membership: next,
+            keys,
+        });
+        *crate::actor::unpoisoned(self.published.write()) = self.access.clone();
         Ok(fresh.len() + new_keys.len())
     }
 
@@ -133,7 +135,7 @@ impl Room {
         let epoch = self.access.keys.current().0 + 1;
         let key = DocKey::random();
         self.ctx.store.add_key(self.id, epoch, key.0).await?;
-        self.access.keys.insert(epoch, key);
+        Arc::make_mut(&mut self.access).keys.insert(epoch, key);
         // Publishes the new epoch with the records (the revocation is always new); grants
         // follow from `grant_current_key`.
         self.add_records(certs, Vec::new()).await?;

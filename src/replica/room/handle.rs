@@ -1,21 +1,20 @@
 //! [`RoomHandle`]: opening a room (loading its membership and keys from the store and starting
 //! its task; the document itself loads on first use) and every request to it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
-    Access, Change, Command, DiffAndSv, Origin, Room, RoomContext, RoomError, RoomHandle,
+    Access, Change, Command, DiffAndSv, Origin, Room, RoomContext, RoomError, RoomHandle, Slot,
     COMMAND_QUEUE,
 };
-use crate::actor::ask;
+use crate::actor::{ask, unpoisoned};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::{Gossip, Received};
-use crate::replica::presence::{self, Presence};
 use crate::replica::store::DocMeta;
 
 impl RoomHandle {
@@ -23,8 +22,6 @@ impl RoomHandle {
     /// first used.
     pub(crate) async fn open(meta: &DocMeta, ctx: RoomContext) -> Result<RoomHandle, RoomError> {
         let stored = ctx.store.load_access(meta.id).await?;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-        let presence = Presence::new(presence::tokio_clock());
         let mut membership = Membership::new(meta.id, meta.owner);
         for bytes in &stored.certs {
             // Stored records were checked when added; a bad one is damage, not fatal.
@@ -41,8 +38,8 @@ impl RoomHandle {
         for (epoch, key) in &stored.keys {
             keys.insert(*epoch, DocKey(*key));
         }
-        let access = Access { membership, keys };
-        let (access_tx, access_rx) = watch::channel(Arc::new(access.clone()));
+        let access = Arc::new(Access { membership, keys });
+        let published = Arc::new(std::sync::RwLock::new(access.clone()));
         // An empty document's summary is known; a stored one's only if saved with its snapshot.
         let summary = match stored.summary {
             Some(summary) => Some(summary),
@@ -55,9 +52,9 @@ impl RoomHandle {
             summary_stored: summary.is_some(),
             summary,
             last_used: tokio::time::Instant::now(),
-            presence,
+            presence: None,
             access,
-            access_tx,
+            published: published.clone(),
             ctx,
             last_seq: stored.last_seq,
             since_compaction: stored.pending_log,
@@ -65,23 +62,23 @@ impl RoomHandle {
             unsaved: false,
             changes: None,
         };
-        tokio::spawn(room.run(rx));
+        // Dormant until the first request.
         Ok(RoomHandle {
             id: meta.id,
             topic: meta.id.topic(),
-            tx,
-            access: access_rx,
+            slot: Arc::new(Mutex::new(Slot::Dormant(Box::new(room)))),
+            access: published,
         })
     }
 
     /// The document's membership and keys as the room last derived them.
     pub(crate) fn access(&self) -> Arc<Access> {
-        self.access.borrow().clone()
+        unpoisoned(self.access.read()).clone()
     }
 
     /// The document's keys, newest epoch first for sealing.
     pub(crate) fn keys(&self) -> Keyring {
-        self.access.borrow().keys.clone()
+        unpoisoned(self.access.read()).keys.clone()
     }
 
     /// Adds certificates (checked, stored); returns how many were new.
@@ -109,7 +106,27 @@ impl RoomHandle {
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, RoomError> {
-        ask(&self.tx, make).await.ok_or(RoomError::Closed(self.id))
+        let tx = self.sender().ok_or(RoomError::Closed(self.id))?;
+        ask(&tx, make).await.ok_or(RoomError::Closed(self.id))
+    }
+
+    /// The running task's sender, waking a dormant room; `None` once closed.
+    fn sender(&self) -> Option<mpsc::Sender<Command>> {
+        let mut slot = unpoisoned(self.slot.lock());
+        match std::mem::replace(&mut *slot, Slot::Closed) {
+            Slot::Awake(tx) => {
+                let sender = tx.clone();
+                *slot = Slot::Awake(tx);
+                Some(sender)
+            }
+            Slot::Dormant(room) => {
+                let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+                tokio::spawn(room.run(rx, self.slot.clone()));
+                *slot = Slot::Awake(tx.clone());
+                Some(tx)
+            }
+            Slot::Closed => None,
+        }
     }
 
     /// Handles a gossip message for this document from its author `from`; says whether to
@@ -189,9 +206,20 @@ impl RoomHandle {
     pub(crate) async fn subscribe(&self) -> Result<broadcast::Receiver<Change>, RoomError> {
         self.call(Command::Subscribe).await
     }
-    /// Stops the task after the commands queued before this one.
+    /// Stops the task after the commands queued before this one (a dormant room has stored
+    /// everything already).
     pub(crate) async fn close(&self) {
-        let _ = self.call(Command::Close).await;
+        let tx = {
+            let mut slot = unpoisoned(self.slot.lock());
+            match std::mem::replace(&mut *slot, Slot::Closed) {
+                Slot::Awake(tx) => {
+                    *slot = Slot::Awake(tx.clone());
+                    tx
+                }
+                Slot::Dormant(_) | Slot::Closed => return,
+            }
+        };
+        let _ = ask(&tx, Command::Close).await;
     }
     /// Test hook: whether the document is loaded.
     #[cfg(test)]
@@ -202,7 +230,9 @@ impl RoomHandle {
     #[cfg(test)]
     pub(crate) async fn stall(&self) -> oneshot::Sender<()> {
         let (release, wait) = oneshot::channel();
-        let _ = self.tx.send(Command::Stall(wait)).await;
+        if let Some(tx) = self.sender() {
+            let _ = tx.send(Command::Stall(wait)).await;
+        }
         release
     }
 }

@@ -73,6 +73,15 @@ impl Room {
         Ok((diff, ours.sv))
     }
 
+    /// Whether the task may stop until the next request: nothing loaded, unsaved, listened to
+    /// or present (presence expires on the task's timer).
+    pub(super) fn may_sleep(&self) -> bool {
+        self.doc.is_none()
+            && !self.unsaved
+            && self.subscribers() == 0
+            && self.presence.as_ref().is_none_or(|p| p.is_empty())
+    }
+
     fn subscribers(&self) -> usize {
         self.changes.as_ref().map_or(0, |c| c.receiver_count())
     }

@@ -10,6 +10,8 @@ use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
 const SCHEMA_VERSION: i64 = 3;
+/// SQLite's page cache, in KiB (its default is 2000).
+const CACHE_KIB: i64 = 256;
 
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
@@ -29,6 +31,9 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(corrupt)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // SQLite's page cache is memory no document needs: whole documents are read once when
+    // loaded and then live in their rooms, and the OS caches the file anyway.
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::TooNew {

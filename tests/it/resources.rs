@@ -1,0 +1,180 @@
+//! Bounded resources of a long-running daemon, measured as an operator would (the process's
+//! RSS): idle documents are unloaded and their memory returns, editor sessions give back what
+//! they used, and a restart does not load what nobody uses.
+
+use super::daemon::Daemon;
+use std::time::Duration;
+
+/// Documents and their size in the unloading test.
+const DOCS: usize = 300;
+const DOC_BYTES: usize = 100_000;
+/// How far above an empty node's RSS an idle one may stay.
+const RSS_SLACK: f64 = 1.2;
+/// How long memory may take to come back (unload checks, allocator purges); a deadline, not a
+/// speed requirement.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// Resident set size of a process, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// The RSS of an idle daemon once it has settled (the lowest of a few samples).
+fn settled_rss(pid: u32) -> u64 {
+    (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(400));
+            rss(pid)
+        })
+        .min()
+        .unwrap()
+}
+
+/// Waits until the daemon's RSS is within [`RSS_SLACK`] of `empty`; fails with the figures.
+fn wait_rss_near(pid: u32, empty: u64, what: &str) {
+    let limit = (empty as f64 * RSS_SLACK) as u64;
+    let start = std::time::Instant::now();
+    let mut last = rss(pid);
+    while last > limit {
+        assert!(
+            start.elapsed() < SETTLE,
+            "RSS did not return near an empty node's after {what}: {:.1} MB, empty node {:.1} MB \
+             (limit {:.1} MB)",
+            mb(last),
+            mb(empty),
+            mb(limit)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        last = rss(pid);
+    }
+    eprintln!(
+        "{what}: RSS {:.1} MB, empty node {:.1} MB (limit {:.1} MB)",
+        mb(last),
+        mb(empty),
+        mb(limit)
+    );
+}
+
+/// Text of about `len` bytes, different per `seed`.
+fn text(seed: usize, len: usize) -> String {
+    let mut out = String::with_capacity(len + 64);
+    let mut i = 0;
+    while out.len() < len {
+        out.push_str(&format!("doc {seed} line {i}: the quick brown fox jumps\n"));
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn idle_documents_are_unloaded_memory_returns_and_a_restart_loads_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let daemon = Daemon::start_with(&data, &["--unload-after", "2"]);
+    let pid = daemon.child.id();
+    let empty = settled_rss(pid);
+    let api = format!("http://{}", daemon.addr());
+    for i in 0..DOCS {
+        let created: serde_json::Value = ureq::post(&format!("{api}/api/docs"))
+            .send_json(serde_json::json!({ "name": format!("doc-{i}") }))
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let id = created["id"].as_str().unwrap();
+        ureq::put(&format!("{api}/api/docs/{id}/text"))
+            .send_string(&text(i, DOC_BYTES))
+            .unwrap();
+    }
+    let loaded = rss(pid);
+    eprintln!(
+        "{DOCS} documents of {DOC_BYTES} bytes loaded: RSS {:.1} MB (empty node {:.1} MB)",
+        mb(loaded),
+        mb(empty)
+    );
+    // The measurement means something only if loading them cost memory.
+    assert!(
+        loaded as f64 > empty as f64 * RSS_SLACK * 1.5,
+        "loading {DOCS} documents should show in RSS: {:.1} MB vs {:.1} MB",
+        mb(loaded),
+        mb(empty)
+    );
+    wait_rss_near(pid, empty, "the documents went idle");
+
+    // Opening one again works.
+    assert_eq!(daemon.ok(&["cat", "doc-7"], None), text(7, DOC_BYTES));
+
+    // A restart opens documents lazily: nothing is loaded until used.
+    daemon.stop();
+    let daemon = Daemon::start_with(&data, &["--unload-after", "2"]);
+    let after_restart = settled_rss(daemon.child.id());
+    eprintln!("after a restart: RSS {:.1} MB", mb(after_restart));
+    assert!(
+        (after_restart as f64) <= empty as f64 * RSS_SLACK,
+        "a restart loads no document: {:.1} MB vs an empty node's {:.1} MB",
+        mb(after_restart),
+        mb(empty)
+    );
+    assert_eq!(daemon.ok(&["cat", "doc-299"], None), text(299, DOC_BYTES));
+    daemon.stop();
+}
+
+#[test]
+fn memory_used_by_editor_sessions_comes_back_when_they_close() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let root = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(&root.path().join("node"), &["--unload-after", "2"]);
+    let pid = daemon.child.id();
+    daemon.ok(&["new", "notes"], None);
+    let empty = settled_rss(pid);
+    daemon.ok(&["write", "notes"], Some(&text(0, DOC_BYTES)));
+    let addr = daemon.addr();
+    let id = super::daemon::peerdoc_id(&addr, "notes");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut peak = 0;
+    // 500 sessions, 50 at a time: each syncs the whole document, then closes.
+    for _ in 0..10 {
+        runtime.block_on(async {
+            let sessions = (0..50).map(|_| {
+                let url = format!("ws://{addr}/ws/{id}");
+                async move {
+                    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+                    // SyncStep1 with an empty state vector: send me everything.
+                    socket
+                        .send(Message::Binary(vec![0, 0, 1, 0].into()))
+                        .await
+                        .unwrap();
+                    loop {
+                        match socket.next().await {
+                            // SyncStep2: the whole document.
+                            Some(Ok(Message::Binary(b))) if b.starts_with(&[0, 1]) => break,
+                            Some(Ok(_)) => continue,
+                            other => panic!("expected the document: {other:?}"),
+                        }
+                    }
+                    socket.close(None).await.unwrap();
+                }
+            });
+            futures::future::join_all(sessions).await;
+        });
+        peak = peak.max(rss(pid));
+    }
+    eprintln!(
+        "500 editor sessions: peak RSS {:.1} MB (empty node {:.1} MB)",
+        mb(peak),
+        mb(empty)
+    );
+    wait_rss_near(pid, empty, "500 editor sessions closed");
+    daemon.stop();
+}
