@@ -82,6 +82,21 @@ pub fn parse_topic_name(name: &str) -> Option<[u8; 32]> {
     hex::decode(hex_part).ok()?.try_into().ok()
 }
 
+/// A state vector as text, one `client:clock` per client in client order: the same for the same
+/// vector (its lib0 encoding lists clients in no particular order).
+pub fn sv_text(sv: &[u8]) -> Result<String, DocError> {
+    let mut clocks: Vec<(u64, u32)> = decode_sv(sv)?
+        .iter()
+        .map(|(client, clock)| (client.get(), *clock))
+        .collect();
+    clocks.sort_unstable();
+    Ok(clocks
+        .iter()
+        .map(|(client, clock)| format!("{client}:{clock}"))
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// True if the replica at `remote_sv` has seen operations the one at `local_sv` has not.
 pub fn sv_has_unseen(local_sv: &[u8], remote_sv: &[u8]) -> Result<bool, DocError> {
     let local = decode_sv(local_sv)?;
@@ -493,6 +508,19 @@ pub(crate) mod tests {
         assert_eq!(a.text(), c.text());
         // Deletions name the items they delete: c deleted the same items as a, in two steps.
         assert_eq!(a.digest(), c.digest());
+    }
+
+    #[test]
+    fn sv_text_is_canonical() {
+        let mut a = Document::with_client_id(7);
+        let mut b = Document::with_client_id(3);
+        let ua = a.append_text("a").unwrap();
+        let ub = b.append_text("bb").unwrap();
+        a.apply(&ub).unwrap();
+        b.apply(&ua).unwrap();
+        assert_eq!(sv_text(&a.state_vector()).unwrap(), "3:2,7:1");
+        assert_eq!(sv_text(&b.state_vector()).unwrap(), "3:2,7:1");
+        assert!(sv_text(b"\xff").is_err());
     }
 
     #[test]

@@ -376,13 +376,13 @@ impl Node {
         let net = self.inner.net.status().await?;
         let mut sync = self.inner.sync.status().await;
         let now = Instant::now();
-        let docs = self
-            .inner
-            .store
-            .list_docs()
-            .await?
-            .into_iter()
-            .map(|m| DocStatus {
+        let mut docs = Vec::new();
+        for m in self.inner.store.list_docs().await? {
+            let summary = match self.inner.rooms.get(&m.id) {
+                Some(room) => room.summary().await.ok(),
+                None => None,
+            };
+            docs.push(DocStatus {
                 id: m.id.to_string(),
                 name: m.name,
                 peers: sync
@@ -395,8 +395,13 @@ impl Node {
                         in_sync: p.in_sync,
                     })
                     .collect(),
-            })
-            .collect();
+                state_vector: summary
+                    .as_ref()
+                    .and_then(|s| crate::core::doc::sv_text(&s.sv).ok())
+                    .unwrap_or_default(),
+                digest: summary.map(|s| hex::encode(s.digest)).unwrap_or_default(),
+            });
+        }
         Ok(Status {
             peer_id: self.peer_id().to_string(),
             data_dir: self.inner.config.data_dir.display().to_string(),

@@ -63,6 +63,14 @@ pub struct DocStatus {
     pub name: String,
     /// Connected peers that share this document, with their sync state.
     pub peers: Vec<DocPeer>,
+    /// This replica's state vector: which operations it has seen, as `client:clock` pairs in
+    /// client order.
+    #[serde(default)]
+    pub state_vector: String,
+    /// A digest of the operations and deletions this replica has seen (hex): two replicas
+    /// with the same digest hold the same document.
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The sync state of one document with one peer.

@@ -50,6 +50,8 @@ pub struct Lab {
     dir: tempfile::TempDir,
     internet: String,
     links: u32,
+    /// The internet bridge's port of each public host, by namespace.
+    ports: std::collections::HashMap<String, String>,
 }
 
 impl Lab {
@@ -74,6 +76,7 @@ impl Lab {
             dir: tempfile::tempdir().unwrap(),
             internet: String::new(),
             links: 0,
+            ports: std::collections::HashMap::new(),
         };
         lab.internet = lab.namespace("inet");
         lab.ip(&["-n", &lab.internet, "link", "add", "br0", "type", "bridge"]);
@@ -115,8 +118,59 @@ impl Lab {
     /// A host on the internet at `ip`.
     pub fn public_host(&mut self, name: &str, ip: &str) -> String {
         let ns = self.namespace(name);
+        let port = format!("i{}", self.links + 1);
         self.attach_to_internet(&ns, "eth0", ip);
+        self.ports.insert(ns.clone(), port);
         ns
+    }
+
+    /// Replaces the internet's faults: no traffic between public hosts in different groups of
+    /// `partition` (each a list of host namespaces; hosts in no group reach everyone), and
+    /// `loss_percent` of all other frames dropped at random (TCP turns that into delays and
+    /// retransmissions, QUIC into its own). Empty groups and 0 % heal everything.
+    pub fn set_faults(&self, partition: &[Vec<String>], loss_percent: u32) {
+        let mut rules = String::new();
+        for (i, a) in partition.iter().enumerate() {
+            for (j, b) in partition.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                for x in a {
+                    for y in b {
+                        rules += &format!(
+                            "    iifname \"{}\" oifname \"{}\" drop\n",
+                            self.ports[x], self.ports[y]
+                        );
+                    }
+                }
+            }
+        }
+        if loss_percent > 0 {
+            rules += &format!("    numgen random mod 100 < {loss_percent} drop\n");
+        }
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.internet,
+                "nft",
+                "delete",
+                "table",
+                "bridge",
+                "faults",
+            ])
+            .output();
+        let table = format!(
+            "table bridge faults {{\n  chain forward {{\n    type filter hook forward priority 0;\n{rules}  }}\n}}\n"
+        );
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", &self.internet, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), table.as_bytes()).unwrap();
+        drop(nft.stdin.take());
+        assert!(nft.wait().unwrap().success(), "nft fault rules");
     }
 
     /// A home: a router at `wan_ip` doing `nat`, and one host per name on its LAN
@@ -340,6 +394,38 @@ impl Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Whether daemon `d` is running (it was started and has not exited).
+    pub fn is_running(&mut self, d: usize) -> bool {
+        match self.daemons[d].child.as_mut() {
+            Some(child) => child.try_wait().map(|s| s.is_none()).unwrap_or(false),
+            None => false,
+        }
+    }
+
+    /// Stops daemon `d` with SIGTERM; returns its exit code (`None` if it did not exit within
+    /// 10 s, or died of a signal).
+    pub fn stop(&mut self, d: usize) -> Option<i32> {
+        let mut child = self.daemons[d].child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// The data dir of daemon `d`.
+    pub fn data_dir(&self, d: usize) -> PathBuf {
+        self.daemons[d].data.clone()
     }
 
     /// Starts daemon `d` again with its data dir and flags.
