@@ -25,6 +25,10 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // A log that cannot be written (stderr on a full disk) must not take the node down:
+        // tracing-subscriber reports such errors with `eprintln!`, which panics (found by the
+        // chaos harness: a room task died while its disk was full).
+        .log_internal_errors(false)
         .init();
     if let Err(e) = cli::run(cli).await {
         eprintln!("error: {e:#}");

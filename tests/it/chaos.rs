@@ -1,7 +1,7 @@
 //! The chaos harness: five real daemons (separate processes, each on its own host in the
 //! network lab) share a document while a seeded schedule edits on random nodes, `kill -9`s and
-//! restarts them, partitions the network, and drops packets at random (which TCP and QUIC turn
-//! into delays and retransmissions). Every edit appends a unique token; the harness records
+//! restarts them, partitions the network, drops packets at random (which TCP and QUIC turn
+//! into delays and retransmissions), and fills nodes' disks (each data dir is a small tmpfs). Every edit appends a unique token; the harness records
 //! which were acknowledged (the CLI exited 0). After the schedule everything heals and the
 //! invariants must hold:
 //!
@@ -30,6 +30,8 @@ const PARALLEL: usize = 4;
 /// How long replicas may take to converge once everything healed.
 const CONVERGE: Duration = Duration::from_secs(90);
 const DOC: &str = "chaos";
+/// Each node's disk (a tmpfs the schedule may fill).
+const DISK: &str = "48m";
 
 /// One step of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +48,10 @@ pub enum Step {
     Loss(u32),
     /// Remove the partition.
     Heal,
+    /// Fill this running node's disk: its writes fail until the space comes back.
+    FillDisk(usize),
+    /// Give the node's disk its space back.
+    FreeDisk(usize),
     /// Let the nodes work for this many milliseconds.
     Pause(u64),
 }
@@ -56,6 +62,7 @@ pub enum Step {
 pub fn schedule(seed: u64) -> Vec<Step> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut up = [true; NODES];
+    let mut full = [false; NODES];
     let mut steps = Vec::with_capacity(STEPS);
     while steps.len() < STEPS {
         let running: Vec<usize> = (0..NODES).filter(|&n| up[n]).collect();
@@ -77,7 +84,19 @@ pub fn schedule(seed: u64) -> Vec<Step> {
             55..=64 if !down.is_empty() => {
                 let node = down[rng.gen_range(0..down.len())];
                 up[node] = true;
+                // (The harness gives a full disk its space back before a restart.)
+                full[node] = false;
                 Step::Restart(node)
+            }
+            89..=92 => {
+                let node = running[rng.gen_range(0..running.len())];
+                if full[node] {
+                    full[node] = false;
+                    Step::FreeDisk(node)
+                } else {
+                    full[node] = true;
+                    Step::FillDisk(node)
+                }
             }
             65..=74 => {
                 let mut groups = vec![Vec::new(), Vec::new()];
@@ -106,6 +125,9 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
     let hosts: Vec<String> = (0..NODES)
         .map(|n| lab.public_host(&format!("n{n}"), &format!("198.51.100.{}", 20 + n)))
         .collect();
+    for n in 0..NODES {
+        lab.small_disk(&format!("n{n}"), DISK);
+    }
     let nodes: Vec<usize> = (0..NODES)
         .map(|n| lab.start(&hosts[n], &format!("n{n}"), "mdns = false\n", &[]))
         .collect();
@@ -138,9 +160,12 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
                 up[*n] = false;
             }
             Step::Restart(n) => {
+                lab.free_disk(nodes[*n]);
                 lab.restart(nodes[*n]);
                 up[*n] = true;
             }
+            Step::FillDisk(n) => lab.fill_disk(nodes[*n]),
+            Step::FreeDisk(n) => lab.free_disk(nodes[*n]),
             Step::Partition(groups) => {
                 let groups: Vec<Vec<String>> = groups
                     .iter()
@@ -163,6 +188,7 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
     // Heal everything, bring every node back, and wait for the replicas to agree.
     lab.set_faults(&[], 0);
     for n in 0..NODES {
+        lab.free_disk(nodes[n]);
         if !up[n] {
             lab.restart(nodes[n]);
         }
@@ -178,9 +204,26 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
             break views[0].0.clone();
         }
         if started.elapsed() > CONVERGE {
-            let states: Vec<&String> = views.iter().map(|v| &v.1).collect();
+            let states: Vec<String> = views
+                .iter()
+                .map(|(text, state)| format!("{} lines, {state}", text.lines().count()))
+                .collect();
+            if std::env::var("PEERDOC_CHAOS_SEED").is_ok() {
+                lab.print_logs(40);
+                for &d in &nodes {
+                    let out = lab.cli(d, &["status", "--json"], None);
+                    let status: serde_json::Value =
+                        serde_json::from_slice(&out.stdout).unwrap_or_default();
+                    let cat = lab.cli(d, &["cat", DOC], None);
+                    eprintln!(
+                        "node {d}: docs {}; cat: {}",
+                        status["docs"],
+                        String::from_utf8_lossy(&cat.stderr)
+                    );
+                }
+            }
             return Err(fail(format!(
-                "replicas did not converge within {CONVERGE:?}: states {states:?}"
+                "replicas did not converge within {CONVERGE:?}: {states:#?}"
             )));
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -52,6 +52,8 @@ pub struct Lab {
     links: u32,
     /// The internet bridge's port of each public host, by namespace.
     ports: std::collections::HashMap<String, String>,
+    /// Data dirs on their own small tmpfs (unmounted when the lab goes).
+    mounts: Vec<PathBuf>,
 }
 
 impl Lab {
@@ -77,6 +79,7 @@ impl Lab {
             internet: String::new(),
             links: 0,
             ports: std::collections::HashMap::new(),
+            mounts: Vec::new(),
         };
         lab.internet = lab.namespace("inet");
         lab.ip(&["-n", &lab.internet, "link", "add", "br0", "type", "bridge"]);
@@ -396,6 +399,54 @@ impl Lab {
         }
     }
 
+    /// Puts the data dir of the daemon `name` (start it afterwards) on its own tmpfs of `size`
+    /// (as `mount` takes it: "32m"), so the test can fill its disk.
+    pub fn small_disk(&mut self, name: &str, size: &str) {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                dir.to_str().unwrap(),
+            ],
+        );
+        self.mounts.push(dir);
+    }
+
+    /// Fills the disk of daemon `d` (on a [`Lab::small_disk`]) to the last byte.
+    pub fn fill_disk(&self, d: usize) {
+        let _ = Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!(
+                "of={}",
+                self.daemons[d].data.join("filler").display()
+            ))
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Gives daemon `d`'s disk its space back.
+    pub fn free_disk(&self, d: usize) {
+        let _ = std::fs::remove_file(self.daemons[d].data.join("filler"));
+    }
+
+    /// Prints the last `lines` log lines of every daemon (for a failing test).
+    pub fn print_logs(&self, lines: usize) {
+        for daemon in &self.daemons {
+            let log = std::fs::read_to_string(daemon.data.join("daemon.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            eprintln!("--- {} (last {lines} log lines) ---", daemon.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+
     /// Whether daemon `d` is running (it was started and has not exited).
     pub fn is_running(&mut self, d: usize) -> bool {
         match self.daemons[d].child.as_mut() {
@@ -465,21 +516,17 @@ impl Daemon {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        let failed = std::thread::panicking();
+        if std::thread::panicking() {
+            self.print_logs(60);
+        }
         for d in 0..self.daemons.len() {
             self.kill(d);
-            if failed {
-                let log = std::fs::read_to_string(self.daemons[d].data.join("daemon.log"))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(60).collect();
-                eprintln!("--- {} (last 60 log lines) ---", self.daemons[d].name);
-                for line in tail.into_iter().rev() {
-                    eprintln!("{line}");
-                }
-            }
         }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+        for dir in &self.mounts {
+            let _ = Command::new("umount").arg(dir).status();
         }
     }
 }
