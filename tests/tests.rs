@@ -19,4 +19,5 @@ mod it {
     pub mod lab;
     pub mod resources;
     pub mod roles;
+    pub mod soak;
 }

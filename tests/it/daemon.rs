@@ -27,6 +27,8 @@ pub fn serve_command(data: &Path) -> Command {
 pub struct Daemon {
     pub child: Child,
     pub data: PathBuf,
+    /// The extra `serve` flags it was started with.
+    extra: Vec<String>,
 }
 
 impl Daemon {
@@ -50,6 +52,7 @@ impl Daemon {
         Daemon {
             child,
             data: data.to_path_buf(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         }
     }
 
@@ -74,6 +77,17 @@ impl Daemon {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kill -9`, then the same daemon again (same data dir and flags).
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let args: Vec<String> = self.extra.clone();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let again = Daemon::start_with(&self.data, &args);
+        // The old process is reaped already: dropping its handle signals nothing.
+        drop(std::mem::replace(self, again));
     }
 
     pub fn kill9(mut self) {
