@@ -2,9 +2,9 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`room`] | one task per open document: its `Document`, presence, membership and keys (published for readers that must not wait), persistence, fan-out, removals |
+//! | [`room`] | one task per document while it has work (dormant otherwise): its `Document` (loaded on use, unloaded when idle), presence, membership and keys (published for readers that must not wait), persistence, fan-out, removals |
 //! | [`presence`] | one document's awareness states, owned by sessions and peers, with clock-driven expiry |
-//! | [`rooms`] | the registry of open rooms, by id and by topic |
+//! | [`rooms`] | the registry of rooms, by id and by topic |
 //! | [`sync_driver`] | the actor between network and rooms: gossip (checked against roles), serving (per-peer limits), pulls (from writers), roster exchanges, redials |
 //! | [`pull`] | one pull of one document from one writer; one roster exchange |
 //! | [`store`] | SQLite: the writer thread (group commit), docs, update log, snapshots, certificates, epoch keys, peers |

@@ -1,5 +1,5 @@
-//! [`Rooms`]: the registry of open rooms, by document id and by topic. A small shared map of
-//! handles behind a lock that is never held across an `.await`.
+//! [`Rooms`]: the registry of rooms (awake or dormant), by document id and by topic. A small
+//! shared map of handles behind a lock that is never held across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
