@@ -9,6 +9,7 @@ mod client;
 /// glibc's allocator a node's RSS stayed near its peak after documents were unloaded or editor
 /// sessions ended, because nothing gave freed memory back while the node was idle (see
 /// BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -3,6 +3,7 @@
 //! bad could send).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use peerdoc::core::doc::Document;
 use peerdoc::core::envelope::{DocKey, Keyring, Purpose};
 use peerdoc::core::sync::{gossip, members};
 use peerdoc::core::sync::{
@@ -20,7 +21,7 @@ fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
     let _ = SyncRequest::decode(data);
     let _ = RequestBody::decode(data);
     let _ = SyncResponse::decode(data);
-    let (mut pull, _) = Pull::start(key.clone(), topic, vec![0]);
+    let (mut pull, _) = Pull::start(key.clone(), topic, Document::new().summary());
     if let Ok(chunk) = Chunk::decode(data) {
         let _ = pull.on_chunk(chunk);
     }
