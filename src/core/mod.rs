@@ -10,6 +10,7 @@
 //! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
 //! | [`limits`] | per-peer rate and fault limits of the sync protocol |
+//! | [`state`] | a replica's state as sync compares it: state vector and digest, the empty update |
 //! | [`ticket`] | share tickets |
 //! | [`update_check`] | bounds check of untrusted CRDT updates before yrs decodes them |
 //! | [`sync`] | y-protocols messages, sync codecs, gossip decisions, pull and responder state machines |
@@ -19,6 +20,7 @@ pub mod addrs;
 pub mod doc;
 pub mod envelope;
 pub mod limits;
+pub mod state;
 pub mod sync;
 pub mod ticket;
 pub mod update_check;

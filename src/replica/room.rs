@@ -157,17 +157,6 @@ pub(crate) struct RoomHandle {
 /// replaces it; readers copy the `Arc` out (the lock is never held across an `.await`).
 type Published = Arc<std::sync::RwLock<Arc<Access>>>;
 
-/// Where a room's state is: with its running task (reached through the sender), parked while
-/// dormant (no task, no timers, no queue: an idle document costs little more than its
-/// membership), or gone. The task parks itself only when no request is queued or about to be
-/// sent (it checks under the lock that the slot's sender is the only one), so a request never
-/// meets a sleeping room: it wakes it.
-enum Slot {
-    Awake(mpsc::Sender<Command>),
-    Dormant(Box<Room>),
-    Closed,
-}
-
 /// Settings a room needs besides its document.
 #[derive(Clone)]
 pub(crate) struct RoomContext {
@@ -487,30 +476,11 @@ impl Room {
     }
 }
 
-/// Parks a sleeping room in its slot, unless a request is queued or about to be sent; then it
-/// gets the room back.
-fn park(
-    mut room: Box<Room>,
-    rx: &mpsc::Receiver<Command>,
-    slot: &std::sync::Mutex<Slot>,
-) -> Result<(), Box<Room>> {
-    let mut slot = crate::actor::unpoisoned(slot.lock());
-    match &*slot {
-        Slot::Awake(tx) if tx.strong_count() == 1 && rx.is_empty() => {
-            tracing::trace!(doc = %room.id, "room dormant");
-            // No one listens or is present (conditions of sleeping): their state goes too.
-            room.changes = None;
-            room.presence = None;
-            *slot = Slot::Dormant(room);
-            Ok(())
-        }
-        _ => Err(room),
-    }
-}
-
 mod access;
 mod handle;
 mod lifecycle;
+
+use lifecycle::{park, Slot};
 mod storage;
 #[cfg(test)]
 mod tests;

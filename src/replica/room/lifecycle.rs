@@ -2,18 +2,54 @@
 //! call, gossip, a sync request that needs data), and unloaded after [`RoomContext`]'s
 //! `unload_after` without use and without editor sessions, once the store holds everything
 //! (a snapshot with its summary, so the next open is a decode and a peer in the same state is
-//! answered without loading). Only the document goes; membership, keys and presence stay.
+//! answered without loading). Only the document goes; membership, keys and presence stay. A
+//! room with nothing loaded, listened to or present goes further: it parks in its [`Slot`]
+//! until the next request wakes it.
 //!
 //! [`RoomContext`]: super::RoomContext
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{DiffAndSv, Room, RoomError};
+use super::{Command, DiffAndSv, Room, RoomError};
+use crate::actor::unpoisoned;
 use crate::core::doc::{Document, Summary, EMPTY_UPDATE};
 
-/// How often a room with a loaded document checks whether it went idle.
+/// Where a room's state is: with its running task (reached through the sender), parked while
+/// dormant (no task, no timers, no queue: an idle document costs little more than its
+/// membership), or gone. The task parks itself only when no request is queued or about to be
+/// sent (it checks under the lock that the slot's sender is the only one), so a request never
+/// meets a sleeping room: it wakes it.
+pub(super) enum Slot {
+    Awake(mpsc::Sender<Command>),
+    Dormant(Box<Room>),
+    Closed,
+}
+
+/// Parks a sleeping room in its slot, unless a request is queued or about to be sent; then it
+/// gets the room back.
+pub(super) fn park(
+    mut room: Box<Room>,
+    rx: &mpsc::Receiver<Command>,
+    slot: &std::sync::Mutex<Slot>,
+) -> Result<(), Box<Room>> {
+    let mut slot = unpoisoned(slot.lock());
+    match &*slot {
+        Slot::Awake(tx) if tx.strong_count() == 1 && rx.is_empty() => {
+            tracing::trace!(doc = %room.id, "room dormant");
+            // No one listens or is present (conditions of sleeping): their state goes too.
+            room.changes = None;
+            room.presence = None;
+            *slot = Slot::Dormant(room);
+            Ok(())
+        }
+        _ => Err(room),
+    }
+}
+
+/// How often a room checks whether it went idle.
 pub(super) fn idle_check_every(unload_after: Duration) -> Duration {
     (unload_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
 }
