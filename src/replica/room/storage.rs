@@ -77,7 +77,9 @@ impl Room {
     /// in one transaction (crash-safe: the old log goes only with the snapshot's commit).
     pub(super) async fn store_snapshot(&mut self) -> Result<(), RoomError> {
         let Some(doc) = &self.doc else {
-            // Unloaded: the store holds everything already.
+            // Nothing in memory (unloaded, or a reload found the store unreadable): nothing the
+            // store lacks.
+            self.unsaved = false;
             return Ok(());
         };
         let snapshot = doc.encode_state();
