@@ -166,14 +166,7 @@ impl Lab {
         let table = format!(
             "table bridge faults {{\n  chain forward {{\n    type filter hook forward priority 0;\n{rules}  }}\n}}\n"
         );
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &self.internet, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), table.as_bytes()).unwrap();
-        drop(nft.stdin.take());
-        assert!(nft.wait().unwrap().success(), "nft fault rules");
+        nft(&self.internet, &table);
     }
 
     /// A home: a router at `wan_ip` doing `nat`, and one host per name on its LAN
@@ -221,14 +214,7 @@ impl Lab {
              table inet filter {{\n  chain input {{\n    type filter hook input priority 0;\n    \
              iifname \"wan0\" ct state new drop\n  }}\n}}\n"
         );
-        let mut nft = Command::new("ip")
-            .args(["netns", "exec", &router, "nft", "-f", "-"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(nft.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
-        drop(nft.stdin.take());
-        assert!(nft.wait().unwrap().success(), "nft rules for {router}");
+        nft(&router, &rules);
         hosts
             .iter()
             .enumerate()
@@ -529,6 +515,18 @@ impl Drop for Lab {
             let _ = Command::new("umount").arg(dir).status();
         }
     }
+}
+
+/// Loads nftables `rules` in namespace `ns`.
+fn nft(ns: &str, rules: &str) {
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(nft.stdin.as_mut().unwrap(), rules.as_bytes()).unwrap();
+    drop(nft.stdin.take());
+    assert!(nft.wait().unwrap().success(), "nft rules in {ns}:\n{rules}");
 }
 
 fn run(tool: &str, args: &[&str]) {
