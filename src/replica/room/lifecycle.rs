@@ -101,12 +101,15 @@ impl Room {
         sv: Vec<u8>,
         digest: Option<[u8; 32]>,
     ) -> Result<DiffAndSv, RoomError> {
-        let ours = self.summary().await?;
-        if digest == Some(ours.digest) {
-            return Ok((EMPTY_UPDATE.to_vec(), ours.sv));
+        if let Some(digest) = digest {
+            let ours = self.summary().await?;
+            if digest == ours.digest {
+                return Ok((EMPTY_UPDATE.to_vec(), ours.sv));
+            }
         }
-        let diff = self.loaded().await?.diff(&sv)?;
-        Ok((diff, ours.sv))
+        // An editor's request (no digest) needs the document anyway: no digest computed for it.
+        let doc = self.loaded().await?;
+        Ok((doc.diff(&sv)?, doc.state_vector()))
     }
 
     /// Whether the task may stop until the next request: nothing loaded, unsaved, listened to
