@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -99,6 +100,13 @@ impl Server {
         };
         let stopping = self.stopping.clone();
         self.task = Some(tokio::spawn(async move {
+            // Editors send keystrokes as small writes: without TCP_NODELAY, Nagle's algorithm
+            // and delayed ACKs hold some of them for ~40 ms (BENCHMARKS.md, row 5).
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
+                }
+            });
             let result = axum::serve(listener, routes::router(app))
                 .with_graceful_shutdown(async move { stopping.cancelled().await })
                 .await;

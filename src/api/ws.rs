@@ -13,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::sync::YMessage;
-use crate::replica::room::{Origin, RoomError, RoomHandle};
+use crate::replica::room::{Origin, RoomError, RoomHandle, Stage};
 
 /// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
 pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;
@@ -100,10 +100,24 @@ async fn serve(
                 }
             }
             change = changes.recv() => match change {
-                Ok(change) if change.origin == Origin::Session(session) => {}
                 Ok(change) => {
-                    if let Err(end) = send(socket, &change.message).await {
-                        return end;
+                    let mine = change.origin == Origin::Session(session);
+                    let send_it = match change.stage {
+                        Stage::Applied => !mine,
+                        // The echo of the editor's own update: it is stored.
+                        Stage::Committed => mine,
+                        Stage::NotStored if mine => {
+                            return End(
+                                CLOSE_TRY_AGAIN,
+                                "this node could not store the change yet; reconnect to resync",
+                            )
+                        }
+                        Stage::NotStored => false,
+                    };
+                    if send_it {
+                        if let Err(end) = send(socket, &change.message).await {
+                            return end;
+                        }
                     }
                 }
                 // The editor missed changes: it reconnects and resyncs from scratch.
@@ -145,8 +159,7 @@ async fn on_frame(
                         RoomError::TooLarge(_) => {
                             End(CLOSE_POLICY, "the document has reached its size limit")
                         }
-                        // Kept in memory and stored once the disk accepts writes; the editor
-                        // reconnects and resyncs.
+                        // (Store errors arrive as `Stage::NotStored`; kept for completeness.)
                         RoomError::Store(_) => End(
                             CLOSE_TRY_AGAIN,
                             "this node could not store the change yet; reconnect to resync",

@@ -290,6 +290,24 @@ impl Document {
         Some(txn.encode_update_v1())
     }
 
+    /// One edit in one transaction, as an editor makes it: at UTF-16 offset `at` (as in Yjs),
+    /// delete `delete` code units, then insert `insert`. Offsets are clamped to the text.
+    /// Returns the update, if anything changed. Nothing is materialised: a keystroke on a long
+    /// document costs what yrs costs.
+    pub fn splice(&mut self, at: u32, delete: u32, insert: &str) -> Option<Vec<u8>> {
+        let mut txn = self.doc.transact_mut();
+        let len = self.text.len(&txn);
+        let at = at.min(len);
+        let delete = delete.min(len - at);
+        if delete > 0 {
+            self.text.remove_range(&mut txn, at, delete);
+        }
+        if !insert.is_empty() {
+            self.text.insert(&mut txn, at, insert);
+        }
+        txn.has_changes().then(|| txn.encode_update_v1())
+    }
+
     /// Inserts at a UTF-8 byte offset (clamped to the text and to a char boundary). For tests and tools.
     pub fn insert(&mut self, at: usize, s: &str) -> Option<Vec<u8>> {
         let text = self.text();
@@ -411,6 +429,21 @@ pub(crate) mod tests {
         b.apply(&ua).unwrap();
         assert_eq!(a.text(), "ALPHA\nbeta\ngamma ray\nDELTA\n");
         assert_eq!(a.text(), b.text());
+    }
+
+    #[test]
+    fn splice_counts_utf16_and_clamps() {
+        let mut a = Document::new();
+        a.splice(0, 0, "h\u{1F600}llo").unwrap();
+        // The emoji is two UTF-16 code units: offset 3 is after it.
+        a.splice(3, 1, "e").unwrap();
+        assert_eq!(a.text(), "h\u{1F600}elo");
+        a.splice(99, 5, "!").unwrap();
+        assert_eq!(a.text(), "h\u{1F600}elo!");
+        assert!(a.splice(7, 0, "").is_none(), "nothing to do");
+        let mut b = Document::new();
+        b.apply(&a.encode_state()).unwrap();
+        assert_eq!(b.text(), a.text());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::core::envelope::DocKey;
 use crate::core::ticket::{Capability, Ticket};
 use crate::data_dir::DataDir;
 use crate::net::{is_loopback, is_relayed, ConnectedPeer, Net, NetStatus};
-use crate::replica::room::{RoomContext, RoomHandle};
+use crate::replica::room::{Origin, RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::{unix_now, DocMeta, Store};
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
@@ -255,6 +255,15 @@ impl Node {
         } else {
             room.replace_text(text).await?;
         }
+        Ok(())
+    }
+
+    /// Applies a Yjs update (lib0 v1 encoding) as a local edit, as an editor session does:
+    /// refused on a reader's node, committed before it returns, then sent to peers. For apps
+    /// that keep their own yrs or Yjs replica.
+    pub async fn apply_update(&self, query: &str, update: Vec<u8>) -> Result<(), Error> {
+        let room = self.room(query).await?;
+        room.apply_local(update, Origin::Api).await?;
         Ok(())
     }
 

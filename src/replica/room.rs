@@ -10,6 +10,7 @@
 //! node removes members (a new key epoch, granted to everyone else). Others read the latest
 //! `Access` the room publishes (see [`Published`]) without waiting for the room.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub(crate) const MAX_DOC_BYTES: usize = 512 << 20;
 const COMMAND_QUEUE: usize = 256;
 /// Changes buffered per subscriber; a session that falls further behind resyncs.
 const CHANGES_QUEUE: usize = 1024;
+/// Changes a room may have queued for the store before it waits for the oldest commit.
+const MAX_IN_FLIGHT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoomError {
@@ -81,6 +84,31 @@ pub(crate) struct Change {
     pub(crate) origin: Origin,
     /// `Update` (a yrs update) or `Awareness` (an awareness update).
     pub(crate) message: Arc<YMessage>,
+    pub(crate) stage: Stage,
+}
+
+impl Change {
+    fn applied(origin: Origin, message: Arc<YMessage>) -> Change {
+        Change {
+            origin,
+            message,
+            stage: Stage::Applied,
+        }
+    }
+}
+
+/// Who a [`Change`] is for. An editor's change goes to the other sessions when applied, and
+/// back to its own session once stored (as the reference y-websocket server echoes a client's
+/// update, which its client takes as "saved").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Applied: for every session but the origin's.
+    Applied,
+    /// The origin session's change is durable: for the origin only (its echo).
+    Committed,
+    /// The origin session's change could not be stored yet (kept in memory): the origin
+    /// session closes so that its editor resyncs.
+    NotStored,
 }
 
 /// A local edit or presence change for the network: the doc and what to gossip about it.
@@ -200,6 +228,18 @@ struct Room {
     unsaved: bool,
     /// Subscribers' channel, while anyone subscribed since the document was last unloaded.
     changes: Option<broadcast::Sender<Change>>,
+    /// Changes queued for the store, oldest first, waiting for their commits.
+    pending: VecDeque<storage::Pending>,
+}
+
+/// What woke a room's task.
+enum Wake {
+    Command(Command),
+    Committed(Result<i64, StoreError>),
+    FlushRetry,
+    IdleCheck,
+    PresenceCheck,
+    Stop,
 }
 
 impl Room {
@@ -217,17 +257,25 @@ impl Room {
             tokio::time::interval(lifecycle::idle_check_every(self.ctx.unload_after));
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let cmd = tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(cmd) => cmd,
-                    None => break,
-                },
-                _ = flush_retry.tick(), if self.unsaved => {
+            let wake = tokio::select! {
+                cmd = rx.recv() => cmd.map_or(Wake::Stop, Wake::Command),
+                result = storage::next_commit(&mut self.pending) => Wake::Committed(result),
+                _ = flush_retry.tick(), if self.unsaved => Wake::FlushRetry,
+                _ = idle_check.tick() => Wake::IdleCheck,
+                _ = presence_check.tick() => Wake::PresenceCheck,
+            };
+            match wake {
+                Wake::Command(cmd) => {
+                    if self.on_command(cmd).await.is_break() {
+                        break;
+                    }
+                }
+                Wake::Committed(result) => self.committed(result).await,
+                Wake::FlushRetry => {
                     // When the disk accepts writes again, what it missed is stored.
                     let _ = self.flush().await;
-                    continue;
                 }
-                _ = idle_check.tick() => {
+                Wake::IdleCheck => {
                     if self.doc.is_some() {
                         self.unload_if_idle().await;
                     } else if self.may_sleep() {
@@ -236,20 +284,17 @@ impl Room {
                             Err(room) => self = room,
                         }
                     }
-                    continue;
                 }
-                _ = presence_check.tick() => {
+                Wake::PresenceCheck => {
                     // Every node expires on its own: nothing to announce.
                     if let Some(gone) = self.presence.as_mut().and_then(Presence::expire) {
                         self.fan_out_presence(gone, Origin::Remote, false);
                     }
-                    continue;
                 }
-            };
-            if self.on_command(cmd).await.is_break() {
-                break;
+                Wake::Stop => break,
             }
         }
+        self.settle_commits().await;
         self.compact_before_close().await;
         *crate::actor::unpoisoned(slot.lock()) = Slot::Closed;
         tracing::debug!(doc = %self.id, "room closed");
@@ -466,10 +511,10 @@ impl Room {
 
     /// Tells local sessions about a presence change and, if `announce`, peers.
     fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
-        self.tell(Change {
+        self.tell(Change::applied(
             origin,
-            message: Arc::new(YMessage::Awareness(update.clone())),
-        });
+            Arc::new(YMessage::Awareness(update.clone())),
+        ));
         if announce {
             self.send_out(Gossip::Awareness(update));
         }

@@ -61,6 +61,7 @@ impl RoomHandle {
             stored_bytes: stored.stored_bytes,
             unsaved: false,
             changes: None,
+            pending: std::collections::VecDeque::new(),
         };
         // Dormant until the first request.
         Ok(RoomHandle {

@@ -117,6 +117,7 @@ impl Room {
     pub(super) fn may_sleep(&self) -> bool {
         self.doc.is_none()
             && !self.unsaved
+            && self.pending.is_empty()
             && self.subscribers() == 0
             && self.presence.as_ref().is_none_or(|p| p.is_empty())
     }
@@ -129,6 +130,7 @@ impl Room {
     pub(super) async fn unload_if_idle(&mut self) {
         if self.doc.is_none()
             || self.unsaved
+            || !self.pending.is_empty()
             || self.subscribers() > 0
             || self.last_used.elapsed() < self.ctx.unload_after
         {

@@ -1,12 +1,16 @@
-//! The room's storage: every change is stored before it is acknowledged; an API write that
-//! cannot be stored is rolled back; a peer's or editor's change that cannot be stored is kept
-//! and the whole state is stored once the disk accepts writes again (never a delta whose
+//! The room's storage: every change is stored before it is acknowledged; an API write is
+//! committed before anyone sees it and rolled back if it cannot be stored; a peer's or an
+//! editor's change is shown and sent on at once and stored without the room waiting (queued
+//! commits, acknowledged in order; the store batches them), and one that cannot be stored is
+//! kept and the whole state is stored once the disk accepts writes again (never a delta whose
 //! predecessors the disk lacks); the log is compacted into a snapshot; and the document's size
 //! is bounded.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::{Change, Origin, Room, RoomError};
+use super::{Change, Origin, Room, RoomError, Stage, MAX_IN_FLIGHT};
+use crate::replica::store::{Commit, StoreError};
 use crate::core::doc::{DocError, Document};
 use crate::core::sync::{gossip, YMessage};
 
@@ -26,36 +30,56 @@ impl Room {
         Ok(result?)
     }
 
-    /// Stores a change that came from a peer. Not acknowledged to anyone: if the store fails, it
-    /// stays in memory and is stored with the whole state when the disk accepts writes again.
+    /// A change from a peer: shown to local editors at once, then stored (queued; not
+    /// acknowledged to anyone). If the store fails, it stays in memory and is stored with the
+    /// whole state when the disk accepts writes again.
     pub(super) async fn persist_remote(&mut self, delta: Option<Vec<u8>>) {
         let Some(delta) = delta else { return };
-        // Kept in memory either way (and stored once the disk accepts writes again).
-        let _ = self.persist(delta, Origin::Remote).await;
+        self.changed();
+        let message = Arc::new(YMessage::Update(delta));
+        self.tell(Change::applied(Origin::Remote, message.clone()));
+        self.submit(message, Origin::Remote).await;
     }
 
+    /// A local edit. An editor's is fanned out to other editors and to peers at once, stored
+    /// without waiting, and acknowledged to its editor (the echo of its own update) once
+    /// durable. An API write is committed before anyone sees it; if the commit fails, the
+    /// document is rolled back to what the store holds and the caller gets the error.
     pub(super) async fn local_change(
         &mut self,
         delta: Option<Vec<u8>>,
         origin: Origin,
     ) -> Result<(), RoomError> {
         let Some(delta) = delta else { return Ok(()) };
-        if let Err(e) = self.persist(delta.clone(), origin).await {
-            if origin == Origin::Api {
-                // An API write is committed before it is visible, or it never happened.
-                self.reload().await;
+        if origin != Origin::Api {
+            self.changed();
+            let message = Arc::new(YMessage::Update(delta.clone()));
+            self.tell(Change::applied(origin, message.clone()));
+            if let Some(doc) = &self.doc {
+                self.send_out(gossip::for_local_edit(doc, delta));
             }
+            self.submit(message, origin).await;
+            return Ok(());
+        }
+        // Everything queued before is settled first: a rollback then restores exactly the
+        // state before this write.
+        self.settle_commits().await;
+        if let Err(e) = self.commit_now(delta.clone()).await {
+            self.reload().await;
             return Err(e);
         }
+        self.tell(Change::applied(origin, Arc::new(YMessage::Update(delta.clone()))));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
         }
+        self.compact_if_due().await;
         Ok(())
     }
 
     /// Before an API write: the store must hold everything in memory, so that a failed write
     /// can be rolled back to exactly what the store holds.
     pub(super) async fn ready_for_api_write(&mut self) -> Result<(), RoomError> {
+        self.settle_commits().await;
         if self.unsaved {
             self.flush().await?;
         }
@@ -130,44 +154,141 @@ impl Room {
         self.has_room_for(incoming)
     }
 
-    /// Stores a change, then tells local subscribers. An API change that fails is not told
-    /// (the caller rolls it back); a remote or editor change is kept in memory and told, and the
-    /// store catches up with the whole state at the next write or retry.
-    pub(super) async fn persist(
-        &mut self,
-        delta: Vec<u8>,
-        origin: Origin,
-    ) -> Result<(), RoomError> {
-        let message = Arc::new(YMessage::Update(delta.clone()));
+    /// The document changed: what was known about its state is stale.
+    fn changed(&mut self) {
         self.summary = None;
         self.summary_stored = false;
-        let stored = if self.unsaved {
-            self.flush().await
-        } else {
-            let size = delta.len();
-            match self.ctx.store.append(self.id, delta).await {
-                Ok(seq) => {
-                    self.last_seq = seq;
-                    self.stored_bytes += size;
-                    self.since_compaction += 1;
-                    Ok(())
-                }
-                Err(e) => {
+    }
+
+    /// Stores a change and waits for its commit (API writes).
+    async fn commit_now(&mut self, delta: Vec<u8>) -> Result<(), RoomError> {
+        self.changed();
+        if self.unsaved {
+            return self.flush().await;
+        }
+        let size = delta.len();
+        match self.ctx.store.append(self.id, delta).await {
+            Ok(seq) => {
+                self.stored(seq, size);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(doc = %self.id, "could not store a change: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    fn stored(&mut self, seq: i64, size: usize) {
+        self.last_seq = seq;
+        self.stored_bytes += size;
+        self.since_compaction += 1;
+    }
+
+    /// Queues a change (already applied and shown) for the store. While an earlier write
+    /// failed, the whole state is stored instead, never a delta whose predecessors the disk
+    /// lacks.
+    async fn submit(&mut self, message: Arc<YMessage>, origin: Origin) {
+        let YMessage::Update(delta) = &*message else { return };
+        if self.unsaved {
+            let stored = self.flush().await.is_ok();
+            self.acknowledge(origin, message, stored);
+            return;
+        }
+        match self.ctx.store.append_queued(self.id, delta.clone()).await {
+            Ok(commit) => self.pending.push_back(Pending {
+                commit,
+                origin,
+                message,
+            }),
+            Err(e) => {
+                tracing::error!(doc = %self.id, "could not store a change (kept in memory, will retry): {e}");
+                self.unsaved = true;
+                self.acknowledge(origin, message, false);
+            }
+        }
+        // Bounded: a room that gets ahead of the disk waits for it.
+        if self.pending.len() >= MAX_IN_FLIGHT {
+            self.settle_oldest().await;
+        }
+    }
+
+    /// The outcome of the oldest queued change has arrived.
+    pub(super) async fn committed(&mut self, result: Result<i64, StoreError>) {
+        let Some(pending) = self.pending.pop_front() else { return };
+        let size = match &*pending.message {
+            YMessage::Update(delta) => delta.len(),
+            _ => 0,
+        };
+        let ok = match result {
+            // After a failure the store lacks a predecessor of this change until the flush
+            // stores the whole state: not acknowledged, although it is in the log.
+            Ok(seq) => {
+                self.stored(seq, size);
+                !self.unsaved
+            }
+            Err(e) => {
+                if !self.unsaved {
                     tracing::error!(doc = %self.id, "could not store a change (kept in memory, will retry): {e}");
-                    self.unsaved = true;
-                    Err(RoomError::from(e))
                 }
+                self.unsaved = true;
+                false
             }
         };
-        if stored.is_ok() || origin != Origin::Api {
-            self.tell(Change { origin, message });
+        self.acknowledge(pending.origin, pending.message, ok);
+        if self.pending.is_empty() {
+            self.pending.shrink_to_fit();
+            self.compact_if_due().await;
         }
-        stored?;
-        if self.since_compaction >= self.ctx.compact_every {
+    }
+
+    /// Tells an editor session that its change is durable (the echo of its own update), or
+    /// that it is not stored yet (the session closes, and the editor resyncs).
+    fn acknowledge(&self, origin: Origin, message: Arc<YMessage>, stored: bool) {
+        if let Origin::Session(_) = origin {
+            let stage = if stored { Stage::Committed } else { Stage::NotStored };
+            self.tell(Change {
+                origin,
+                message,
+                stage,
+            });
+        }
+    }
+
+    /// Waits for the oldest queued change.
+    async fn settle_oldest(&mut self) {
+        let Some(pending) = self.pending.front_mut() else { return };
+        let result = (&mut pending.commit).await.unwrap_or(Err(StoreError::Closed));
+        self.committed(result).await;
+    }
+
+    /// Waits for every queued change.
+    pub(super) async fn settle_commits(&mut self) {
+        while !self.pending.is_empty() {
+            self.settle_oldest().await;
+        }
+    }
+
+    async fn compact_if_due(&mut self) {
+        if self.since_compaction >= self.ctx.compact_every && !self.unsaved {
             if let Err(e) = self.store_snapshot().await {
                 tracing::warn!(doc = %self.id, "compaction failed, will retry: {e}");
             }
         }
-        Ok(())
+    }
+}
+
+/// A change queued for the store, waiting for its commit.
+pub(super) struct Pending {
+    commit: Commit,
+    origin: Origin,
+    message: Arc<YMessage>,
+}
+
+/// The oldest queued change's commit (pending forever when nothing is queued).
+pub(super) async fn next_commit(pending: &mut VecDeque<Pending>) -> Result<i64, StoreError> {
+    match pending.front_mut() {
+        Some(p) => (&mut p.commit).await.unwrap_or(Err(StoreError::Closed)),
+        None => std::future::pending().await,
     }
 }

@@ -258,6 +258,72 @@ async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
 }
 
 #[tokio::test]
+async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after() {
+    let (_dir, ctx, mut out, meta) = setup(1000).await;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    assert_eq!(room.text().await.unwrap(), "", "loaded before the disk stalls");
+    let mut changes = room.subscribe().await.unwrap();
+    let release = ctx.store.pause().await;
+    let mut editor = Document::new();
+    let update = editor.append_text("typed").unwrap();
+    // Returns while the disk is stalled: the room does not wait for the commit.
+    room.apply_local(update, Origin::Session(7)).await.unwrap();
+    let applied = changes.recv().await.unwrap();
+    assert_eq!(
+        (applied.origin, applied.stage),
+        (Origin::Session(7), Stage::Applied)
+    );
+    assert!(matches!(
+        out.recv().await.unwrap().gossip,
+        Gossip::Update(_)
+    ));
+    assert_eq!(room.text().await.unwrap(), "typed");
+    let early = tokio::time::timeout(Duration::from_millis(300), changes.recv()).await;
+    assert!(early.is_err(), "no echo before the commit: {early:?}");
+
+    drop(release);
+    let echo = changes.recv().await.unwrap();
+    assert_eq!((echo.origin, echo.stage), (Origin::Session(7), Stage::Committed));
+    let YMessage::Update(echoed) = &*echo.message else {
+        panic!("the echo is an update")
+    };
+    let mut fresh = Document::new();
+    fresh.apply(echoed).unwrap();
+    assert_eq!(fresh.text(), "typed");
+    room.close().await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert_eq!(room.text().await.unwrap(), "typed");
+}
+
+#[tokio::test]
+async fn an_editors_change_that_cannot_be_stored_is_kept_and_its_session_told() {
+    let (_dir, ctx, _out, meta) = setup(1000).await;
+    let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    room.append_text("before\n".into()).await.unwrap();
+    let mut changes = room.subscribe().await.unwrap();
+    ctx.store.limit_pages(Some(0)).await;
+    let mut editor = Document::new();
+    editor
+        .apply(&room.diff(Document::new().state_vector(), None).await.unwrap().0)
+        .unwrap();
+    let big = "x".repeat(200_000);
+    let update = editor.append_text(&big).unwrap();
+    room.apply_local(update, Origin::Session(3)).await.unwrap();
+    let stages = [
+        changes.recv().await.unwrap().stage,
+        changes.recv().await.unwrap().stage,
+    ];
+    assert_eq!(stages, [Stage::Applied, Stage::NotStored]);
+    assert!(room.text().await.unwrap().ends_with(&big), "kept in memory");
+
+    ctx.store.limit_pages(None).await;
+    room.append_text("after\n".into()).await.unwrap();
+    room.close().await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    assert_eq!(room.text().await.unwrap(), format!("before\n{big}after\n"));
+}
+
+#[tokio::test]
 async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
     let (_dir, ctx, _out, meta) = setup(1000).await;
     let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();

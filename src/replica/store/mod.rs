@@ -119,6 +119,10 @@ impl StoredDoc {
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
+/// The outcome of a queued append: its sequence number once durable (see
+/// [`Store::append_queued`]). A dropped sender means the store shut down.
+pub(crate) type Commit = oneshot::Receiver<Result<i64, StoreError>>;
+
 enum Command {
     CreateDoc(DocMeta, Reply<()>),
     ListDocs(Reply<Vec<DocMeta>>),
@@ -137,6 +141,9 @@ enum Command {
     /// full disk.
     #[cfg(test)]
     LimitPages(Option<u32>, oneshot::Sender<()>),
+    /// Test hook: the writer does nothing more until released (a slow disk).
+    #[cfg(test)]
+    Pause(oneshot::Receiver<()>),
     Close(oneshot::Sender<()>),
 }
 
@@ -177,6 +184,18 @@ impl Store {
     /// Appends an update to the doc's log; returns its sequence number once durable.
     pub(crate) async fn append(&self, id: DocId, update: Vec<u8>) -> Result<i64, StoreError> {
         self.call(|r| Command::Append(id, update, r)).await
+    }
+    /// Queues an update to append and returns at once (waiting only for queue space): the
+    /// receiver hears its sequence number once it is durable. Appends commit in the order they
+    /// were queued, so a room can go on with its next change while this one is fsynced, and
+    /// one burst of changes shares one commit.
+    pub(crate) async fn append_queued(&self, id: DocId, update: Vec<u8>) -> Result<Commit, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append(id, update, reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(rx)
     }
     pub(crate) async fn load(&self, id: DocId) -> Result<StoredDoc, StoreError> {
         self.call(|r| Command::Load(id, r)).await
@@ -237,6 +256,13 @@ impl Store {
             let _ = rx.await;
         }
     }
+    /// Test hook: commands queued from now on wait until the returned sender fires or drops.
+    #[cfg(test)]
+    pub(crate) async fn pause(&self) -> oneshot::Sender<()> {
+        let (release, rx) = oneshot::channel();
+        let _ = self.tx.send(Command::Pause(rx)).await;
+        release
+    }
     /// Finishes queued commands, then closes the database. Idempotent.
     pub(crate) async fn close(&self) {
         let (done, rx) = oneshot::channel();
@@ -273,6 +299,11 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
         for cmd in batch.drain(..) {
             if let Command::Close(done) = cmd {
                 close = Some(done);
+                continue;
+            }
+            #[cfg(test)]
+            if let Command::Pause(release) = cmd {
+                let _ = release.blocking_recv();
                 continue;
             }
             #[cfg(test)]

@@ -216,7 +216,7 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
         }
         Command::Close(_) => unreachable!("handled by the writer loop"),
         #[cfg(test)]
-        Command::LimitPages(..) => unreachable!("handled by the writer loop"),
+        Command::LimitPages(..) | Command::Pause(_) => unreachable!("handled by the writer loop"),
     }
 }
 
@@ -412,6 +412,6 @@ pub(super) fn refuse(cmd: Command) -> DeferredReply {
         Command::AdoptLegacy(_, r) => fail(r),
         Command::Close(_) => unreachable!("handled by the writer loop"),
         #[cfg(test)]
-        Command::LimitPages(..) => unreachable!("handled by the writer loop"),
+        Command::LimitPages(..) | Command::Pause(_) => unreachable!("handled by the writer loop"),
     }
 }

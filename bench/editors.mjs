@@ -1,0 +1,368 @@
+// The editor rows of peerdoc's benchmark harness (rows 5–8 of BENCHMARKS.md): stock npm `yjs` +
+// `y-websocket` clients against real `peerdoc serve` daemons on loopback and, in the same run,
+// against the stock central server (`@y/websocket-server`). Every row is a ratio against the
+// central server (or, for row 8, the CRDT payload) measured in this run. Writes the same JSON
+// rows as `peerdoc-bench run --json`.
+//
+// Usage: node bench/editors.mjs --bin target/release/peerdoc --trace TRACE.json.gz
+//          [--json OUT] [--smoke]
+import { spawn, execFileSync } from 'node:child_process'
+import { mkdtempSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { parseArgs } from 'node:util'
+import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
+import WebSocket from 'ws'
+
+const { values: args } = parseArgs({
+  options: {
+    bin: { type: 'string' },
+    trace: { type: 'string' },
+    json: { type: 'string' },
+    smoke: { type: 'boolean', default: false }
+  }
+})
+if (!args.bin || !args.trace) {
+  console.error('usage: node bench/editors.mjs --bin PATH/TO/peerdoc --trace TRACE.json[.gz] [--json OUT] [--smoke]')
+  process.exit(2)
+}
+const BIN = resolve(args.bin)
+// Each y-websocket provider adds a process 'exit' listener; ten clients are expected here.
+process.setMaxListeners(64)
+const SERVER = resolve(import.meta.dirname, 'node_modules/@y/websocket-server/src/server.js')
+// Full run and smoke run sizes.
+const SIZE = args.smoke
+  ? { latencyEdits: 30, bigCluster: 3, sustainSecs: 2, traceEdits: 500, typed: 30 }
+  : { latencyEdits: 500, bigCluster: 10, sustainSecs: 60, traceEdits: 50000, typed: 300 }
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function waitFor (what, check, timeoutMs = 60000) {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await check()) return
+    await sleep(5)
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** CPU seconds a process has used (user + system), from /proc. */
+function cpuSeconds (pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
+}
+
+// ---- the two systems under test ------------------------------------------------------------
+
+async function startDaemon () {
+  const data = mkdtempSync(join(tmpdir(), 'peerdoc-bench-'))
+  const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
+    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0'], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  proc.stderr.on('data', (d) => { stderr += d })
+  const addrFile = join(data, 'api.addr')
+  await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile) || proc.exitCode !== null)
+  if (proc.exitCode !== null) throw new Error(`peerdoc serve exited: ${stderr}`)
+  const addr = readFileSync(addrFile, 'utf8').trim()
+  const api = async (method, path, body) => {
+    const res = await fetch(`http://${addr}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    })
+    const text = await res.text()
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
+    return JSON.parse(text)
+  }
+  return {
+    pid: proc.pid,
+    httpPort: Number(addr.split(':').pop()),
+    ws: `ws://${addr}/ws`,
+    api,
+    async stop () {
+      proc.kill('SIGTERM')
+      await new Promise((resolve) => proc.exitCode !== null ? resolve() : proc.once('exit', resolve))
+      rmSync(data, { recursive: true, force: true })
+    }
+  }
+}
+
+/** `n` peerdoc daemons sharing one document; clients connect round-robin to the nodes. */
+async function peerdoc (n) {
+  const nodes = []
+  for (let i = 0; i < n; i++) nodes.push(await startDaemon())
+  const doc = await nodes[0].api('POST', '/api/docs', { name: 'bench' })
+  const { ticket } = await nodes[0].api('GET', `/api/docs/${doc.id}/ticket`)
+  for (const node of nodes.slice(1)) await node.api('POST', '/api/join', { ticket })
+  return {
+    name: `peerdoc, ${n} nodes`,
+    nodes,
+    pids: nodes.map((node) => node.pid),
+    endpoint: (i) => ({ url: nodes[i % n].ws, room: doc.id }),
+    async stop () { for (const node of nodes) await node.stop() }
+  }
+}
+
+async function central () {
+  const port = await freePort()
+  const proc = spawn(process.execPath, [SERVER], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  await new Promise((resolve, reject) => {
+    proc.stdout.once('data', resolve)
+    proc.once('exit', () => reject(new Error('the central y-websocket server exited')))
+  })
+  return {
+    name: 'central y-websocket server',
+    pids: [proc.pid],
+    endpoint: () => ({ url: `ws://127.0.0.1:${port}`, room: 'bench' }),
+    async stop () {
+      proc.kill('SIGTERM')
+      await new Promise((resolve) => proc.exitCode !== null ? resolve() : proc.once('exit', resolve))
+    }
+  }
+}
+
+// ---- clients -------------------------------------------------------------------------------
+
+const clients = []
+async function client (system, i) {
+  const { url, room } = system.endpoint(i)
+  const doc = new Y.Doc()
+  const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+  const c = { doc, provider, text: doc.getText('content') }
+  clients.push(c)
+  await waitFor('client sync', () => provider.synced)
+  return c
+}
+function closeClients () {
+  for (const c of clients.splice(0)) { c.provider.destroy(); c.doc.destroy() }
+}
+
+/** Resolves when `c`'s text reaches `length`. */
+function lengthReached (c, length) {
+  if (c.text.length >= length) return Promise.resolve()
+  return new Promise((resolve) => {
+    const check = () => {
+      if (c.text.length >= length) { c.doc.off('update', check); resolve() }
+    }
+    c.doc.on('update', check)
+  })
+}
+
+const percentile = (samples, p) => {
+  const s = [...samples].sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.round((p / 100) * (s.length - 1)))]
+}
+
+// ---- the rows ------------------------------------------------------------------------------
+
+/** Row 5: one client types one character at a time; another (on the last node) sees it. */
+async function latency (system, edits) {
+  const a = await client(system, 0)
+  const b = await client(system, (system.nodes?.length ?? 1) - 1)
+  const samples = []
+  for (let i = 0; i < edits; i++) {
+    const expected = b.text.length + 1
+    const seen = lengthReached(b, expected)
+    const start = performance.now()
+    a.text.insert(Math.floor(Math.random() * (a.text.length + 1)), 'x')
+    await seen
+    samples.push(performance.now() - start)
+    await sleep(2) // a keystroke, not a burst
+  }
+  closeClients()
+  return samples
+}
+
+/** Row 6: 10 clients spread over the system, each typing 10 edits/s; every client records
+ *  when it sees every other client's edit. Returns latencies and CPU seconds per edit. */
+async function sustained (system, secs) {
+  const n = 10
+  const cs = []
+  for (let i = 0; i < n; i++) cs.push(await client(system, i))
+  const sent = new Map() // token -> send time
+  const samples = []
+  cs.forEach((c, me) => {
+    c.text.observe((event) => {
+      if (event.transaction.local) return
+      const now = performance.now()
+      for (const op of event.delta) {
+        if (typeof op.insert !== 'string') continue
+        for (const m of op.insert.matchAll(/\[(\d+)s(\d+)\]/g)) {
+          if (Number(m[1]) !== me) samples.push(now - sent.get(m[0]))
+        }
+      }
+    })
+  })
+  const cpu0 = system.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0)
+  let edits = 0
+  const timers = cs.map((c, me) => {
+    let seq = 0
+    return setInterval(() => {
+      const token = `[${me}s${seq++}]`
+      sent.set(token, performance.now())
+      c.text.insert(Math.floor(Math.random() * (c.text.length + 1)), token)
+      edits++
+    }, 100)
+  })
+  await sleep(secs * 1000)
+  timers.forEach(clearInterval)
+  const expected = edits * (n - 1)
+  await waitFor('every client has every edit', () => samples.length >= expected, 60000)
+  const cpu = system.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpu0
+  closeClients()
+  return { samples, cpuPerEdit: cpu / edits, edits }
+}
+
+function loadTrace (path, limit) {
+  let raw = readFileSync(path)
+  if (raw[0] === 0x1f && raw[1] === 0x8b) raw = gunzipSync(raw)
+  const trace = JSON.parse(raw)
+  if (trace.kind === 'concurrent') throw new Error(`${path} is a concurrent trace; use a sequential one`)
+  const edits = trace.txns.flatMap((t) => t.patches).slice(0, limit)
+  // Trace positions count code points, Yjs counts UTF-16 units: equal without astral characters.
+  if (edits.some(([, , ins]) => [...ins].some((ch) => ch.length === 2))) {
+    throw new Error(`${path}: characters outside the BMP; the editor rows need a BMP-only trace`)
+  }
+  return edits
+}
+
+/** Row 7: one client types the trace as fast as it can; time until the other client has it. */
+async function traceTyping (system, edits) {
+  const a = await client(system, 0)
+  const b = await client(system, (system.nodes?.length ?? 1) - 1)
+  const final = new Y.Doc()
+  const finalText = final.getText('content')
+  for (const [pos, del, ins] of edits) {
+    if (del > 0) finalText.delete(pos, del)
+    if (ins) finalText.insert(pos, ins)
+  }
+  const expected = finalText.toString()
+  const done = new Promise((resolve) => {
+    const check = () => { if (b.text.length === expected.length && b.text.toString() === expected) { b.doc.off('update', check); resolve() } }
+    b.doc.on('update', check)
+  })
+  const start = performance.now()
+  for (let i = 0; i < edits.length; i++) {
+    const [pos, del, ins] = edits[i]
+    a.doc.transact(() => {
+      if (del > 0) a.text.delete(pos, del)
+      if (ins) a.text.insert(pos, ins)
+    })
+    if (i % 1000 === 999) await new Promise(setImmediate) // let the sockets move
+  }
+  await done
+  const ms = performance.now() - start
+  closeClients()
+  return ms
+}
+
+/** Bytes the daemon with `pid` has sent on its TCP connections other than HTTP/WebSocket
+ *  ones (its libp2p connections), from the kernel's per-socket counters (`ss -ti`). */
+function libp2pBytesSent (node) {
+  const out = execFileSync('ss', ['-tinpH', 'state', 'established'], { encoding: 'utf8' })
+  let total = 0
+  const lines = out.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]
+    if (!line.includes(`pid=${node.pid},`)) continue
+    const local = line.trim().split(/\s+/)[2] || ''
+    if (local.endsWith(`:${node.httpPort}`)) continue
+    const info = lines[i + 1] || ''
+    const m = info.match(/bytes_sent:(\d+)/)
+    if (m) total += Number(m[1])
+  }
+  return total
+}
+
+/** Row 8: a client types at 10 edits/s on node A; the bytes node A sends to node B on the
+ *  wire (TCP payload: noise, yamux, gossipsub, envelope) per byte of CRDT update. */
+async function wireBytes (system, edits) {
+  const a = await client(system, 0)
+  const b = await client(system, 1)
+  let payload = 0
+  a.doc.on('update', (update, origin) => { if (origin !== a.provider) payload += update.length })
+  const before = libp2pBytesSent(system.nodes[0])
+  for (let i = 0; i < edits; i++) {
+    a.text.insert(Math.floor(Math.random() * (a.text.length + 1)), 'x')
+    await sleep(100)
+  }
+  await waitFor('B has every edit', () => b.text.length === a.text.length)
+  const wire = libp2pBytesSent(system.nodes[0]) - before
+  closeClients()
+  return { wire, payload }
+}
+
+// ---- the run -------------------------------------------------------------------------------
+
+function row (id, measurement, unit, ours, reference, referenceName, maxRatio, maxValue) {
+  const ratio = reference > 0 ? ours / reference : Infinity
+  let target = `≤ ${maxRatio}×`
+  let met = ratio <= maxRatio
+  if (maxValue !== undefined) { target += ` and < ${maxValue} ${unit}`; met = met && ours < maxValue }
+  return { row: id, measurement, unit, peerdoc: ours, reference, reference_name: referenceName, ratio, target, met }
+}
+
+async function withSystem (start, body) {
+  const system = await start()
+  try { return await body(system) } finally { closeClients(); await system.stop() }
+}
+
+const rows = []
+const log = (...a) => console.error(...a)
+const traceEdits = loadTrace(args.trace, SIZE.traceEdits)
+const traceName = args.trace.split('/').pop().replace(/\.json(\.gz)?$/, '')
+
+log('row 5: editor-to-editor latency')
+const ref5 = await withSystem(central, (s) => latency(s, SIZE.latencyEdits))
+const ours5 = await withSystem(() => peerdoc(2), (s) => latency(s, SIZE.latencyEdits))
+const big5 = await withSystem(() => peerdoc(SIZE.bigCluster), (s) => latency(s, SIZE.latencyEdits))
+for (const p of [50, 99]) {
+  rows.push(row(`5 p${p}`, `editor-to-editor latency, 2 nodes, p${p} (${SIZE.latencyEdits} edits one at a time)`,
+    'ms', percentile(ours5, p), percentile(ref5, p), 'same clients, central server', 1.0))
+  rows.push(row(`5 p${p} ${SIZE.bigCluster}n`, `editor-to-editor latency, ${SIZE.bigCluster} nodes in the document, p${p}`,
+    'ms', percentile(big5, p), percentile(ref5, p), 'same clients, central server', 1.0))
+}
+
+log('row 6: sustained typing')
+const ref6 = await withSystem(central, (s) => sustained(s, SIZE.sustainSecs))
+const ours6 = await withSystem(() => peerdoc(5), (s) => sustained(s, SIZE.sustainSecs))
+for (const p of [50, 99]) {
+  rows.push(row(`6 p${p}`, `10 clients × 10 edits/s for ${SIZE.sustainSecs} s over 5 nodes, p${p} latency`,
+    'ms', percentile(ours6.samples, p), percentile(ref6.samples, p), 'central server, same load', 1.0))
+}
+rows.push(row('6 cpu', 'CPU per edit, all 5 nodes together', 'ms', ours6.cpuPerEdit * 1e3, ref6.cpuPerEdit * 1e3,
+  'central server process', 1.0))
+rows.push(row('6 cpu/node', 'CPU per edit, per node', 'ms', ours6.cpuPerEdit * 1e3 / 5, ref6.cpuPerEdit * 1e3,
+  'central server process', 1.0))
+
+log('row 7: a trace typed as fast as a client can')
+const ref7 = await withSystem(central, (s) => traceTyping(s, traceEdits))
+const ours7 = await withSystem(() => peerdoc(2), (s) => traceTyping(s, traceEdits))
+rows.push(row('7', `first ${traceEdits.length} edits of ${traceName} typed on A until B's client has them`,
+  'ms', ours7, ref7, 'central server', 1.0))
+
+log('row 8: wire bytes per payload byte')
+const ours8 = await withSystem(() => peerdoc(2), (s) => wireBytes(s, SIZE.typed))
+rows.push(row('8', `wire bytes (TCP payload, A to B) per CRDT payload byte, ${SIZE.typed} keystrokes at 10/s`,
+  'bytes', ours8.wire, ours8.payload, 'CRDT update bytes', 3.0))
+
+if (args.json) writeFileSync(args.json, JSON.stringify(rows, null, 2))
+for (const r of rows) log(`${r.row}: ${r.peerdoc.toFixed(3)} vs ${r.reference.toFixed(3)} ${r.unit} (${r.ratio.toFixed(2)}×) ${r.met ? 'met' : 'MISSED'}`)

@@ -1,0 +1,104 @@
+//! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9, 10 of
+//! BENCHMARKS.md). Every figure is a ratio against a reference measured in the same run. The
+//! editor rows (stock Yjs clients against peerdoc daemons and the central y-websocket server)
+//! are in `bench/editors.mjs`; `scripts/bench.sh` runs both and `peerdoc-bench report` joins
+//! their JSON into one Markdown table.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod docs;
+mod nodes;
+mod report;
+mod trace;
+
+// The allocator the peerdoc binary runs with, so memory figures are the binary's.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(version, about = "peerdoc's benchmark harness (in-process rows; see BENCHMARKS.md)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure: replay, keystroke cost, cold open, catch-up, memory, stored size.
+    Run {
+        /// A sequential editing trace (.json or .json.gz), e.g.
+        /// ../shared/data/editing-traces/automerge-paper.json.gz
+        #[arg(long)]
+        trace: PathBuf,
+        /// Use only the trace's first N edits (a smoke run).
+        #[arg(long)]
+        edits: Option<usize>,
+        /// Repeat each timed measurement this often (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Keystrokes timed in row 2.
+        #[arg(long, default_value_t = 5000)]
+        keystrokes: usize,
+        /// Copies of the document open at once in row 9.
+        #[arg(long, default_value_t = 10)]
+        copies: usize,
+        /// Write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Join result files (from `run` and from editors.mjs) into one Markdown table.
+    Report {
+        /// JSON files written by `run --json` or `editors.mjs --json`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run { trace, edits, runs, keystrokes, copies, json } => {
+            anyhow::ensure!(runs > 0, "--runs must be at least 1");
+            let trace = trace::load(&trace, edits)?;
+            eprintln!("{}: {} edits", trace.name, trace.edits.len());
+            let rows = run(&trace, runs, keystrokes, copies)?;
+            print!("{}", report::markdown(&rows));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
+            }
+        }
+        Command::Report { files } => {
+            let mut rows: Vec<report::Row> = Vec::new();
+            for file in files {
+                let bytes = std::fs::read(&file)?;
+                let more: Vec<report::Row> = serde_json::from_slice(&bytes)
+                    .map_err(|e| anyhow::anyhow!("{}: not a result file: {e}", file.display()))?;
+                rows.extend(more);
+            }
+            print!("{}", report::markdown(&rows));
+        }
+    }
+    Ok(())
+}
+
+fn run(trace: &trace::Trace, runs: usize, keystrokes: usize, copies: usize) -> anyhow::Result<Vec<report::Row>> {
+    let mut rows = Vec::new();
+    eprintln!("row 1: replay");
+    let (row, doc) = docs::replay(trace, runs)?;
+    rows.push(row);
+    eprintln!("row 2: keystrokes");
+    rows.extend(docs::keystroke(&doc, keystrokes)?);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        eprintln!("rows 3, 4, 10: store, open, join");
+        let stored = nodes::store(&doc).await?;
+        rows.push(nodes::stored_size(&stored, &doc)?);
+        rows.push(nodes::cold_open(&stored, &doc, runs).await?);
+        rows.push(nodes::catch_up(&stored, &doc, runs).await?);
+        eprintln!("row 9: memory");
+        rows.extend(nodes::memory(&doc, copies).await?);
+        anyhow::Ok(())
+    })?;
+    Ok(rows)
+}

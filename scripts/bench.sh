@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# peerdoc's benchmark harness: every row a ratio against a reference measured in the same run.
+# In-process rows (document layer, store, join, memory) come from the peerdoc-bench binary; the
+# editor rows from bench/editors.mjs (stock yjs + y-websocket clients against peerdoc daemons and
+# the stock central server @y/websocket-server, versions pinned in bench/package-lock.json).
+#
+# Usage: bash scripts/bench.sh [--smoke] [TRACE]
+#   TRACE    a sequential editing trace, default ../shared/data/editing-traces/automerge-paper.json.gz
+#   --smoke  tiny sizes and a debug build: checks that the harness runs (CI), measures nothing
+# Writes target/bench/{inproc,editors}.json and prints the Markdown table (also in
+# target/bench/results.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=false
+if [ "${1:-}" = "--smoke" ]; then smoke=true; shift; fi
+trace=${1:-../shared/data/editing-traces/automerge-paper.json.gz}
+if [ ! -f "$trace" ]; then
+  echo "no trace at $trace: pass the path of a sequential editing trace (see ../shared/data/editing-traces/README.md)" >&2
+  exit 2
+fi
+out=target/bench
+mkdir -p "$out"
+
+(cd bench && npm ci --no-audit --no-fund --loglevel=error)
+if $smoke; then
+  cargo build --locked -p peerdoc -p peerdoc-bench --bins --quiet
+  bin=target/debug
+  ./$bin/peerdoc-bench run --trace "$trace" --edits 2000 --runs 1 --keystrokes 200 --copies 2 \
+    --json "$out/inproc.json" >/dev/null
+  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json"
+else
+  cargo build --locked --release -p peerdoc -p peerdoc-bench --bins --quiet
+  bin=target/release
+  ./$bin/peerdoc-bench run --trace "$trace" --json "$out/inproc.json" >/dev/null
+  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --json "$out/editors.json"
+fi
+./$bin/peerdoc-bench report "$out/inproc.json" "$out/editors.json" | tee "$out/results.md"
