@@ -10,7 +10,7 @@ echo "== formatting"
 cargo fmt --all -- --check
 
 echo "== lints"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tools: ip and nft for the network lab (root; namespaces), chromium for the browser tests"
 missing=()

@@ -10,7 +10,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update};
+use yrs::{
+    Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update,
+};
 
 use crate::report::{median, percentile, Row};
 use crate::trace::{Edit, Trace};
@@ -69,11 +71,19 @@ pub fn replay(trace: &Trace, runs: usize) -> anyhow::Result<(Row, Document)> {
     }
     let doc = last.ok_or_else(|| anyhow::anyhow!("no runs"))?;
     if let Some(end) = &trace.end {
-        anyhow::ensure!(doc.text() == *end, "replaying {} did not give its final text", trace.name);
+        anyhow::ensure!(
+            doc.text() == *end,
+            "replaying {} did not give its final text",
+            trace.name
+        );
     }
     let row = Row::new(
         "1",
-        &format!("replay {} ({} edits), one transaction per edit", trace.name, trace.edits.len()),
+        &format!(
+            "replay {} ({} edits), one transaction per edit",
+            trace.name,
+            trace.edits.len()
+        ),
         "ms",
         median(&ours),
         median(&raw),
@@ -139,17 +149,39 @@ pub fn keystroke(doc: &Document, count: usize) -> anyhow::Result<Vec<Row>> {
         }
         ours.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let raw_text = raw.get_or_insert_text(TEXT_NAME).get_string(&raw.transact());
+    let raw_text = raw
+        .get_or_insert_text(TEXT_NAME)
+        .get_string(&raw.transact());
     anyhow::ensure!(ours_doc.text() == raw_text, "keystroke replicas differ");
     anyhow::ensure!(
         ours_doc.state_vector() == raw.transact().state_vector().encode_v1(),
         "keystroke replicas differ"
     );
     let chars = raw_text.chars().count();
-    let name = |p: &str| format!("local edit on a {chars}-char document, {p} per keystroke ({count} keystrokes): apply, encode, seal for the network");
+    let name = |p: &str| {
+        format!("local edit on a {chars}-char document, {p} per keystroke ({count} keystrokes): apply, encode, seal for the network")
+    };
     Ok(vec![
-        Row::new("2 p50", &name("p50"), "ms", median(&ours), median(&reference), "raw yrs decode + apply + encode", 1.5, Some(1.0)),
-        Row::new("2 p99", &name("p99"), "ms", percentile(&ours, 99.0), percentile(&reference, 99.0), "raw yrs decode + apply + encode", 1.5, Some(1.0)),
+        Row::new(
+            "2 p50",
+            &name("p50"),
+            "ms",
+            median(&ours),
+            median(&reference),
+            "raw yrs decode + apply + encode",
+            1.5,
+            Some(1.0),
+        ),
+        Row::new(
+            "2 p99",
+            &name("p99"),
+            "ms",
+            percentile(&ours, 99.0),
+            percentile(&reference, 99.0),
+            "raw yrs decode + apply + encode",
+            1.5,
+            Some(1.0),
+        ),
     ])
 }
 
@@ -158,6 +190,8 @@ pub fn raw_encoded(doc: &Document) -> anyhow::Result<Vec<u8>> {
     let (raw, _) = raw_doc();
     raw.transact_mut()
         .apply_update(Update::decode_v1(&doc.encode_state())?)?;
-    let encoded = raw.transact().encode_state_as_update_v1(&StateVector::default());
+    let encoded = raw
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
     Ok(encoded)
 }

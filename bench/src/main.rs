@@ -18,7 +18,10 @@ mod trace;
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
-#[command(version, about = "peerdoc's benchmark harness (in-process rows; see BENCHMARKS.md)")]
+#[command(
+    version,
+    about = "peerdoc's benchmark harness (in-process rows; see BENCHMARKS.md)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +39,7 @@ enum Command {
         #[arg(long)]
         edits: Option<usize>,
         /// Repeat each timed measurement this often (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 3)]
         runs: usize,
         /// Keystrokes timed in row 2.
         #[arg(long, default_value_t = 5000)]
@@ -58,7 +61,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { trace, edits, runs, keystrokes, copies, json } => {
+        Command::Run {
+            trace,
+            edits,
+            runs,
+            keystrokes,
+            copies,
+            json,
+        } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let trace = trace::load(&trace, edits)?;
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
@@ -82,7 +92,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run(trace: &trace::Trace, runs: usize, keystrokes: usize, copies: usize) -> anyhow::Result<Vec<report::Row>> {
+fn run(
+    trace: &trace::Trace,
+    runs: usize,
+    keystrokes: usize,
+    copies: usize,
+) -> anyhow::Result<Vec<report::Row>> {
     let mut rows = Vec::new();
     eprintln!("row 1: replay");
     let (row, doc) = docs::replay(trace, runs)?;

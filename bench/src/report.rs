@@ -35,7 +35,11 @@ impl Row {
         max_ratio: f64,
         max_value: Option<f64>,
     ) -> Row {
-        let ratio = if reference > 0.0 { peerdoc / reference } else { f64::INFINITY };
+        let ratio = if reference > 0.0 {
+            peerdoc / reference
+        } else {
+            f64::INFINITY
+        };
         let mut target = format!("≤ {max_ratio}×");
         let mut met = ratio <= max_ratio;
         if let Some(max) = max_value {
@@ -72,7 +76,12 @@ fn number(v: f64) -> String {
 pub fn markdown(rows: &[Row]) -> String {
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| {
-        let n: u32 = r.row.split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(99);
+        let n: u32 = r
+            .row
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(99);
         (n, r.row.clone())
     });
     let mut out = String::from(

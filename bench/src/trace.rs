@@ -41,7 +41,8 @@ struct Txn {
 
 /// Reads a sequential trace; `limit` keeps only its first edits.
 pub fn load(path: &Path, limit: Option<usize>) -> anyhow::Result<Trace> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read trace {}", path.display()))?;
+    let raw =
+        std::fs::read(path).with_context(|| format!("cannot read trace {}", path.display()))?;
     let mut json = Vec::new();
     if raw.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(&raw[..])
@@ -56,24 +57,36 @@ pub fn load(path: &Path, limit: Option<usize>) -> anyhow::Result<Trace> {
         bail!("{} is a concurrent trace; the harness replays sequential traces (automerge-paper, sveltecomponent)", path.display());
     }
     if !file.start_content.is_empty() {
-        bail!("{} starts from non-empty content; not supported", path.display());
+        bail!(
+            "{} starts from non-empty content; not supported",
+            path.display()
+        );
     }
     // Patch positions count code points, yrs counts UTF-16 code units: the same unless a
     // character outside the Basic Multilingual Plane occurs. Then the trace is replayed on a
     // code-point mirror to convert (slow, but outside any measurement).
     let limit = limit.unwrap_or(usize::MAX);
     let patches = file.txns.iter().flat_map(|t| t.patches.iter()).take(limit);
-    let astral = patches.clone().any(|(_, _, ins)| ins.chars().any(|c| c.len_utf16() == 2));
+    let astral = patches
+        .clone()
+        .any(|(_, _, ins)| ins.chars().any(|c| c.len_utf16() == 2));
     let mut mirror: Vec<char> = Vec::new();
     let mut edits = Vec::new();
     for (pos, del, ins) in patches {
         let (pos, del) = (*pos, *del);
         if !astral {
-            edits.push(Edit { at: pos as u32, delete: del as u32, insert: ins.clone() });
+            edits.push(Edit {
+                at: pos as u32,
+                delete: del as u32,
+                insert: ins.clone(),
+            });
             continue;
         }
         if pos + del > mirror.len() {
-            bail!("{}: an edit at {pos} (deleting {del}) lies outside the text", path.display());
+            bail!(
+                "{}: an edit at {pos} (deleting {del}) lies outside the text",
+                path.display()
+            );
         }
         let utf16 = |chars: &[char]| chars.iter().map(|c| c.len_utf16() as u32).sum::<u32>();
         edits.push(Edit {
@@ -92,7 +105,11 @@ pub fn load(path: &Path, limit: Option<usize>) -> anyhow::Result<Trace> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .map(|n| n.trim_end_matches(".gz").trim_end_matches(".json").to_string())
+        .map(|n| {
+            n.trim_end_matches(".gz")
+                .trim_end_matches(".json")
+                .to_string()
+        })
         .unwrap_or_default();
     Ok(Trace { name, edits, end })
 }

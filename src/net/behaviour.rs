@@ -111,12 +111,37 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         .validate_messages()
         .max_transmit_size(MAX_GOSSIP_MESSAGE)
         .heartbeat_interval(Duration::from_millis(700))
+        // Gossipsub verifies a message's signature before it sees that the message is a
+        // duplicate, so every copy costs a signature check (a third of a node's CPU while many
+        // edit; BENCHMARKS.md, row 6). A receiver tells its mesh at once that it has a message
+        // (IDONTWANT, gossipsub v1.2); since forwarding waits for our validation, the copies
+        // it would have got are mostly not sent.
+        .idontwant_message_size_threshold(0)
+        .message_id_fn(message_id)
         .build()
         .map_err(|e| e.to_string())?;
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
         .map_err(String::from)?;
     gossipsub.with_peer_score(guard::score_params(), guard::score_thresholds())?;
     Ok(gossipsub)
+}
+
+/// A message's id: 20 bytes of BLAKE3 over its author and sequence number (unique per author;
+/// strict signing guarantees both). Shorter than the default (the author's base58 id and the
+/// number as text) in IHAVE/IWANT/IDONTWANT, and cheaper to compute.
+fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    let mut hasher = blake3::Hasher::new();
+    match (&message.source, message.sequence_number) {
+        (Some(source), Some(seqno)) => {
+            hasher.update(&source.to_bytes());
+            hasher.update(&seqno.to_be_bytes());
+        }
+        // Not under strict signing; kept total for any other mode.
+        _ => {
+            hasher.update(&message.data);
+        }
+    }
+    gossipsub::MessageId::new(&hasher.finalize().as_bytes()[..20])
 }
 
 fn kad(key: &Keypair, mode: DhtMode) -> kad::Behaviour<kad::store::MemoryStore> {

@@ -83,9 +83,82 @@ pub fn receive_have(doc: &Document, announced_sv: &[u8]) -> Result<Received, Doc
     })
 }
 
+/// Merges runs of updates queued for one document into single updates (up to the gossip size
+/// limit): when edits come faster than they are sent, one message carries several, with one
+/// signature and one envelope. Nothing is held back: only what is already queued is merged.
+/// Updates that do not merge (yrs refuses them) are sent as they are.
+pub fn coalesce(queued: Vec<Gossip>) -> Vec<Gossip> {
+    let mut out: Vec<Gossip> = Vec::with_capacity(queued.len());
+    let mut run: Vec<Vec<u8>> = Vec::new();
+    let mut run_len = 0;
+    let flush = |run: &mut Vec<Vec<u8>>, out: &mut Vec<Gossip>| match run.len() {
+        0 => {}
+        1 => out.extend(run.drain(..).map(Gossip::Update)),
+        _ => match yrs::merge_updates_v1(run.iter()) {
+            Ok(merged) => {
+                run.clear();
+                out.push(Gossip::Update(merged));
+            }
+            Err(_) => out.extend(run.drain(..).map(Gossip::Update)),
+        },
+    };
+    for gossip in queued {
+        match gossip {
+            Gossip::Update(update) => {
+                if run_len + update.len() > MAX_GOSSIP_UPDATE {
+                    flush(&mut run, &mut out);
+                    run_len = 0;
+                }
+                run_len += update.len();
+                run.push(update);
+            }
+            other => {
+                flush(&mut run, &mut out);
+                run_len = 0;
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_updates_merge_into_one_message_in_order() {
+        let mut author = Document::new();
+        let a = author.append_text("a").unwrap();
+        let b = author.append_text("b").unwrap();
+        let c = author.append_text("c").unwrap();
+        let presence = Gossip::Awareness(vec![1, 2]);
+        let out = coalesce(vec![
+            Gossip::Update(a),
+            Gossip::Update(b),
+            presence.clone(),
+            Gossip::Update(c.clone()),
+        ]);
+        assert_eq!(out.len(), 3, "{out:?}");
+        assert_eq!(out[1], presence);
+        assert_eq!(out[2], Gossip::Update(c));
+        let Gossip::Update(merged) = &out[0] else {
+            panic!("a merged update first")
+        };
+        let mut reader = Document::new();
+        reader.apply(merged).unwrap();
+        assert_eq!(reader.text(), "ab");
+        // Runs never pass the gossip size limit.
+        let big: Vec<Gossip> = (0..4)
+            .map(|_| Gossip::Update(author.append_text(&"x".repeat(20_000)).unwrap()))
+            .collect();
+        let out = coalesce(big);
+        assert!(out.len() >= 2);
+        assert!(out
+            .iter()
+            .all(|g| matches!(g, Gossip::Update(u) if u.len() <= MAX_GOSSIP_UPDATE)));
+    }
 
     #[test]
     fn gossip_round_trips_and_refuses_other_messages() {

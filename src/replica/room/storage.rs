@@ -10,9 +10,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::{Change, Origin, Room, RoomError, Stage, MAX_IN_FLIGHT};
-use crate::replica::store::{Commit, StoreError};
 use crate::core::doc::{DocError, Document};
 use crate::core::sync::{gossip, YMessage};
+use crate::replica::store::{Commit, StoreError};
 
 impl Room {
     /// Runs a change of the document. If yrs panicked in it, the in-memory document may be
@@ -68,7 +68,10 @@ impl Room {
             self.reload().await;
             return Err(e);
         }
-        self.tell(Change::applied(origin, Arc::new(YMessage::Update(delta.clone()))));
+        self.tell(Change::applied(
+            origin,
+            Arc::new(YMessage::Update(delta.clone())),
+        ));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
         }
@@ -189,7 +192,9 @@ impl Room {
     /// failed, the whole state is stored instead, never a delta whose predecessors the disk
     /// lacks.
     async fn submit(&mut self, message: Arc<YMessage>, origin: Origin) {
-        let YMessage::Update(delta) = &*message else { return };
+        let YMessage::Update(delta) = &*message else {
+            return;
+        };
         if self.unsaved {
             let stored = self.flush().await.is_ok();
             self.acknowledge(origin, message, stored);
@@ -215,7 +220,9 @@ impl Room {
 
     /// The outcome of the oldest queued change has arrived.
     pub(super) async fn committed(&mut self, result: Result<i64, StoreError>) {
-        let Some(pending) = self.pending.pop_front() else { return };
+        let Some(pending) = self.pending.pop_front() else {
+            return;
+        };
         let size = match &*pending.message {
             YMessage::Update(delta) => delta.len(),
             _ => 0,
@@ -246,7 +253,11 @@ impl Room {
     /// that it is not stored yet (the session closes, and the editor resyncs).
     fn acknowledge(&self, origin: Origin, message: Arc<YMessage>, stored: bool) {
         if let Origin::Session(_) = origin {
-            let stage = if stored { Stage::Committed } else { Stage::NotStored };
+            let stage = if stored {
+                Stage::Committed
+            } else {
+                Stage::NotStored
+            };
             self.tell(Change {
                 origin,
                 message,
@@ -257,8 +268,12 @@ impl Room {
 
     /// Waits for the oldest queued change.
     async fn settle_oldest(&mut self) {
-        let Some(pending) = self.pending.front_mut() else { return };
-        let result = (&mut pending.commit).await.unwrap_or(Err(StoreError::Closed));
+        let Some(pending) = self.pending.front_mut() else {
+            return;
+        };
+        let result = (&mut pending.commit)
+            .await
+            .unwrap_or(Err(StoreError::Closed));
         self.committed(result).await;
     }
 

@@ -261,7 +261,11 @@ async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
 async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after() {
     let (_dir, ctx, mut out, meta) = setup(1000).await;
     let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
-    assert_eq!(room.text().await.unwrap(), "", "loaded before the disk stalls");
+    assert_eq!(
+        room.text().await.unwrap(),
+        "",
+        "loaded before the disk stalls"
+    );
     let mut changes = room.subscribe().await.unwrap();
     let release = ctx.store.pause().await;
     let mut editor = Document::new();
@@ -283,7 +287,10 @@ async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after()
 
     drop(release);
     let echo = changes.recv().await.unwrap();
-    assert_eq!((echo.origin, echo.stage), (Origin::Session(7), Stage::Committed));
+    assert_eq!(
+        (echo.origin, echo.stage),
+        (Origin::Session(7), Stage::Committed)
+    );
     let YMessage::Update(echoed) = &*echo.message else {
         panic!("the echo is an update")
     };
@@ -304,7 +311,13 @@ async fn an_editors_change_that_cannot_be_stored_is_kept_and_its_session_told() 
     ctx.store.limit_pages(Some(0)).await;
     let mut editor = Document::new();
     editor
-        .apply(&room.diff(Document::new().state_vector(), None).await.unwrap().0)
+        .apply(
+            &room
+                .diff(Document::new().state_vector(), None)
+                .await
+                .unwrap()
+                .0,
+        )
         .unwrap();
     let big = "x".repeat(200_000);
     let update = editor.append_text(&big).unwrap();

@@ -189,7 +189,11 @@ impl Store {
     /// receiver hears its sequence number once it is durable. Appends commit in the order they
     /// were queued, so a room can go on with its next change while this one is fsynced, and
     /// one burst of changes shares one commit.
-    pub(crate) async fn append_queued(&self, id: DocId, update: Vec<u8>) -> Result<Commit, StoreError> {
+    pub(crate) async fn append_queued(
+        &self,
+        id: DocId,
+        update: Vec<u8>,
+    ) -> Result<Commit, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Append(id, update, reply))

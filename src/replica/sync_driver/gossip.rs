@@ -6,18 +6,50 @@ use std::sync::Arc;
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
 use crate::core::access::Role;
-use crate::core::doc::parse_topic_name;
+use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::envelope::EnvelopeError;
 use crate::core::sync::gossip::{self, Gossip};
 use crate::core::sync::SyncError;
 use crate::net::Net;
 use crate::replica::room::{Outgoing, RoomError};
 
+/// Most queued messages taken from the outbox at once.
+const PUBLISH_BATCH: usize = 64;
+
 impl SyncDriver {
+    /// Publishes `first` and whatever else is already queued, each document's runs of updates
+    /// merged into one message ([`gossip::coalesce`]): under load, fewer and larger messages;
+    /// when idle, `first` goes out alone and at once.
+    pub(super) fn publish_queued(&self, first: Outgoing, outbox: &mut mpsc::Receiver<Outgoing>) {
+        let mut queued = vec![first];
+        while queued.len() < PUBLISH_BATCH {
+            match outbox.try_recv() {
+                Ok(out) => queued.push(out),
+                Err(_) => break,
+            }
+        }
+        if queued.len() == 1 {
+            return queued.into_iter().for_each(|out| self.publish(out));
+        }
+        // Per document, in order; documents' messages are independent of each other.
+        let mut docs: Vec<(DocId, Vec<Gossip>)> = Vec::new();
+        for out in queued {
+            match docs.iter_mut().find(|(doc, _)| *doc == out.doc) {
+                Some((_, gossip)) => gossip.push(out.gossip),
+                None => docs.push((out.doc, vec![out.gossip])),
+            }
+        }
+        for (doc, gossip) in docs {
+            for gossip in gossip::coalesce(gossip) {
+                self.publish(Outgoing { doc, gossip });
+            }
+        }
+    }
+
     pub(super) fn publish(&self, out: Outgoing) {
         let Some(room) = self.rooms.get(&out.doc) else {
             return;

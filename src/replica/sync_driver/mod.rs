@@ -233,7 +233,7 @@ impl SyncDriver {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_net_event(event),
-                Some(out) = outbox.recv() => self.publish(out),
+                Some(out) = outbox.recv() => self.publish_queued(out, &mut outbox),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(report) = reports.recv() => self.on_report(report),
                 _ = sync_tick.tick() => self.anti_entropy(),
