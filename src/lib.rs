@@ -48,6 +48,7 @@ pub mod api;
 mod config;
 pub mod core;
 mod data_dir;
+mod metrics;
 mod net;
 mod node;
 mod replica;

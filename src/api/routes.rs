@@ -58,6 +58,7 @@ pub(crate) fn router(app: App) -> Router {
             axum::routing::delete(revoke),
         )
         .route("/api/join", post(join))
+        .route("/metrics", get(metrics))
         .route("/ws/{doc}", get(websocket))
         .route(
             "/",
@@ -94,6 +95,18 @@ async fn status(State(app): State<App>) -> ApiResult<impl IntoResponse> {
     let mut status = app.node.status().await?;
     status.http = Some(app.addr.to_string());
     Ok(Json(status))
+}
+
+/// Prometheus metrics, in the OpenMetrics text format.
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.node.metrics_text(),
+    )
+        .into_response()
 }
 
 async fn peers(State(app): State<App>) -> ApiResult<impl IntoResponse> {

@@ -51,6 +51,7 @@ pub(crate) struct Behaviour {
 pub(crate) fn build_swarm(
     keypair: Keypair,
     config: &NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
 ) -> Result<Swarm<Behaviour>, NetError> {
     let setup = |e: &dyn std::fmt::Display| NetError::Setup(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -66,6 +67,8 @@ pub(crate) fn build_swarm(
         .map_err(|e| setup(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| setup(&e))?
+        // Bytes in and out per protocol stack, for `GET /metrics`.
+        .with_bandwidth_metrics(registry)
         .with_behaviour(|key, relay_client| {
             Ok(Behaviour {
                 blocked: allow_block_list::Behaviour::default(),

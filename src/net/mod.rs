@@ -11,6 +11,7 @@
 //! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
 //! | [`guard`] | peer scoring, connection limits, banned peers |
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -216,9 +217,16 @@ pub(crate) type DhtKey = [u8; 32];
 pub struct Net {
     tx: mpsc::Sender<Command>,
     peer_id: PeerId,
+    /// libp2p's bandwidth counters (read-only once the swarm is built).
+    registry: Arc<prometheus_client::registry::Registry>,
 }
 
 impl Net {
+    /// libp2p's metrics (bandwidth per protocol stack).
+    pub(crate) fn registry(&self) -> &prometheus_client::registry::Registry {
+        &self.registry
+    }
+
     /// Builds the swarm, starts listening, and runs the event loop until `cancel` fires.
     /// Returns once every listener has reported an address (or after a few seconds).
     pub async fn spawn(
@@ -227,7 +235,8 @@ impl Net {
         cancel: CancellationToken,
     ) -> Result<(Net, mpsc::Receiver<NetEvent>, JoinHandle<()>), NetError> {
         let peer_id = keypair.public().to_peer_id();
-        let mut swarm = behaviour::build_swarm(keypair, &config)?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let mut swarm = behaviour::build_swarm(keypair, &config, &mut registry)?;
         let mut listeners = Vec::new();
         for addr in &config.listen {
             let listener = swarm
@@ -247,7 +256,16 @@ impl Net {
             event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, dht_auto, relay_server);
         let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
-        Ok((Net { tx, peer_id }, events_rx, task))
+        let registry = Arc::new(registry);
+        Ok((
+            Net {
+                tx,
+                peer_id,
+                registry,
+            },
+            events_rx,
+            task,
+        ))
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -23,11 +23,13 @@ use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::core::ticket::{Capability, Ticket};
 use crate::data_dir::DataDir;
+use crate::metrics::Metrics;
 use crate::net::{is_loopback, is_relayed, ConnectedPeer, Net, NetStatus};
 use crate::replica::room::{Origin, RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::{unix_now, DocMeta, Store};
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
+use prometheus_client::registry::Registry;
 
 mod error;
 mod join;
@@ -72,6 +74,8 @@ struct Inner {
     data_dir: Mutex<Option<DataDir>>,
     /// This node's identity key: it signs certificates and invitations.
     identity: ed25519::Keypair,
+    /// The node's metrics (the network's are in `net`).
+    registry: Registry,
 }
 
 impl Node {
@@ -84,7 +88,9 @@ impl Node {
             .clone()
             .try_into_ed25519()
             .map_err(|_| Error::NotEd25519)?;
-        let store = Store::open(&data_dir.db_path())?;
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        let store = Store::open_timed(&data_dir.db_path(), Some(metrics.store_commit.clone()))?;
         let adopted = store.adopt_legacy(identity.public().to_bytes()).await?;
         if adopted > 0 {
             tracing::warn!(
@@ -106,6 +112,7 @@ impl Node {
             identity: identity.clone(),
             max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
             unload_after: config.unload_after,
+            metrics: metrics.clone(),
         };
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {
@@ -120,6 +127,7 @@ impl Node {
             }
         }
         let settings = SyncSettings {
+            metrics: metrics.clone(),
             sync_interval: config.sync_interval,
             redial_interval: config.redial_interval,
             bootstrap: config
@@ -150,6 +158,7 @@ impl Node {
                 tasks: Mutex::new(vec![sync_task, net_task]),
                 data_dir: Mutex::new(Some(data_dir)),
                 identity,
+                registry,
             }),
         })
     }
@@ -171,6 +180,12 @@ impl Node {
         inner.store.close().await;
         // Releases the data dir for a new node, even while handles to this one live on.
         unpoisoned(inner.data_dir.lock()).take();
+    }
+
+    /// The node's metrics in the OpenMetrics text format (what `GET /metrics` serves): edits
+    /// applied, store commit and sync durations, peers connected, bytes in and out.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::encode(&self.inner.registry, self.inner.net.registry())
     }
 
     pub fn peer_id(&self) -> PeerId {

@@ -27,6 +27,7 @@ use crate::core::doc::{Applied, DocError, DocId, Document, Summary, EMPTY_UPDATE
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::{SyncError, YMessage};
+use crate::metrics::Metrics;
 
 /// How often a room whose last store write failed tries again.
 const FLUSH_RETRY: Duration = Duration::from_secs(5);
@@ -200,6 +201,7 @@ pub(crate) struct RoomContext {
     pub(crate) max_doc_bytes: usize,
     /// Unload the document after this long without an editor session or use.
     pub(crate) unload_after: Duration,
+    pub(crate) metrics: Metrics,
 }
 
 struct Room {

@@ -442,3 +442,76 @@ async fn a_reader_nodes_editor_session_may_resync_but_not_edit() {
     reader.shutdown().await;
     owner.shutdown().await;
 }
+
+/// The next update a session receives, applied to an empty document: its text.
+async fn next_update_text(socket: &mut Socket) -> String {
+    loop {
+        match next_message(socket).await {
+            Some(Message::Binary(b)) => {
+                if let Ok(YMessage::Update(update)) = YMessage::decode(&b) {
+                    let mut doc = Document::new();
+                    doc.apply(&update).unwrap();
+                    return doc.text();
+                }
+            }
+            other => panic!("expected an update, got {other:?}"),
+        }
+    }
+}
+
+async fn metrics(node: &Served) -> String {
+    let url = format!("http://{}/metrics", node.http_addr());
+    let response = tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap())
+        .await
+        .unwrap();
+    assert!(response
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let text = response.into_string().unwrap();
+    assert!(text.ends_with("# EOF\n"));
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editors_update_reaches_others_comes_back_once_stored_and_is_counted() {
+    let d = dirs(2);
+    let node = start_served(&d.paths[0]).await;
+    let peer = start_served(&d.paths[1]).await;
+    let doc = node.create_doc("echo").await.unwrap().id;
+    let ticket = node.share(&doc, false).await.unwrap();
+    peer.join(&ticket, None).await.unwrap();
+    let mut typing = connect(&node, &doc).await;
+    let mut watching = connect(&node, &doc).await;
+    next_message(&mut typing).await; // sync step 1
+    next_message(&mut watching).await;
+
+    let mut editor = Document::new();
+    let update = editor.append_text("typed").unwrap();
+    typing
+        .send(Message::Binary(YMessage::Update(update).encode().into()))
+        .await
+        .unwrap();
+    // The other session gets the edit; the typing one its own update back (the reference
+    // server's echo, which y-websocket v4 clients take as "saved"), sent after the commit.
+    assert_eq!(next_update_text(&mut watching).await, "typed");
+    assert_eq!(next_update_text(&mut typing).await, "typed");
+    assert_eq!(node.text(&doc).await.unwrap(), "typed");
+
+    let text = metrics(&node).await;
+    for expected in [
+        "peerdoc_edits_applied_total{origin=\"local\"} 1\n",
+        "peerdoc_store_commit_seconds_count ",
+        "peerdoc_peers_connected 1\n",
+        "libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp",
+    ] {
+        assert!(text.contains(expected), "no {expected:?} in:\n{text}");
+    }
+    // The peer applied the edit from gossip or a pull, and its anti-entropy syncs are timed.
+    wait_until("the peer counts a remote edit and a sync", async || {
+        let text = metrics(&peer).await;
+        text.contains("peerdoc_edits_applied_total{origin=\"remote\"} 1\n")
+            && !text.contains("peerdoc_sync_seconds_count 0\n")
+    })
+    .await;
+}

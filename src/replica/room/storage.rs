@@ -35,6 +35,7 @@ impl Room {
     /// whole state when the disk accepts writes again.
     pub(super) async fn persist_remote(&mut self, delta: Option<Vec<u8>>) {
         let Some(delta) = delta else { return };
+        self.ctx.metrics.edit("remote");
         self.changed();
         let message = Arc::new(YMessage::Update(delta));
         self.tell(Change::applied(Origin::Remote, message.clone()));
@@ -52,6 +53,7 @@ impl Room {
     ) -> Result<(), RoomError> {
         let Some(delta) = delta else { return Ok(()) };
         if origin != Origin::Api {
+            self.ctx.metrics.edit("local");
             self.changed();
             let message = Arc::new(YMessage::Update(delta.clone()));
             self.tell(Change::applied(origin, message.clone()));
@@ -68,6 +70,7 @@ impl Room {
             self.reload().await;
             return Err(e);
         }
+        self.ctx.metrics.edit("local");
         self.tell(Change::applied(
             origin,
             Arc::new(YMessage::Update(delta.clone())),

@@ -28,6 +28,7 @@ async fn setup(
         identity: DocMeta::test_owner(),
         max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
         unload_after: Duration::from_secs(300),
+        metrics: crate::metrics::Metrics::unregistered(),
     };
     (dir, ctx, out_rx, meta)
 }

@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::thread;
 
+use prometheus_client::metrics::histogram::Histogram;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,12 +156,22 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and starts the writer thread.
+    #[cfg(test)]
     pub(crate) fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_timed(path, None)
+    }
+
+    /// Opens (creating if needed) the database at `path` and starts the writer thread, which
+    /// records each transaction's duration in `commit_time`.
+    pub(crate) fn open_timed(
+        path: &Path,
+        commit_time: Option<Histogram>,
+    ) -> Result<Store, StoreError> {
         let conn = sql::open_connection(path)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         thread::Builder::new()
             .name("peerdoc-store".into())
-            .spawn(move || writer(conn, rx))
+            .spawn(move || writer(conn, rx, commit_time))
             .map_err(StoreError::Thread)?;
         Ok(Store { tx })
     }
@@ -276,7 +287,7 @@ impl Store {
     }
 }
 
-fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
+fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, commit_time: Option<Histogram>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -287,6 +298,7 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
             }
         }
         let mut close = None;
+        let started = std::time::Instant::now();
         let tx = match conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
@@ -341,6 +353,9 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>) {
             }
             None => tx.commit().err().map(|e| e.to_string()),
         };
+        if let Some(histogram) = &commit_time {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
         for reply in replies {
             reply(failure.as_deref());
         }

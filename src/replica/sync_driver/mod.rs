@@ -34,6 +34,7 @@ use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::limits::PeerGuard;
 use crate::core::sync::members::Member;
 use crate::core::sync::Responder;
+use crate::metrics::Metrics;
 use crate::net::{Net, NetEvent};
 
 mod gossip;
@@ -72,6 +73,7 @@ pub(crate) struct SyncSettings {
     pub(crate) redial_interval: Duration,
     /// Extra peers to keep connected (`--bootstrap`), besides the known peers in the store.
     pub(crate) bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
+    pub(crate) metrics: Metrics,
 }
 
 /// Sync state of one document with one peer, for `status`.
@@ -410,9 +412,11 @@ impl SyncDriver {
             }
             NetEvent::Connected { peer } => {
                 self.connected.insert(peer);
+                self.settings.metrics.peers.set(self.connected.len() as i64);
             }
             NetEvent::Disconnected { peer } => {
                 self.connected.remove(&peer);
+                self.settings.metrics.peers.set(self.connected.len() as i64);
                 self.heard_addrs.remove(&peer);
                 self.guard.forget(&peer);
                 for peers in self.topic_peers.values_mut() {

@@ -42,8 +42,13 @@ impl SyncDriver {
         };
         let net = self.net.clone();
         let reports = self.reports.clone();
+        let timer = self.settings.metrics.sync.clone();
         self.spawn_task(async move {
+            let started = Instant::now();
             let result = pull(&net, &room, peer).await;
+            if result.is_ok() {
+                timer.observe(started.elapsed().as_secs_f64());
+            }
             let _ = reports.send(Report::PullDone { peer, doc, result }).await;
         });
     }
