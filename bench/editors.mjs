@@ -328,7 +328,7 @@ async function wireBytes (system, edits) {
 // ---- the run -------------------------------------------------------------------------------
 
 function row (id, measurement, unit, ours, reference, referenceName, maxRatio, maxValue) {
-  const ratio = reference > 0 ? ours / reference : Infinity
+  const ratio = reference > 0 ? ours / reference : NaN
   let target = `≤ ${maxRatio}×`
   let met = ratio <= maxRatio
   if (maxValue !== undefined) { target += ` and < ${maxValue} ${unit}`; met = met && ours < maxValue }

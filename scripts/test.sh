@@ -39,6 +39,10 @@ echo "== yjs/y-websocket clients and browser end-to-end tests"
 (cd web && PEERDOC_BIN="$root/target/debug/peerdoc" CHROMIUM="$(command -v chromium)" \
   timeout 600 npm test --silent)
 
+echo "== benchmark harness: a smoke run (tiny sizes, debug build) so that it cannot rot"
+# Measures nothing; the real run and its figures: BENCHMARKS.md.
+bash scripts/bench.sh --smoke ../shared/data/editing-traces/automerge-paper.json.gz >/dev/null
+
 echo "== fuzz targets: a bounded, reproducible run of each, from the committed seeds"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --quiet
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet

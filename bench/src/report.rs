@@ -11,15 +11,23 @@ pub struct Row {
     pub row: String,
     pub measurement: String,
     pub unit: String,
+    #[serde(deserialize_with = "nan_if_null")]
     pub peerdoc: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub reference: f64,
     /// What the reference is.
     pub reference_name: String,
-    /// `peerdoc / reference`.
+    /// `peerdoc / reference` (JSON `null` when not a number: nothing to compare against).
+    #[serde(deserialize_with = "nan_if_null")]
     pub ratio: f64,
     /// The target, in words ("≤ 1.25× and < 50 ms").
     pub target: String,
     pub met: bool,
+}
+
+/// JSON has no NaN or infinity (serde_json writes `null`): read `null` back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Row {
@@ -61,7 +69,9 @@ impl Row {
 }
 
 fn number(v: f64) -> String {
-    if v == 0.0 || v.abs() >= 100.0 {
+    if !v.is_finite() {
+        "n/a".into()
+    } else if v == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
@@ -90,7 +100,7 @@ pub fn markdown(rows: &[Row]) -> String {
     );
     for r in &rows {
         out.push_str(&format!(
-            "| {} | {} | {} {} | {} {} ({}) | {:.2}× | {} | {} |\n",
+            "| {} | {} | {} {} | {} {} ({}) | {}× | {} | {} |\n",
             r.row,
             r.measurement,
             number(r.peerdoc),
@@ -98,7 +108,7 @@ pub fn markdown(rows: &[Row]) -> String {
             number(r.reference),
             r.unit,
             r.reference_name,
-            r.ratio,
+            number(r.ratio),
             r.target,
             if r.met { "yes" } else { "**no**" },
         ));
