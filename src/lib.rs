@@ -26,8 +26,9 @@
 //!
 //! `replica` uses `net`; `net` knows nothing of documents; `core` imports none of the others
 //! and is what the seeded simulation runs. `data_dir` (beside `node`) owns the files of a data
-//! directory; `config` the node's settings; `actor` the ask-the-owner helper. `web/` holds the
-//! editor page's sources; its bundle (`web/dist`) is embedded by `api`.
+//! directory; `config` the node's settings; `metrics` the Prometheus metrics; `actor` the
+//! ask-the-owner helper. `web/` holds the editor page's sources; its bundle (`web/dist`) is
+//! embedded by `api`. `bench/` is the benchmark harness, a crate of its own on this public API.
 //!
 //! | module | owns |
 //! |---|---|
@@ -38,6 +39,7 @@
 //! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
 //! | `config` | [`Config`] and its defaults |
+//! | `metrics` | the node's Prometheus metrics (`GET /metrics`) and their encoding |
 //! | `actor` | the command-with-reply helper every owning task is reached by; lock guards |
 //!
 //! The binary's own modules (`src/main.rs`, `src/cli.rs`, `src/client.rs`) use only this

@@ -1,6 +1,8 @@
 //! One y-websocket session: speaks the standard y-protocols messages (sync step 1/2, update,
 //! awareness, query awareness) with one editor over a WebSocket, and turns them into calls on
-//! the document's room. Several sessions of one document share the room's copy.
+//! the document's room. Several sessions of one document share the room's copy. An editor's
+//! update goes to the other sessions at once and back to its own session once it is stored
+//! (as the reference y-websocket server echoes it; y-websocket v4 clients show "saved" then).
 //!
 //! A malformed frame, a text frame or an unknown message type closes the connection with a
 //! policy-violation code; the document is untouched and the node keeps running.

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
@@ -85,20 +85,17 @@ impl DocKey {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let ad = Self::associated_data(topic, purpose, epoch);
-        let ciphertext = cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &ad,
-                },
-            )
-            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+        // One buffer, encrypted in place: a keystroke's envelope costs one allocation.
         let mut out = Vec::with_capacity(ENVELOPE_OVERHEAD + plaintext.len());
         out.push(ENVELOPE_VERSION);
         out.extend_from_slice(&epoch.to_be_bytes());
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ciphertext);
+        let header = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = cipher
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &ad, &mut out[header..])
+            .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+        out.extend_from_slice(&tag);
         out
     }
 

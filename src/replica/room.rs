@@ -1,9 +1,10 @@
 //! One task per document: it alone owns the document's [`Document`] and its [`Presence`],
 //! loads the document on first use and unloads it when idle (see `lifecycle`), applies local
-//! and remote updates, persists them through the [`Store`] (a local
-//! edit is acknowledged only once committed), compacts the log, and fans changes out: local
-//! edits and presence to the network outbox, every change to local subscribers (editor
-//! sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
+//! and remote updates, persists them through the [`Store`] (see `storage`: an API write is
+//! committed before anyone sees it; an editor's or a peer's change is fanned out at once and its
+//! commit queued, the editor's own echo sent once it is durable), compacts the log, and fans
+//! changes out: local edits and presence to the network outbox, every change to local
+//! subscribers (editor sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
 //! is decided by [`crate::core::sync::gossip`], the code the simulation runs. It also owns the
 //! document's membership and keys ([`Access`]): it adds certificates and key grants (opening
 //! grants addressed to this node), refuses local edits on a reader's node, and on the owner's

@@ -30,7 +30,12 @@ impl Gossip {
 
 /// Seals a gossip message for the document's topic.
 pub fn seal(key: &Keyring, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
-    key.seal(topic, Purpose::Gossip, &gossip.to_message().encode())
+    let plain = match gossip {
+        // The keystroke path: encoded without copying the update first.
+        Gossip::Update(update) => YMessage::encode_update(update),
+        other => other.to_message().encode(),
+    };
+    key.seal(topic, Purpose::Gossip, &plain)
 }
 
 /// Opens and decodes gossip data. Anything that does not open with the key, does not decode,

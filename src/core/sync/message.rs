@@ -29,6 +29,16 @@ pub enum YMessage {
 const MAX_MESSAGES_PER_FRAME: usize = 1024;
 
 impl YMessage {
+    /// The encoding of `YMessage::Update(update)`, without owning the update.
+    pub fn encode_update(update: &[u8]) -> Vec<u8> {
+        use yrs::sync::protocol::*;
+        let mut out: Vec<u8> = Vec::with_capacity(update.len() + 8);
+        out.write_var(MSG_SYNC);
+        out.write_var(MSG_SYNC_UPDATE);
+        out.write_buf(update);
+        out
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         use yrs::sync::protocol::*;
         let mut out: Vec<u8> = Vec::new();
@@ -148,6 +158,15 @@ mod tests {
             let _ = YMessage::decode_all(&raw);
             let _ = decode_awareness(&raw);
         }
+    }
+
+    #[test]
+    fn encode_update_matches_encode() {
+        let update = vec![1, 2, 3, 250];
+        assert_eq!(
+            YMessage::encode_update(&update),
+            YMessage::Update(update).encode()
+        );
     }
 
     #[test]
