@@ -26,13 +26,29 @@ async fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, never in log files or pipes.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // A log that cannot be written (stderr on a full disk) must not take the node down:
         // tracing-subscriber reports such errors with `eprintln!`, which panics (found by the
         // chaos harness: a room task died while its disk was full).
         .log_internal_errors(false)
         .init();
     if let Err(e) = cli::run(cli).await {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes in one line, each said once: many of our errors already name their
+/// cause in their message ("cannot start the HTTP API on …: Address already in use …").
+fn report(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }

@@ -130,6 +130,29 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
     a.stop();
 
+    // A port in use: the OS error is said once, and the log has no colour codes in a pipe.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = std::process::Command::new(super::daemon::BIN)
+        .arg("--data")
+        .arg(root.path().join("busy"))
+        .args([
+            "serve",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--no-mdns",
+            "--no-upnp",
+        ])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains("--http"), "{err}");
+    assert!(!err.contains('\x1b'), "ANSI codes in a pipe: {err:?}");
+    drop(taken);
+
     // A damaged database: serve refuses to start and says what to do.
     let bad = root.path().join("bad");
     std::fs::create_dir_all(&bad).unwrap();
