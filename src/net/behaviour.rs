@@ -78,7 +78,7 @@ pub(crate) fn build_swarm(
                 memory: memory_connection_limits::Behaviour::with_max_percentage(
                     guard::MAX_MEMORY_SHARE,
                 ),
-                gossipsub: gossipsub(key)?,
+                gossipsub: gossipsub(key, registry)?,
                 sync: request_response::Behaviour::with_codec(
                     BytesCodec,
                     [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
@@ -108,7 +108,10 @@ pub(crate) fn build_swarm(
     Ok(swarm)
 }
 
-fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
+fn gossipsub(
+    key: &Keypair,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
         .validate_messages()
@@ -123,8 +126,14 @@ fn gossipsub(key: &Keypair) -> Result<gossipsub::Behaviour, String> {
         .message_id_fn(message_id)
         .build()
         .map_err(|e| e.to_string())?;
+    // Its metrics (messages received before and after the duplicate filter, mesh sizes, scores;
+    // labelled by topic, bounded by gossipsub's own topic limit) go to `GET /metrics`.
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-        .map_err(String::from)?;
+        .map_err(String::from)?
+        .with_metrics(
+            registry.sub_registry_with_prefix("gossipsub"),
+            gossipsub::MetricsConfig::default(),
+        );
     gossipsub.with_peer_score(guard::score_params(), guard::score_thresholds())?;
     Ok(gossipsub)
 }
