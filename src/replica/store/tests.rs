@@ -1,0 +1,139 @@
+//! Store tests: documents, the log and compaction across reopen, full disks, group commit.
+
+use super::*;
+
+fn meta(name: &str) -> DocMeta {
+    DocMeta::new_for_test(name)
+}
+
+#[tokio::test]
+async fn docs_updates_and_compaction_persist_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peerdoc.db");
+    let store = Store::open(&path).unwrap();
+    let m = meta("notes");
+    store.create_doc(m.clone()).await.unwrap();
+    assert!(matches!(
+        store
+            .create_doc(DocMeta {
+                id: DocId::random(),
+                ..m.clone()
+            })
+            .await,
+        Err(StoreError::NameTaken(_))
+    ));
+    assert!(matches!(
+        store.create_doc(m.clone()).await,
+        Err(StoreError::DocExists(_))
+    ));
+    let s1 = store.append(m.id, b"one".to_vec()).await.unwrap();
+    let s2 = store.append(m.id, b"two".to_vec()).await.unwrap();
+    let summary = Summary {
+        sv: vec![0],
+        digest: [9; 32],
+    };
+    store
+        .compact(m.id, b"snap".to_vec(), s1, summary.clone())
+        .await
+        .unwrap();
+    // "two" was logged after the snapshot: its summary is stale.
+    let access = store.load_access(m.id).await.unwrap();
+    assert_eq!((access.pending_log, access.last_seq), (1, s2));
+    assert_eq!(access.stored_bytes, 7);
+    assert!(access.has_content && access.summary.is_none());
+    store
+        .save_peer("p".into(), vec!["/ip4/1.2.3.4/tcp/1".into()])
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(matches!(store.list_docs().await, Err(StoreError::Closed)));
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.list_docs().await.unwrap(), vec![m.clone()]);
+    let loaded = store.load(m.id).await.unwrap();
+    assert_eq!(loaded.snapshot.as_deref(), Some(&b"snap"[..]));
+    assert_eq!(loaded.updates, vec![b"two".to_vec()]);
+    assert_eq!(loaded.last_seq, s2);
+    store
+        .compact(m.id, b"snap2".to_vec(), s2, summary.clone())
+        .await
+        .unwrap();
+    let access = store.load_access(m.id).await.unwrap();
+    assert_eq!((access.pending_log, access.last_seq), (0, s2));
+    assert_eq!(access.summary, Some(summary));
+    assert_eq!(store.known_peers().await.unwrap().len(), 1);
+    store.rename_doc(m.id, "renamed".into()).await.unwrap();
+    store.delete_doc(m.id).await.unwrap();
+    assert!(store.list_docs().await.unwrap().is_empty());
+    assert!(
+        store.load(m.id).await.unwrap().updates.is_empty(),
+        "log cascades"
+    );
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_whole_batch_and_stores_nothing_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let m = meta("d");
+    store.create_doc(m.clone()).await.unwrap();
+    store.limit_pages(Some(0)).await;
+    // Many appends at once land in one batch: a large one fills the disk, small ones
+    // around it must not slip through outside the rolled-back transaction.
+    let tasks: Vec<_> = (0..20u32)
+        .map(|i| {
+            let store = store.clone();
+            let data = if i == 3 {
+                vec![7; 300_000]
+            } else {
+                vec![i as u8; 8]
+            };
+            tokio::spawn(async move { store.append(m.id, data).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    let failed: Vec<&StoreError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        !failed.is_empty() && failed.iter().all(|e| e.is_full()),
+        "{failed:?}"
+    );
+    let stored = store.load(m.id).await.unwrap().updates.len();
+    assert_eq!(
+        stored,
+        results.iter().filter(|r| r.is_ok()).count(),
+        "acknowledged = stored"
+    );
+    store.limit_pages(None).await;
+    store.append(m.id, vec![1; 300_000]).await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_appends_are_all_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let m = meta("d");
+    store.create_doc(m.clone()).await.unwrap();
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(m.id, i.to_le_bytes().to_vec()).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(store.load(m.id).await.unwrap().updates.len(), 200);
+}
+
+#[test]
+fn garbage_file_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("peerdoc.db");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let err = Store::open(&path).err().expect("must fail");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("move it aside"));
+}
