@@ -1,0 +1,124 @@
+//! Document tests: ids and topics, applying and refusing updates, text edits, digests.
+
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn doc_id_round_trips_and_rejects_junk() {
+    let id = DocId::random();
+    assert_eq!(DocId::parse(&id.to_string()).unwrap(), id);
+    assert!(DocId::parse("xyz").is_err());
+    assert!(DocId::parse("abcd").is_err());
+    assert_ne!(id.topic(), DocId::random().topic());
+    assert!(id.topic_name().starts_with("peerdoc/1/"));
+    assert_eq!(parse_topic_name(&id.topic_name()), Some(id.topic()));
+    assert_eq!(parse_topic_name("peerdoc/1/zz"), None);
+    assert_eq!(parse_topic_name("other"), None);
+    assert!(!id.topic_name().contains(&id.to_string()));
+}
+
+#[test]
+fn replace_is_a_minimal_diff_that_keeps_concurrent_edits() {
+    let mut a = Document::new();
+    let base = a.replace_text("alpha\nbeta\ngamma\ndelta\n").unwrap();
+    let mut b = Document::new();
+    b.apply(&base).unwrap();
+    // a rewrites lines 1 and 4; b concurrently edits line 3.
+    let ua = a.replace_text("ALPHA\nbeta\ngamma\nDELTA\n").unwrap();
+    let ub = b.replace_text("alpha\nbeta\ngamma ray\ndelta\n").unwrap();
+    a.apply(&ub).unwrap();
+    b.apply(&ua).unwrap();
+    assert_eq!(a.text(), "ALPHA\nbeta\ngamma ray\nDELTA\n");
+    assert_eq!(a.text(), b.text());
+}
+
+#[test]
+fn splice_counts_utf16_and_clamps() {
+    let mut a = Document::new();
+    a.splice(0, 0, "h\u{1F600}llo").unwrap();
+    // The emoji is two UTF-16 code units: offset 3 is after it.
+    a.splice(3, 1, "e").unwrap();
+    assert_eq!(a.text(), "h\u{1F600}elo");
+    a.splice(99, 5, "!").unwrap();
+    assert_eq!(a.text(), "h\u{1F600}elo!");
+    assert!(a.splice(7, 0, "").is_none(), "nothing to do");
+    let mut b = Document::new();
+    b.apply(&a.encode_state()).unwrap();
+    assert_eq!(b.text(), a.text());
+}
+
+#[test]
+fn apply_reports_only_real_changes() {
+    let mut a = Document::new();
+    let u = a.append_text("hi").unwrap();
+    let mut b = Document::new();
+    assert!(b.apply(&u).unwrap().delta.is_some());
+    assert!(b.apply(&u).unwrap().delta.is_none(), "duplicate is a no-op");
+    assert!(b.apply(b"\xff\xff\xff garbage").is_err());
+    assert_eq!(b.text(), "hi");
+}
+
+#[test]
+fn state_vector_allocation_bombs_are_refused() {
+    // Inputs found by cargo fuzz: tiny, but claiming tens of millions of entries.
+    for bomb in [&[0x85, 0x87, 0xff, 0x23][..], &[138, 205, 185, 49][..]] {
+        assert!(matches!(decode_sv(bomb), Err(DocError::BadStateVector(_))));
+    }
+    let mut doc = Document::new();
+    assert!(matches!(
+        doc.apply(&[156, 130, 217, 56]),
+        Err(DocError::BadUpdate(_))
+    ));
+    let d = Document::new();
+    assert!(decode_sv(&d.state_vector()).is_ok());
+}
+
+/// An update found by cargo fuzz on which yrs 0.28.1 panics (store.rs, `unwrap` on `None`).
+pub(crate) const PANICKING_UPDATE: &[u8] = &[
+    1, 2, 0, 255, 255, 255, 255, 255, 255, 9, 0, 5, 0, 127, 0, 96, 32, 0, 127, 0, 64, 32, 0, 63, 0,
+    0, 93, 0, 0, 9,
+];
+
+#[test]
+fn a_panic_inside_yrs_is_an_error_not_a_crash() {
+    let mut d = Document::new();
+    d.append_text("keep");
+    let result = d.apply(PANICKING_UPDATE);
+    assert!(result.is_err(), "{result:?}");
+}
+
+#[test]
+fn diff_brings_a_replica_up_to_date_including_deletes() {
+    let mut a = Document::new();
+    a.replace_text("hello brave new world");
+    let mut b = Document::new();
+    b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
+    a.replace_text("hello world");
+    assert!(
+        !b.is_behind(&a.state_vector()).unwrap(),
+        "deletes do not move the sv"
+    );
+    b.apply(&a.diff(&b.state_vector()).unwrap()).unwrap();
+    assert_eq!(b.text(), "hello world");
+}
+
+proptest! {
+    #[test]
+    fn replace_text_reaches_any_target(old in "\\PC{0,40}", new in "\\PC{0,40}") {
+        let mut d = Document::new();
+        d.replace_text(&old);
+        d.replace_text(&new);
+        prop_assert_eq!(d.text(), new);
+    }
+
+    #[test]
+    fn apply_never_panics_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let mut d = Document::new();
+        d.append_text("keep");
+        let _ = d.apply(&bytes);
+        let _ = d.diff(&bytes);
+        let _ = d.is_behind(&bytes);
+        // Random bytes are (practically) never a valid update touching our client's items.
+        prop_assert!(d.text().contains("keep"));
+    }
+}
