@@ -31,7 +31,9 @@ impl From<Error> for ApiError {
             Error::UnknownDoc(_) | Error::NotShared => StatusCode::NOT_FOUND,
             Error::AmbiguousDoc(..) | Error::AlreadyJoined(_) => StatusCode::CONFLICT,
             Error::Store(StoreError::NameTaken(_)) => StatusCode::CONFLICT,
-            Error::BadName(..) | Error::Ticket(_) | Error::OwnTicket => StatusCode::BAD_REQUEST,
+            Error::BadName(..) | Error::ShortPrefix(_) | Error::Ticket(_) | Error::OwnTicket => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Unreachable { .. } | Error::JoinSync(_) | Error::NoWriter => {
                 StatusCode::BAD_GATEWAY
             }

@@ -15,6 +15,11 @@ pub enum Error {
     UnknownDoc(String),
     #[error("{0:?} matches several documents ({1}); give more of the id")]
     AmbiguousDoc(String, String),
+    #[error(
+        "no document is named {0:?}, and an id prefix needs at least {min} characters",
+        min = super::names::MIN_PREFIX_LEN
+    )]
+    ShortPrefix(String),
     #[error("invalid document name {0:?}: {1}")]
     BadName(String, &'static str),
     #[error("bad ticket: {0}")]

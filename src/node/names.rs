@@ -2,7 +2,7 @@
 //! unique, and how a user's DOC argument (id, name or id prefix) resolves to one document.
 
 use super::Error;
-use crate::core::doc::{DocId, MAX_NAME_LEN};
+use crate::core::doc::MAX_NAME_LEN;
 use crate::replica::store::DocMeta;
 
 /// Shortest id prefix accepted where a document is named.
@@ -21,10 +21,25 @@ pub(crate) fn validate_name(name: &str) -> Result<String, Error> {
     if trimmed.chars().any(|c| c.is_control()) {
         return bad("it contains control characters");
     }
-    if DocId::parse(trimmed).is_ok() {
-        return bad("it looks like a document id");
+    if trimmed.chars().any(is_bidi_control) {
+        return bad("it contains bidirectional control characters (they can disguise a name)");
+    }
+    if looks_like_id(trimmed) {
+        return bad("it looks like a document id or id prefix (hex digits only); add a letter past f or a space");
     }
     Ok(trimmed.to_string())
+}
+
+/// Characters that reorder how text is shown (embeddings, overrides, isolates, marks): in a
+/// name they can make `ls` show something other than what is stored.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// A name that could be read as an id or an id prefix: only hex digits, at least as long as a
+/// prefix. (Such a name would shadow, or be shadowed by, the prefix of another document.)
+fn looks_like_id(name: &str) -> bool {
+    name.len() >= MIN_PREFIX_LEN && name.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// `name`, or `name-2`, `name-3`… if taken.
@@ -39,7 +54,9 @@ pub(crate) fn unique_name(name: &str, docs: &[DocMeta]) -> String {
         .expect("some suffix is free")
 }
 
-/// Finds a document by id, local name, or unique id prefix (in that order).
+/// Finds a document by, in this order: its exact id, its exact local name, or a unique id
+/// prefix of at least [`MIN_PREFIX_LEN`] characters. (New names cannot look like ids, so only
+/// names from before that rule can shadow a prefix.)
 pub(crate) fn find(docs: Vec<DocMeta>, query: &str) -> Result<DocMeta, Error> {
     let q = query.trim();
     let lower = q.to_ascii_lowercase();
@@ -58,6 +75,12 @@ pub(crate) fn find(docs: Vec<DocMeta>, query: &str) -> Result<DocMeta, Error> {
     };
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
+        [] if !lower.is_empty()
+            && lower.len() < MIN_PREFIX_LEN
+            && lower.chars().all(|c| c.is_ascii_hexdigit()) =>
+        {
+            Err(Error::ShortPrefix(query.to_string()))
+        }
         [] => Err(Error::UnknownDoc(query.to_string())),
         many => Err(Error::AmbiguousDoc(
             query.to_string(),
@@ -72,6 +95,7 @@ pub(crate) fn find(docs: Vec<DocMeta>, query: &str) -> Result<DocMeta, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::doc::DocId;
 
     fn meta(name: &str) -> DocMeta {
         DocMeta::new_for_test(name)
@@ -84,6 +108,19 @@ mod tests {
         assert!(validate_name(&"x".repeat(201)).is_err());
         assert!(validate_name(&DocId::random().to_string()).is_err());
         assert_eq!(validate_name(" notes ").unwrap(), "notes");
+        // Names that read as ids or prefixes, and names that reorder how they are shown.
+        for bad in [
+            "5897",
+            "CAFE",
+            "deadbeef",
+            "abc\u{202E}fdp.exe",
+            "x\u{2067}y",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["abc", "2024 notes", "face-off", "café"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
         let docs = vec![meta("notes"), meta("notes-2")];
         assert_eq!(unique_name("notes", &docs), "notes-3");
         assert_eq!(unique_name("todo", &docs), "todo");
@@ -98,7 +135,7 @@ mod tests {
         assert_eq!(find(docs.clone(), &id[..6]).unwrap(), docs[0]);
         assert!(matches!(
             find(docs.clone(), &id[..3]),
-            Err(Error::UnknownDoc(_))
+            Err(Error::ShortPrefix(_))
         ));
         assert!(matches!(find(docs, "nope"), Err(Error::UnknownDoc(_))));
     }

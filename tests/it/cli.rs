@@ -119,6 +119,8 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
         (vec!["join", "peerdoc1garbage"], "bad ticket"),
         (vec!["join", "not-a-ticket"], "not a peerdoc ticket"),
         (vec!["new", ""], "invalid document name"),
+        (vec!["new", "5897"], "looks like a document id"),
+        (vec!["cat", "e56"], "at least 4 characters"),
     ] {
         let out = a.run(&args, None);
         let err = String::from_utf8_lossy(&out.stderr);
