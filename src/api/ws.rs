@@ -161,10 +161,11 @@ async fn on_frame(
                         RoomError::TooLarge(_) => {
                             End(CLOSE_POLICY, "the document has reached its size limit")
                         }
-                        // (Store errors arrive as `Stage::NotStored`; kept for completeness.)
+                        // The document could not be loaded (a failed commit arrives later,
+                        // as `Stage::NotStored`).
                         RoomError::Store(_) => End(
                             CLOSE_TRY_AGAIN,
-                            "this node could not store the change yet; reconnect to resync",
+                            "this node cannot read the document right now; reconnect to retry",
                         ),
                         _ => End(CLOSE_POLICY, "update rejected"),
                     })?;

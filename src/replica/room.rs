@@ -284,7 +284,11 @@ impl Room {
                     let _ = reply.send(result);
                     return std::ops::ControlFlow::Continue(());
                 }
-                if let Err(e) = self.has_room_for(update.len()) {
+                let ready = match origin {
+                    Origin::Api => self.ready_for_api_write().await,
+                    Origin::Session(_) | Origin::Remote => Ok(()),
+                };
+                if let Err(e) = self.has_room_for(update.len()).and(ready) {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }

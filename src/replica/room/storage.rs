@@ -44,46 +44,38 @@ impl Room {
 
     /// A local edit. An editor's is fanned out to other editors and to peers at once, stored
     /// without waiting, and acknowledged to its editor (the echo of its own update) once
-    /// durable. An API write is committed before anyone sees it; if the commit fails, the
-    /// document is rolled back to what the store holds and the caller gets the error.
+    /// durable. An API write (after [`Room::ready_for_api_write`]) is committed before anyone
+    /// sees it; if the commit fails, the document is rolled back to what the store holds and
+    /// the caller gets the error.
     pub(super) async fn local_change(
         &mut self,
         delta: Option<Vec<u8>>,
         origin: Origin,
     ) -> Result<(), RoomError> {
         let Some(delta) = delta else { return Ok(()) };
-        if origin != Origin::Api {
-            self.ctx.metrics.edit("local");
-            self.changed();
-            let message = Arc::new(YMessage::Update(delta.clone()));
-            self.tell(Change::applied(origin, message.clone()));
-            if let Some(doc) = &self.doc {
-                self.send_out(gossip::for_local_edit(doc, delta));
+        if origin == Origin::Api {
+            if let Err(e) = self.commit_now(delta.clone()).await {
+                self.reload().await;
+                return Err(e);
             }
-            self.submit(message, origin).await;
-            return Ok(());
-        }
-        // Everything queued before is settled first: a rollback then restores exactly the
-        // state before this write.
-        self.settle_commits().await;
-        if let Err(e) = self.commit_now(delta.clone()).await {
-            self.reload().await;
-            return Err(e);
         }
         self.ctx.metrics.edit("local");
-        self.tell(Change::applied(
-            origin,
-            Arc::new(YMessage::Update(delta.clone())),
-        ));
+        self.changed();
+        let message = Arc::new(YMessage::Update(delta.clone()));
+        self.tell(Change::applied(origin, message.clone()));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
         }
-        self.compact_if_due().await;
+        if origin == Origin::Api {
+            self.compact_if_due().await;
+        } else {
+            self.submit(message, origin).await;
+        }
         Ok(())
     }
 
-    /// Before an API write: the store must hold everything in memory, so that a failed write
-    /// can be rolled back to exactly what the store holds.
+    /// Before an API write: every queued commit settled and the store holding everything in
+    /// memory, so that a failed write can be rolled back to exactly what the store holds.
     pub(super) async fn ready_for_api_write(&mut self) -> Result<(), RoomError> {
         self.settle_commits().await;
         if self.unsaved {
@@ -206,6 +198,7 @@ impl Room {
         match self.ctx.store.append_queued(self.id, delta.clone()).await {
             Ok(commit) => self.pending.push_back(Pending {
                 commit,
+                size: delta.len(),
                 origin,
                 message,
             }),
@@ -226,15 +219,11 @@ impl Room {
         let Some(pending) = self.pending.pop_front() else {
             return;
         };
-        let size = match &*pending.message {
-            YMessage::Update(delta) => delta.len(),
-            _ => 0,
-        };
         let ok = match result {
             // After a failure the store lacks a predecessor of this change until the flush
             // stores the whole state: not acknowledged, although it is in the log.
             Ok(seq) => {
-                self.stored(seq, size);
+                self.stored(seq, pending.size);
                 !self.unsaved
             }
             Err(e) => {
@@ -271,12 +260,10 @@ impl Room {
 
     /// Waits for the oldest queued change.
     async fn settle_oldest(&mut self) {
-        let Some(pending) = self.pending.front_mut() else {
+        if self.pending.is_empty() {
             return;
-        };
-        let result = (&mut pending.commit)
-            .await
-            .unwrap_or(Err(StoreError::Closed));
+        }
+        let result = next_commit(&mut self.pending).await;
         self.committed(result).await;
     }
 
@@ -299,6 +286,8 @@ impl Room {
 /// A change queued for the store, waiting for its commit.
 pub(super) struct Pending {
     commit: Commit,
+    /// Bytes it adds to the store.
+    size: usize,
     origin: Origin,
     message: Arc<YMessage>,
 }

@@ -33,6 +33,17 @@ async fn setup(
     (dir, ctx, out_rx, meta)
 }
 
+/// The text the store holds once `room` is closed: what a restarted node would show.
+async fn stored_text(room: RoomHandle, meta: &DocMeta, ctx: RoomContext) -> String {
+    room.close().await;
+    RoomHandle::open(meta, ctx)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn local_edits_are_stored_announced_and_survive_reload_with_compaction() {
     let (_dir, ctx, mut out, meta) = setup(3).await;
@@ -298,9 +309,7 @@ async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after()
     let mut fresh = Document::new();
     fresh.apply(echoed).unwrap();
     assert_eq!(fresh.text(), "typed");
-    room.close().await;
-    let room = RoomHandle::open(&meta, ctx).await.unwrap();
-    assert_eq!(room.text().await.unwrap(), "typed");
+    assert_eq!(stored_text(room, &meta, ctx).await, "typed");
 }
 
 #[tokio::test]
@@ -332,9 +341,10 @@ async fn an_editors_change_that_cannot_be_stored_is_kept_and_its_session_told() 
 
     ctx.store.limit_pages(None).await;
     room.append_text("after\n".into()).await.unwrap();
-    room.close().await;
-    let room = RoomHandle::open(&meta, ctx).await.unwrap();
-    assert_eq!(room.text().await.unwrap(), format!("before\n{big}after\n"));
+    assert_eq!(
+        stored_text(room, &meta, ctx).await,
+        format!("before\n{big}after\n")
+    );
 }
 
 #[tokio::test]
@@ -363,8 +373,13 @@ async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
     let remote = peer.append_text(&format!("{big}\nfrom a peer\n")).unwrap();
     room.apply_remote(remote).await.unwrap();
     assert!(room.text().await.unwrap().ends_with("from a peer\n"));
-    // While the store lags, API writes are refused (they could not be rolled back exactly).
+    // While the store lags, API writes are refused (they could not be rolled back exactly),
+    // whether text or a raw update (`Node::apply_update`), and change nothing.
     assert!(room.append_text("refused\n".into()).await.is_err());
+    let before = room.text().await.unwrap();
+    let raw = peer.append_text("raw\n").unwrap();
+    assert!(room.apply_local(raw, Origin::Api).await.is_err());
+    assert_eq!(room.text().await.unwrap(), before);
 
     // Space returns: the next write stores everything (no restart needed).
     ctx.store.limit_pages(None).await;
@@ -372,9 +387,7 @@ async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
     let expected = format!("before\n{big}\nfrom a peer\nafter\n");
     assert_eq!(room.text().await.unwrap(), expected);
     // What the store holds integrates completely: nothing acknowledged was lost.
-    room.close().await;
-    let room = RoomHandle::open(&meta, ctx).await.unwrap();
-    assert_eq!(room.text().await.unwrap(), expected);
+    assert_eq!(stored_text(room, &meta, ctx).await, expected);
 }
 
 #[tokio::test]

@@ -32,9 +32,6 @@ impl SyncDriver {
                 Err(_) => break,
             }
         }
-        if queued.len() == 1 {
-            return queued.into_iter().for_each(|out| self.publish(out));
-        }
         // Per document, in order; documents' messages are independent of each other.
         let mut docs: Vec<(DocId, Vec<Gossip>)> = Vec::new();
         for out in queued {
