@@ -11,17 +11,17 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use peerdoc::api::{Server, DEFAULT_HTTP};
-use peerdoc::{Config, ConfigFile, DhtMode, Node, Status};
+use peerdoc::{Config, ConfigFile, DhtMode, DocPeer, Node, Status};
 
 use crate::client::Client;
 
-/// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted.
+/// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted
 ///
 /// Run `peerdoc serve` to start a node, then use the other commands (from another terminal) to
 /// create, share, join, read and write documents. A DOC argument is a document id, a unique
 /// prefix of it (4+ characters), or the document's local name.
 #[derive(Parser, Debug)]
-#[command(name = "peerdoc", version, about, long_about)]
+#[command(name = "peerdoc", version)]
 pub(crate) struct Cli {
     /// Data directory of the node (database, identity). One data dir = one node.
     /// [default: the platform data dir, e.g. ~/.local/share/peerdoc]
@@ -102,13 +102,19 @@ pub(crate) struct ServeArgs {
     pub(crate) http: Option<SocketAddr>,
     /// Access token for the HTTP API; every request must then carry it (header
     /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
+    /// A flag is visible to every local user in `ps`: prefer the environment variable or
+    /// --http-token-file.
     #[arg(
         long,
         env = "PEERDOC_HTTP_TOKEN",
         value_name = "TOKEN",
-        hide_env_values = true
+        hide_env_values = true,
+        conflicts_with = "http_token_file"
     )]
     pub(crate) http_token: Option<String>,
+    /// Read the access token from this file (its first line; keep the file private).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) http_token_file: Option<PathBuf>,
     /// libp2p listen address (repeatable). Default: TCP and QUIC on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     pub(crate) listen: Vec<Multiaddr>,
@@ -157,6 +163,22 @@ impl From<DhtArg> for DhtMode {
 }
 
 impl ServeArgs {
+    /// The access token: given directly (flag or environment), or read from a file.
+    fn token(&self) -> Result<Option<String>> {
+        let Some(path) = &self.http_token_file else {
+            return Ok(self.http_token.clone());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        let token = text.lines().next().unwrap_or_default().trim();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "the token file {} is empty; put the token on its first line",
+            path.display()
+        );
+        Ok(Some(token.to_string()))
+    }
+
     /// Defaults, then the config file, then the flags given.
     fn settings(&self, data: &std::path::Path) -> Result<(Config, SocketAddr)> {
         let file = ConfigFile::load(data, self.config.as_deref())?;
@@ -206,7 +228,7 @@ pub(crate) async fn run(cli: Cli) -> Result<()> {
 /// then starts the node, serves it, and shuts both down in order on Ctrl-C or SIGTERM.
 async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     let (config, http) = args.settings(&data)?;
-    let mut server = Server::bind(http, args.http_token).await?;
+    let mut server = Server::bind(http, args.token()?).await?;
     let node = Node::spawn(config).await?;
     if let Err(e) = server.serve(node.clone()) {
         server.shutdown().await;
@@ -348,25 +370,53 @@ fn print_status(s: &Status) {
     }
     println!("documents: {}", s.docs.len());
     for d in &s.docs {
-        let synced = d.peers.iter().filter(|p| p.in_sync).count();
-        println!(
-            "  {}  {}  ({} peers, {} in sync)",
-            d.id,
-            d.name,
-            d.peers.len(),
-            synced
-        );
+        println!("  {}  {}  {}", d.id, d.name, doc_sync(&d.peers));
         for p in &d.peers {
-            let when = p
-                .last_sync_secs
-                .map(|s| format!("synced {s}s ago"))
-                .unwrap_or_else(|| "not synced yet".into());
-            println!(
-                "    {}  {}{}",
-                p.peer,
-                when,
-                if p.in_sync { "" } else { ", behind" }
-            );
+            println!("    {}  {}", p.peer, peer_sync(p));
         }
     }
+}
+
+/// `n peer` or `n peers`.
+fn peers(n: usize) -> String {
+    format!("{n} peer{}", if n == 1 { "" } else { "s" })
+}
+
+/// `n operation` or `n operations`.
+fn operations(n: u64) -> String {
+    format!("{n} operation{}", if n == 1 { "" } else { "s" })
+}
+
+/// One document's sync state, in words a user can act on.
+fn doc_sync(doc_peers: &[DocPeer]) -> String {
+    let to_fetch = doc_peers.iter().map(|p| p.to_fetch).max().unwrap_or(0);
+    let checked = doc_peers
+        .iter()
+        .filter(|p| p.last_sync_secs.is_some())
+        .count();
+    if doc_peers.is_empty() {
+        "no peer with this document is online".into()
+    } else if to_fetch > 0 {
+        format!("catching up: {} to fetch", operations(to_fetch))
+    } else if checked == 0 {
+        format!("checking with {}…", peers(doc_peers.len()))
+    } else {
+        format!("up to date with {}", peers(checked))
+    }
+}
+
+/// The sync state with one peer.
+fn peer_sync(p: &DocPeer) -> String {
+    let Some(secs) = p.last_sync_secs else {
+        return "not checked yet".into();
+    };
+    let state = match p.state.as_str() {
+        "catching_up" => format!("catching up: {} to fetch", operations(p.to_fetch)),
+        "peer_behind" => format!(
+            "up to date; the peer has yet to fetch {} from this node",
+            operations(p.peer_lacks)
+        ),
+        _ => "up to date".into(),
+    };
+    format!("{state} (checked {secs} s ago)")
 }

@@ -8,6 +8,11 @@ use serde::de::DeserializeOwned;
 
 use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Status};
 
+/// The most the API takes in one request (`PUT …/text`).
+const MAX_REQUEST: usize = 16 << 20;
+/// Bytes per request when appending a large text.
+const APPEND_PART: usize = 8 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
     #[error(
@@ -66,12 +71,20 @@ impl Client {
             Ok(r) => Ok(r),
             Err(ureq::Error::Status(_, r)) => {
                 let body: serde_json::Value = r.into_json().unwrap_or_default();
-                Err(ClientError::Api(
-                    body["error"]
-                        .as_str()
-                        .unwrap_or("the daemon returned an error")
-                        .to_string(),
-                ))
+                let message = body["error"]
+                    .as_str()
+                    .unwrap_or("the daemon returned an error");
+                // The API names what failed; the CLI adds the command that helps.
+                let hint = match body["code"].as_str().unwrap_or_default() {
+                    "unknown_doc" => "; list documents with `peerdoc ls`",
+                    "not_a_member" => "; list them with `peerdoc members DOC`",
+                    "own_ticket" => " (one with another --data dir)",
+                    "payload_too_large" => {
+                        "; for a larger text, `peerdoc write DOC --append` into an empty document"
+                    }
+                    _ => "",
+                };
+                Err(ClientError::Api(format!("{message}{hint}")))
             }
             // A stale address file from a daemon that died.
             Err(ureq::Error::Transport(t)) if t.kind() == ureq::ErrorKind::ConnectionFailed => {
@@ -143,14 +156,39 @@ impl Client {
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(text)
     }
+    /// Replaces the text, or appends to it. An append larger than the API takes in one request
+    /// goes in parts; a replacement must fit in one (it is one diff).
     pub(crate) fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
+        if !append && text.len() > MAX_REQUEST {
+            // Said here: the daemon would refuse it only after most of it was sent.
+            return Err(ClientError::Api(format!(
+                "the text is larger than {} MiB, the most one replacement takes; for a larger \
+                 text, `peerdoc write DOC --append` into an empty document",
+                MAX_REQUEST >> 20
+            )));
+        }
         let url = format!("{}/text?append={append}", Self::doc_path(doc));
-        self.check(
-            self.request("PUT", &url)
-                .set("Content-Type", "text/plain; charset=utf-8")
-                .send_string(text),
-        )?;
-        Ok(())
+        let mut rest = text;
+        loop {
+            let mut cut = if append {
+                rest.len().min(APPEND_PART)
+            } else {
+                rest.len()
+            };
+            while !rest.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let (part, more) = rest.split_at(cut);
+            self.check(
+                self.request("PUT", &url)
+                    .set("Content-Type", "text/plain; charset=utf-8")
+                    .send_string(part),
+            )?;
+            if more.is_empty() {
+                return Ok(());
+            }
+            rest = more;
+        }
     }
     pub(crate) fn rename(&self, doc: &str, name: &str) -> Result<DocInfo, ClientError> {
         let r = self.check(

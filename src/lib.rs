@@ -68,4 +68,7 @@ pub use replica::store::StoreError;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::net::{Net, NetConfig, NetEvent};
+    pub use libp2p::gossipsub::MessageAcceptance;
+    pub use libp2p::identity::Keypair;
+    pub use libp2p::{Multiaddr, PeerId};
 }

@@ -15,6 +15,7 @@ mod it {
     pub mod discovery;
     pub mod editor;
     pub mod hostile;
+    pub mod http;
     pub mod join;
     pub mod lab;
     pub mod resources;

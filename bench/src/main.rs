@@ -1,4 +1,4 @@
-//! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9, 10 of
+//! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9–11 of
 //! BENCHMARKS.md). Every figure is a ratio against a reference measured in the same run. The
 //! editor rows (stock Yjs clients against peerdoc daemons and the central y-websocket server)
 //! are in `bench/editors.mjs`; `scripts/bench.sh` runs both and `peerdoc-bench report` joins
@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod docs;
+mod fanout;
 mod nodes;
 mod report;
 mod trace;
@@ -29,7 +30,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Measure: replay, keystroke cost, cold open, catch-up, memory, stored size.
+    /// Measure: replay, keystroke cost, cold open, catch-up, memory, stored size, fan-out.
     Run {
         /// A sequential editing trace (.json or .json.gz), e.g.
         /// ../shared/data/editing-traces/automerge-paper.json.gz
@@ -47,6 +48,12 @@ enum Command {
         /// Copies of the document open at once in row 9.
         #[arg(long, default_value_t = 10)]
         copies: usize,
+        /// Nodes in row 11's fan-out.
+        #[arg(long, default_value_t = 100)]
+        fanout_nodes: usize,
+        /// Messages timed in row 11.
+        #[arg(long, default_value_t = 50)]
+        fanout_messages: u32,
         /// Write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -67,12 +74,15 @@ fn main() -> anyhow::Result<()> {
             runs,
             keystrokes,
             copies,
+            fanout_nodes,
+            fanout_messages,
             json,
         } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let trace = trace::load(&trace, edits)?;
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
-            let rows = run(&trace, runs, keystrokes, copies)?;
+            let fanout = (fanout_nodes, fanout_messages);
+            let rows = run(&trace, runs, keystrokes, copies, fanout)?;
             print!("{}", report::markdown(&rows));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
@@ -97,6 +107,7 @@ fn run(
     runs: usize,
     keystrokes: usize,
     copies: usize,
+    (fanout_nodes, fanout_messages): (usize, u32),
 ) -> anyhow::Result<Vec<report::Row>> {
     let mut rows = Vec::new();
     eprintln!("row 1: replay");
@@ -113,6 +124,9 @@ fn run(
         rows.push(nodes::catch_up(&stored, &doc, runs).await?);
         eprintln!("row 9: memory");
         rows.extend(nodes::memory(&doc, copies).await?);
+        eprintln!("row 11: fan-out among {fanout_nodes} nodes");
+        // Each node dials 5 others: about 10 connections each, enough for a mesh of 6.
+        rows.extend(fanout::fanout(fanout_nodes, 5, fanout_messages).await?);
         anyhow::Ok(())
     })?;
     Ok(rows)

@@ -68,6 +68,23 @@ impl Row {
     }
 }
 
+impl Row {
+    /// A row whose target is an absolute bound: nothing to compare against in the same run.
+    pub fn bound(row: &str, measurement: &str, unit: &str, peerdoc: f64, max: f64) -> Row {
+        Row {
+            row: row.into(),
+            measurement: measurement.into(),
+            unit: unit.into(),
+            peerdoc,
+            reference: f64::NAN,
+            reference_name: "none: an absolute bound".into(),
+            ratio: f64::NAN,
+            target: format!("≤ {max} {unit}"),
+            met: peerdoc <= max,
+        }
+    }
+}
+
 fn number(v: f64) -> String {
     if !v.is_finite() {
         "n/a".into()

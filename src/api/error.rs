@@ -1,7 +1,11 @@
-//! [`ApiError`]: every HTTP error is `{ "error": "..." }` with a status code that fits the
-//! node error behind it.
+//! [`ApiError`]: every HTTP error is `{"error": "...", "code": "..."}` with a status code that
+//! fits the node error behind it. `code` is a stable machine-readable name (README, HTTP API);
+//! `error` is for people. [`json_errors`] gives the same shape to the errors axum makes itself
+//! (unknown routes, wrong methods, unreadable bodies).
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
@@ -9,10 +13,14 @@ use crate::node::Error;
 use crate::replica::room::RoomError;
 use crate::replica::store::StoreError;
 
+/// Most of an error body axum or a rejection wrote that is read back (they are one line).
+const MAX_PLAIN_ERROR: usize = 16 << 10;
+
 /// A JSON error body with its status code.
 #[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
+    code: &'static str,
     message: String,
 }
 
@@ -20,42 +28,112 @@ impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
+            code: generic_code(status),
             message: message.into(),
         }
     }
 }
 
+/// The code of an error that only has a status.
+fn generic_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::UnknownDoc(_) | Error::NotShared => StatusCode::NOT_FOUND,
-            Error::AmbiguousDoc(..) | Error::AlreadyJoined(_) => StatusCode::CONFLICT,
-            Error::Store(StoreError::NameTaken(_)) => StatusCode::CONFLICT,
-            Error::BadName(..) | Error::ShortPrefix(_) | Error::Ticket(_) | Error::OwnTicket => {
-                StatusCode::BAD_REQUEST
-            }
-            Error::Unreachable { .. } | Error::JoinSync(_) | Error::NoWriter => {
-                StatusCode::BAD_GATEWAY
-            }
-            Error::ReaderCannotShare
-            | Error::NotOwner
-            | Error::RemoveOwner
-            | Error::Room(RoomError::ReadOnly(_)) => StatusCode::FORBIDDEN,
-            Error::NotAMember(_) => StatusCode::NOT_FOUND,
-            Error::Room(RoomError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
+        use StatusCode as S;
+        let (status, code) = match &e {
+            Error::UnknownDoc(_) => (S::NOT_FOUND, "unknown_doc"),
+            Error::NotShared => (S::NOT_FOUND, "not_shared"),
+            Error::NotAMember(_) => (S::NOT_FOUND, "not_a_member"),
+            Error::AmbiguousDoc(..) => (S::CONFLICT, "ambiguous_doc"),
+            Error::AlreadyJoined(_) => (S::CONFLICT, "already_joined"),
+            Error::Store(StoreError::NameTaken(_)) => (S::CONFLICT, "name_taken"),
+            Error::BadName(..) => (S::BAD_REQUEST, "bad_name"),
+            Error::ShortPrefix(_) => (S::BAD_REQUEST, "short_prefix"),
+            Error::Ticket(_) => (S::BAD_REQUEST, "bad_ticket"),
+            Error::OwnTicket => (S::BAD_REQUEST, "own_ticket"),
+            Error::Unreachable { .. } => (S::BAD_GATEWAY, "unreachable"),
+            Error::JoinSync(_) => (S::BAD_GATEWAY, "join_failed"),
+            Error::NoWriter => (S::BAD_GATEWAY, "no_writer"),
+            Error::ReaderCannotShare => (S::FORBIDDEN, "reader_cannot_share"),
+            Error::NotOwner => (S::FORBIDDEN, "not_owner"),
+            Error::RemoveOwner => (S::FORBIDDEN, "remove_owner"),
+            Error::Room(RoomError::ReadOnly(_)) => (S::FORBIDDEN, "read_only"),
+            Error::Room(RoomError::TooLarge(_)) => (S::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
-                StatusCode::INSUFFICIENT_STORAGE
+                (S::INSUFFICIENT_STORAGE, "disk_full")
             }
-            Error::Room(RoomError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Room(RoomError::Store(_)) => (S::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            _ => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, e.to_string())
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
+        let body = Json(serde_json::json!({ "error": self.message, "code": self.code }));
         (self.status, body).into_response()
     }
+}
+
+/// Middleware: an error response that is not JSON yet (axum's 404 and 405, its extractors'
+/// plain-text rejections, the body limit's 413) becomes an [`ApiError`] with the same status
+/// and headers.
+pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match status {
+        StatusCode::NOT_FOUND if text.is_empty() => format!("no such endpoint: {method} {path}"),
+        // axum adds the `Allow` header after this layer.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!(
+                "{method} is not allowed on {path}; the Allow header lists the methods that are"
+            )
+        }
+        _ if text.is_empty() => status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_owned(),
+        _ => text,
+    };
+    let mut json = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    *json.headers_mut() = parts.headers;
+    json
 }

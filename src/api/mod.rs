@@ -97,6 +97,7 @@ impl Server {
             token: self.token.clone(),
             addr: self.addr,
             stopping: self.stopping.clone(),
+            imports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let stopping = self.stopping.clone();
         self.task = Some(tokio::spawn(async move {

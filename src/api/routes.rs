@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -13,20 +15,26 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::access::access;
-use super::error::ApiError;
+use super::error::{json_errors, ApiError};
 use super::ws;
 use crate::node::Node;
 
-/// Largest request body (a whole document's text on `PUT …/text`).
-const MAX_BODY: usize = 64 << 20;
+/// Largest request body (a whole document's text on `PUT …/text`; a larger text goes in parts
+/// with `?append=true`). An import of this size peaks at about 20 times it in memory (the text,
+/// its diff, the Yjs update, the sealed copy, the stored row: BENCHMARKS.md), and imports run
+/// one at a time, so a node's import memory stays bounded.
+const MAX_BODY: usize = 16 << 20;
 
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
 const APP_CSS: &str = include_str!("../../web/dist/app.css");
+const FAVICON_SVG: &str = include_str!("../../web/favicon.svg");
+const FAVICON_ICO: &[u8] = include_bytes!("../../web/favicon.ico");
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -37,6 +45,8 @@ pub(crate) struct App {
     pub(crate) addr: SocketAddr,
     /// Fires when the server stops: long-lived editor sessions end on it.
     pub(crate) stopping: CancellationToken,
+    /// One `PUT …/text` at a time reads its body and imports it; others wait their turn.
+    pub(crate) imports: Arc<Semaphore>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -62,22 +72,32 @@ pub(crate) fn router(app: App) -> Router {
         .route("/ws/{doc}", get(websocket))
         .route(
             "/",
-            get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML) }),
+            get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML.as_bytes()) }),
         )
         .route(
             "/assets/app.js",
-            get(|| async { web_asset("text/javascript", APP_JS) }),
+            get(|| async { web_asset("text/javascript", APP_JS.as_bytes()) }),
         )
         .route(
             "/assets/app.css",
-            get(|| async { web_asset("text/css", APP_CSS) }),
+            get(|| async { web_asset("text/css", APP_CSS.as_bytes()) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|| async { web_asset("image/svg+xml", FAVICON_SVG.as_bytes()) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { web_asset("image/x-icon", FAVICON_ICO) }),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(app.clone(), access))
+        // Outermost: every error, whoever made it, is JSON.
+        .layer(middleware::from_fn(json_errors))
         .with_state(app)
 }
 
-fn web_asset(content_type: &'static str, body: &'static str) -> Response {
+fn web_asset(content_type: &'static str, body: &'static [u8]) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -182,6 +202,7 @@ async fn websocket(
     let stopping = app.stopping.clone();
     Ok(upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
+        .max_frame_size(ws::MAX_WS_MESSAGE)
         .on_upgrade(move |socket| ws::run(socket, room, stopping)))
 }
 
@@ -190,10 +211,28 @@ async fn put_text(
     State(app): State<App>,
     Path(doc): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    body: String,
+    body: Body,
 ) -> ApiResult<impl IntoResponse> {
     let append = matches!(query.get("append").map(String::as_str), Some("1" | "true"));
-    app.node.write(&doc, body, append).await?;
+    // The body is read only once it is this request's turn, so waiting imports hold no text.
+    let _turn = app
+        .imports
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping"))?;
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the text is larger than {} MiB (or the upload broke off); send it in parts \
+                 with ?append=true",
+                MAX_BODY >> 20
+            ),
+        )
+    })?;
+    let text = String::from_utf8(bytes.into())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the text is not valid UTF-8"))?;
+    app.node.write(&doc, text, append).await?;
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 

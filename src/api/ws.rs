@@ -5,30 +5,40 @@
 //! (as the reference y-websocket server echoes it; y-websocket v4 clients show "saved" then).
 //!
 //! A malformed frame, a text frame or an unknown message type closes the connection with a
-//! policy-violation code; the document is untouched and the node keeps running.
+//! policy-violation code (1008), a message over [`MAX_WS_MESSAGE`] with 1009, each with a
+//! reason; the document is untouched and the node keeps running. A client's close frame is
+//! answered, so a client that closes sees 1000.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::SinkExt;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::sync::YMessage;
 use crate::replica::room::{Origin, RoomError, RoomHandle, Stage};
 
-/// Largest WebSocket message accepted (a whole document sent by a reconnecting editor).
+/// Largest WebSocket message, and frame, accepted (a whole document sent by a reconnecting
+/// editor; browsers send a message as one frame).
 pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;
 
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// Why a session ended, as a WebSocket close code and reason.
+#[derive(PartialEq, Eq)]
 struct End(u16, &'static str);
+
+/// The client sent a close frame (tungstenite has queued the answer, which echoes its code).
+const CLIENT_CLOSED: End = End(CLOSE_NORMAL, "the client closed the session");
 
 /// Runs one editor session until the socket closes, the editor misbehaves, or `cancel` fires.
 pub(super) async fn run(mut socket: WebSocket, room: RoomHandle, cancel: CancellationToken) {
@@ -38,12 +48,17 @@ pub(super) async fn run(mut socket: WebSocket, room: RoomHandle, cancel: Cancell
     if end.0 != CLOSE_NORMAL {
         tracing::debug!(doc = %room.id, session, "closing editor session: {}", end.1);
     }
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code: end.0,
-            reason: end.1.into(),
-        })))
-        .await;
+    if end == CLIENT_CLOSED {
+        // Sends the queued answer to the client's close frame.
+        let _ = socket.close().await;
+    } else {
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code: end.0,
+                reason: end.1.into(),
+            })))
+            .await;
+    }
     if !presence.is_empty() {
         let _ = room
             .remove_awareness(presence.into_iter().collect(), Origin::Session(session))
@@ -90,7 +105,9 @@ async fn serve(
             _ = cancel.cancelled() => return End(CLOSE_GOING_AWAY, "node shutting down"),
             incoming = socket.recv() => {
                 let frame = match incoming {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return End(CLOSE_NORMAL, ""),
+                    Some(Ok(Message::Close(_))) => return CLIENT_CLOSED,
+                    None => return End(CLOSE_NORMAL, ""),
+                    Some(Err(e)) => return read_error(&e),
                     Some(Ok(Message::Binary(frame))) => frame,
                     Some(Ok(Message::Text(_))) => {
                         return End(CLOSE_POLICY, "text frames are not part of the y-websocket protocol")
@@ -127,6 +144,24 @@ async fn serve(
                 Err(RecvError::Closed) => return End(CLOSE_GOING_AWAY, "document closed"),
             },
         }
+    }
+}
+
+/// The close code and reason for a message tungstenite refused to read.
+fn read_error(e: &axum::Error) -> End {
+    use std::error::Error as _;
+    match e
+        .source()
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+    {
+        Some(tungstenite::Error::Capacity(_)) => End(
+            CLOSE_TOO_BIG,
+            "message larger than 32 MiB; peerdoc accepts messages of at most 32 MiB",
+        ),
+        Some(tungstenite::Error::Protocol(_) | tungstenite::Error::Utf8(_)) => {
+            End(CLOSE_PROTOCOL, "WebSocket protocol error")
+        }
+        _ => End(CLOSE_GOING_AWAY, "connection lost"),
     }
 }
 

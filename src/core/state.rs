@@ -75,11 +75,18 @@ pub fn sv_text(sv: &[u8]) -> Result<String, DocError> {
 
 /// True if the replica at `remote_sv` has seen operations the one at `local_sv` has not.
 pub fn sv_has_unseen(local_sv: &[u8], remote_sv: &[u8]) -> Result<bool, DocError> {
+    Ok(sv_unseen_count(local_sv, remote_sv)? > 0)
+}
+
+/// How many operations (inserted items, counted as yrs clocks count them: characters of text)
+/// the replica at `remote_sv` has seen that the one at `local_sv` has not.
+pub fn sv_unseen_count(local_sv: &[u8], remote_sv: &[u8]) -> Result<u64, DocError> {
     let local = decode_sv(local_sv)?;
     let remote = decode_sv(remote_sv)?;
     Ok(remote
         .iter()
-        .any(|(client, clock)| local.get(client) < *clock))
+        .map(|(client, clock)| u64::from((*clock).saturating_sub(local.get(client))))
+        .sum())
 }
 
 /// Ranges sorted, with overlapping and touching ones joined: one form for the same set.

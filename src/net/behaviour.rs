@@ -1,5 +1,6 @@
 //! The composed libp2p [`Behaviour`] and the swarm built around it: TCP + Noise + Yamux, QUIC,
-//! DNS, and circuit relay v2 as a transport; a block list and connection and memory limits;
+//! in-process memory (`/memory/N`, for many nodes in one test or benchmark), DNS, and circuit
+//! relay v2 as a transport; a block list and connection and memory limits;
 //! gossipsub (strict signing, peer scoring, messages validated by the caller), request-response on `/peerdoc/sync/1`, identify, ping, Kademlia, relay client
 //! (and server with `--relay`), DCUtR hole punching, AutoNAT v2 (client and server), and
 //! optional mDNS and UPnP.
@@ -7,6 +8,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use libp2p::core::{transport::MemoryTransport, upgrade::Version};
 use libp2p::gossipsub::{self, MessageAuthenticity};
 use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
@@ -15,6 +17,7 @@ use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     allow_block_list, autonat, connection_limits, dcutr, identify, kad, mdns,
     memory_connection_limits, noise, ping, relay, tcp, upnp, yamux, StreamProtocol, Swarm,
+    Transport,
 };
 
 use super::codec::BytesCodec;
@@ -63,6 +66,16 @@ pub(crate) fn build_swarm(
         )
         .map_err(|e| setup(&e))?
         .with_quic()
+        .with_other_transport(|key| {
+            let noise = noise::Config::new(key)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                MemoryTransport::default()
+                    .upgrade(Version::V1)
+                    .authenticate(noise)
+                    .multiplex(yamux::Config::default()),
+            )
+        })
+        .map_err(|e| setup(&e))?
         .with_dns()
         .map_err(|e| setup(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)

@@ -227,6 +227,14 @@ impl Net {
         &self.registry
     }
 
+    /// [`Net::registry`] as OpenMetrics text (the benchmark reads gossipsub's counters).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
     /// Builds the swarm, starts listening, and runs the event loop until `cancel` fires.
     /// Returns once every listener has reported an address (or after a few seconds).
     pub async fn spawn(
@@ -308,7 +316,7 @@ impl Net {
         self.try_send(Command::Publish(topic, data, None))
     }
     /// Verdict on a gossip message: accept (forward), reject (penalise sender) or ignore.
-    pub(crate) fn try_validate(
+    pub fn try_validate(
         &self,
         id: MessageId,
         via: PeerId,

@@ -1,4 +1,5 @@
-//! [`Error`]: everything the node API can fail with. Messages say what failed and what to do.
+//! [`Error`]: everything the node API can fail with. Messages say what failed and what to do,
+//! in words that fit any caller (the CLI and the HTTP API add their own pointers).
 
 use libp2p::PeerId;
 
@@ -11,7 +12,7 @@ use crate::replica::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no document matches {0:?}; list documents with `peerdoc ls`")]
+    #[error("no document matches {0:?} on this node")]
     UnknownDoc(String),
     #[error("{0:?} matches several documents ({1}); give more of the id")]
     AmbiguousDoc(String, String),
@@ -26,7 +27,7 @@ pub enum Error {
     Ticket(#[from] TicketError),
     #[error("this node already has that document, as {0:?}")]
     AlreadyJoined(String),
-    #[error("this ticket was made by this node; join it from another node (another --data dir)")]
+    #[error("this ticket was made by this node; join it from another node")]
     OwnTicket,
     #[error(
         "could not reach the sharer {peer} at any address in the ticket ({reason}); \
@@ -47,7 +48,7 @@ pub enum Error {
     Room(#[from] RoomError),
     #[error("only the document's owner can remove members")]
     NotOwner,
-    #[error("{0} is not a member of this document; list them with `peerdoc members DOC`")]
+    #[error("{0} is not a member of this document")]
     NotAMember(String),
     #[error("the owner cannot be removed from a document")]
     RemoveOwner,

@@ -413,10 +413,12 @@ impl Node {
                     .remove(&m.id)
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|p| DocPeer {
-                        peer: p.peer.to_string(),
-                        last_sync_secs: p.last_sync.map(|at| now.duration_since(at).as_secs()),
-                        in_sync: p.in_sync,
+                    .map(|p| {
+                        let last = p.last_sync.map(|(at, gap)| {
+                            let secs = now.duration_since(at).as_secs();
+                            (secs, gap.to_fetch, gap.peer_lacks)
+                        });
+                        DocPeer::new(p.peer.to_string(), last)
                     })
                     .collect(),
                 state_vector: summary

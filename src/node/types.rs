@@ -79,6 +79,39 @@ pub struct DocPeer {
     pub peer: String,
     /// Seconds since the last completed pull from this peer, if any.
     pub last_sync_secs: Option<u64>,
-    /// The last pull found both replicas at the same state vector.
+    /// What the last pull found: `up_to_date` (both have seen the same operations),
+    /// `catching_up` (the peer has operations this node has not applied yet), `peer_behind`
+    /// (this node has operations the peer lacks; the peer fetches them), or `not_synced` (no
+    /// pull has completed yet).
+    pub state: String,
+    /// Operations (characters of inserted text, as yrs counts them) this node had yet to fetch
+    /// from the peer at the last pull.
+    pub to_fetch: u64,
+    /// Operations of this node the peer lacked at the last pull.
+    pub peer_lacks: u64,
+    /// `state` is `up_to_date`.
     pub in_sync: bool,
+}
+
+impl DocPeer {
+    pub(crate) fn new(peer: String, last_sync: Option<(u64, u64, u64)>) -> DocPeer {
+        let (last_sync_secs, to_fetch, peer_lacks) = match last_sync {
+            Some((secs, to_fetch, peer_lacks)) => (Some(secs), to_fetch, peer_lacks),
+            None => (None, 0, 0),
+        };
+        let state = match (last_sync_secs, to_fetch, peer_lacks) {
+            (None, ..) => "not_synced",
+            (Some(_), 0, 0) => "up_to_date",
+            (Some(_), 0, _) => "peer_behind",
+            (Some(_), ..) => "catching_up",
+        };
+        DocPeer {
+            peer,
+            last_sync_secs,
+            state: state.into(),
+            to_fetch,
+            peer_lacks,
+            in_sync: state == "up_to_date",
+        }
+    }
 }

@@ -7,7 +7,7 @@
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
-use crate::core::doc::{sv_has_unseen, DocError};
+use crate::core::doc::{sv_unseen_count, DocError};
 use crate::core::sync::members::{self, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
 use crate::net::{Net, NetError};
@@ -33,8 +33,18 @@ pub enum PullFailure {
 pub(crate) struct PullOutcome {
     /// Our replica changed.
     pub(crate) changed: bool,
-    /// Both replicas have seen the same operations (state vectors equal) after the pull.
-    pub(crate) in_sync: bool,
+    /// How the replicas compare after the pull.
+    pub(crate) gap: Gap,
+}
+
+/// How two replicas of a document compare, counted in operations (yrs clock units: characters
+/// of inserted text): both zero when both have seen the same operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Gap {
+    /// Operations the peer has that this replica has not applied yet.
+    pub(crate) to_fetch: u64,
+    /// Operations this replica has that the peer has not (it fetches them in its own pulls).
+    pub(crate) peer_lacks: u64,
 }
 
 /// Pulls what `peer` has of `room`'s document and we lack. Returns once applied.
@@ -63,11 +73,13 @@ pub(crate) async fn pull(
             Progress::Done { update, remote_sv } => {
                 let applied = room.apply_remote(update).await?;
                 let local_sv = room.state_vector().await?;
-                let in_sync = !sv_has_unseen(&local_sv, &remote_sv)?
-                    && !sv_has_unseen(&remote_sv, &local_sv)?;
+                let gap = Gap {
+                    to_fetch: sv_unseen_count(&local_sv, &remote_sv)?,
+                    peer_lacks: sv_unseen_count(&remote_sv, &local_sv)?,
+                };
                 return Ok(PullOutcome {
                     changed: applied.delta.is_some(),
-                    in_sync,
+                    gap,
                 });
             }
         }

@@ -48,6 +48,16 @@ fn readme_walkthrough_between_two_daemons() {
     assert!(ls.contains(&id) && ls.contains("notes"), "{ls}");
     let status = a.ok(&["status"], None);
     assert!(status.contains("connected peers: 1"), "{status}");
+    // The sync state in words: once each has pulled from the other, both say so.
+    for node in [&a, &b] {
+        wait_until_blocking("status says the document is up to date", || {
+            let status = node.ok(&["status"], None);
+            status.contains("notes  up to date with 1 peer")
+                && status.contains("up to date (checked")
+        });
+        let status = node.ok(&["status"], None);
+        assert!(!status.contains("1 peers"), "{status}");
+    }
     let peers = a.ok(&["peers"], None);
     assert_eq!(peers.lines().count(), 1, "{peers}");
     assert_private(&a.data);
@@ -96,6 +106,19 @@ fn large_documents_round_trip_through_the_cli() {
         a.ok(&["cat", "big"], None) == big,
         "cat returns the whole text"
     );
+    // Past the API's 16 MiB per request: an append goes in parts, a replacement is refused
+    // with the way out.
+    let bigger = big.repeat(2);
+    a.ok(&["write", "big", "--append"], Some(&bigger));
+    assert!(a.ok(&["cat", "big"], None) == big.clone() + &bigger);
+    let out = a.run(&["write", "big"], Some(&bigger));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("16 MiB") && err.contains("--append"), "{err}");
+    assert!(
+        a.ok(&["cat", "big"], None) == big.clone() + &bigger,
+        "unchanged"
+    );
     a.stop();
 }
 
@@ -115,7 +138,7 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
 
     let a = Daemon::start(&root.path().join("a"));
     for (args, needle) in [
-        (vec!["cat", "missing"], "no document matches"),
+        (vec!["cat", "missing"], "list documents with `peerdoc ls`"),
         (vec!["join", "peerdoc1garbage"], "bad ticket"),
         (vec!["join", "not-a-ticket"], "not a peerdoc ticket"),
         (vec!["new", ""], "invalid document name"),
@@ -130,6 +153,20 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     }
     let out = a.run(&["frobnicate"], None);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    // No arguments, -h and --help describe the program the same way.
+    let first_line = |args: &[&str]| {
+        let out = std::process::Command::new(super::daemon::BIN)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        text.lines().next().unwrap_or_default().to_string()
+    };
+    let described = first_line(&["--help"]);
+    assert!(described.starts_with("peerdoc: "), "{described}");
+    assert_eq!(first_line(&[]), described);
+    assert_eq!(first_line(&["-h"]), described);
     a.stop();
 
     // A port in use: the OS error is said once, and the log has no colour codes in a pipe.
@@ -184,6 +221,44 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(!conf.join("peerdoc.db").exists(), "nothing started");
+}
+
+#[test]
+fn the_api_token_can_come_from_a_file() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("token");
+    std::fs::write(&file, "sesame-from-a-file\n").unwrap();
+    let file = file.to_str().unwrap();
+    let a = Daemon::start_with(&root.path().join("a"), &["--http-token-file", file]);
+    // The API wants the token; the CLI finds it in the data dir.
+    let refused = ureq::get(&format!("http://{}/api/docs", a.addr())).call();
+    assert!(
+        matches!(refused, Err(ureq::Error::Status(403, _))),
+        "{refused:?}"
+    );
+    let ok = ureq::get(&format!("http://{}/api/docs", a.addr()))
+        .set("Authorization", "Bearer sesame-from-a-file")
+        .call();
+    assert!(ok.is_ok(), "{ok:?}");
+    assert!(a.run(&["ls"], None).status.success());
+    a.stop();
+
+    // An empty or missing file stops serve with one line.
+    let empty = root.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for (path, needle) in [
+        (empty.to_str().unwrap(), "is empty"),
+        ("/nonexistent/t", "cannot read"),
+    ] {
+        let out = serve_command(&root.path().join("b"))
+            .args(["--http-token-file", path])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(needle), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
 }
 
 #[test]

@@ -65,9 +65,8 @@ function closeDoc () {
   current = null
   $('doc-view').hidden = true
   $('empty').hidden = false
-  setConn('idle', 'not connected')
   $('status-sync').textContent = ''
-  $('status-peers').textContent = '0 peers online'
+  refreshStatus()
 }
 
 function setConn (state, label) {
@@ -85,7 +84,7 @@ function openDoc (doc) {
   })
   provider.awareness.setLocalStateField('user', user())
   provider.on('status', ({ status }) => setConn(status, status))
-  provider.on('sync', (synced) => { $('status-sync').textContent = synced ? 'synced' : 'syncing…' })
+  provider.on('sync', (synced) => { $('status-sync').textContent = synced ? 'saved' : 'syncing…' })
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
   const ytext = ydoc.getText('content')
@@ -147,20 +146,34 @@ async function loadDocs () {
   return docs
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
+
+// The status bar. With a document open it shows the editor's connection (from the provider)
+// and the peers sharing the document; without one, whether the node answers and its peers.
 async function refreshStatus () {
+  let status
   try {
-    const status = await api('GET', '/api/status')
-    if (!current) return
-    const doc = status.docs.find((d) => d.id === current.id)
-    const peers = doc ? doc.peers.length : 0
-    $('status-peers').textContent = `${peers} peer${peers === 1 ? '' : 's'} online`
-    const behind = doc ? doc.peers.filter((p) => !p.in_sync).length : 0
-    if (current.provider.synced) {
-      $('status-sync').textContent = behind ? `synced here, catching up with ${behind}` : 'synced'
-    }
-    showError(null)
+    status = await api('GET', '/api/status')
   } catch (e) {
+    if (!current) {
+      setConn('disconnected', 'node not reachable')
+      $('status-peers').textContent = ''
+    }
     showError(e)
+    return
+  }
+  showError(null)
+  if (!current) {
+    setConn('connected', 'node running')
+    $('status-peers').textContent = `${plural(status.connected_peers.length, 'peer')} connected`
+    return
+  }
+  const doc = status.docs.find((d) => d.id === current.id)
+  const peers = doc ? doc.peers : []
+  $('status-peers').textContent = `${plural(peers.length, 'peer')} online with this document`
+  const fetching = peers.filter((p) => p.state === 'catching_up').length
+  if (current.provider.synced) {
+    $('status-sync').textContent = fetching ? `saved here; catching up with ${plural(fetching, 'peer')}` : 'saved'
   }
 }
 
@@ -292,12 +305,18 @@ $('menu-btn').onclick = () => document.body.classList.toggle('menu-open')
 
 // --- start -------------------------------------------------------------------------------------
 
-loadDocs()
-  .then((list) => {
-    const wanted = location.hash.slice(1)
-    const doc = list.find((d) => d.id === wanted)
-    if (doc) openDoc(doc)
-  })
-  .catch(showError)
-setInterval(() => { if (current) refreshStatus() }, 2000)
+// `/#<id>`, `/#<name>` or `/#<unique id prefix>` opens that document, as the CLI's DOC does
+// (the node resolves it).
+async function openFromHash () {
+  const wanted = decodeURIComponent(location.hash.slice(1))
+  if (!wanted || (current && current.id === wanted)) return
+  try {
+    openDoc(await api('GET', `/api/docs/${encodeURIComponent(wanted)}`))
+  } catch (e) { showError(e) }
+}
+window.addEventListener('hashchange', openFromHash)
+
+loadDocs().then(openFromHash).catch(showError)
+refreshStatus()
+setInterval(refreshStatus, 2000)
 setInterval(() => loadDocs().catch(showError), 10000)

@@ -81,8 +81,9 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
     (await pageA.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Bob'))
   await waitFor('Alice\'s cursor on B', async () =>
     (await pageB.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Alice'))
-  await waitFor('A counts one peer', async () => (await pageA.textContent('#status-peers')) === '1 peer online')
-  await waitFor('synced', async () => (await pageA.textContent('#status-sync')) === 'synced')
+  await waitFor('A counts one peer', async () =>
+    (await pageA.textContent('#status-peers')) === '1 peer online with this document')
+  await waitFor('saved', async () => (await pageA.textContent('#status-sync')) === 'saved')
 
   // What the browsers typed is what the node stores.
   const docs = await a.api('GET', '/api/docs')
@@ -187,4 +188,69 @@ test('a read-only member follows the document and cannot edit it', async () => {
     !(await pageA.textContent('#member-list')).includes('reader'))
   const info = await a.api('GET', `/api/docs/${docs[0].id}`)
   assert.equal(info.epoch, 1, 'the document has a new key')
+})
+
+// How much of an input's text (its value, or its placeholder when empty) does not fit, in pixels.
+const overflow = (page, selector) => page.evaluate((sel) => {
+  const el = document.querySelector(sel)
+  const style = getComputedStyle(el)
+  const ctx = document.createElement('canvas').getContext('2d')
+  ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`
+  const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+  return Math.ceil(ctx.measureText(el.value || el.placeholder).width - room)
+}, selector)
+
+test('the first view: node status without a document, documents by name or prefix in the URL, an icon, fields that fit', async () => {
+  const node = await startNode()
+  nodes.push(node)
+  const doc = await node.api('POST', '/api/docs', { name: 'notes' })
+  await node.api('PUT', `/api/docs/${doc.id}/text`, 'by name')
+
+  // No document open: the bar says the node answers, not "not connected".
+  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } })
+  const page = await context.newPage()
+  await page.goto(node.http + '/')
+  await waitFor('the node is shown as running', async () =>
+    (await page.textContent('#status-conn')) === 'node running')
+  assert.equal(await page.getAttribute('#status-conn', 'data-state'), 'connected')
+  await waitFor('the peer count', async () => (await page.textContent('#status-peers')) === '0 peers connected')
+  await page.screenshot({ path: `${ARTIFACTS}/browser-no-document.png` })
+
+  // The icon is served, as the page declares it and where browsers look by default.
+  const svg = await page.request.get(node.http + '/favicon.svg')
+  assert.equal(svg.status(), 200)
+  assert.match(svg.headers()['content-type'], /image\/svg\+xml/)
+  const ico = await page.request.get(node.http + '/favicon.ico')
+  assert.equal(ico.status(), 200)
+  assert.equal(ico.headers()['content-type'], 'image/x-icon')
+
+  // A name, or a unique prefix of the id, in the URL opens the document, as the CLI's DOC does.
+  for (const hash of ['notes', doc.id.slice(0, 6)]) {
+    const p = await context.newPage()
+    await p.goto(`${node.http}/#${hash}`)
+    await waitFor(`/#${hash} opens the document`, async () => (await editorText(p)) === 'by name')
+    assert.equal(await p.textContent('#doc-title'), 'notes')
+    await p.close()
+  }
+  // Something that matches nothing says so.
+  const missing = await context.newPage()
+  await missing.goto(`${node.http}/#no-such-doc`)
+  await waitFor('an error naming the document', async () =>
+    (await missing.textContent('#status-error')).includes('no-such-doc'))
+  await missing.close()
+
+  // At common widths the name fields show their whole placeholder or default name.
+  await page.fill('#my-name', 'Anonymous Badger')
+  for (const [width, height] of [[1280, 720], [1024, 700], [768, 1000], [390, 800]]) {
+    await page.setViewportSize({ width, height })
+    if (width < 700) {
+      await page.click('#menu-btn')
+      await page.waitForTimeout(400) // the menu slides in
+    }
+    for (const field of ['#my-name', '#new-name']) {
+      assert.ok(await overflow(page, field) <= 0, `${field} is cut off at ${width}px by ${await overflow(page, field)}px`)
+    }
+    await page.screenshot({ path: `${ARTIFACTS}/browser-width-${width}.png` })
+  }
+  await context.close()
 })

@@ -33,6 +33,34 @@ fn replace_is_a_minimal_diff_that_keeps_concurrent_edits() {
 }
 
 #[test]
+fn edits_skip_the_common_ends_and_large_rewrites_diff_by_line() {
+    // Multi-byte characters at the edges of the common prefix and suffix.
+    let edits = text_edits("héllo wörld", "héllo brave wörld");
+    assert_eq!(
+        edits,
+        vec![TextEdit {
+            at: 6,
+            delete: 0,
+            insert: "brave ".into()
+        }]
+    );
+    assert!(text_edits("same ✓", "same ✓").is_empty());
+    // Past CHAR_DIFF_MAX the middle is diffed by line: a changed line is replaced whole, the
+    // lines around it are untouched, and the result is the target.
+    let old: String = (0..60_000).map(|i| format!("line {i:06}\n")).collect();
+    let new = old.replace("line 030000\n", "line 03000X\n") + "tail\n";
+    let new = new.replacen("line 000001\n", "", 1);
+    assert!(old.len() + new.len() > CHAR_DIFF_MAX);
+    let edits = text_edits(&old, &new);
+    assert!(edits.len() <= 3, "{}", edits.len());
+    assert!(edits.iter().all(|e| e.insert.len() < 20), "{edits:?}");
+    let mut d = Document::new();
+    d.replace_text(&old);
+    d.replace_text(&new);
+    assert!(d.text() == new);
+}
+
+#[test]
 fn splice_counts_utf16_and_clamps() {
     let mut a = Document::new();
     a.splice(0, 0, "h\u{1F600}llo").unwrap();

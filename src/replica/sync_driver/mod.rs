@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::pull::{PullFailure, PullOutcome};
+use super::pull::{Gap, PullFailure, PullOutcome};
 use super::room::{DiffAndSv, Outgoing, RoomError, RoomHandle};
 use super::rooms::Rooms;
 use super::store::Store;
@@ -80,10 +80,8 @@ pub(crate) struct SyncSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct PeerSync {
     pub(crate) peer: PeerId,
-    /// When the last pull from this peer completed.
-    pub(crate) last_sync: Option<Instant>,
-    /// The last pull found both replicas at the same state vector.
-    pub(crate) in_sync: bool,
+    /// When the last pull from this peer completed, and how the replicas compared then.
+    pub(crate) last_sync: Option<(Instant, Gap)>,
 }
 
 enum Command {
@@ -160,7 +158,7 @@ pub(crate) struct SyncDriver {
     connected: HashSet<PeerId>,
     topic_peers: HashMap<[u8; 32], HashSet<PeerId>>,
     pulls: PullQueue<(PeerId, DocId)>,
-    synced: HashMap<(DocId, PeerId), (Instant, bool)>,
+    synced: HashMap<(DocId, PeerId), (Instant, Gap)>,
     responder: Responder,
     gossip_slots: HashMap<DocId, Arc<Semaphore>>,
     serve_slots: Arc<Semaphore>,
@@ -284,13 +282,9 @@ impl SyncDriver {
                 let peers = self
                     .peers_sharing(&room.topic)
                     .into_iter()
-                    .map(|peer| {
-                        let synced = self.synced.get(&(room.id, peer));
-                        PeerSync {
-                            peer,
-                            last_sync: synced.map(|(at, _)| *at),
-                            in_sync: synced.is_some_and(|(_, ok)| *ok),
-                        }
+                    .map(|peer| PeerSync {
+                        peer,
+                        last_sync: self.synced.get(&(room.id, peer)).copied(),
                     })
                     .collect();
                 (room.id, peers)

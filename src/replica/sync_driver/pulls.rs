@@ -71,7 +71,7 @@ impl SyncDriver {
                     tracing::debug!(doc = %doc, %peer, "caught up from peer");
                 }
                 self.synced
-                    .insert((doc, peer), (Instant::now(), outcome.in_sync));
+                    .insert((doc, peer), (Instant::now(), outcome.gap));
                 self.vouch(peer);
                 self.exchange_members(peer, doc, false);
             }
