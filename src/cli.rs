@@ -14,6 +14,7 @@ use peerdoc::api::{Server, DEFAULT_HTTP};
 use peerdoc::{Config, ConfigFile, DhtMode, DocPeer, Node, Status};
 
 use crate::client::Client;
+use crate::progress;
 
 /// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted
 ///
@@ -294,7 +295,10 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             }
         }
         Command::Join { ticket, name } => {
-            let doc = client.join(&ticket, name.as_deref())?;
+            let spinner = progress::spinner("joining: reaching a member, fetching the document");
+            let doc = client.join(&ticket, name.as_deref());
+            spinner.finish_and_clear();
+            let doc = doc?;
             println!("joined {} ({})", doc.name, doc.id);
         }
         Command::Cat { doc } => {
@@ -309,7 +313,15 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("stdin is not valid UTF-8 text")?;
-            client.write(&doc, &text, append)?;
+            let bar = progress::upload(text.len());
+            let written = client.write(&doc, &text, append, &|n| {
+                bar.set_position(n as u64);
+                if n == text.len() {
+                    bar.set_message("sent; saving");
+                }
+            });
+            bar.finish_and_clear();
+            written?;
         }
         Command::Rename { doc, name } => {
             let doc = client.rename(&doc, &name)?;

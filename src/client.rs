@@ -158,7 +158,14 @@ impl Client {
     }
     /// Replaces the text, or appends to it. An append larger than the API takes in one request
     /// goes in parts; a replacement must fit in one (it is one diff).
-    pub(crate) fn write(&self, doc: &str, text: &str, append: bool) -> Result<(), ClientError> {
+    /// `sent` is told how many bytes of `text` have gone so far.
+    pub(crate) fn write(
+        &self,
+        doc: &str,
+        text: &str,
+        append: bool,
+        sent: &dyn Fn(usize),
+    ) -> Result<(), ClientError> {
         if !append && text.len() > MAX_REQUEST {
             // Said here: the daemon would refuse it only after most of it was sent.
             return Err(ClientError::Api(format!(
@@ -179,10 +186,17 @@ impl Client {
                 cut -= 1;
             }
             let (part, more) = rest.split_at(cut);
+            let before = text.len() - rest.len();
+            let reader = Counted {
+                bytes: part.as_bytes(),
+                read: 0,
+                report: &|n| sent(before + n),
+            };
             self.check(
                 self.request("PUT", &url)
                     .set("Content-Type", "text/plain; charset=utf-8")
-                    .send_string(part),
+                    .set("Content-Length", &part.len().to_string())
+                    .send(reader),
             )?;
             if more.is_empty() {
                 return Ok(());
@@ -212,4 +226,21 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// A request body that reports how much of it has been read (sent).
+struct Counted<'a> {
+    bytes: &'a [u8],
+    read: usize,
+    report: &'a dyn Fn(usize),
+}
+
+impl std::io::Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.bytes[self.read..].len().min(buf.len()).min(64 << 10);
+        buf[..n].copy_from_slice(&self.bytes[self.read..self.read + n]);
+        self.read += n;
+        (self.report)(self.read);
+        Ok(n)
+    }
 }

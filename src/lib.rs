@@ -67,7 +67,7 @@ pub use replica::store::StoreError;
 /// The network handle, for integration tests that play a hostile peer. Not a stable API.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::net::{Net, NetConfig, NetEvent};
+    pub use crate::net::{Net, NetConfig, NetEvent, MESH_DEGREE};
     pub use libp2p::gossipsub::MessageAcceptance;
     pub use libp2p::identity::Keypair;
     pub use libp2p::{Multiaddr, PeerId};

@@ -4,6 +4,7 @@ use clap::Parser;
 
 mod cli;
 mod client;
+mod progress;
 
 /// jemalloc, for Rust and C (SQLite) alike, with background threads purging freed pages: with
 /// glibc's allocator a node's RSS stayed near its peak after documents were unloaded or editor

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use peerdoc::testing::{Keypair, MessageAcceptance, Multiaddr, Net, NetConfig, NetEvent, PeerId};
+use peerdoc::testing::{
+    Keypair, MessageAcceptance, Multiaddr, Net, NetConfig, NetEvent, PeerId, MESH_DEGREE,
+};
 use peerdoc::DhtMode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -24,8 +26,6 @@ use crate::report::{median, percentile, Row};
 const TOPIC: &str = "bench-fanout";
 /// About a sealed keystroke: envelope, signed write, a one-character Yjs update.
 const PAYLOAD: usize = 120;
-/// gossipsub's mesh degree (its default `mesh_n`, which peerdoc keeps).
-const MESH_DEGREE: f64 = 6.0;
 /// Heartbeats (700 ms) for the meshes to form before measuring.
 const SETTLE: Duration = Duration::from_secs(4);
 /// How long a message may take to reach everyone before it counts as lost.
@@ -184,6 +184,22 @@ impl Cluster {
     }
 }
 
+/// CPU time (user and system) this process has used, in seconds.
+fn cpu_seconds() -> f64 {
+    // Fields 14 and 15 of /proc/self/stat, after the parenthesised command name, in ticks.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<f64> = after_name
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // After the name: state (not a number, skipped), then ppid … utime is the 12th number.
+    match (fields.get(10), fields.get(11)) {
+        (Some(user), Some(system)) => (user + system) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
 /// The sum of a counter's samples in OpenMetrics text (every label set).
 fn counter(text: &str, name: &str) -> f64 {
     text.lines()
@@ -246,7 +262,12 @@ pub async fn fanout(n: usize, degree: usize, messages: u32) -> anyhow::Result<Ve
     let hop = one_hop(messages, 40_000).await?;
     let mut cluster = Cluster::spawn(n, 50_000).await?;
     cluster.connect(degree, 50_000, 7).await?;
+    // The CPU the idle cluster takes (heartbeats, pings), to tell it from the messages' own.
+    let idle_start = (cpu_seconds(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_per_sec = (cpu_seconds() - idle_start.0) / idle_start.1.elapsed().as_secs_f64();
     let (copies_before, unique_before) = cluster.received_copies();
+    let cpu_before = (cpu_seconds(), Instant::now());
 
     let mut all = Vec::new();
     let mut depths = Vec::new();
@@ -268,6 +289,7 @@ pub async fn fanout(n: usize, degree: usize, messages: u32) -> anyhow::Result<Ve
         // message.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let cpu = cpu_seconds() - cpu_before.0 - idle_per_sec * cpu_before.1.elapsed().as_secs_f64();
     let (copies_after, unique_after) = cluster.received_copies();
     cluster.stop().await;
     anyhow::ensure!(lost == 0, "fan-out: {lost} deliveries missing after 10 s");
@@ -275,14 +297,18 @@ pub async fn fanout(n: usize, degree: usize, messages: u32) -> anyhow::Result<Ve
     let copies = copies_after - copies_before;
     let unique = unique_after - unique_before;
     let duplicates = (copies - unique) / unique.max(1.0);
-    let ideal_hops = (n as f64).ln() / MESH_DEGREE.ln();
+    let mesh = MESH_DEGREE as f64;
+    let ideal_hops = (n as f64).ln() / mesh.ln();
     let depths: Vec<f64> = depths.into_iter().map(|d| d as f64).collect();
     let max_depth = depths.iter().copied().fold(0.0, f64::max);
     eprintln!(
         "row 11: {n} nodes, one hop {hop:.3} ms, hops to a node: mean {:.2}, max {max_depth}; \
-         ideal log_{MESH_DEGREE}({n}) = {ideal_hops:.2}; copies per node and message {:.2}",
+         ideal log_{mesh}({n}) = {ideal_hops:.2}; copies per node and message {:.2}; \
+         CPU per node and message {:.3} ms, idle cluster's CPU not counted (all {n} share \
+         this machine's cores)",
         depths.iter().sum::<f64>() / depths.len().max(1) as f64,
         copies / unique.max(1.0),
+        cpu * 1e3 / (f64::from(WARM_UP + messages) * n as f64),
     );
     let reference = ideal_hops * hop;
     let reference_name =
@@ -305,6 +331,16 @@ pub async fn fanout(n: usize, degree: usize, messages: u32) -> anyhow::Result<Ve
             percentile(&all, 99.0),
             reference,
             &reference_name,
+            2.0,
+            None,
+        ),
+        Row::new(
+            "11 hops",
+            &format!("fan-out: hops from the author to a node, mean ({n} nodes)"),
+            "hops",
+            depths.iter().sum::<f64>() / depths.len().max(1) as f64,
+            ideal_hops,
+            &format!("log_{mesh}({n})"),
             2.0,
             None,
         ),

@@ -14,6 +14,10 @@ mod nodes;
 mod report;
 mod trace;
 
+/// In row 11 each node dials this many others: about twice as many connections each, enough
+/// for gossipsub's mesh.
+const FANOUT_DEGREE: usize = 5;
+
 // The allocator the peerdoc binary runs with, so memory figures are the binary's.
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -58,6 +62,16 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Only row 11, the fan-out (for profiling it and trying gossip settings).
+    Fanout {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        #[arg(long, default_value_t = 50)]
+        messages: u32,
+        /// Write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Join result files (from `run` and from editors.mjs) into one Markdown table.
     Report {
         /// JSON files written by `run --json` or `editors.mjs --json`.
@@ -83,6 +97,21 @@ fn main() -> anyhow::Result<()> {
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
             let fanout = (fanout_nodes, fanout_messages);
             let rows = run(&trace, runs, keystrokes, copies, fanout)?;
+            print!("{}", report::markdown(&rows));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
+            }
+        }
+        Command::Fanout {
+            nodes,
+            messages,
+            json,
+        } => {
+            let rows = tokio::runtime::Runtime::new()?.block_on(fanout::fanout(
+                nodes,
+                FANOUT_DEGREE,
+                messages,
+            ))?;
             print!("{}", report::markdown(&rows));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
@@ -125,8 +154,7 @@ fn run(
         eprintln!("row 9: memory");
         rows.extend(nodes::memory(&doc, copies).await?);
         eprintln!("row 11: fan-out among {fanout_nodes} nodes");
-        // Each node dials 5 others: about 10 connections each, enough for a mesh of 6.
-        rows.extend(fanout::fanout(fanout_nodes, 5, fanout_messages).await?);
+        rows.extend(fanout::fanout(fanout_nodes, FANOUT_DEGREE, fanout_messages).await?);
         anyhow::Ok(())
     })?;
     Ok(rows)

@@ -25,6 +25,9 @@ use super::guard;
 use super::{DhtMode, NetConfig, NetError, RelayLimits};
 use crate::core::sync::{MAX_GOSSIP_MESSAGE, PROTOCOL};
 
+/// gossipsub's mesh degree (D): the peers each node forwards a document's messages to.
+pub const MESH_DEGREE: usize = 4;
+
 /// identify protocol version string.
 const IDENTIFY_PROTOCOL: &str = "/peerdoc/id/1";
 /// Our Kademlia protocol: a DHT of peerdoc nodes only.
@@ -136,6 +139,14 @@ fn gossipsub(
         // (IDONTWANT, gossipsub v1.2); since forwarding waits for our validation, the copies
         // it would have got are mostly not sent.
         .idontwant_message_size_threshold(0)
+        // Each mesh peer sends a node its copy of every message (less what IDONTWANT saves):
+        // a mesh of 4 instead of gossipsub's 6, and the author sending to its mesh rather than
+        // to every peer of the topic, bring the copies per node from about 6 to 3 (BENCHMARKS.md,
+        // row 11). In a document of up to five members, every member is in every mesh.
+        .mesh_n(MESH_DEGREE)
+        .mesh_n_low(3)
+        .mesh_n_high(8)
+        .flood_publish(false)
         .message_id_fn(message_id)
         .build()
         .map_err(|e| e.to_string())?;

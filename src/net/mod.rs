@@ -30,6 +30,7 @@ mod event_loop;
 mod guard;
 mod reachability;
 
+pub use behaviour::MESH_DEGREE;
 pub(crate) use guard::DEFAULT_MAX_CONNECTIONS;
 pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
 

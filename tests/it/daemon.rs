@@ -68,12 +68,18 @@ impl Daemon {
         peerdoc(&self.data, args, stdin)
     }
 
-    /// Runs a command that must succeed; returns its stdout.
+    /// Runs a command that must succeed; returns its stdout. In a pipe, a command that
+    /// succeeds writes nothing to stderr (no progress bars, no colour).
     pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.run(args, stdin);
         assert!(
             out.status.success(),
             "peerdoc {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "peerdoc {args:?} wrote to stderr: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
