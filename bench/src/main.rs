@@ -150,7 +150,7 @@ fn run(
         let stored = nodes::store(&doc).await?;
         rows.push(nodes::stored_size(&stored, &doc)?);
         rows.push(nodes::cold_open(&stored, &doc, runs).await?);
-        rows.push(nodes::catch_up(&stored, &doc, runs).await?);
+        rows.extend(nodes::catch_up(&stored, &doc, runs).await?);
         eprintln!("row 9: memory");
         rows.extend(nodes::memory(&doc, copies).await?);
         eprintln!("row 11: fan-out among {fanout_nodes} nodes");
