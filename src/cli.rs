@@ -62,12 +62,17 @@ pub(crate) enum Command {
         /// The member's peer id (see `peerdoc members DOC`).
         peer: String,
     },
-    /// Join a document from a ticket (fetches it from the sharer).
+    /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
+    /// finds if the sharer does not answer.
     Join {
         ticket: String,
         /// Local name (default: the name in the ticket).
         #[arg(long)]
         name: Option<String>,
+        /// If no member is online, keep the document and wait: the node completes the join
+        /// when one answers (even after a restart, or if this command is interrupted).
+        #[arg(long)]
+        wait: bool,
     },
     /// Print the document's text.
     Cat { doc: String },
@@ -275,7 +280,9 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
         }
         Command::Ls => {
             for doc in client.list()? {
-                let role = if doc.role == "reader" {
+                let role = if doc.joining {
+                    "  (joining: waiting for a member)"
+                } else if doc.role == "reader" {
                     "  (read-only)"
                 } else {
                     ""
@@ -294,9 +301,23 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
                 println!("{}  {}{you}", member.peer, member.role);
             }
         }
-        Command::Join { ticket, name } => {
+        Command::Join { ticket, name, wait } => {
             let spinner = progress::spinner("joining: reaching a member, fetching the document");
-            let doc = client.join(&ticket, name.as_deref());
+            let mut doc = client.join(&ticket, name.as_deref(), wait);
+            if let Some(info) = doc.as_ref().ok().filter(|info| info.joining) {
+                spinner.set_message(format!(
+                    "no member of {} is online; waiting for one (Ctrl-C leaves the node waiting)",
+                    info.name
+                ));
+                let id = info.id.clone();
+                doc = loop {
+                    std::thread::sleep(Duration::from_millis(500));
+                    match client.info(&id) {
+                        Ok(info) if info.joining => continue,
+                        other => break other,
+                    }
+                };
+            }
             spinner.finish_and_clear();
             let doc = doc?;
             println!("joined {} ({})", doc.name, doc.id);

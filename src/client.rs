@@ -79,6 +79,10 @@ impl Client {
                     "unknown_doc" => "; list documents with `peerdoc ls`",
                     "not_a_member" => "; list them with `peerdoc members DOC`",
                     "own_ticket" => " (one with another --data dir)",
+                    "unreachable" | "no_writer" | "join_failed" => {
+                        "; run the same command with --wait to keep the document and finish the \
+                         join when a member comes online"
+                    }
                     "payload_too_large" => {
                         "; for a larger text, `peerdoc write DOC --append` into an empty document"
                     }
@@ -138,12 +142,22 @@ impl Client {
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
         self.get(&format!("{}/members", Self::doc_path(doc)))
     }
-    pub(crate) fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, ClientError> {
+    /// Joins; with `wait`, a join no member can serve yet is kept and completes later.
+    pub(crate) fn join(
+        &self,
+        ticket: &str,
+        name: Option<&str>,
+        wait: bool,
+    ) -> Result<DocInfo, ClientError> {
         let r = self.check(
             self.request("POST", "/api/join")
-                .send_json(serde_json::json!({ "ticket": ticket, "name": name })),
+                .send_json(serde_json::json!({ "ticket": ticket, "name": name, "wait": wait })),
         )?;
         self.json(r)
+    }
+
+    pub(crate) fn info(&self, doc: &str) -> Result<DocInfo, ClientError> {
+        self.get(&Self::doc_path(doc))
     }
     pub(crate) fn text(&self, doc: &str) -> Result<String, ClientError> {
         let r = self.check(

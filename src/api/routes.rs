@@ -268,10 +268,17 @@ async fn revoke(
 struct JoinBody {
     ticket: String,
     name: Option<String>,
+    /// Keep the document and finish the join later if no member answers now.
+    #[serde(default)]
+    wait: bool,
 }
 
 async fn join(State(app): State<App>, Json(body): Json<JoinBody>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(
-        app.node.join(&body.ticket, body.name.as_deref()).await?,
-    ))
+    let name = body.name.as_deref();
+    let doc = if body.wait {
+        app.node.join_or_wait(&body.ticket, name).await?
+    } else {
+        app.node.join(&body.ticket, name).await?
+    };
+    Ok(Json(doc))
 }

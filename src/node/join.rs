@@ -1,12 +1,16 @@
 //! Joining a shared document: admit this node with the ticket's invitation (a member
 //! certificate it signs itself), reach the sharer at the ticket's addresses, or, if it does not
 //! answer, whoever the DHT says holds the document; exchange rosters (certificates) with them
-//! and pull from the first writer that has it; keep nothing if that fails.
+//! and pull from the first writer that has it. If that fails, a plain join keeps nothing; a
+//! waiting join (`join --wait`) keeps the document and its ticket and tries again every
+//! `redial_interval`, also after a restart, until a member answers.
 
 use libp2p::PeerId;
 
 use super::{names, Error, Node, DHT_RETRY};
+use crate::actor::unpoisoned;
 use crate::core::access::Cert;
+use crate::core::doc::DocId;
 use crate::core::sync::members::Roster;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
@@ -18,7 +22,24 @@ impl Node {
     /// Joins a shared document: reaches the sharer, fetches the document, and keeps it in sync.
     /// On any failure nothing is kept.
     pub async fn join(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, Error> {
-        let ticket = Ticket::decode(ticket)?;
+        self.join_with(ticket, name, false).await
+    }
+
+    /// Like [`Node::join`], but if no member can be reached (or none can serve the document
+    /// yet), keeps the document, empty and marked `joining`, and completes the join in the
+    /// background once a member answers, also after a restart. Errors in the ticket or the
+    /// request still fail at once.
+    pub async fn join_or_wait(&self, ticket: &str, name: Option<&str>) -> Result<DocInfo, Error> {
+        self.join_with(ticket, name, true).await
+    }
+
+    async fn join_with(
+        &self,
+        ticket_text: &str,
+        name: Option<&str>,
+        wait: bool,
+    ) -> Result<DocInfo, Error> {
+        let ticket = Ticket::decode(ticket_text)?;
         let invitation = ticket.invitation_cert()?;
         let admission = ticket.admit(self.inner.identity.public().to_bytes())?;
         if ticket.peer == self.peer_id() {
@@ -37,7 +58,6 @@ impl Node {
             }
         })?;
         let name = names::unique_name(&wanted, &docs);
-        let members = self.reach_members(&ticket).await?;
         let meta = DocMeta {
             id: ticket.doc,
             name,
@@ -46,14 +66,30 @@ impl Node {
             owner: ticket.owner,
             key_epoch: ticket.epoch,
         };
+        let certs = vec![invitation, admission];
+        let members = match self.reach_members(&ticket).await {
+            Ok(members) => members,
+            Err(e) if wait => {
+                tracing::info!(doc = %meta.id, "no member reachable ({e}); waiting for one");
+                return self.keep_waiting(ticket_text, &ticket, &meta, certs).await;
+            }
+            Err(e) => return Err(e),
+        };
         self.inner.store.create_doc(meta.clone()).await?;
-        if let Err(e) = self
-            .first_pull(&meta, &members, vec![invitation, admission])
-            .await
-        {
+        if let Err(e) = self.first_pull(&meta, &members, certs.clone()).await {
+            if wait && may_succeed_later(&e) {
+                tracing::info!(doc = %meta.id, "join not finished ({e}); waiting for a member");
+                return self.keep_waiting(ticket_text, &ticket, &meta, certs).await;
+            }
             self.forget(&meta).await;
             return Err(e);
         }
+        self.joined(&ticket, &meta).await;
+        Ok(self.info(&meta))
+    }
+
+    /// The end of a join: the sharer's addresses remembered, the document synced from now on.
+    async fn joined(&self, ticket: &Ticket, meta: &DocMeta) {
         let addrs = ticket.addrs.iter().map(|a| a.to_string()).collect();
         if let Err(e) = self
             .inner
@@ -64,7 +100,98 @@ impl Node {
             tracing::warn!("cannot remember the sharer's addresses: {e}");
         }
         self.inner.sync.opened(meta.id).await;
-        Ok(self.info(&meta))
+    }
+
+    /// Keeps a join that found no member: the document (empty, with this node's
+    /// certificates) and its ticket are stored, and a task completes the join later.
+    async fn keep_waiting(
+        &self,
+        ticket_text: &str,
+        ticket: &Ticket,
+        meta: &DocMeta,
+        certs: Vec<Cert>,
+    ) -> Result<DocInfo, Error> {
+        if self.inner.rooms.get(&meta.id).is_none() {
+            if !self
+                .inner
+                .store
+                .list_docs()
+                .await?
+                .iter()
+                .any(|m| m.id == meta.id)
+            {
+                self.inner.store.create_doc(meta.clone()).await?;
+            }
+            let room = self.open_room(meta).await?;
+            room.add_certs(certs).await?;
+        }
+        self.inner
+            .store
+            .set_pending_join(meta.id, Some(ticket_text.to_string()))
+            .await?;
+        // The sharer is the first place to look, now and after a restart.
+        let addrs = ticket.addrs.iter().map(|a| a.to_string()).collect();
+        if let Err(e) = self
+            .inner
+            .store
+            .save_peer(ticket.peer.to_string(), addrs)
+            .await
+        {
+            tracing::warn!("cannot remember the sharer's addresses: {e}");
+        }
+        self.wait_for_member(meta.id, ticket_text.to_string());
+        Ok(self.info(meta))
+    }
+
+    /// Starts the task that completes a waiting join (at start, for each one stored).
+    pub(super) fn wait_for_member(&self, doc: DocId, ticket: String) {
+        unpoisoned(self.inner.joining.lock()).insert(doc);
+        let node = self.clone();
+        let task = tokio::spawn(async move {
+            let cancel = node.inner.cancel.clone();
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(node.inner.config.redial_interval) => {}
+                }
+                match node.complete_join(doc, &ticket).await {
+                    Ok(true) => {
+                        tracing::info!(%doc, "joined: a member answered");
+                        break;
+                    }
+                    // Deleted meanwhile: nothing to complete.
+                    Ok(false) => break,
+                    Err(e) => tracing::debug!(%doc, "still waiting for a member: {e}"),
+                }
+            }
+            unpoisoned(node.inner.joining.lock()).remove(&doc);
+        });
+        // Stopped before the sync driver and the network it uses.
+        unpoisoned(self.inner.tasks.lock()).insert(0, task);
+    }
+
+    /// One attempt to complete a waiting join. `Ok(false)`: the document is gone.
+    async fn complete_join(&self, doc: DocId, ticket_text: &str) -> Result<bool, Error> {
+        let Some(meta) = self
+            .inner
+            .store
+            .list_docs()
+            .await?
+            .into_iter()
+            .find(|m| m.id == doc)
+        else {
+            return Ok(false);
+        };
+        let ticket = Ticket::decode(ticket_text)?;
+        let members = self.reach_members(&ticket).await?;
+        let certs = vec![
+            ticket.invitation_cert()?,
+            ticket.admit(self.inner.identity.public().to_bytes())?,
+        ];
+        self.first_pull(&meta, &members, certs).await?;
+        self.inner.store.set_pending_join(doc, None).await?;
+        self.joined(&ticket, &meta).await;
+        Ok(true)
     }
 
     /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or,
@@ -120,7 +247,10 @@ impl Node {
         members: &[PeerId],
         certs: Vec<Cert>,
     ) -> Result<(), Error> {
-        let room = self.open_room(meta).await?;
+        let room = match self.inner.rooms.get(&meta.id) {
+            Some(room) => room,
+            None => self.open_room(meta).await?,
+        };
         room.add_certs(certs).await?;
         let timeout = self.inner.config.request_timeout;
         let mut failure = None;
@@ -183,4 +313,12 @@ impl Node {
         }
         Err(failure.unwrap_or(Error::NotShared))
     }
+}
+
+/// Whether a failed join may succeed once another member comes online (not a refusal).
+fn may_succeed_later(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Unreachable { .. } | Error::JoinSync(PullFailure::Net(_)) | Error::NoWriter
+    )
 }

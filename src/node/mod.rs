@@ -7,6 +7,7 @@
 //! Shutdown order: stop sync and the swarm, close rooms (their queued writes finish first),
 //! close the store, release the data dir. Stop the HTTP server before the node.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ struct Inner {
     room_ctx: RoomContext,
     cancel: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Documents whose join waits for a member (`join.rs`).
+    joining: Mutex<HashSet<DocId>>,
     /// Held until shutdown: one daemon per data dir.
     data_dir: Mutex<Option<DataDir>>,
     /// This node's identity key: it signs certificates and invitations.
@@ -145,7 +148,7 @@ impl Node {
             outbox_rx,
             cancel.child_token(),
         );
-        Ok(Node {
+        let node = Node {
             inner: Arc::new(Inner {
                 config,
                 store,
@@ -159,8 +162,13 @@ impl Node {
                 data_dir: Mutex::new(Some(data_dir)),
                 identity,
                 registry,
+                joining: Mutex::default(),
             }),
-        })
+        };
+        for (doc, ticket) in node.inner.store.pending_joins().await? {
+            node.wait_for_member(doc, ticket);
+        }
+        Ok(node)
     }
 
     /// Stops the node in order; pending writes are committed first. Idempotent.
@@ -223,6 +231,7 @@ impl Node {
             created: meta.created,
             role: role.map_or("none", Role::as_str).to_string(),
             epoch: access.map_or(0, |a| a.keys.current().0),
+            joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
         }
     }
 

@@ -14,6 +14,9 @@ pub struct DocInfo {
     pub role: String,
     /// The newest content-key epoch this node holds (a new one begins with each removal).
     pub epoch: u32,
+    /// A join that waits for a member (`join --wait`): the document is empty until one answers.
+    #[serde(default)]
+    pub joining: bool,
 }
 
 /// A member of a document.

@@ -224,6 +224,75 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
 }
 
 #[test]
+fn join_wait_keeps_the_document_and_finishes_when_the_sharer_is_back() {
+    let root = tempfile::tempdir().unwrap();
+    // Quick retries, so the test does not wait the default 30 s between attempts.
+    let conf = root.path().join("fast.toml");
+    std::fs::write(&conf, "redial_interval = 1\n").unwrap();
+    let conf = conf.to_str().unwrap();
+    let a = Daemon::start_with(&root.path().join("a"), &["--config", conf]);
+    a.ok(&["new", "notes"], None);
+    a.ok(&["write", "notes"], Some("hello\n"));
+    let ticket = a.ok(&["share", "notes"], None).trim().to_string();
+    // The ticket names A's TCP address: A comes back on it.
+    let status = a.ok(&["status"], None);
+    let tcp = status
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("/ip4/127.0.0.1/tcp/"))
+        .and_then(|l| l.split("/p2p/").next())
+        .unwrap()
+        .to_string();
+    a.stop();
+
+    let b = Daemon::start_with(&root.path().join("b"), &["--config", conf]);
+    let out = b.run(&["join", &ticket], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--wait"), "the error offers to wait: {err}");
+    assert!(b.ok(&["ls"], None).is_empty(), "a plain join keeps nothing");
+
+    let waiting = std::process::Command::new(super::daemon::BIN)
+        .arg("--data")
+        .arg(&b.data)
+        .args(["join", &ticket, "--wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_blocking("b lists the document as joining", || {
+        b.ok(&["ls"], None).contains("notes  (joining")
+    });
+    // The sharer comes back: the waiting command finishes.
+    let a = Daemon::start_with(
+        &root.path().join("a"),
+        &["--config", conf, "--listen", &tcp],
+    );
+    let mut waiting = Some(waiting);
+    let mut output = None;
+    wait_until_blocking("join --wait finishes", || {
+        let child = waiting.as_mut().unwrap();
+        if child.try_wait().unwrap().is_some() {
+            output = Some(waiting.take().unwrap().wait_with_output().unwrap());
+            return true;
+        }
+        false
+    });
+    let out = output.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("joined notes"));
+    assert!(out.stderr.is_empty(), "no progress drawn in a pipe");
+    assert_eq!(b.ok(&["cat", "notes"], None), "hello\n");
+    assert!(!b.ok(&["ls"], None).contains("joining"));
+    a.stop();
+    b.stop();
+}
+
+#[test]
 fn the_api_token_can_come_from_a_file() {
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("token");

@@ -1,4 +1,5 @@
-//! Joining with bad tickets fails clearly and leaves nothing behind.
+//! Joining with bad tickets fails clearly and leaves nothing behind; a join that waits for a
+//! member keeps the document and completes when one answers.
 
 use super::common::*;
 use peerdoc::core::envelope::DocKey;
@@ -137,6 +138,52 @@ async fn a_replica_that_lost_its_copy_rejoins_without_duplicating_content() {
     a.write(&doc.id, expected.clone(), false).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(wait_converged(&[&a, &b], &doc.id, |_| true).await, expected);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_join_keeps_the_document_and_completes_when_a_member_answers() {
+    let d = dirs(3);
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("minutes").await.unwrap().id;
+    a.write(&doc, "agreed: ship it".into(), false)
+        .await
+        .unwrap();
+    let ticket = a.ticket(&doc).await.unwrap();
+    let port = tcp_port(&a).await;
+    a.shutdown().await;
+
+    // Nobody online: a plain join fails and keeps nothing; a waiting join keeps the document.
+    let b = start(&d.paths[1]).await;
+    let err = b.join(&ticket, None).await.expect_err("nobody online");
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    assert!(b.list_docs().await.unwrap().is_empty());
+    let info = b.join_or_wait(&ticket, None).await.unwrap();
+    assert!(info.joining, "{info:?}");
+    assert_eq!(info.name, "minutes");
+    assert_eq!(b.text(&doc).await.unwrap(), "");
+    let err = b.join(&ticket, None).await.expect_err("kept");
+    assert!(matches!(err, Error::AlreadyJoined(_)), "{err}");
+
+    // The waiting join survives a restart of the joiner.
+    b.shutdown().await;
+    let b = start(&d.paths[1]).await;
+    assert!(
+        b.doc_info(&doc).await.unwrap().joining,
+        "resumed from the store"
+    );
+
+    // The sharer comes back: the join completes by itself and the document arrives.
+    let a = start_on(&d.paths[0], port).await;
+    wait_until("the waiting join completes", async || {
+        !b.doc_info(&doc).await.unwrap().joining
+    })
+    .await;
+    assert_eq!(b.text(&doc).await.unwrap(), "agreed: ship it");
+    // And it is a real member: its edits reach the sharer.
+    b.write(&doc, " (b agrees)".into(), true).await.unwrap();
+    wait_converged(&[&a, &b], &doc, |t| t.ends_with("(b agrees)")).await;
     a.shutdown().await;
     b.shutdown().await;
 }

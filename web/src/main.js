@@ -122,7 +122,7 @@ function renderList () {
   const list = $('doc-list')
   list.replaceChildren(...docs.map((doc) => {
     const li = document.createElement('li')
-    li.textContent = doc.name
+    li.textContent = doc.joining ? `${doc.name} (joining…)` : doc.name
     li.title = doc.id
     li.dataset.id = doc.id
     if (current && current.id === doc.id) li.classList.add('active')

@@ -7,7 +7,8 @@
 //! (append-only log per doc), `snapshots` (compacted log prefix per doc, with the state vector
 //! and digest of the state it holds), `certs` (each
 //! document's membership certificates), `epoch_keys` (content keys of later epochs), `peers`
-//! (known addresses), `meta` (reserved for small key/value settings).
+//! (known addresses), `pending_joins` (tickets of joins waiting for a member), `meta` (reserved
+//! for small key/value settings).
 
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -135,6 +136,9 @@ enum Command {
     Compact(DocId, Vec<u8>, i64, Summary, Reply<()>),
     SavePeer(String, Vec<String>, Reply<()>),
     KnownPeers(Reply<Vec<(String, Vec<String>)>>),
+    /// Remembers a join's ticket until it completes (`None` forgets it).
+    SetPendingJoin(DocId, Option<String>, Reply<()>),
+    PendingJoins(Reply<Vec<(DocId, String)>>),
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
     AddKey(DocId, u32, [u8; 32], Reply<()>),
     AdoptLegacy(KeyBytes, Reply<usize>),
@@ -240,6 +244,17 @@ impl Store {
     }
     pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         self.call(Command::KnownPeers).await
+    }
+    /// Remembers the ticket of a join that waits for a member; `None` once it completed.
+    pub(crate) async fn set_pending_join(
+        &self,
+        id: DocId,
+        ticket: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Command::SetPendingJoin(id, ticket, r)).await
+    }
+    pub(crate) async fn pending_joins(&self) -> Result<Vec<(DocId, String)>, StoreError> {
+        self.call(Command::PendingJoins).await
     }
     /// Stores certificates of a document (duplicates are ignored).
     pub(crate) async fn add_certs(&self, id: DocId, certs: Vec<Vec<u8>>) -> Result<(), StoreError> {

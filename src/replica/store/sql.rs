@@ -9,7 +9,7 @@ use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredAccess, StoredD
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// SQLite's page cache, in KiB (its default is 2000).
 const CACHE_KIB: i64 = 256;
 
@@ -89,6 +89,19 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              ALTER TABLE snapshots ADD COLUMN sv BLOB;
              ALTER TABLE snapshots ADD COLUMN digest BLOB;
              PRAGMA user_version = 3;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 4 {
+        // Joins waiting for a member (`peerdoc join --wait`): their tickets, until the join
+        // completes or the document is deleted.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS pending_joins (
+                 doc BLOB PRIMARY KEY REFERENCES docs(id) ON DELETE CASCADE,
+                 ticket TEXT NOT NULL);
+             PRAGMA user_version = 4;
              COMMIT;",
         )
         .map_err(corrupt)?;
@@ -182,6 +195,20 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
             finish(r, result)
         }
         Command::KnownPeers(r) => finish(r, known_peers(tx)),
+        Command::SetPendingJoin(id, ticket, r) => {
+            let result = match ticket {
+                Some(ticket) => tx.execute(
+                    "INSERT OR REPLACE INTO pending_joins (doc, ticket) VALUES (?1, ?2)",
+                    params![&id.0[..], ticket],
+                ),
+                None => tx.execute(
+                    "DELETE FROM pending_joins WHERE doc = ?1",
+                    params![&id.0[..]],
+                ),
+            };
+            finish(r, result.map(|_| ()).map_err(StoreError::from))
+        }
+        Command::PendingJoins(r) => finish(r, pending_joins(tx)),
         Command::AddCerts(id, certs, r) => {
             let result = certs
                 .iter()
@@ -375,6 +402,22 @@ fn load_access(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredAccess, St
     })
 }
 
+fn pending_joins(tx: &rusqlite::Transaction) -> Result<Vec<(DocId, String)>, StoreError> {
+    let mut stmt = tx.prepare("SELECT doc, ticket FROM pending_joins")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut joins = Vec::new();
+    for row in rows {
+        let (doc, ticket) = row?;
+        // Ids are written by this code only; a row of another length is skipped, not fatal.
+        if let Ok(id) = <[u8; 16]>::try_from(doc.as_slice()) {
+            joins.push((DocId(id), ticket));
+        }
+    }
+    Ok(joins)
+}
+
 fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>, StoreError> {
     let mut stmt = tx.prepare("SELECT peer, addr FROM peers ORDER BY peer, last_seen DESC")?;
     let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
@@ -409,6 +452,8 @@ pub(super) fn refuse(cmd: Command) -> DeferredReply {
         Command::Load(_, r) => fail(r),
         Command::LoadAccess(_, r) => fail(r),
         Command::KnownPeers(r) => fail(r),
+        Command::SetPendingJoin(_, _, r) => fail(r),
+        Command::PendingJoins(r) => fail(r),
         Command::AdoptLegacy(_, r) => fail(r),
         Command::Close(_) => unreachable!("handled by the writer loop"),
         #[cfg(test)]
