@@ -15,6 +15,7 @@ use crate::core::sync::members::Roster;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
 use crate::replica::pull::{exchange, pull, PullFailure};
+use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now, DocMeta};
 use crate::DocInfo;
 
@@ -247,10 +248,40 @@ impl Node {
         members: &[PeerId],
         certs: Vec<Cert>,
     ) -> Result<(), Error> {
-        let room = match self.inner.rooms.get(&meta.id) {
-            Some(room) => room,
-            None => self.open_room(meta).await?,
+        let (room, listed) = match self.inner.rooms.get(&meta.id) {
+            Some(room) => (room, true),
+            // Listed only once the first pull is done: the sync driver pulls every listed
+            // document from every peer sharing it, and fetched the same document again in
+            // parallel (the sharer sent it twice: BENCHMARKS.md, row 4).
+            None => (
+                RoomHandle::open(meta, self.inner.room_ctx.clone()).await?,
+                false,
+            ),
         };
+        let result = self.pull_first(&room, meta, members, certs).await;
+        match (&result, listed) {
+            (Ok(()), false) => self.list_room(&room).await,
+            (Err(_), false) => room.close().await,
+            _ => {}
+        }
+        result
+    }
+
+    /// Makes an open room part of the node: listed, its topic subscribed and provided.
+    pub(super) async fn list_room(&self, room: &RoomHandle) {
+        self.inner.rooms.insert(room.clone());
+        self.inner.net.subscribe(room.id.topic_name()).await;
+        self.inner.net.provide(room.id.topic()).await;
+    }
+
+    /// [`Node::first_pull`] into `room`.
+    async fn pull_first(
+        &self,
+        room: &RoomHandle,
+        meta: &DocMeta,
+        members: &[PeerId],
+        certs: Vec<Cert>,
+    ) -> Result<(), Error> {
         room.add_certs(certs).await?;
         let timeout = self.inner.config.request_timeout;
         let mut failure = None;
@@ -261,8 +292,7 @@ impl Node {
                 certs: access.membership.certs().cloned().collect(),
                 grants: Vec::new(),
             };
-            match tokio::time::timeout(timeout, exchange(&self.inner.net, &room, member, mine))
-                .await
+            match tokio::time::timeout(timeout, exchange(&self.inner.net, room, member, mine)).await
             {
                 Ok(Err(PullFailure::Protocol {
                     source: PullError::UnknownDoc,
@@ -286,23 +316,20 @@ impl Node {
             // A connection can be replaced under a pull (a hole punch replaces the relayed
             // one): a pull that lost its connection is tried once more.
             for attempt in 0..2 {
-                let error =
-                    match tokio::time::timeout(timeout, pull(&self.inner.net, &room, member)).await
-                    {
-                        Ok(Ok(_)) => return Ok(()),
-                        Ok(Err(PullFailure::Protocol {
-                            source: PullError::UnknownDoc,
-                            ..
-                        })) => Error::NotShared,
-                        Ok(Err(e)) => Error::JoinSync(e),
-                        Err(_) => Error::Unreachable {
-                            peer: member,
-                            reason: format!(
-                                "the sync did not finish within {}s",
-                                timeout.as_secs()
-                            ),
-                        },
-                    };
+                let error = match tokio::time::timeout(timeout, pull(&self.inner.net, room, member))
+                    .await
+                {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(PullFailure::Protocol {
+                        source: PullError::UnknownDoc,
+                        ..
+                    })) => Error::NotShared,
+                    Ok(Err(e)) => Error::JoinSync(e),
+                    Err(_) => Error::Unreachable {
+                        peer: member,
+                        reason: format!("the sync did not finish within {}s", timeout.as_secs()),
+                    },
+                };
                 tracing::debug!(doc = %meta.id, peer = %member, attempt, "first pull failed: {error}");
                 let retry = matches!(error, Error::JoinSync(PullFailure::Net(_)));
                 failure = Some(error);

@@ -237,9 +237,7 @@ impl Node {
 
     async fn open_room(&self, meta: &DocMeta) -> Result<RoomHandle, Error> {
         let room = RoomHandle::open(meta, self.inner.room_ctx.clone()).await?;
-        self.inner.rooms.insert(room.clone());
-        self.inner.net.subscribe(meta.id.topic_name()).await;
-        self.inner.net.provide(meta.id.topic()).await;
+        self.list_room(&room).await;
         Ok(room)
     }
 
