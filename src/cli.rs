@@ -103,7 +103,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
     /// Local HTTP API and web editor address (port 0 picks a free port). Binding anything but
-    /// a loopback address requires --http-token. [default: 127.0.0.1:7777]
+    /// a loopback address requires an access token. [default: 127.0.0.1:7777]
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
     /// Access token for the HTTP API; every request must then carry it (header

@@ -37,8 +37,8 @@ pub enum ServerError {
         source: std::io::Error,
     },
     #[error(
-        "the HTTP API on {0} would be reachable from other machines; set an access token with \
-         --http-token (or bind 127.0.0.1)"
+        "the HTTP API on {0} would be reachable from other machines; set an access token in \
+         PEERDOC_HTTP_TOKEN or with --http-token-file (or bind 127.0.0.1)"
     )]
     TokenRequired(SocketAddr),
     #[error("cannot publish the API address in {path}: {source}")]
