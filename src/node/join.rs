@@ -91,6 +91,12 @@ impl Node {
 
     /// The end of a join: the sharer's addresses remembered, the document synced from now on.
     async fn joined(&self, ticket: &Ticket, meta: &DocMeta) {
+        self.remember_sharer(ticket).await;
+        self.inner.sync.opened(meta.id).await;
+    }
+
+    /// Stores the sharer's addresses from the ticket: the node redials known peers.
+    async fn remember_sharer(&self, ticket: &Ticket) {
         let addrs = ticket.addrs.iter().map(|a| a.to_string()).collect();
         if let Err(e) = self
             .inner
@@ -100,7 +106,6 @@ impl Node {
         {
             tracing::warn!("cannot remember the sharer's addresses: {e}");
         }
-        self.inner.sync.opened(meta.id).await;
     }
 
     /// Keeps a join that found no member: the document (empty, with this node's
@@ -131,15 +136,7 @@ impl Node {
             .set_pending_join(meta.id, Some(ticket_text.to_string()))
             .await?;
         // The sharer is the first place to look, now and after a restart.
-        let addrs = ticket.addrs.iter().map(|a| a.to_string()).collect();
-        if let Err(e) = self
-            .inner
-            .store
-            .save_peer(ticket.peer.to_string(), addrs)
-            .await
-        {
-            tracing::warn!("cannot remember the sharer's addresses: {e}");
-        }
+        self.remember_sharer(ticket).await;
         self.wait_for_member(meta.id, ticket_text.to_string());
         Ok(self.info(meta))
     }

@@ -150,6 +150,8 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 
 // The status bar. With a document open it shows the editor's connection (from the provider)
 // and the peers sharing the document; without one, whether the node answers and its peers.
+// It clears only the error it showed itself: an action's error stays until the next action.
+let statusFailed = false
 async function refreshStatus () {
   let status
   try {
@@ -160,9 +162,13 @@ async function refreshStatus () {
       $('status-peers').textContent = ''
     }
     showError(e)
+    statusFailed = true
     return
   }
-  showError(null)
+  if (statusFailed) {
+    showError(null)
+    statusFailed = false
+  }
   if (!current) {
     setConn('connected', 'node running')
     $('status-peers').textContent = `${plural(status.connected_peers.length, 'peer')} connected`
