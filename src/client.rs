@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use peerdoc::api::MAX_BODY_BYTES;
 use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Status};
 
-/// The most the API takes in one request (`PUT …/text`).
-const MAX_REQUEST: usize = 16 << 20;
 /// Bytes per request when appending a large text.
-const APPEND_PART: usize = 8 << 20;
+const APPEND_PART: usize = MAX_BODY_BYTES / 2;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
@@ -180,12 +179,12 @@ impl Client {
         append: bool,
         sent: &dyn Fn(usize),
     ) -> Result<(), ClientError> {
-        if !append && text.len() > MAX_REQUEST {
+        if !append && text.len() > MAX_BODY_BYTES {
             // Said here: the daemon would refuse it only after most of it was sent.
             return Err(ClientError::Api(format!(
                 "the text is larger than {} MiB, the most one replacement takes; for a larger \
                  text, `peerdoc write DOC --append` into an empty document",
-                MAX_REQUEST >> 20
+                MAX_BODY_BYTES >> 20
             )));
         }
         let url = format!("{}/text?append={append}", Self::doc_path(doc));

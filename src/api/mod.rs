@@ -29,6 +29,12 @@ mod ws;
 /// Default local HTTP/WebSocket API address.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7777";
 
+/// Largest request body: a whole document's text on `PUT …/text` (a larger text goes in parts
+/// with `?append=true`). An import of this size peaked at 140 MB of RSS, 110 MB above the idle
+/// node (BENCHMARKS.md, large imports), and imports run one at a time, so a node's import memory
+/// stays bounded.
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot start the HTTP API on {addr}: {source}; pick another address with --http")]

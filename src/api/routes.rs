@@ -20,14 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::access::access;
 use super::error::{json_errors, ApiError};
-use super::ws;
+use super::{ws, MAX_BODY_BYTES};
 use crate::node::Node;
-
-/// Largest request body (a whole document's text on `PUT …/text`; a larger text goes in parts
-/// with `?append=true`). An import of this size peaks at about 20 times it in memory (the text,
-/// its diff, the Yjs update, the sealed copy, the stored row: BENCHMARKS.md), and imports run
-/// one at a time, so a node's import memory stays bounded.
-const MAX_BODY: usize = 16 << 20;
 
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -90,7 +84,7 @@ pub(crate) fn router(app: App) -> Router {
             "/favicon.ico",
             get(|| async { web_asset("image/x-icon", FAVICON_ICO) }),
         )
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), access))
         // Outermost: every error, whoever made it, is JSON.
         .layer(middleware::from_fn(json_errors))
@@ -220,16 +214,18 @@ async fn put_text(
         .acquire()
         .await
         .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the node is stopping"))?;
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the text is larger than {} MiB (or the upload broke off); send it in parts \
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the text is larger than {} MiB (or the upload broke off); send it in parts \
                  with ?append=true",
-                MAX_BODY >> 20
-            ),
-        )
-    })?;
+                    MAX_BODY_BYTES >> 20
+                ),
+            )
+        })?;
     let text = String::from_utf8(bytes.into())
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the text is not valid UTF-8"))?;
     app.node.write(&doc, text, append).await?;

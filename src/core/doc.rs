@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::core::state::digest_of;
 pub use crate::core::state::{
-    check_leading_count, decode_sv, sv_has_unseen, sv_text, sv_unseen_count, Summary, EMPTY_UPDATE,
+    check_leading_count, decode_sv, sv_gap, sv_has_unseen, sv_text, Summary, EMPTY_UPDATE,
 };
 use crate::core::update_check::check_update_v1;
 use rand::RngCore;

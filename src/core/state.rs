@@ -75,18 +75,23 @@ pub fn sv_text(sv: &[u8]) -> Result<String, DocError> {
 
 /// True if the replica at `remote_sv` has seen operations the one at `local_sv` has not.
 pub fn sv_has_unseen(local_sv: &[u8], remote_sv: &[u8]) -> Result<bool, DocError> {
-    Ok(sv_unseen_count(local_sv, remote_sv)? > 0)
+    Ok(unseen(&decode_sv(local_sv)?, &decode_sv(remote_sv)?) > 0)
 }
 
-/// How many operations (inserted items, counted as yrs clocks count them: characters of text)
-/// the replica at `remote_sv` has seen that the one at `local_sv` has not.
-pub fn sv_unseen_count(local_sv: &[u8], remote_sv: &[u8]) -> Result<u64, DocError> {
-    let local = decode_sv(local_sv)?;
-    let remote = decode_sv(remote_sv)?;
-    Ok(remote
+/// How far apart two replicas are, each vector decoded once: (operations only the remote has
+/// seen, operations only the local replica has seen). Operations are inserted items, counted
+/// as yrs clocks count them: characters of text.
+pub fn sv_gap(local_sv: &[u8], remote_sv: &[u8]) -> Result<(u64, u64), DocError> {
+    let (local, remote) = (decode_sv(local_sv)?, decode_sv(remote_sv)?);
+    Ok((unseen(&local, &remote), unseen(&remote, &local)))
+}
+
+/// Operations `remote` has seen that `local` has not.
+fn unseen(local: &StateVector, remote: &StateVector) -> u64 {
+    remote
         .iter()
-        .map(|(client, clock)| u64::from((*clock).saturating_sub(local.get(client))))
-        .sum())
+        .map(|(client, clock)| u64::from(clock.saturating_sub(local.get(client))))
+        .sum()
 }
 
 /// Ranges sorted, with overlapping and touching ones joined: one form for the same set.
@@ -130,6 +135,22 @@ pub fn decode_sv(bytes: &[u8]) -> Result<StateVector, DocError> {
 mod tests {
     use super::*;
     use crate::core::doc::{Applied, Document};
+
+    #[test]
+    fn the_gap_counts_what_each_replica_lacks() {
+        let mut a = Document::new();
+        let mut b = Document::new();
+        b.apply(&a.append_text("abc").unwrap()).unwrap();
+        a.append_text("de").unwrap();
+        b.append_text("xyzw").unwrap();
+        let (a_lacks, b_lacks) = sv_gap(&a.state_vector(), &b.state_vector()).unwrap();
+        assert_eq!((a_lacks, b_lacks), (4, 2));
+        assert_eq!(
+            sv_gap(&a.state_vector(), &a.state_vector()).unwrap(),
+            (0, 0)
+        );
+        assert!(sv_has_unseen(&a.state_vector(), &b.state_vector()).unwrap());
+    }
 
     #[test]
     fn digest_says_whether_two_replicas_hold_the_same_state() {

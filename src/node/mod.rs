@@ -421,10 +421,9 @@ impl Node {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|p| {
-                        let last = p.last_sync.map(|(at, gap)| {
-                            let secs = now.duration_since(at).as_secs();
-                            (secs, gap.to_fetch, gap.peer_lacks)
-                        });
+                        let last = p
+                            .last_sync
+                            .map(|(at, gap)| (now.duration_since(at).as_secs(), gap));
                         DocPeer::new(p.peer.to_string(), last)
                     })
                     .collect(),

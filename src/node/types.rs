@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::replica::pull::Gap;
+
 /// A document as listed by the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DocInfo {
@@ -97,12 +99,10 @@ pub struct DocPeer {
 }
 
 impl DocPeer {
-    pub(crate) fn new(peer: String, last_sync: Option<(u64, u64, u64)>) -> DocPeer {
-        let (last_sync_secs, to_fetch, peer_lacks) = match last_sync {
-            Some((secs, to_fetch, peer_lacks)) => (Some(secs), to_fetch, peer_lacks),
-            None => (None, 0, 0),
-        };
-        let state = match (last_sync_secs, to_fetch, peer_lacks) {
+    /// `last_sync`: seconds since the last completed pull from `peer`, and what it found.
+    pub(crate) fn new(peer: String, last_sync: Option<(u64, Gap)>) -> DocPeer {
+        let gap = last_sync.map(|(_, gap)| gap).unwrap_or_default();
+        let state = match (last_sync, gap.to_fetch, gap.peer_lacks) {
             (None, ..) => "not_synced",
             (Some(_), 0, 0) => "up_to_date",
             (Some(_), 0, _) => "peer_behind",
@@ -110,10 +110,10 @@ impl DocPeer {
         };
         DocPeer {
             peer,
-            last_sync_secs,
+            last_sync_secs: last_sync.map(|(secs, _)| secs),
             state: state.into(),
-            to_fetch,
-            peer_lacks,
+            to_fetch: gap.to_fetch,
+            peer_lacks: gap.peer_lacks,
             in_sync: state == "up_to_date",
         }
     }

@@ -7,7 +7,7 @@
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
-use crate::core::doc::{sv_unseen_count, DocError};
+use crate::core::doc::{sv_gap, DocError};
 use crate::core::sync::members::{self, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
 use crate::net::{Net, NetError};
@@ -73,9 +73,10 @@ pub(crate) async fn pull(
             Progress::Done { update, remote_sv } => {
                 let applied = room.apply_remote(update).await?;
                 let local_sv = room.state_vector().await?;
+                let (to_fetch, peer_lacks) = sv_gap(&local_sv, &remote_sv)?;
                 let gap = Gap {
-                    to_fetch: sv_unseen_count(&local_sv, &remote_sv)?,
-                    peer_lacks: sv_unseen_count(&remote_sv, &local_sv)?,
+                    to_fetch,
+                    peer_lacks,
                 };
                 return Ok(PullOutcome {
                     changed: applied.delta.is_some(),
