@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{median, percentile, Row};
+use crate::report::{median, metric_sum, percentile, Row};
 
 const TOPIC: &str = "bench-fanout";
 /// About a sealed keystroke: envelope, signed write, a one-character Yjs update.
@@ -170,8 +170,12 @@ impl Cluster {
         let mut unique = 0.0;
         for net in &self.nets {
             let text = net.metrics_text();
-            all += counter(&text, "gossipsub_topic_msg_recv_counts_unfiltered_total");
-            unique += counter(&text, "gossipsub_topic_msg_recv_counts_total");
+            all += metric_sum(
+                &text,
+                "gossipsub_topic_msg_recv_counts_unfiltered_total",
+                "",
+            );
+            unique += metric_sum(&text, "gossipsub_topic_msg_recv_counts_total", "");
         }
         (all, unique)
     }
@@ -198,17 +202,6 @@ fn cpu_seconds() -> f64 {
         (Some(user), Some(system)) => (user + system) / 100.0,
         _ => f64::NAN,
     }
-}
-
-/// The sum of a counter's samples in OpenMetrics text (every label set).
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// One hop: two nodes, `messages` messages, the median time from publish to delivery (ms).
@@ -357,15 +350,6 @@ pub async fn fanout(n: usize, degree: usize, messages: u32) -> anyhow::Result<Ve
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counter_sums_label_sets_and_ignores_longer_names() {
-        let text = "# TYPE x counter\n\
-                    x_total{hash=\"a\"} 3\n\
-                    x_total{hash=\"b\"} 4\n\
-                    x_total_other 100\n";
-        assert_eq!(counter(text, "x_total"), 7.0);
-    }
 
     #[test]
     fn hops_follow_first_copies_back_to_the_publisher() {

@@ -96,11 +96,7 @@ fn main() -> anyhow::Result<()> {
             let trace = trace::load(&trace, edits)?;
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
             let fanout = (fanout_nodes, fanout_messages);
-            let rows = run(&trace, runs, keystrokes, copies, fanout)?;
-            print!("{}", report::markdown(&rows));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
-            }
+            emit(&run(&trace, runs, keystrokes, copies, fanout)?, json)?;
         }
         Command::Fanout {
             nodes,
@@ -112,10 +108,7 @@ fn main() -> anyhow::Result<()> {
                 FANOUT_DEGREE,
                 messages,
             ))?;
-            print!("{}", report::markdown(&rows));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&rows)?)?;
-            }
+            emit(&rows, json)?;
         }
         Command::Report { files } => {
             let mut rows: Vec<report::Row> = Vec::new();
@@ -127,6 +120,15 @@ fn main() -> anyhow::Result<()> {
             }
             print!("{}", report::markdown(&rows));
         }
+    }
+    Ok(())
+}
+
+/// Prints the rows as a table, and writes them as JSON if asked.
+fn emit(rows: &[report::Row], json: Option<PathBuf>) -> anyhow::Result<()> {
+    print!("{}", report::markdown(rows));
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(rows)?)?;
     }
     Ok(())
 }

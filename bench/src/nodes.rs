@@ -10,7 +10,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{GetString, ReadTxn, Transact, Update};
 
 use crate::docs::{raw_doc, raw_encoded};
-use crate::report::{median, Row};
+use crate::report::{median, metric_sum, Row};
 
 const DOC: &str = "trace";
 
@@ -202,11 +202,11 @@ async fn joins(
 
 /// Bytes a node has sent to peers, all transports (OpenMetrics text of `GET /metrics`).
 fn bytes_out(metrics: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("libp2p_bandwidth_bytes_total{") && l.contains("Outbound"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(
+        metrics,
+        "libp2p_bandwidth_bytes_total",
+        "direction=\"Outbound\"",
+    )
 }
 
 /// Bytes of the database in use (pages not on the free list): what its documents occupy.

@@ -66,9 +66,7 @@ impl Row {
             met,
         }
     }
-}
 
-impl Row {
     /// A row whose target is an absolute bound: nothing to compare against in the same run.
     pub fn bound(row: &str, measurement: &str, unit: &str, peerdoc: f64, max: f64) -> Row {
         Row {
@@ -146,4 +144,34 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
 
 pub fn median(samples: &[f64]) -> f64 {
     percentile(samples, 50.0)
+}
+
+/// The sum of a metric's samples in OpenMetrics text (a node's `GET /metrics`), over the label
+/// sets that contain `label` ("" for all).
+pub fn metric_sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name).is_some_and(|rest| {
+                (rest.starts_with('{') && rest.contains(label))
+                    || (label.is_empty() && rest.starts_with(' '))
+            })
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_sums_label_sets_and_ignores_longer_names() {
+        let text = "# TYPE x counter\n\
+                    x_total{hash=\"a\",direction=\"Outbound\"} 3\n\
+                    x_total{hash=\"b\",direction=\"Inbound\"} 4\n\
+                    x_total_other 100\n";
+        assert_eq!(metric_sum(text, "x_total", ""), 7.0);
+        assert_eq!(metric_sum(text, "x_total", "direction=\"Outbound\""), 3.0);
+        assert_eq!(metric_sum("y 2\n", "y", ""), 2.0);
+    }
 }
