@@ -252,7 +252,7 @@ fn join_wait_keeps_the_document_and_finishes_when_the_sharer_is_back() {
     assert!(err.contains("--wait"), "the error offers to wait: {err}");
     assert!(b.ok(&["ls"], None).is_empty(), "a plain join keeps nothing");
 
-    let waiting = std::process::Command::new(super::daemon::BIN)
+    let mut waiting = std::process::Command::new(super::daemon::BIN)
         .arg("--data")
         .arg(&b.data)
         .args(["join", &ticket, "--wait"])
@@ -268,17 +268,10 @@ fn join_wait_keeps_the_document_and_finishes_when_the_sharer_is_back() {
         &root.path().join("a"),
         &["--config", conf, "--listen", &tcp],
     );
-    let mut waiting = Some(waiting);
-    let mut output = None;
     wait_until_blocking("join --wait finishes", || {
-        let child = waiting.as_mut().unwrap();
-        if child.try_wait().unwrap().is_some() {
-            output = Some(waiting.take().unwrap().wait_with_output().unwrap());
-            return true;
-        }
-        false
+        waiting.try_wait().unwrap().is_some()
     });
-    let out = output.unwrap();
+    let out = waiting.wait_with_output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -76,68 +76,73 @@ async fn every_api_error_is_json_with_a_status_and_a_code() {
     let node = start_served(&d.paths[0]).await;
     node.create_doc("notes").await.unwrap();
 
-    let m = expect_error(&node, ("GET", "/api/nope", &[], ""), 404, "not_found").await;
-    assert!(m.contains("GET /api/nope"), "{m}");
-    let m = expect_error(
-        &node,
-        ("PUT", "/api/status", &[], ""),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    assert!(m.contains("PUT") && m.contains("/api/status"), "{m}");
+    // (method, path, headers, body), status, code, and a piece of the message.
+    type Case<'a> = (
+        (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str),
+        u16,
+        &'a str,
+        &'a str,
+    );
+    let cases: &[Case] = &[
+        (
+            ("GET", "/api/nope", &[], ""),
+            404,
+            "not_found",
+            "GET /api/nope",
+        ),
+        (
+            ("PUT", "/api/status", &[], ""),
+            405,
+            "method_not_allowed",
+            "PUT is not allowed on /api/status",
+        ),
+        // Bodies: unreadable JSON, the wrong shape, no content type.
+        (("POST", "/api/docs", JSON, "{"), 400, "bad_request", ""),
+        (
+            ("POST", "/api/docs", JSON, r#"{"name": 5}"#),
+            422,
+            "unprocessable",
+            "name",
+        ),
+        (
+            ("POST", "/api/docs", &[], r#"{"name": "x"}"#),
+            415,
+            "unsupported_media_type",
+            "",
+        ),
+        // The node's own errors.
+        (
+            ("GET", "/api/docs/nothing-here", &[], ""),
+            404,
+            "unknown_doc",
+            "nothing-here",
+        ),
+        (("GET", "/api/docs/ab", &[], ""), 400, "short_prefix", ""),
+        (
+            ("POST", "/api/docs", JSON, r#"{"name": "notes"}"#),
+            409,
+            "name_taken",
+            "",
+        ),
+        (
+            ("POST", "/api/join", JSON, r#"{"ticket": "garbage"}"#),
+            400,
+            "bad_ticket",
+            "",
+        ),
+        (
+            ("GET", "/api/docs/notes/text?format=pdf", &[], ""),
+            400,
+            "bad_request",
+            "format",
+        ),
+    ];
+    for &(request, status, code, says) in cases {
+        let m = expect_error(&node, request, status, code).await;
+        assert!(m.contains(says), "{request:?}: {m}");
+    }
     let (_, head, _) = http(&node, "PUT", "/api/status", &[], "").await;
     assert!(head.contains("\r\nallow: get"), "{head}");
-
-    // Bodies: unreadable JSON, the wrong shape, no content type.
-    expect_error(&node, ("POST", "/api/docs", JSON, "{"), 400, "bad_request").await;
-    let m = expect_error(
-        &node,
-        ("POST", "/api/docs", JSON, r#"{"name": 5}"#),
-        422,
-        "unprocessable",
-    )
-    .await;
-    assert!(m.contains("name"), "{m}");
-    expect_error(
-        &node,
-        ("POST", "/api/docs", &[], r#"{"name": "x"}"#),
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-
-    // The node's own errors.
-    let m = expect_error(
-        &node,
-        ("GET", "/api/docs/nothing-here", &[], ""),
-        404,
-        "unknown_doc",
-    )
-    .await;
-    assert!(m.contains("nothing-here"), "{m}");
-    expect_error(&node, ("GET", "/api/docs/ab", &[], ""), 400, "short_prefix").await;
-    expect_error(
-        &node,
-        ("POST", "/api/docs", JSON, r#"{"name": "notes"}"#),
-        409,
-        "name_taken",
-    )
-    .await;
-    expect_error(
-        &node,
-        ("POST", "/api/join", JSON, r#"{"ticket": "garbage"}"#),
-        400,
-        "bad_ticket",
-    )
-    .await;
-    expect_error(
-        &node,
-        ("GET", "/api/docs/notes/text?format=pdf", &[], ""),
-        400,
-        "bad_request",
-    )
-    .await;
 
     // Successes are untouched.
     let (status, head, _) = http(&node, "GET", "/api/docs", &[], "").await;

@@ -314,9 +314,10 @@ $('menu-btn').onclick = () => document.body.classList.toggle('menu-open')
 // `/#<id>`, `/#<name>` or `/#<unique id prefix>` opens that document, as the CLI's DOC does
 // (the node resolves it).
 async function openFromHash () {
-  const wanted = decodeURIComponent(location.hash.slice(1))
-  if (!wanted || (current && current.id === wanted)) return
   try {
+    // Throws on a malformed escape (`/#%E0`): shown like any other error.
+    const wanted = decodeURIComponent(location.hash.slice(1))
+    if (!wanted || (current && current.id === wanted)) return
     openDoc(await api('GET', `/api/docs/${encodeURIComponent(wanted)}`))
   } catch (e) { showError(e) }
 }

@@ -54,6 +54,13 @@ fn edits_skip_the_common_ends_and_large_rewrites_diff_by_line() {
     let edits = text_edits(&old, &new);
     assert!(edits.len() <= 3, "{}", edits.len());
     assert!(edits.iter().all(|e| e.insert.len() < 20), "{edits:?}");
+    // Line mode: the line with one changed character is replaced whole (12 UTF-16 units).
+    assert!(
+        edits
+            .iter()
+            .any(|e| e.delete == 12 && e.insert == "line 03000X\n"),
+        "{edits:?}"
+    );
     let mut d = Document::new();
     d.replace_text(&old);
     d.replace_text(&new);
