@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use peerdoc::api::{Server, DEFAULT_HTTP};
-use peerdoc::{Config, ConfigFile, DhtMode, DocPeer, Node, Status};
+use peerdoc::{Config, ConfigFile, DhtMode, DocPeer, MessageFaults, Node, Status};
 
 use crate::client::Client;
 use crate::progress;
@@ -149,6 +149,10 @@ pub(crate) struct ServeArgs {
     /// is loaded again when needed. [default: 300]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) unload_after: Option<u64>,
+    /// Test only: drop, duplicate and delay received messages, e.g.
+    /// seed=7,drop=5,dup=10,delay=20,max-delay-ms=400 (the chaos harness uses it).
+    #[arg(long, value_name = "SPEC", hide = true)]
+    pub(crate) inject_faults: Option<MessageFaults>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -214,6 +218,7 @@ impl ServeArgs {
         if let Some(secs) = self.unload_after {
             config.unload_after = Duration::from_secs(secs);
         }
+        config.message_faults = self.inject_faults;
         let http = self
             .http
             .or(file.http)

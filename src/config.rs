@@ -10,7 +10,7 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::net::{DhtMode, RelayLimits, DEFAULT_MAX_CONNECTIONS};
+use crate::net::{DhtMode, MessageFaults, RelayLimits, DEFAULT_MAX_CONNECTIONS};
 
 /// Name of the config file in the data dir.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -47,6 +47,9 @@ pub struct Config {
     /// A document with no editor session, unused this long, is unloaded from memory (and
     /// loaded again on demand).
     pub unload_after: Duration,
+    /// Test only: drop, duplicate and delay received messages on a seeded schedule (the chaos
+    /// harness sets it; `None` in normal use).
+    pub message_faults: Option<MessageFaults>,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             compact_every: 500,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             unload_after: Duration::from_secs(300),
+            message_faults: None,
         }
     }
 

@@ -58,7 +58,7 @@ mod replica;
 pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
-pub use net::{DhtMode, NetError, RelayLimits};
+pub use net::{DhtMode, FaultsParseError, MessageFaults, NetError, RelayLimits};
 pub use node::{DocInfo, DocPeer, DocStatus, Error, MemberInfo, Node, PeerStatus, Status};
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;

@@ -71,6 +71,7 @@ impl Cluster {
                 upnp: false,
                 relay_server: None,
                 max_connections: 1024,
+                faults: None,
             };
             let (net, mut events, task) =
                 Net::spawn(Keypair::generate_ed25519(), config, cancel.clone()).await?;

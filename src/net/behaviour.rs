@@ -124,6 +124,9 @@ pub(crate) fn build_swarm(
     Ok(swarm)
 }
 
+/// Gossip messages (publish and forward) queued for one peer at most.
+pub(crate) const GOSSIP_SEND_QUEUE: usize = 128;
+
 fn gossipsub(
     key: &Keypair,
     registry: &mut prometheus_client::registry::Registry,
@@ -148,6 +151,11 @@ fn gossipsub(
         .mesh_n_high(8)
         .flood_publish(false)
         .message_id_fn(message_id)
+        // A slow or stalled peer's messages wait in a queue per peer; when it is full, new
+        // messages for that peer are dropped (it catches up by anti-entropy pulls) instead of
+        // the node buffering without bound: at most GOSSIP_SEND_QUEUE × 64 KiB per peer
+        // (gossipsub's default is 5,000).
+        .connection_handler_queue_len(GOSSIP_SEND_QUEUE)
         .build()
         .map_err(|e| e.to_string())?;
     // Its metrics (messages received before and after the duplicate filter, mesh sizes, scores;

@@ -27,10 +27,12 @@ use crate::actor::ask;
 mod behaviour;
 mod codec;
 mod event_loop;
+mod faults;
 mod guard;
 mod reachability;
 
 pub use behaviour::MESH_DEGREE;
+pub use faults::{FaultsParseError, MessageFaults};
 pub(crate) use guard::DEFAULT_MAX_CONNECTIONS;
 pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
 
@@ -75,6 +77,8 @@ pub struct NetConfig {
     pub relay_server: Option<RelayLimits>,
     /// Inbound connections at most (more are refused).
     pub max_connections: u32,
+    /// Test only: drop, duplicate and delay received messages.
+    pub faults: Option<MessageFaults>,
 }
 
 /// Limits of a relay server. The defaults carry document sync (libp2p's defaults, 128 KiB and
@@ -261,8 +265,18 @@ impl Net {
         let (ready_tx, ready_rx) = oneshot::channel();
         let dht_auto = config.dht == DhtMode::Auto;
         let relay_server = config.relay_server.is_some();
-        let event_loop =
-            event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, dht_auto, relay_server);
+        let faults = config
+            .faults
+            .map(|faults| faults::Faults::new(faults, &mut registry));
+        let event_loop = event_loop::EventLoop::new(
+            swarm,
+            rx,
+            listeners,
+            ready_tx,
+            dht_auto,
+            relay_server,
+            faults,
+        );
         let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
         let registry = Arc::new(registry);

@@ -1,8 +1,10 @@
 //! The chaos harness: five real daemons (separate processes, each on its own host in the
 //! network lab) share a document while a seeded schedule edits on random nodes, `kill -9`s and
 //! restarts them, partitions the network, drops packets at random (which TCP and QUIC turn
-//! into delays and retransmissions), and fills nodes' disks (each data dir is a small tmpfs). Every edit appends a unique token; the harness records
-//! which were acknowledged (the CLI exited 0). After the schedule everything heals and the
+//! into delays and retransmissions), and fills nodes' disks (each data dir is a small tmpfs).
+//! Each node also drops, duplicates and delays (so reorders) the messages it receives, at rates
+//! the seed picks (`serve --inject-faults`). Every edit appends a unique token; the harness
+//! records which were acknowledged (the CLI exited 0). After the schedule everything heals and the
 //! invariants must hold:
 //!
 //! 1. every acknowledged token is on every node;
@@ -114,13 +116,37 @@ pub fn schedule(seed: u64) -> Vec<Step> {
     steps
 }
 
+/// Each node's message faults for a seed (a stream of its own, so the schedule stays the same):
+/// drop 0–20 %, duplicate 0–30 %, delay 0–30 % by up to 20–800 ms; some nodes get none.
+pub fn message_faults(seed: u64) -> Vec<String> {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6661_756c_7473);
+    (0..NODES)
+        .map(|n| {
+            let pick = |rng: &mut StdRng, choices: &[u32]| choices[rng.gen_range(0..choices.len())];
+            let drop = pick(&mut rng, &[0, 5, 10, 20]);
+            let dup = pick(&mut rng, &[0, 10, 30]);
+            let delay = pick(&mut rng, &[0, 10, 30]);
+            let max_delay = rng.gen_range(20..800);
+            format!(
+                "seed={},drop={drop},dup={dup},delay={delay},max-delay-ms={max_delay}",
+                seed * 16 + n as u64
+            )
+        })
+        .collect()
+}
+
 /// What a run found wrong, with what is needed to replay it.
 type Failure = String;
 
 /// Runs one seed's schedule on a fresh lab and checks the invariants.
 pub fn run(seed: u64) -> Result<RunReport, Failure> {
     let steps = schedule(seed);
-    let fail = |what: String| format!("chaos seed {seed} failed: {what}\n  schedule: {steps:?}");
+    let faults = message_faults(seed);
+    let fail = |what: String| {
+        format!(
+            "chaos seed {seed} failed: {what}\n  schedule: {steps:?}\n  message faults: {faults:?}"
+        )
+    };
     let mut lab = Lab::new();
     let hosts: Vec<String> = (0..NODES)
         .map(|n| lab.public_host(&format!("n{n}"), &format!("198.51.100.{}", 20 + n)))
@@ -129,7 +155,10 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
         lab.small_disk(&format!("n{n}"), DISK);
     }
     let nodes: Vec<usize> = (0..NODES)
-        .map(|n| lab.start(&hosts[n], &format!("n{n}"), "mdns = false\n", &[]))
+        .map(|n| {
+            let args = ["--inject-faults", faults[n].as_str()];
+            lab.start(&hosts[n], &format!("n{n}"), "mdns = false\n", &args)
+        })
         .collect();
     lab.ok(nodes[0], &["new", DOC], None);
     let ticket = lab.ok(nodes[0], &["share", DOC], None);
@@ -242,6 +271,22 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
     if text.lines().count() != lines.len() {
         return Err(fail(format!("a write appears twice:\n{text}")));
     }
+    // What the message faults did (counted since each node's last start).
+    let mut injected = [0u64; 3];
+    for &node in &nodes {
+        let metrics = lab.metrics(node);
+        for (count, fault) in injected.iter_mut().zip(FAULT_KINDS) {
+            *count += metrics
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(&format!(
+                        "peerdoc_injected_faults_total{{fault=\"{fault}\"}}"
+                    ))
+                })
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
     // (3) Every node stops cleanly; (4) every store is intact.
     for (n, &node) in nodes.iter().enumerate() {
         if !lab.is_running(node) {
@@ -263,6 +308,7 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
         acknowledged: acknowledged.len(),
         refused,
         converged_in,
+        injected,
     })
 }
 
@@ -272,7 +318,12 @@ pub struct RunReport {
     pub acknowledged: usize,
     pub refused: usize,
     pub converged_in: Duration,
+    /// Messages dropped, duplicated and delayed by the nodes' faults ([`FAULT_KINDS`]).
+    pub injected: [u64; 3],
 }
+
+/// The message faults, as `peerdoc_injected_faults_total` labels them.
+const FAULT_KINDS: [&str; 3] = ["drop", "duplicate", "delay"];
 
 fn cat(lab: &Lab, d: usize) -> String {
     let out = lab.cli(d, &["cat", DOC], None);
@@ -331,8 +382,10 @@ fn seeded_chaos_schedules_keep_every_acknowledged_write_and_converge() {
             (first..first + count).collect()
         }
     };
+    let many = seeds.len() >= 5;
     let queue = std::sync::Mutex::new(seeds.into_iter());
     let failures = std::sync::Mutex::new(Vec::new());
+    let injected = std::sync::Mutex::new([0u64; 3]);
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL {
             scope.spawn(|| loop {
@@ -346,11 +399,20 @@ fn seeded_chaos_schedules_keep_every_acknowledged_write_and_converge() {
                         ))
                     });
                 match outcome {
-                    Ok(report) => eprintln!(
-                        "chaos seed {seed}: {} writes acknowledged, {} refused, converged in \
-                         {:.1?}",
-                        report.acknowledged, report.refused, report.converged_in
-                    ),
+                    Ok(report) => {
+                        eprintln!(
+                            "chaos seed {seed}: {} writes acknowledged, {} refused, converged \
+                             in {:.1?}; messages dropped, duplicated, delayed: {:?}",
+                            report.acknowledged,
+                            report.refused,
+                            report.converged_in,
+                            report.injected
+                        );
+                        let mut total = injected.lock().unwrap();
+                        for (t, n) in total.iter_mut().zip(report.injected) {
+                            *t += n;
+                        }
+                    }
                     Err(failure) => {
                         eprintln!("{failure}");
                         failures.lock().unwrap().push(failure);
@@ -361,6 +423,12 @@ fn seeded_chaos_schedules_keep_every_acknowledged_write_and_converge() {
     });
     let failures = failures.into_inner().unwrap();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The message faults really happened (one seed alone may see none of a kind).
+    let injected = injected.into_inner().unwrap();
+    eprintln!("messages dropped, duplicated, delayed in all runs: {injected:?}");
+    if many {
+        assert!(injected.iter().all(|&n| n > 0), "{injected:?}");
+    }
 }
 
 /// The harness's faults are real: a partitioned node hears nothing until the partition heals.

@@ -269,6 +269,7 @@ pub async fn bare_net(
         upnp: false,
         relay_server: None,
         max_connections: 64,
+        faults: None,
     };
     let keypair = libp2p::identity::Keypair::generate_ed25519();
     let (net, events, _task) = peerdoc::testing::Net::spawn(keypair, config, cancel.clone())

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::behaviour::{Behaviour, BehaviourEvent};
+use super::faults::Faults;
 use super::guard::{self, Bans};
 use super::reachability::{is_relayed, NatStatus, Reachability};
 use super::{Command, ConnectedPeer, DhtKey, NetError, NetEvent, NetStatus, Reply};
@@ -64,6 +65,8 @@ pub(super) struct EventLoop {
     /// This node is a relay server.
     relay_server: bool,
     bans: Bans,
+    /// Test-only message faults (`NetConfig::faults`).
+    faults: Option<Faults>,
 }
 
 impl EventLoop {
@@ -74,6 +77,7 @@ impl EventLoop {
         ready: oneshot::Sender<()>,
         dht_auto: bool,
         relay_server: bool,
+        faults: Option<Faults>,
     ) -> EventLoop {
         let ready = if listeners.is_empty() {
             // Nothing to wait for.
@@ -99,6 +103,7 @@ impl EventLoop {
             serving_dht: false,
             relay_server,
             bans: Bans::default(),
+            faults,
         }
     }
 
@@ -121,6 +126,7 @@ impl EventLoop {
                     self.bans.maintain(&mut self.swarm, std::time::Instant::now());
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(event) = next_held(&mut self.faults) => self.enqueue(event),
                 command = self.commands.recv() => match command {
                     Some(c) => self.on_command(c),
                     None => break,
@@ -292,7 +298,19 @@ impl EventLoop {
         }
     }
 
+    /// Hands an event to the consumer (through the test-only faults, if any).
     fn emit(&mut self, event: NetEvent) {
+        let event = match self.faults.as_mut() {
+            Some(faults) => match faults.pass(event) {
+                Some(event) => event,
+                None => return,
+            },
+            None => event,
+        };
+        self.enqueue(event);
+    }
+
+    fn enqueue(&mut self, event: NetEvent) {
         if self.queue.len() >= MAX_QUEUED_EVENTS
             && matches!(event, NetEvent::Gossip { .. } | NetEvent::Request { .. })
         {
@@ -379,5 +397,13 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+/// The next held event that comes due; never resolves without faults or held events.
+async fn next_held(faults: &mut Option<Faults>) -> Option<NetEvent> {
+    match faults {
+        Some(faults) if faults.is_holding() => faults.held().next().await,
+        _ => std::future::pending().await,
     }
 }

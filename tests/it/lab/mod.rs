@@ -310,6 +310,24 @@ impl Lab {
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
+    /// Daemon `d`'s `GET /metrics` (fetched inside its namespace, with bash's `/dev/tcp`).
+    pub fn metrics(&self, d: usize) -> String {
+        let daemon = &self.daemons[d];
+        let addr = std::fs::read_to_string(daemon.data.join("api.addr")).unwrap_or_default();
+        let Some((host, port)) = addr.trim().rsplit_once(':') else {
+            return String::new();
+        };
+        let script = format!(
+            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /metrics HTTP/1.0\\r\\nHost: {host}:{port}\\r\\n\\r\\n' >&3 \
+             && cat <&3"
+        );
+        let out = Command::new("ip")
+            .args(["netns", "exec", &daemon.ns, "bash", "-c", &script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn status(&self, d: usize) -> serde_json::Value {
         serde_json::from_str(&self.ok(d, &["status", "--json"], None)).unwrap()
     }
