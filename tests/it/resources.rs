@@ -198,3 +198,78 @@ async fn sessions(addr: &str, id: &str, count: usize) {
     });
     futures::future::join_all(sessions).await;
 }
+
+/// A peer that stops reading (here: a stopped process, whose socket fills up) cannot make a
+/// node buffer without bound: what gossip queues for it is capped (gossipsub's per-peer send
+/// queue), and the peer catches up by anti-entropy once it reads again.
+#[test]
+fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
+    const EDITS: usize = 800;
+    const EDIT_BYTES: usize = 40_000;
+    let root = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&root.path().join("a"));
+    let b = Daemon::start(&root.path().join("b"));
+    a.ok(&["new", "s"], None);
+    let ticket = a.ok(&["share", "s"], None);
+    b.ok(&["join", ticket.trim()], None);
+    let api = format!("http://{}", a.addr());
+    let id = super::daemon::peerdoc_id(&a.addr(), "s");
+    // Each write empties the document and fills it again (two trivial diffs): the document
+    // stays small (deleted text is garbage-collected), while every write gossips EDIT_BYTES.
+    let fill = |i: usize| char::from(b'a' + (i % 26) as u8).to_string().repeat(EDIT_BYTES);
+    let write = |i: usize| {
+        for text in [String::new(), fill(i)] {
+            ureq::put(&format!("{api}/api/docs/{id}/text"))
+                .send_string(&text)
+                .unwrap();
+        }
+    };
+    for i in 0..20 {
+        write(i);
+    }
+    super::common::wait_until_blocking("B has A's writes", || {
+        b.ok(&["cat", "s"], None) == fill(19)
+    });
+    let pid = a.child.id();
+    let before = settled_rss(pid);
+
+    signal(b.child.id(), "-STOP");
+    let mut peak = 0;
+    for i in 20..20 + EDITS {
+        write(i);
+        peak = peak.max(rss(pid));
+    }
+    let gossiped = (EDITS * EDIT_BYTES) as u64;
+    eprintln!(
+        "{:.1} MB gossiped to a stalled peer: RSS {:.1} MB before, peak {:.1} MB",
+        mb(gossiped),
+        mb(before),
+        mb(peak)
+    );
+    // Unbounded (gossipsub's default queue of 5,000), the node holds every message for the
+    // stalled peer: measured +44 MB for 32 MB gossiped. Bounded, at most 128 messages wait
+    // (5 MB here), plus gossip's history of the last few seconds: measured +15 MB.
+    assert!(
+        peak < before + gossiped * 3 / 4,
+        "A buffered for the stalled peer: RSS {:.1} MB before, peak {:.1} MB, {:.1} MB gossiped",
+        mb(before),
+        mb(peak),
+        mb(gossiped)
+    );
+
+    signal(b.child.id(), "-CONT");
+    let last = fill(20 + EDITS - 1);
+    super::common::wait_until_blocking("B catches up after it reads again", || {
+        b.ok(&["cat", "s"], None) == last
+    });
+    a.stop();
+    b.stop();
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
+}
