@@ -216,7 +216,11 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     let id = super::daemon::peerdoc_id(&a.addr(), "s");
     // Each write empties the document and fills it again (two trivial diffs): the document
     // stays small (deleted text is garbage-collected), while every write gossips EDIT_BYTES.
-    let fill = |i: usize| char::from(b'a' + (i % 26) as u8).to_string().repeat(EDIT_BYTES);
+    let fill = |i: usize| {
+        char::from(b'a' + (i % 26) as u8)
+            .to_string()
+            .repeat(EDIT_BYTES)
+    };
     let write = |i: usize| {
         for text in [String::new(), fill(i)] {
             ureq::put(&format!("{api}/api/docs/{id}/text"))

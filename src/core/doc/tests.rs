@@ -137,6 +137,23 @@ fn diff_brings_a_replica_up_to_date_including_deletes() {
     assert_eq!(b.text(), "hello world");
 }
 
+/// `replace_text` applies its diff in one pass (a delta). Edit by edit, as it once did, gives
+/// the same items (created in another order), so the same text, and the same merge with a
+/// concurrent edit.
+fn replace_edit_by_edit(d: &mut Document, new: &str) -> Option<Vec<u8>> {
+    let edits = text_edits(&d.text(), new);
+    let mut txn = d.doc.transact_mut();
+    for edit in edits.iter().rev() {
+        if edit.delete > 0 {
+            d.text.remove_range(&mut txn, edit.at, edit.delete);
+        }
+        if !edit.insert.is_empty() {
+            d.text.insert(&mut txn, edit.at, &edit.insert);
+        }
+    }
+    txn.has_changes().then(|| txn.encode_update_v1())
+}
+
 proptest! {
     #[test]
     fn replace_text_reaches_any_target(old in "\\PC{0,40}", new in "\\PC{0,40}") {
@@ -144,6 +161,29 @@ proptest! {
         d.replace_text(&old);
         d.replace_text(&new);
         prop_assert_eq!(d.text(), new);
+    }
+
+    #[test]
+    fn replace_text_in_one_pass_merges_as_edit_by_edit(
+        texts in proptest::collection::vec("[abc\\n]{0,30}|\\PC{0,30}", 3..6),
+    ) {
+        let n = texts.len();
+        let (mut one_pass, mut by_edit) = (Document::with_client_id(7), Document::with_client_id(7));
+        let mut theirs = Document::with_client_id(9);
+        for text in &texts[..n - 2] {
+            one_pass.replace_text(text);
+            by_edit.replace_text(text);
+        }
+        theirs.apply(&one_pass.diff(&theirs.state_vector()).unwrap()).unwrap();
+        let concurrent = theirs.replace_text(&texts[n - 1]);
+        let (a, b) = (one_pass.replace_text(&texts[n - 2]), replace_edit_by_edit(&mut by_edit, &texts[n - 2]));
+        prop_assert_eq!(a.as_ref().map(Vec::len), b.as_ref().map(Vec::len));
+        prop_assert_eq!(one_pass.text(), texts[n - 2].clone());
+        if let Some(update) = concurrent {
+            one_pass.apply(&update).unwrap();
+            by_edit.apply(&update).unwrap();
+        }
+        prop_assert_eq!(one_pass.text(), by_edit.text());
     }
 
     #[test]
