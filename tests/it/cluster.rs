@@ -176,11 +176,11 @@ async fn stopped_node_catches_up_and_its_offline_edits_spread() {
 async fn large_documents_sync_in_chunks_and_large_edits_propagate() {
     let d = dirs(2);
     let (a, b) = (start(&d.paths[0]).await, start(&d.paths[1]).await);
-    // 600 KB: far beyond one gossip message or one sync chunk.
-    let big: String = (0..12_000)
+    // 750 KB: far beyond one gossip message, three sync chunks.
+    let big: String = (0..24_000)
         .map(|i| format!("line {i:05} of a long document\n"))
         .collect();
-    assert!(big.len() > 300_000);
+    assert!(big.len() > 2 * peerdoc::core::sync::CHUNK_SIZE);
     let doc = share(&a, &[], "").await;
     a.write(&doc, big.clone(), false).await.unwrap();
     let ticket = a.ticket(&doc).await.unwrap();
