@@ -61,12 +61,28 @@ pub struct Answer {
 }
 
 /// The responder's state: the transfers it is handing out.
-#[derive(Default)]
 pub struct Responder {
     transfers: Transfers,
+    /// Document bytes per chunk: [`CHUNK_SIZE`] on the wire.
+    chunk_size: usize,
+}
+
+impl Default for Responder {
+    fn default() -> Responder {
+        Responder::with_chunk_size(CHUNK_SIZE)
+    }
 }
 
 impl Responder {
+    /// A responder that cuts diffs into chunks of `chunk_size` bytes (the simulation uses
+    /// small ones, so that its documents take the chunked path).
+    pub fn with_chunk_size(chunk_size: usize) -> Responder {
+        Responder {
+            transfers: Transfers::default(),
+            chunk_size,
+        }
+    }
+
     /// Decodes a request and opens its body with the key `key_of` returns for its topic.
     pub fn open(
         bytes: &[u8],
@@ -101,7 +117,9 @@ impl Responder {
         // Both vectors were decoded before (the request body, our own document): an error here
         // cannot happen, and "not ahead" is the safe answer if it did.
         let requester_ahead = sv_has_unseen(&local_sv, requester_sv).unwrap_or(false);
-        let chunk = self.transfers.start(diff, local_sv, CHUNK_SIZE, now, rng);
+        let chunk = self
+            .transfers
+            .start(diff, local_sv, self.chunk_size, now, rng);
         Answer {
             response: seal_chunk(key, topic, Some(chunk)),
             requester_ahead,
@@ -117,7 +135,7 @@ impl Responder {
         offset: u64,
         now: Instant,
     ) -> SyncResponse {
-        let chunk = self.transfers.chunk(transfer, offset, CHUNK_SIZE, now);
+        let chunk = self.transfers.chunk(transfer, offset, self.chunk_size, now);
         seal_chunk(key, topic, chunk)
     }
 

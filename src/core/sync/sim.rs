@@ -35,6 +35,10 @@ struct Sim {
     reach: Reach,
 }
 
+/// Chunk size of the simulated responders: smaller than the node's, so that the big edits
+/// (~60 KB) take the chunked path.
+const SIM_CHUNK: usize = 16 * 1024;
+
 /// How often the run went down the paths that need big documents or long pauses.
 #[derive(Debug, Default)]
 struct Reach {
@@ -56,7 +60,9 @@ impl Sim {
             key: Keyring::from(DocKey(key)),
             topic: DocId([seed as u8; 16]).topic(),
             replicas,
-            responders: (0..n).map(|_| Responder::default()).collect(),
+            responders: (0..n)
+                .map(|_| Responder::with_chunk_size(SIM_CHUNK))
+                .collect(),
             group: vec![0; n],
             queue: Vec::new(),
             now: Instant::now(),
