@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::common::metric_value;
 use super::lab::Lab;
 
 const NODES: usize = 5;
@@ -276,15 +277,10 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
     for &node in &nodes {
         let metrics = lab.metrics(node);
         for (count, fault) in injected.iter_mut().zip(FAULT_KINDS) {
-            *count += metrics
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(&format!(
-                        "peerdoc_injected_faults_total{{fault=\"{fault}\"}}"
-                    ))
-                })
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+            *count += metric_value(
+                &metrics,
+                &format!("peerdoc_injected_faults_total{{fault=\"{fault}\"}}"),
+            ) as u64;
         }
     }
     // (3) Every node stops cleanly; (4) every store is intact.

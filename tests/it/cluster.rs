@@ -116,13 +116,6 @@ async fn dropped_duplicated_and_reordered_messages_still_converge_exactly_once()
     }
 }
 
-/// The value of the OpenMetrics sample named exactly `series` (name and labels), or 0.
-fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_node_catches_up_and_its_offline_edits_spread() {
     let d = dirs(3);

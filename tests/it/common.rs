@@ -286,3 +286,10 @@ pub async fn bare_net_drained(
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     net
 }
+
+/// The value of the OpenMetrics sample named exactly `series` (name and labels), or 0.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

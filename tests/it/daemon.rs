@@ -122,10 +122,16 @@ impl Daemon {
 }
 
 pub fn unsafe_sigterm(pid: u32) {
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+    signal(pid, "-TERM");
+}
+
+/// Sends `signal` (as `kill` spells it: `-TERM`, `-STOP`, `-CONT`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
         .status()
         .unwrap();
+    assert!(status.success(), "kill {signal} {pid}");
 }
 
 impl Drop for Daemon {

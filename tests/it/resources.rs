@@ -6,7 +6,7 @@
 //! it (one document written and unloaded, or one editor session): what is paid once per process
 //! (thread stacks grown, code paths initialised) is not memory the workload kept.
 
-use super::daemon::Daemon;
+use super::daemon::{signal, Daemon};
 use std::time::Duration;
 
 /// Documents and their size in the unloading test.
@@ -268,12 +268,4 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     });
     a.stop();
     b.stop();
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill {signal} {pid}");
 }
