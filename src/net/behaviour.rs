@@ -94,7 +94,7 @@ pub(crate) fn build_swarm(
                 memory: memory_connection_limits::Behaviour::with_max_percentage(
                     guard::MAX_MEMORY_SHARE,
                 ),
-                gossipsub: gossipsub(key, registry)?,
+                gossipsub: gossipsub(registry)?,
                 sync: request_response::Behaviour::with_codec(
                     BytesCodec,
                     [(StreamProtocol::new(PROTOCOL), ProtocolSupport::Full)],
@@ -128,19 +128,19 @@ pub(crate) fn build_swarm(
 pub(crate) const GOSSIP_SEND_QUEUE: usize = 128;
 
 fn gossipsub(
-    key: &Keypair,
     registry: &mut prometheus_client::registry::Registry,
 ) -> Result<gossipsub::Behaviour, String> {
     let config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
         .validate_messages()
         .max_transmit_size(MAX_GOSSIP_MESSAGE)
         .heartbeat_interval(Duration::from_millis(700))
-        // Gossipsub verifies a message's signature before it sees that the message is a
-        // duplicate, so every copy costs a signature check (a third of a node's CPU while many
-        // edit; BENCHMARKS.md, row 6). A receiver tells its mesh at once that it has a message
-        // (IDONTWANT, gossipsub v1.2); since forwarding waits for our validation, the copies
-        // it would have got are mostly not sent.
+        // Anonymous: no author, sequence number or signature from gossipsub, which would check
+        // the signature of every copy before its duplicate filter (a third of a node's CPU
+        // while many edit; BENCHMARKS.md, row 6). The author signs inside the message instead
+        // (`gossip::sign`), checked once per message after the filter. A receiver tells its
+        // mesh at once that it has a message (IDONTWANT, gossipsub v1.2); since forwarding
+        // waits for our validation, the copies it would have got are mostly not sent.
         .idontwant_message_size_threshold(0)
         // Each mesh peer sends a node its copy of every message (less what IDONTWANT saves):
         // a mesh of 4 instead of gossipsub's 6, and the author sending to its mesh rather than
@@ -160,7 +160,7 @@ fn gossipsub(
         .map_err(|e| e.to_string())?;
     // Its metrics (messages received before and after the duplicate filter, mesh sizes, scores;
     // labelled by topic, bounded by gossipsub's own topic limit) go to `GET /metrics`.
-    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, config)
         .map_err(String::from)?
         .with_metrics(
             registry.sub_registry_with_prefix("gossipsub"),
@@ -170,22 +170,10 @@ fn gossipsub(
     Ok(gossipsub)
 }
 
-/// A message's id: 20 bytes of BLAKE3 over its author and sequence number (unique per author;
-/// strict signing guarantees both). Shorter than the default (the author's base58 id and the
-/// number as text) in IHAVE/IWANT/IDONTWANT, and cheaper to compute.
+/// A message's id: 20 bytes of BLAKE3 over its data. Anonymous messages have no author or
+/// sequence number; the data is unique anyway (every envelope has a random nonce).
 fn message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
-    let mut hasher = blake3::Hasher::new();
-    match (&message.source, message.sequence_number) {
-        (Some(source), Some(seqno)) => {
-            hasher.update(&source.to_bytes());
-            hasher.update(&seqno.to_be_bytes());
-        }
-        // Not under strict signing; kept total for any other mode.
-        _ => {
-            hasher.update(&message.data);
-        }
-    }
-    gossipsub::MessageId::new(&hasher.finalize().as_bytes()[..20])
+    gossipsub::MessageId::new(&blake3::hash(&message.data).as_bytes()[..20])
 }
 
 fn kad(key: &Keypair, mode: DhtMode) -> kad::Behaviour<kad::store::MemoryStore> {

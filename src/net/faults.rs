@@ -219,13 +219,11 @@ fn copy_gossip(event: &NetEvent) -> Option<NetEvent> {
     match event {
         NetEvent::Gossip {
             topic,
-            source,
             via,
             id,
             data,
         } => Some(NetEvent::Gossip {
             topic: topic.clone(),
-            source: *source,
             via: *via,
             id: id.clone(),
             data: data.clone(),

@@ -140,8 +140,6 @@ pub enum NetEvent {
     /// A gossip message; the receiver must answer with [`Net::try_validate`].
     Gossip {
         topic: String,
-        /// The (signature-verified) author.
-        source: Option<PeerId>,
         /// The neighbour that forwarded it.
         via: PeerId,
         id: MessageId,

@@ -130,6 +130,7 @@ impl Node {
             }
         }
         let settings = SyncSettings {
+            identity: identity.clone(),
             metrics: metrics.clone(),
             sync_interval: config.sync_interval,
             redial_interval: config.redial_interval,

@@ -3,9 +3,16 @@
 //! asks of the replica (apply, and pull when something is missing). The node's rooms and the
 //! simulation make these decisions through the same functions.
 
+use libp2p_identity::{ed25519, PeerId, PublicKey};
+
 use super::{SyncError, YMessage, MAX_GOSSIP_UPDATE};
 use crate::core::doc::{DocError, Document};
 use crate::core::envelope::{Keyring, Purpose};
+
+/// What a gossip message's signature covers, before the topic and the envelope.
+const SIGNING_CONTEXT: &[u8] = b"peerdoc/gossip/1";
+/// Bytes before the envelope: the author's Ed25519 key and its signature.
+pub const SIGNED_HEADER: usize = 32 + 64;
 
 /// A message on a document's gossip topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +35,42 @@ impl Gossip {
     }
 }
 
-/// Seals a gossip message for the document's topic.
+/// Signs a sealed gossip message as `author`: `key(32) · signature(64) · envelope`. Gossipsub
+/// runs anonymous, so this signature is how receivers know the author (and that it may write),
+/// and it is checked once per message, after gossipsub's duplicate filter.
+pub fn sign(author: &ed25519::Keypair, topic: &[u8; 32], sealed: &[u8]) -> Vec<u8> {
+    let signature = author.sign(&signed_bytes(topic, sealed));
+    let mut out = Vec::with_capacity(SIGNED_HEADER + sealed.len());
+    out.extend_from_slice(&author.public().to_bytes());
+    out.extend_from_slice(&signature);
+    out.extend_from_slice(sealed);
+    out
+}
+
+/// The author of a signed gossip message (its signature checked) and the sealed envelope.
+pub fn verify<'a>(topic: &[u8; 32], data: &'a [u8]) -> Result<(PeerId, &'a [u8]), SyncError> {
+    if data.len() < SIGNED_HEADER {
+        return Err(SyncError::Malformed("gossip shorter than its signature"));
+    }
+    let (key, rest) = data.split_at(32);
+    let (signature, sealed) = rest.split_at(64);
+    let key = ed25519::PublicKey::try_from_bytes(key)
+        .map_err(|_| SyncError::Malformed("gossip author is not an Ed25519 key"))?;
+    if !key.verify(&signed_bytes(topic, sealed), signature) {
+        return Err(SyncError::BadSignature);
+    }
+    Ok((PublicKey::from(key).to_peer_id(), sealed))
+}
+
+fn signed_bytes(topic: &[u8; 32], sealed: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(SIGNING_CONTEXT.len() + 32 + sealed.len());
+    msg.extend_from_slice(SIGNING_CONTEXT);
+    msg.extend_from_slice(topic);
+    msg.extend_from_slice(sealed);
+    msg
+}
+
+/// Seals a gossip message for the document's topic (then [`sign`] it).
 pub fn seal(key: &Keyring, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
     let plain = match gossip {
         // The keystroke path: encoded without copying the update first.
@@ -38,7 +80,7 @@ pub fn seal(key: &Keyring, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
     key.seal(topic, Purpose::Gossip, &plain)
 }
 
-/// Opens and decodes gossip data. Anything that does not open with the key, does not decode,
+/// Opens and decodes a sealed gossip envelope (what [`verify`] returns). Anything that does not open with the key, does not decode,
 /// or is a y-protocols message that has no business on gossip is an error (the caller rejects
 /// the message, so gossipsub penalises its sender).
 pub fn open(key: &Keyring, topic: &[u8; 32], data: &[u8]) -> Result<Gossip, SyncError> {

@@ -76,6 +76,8 @@ pub enum SyncError {
     Sealed(#[from] EnvelopeError),
     #[error("{0} is not a gossip message")]
     NotGossip(&'static str),
+    #[error("gossip signature does not verify")]
+    BadSignature,
 }
 
 /// Why a pull ended without the peer's diff.

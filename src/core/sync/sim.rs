@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use libp2p_identity::ed25519;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use yrs::updates::decoder::Decode;
@@ -23,6 +24,8 @@ struct Sim {
     key: Keyring,
     topic: [u8; 32],
     replicas: Vec<Document>,
+    /// Each replica's identity key (it signs that replica's gossip).
+    authors: Vec<ed25519::Keypair>,
     responders: Vec<Responder>,
     /// Partition group per replica: messages only flow within a group.
     group: Vec<usize>,
@@ -53,6 +56,15 @@ impl Sim {
         let replicas = (0..n)
             .map(|_| Document::with_client_id(rng.gen_range(1..u32::MAX as u64)))
             .collect();
+        let authors = (0..n)
+            .map(|_| {
+                let mut secret = [0u8; 32];
+                rng.fill(&mut secret);
+                ed25519::SecretKey::try_from_bytes(secret)
+                    .map(ed25519::Keypair::from)
+                    .expect("any 32 bytes are an Ed25519 secret key")
+            })
+            .collect();
         let mut key = [0u8; 32];
         rng.fill(&mut key);
         Sim {
@@ -60,6 +72,7 @@ impl Sim {
             key: Keyring::from(DocKey(key)),
             topic: DocId([seed as u8; 16]).topic(),
             replicas,
+            authors,
             responders: (0..n)
                 .map(|_| Responder::with_chunk_size(SIM_CHUNK))
                 .collect(),
@@ -101,6 +114,7 @@ impl Sim {
             self.reach.announced += 1;
         }
         let sealed = gossip::seal(&self.key, &self.topic, &message);
+        let sealed = gossip::sign(&self.authors[i], &self.topic, &sealed);
         for j in 0..self.replicas.len() {
             if j == i || self.group[j] != self.group[i] || self.chance(20) {
                 continue;
@@ -118,7 +132,12 @@ impl Sim {
         }
         let k = self.rng.gen_range(0..self.queue.len());
         let (from, to, sealed) = self.queue.swap_remove(k);
-        let received = match gossip::open(&self.key, &self.topic, &sealed).unwrap() {
+        let (author, sealed) = gossip::verify(&self.topic, &sealed).unwrap();
+        assert_eq!(
+            author,
+            libp2p_identity::PublicKey::from(self.authors[from].public()).to_peer_id()
+        );
+        let received = match gossip::open(&self.key, &self.topic, sealed).unwrap() {
             Gossip::Update(u) => gossip::receive_update(&mut self.replicas[to], &u),
             Gossip::Have(sv) => gossip::receive_have(&self.replicas[to], &sv),
             Gossip::Awareness(_) => unreachable!("the simulation sends no presence"),

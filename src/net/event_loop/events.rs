@@ -22,7 +22,6 @@ impl EventLoop {
             }) => {
                 self.emit(NetEvent::Gossip {
                     topic: message.topic.into_string(),
-                    source: message.source,
                     via: propagation_source,
                     id: message_id,
                     data: message.data,

@@ -52,7 +52,8 @@ impl SyncDriver {
             return;
         };
         let sealed = gossip::seal(&room.keys(), &room.topic, &out.gossip);
-        if let Err(e) = self.net.try_publish(room.id.topic_name(), sealed) {
+        let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
+        if let Err(e) = self.net.try_publish(room.id.topic_name(), signed) {
             // Peers catch up at the next anti-entropy round.
             tracing::debug!(doc = %room.id, "gossip not sent: {e}");
         }
@@ -60,38 +61,38 @@ impl SyncDriver {
 
     /// Opens one gossip message and hands it to its room in a task; the task reports the
     /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
-    pub(super) fn on_gossip(
-        &mut self,
-        topic: &str,
-        source: Option<PeerId>,
-        via: PeerId,
-        id: MessageId,
-        data: &[u8],
-    ) {
+    pub(super) fn on_gossip(&mut self, topic: &str, via: PeerId, id: MessageId, data: &[u8]) {
         let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
-        let from = source.unwrap_or(via);
-        let message = match gossip::open(&room.keys(), &room.topic, data) {
+        // The author's signature, checked once per message (gossipsub's duplicate filter ran
+        // before): only a member's key signs what a member may then be held to.
+        let (author, sealed) = match gossip::verify(&room.topic, data) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(doc = %room.id, peer = %via, "dropped gossip: {e}");
+                return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
+            }
+        };
+        let message = match gossip::open(&room.keys(), &room.topic, sealed) {
             Ok(message) => message,
             // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
             Err(SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch))) => {
                 tracing::debug!(doc = %room.id, epoch, "gossip sealed with a key we do not have yet");
-                let ask = source.filter(|a| self.connected.contains(a)).unwrap_or(via);
+                let ask = Some(author)
+                    .filter(|a| self.connected.contains(a))
+                    .unwrap_or(via);
                 self.exchange_members(ask, room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
             }
             Err(e) => {
-                tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: {e}");
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
         };
-        // Strict signing: gossipsub verified that `source` wrote this message. Only writers
-        // edit; any member may show presence. An author whose role we do not know yet is
-        // ignored (not penalised: the forwarder may know more) until its roster arrives.
-        let Some(author) = source else {
-            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
-        };
+        // Only writers edit; any member may show presence. An author whose role we do not know
+        // yet is ignored (not penalised: the forwarder may know more) until its roster arrives.
+        let from = author;
         let needed = match message {
             Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
             Gossip::Awareness(_) => Role::Reader,
@@ -133,9 +134,10 @@ impl SyncDriver {
         };
         // Pull what is missing from the author when we can reach it, else from the neighbour
         // that forwarded the message.
-        let pull_from = match source {
-            Some(author) if self.connected.contains(&author) => author,
-            _ => via,
+        let pull_from = if self.connected.contains(&author) {
+            author
+        } else {
+            via
         };
         let net = self.net.clone();
         let reports = self.reports.clone();

@@ -74,6 +74,8 @@ pub(crate) struct SyncSettings {
     /// Extra peers to keep connected (`--bootstrap`), besides the known peers in the store.
     pub(crate) bootstrap: Vec<(PeerId, Vec<Multiaddr>)>,
     pub(crate) metrics: Metrics,
+    /// This node's identity key: it signs the gossip this node publishes.
+    pub(crate) identity: libp2p_identity::ed25519::Keypair,
 }
 
 /// Sync state of one document with one peer, for `status`.
@@ -385,11 +387,10 @@ impl SyncDriver {
         match event {
             NetEvent::Gossip {
                 topic,
-                source,
                 via,
                 id,
                 data,
-            } => self.on_gossip(&topic, source, via, id, &data),
+            } => self.on_gossip(&topic, via, id, &data),
             NetEvent::Request {
                 peer,
                 data,
