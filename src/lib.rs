@@ -69,6 +69,6 @@ pub use replica::store::StoreError;
 pub mod testing {
     pub use crate::net::{Net, NetConfig, NetEvent, MESH_DEGREE};
     pub use libp2p::gossipsub::MessageAcceptance;
-    pub use libp2p::identity::Keypair;
+    pub use libp2p::identity::{ed25519, Keypair};
     pub use libp2p::{Multiaddr, PeerId};
 }

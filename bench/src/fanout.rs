@@ -11,8 +11,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use peerdoc::core::sync::gossip;
 use peerdoc::testing::{
-    Keypair, MessageAcceptance, Multiaddr, Net, NetConfig, NetEvent, PeerId, MESH_DEGREE,
+    ed25519, Keypair, MessageAcceptance, Multiaddr, Net, NetConfig, NetEvent, PeerId, MESH_DEGREE,
 };
 use peerdoc::DhtMode;
 use rand::seq::SliceRandom;
@@ -24,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use crate::report::{median, metric_sum, percentile, Row};
 
 const TOPIC: &str = "bench-fanout";
-/// About a sealed keystroke: envelope, signed write, a one-character Yjs update.
-const PAYLOAD: usize = 120;
+/// The topic hash the authors' signatures cover.
+const TOPIC_HASH: [u8; 32] = [7; 32];
+/// About a sealed keystroke: the envelope of a one-character Yjs update. It is signed by its
+/// author as the node signs gossip, and every node checks the signature once per message.
+const SEALED: usize = 70;
 /// Heartbeats (700 ms) for the meshes to form before measuring.
 const SETTLE: Duration = Duration::from_secs(4);
 /// How long a message may take to reach everyone before it counts as lost.
@@ -43,6 +47,8 @@ struct Receipt {
 /// N nodes, each with a task that accepts every message and reports it.
 struct Cluster {
     nets: Vec<Net>,
+    /// Each node's identity key (it signs what the node publishes).
+    authors: Vec<ed25519::Keypair>,
     ids: Vec<PeerId>,
     receipts: mpsc::Receiver<Receipt>,
     cancel: CancellationToken,
@@ -59,6 +65,7 @@ impl Cluster {
         let cancel = CancellationToken::new();
         let (tx, receipts) = mpsc::channel(64 * 1024);
         let mut nets = Vec::new();
+        let mut authors = Vec::new();
         let mut ids = Vec::new();
         let mut tasks = Vec::new();
         for node in 0..n {
@@ -73,8 +80,10 @@ impl Cluster {
                 max_connections: 1024,
                 faults: None,
             };
+            let author = ed25519::Keypair::generate();
             let (net, mut events, task) =
-                Net::spawn(Keypair::generate_ed25519(), config, cancel.clone()).await?;
+                Net::spawn(Keypair::from(author.clone()), config, cancel.clone()).await?;
+            authors.push(author);
             tasks.push(task);
             let consumer = net.clone();
             let tx = tx.clone();
@@ -84,9 +93,16 @@ impl Cluster {
                         continue;
                     };
                     let at = Instant::now();
-                    // Forwarding waits for this verdict, as in the node.
+                    // The author's signature is checked once per message, and forwarding waits
+                    // for this verdict, as in the node.
+                    let Ok((_, sealed)) = gossip::verify(&TOPIC_HASH, &data) else {
+                        let _ = consumer.try_validate(id, via, MessageAcceptance::Reject);
+                        continue;
+                    };
                     let _ = consumer.try_validate(id, via, MessageAcceptance::Accept);
-                    let Some(index) = data.get(..4) else { continue };
+                    let Some(index) = sealed.get(..4) else {
+                        continue;
+                    };
                     let message = u32::from_be_bytes([index[0], index[1], index[2], index[3]]);
                     let receipt = Receipt {
                         node,
@@ -104,6 +120,7 @@ impl Cluster {
         }
         Ok(Cluster {
             nets,
+            authors,
             ids,
             receipts,
             cancel,
@@ -146,9 +163,10 @@ impl Cluster {
         publisher: usize,
         index: u32,
     ) -> anyhow::Result<(Instant, HashMap<usize, Receipt>)> {
-        let mut data = vec![0u8; PAYLOAD];
-        data[..4].copy_from_slice(&index.to_be_bytes());
+        let mut sealed = vec![0u8; SEALED];
+        sealed[..4].copy_from_slice(&index.to_be_bytes());
         let sent = Instant::now();
+        let data = gossip::sign(&self.authors[publisher], &TOPIC_HASH, &sealed);
         self.nets[publisher].publish(TOPIC.into(), data).await?;
         let mut got = HashMap::new();
         let deadline = tokio::time::Instant::now() + DELIVERY_LIMIT;

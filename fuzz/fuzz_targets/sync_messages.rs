@@ -26,6 +26,7 @@ fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
         let _ = pull.on_chunk(chunk);
     }
     let _ = pull.on_response(data);
+    let _ = gossip::verify(&topic, data);
     let _ = gossip::open(&key, &topic, data);
     let _ = gossip::open(&key, &topic, &key.seal(&topic, Purpose::Gossip, data));
     let _ = Responder::open(data, |_| Some(key.clone()));

@@ -260,6 +260,18 @@ pub async fn bare_net(
     peerdoc::testing::Net,
     tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
 ) {
+    let (net, events, _) = bare_net_keyed(cancel).await;
+    (net, events)
+}
+
+/// [`bare_net`] and its identity key (to sign gossip as a member's node would).
+pub async fn bare_net_keyed(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (
+    peerdoc::testing::Net,
+    tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
+    libp2p::identity::ed25519::Keypair,
+) {
     let config = peerdoc::testing::NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
@@ -271,11 +283,21 @@ pub async fn bare_net(
         max_connections: 64,
         faults: None,
     };
-    let keypair = libp2p::identity::Keypair::generate_ed25519();
+    let identity = libp2p::identity::ed25519::Keypair::generate();
+    let keypair = libp2p::identity::Keypair::from(identity.clone());
     let (net, events, _task) = peerdoc::testing::Net::spawn(keypair, config, cancel.clone())
         .await
         .unwrap();
-    (net, events)
+    (net, events, identity)
+}
+
+/// [`bare_net_keyed`], its events ignored.
+pub async fn bare_net_keyed_drained(
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (peerdoc::testing::Net, libp2p::identity::ed25519::Keypair) {
+    let (net, mut events, identity) = bare_net_keyed(cancel).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    (net, identity)
 }
 
 /// [`bare_net`], its events ignored.

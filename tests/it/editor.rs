@@ -309,7 +309,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
 
     // A member gone bad: it holds the key, so its gossip opens.
     let cancel = tokio_util::sync::CancellationToken::new();
-    let evil = bare_net_drained(&cancel).await;
+    let (evil, evil_key) = bare_net_keyed_drained(&cancel).await;
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     admit_as_member(&evil, &ticket).await;
     evil.subscribe(ticket.doc.topic_name()).await;
@@ -326,7 +326,10 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
 
     // 200 messages of 64 new clients each (12,800 clients), then huge and non-JSON states.
     let topic = ticket.doc.topic();
-    let seal = |frame: Vec<u8>| ticket.keyring().seal(&topic, Purpose::Gossip, &frame);
+    let seal = |frame: Vec<u8>| {
+        let sealed = ticket.keyring().seal(&topic, Purpose::Gossip, &frame);
+        peerdoc::core::sync::gossip::sign(&evil_key, &topic, &sealed)
+    };
     for batch in 0..200u64 {
         let frame = presence_frame_from(batch * 64, 64, r#"{"user":{"name":"bot"}}"#);
         let _ = evil.publish(ticket.doc.topic_name(), seal(frame)).await;

@@ -21,9 +21,12 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
 
     // The attacker knows the doc id (so the topic) and A's address, but not the key.
     let cancel = CancellationToken::new();
-    let evil = bare_net_drained(&cancel).await;
+    let (evil, evil_key) = bare_net_keyed_drained(&cancel).await;
     evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
     let topic = ticket.doc.topic();
+    // Signed by the attacker's own key, so the signature check passes and what follows it
+    // (the envelope, the update) is what refuses the attack.
+    let sign = |sealed: Vec<u8>| peerdoc::core::sync::gossip::sign(&evil_key, &topic, &sealed);
     evil.subscribe(ticket.doc.topic_name()).await;
     // Wait until A knows the attacker shares the topic, so every attack below really reaches A.
     let attacker = evil.peer_id().to_string();
@@ -106,29 +109,29 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         vec![],
         vec![0xff; 100],
         b"\x01garbage that looks versioned".to_vec(),
-        wrong_key.seal(
+        sign(wrong_key.seal(
             &topic,
             Purpose::Gossip,
             &YMessage::Update(evil_update.clone()).encode(),
-        ),
+        )),
         // Correctly keyed for another purpose (replayed context) is refused too.
-        ticket.keyring().seal(
+        sign(ticket.keyring().seal(
             &topic,
             Purpose::SyncResponse,
             &YMessage::Update(evil_update.clone()).encode(),
-        ),
+        )),
     ];
     // Even a key holder gone bad cannot inject undecodable updates.
-    attacks.push(ticket.keyring().seal(
+    attacks.push(sign(ticket.keyring().seal(
         &topic,
         Purpose::Gossip,
         &YMessage::Update(vec![9; 40]).encode(),
-    ));
-    attacks.push(
-        ticket
-            .keyring()
-            .seal(&topic, Purpose::Gossip, &[0xde, 0xad, 0xbe, 0xef]),
-    );
+    )));
+    attacks.push(sign(ticket.keyring().seal(
+        &topic,
+        Purpose::Gossip,
+        &[0xde, 0xad, 0xbe, 0xef],
+    )));
     for (i, payload) in attacks.into_iter().enumerate() {
         // Vary the bytes so gossipsub's duplicate filter does not hide any attack.
         let mut payload = payload;

@@ -86,7 +86,7 @@ async fn a_readers_modified_node_gets_no_update_applied() {
     // A reader's node, modified to publish edits: correctly keyed, signed by its own identity,
     // and its reader certificate is known to A.
     let cancel = CancellationToken::new();
-    let reader = bare_net_drained(&cancel).await;
+    let (reader, reader_key) = bare_net_keyed_drained(&cancel).await;
     reader
         .dial(ticket.peer, ticket.addrs.clone())
         .await
@@ -119,7 +119,8 @@ async fn a_readers_modified_node_gets_no_update_applied() {
             ticket
                 .keyring()
                 .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
-        let _ = reader.publish(ticket.doc.topic_name(), sealed).await;
+        let signed = peerdoc::core::sync::gossip::sign(&reader_key, &topic, &sealed);
+        let _ = reader.publish(ticket.doc.topic_name(), signed).await;
     }
     // Rejected edits cost the sender its connection.
     wait_until("A disconnects the reader", async || {
