@@ -173,24 +173,21 @@ impl Faults {
         let fate = self
             .config
             .fate(self.rng.gen_range(0..100), self.rng.gen(), gossip);
-        let name = match fate {
+        // Counted only when done: past MAX_HELD a delay or a duplicate does not happen.
+        let (name, now) = match fate {
             Fate::Deliver => return Some(event),
-            Fate::Drop => "drop",
-            Fate::Duplicate(_) => "duplicate",
-            Fate::Delay(_) => "delay",
+            Fate::Drop => ("drop", None),
+            Fate::Duplicate(after) => match copy_gossip(&event).map(|c| self.hold(c, after)) {
+                Some(None) => ("duplicate", Some(event)),
+                _ => return Some(event),
+            },
+            Fate::Delay(after) => match self.hold(event, after) {
+                None => ("delay", None),
+                Some(event) => return Some(event),
+            },
         };
         self.injected.get_or_create(&vec![("fault", name)]).inc();
-        match fate {
-            Fate::Deliver => Some(event),
-            Fate::Drop => None,
-            Fate::Duplicate(after) => {
-                if let Some(copy) = copy_gossip(&event) {
-                    self.hold(copy, after);
-                }
-                Some(event)
-            }
-            Fate::Delay(after) => self.hold(event, after),
-        }
+        now
     }
 
     /// Holds `event` for `after`; returns it instead when too many are held already.

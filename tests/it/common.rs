@@ -304,9 +304,7 @@ pub async fn bare_net_keyed_drained(
 pub async fn bare_net_drained(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> peerdoc::testing::Net {
-    let (net, mut events) = bare_net(cancel).await;
-    tokio::spawn(async move { while events.recv().await.is_some() {} });
-    net
+    bare_net_keyed_drained(cancel).await.0
 }
 
 /// The value of the OpenMetrics sample named exactly `series` (name and labels), or 0.

@@ -80,9 +80,9 @@ pub fn seal(key: &Keyring, topic: &[u8; 32], gossip: &Gossip) -> Vec<u8> {
     key.seal(topic, Purpose::Gossip, &plain)
 }
 
-/// Opens and decodes a sealed gossip envelope (what [`verify`] returns). Anything that does not open with the key, does not decode,
-/// or is a y-protocols message that has no business on gossip is an error (the caller rejects
-/// the message, so gossipsub penalises its sender).
+/// Opens and decodes a sealed gossip envelope (what [`verify`] returns). Anything that does not
+/// open with the key, does not decode, or is a y-protocols message that has no business on
+/// gossip is an error (the caller rejects the message, so gossipsub penalises its sender).
 pub fn open(key: &Keyring, topic: &[u8; 32], data: &[u8]) -> Result<Gossip, SyncError> {
     let plain = key.open(topic, Purpose::Gossip, data)?;
     match YMessage::decode(&plain)? {
@@ -173,6 +173,28 @@ pub fn coalesce(queued: Vec<Gossip>) -> Vec<Gossip> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signature_names_its_author_and_binds_the_topic_and_the_envelope() {
+        let author = ed25519::Keypair::generate();
+        let (topic, sealed) = ([3u8; 32], b"an envelope".to_vec());
+        let signed = sign(&author, &topic, &sealed);
+        let (who, envelope) = verify(&topic, &signed).unwrap();
+        assert_eq!(who, PublicKey::from(author.public()).to_peer_id());
+        assert_eq!(envelope, &sealed[..]);
+        assert_eq!(verify(&[4u8; 32], &signed), Err(SyncError::BadSignature));
+        let mut tampered = signed.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert_eq!(verify(&topic, &tampered), Err(SyncError::BadSignature));
+        // Another key claiming the same signature.
+        let mut claimed = signed.clone();
+        claimed[..32].copy_from_slice(&ed25519::Keypair::generate().public().to_bytes());
+        assert_eq!(verify(&topic, &claimed), Err(SyncError::BadSignature));
+        assert!(matches!(
+            verify(&topic, &signed[..SIGNED_HEADER - 1]),
+            Err(SyncError::Malformed(_))
+        ));
+    }
 
     #[test]
     fn queued_updates_merge_into_one_message_in_order() {

@@ -79,10 +79,7 @@ impl SyncDriver {
             // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
             Err(SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch))) => {
                 tracing::debug!(doc = %room.id, epoch, "gossip sealed with a key we do not have yet");
-                let ask = Some(author)
-                    .filter(|a| self.connected.contains(a))
-                    .unwrap_or(via);
-                self.exchange_members(ask, room.id, true);
+                self.exchange_members(self.nearest(author, via), room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
             }
             Err(e) => {
@@ -92,7 +89,6 @@ impl SyncDriver {
         };
         // Only writers edit; any member may show presence. An author whose role we do not know
         // yet is ignored (not penalised: the forwarder may know more) until its roster arrives.
-        let from = author;
         let needed = match message {
             Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
             Gossip::Awareness(_) => Role::Reader,
@@ -115,12 +111,7 @@ impl SyncDriver {
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
             None => {
-                let ask = if self.connected.contains(&author) {
-                    author
-                } else {
-                    via
-                };
-                self.exchange_members(ask, room.id, true);
+                self.exchange_members(self.nearest(author, via), room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
             }
         }
@@ -132,17 +123,12 @@ impl SyncDriver {
             tracing::debug!(doc = %room.id, "room is behind on gossip; anti-entropy will catch up");
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
-        // Pull what is missing from the author when we can reach it, else from the neighbour
-        // that forwarded the message.
-        let pull_from = if self.connected.contains(&author) {
-            author
-        } else {
-            via
-        };
+        // Pull what is missing from the author when we can reach it.
+        let pull_from = self.nearest(author, via);
         let net = self.net.clone();
         let reports = self.reports.clone();
         self.spawn_task(async move {
-            let verdict = match room.receive_gossip(message, from).await {
+            let verdict = match room.receive_gossip(message, author).await {
                 Ok(received) => {
                     if received.pull {
                         let want = Report::PullWanted {
@@ -155,17 +141,29 @@ impl SyncDriver {
                 }
                 // Full here is not the sender's fault (stored sizes differ between replicas).
                 Err(e @ RoomError::TooLarge(_)) => {
-                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                    tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: {e}");
                     MessageAcceptance::Ignore
                 }
                 Err(e) => {
-                    tracing::warn!(doc = %room.id, peer = %from, "dropped gossip: {e}");
+                    tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: {e}");
                     MessageAcceptance::Reject
                 }
             };
             drop(slot);
             report_verdict(&net, id, via, verdict);
         });
+    }
+}
+
+impl SyncDriver {
+    /// Whom to ask about a message's author: the author when connected, else the neighbour
+    /// that forwarded the message.
+    fn nearest(&self, author: PeerId, via: PeerId) -> PeerId {
+        if self.connected.contains(&author) {
+            author
+        } else {
+            via
+        }
     }
 }
 
