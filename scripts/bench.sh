@@ -7,7 +7,8 @@
 # Usage: bash scripts/bench.sh [--smoke] [TRACE]
 #   TRACE    a sequential editing trace, default ../shared/data/editing-traces/automerge-paper.json.gz
 #   --smoke  tiny sizes and a debug build: checks that the harness runs (CI), measures nothing
-# Writes target/bench/{inproc,editors}.json and prints the Markdown table (also in
+# Writes target/bench/{inproc,editors}.json and prints the Markdown table, then the notes that
+# explain the editor rows (target/bench/editors-notes.md; both also in
 # target/bench/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ if [ ! -f "$trace" ]; then
 fi
 out=target/bench
 mkdir -p "$out"
+rm -f "$out/editors-notes.md"
 
 (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 if $smoke; then
@@ -29,11 +31,15 @@ if $smoke; then
   ./$bin/peerdoc-bench run --trace "$trace" --edits 2000 --runs 1 --keystrokes 200 --copies 2 \
     --fanout-nodes 10 --fanout-messages 5 \
     --json "$out/inproc.json" >/dev/null
-  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json"
+  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json" \
+    --notes "$out/editors-notes.md"
 else
   cargo build --locked --release -p peerdoc -p peerdoc-bench --bins --quiet
   bin=target/release
   ./$bin/peerdoc-bench run --trace "$trace" --json "$out/inproc.json" >/dev/null
-  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --json "$out/editors.json"
+  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --json "$out/editors.json" \
+    --notes "$out/editors-notes.md"
 fi
 ./$bin/peerdoc-bench report "$out/inproc.json" "$out/editors.json" | tee "$out/results.md"
+# What explains the editor rows (row 5 in stages; 10 nodes with the bystanders niced).
+{ echo; cat "$out/editors-notes.md"; } | tee -a "$out/results.md"

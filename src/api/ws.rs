@@ -108,7 +108,10 @@ async fn serve(
                     Some(Ok(Message::Close(_))) => return CLIENT_CLOSED,
                     None => return End(CLOSE_NORMAL, ""),
                     Some(Err(e)) => return read_error(&e),
-                    Some(Ok(Message::Binary(frame))) => frame,
+                    Some(Ok(Message::Binary(frame))) => {
+                        tracing::trace!(target: "peerdoc::stage", "editor session: frame in");
+                        frame
+                    }
                     Some(Ok(Message::Text(_))) => {
                         return End(CLOSE_POLICY, "text frames are not part of the y-websocket protocol")
                     }
@@ -133,9 +136,17 @@ async fn serve(
                         }
                         Stage::NotStored => false,
                     };
+                    // The stages of an edit's way from editor to editor (`peerdoc::stage`, see
+                    // bench/editors.mjs --stages) end here, at another's edit sent.
                     if send_it {
+                        if !mine {
+                            tracing::trace!(target: "peerdoc::stage", "editor session: update out");
+                        }
                         if let Err(end) = send(socket, &change.message).await {
                             return end;
+                        }
+                        if !mine {
+                            tracing::trace!(target: "peerdoc::stage", "editor session: sent");
                         }
                     }
                 }

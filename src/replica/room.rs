@@ -255,6 +255,7 @@ impl Room {
     async fn on_command(&mut self, cmd: Command) -> std::ops::ControlFlow<()> {
         match cmd {
             Command::ReceiveGossip(gossip, from, reply) => {
+                tracing::trace!(target: "peerdoc::stage", "room: gossip");
                 self.receive_gossip(gossip, from, reply).await
             }
             Command::ApplyRemote(update, reply) => {
@@ -273,6 +274,7 @@ impl Room {
                 self.persist_remote(delta).await;
             }
             Command::ApplyLocal(update, origin, reply) => {
+                tracing::trace!(target: "peerdoc::stage", "room: local update");
                 if !self.may_write() {
                     // What a reconnecting editor resends is fine; an edit is not.
                     let result = match self.loaded().await.map(|doc| doc.would_change(&update)) {

@@ -507,7 +507,7 @@ async fn an_editors_update_reaches_others_comes_back_once_stored_and_is_counted(
         "peerdoc_store_commit_seconds_count ",
         "peerdoc_peers_connected 1\n",
         "libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp",
-        "gossipsub_topic_msg_sent_counts_total{hash=\"peerdoc/1/",
+        "gossipsub_topic_msg_sent_counts_total{hash=\"pd1/",
     ] {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }

@@ -10,9 +10,15 @@ fn doc_id_round_trips_and_rejects_junk() {
     assert!(DocId::parse("xyz").is_err());
     assert!(DocId::parse("abcd").is_err());
     assert_ne!(id.topic(), DocId::random().topic());
-    assert!(id.topic_name().starts_with("peerdoc/1/"));
+    assert!(id.topic_name().starts_with("pd1/"));
+    assert_eq!(id.topic_name().len(), 47);
     assert_eq!(parse_topic_name(&id.topic_name()), Some(id.topic()));
-    assert_eq!(parse_topic_name("peerdoc/1/zz"), None);
+    assert_eq!(parse_topic_name("pd1/zz"), None);
+    assert_eq!(parse_topic_name(&format!("pd1/{}", "A".repeat(44))), None);
+    assert_eq!(
+        parse_topic_name(&format!("peerdoc/1/{}", hex::encode(id.topic()))),
+        None
+    );
     assert_eq!(parse_topic_name("other"), None);
     assert!(!id.topic_name().contains(&id.to_string()));
 }

@@ -20,6 +20,7 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                tracing::trace!(target: "peerdoc::stage", "net: gossip in");
                 self.emit(NetEvent::Gossip {
                     topic: message.topic.into_string(),
                     via: propagation_source,

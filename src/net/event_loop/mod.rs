@@ -196,6 +196,7 @@ impl EventLoop {
                     .unsubscribe(&IdentTopic::new(topic));
             }
             Command::Publish(topic, data, reply) => {
+                tracing::trace!(target: "peerdoc::stage", "net: publish");
                 let result = self
                     .swarm
                     .behaviour_mut()
@@ -203,6 +204,7 @@ impl EventLoop {
                     .publish(IdentTopic::new(topic), data)
                     .map(|_| ())
                     .map_err(|e| NetError::Publish(e.to_string()));
+                tracing::trace!(target: "peerdoc::stage", "net: handed to gossipsub");
                 match reply {
                     Some(reply) => {
                         let _ = reply.send(result);

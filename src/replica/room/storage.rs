@@ -38,6 +38,7 @@ impl Room {
         self.ctx.metrics.edit("remote");
         self.changed();
         let message = Arc::new(YMessage::Update(delta));
+        tracing::trace!(target: "peerdoc::stage", "room: applied, to editor sessions");
         self.tell(Change::applied(Origin::Remote, message.clone()));
         self.submit(message, Origin::Remote).await;
     }
@@ -65,6 +66,7 @@ impl Room {
         self.tell(Change::applied(origin, message.clone()));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
+            tracing::trace!(target: "peerdoc::stage", "room: applied, to the sync driver");
         }
         if origin == Origin::Api {
             self.compact_if_due().await;

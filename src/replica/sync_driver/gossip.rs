@@ -25,6 +25,7 @@ impl SyncDriver {
     /// merged into one message ([`gossip::coalesce`]): under load, fewer and larger messages;
     /// when idle, `first` goes out alone and at once.
     pub(super) fn publish_queued(&self, first: Outgoing, outbox: &mut mpsc::Receiver<Outgoing>) {
+        tracing::trace!(target: "peerdoc::stage", "sync driver: publishing");
         let mut queued = vec![first];
         while queued.len() < PUBLISH_BATCH {
             match outbox.try_recv() {
@@ -57,11 +58,13 @@ impl SyncDriver {
             // Peers catch up at the next anti-entropy round.
             tracing::debug!(doc = %room.id, "gossip not sent: {e}");
         }
+        tracing::trace!(target: "peerdoc::stage", "sync driver: sealed, signed, to the net");
     }
 
     /// Opens one gossip message and hands it to its room in a task; the task reports the
     /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
     pub(super) fn on_gossip(&mut self, topic: &str, via: PeerId, id: MessageId, data: &[u8]) {
+        tracing::trace!(target: "peerdoc::stage", "sync driver: gossip in");
         let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
@@ -127,7 +130,9 @@ impl SyncDriver {
         let pull_from = self.nearest(author, via);
         let net = self.net.clone();
         let reports = self.reports.clone();
+        tracing::trace!(target: "peerdoc::stage", "sync driver: signature and envelope checked");
         self.spawn_task(async move {
+            tracing::trace!(target: "peerdoc::stage", "gossip task: to the room");
             let verdict = match room.receive_gossip(message, author).await {
                 Ok(received) => {
                     if received.pull {
