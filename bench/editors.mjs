@@ -244,6 +244,12 @@ async function stages (edits) {
   const order = [...steps].map(([stage, v]) => [stage, percentile(v.map((x) => x[0]), 50), percentile(v.map((x) => x[1]), 50), v.length])
     .filter(([, , , n]) => n >= edits / 2) // stages of most edits only (not the odd echo)
     .sort((x, y) => x[2] - y[2])
+  // Both daemons' stages, so that a renamed or lost trace point fails the smoke run.
+  for (const node of ['node A:', 'node B:']) {
+    if (order.filter(([stage]) => stage.startsWith(node)).length < 5) {
+      throw new Error(`row 5 stages: fewer than 5 traced stages of ${node} (peerdoc::stage trace points or their log format changed?)`)
+    }
+  }
   const lines = [
     `Row 5, 2 nodes, ${edits} edits with stage tracing on (p50 ${percentile(samples, 50).toFixed(3)} ms): ` +
       'median µs of each stage after the one before it, and since the edit was typed',
