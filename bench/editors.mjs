@@ -279,8 +279,7 @@ async function sustained (system, secs) {
   // load, or by an anti-entropy pull) the text never shows whole. A client has an edit once its
   // state for the author has passed that clock.
   const sent = new Map() // author's Yjs client id -> [[clock, send time], ...], clocks rising
-  const samples = []
-  // Also apart: samples of clients on the author's own node, and on another node.
+  // Latencies seen by clients on the author's own node, and on another node.
   const nodes = system.nodes?.length ?? 1
   const indexOf = new Map(cs.map((c, i) => [c.doc.clientID, i]))
   const sameNode = []; const otherNode = []
@@ -289,16 +288,13 @@ async function sustained (system, secs) {
       if (event.transaction.local) return
       const now = performance.now()
       for (const [author, after] of event.transaction.afterState) {
-        const edits = sent.get(author)
-        if (!edits) continue
+        const theirs = sent.get(author)
+        if (!theirs) continue
         const before = event.transaction.beforeState.get(author) ?? 0
-        const apart = indexOf.get(author) % nodes === me % nodes ? sameNode : otherNode
-        let lo = 0; let hi = edits.length // first edit at or after `before`
-        while (lo < hi) { const mid = (lo + hi) >> 1; if (edits[mid][0] < before) lo = mid + 1; else hi = mid }
-        for (let i = lo; i < edits.length && edits[i][0] < after; i++) {
-          samples.push(now - edits[i][1])
-          apart.push(now - edits[i][1])
-        }
+        const samples = indexOf.get(author) % nodes === me % nodes ? sameNode : otherNode
+        let lo = 0; let hi = theirs.length // first edit at or after `before`
+        while (lo < hi) { const mid = (lo + hi) >> 1; if (theirs[mid][0] < before) lo = mid + 1; else hi = mid }
+        for (let i = lo; i < theirs.length && theirs[i][0] < after; i++) samples.push(now - theirs[i][1])
       }
     })
   })
@@ -321,20 +317,21 @@ async function sustained (system, secs) {
   phases.forEach(clearTimeout)
   timers.forEach(clearInterval)
   const expected = edits * (n - 1)
+  const seen = () => sameNode.length + otherNode.length
   try {
-    await waitFor('every client has every edit', () => samples.length >= expected, 60000)
+    await waitFor('every client has every edit', () => seen() >= expected, 60000)
   } catch (e) {
     // Say whether the documents are missing edits (a sync failure) or only the samples are.
     const lacking = cs.map((c, i) => {
       let missing = 0
-      for (const [author, edits] of sent) missing += edits.filter(([clock]) => Y.getState(c.doc.store, author) <= clock).length
+      for (const [author, theirs] of sent) missing += theirs.filter(([clock]) => Y.getState(c.doc.store, author) <= clock).length
       return `client ${i} lacks ${missing}`
     })
-    throw new Error(`${e.message} on ${system.name}: ${samples.length} of ${expected} seen; of ${edits} edits, ${lacking.join(', ')}`)
+    throw new Error(`${e.message} on ${system.name}: ${seen()} of ${expected} seen; of ${edits} edits, ${lacking.join(', ')}`)
   }
   const cpu = system.pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpu0
   closeClients()
-  return { samples, sameNode, otherNode, cpuPerEdit: cpu / edits, edits }
+  return { samples: [...sameNode, ...otherNode], sameNode, otherNode, cpuPerEdit: cpu / edits, edits }
 }
 
 function loadTrace (path, limit) {

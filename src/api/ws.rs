@@ -137,7 +137,7 @@ async fn serve(
                         Stage::NotStored => false,
                     };
                     // The stages of an edit's way from editor to editor (`peerdoc::stage`, see
-                    // bench/editors.mjs --stages) end here, at another's edit sent.
+                    // bench/editors.mjs --notes) end here, at another's edit sent.
                     if send_it {
                         if !mine {
                             tracing::trace!(target: "peerdoc::stage", "editor session: update out");

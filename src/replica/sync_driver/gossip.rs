@@ -158,9 +158,7 @@ impl SyncDriver {
             report_verdict(&net, id, via, verdict);
         });
     }
-}
 
-impl SyncDriver {
     /// Whom to ask about a message's author: the author when connected, else the neighbour
     /// that forwarded the message.
     fn nearest(&self, author: PeerId, via: PeerId) -> PeerId {
