@@ -55,12 +55,16 @@ pub(crate) enum Command {
     /// List DOC's members and their roles (owner, writer, reader).
     Members { doc: String },
     /// Remove a member from DOC (owner only): the document gets a new key that the removed
-    /// member never receives, and its writes are refused everywhere. Remaining members need to
-    /// do nothing.
+    /// member never receives, and its writes are refused everywhere. Members it admitted go with
+    /// it (listed; `--keep` keeps one), and every ticket shared so far stops admitting anyone:
+    /// share new ones. Remaining members need to do nothing.
     Revoke {
         doc: String,
         /// The member's peer id (see `peerdoc members DOC`).
         peer: String,
+        /// Keep this member although it was admitted through the removed one (repeatable).
+        #[arg(long, value_name = "PEER")]
+        keep: Vec<String>,
     },
     /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
     /// finds if the sharer does not answer.
@@ -296,9 +300,24 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             }
         }
         Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
-        Command::Revoke { doc, peer } => {
-            let epoch = client.revoke(&doc, &peer)?;
-            println!("removed {peer}; the document's key is now at epoch {epoch}");
+        Command::Revoke { doc, peer, keep } => {
+            let removed = client.revoke(&doc, &peer, &keep)?;
+            println!(
+                "removed {peer}; the document's key is now at epoch {}",
+                removed.epoch
+            );
+            for member in &removed.with_it {
+                println!(
+                    "also removed {} ({}): it was admitted through {peer} (keep it with --keep {})",
+                    member.peer, member.role, member.peer
+                );
+            }
+            if removed.tickets_closed > 0 {
+                println!(
+                    "{} earlier ticket(s) no longer admit anyone: share new ones",
+                    removed.tickets_closed
+                );
+            }
         }
         Command::Members { doc } => {
             for member in client.members(&doc)? {

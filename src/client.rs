@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use peerdoc::api::MAX_BODY_BYTES;
-use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Status};
+use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Removed, Status};
 
 /// Bytes per request when appending a large text.
 const APPEND_PART: usize = MAX_BODY_BYTES / 2;
@@ -132,11 +132,20 @@ impl Client {
         let v: serde_json::Value = self.get(&path)?;
         Ok(v["ticket"].as_str().unwrap_or_default().to_string())
     }
-    pub(crate) fn revoke(&self, doc: &str, peer: &str) -> Result<u32, ClientError> {
-        let path = format!("{}/members/{}", Self::doc_path(doc), urlencode(peer));
+    pub(crate) fn revoke(
+        &self,
+        doc: &str,
+        peer: &str,
+        keep: &[String],
+    ) -> Result<Removed, ClientError> {
+        let path = format!(
+            "{}/members/{}?keep={}",
+            Self::doc_path(doc),
+            urlencode(peer),
+            urlencode(&keep.join(","))
+        );
         let r = self.check(self.request("DELETE", &path).call())?;
-        let v: serde_json::Value = self.json(r)?;
-        Ok(v["epoch"].as_u64().unwrap_or_default() as u32)
+        self.json(r)
     }
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
         self.get(&format!("{}/members", Self::doc_path(doc)))

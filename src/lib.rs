@@ -59,7 +59,7 @@ pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
 pub use net::{DhtMode, FaultsParseError, MessageFaults, NetError, RelayLimits};
-pub use node::{DocInfo, DocPeer, DocStatus, Error, MemberInfo, Node, PeerStatus, Status};
+pub use node::{DocInfo, DocPeer, DocStatus, Error, MemberInfo, Node, PeerStatus, Removed, Status};
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
 pub use replica::store::StoreError;

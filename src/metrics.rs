@@ -17,6 +17,16 @@ pub(crate) struct EditLabels {
     pub(crate) origin: &'static str,
 }
 
+/// What was refused, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusedLabels {
+    /// `sync` (a pull's request), `members` (a member exchange), `gossip`, `certificate`.
+    pub(crate) what: &'static str,
+    /// Why: `removed`, `not_member`, `stale_epoch`, `wrong_key`, `unknown_epoch`, `role`,
+    /// `unchained`, `over_limit`, `invalid`, `malformed`.
+    pub(crate) reason: &'static str,
+}
+
 /// Handles to the node's metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -28,6 +38,8 @@ pub(crate) struct Metrics {
     pub(crate) sync: Histogram,
     /// Peers connected now.
     pub(crate) peers: Gauge,
+    /// Requests, messages and records refused by the access rules.
+    pub(crate) refused: Family<RefusedLabels, Counter>,
 }
 
 impl Metrics {
@@ -40,6 +52,7 @@ impl Metrics {
             // 100 µs to ~3.3 s.
             sync: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             peers: Gauge::default(),
+            refused: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -58,6 +71,11 @@ impl Metrics {
             metrics.sync.clone(),
         );
         registry.register("peers_connected", "Peers connected", metrics.peers.clone());
+        registry.register(
+            "access_refused",
+            "Sync requests, member exchanges, gossip and certificates refused by the access rules, by what and why",
+            metrics.refused.clone(),
+        );
         metrics
     }
 
@@ -69,6 +87,15 @@ impl Metrics {
 
     pub(crate) fn edit(&self, origin: &'static str) {
         self.edits.get_or_create(&EditLabels { origin }).inc();
+    }
+
+    /// Counts `n` refusals of `what` for `reason`.
+    pub(crate) fn refused(&self, what: &'static str, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.refused
+                .get_or_create(&RefusedLabels { what, reason })
+                .inc_by(n);
+        }
     }
 }
 

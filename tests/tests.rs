@@ -21,4 +21,5 @@ mod it {
     pub mod resources;
     pub mod roles;
     pub mod soak;
+    pub mod trust;
 }

@@ -1,9 +1,11 @@
 //! Certificates, key grants and rosters from peers: decoding untrusted bytes, and deriving roles
-//! from any mix of validly signed certificates and revocations (the fuzzer picks kinds, roles, subjects and issuers from
-//! a fixed set of keys, so signatures verify and the role derivation itself is exercised).
+//! from any mix of validly signed certificates and revocations (the fuzzer picks kinds, roles,
+//! subjects and issuers from a fixed set of keys, so signatures verify and the role derivation
+//! itself is exercised). Invariants: the owner stays the only owner, the roles do not depend on
+//! the order certificates arrive in, and the owner can always remove any member.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::core::access::{peer_of, Cert, CertKind, KeyGrant, Membership, Role};
+use peerdoc::core::access::{peer_of, Cert, CertKind, KeyGrant, Membership, RemovalPlan, Role};
 use peerdoc::core::doc::DocId;
 use peerdoc::core::sync::members;
 use yrs::encoding::read::Cursor;
@@ -30,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = members::decode(&mut Cursor::new(data));
 
+    let mut certs = Vec::new();
     for op in data.chunks_exact(3) {
         let kind = match op[0] & 3 {
             0 => CertKind::Member,
@@ -38,9 +41,15 @@ fuzz_target!(|data: &[u8]| {
         };
         let role = if op[0] & 4 == 0 { Role::Reader } else { Role::Writer };
         let issuer = &keys[usize::from(op[2]) % keys.len()];
-        let cert = Cert::issue(doc, kind, role, public(op[1]), issuer);
-        assert!(membership.add(cert).is_ok());
+        certs.push(Cert::issue(doc, kind, role, public(op[1]), issuer));
     }
+    let added = membership.add_all(certs.clone());
+    assert_eq!(added.invalid, 0, "validly signed certificates are never invalid");
+    // The order certificates arrive in does not change the roles.
+    let mut reversed = Membership::new(doc, public(0));
+    reversed.add_all(certs.into_iter().rev());
+    let roles = |m: &Membership| m.members();
+    assert_eq!(roles(&membership), roles(&reversed));
     // The owner stays the owner, and nobody else ever is.
     for (i, key) in keys.iter().enumerate() {
         let role = membership.role_of(&peer_of(&key.public().to_bytes()).unwrap());
@@ -49,5 +58,16 @@ fuzz_target!(|data: &[u8]| {
         } else {
             assert_ne!(role, Some(Role::Owner));
         }
+    }
+    // The owner can always remove any member, and the removal takes.
+    let target = membership
+        .member_keys()
+        .find(|(_, role)| **role != Role::Owner)
+        .map(|(key, _)| *key);
+    if let Some(target) = target {
+        let plan = RemovalPlan::new(&membership, &keys[0], target, &[]).expect("a removal plan");
+        let mut after = membership.clone();
+        assert_eq!(after.add_all(plan.records).refused(), 0);
+        assert_eq!(after.role_of_key(&target), None);
     }
 });

@@ -68,10 +68,13 @@ impl From<Error> for ApiError {
             Error::Unreachable { .. } => (S::BAD_GATEWAY, "unreachable"),
             Error::JoinSync(_) => (S::BAD_GATEWAY, "join_failed"),
             Error::NoWriter => (S::BAD_GATEWAY, "no_writer"),
+            Error::TicketRevoked => (S::FORBIDDEN, "ticket_revoked"),
             Error::ReaderCannotShare => (S::FORBIDDEN, "reader_cannot_share"),
             Error::NotOwner => (S::FORBIDDEN, "not_owner"),
             Error::RemoveOwner => (S::FORBIDDEN, "remove_owner"),
             Error::Room(RoomError::ReadOnly(_)) => (S::FORBIDDEN, "read_only"),
+            Error::Room(RoomError::Removed(_)) => (S::FORBIDDEN, "removed"),
+            Error::Room(RoomError::Removal(..)) => (S::CONFLICT, "removal_failed"),
             Error::Room(RoomError::TooLarge(_)) => (S::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
                 (S::INSUFFICIENT_STORAGE, "disk_full")

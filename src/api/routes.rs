@@ -252,12 +252,26 @@ async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<i
     Ok(Json(app.node.members(&doc).await?))
 }
 
+/// `?keep=PEER,PEER` keeps members admitted through the removed one.
+#[derive(Deserialize)]
+struct RevokeQuery {
+    #[serde(default)]
+    keep: String,
+}
+
 async fn revoke(
     State(app): State<App>,
     Path((doc, peer)): Path<(String, String)>,
+    Query(query): Query<RevokeQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let epoch = app.node.revoke(&doc, &peer).await?;
-    Ok(Json(serde_json::json!({ "epoch": epoch })))
+    let keep: Vec<String> = query
+        .keep
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(Json(app.node.revoke(&doc, &peer, &keep).await?))
 }
 
 #[derive(Deserialize)]

@@ -204,6 +204,10 @@ async fn on_frame(
                             CLOSE_POLICY,
                             "read-only: this node may read this document, not edit it",
                         ),
+                        RoomError::Removed(_) => End(
+                            CLOSE_POLICY,
+                            "removed: the owner removed this node from the document",
+                        ),
                         RoomError::TooLarge(_) => {
                             End(CLOSE_POLICY, "the document has reached its size limit")
                         }

@@ -56,6 +56,8 @@ pub enum Error {
     ReaderCannotShare,
     #[error("this node's identity key is not Ed25519; peerdoc needs an Ed25519 identity")]
     NotEd25519,
+    #[error("this ticket no longer admits anyone: ask a member for a new one")]
+    TicketRevoked,
     #[error(
         "none of the reachable members is a writer that can serve the document; try again \
          when the sharer or another writer is online"

@@ -11,10 +11,9 @@ use super::{names, Error, Node, DHT_RETRY};
 use crate::actor::unpoisoned;
 use crate::core::access::Cert;
 use crate::core::doc::DocId;
-use crate::core::sync::members::Roster;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
-use crate::replica::pull::{exchange, pull, PullFailure};
+use crate::replica::pull::{exchange, pull, Offer, PullFailure};
 use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now, DocMeta};
 use crate::DocInfo;
@@ -279,17 +278,21 @@ impl Node {
         members: &[PeerId],
         certs: Vec<Cert>,
     ) -> Result<(), Error> {
-        room.add_certs(certs).await?;
+        // Our own certificates chain only once the sharer's roster is in: they travel first.
+        room.add_certs(certs.clone()).await?;
+        let offer = Offer::Roster {
+            members: Vec::new(),
+            extra: certs,
+        };
         let timeout = self.inner.config.request_timeout;
+        let epoch = room.keys().current().0;
         let mut failure = None;
         for &member in members {
-            let access = room.access();
-            let mine = Roster {
-                members: Vec::new(),
-                certs: access.membership.certs().cloned().collect(),
-                grants: Vec::new(),
-            };
-            match tokio::time::timeout(timeout, exchange(&self.inner.net, room, member, mine)).await
+            match tokio::time::timeout(
+                timeout,
+                exchange(&self.inner.net, room, member, &offer, epoch),
+            )
+            .await
             {
                 Ok(Err(PullFailure::Protocol {
                     source: PullError::UnknownDoc,
@@ -297,6 +300,11 @@ impl Node {
                 })) => {
                     failure = Some(Error::NotShared);
                     continue;
+                }
+                // The member answered with records only: if they say the ticket (or this node)
+                // was removed, no member will ever admit it.
+                Ok(Err(PullFailure::NotServed { .. })) if self.ticket_revoked(room, &offer) => {
+                    return Err(Error::TicketRevoked);
                 }
                 Ok(Err(e)) => tracing::debug!(peer = %member, "roster exchange failed: {e}"),
                 Ok(Ok(_)) | Err(_) => {}
@@ -336,6 +344,25 @@ impl Node {
             }
         }
         Err(failure.unwrap_or(Error::NotShared))
+    }
+}
+
+impl Node {
+    /// Whether the owner revoked this node, or the invitation its own certificates (in
+    /// `offer`) came with, as far as `room` knows.
+    fn ticket_revoked(&self, room: &RoomHandle, offer: &Offer) -> bool {
+        let access = room.access();
+        let membership = &access.membership;
+        let me = self.inner.identity.public().to_bytes();
+        let own = match offer {
+            Offer::Roster { extra, .. } => extra.as_slice(),
+            Offer::Records(..) => &[],
+        };
+        membership.role_of_key(&me).is_none()
+            && (membership.is_revoked_key(&me)
+                || own
+                    .iter()
+                    .any(|c| c.subject == me && membership.is_revoked_key(&c.issuer)))
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
-use crate::core::access::{key_of, Role};
+use crate::core::access::{key_of, peer_of, KeyBytes, Role};
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::core::ticket::{Capability, Ticket};
@@ -43,7 +43,10 @@ mod types;
 use startup::{split_peer_addr, start_net};
 
 pub use error::Error;
-pub use types::{DocInfo, DocPeer, DocStatus, MemberInfo, PeerStatus, Status};
+
+/// The role a node shows for a document the owner removed it from.
+const REMOVED: &str = "removed";
+pub use types::{DocInfo, DocPeer, DocStatus, MemberInfo, PeerStatus, Removed, Status};
 
 /// Local edits and presence waiting for the sync driver to gossip them.
 const OUTBOX_QUEUE: usize = 1024;
@@ -223,14 +226,17 @@ impl Node {
     /// A document's listing, with this node's role in it.
     fn info(&self, meta: &DocMeta) -> DocInfo {
         let access = self.inner.rooms.get(&meta.id).map(|room| room.access());
-        let role = access
-            .as_ref()
-            .and_then(|a| a.membership.role_of(&self.peer_id()));
+        let me = self.peer_id();
+        let role = match access.as_ref().map(|a| &a.membership) {
+            Some(m) if m.is_revoked(&me) => REMOVED,
+            Some(m) => m.role_of(&me).map_or("none", Role::as_str),
+            None => "none",
+        };
         DocInfo {
             id: meta.id.to_string(),
             name: meta.name.clone(),
             created: meta.created,
-            role: role.map_or("none", Role::as_str).to_string(),
+            role: role.to_string(),
             epoch: access.map_or(0, |a| a.keys.current().0),
             joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
         }
@@ -331,36 +337,56 @@ impl Node {
     }
 
     /// Removes a member (owner only): it can no longer read what is written from now on (the
-    /// document gets a new key, sealed to every remaining member) and its writes are refused
-    /// everywhere. `peer` is the member's peer id. Returns the new key epoch.
-    pub async fn revoke(&self, query: &str, peer: &str) -> Result<u32, Error> {
+    /// document gets a new key, sealed to every remaining member), its writes are refused
+    /// everywhere, and the other members hear of it at once. With it go the members whose only
+    /// admission passed through it (unless named in `keep`, peer ids), and every ticket shared
+    /// so far stops admitting anyone (the removed member may have seen it). Fails, changing
+    /// nothing, if the removal would not take.
+    pub async fn revoke(&self, query: &str, peer: &str, keep: &[String]) -> Result<Removed, Error> {
         let meta = self.resolve(query).await?;
         let room = self.room(query).await?;
         let access = room.access();
         if access.membership.role_of(&self.peer_id()) != Some(Role::Owner) {
             return Err(Error::NotOwner);
         }
-        let peer: PeerId = peer
-            .trim()
-            .parse()
-            .map_err(|_| Error::NotAMember(peer.to_string()))?;
-        let key = key_of(&peer).map_err(|_| Error::NotAMember(peer.to_string()))?;
+        let member_key = |peer: &str| -> Result<KeyBytes, Error> {
+            let parsed: PeerId = peer
+                .trim()
+                .parse()
+                .map_err(|_| Error::NotAMember(peer.to_string()))?;
+            key_of(&parsed).map_err(|_| Error::NotAMember(peer.to_string()))
+        };
+        let key = member_key(peer)?;
         match access.membership.role_of_key(&key) {
             None => return Err(Error::NotAMember(peer.to_string())),
             Some(Role::Owner) => return Err(Error::RemoveOwner),
             Some(_) => {}
         }
-        let epoch = room.revoke(key).await?;
+        let keep = keep
+            .iter()
+            .map(|p| member_key(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let removal = room.revoke(key, keep).await?;
         self.inner.sync.changed(meta.id).await;
-        Ok(epoch)
+        let info = |(key, role): (KeyBytes, Role)| MemberInfo {
+            peer: peer_of(&key).map_or_else(|| hex::encode(key), |p| p.to_string()),
+            role: role.as_str().to_string(),
+            you: false,
+        };
+        Ok(Removed {
+            epoch: removal.epoch,
+            with_it: removal.cascaded.into_iter().map(info).collect(),
+            recertified: removal.recertified,
+            tickets_closed: removal.invitations,
+        })
     }
 
     /// The document's members and their roles, the owner first.
     pub async fn members(&self, query: &str) -> Result<Vec<MemberInfo>, Error> {
         let room = self.room(query).await?;
         let me = self.peer_id();
-        Ok(room
-            .access()
+        let access = room.access();
+        let mut members: Vec<MemberInfo> = access
             .membership
             .members()
             .into_iter()
@@ -369,7 +395,16 @@ impl Node {
                 role: role.as_str().to_string(),
                 you: peer == me,
             })
-            .collect())
+            .collect();
+        // A removed node says so rather than listing itself as what it was.
+        if access.membership.is_revoked(&me) {
+            members.push(MemberInfo {
+                peer: me.to_string(),
+                role: REMOVED.to_string(),
+                you: true,
+            });
+        }
+        Ok(members)
     }
 
     /// Closes and deletes a document's local replica (peers keep theirs).

@@ -12,7 +12,8 @@ pub struct DocInfo {
     pub name: String,
     /// Unix seconds.
     pub created: i64,
-    /// This node's role: `owner`, `writer` or `reader` (`none` until its membership is known).
+    /// This node's role: `owner`, `writer` or `reader` (`none` until its membership is known,
+    /// `removed` once the owner removed this node).
     pub role: String,
     /// The newest content-key epoch this node holds (a new one begins with each removal).
     pub epoch: u32,
@@ -25,10 +26,23 @@ pub struct DocInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MemberInfo {
     pub peer: String,
-    /// `owner`, `writer` or `reader`.
+    /// `owner`, `writer` or `reader`; `removed` for the node asked, once the owner removed it.
     pub role: String,
     /// This is the node asked.
     pub you: bool,
+}
+
+/// What a removal did ([`crate::Node::revoke`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Removed {
+    /// The document's new key epoch.
+    pub epoch: u32,
+    /// Members removed with it: their only admission passed through the removed member.
+    pub with_it: Vec<MemberInfo>,
+    /// Members the owner certified again directly (their ticket was closed).
+    pub recertified: usize,
+    /// Tickets (open invitations) that no longer admit anyone.
+    pub tickets_closed: usize,
 }
 
 /// What `status` reports.

@@ -1,14 +1,16 @@
 //! One pull of one document from one peer over the network: the core's [`Pull`] state machine
-//! driven by network requests, its result applied to the room; and one member exchange (the
-//! certificates it brings go to the room). Only the owner and writers are pulled from: what a
-//! reader serves is never applied. The sync driver runs these in its own tasks; joining a
-//! document runs them directly.
+//! driven by network requests, its result applied to the room; and one member exchange, page
+//! by page (the certificates it brings go to the room). Only the owner and writers are pulled
+//! from: what a reader serves is never applied. A peer that serves us only membership records
+//! (we were removed, or hold an old key) has them added to the room too. The sync driver runs
+//! these in its own tasks; joining a document runs them directly.
 
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
+use crate::core::access::{Cert, KeyGrant};
 use crate::core::doc::{sv_gap, DocError};
-use crate::core::sync::members::{self, Roster};
+use crate::core::sync::members::{self, Member, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
 use crate::net::{Net, NetError};
 
@@ -26,6 +28,15 @@ pub enum PullFailure {
         "{0} is not a writer of this document (as far as this node knows); not pulling from it"
     )]
     NotWriter(PeerId),
+    #[error(
+        "{peer} sends this node only membership records: this node is no member of the \
+         document (removed, or its ticket no longer admits anyone), or held an old key"
+    )]
+    NotServed {
+        peer: PeerId,
+        /// The records were news here (perhaps the new key: pull again).
+        news: bool,
+    },
 }
 
 /// Result of one completed pull.
@@ -65,9 +76,13 @@ pub(crate) async fn pull(
     let (mut session, mut request) = Pull::start(room.keys(), room.topic, local);
     loop {
         let response = net.request(peer, request).await?;
-        let progress = session
-            .on_response(&response)
-            .map_err(|source| PullFailure::Protocol { peer, source })?;
+        let progress = match session.on_response(&response) {
+            Ok(progress) => progress,
+            Err(PullError::RecordsOnly(records)) => {
+                return Err(not_served(room, peer, *records).await);
+            }
+            Err(source) => return Err(PullFailure::Protocol { peer, source }),
+        };
         match progress {
             Progress::Send(next) => request = next,
             Progress::Done { update, remote_sv } => {
@@ -87,20 +102,73 @@ pub(crate) async fn pull(
     }
 }
 
-/// Exchanges rosters with `peer`: sends `mine`, adds the certificates and key grants of its
-/// answer to the room. Returns its roster, and whether it brought anything new.
+/// Adds the records a peer that does not serve us sent, and says so.
+async fn not_served(room: &RoomHandle, peer: PeerId, records: Roster) -> PullFailure {
+    match room.add_records(records.certs, records.grants).await {
+        Ok(new) => PullFailure::NotServed {
+            peer,
+            news: new > 0,
+        },
+        Err(e) => e.into(),
+    }
+}
+
+/// What we offer in a member exchange.
+pub(crate) enum Offer {
+    /// Our whole roster, page by page: `members` to introduce, and `extra` certificates first
+    /// (a joiner's own, which do not chain here yet).
+    Roster {
+        members: Vec<Member>,
+        extra: Vec<Cert>,
+    },
+    /// Only these records (to a peer that is no member any more: its removal).
+    Records(Vec<Cert>, Vec<KeyGrant>),
+}
+
+/// Exchanges rosters with `peer`, sealed in key `epoch` (one the peer holds): sends ours page
+/// by page and adds the certificates and key grants of each answer to the room. Returns the
+/// members it introduced, and whether it brought anything new.
 pub(crate) async fn exchange(
     net: &Net,
     room: &RoomHandle,
     peer: PeerId,
-    mine: Roster,
-) -> Result<(Roster, bool), PullFailure> {
-    let request = members::request(&room.keys(), &room.topic, mine);
-    let bytes = net.request(peer, request).await?;
-    let roster = members::open_response(&room.keys(), &room.topic, &bytes)
-        .map_err(|source| PullFailure::Protocol { peer, source })?;
-    let new = room
-        .add_records(roster.certs.clone(), roster.grants.clone())
-        .await?;
-    Ok((roster, new > 0))
+    offer: &Offer,
+    epoch: u32,
+) -> Result<(Vec<Member>, bool), PullFailure> {
+    let keys = room.keys().answering(epoch);
+    let mut learned = Vec::new();
+    let mut news = false;
+    let mut page = 0;
+    loop {
+        let mine = match offer {
+            Offer::Roster { members, extra } => {
+                let mut mine = members::page(&room.access().membership, members.clone(), page);
+                if page == 0 {
+                    mine.certs.splice(0..0, extra.iter().cloned());
+                }
+                mine
+            }
+            Offer::Records(certs, grants) => Roster {
+                certs: certs.clone(),
+                grants: grants.clone(),
+                ..Roster::default()
+            },
+        };
+        let request = members::request(&keys, &room.topic, mine.clone());
+        let bytes = net.request(peer, request).await?;
+        let theirs = match members::open_response(&keys, &room.topic, &bytes) {
+            Ok(theirs) => theirs,
+            Err(PullError::RecordsOnly(records)) => {
+                return Err(not_served(room, peer, *records).await)
+            }
+            Err(source) => return Err(PullFailure::Protocol { peer, source }),
+        };
+        let pages = theirs.pages.max(mine.pages).max(1);
+        news |= room.add_records(theirs.certs, theirs.grants).await? > 0;
+        learned.extend(theirs.members);
+        page += 1;
+        if page >= pages {
+            return Ok((learned, news));
+        }
+    }
 }

@@ -67,6 +67,26 @@ pub enum RoomError {
         limit = MAX_DOC_BYTES
     )]
     TooLarge(DocId),
+    #[error(
+        "this node was removed from document {0} by its owner: it gets no new edits and its \
+         writes are refused; ask the owner to share it again"
+    )]
+    Removed(DocId),
+    #[error("cannot remove the member from document {0}: {1}")]
+    Removal(DocId, crate::core::access::RemovalError),
+}
+
+/// What a removal did.
+#[derive(Debug, Clone)]
+pub(crate) struct Removal {
+    /// The new key epoch.
+    pub(crate) epoch: u32,
+    /// Members removed with the target (their admission passed through it).
+    pub(crate) cascaded: Vec<(KeyBytes, crate::core::access::Role)>,
+    /// Members the owner certified again directly.
+    pub(crate) recertified: usize,
+    /// Open invitations (tickets) revoked.
+    pub(crate) invitations: usize,
 }
 
 /// A diff and the state vector it was taken at.
@@ -103,8 +123,13 @@ enum Command {
         Vec<KeyGrant>,
         oneshot::Sender<Result<usize, RoomError>>,
     ),
-    /// The owner removes a member (by key): revocations, a new epoch, grants.
-    Revoke(KeyBytes, oneshot::Sender<Result<u32, RoomError>>),
+    /// The owner removes a member (by key), keeping the listed members it admitted:
+    /// revocations, a new epoch, grants.
+    Revoke(
+        KeyBytes,
+        Vec<KeyBytes>,
+        oneshot::Sender<Result<Removal, RoomError>>,
+    ),
     Close(oneshot::Sender<()>),
     /// Test hook: the room does nothing else until `release` fires (a busy or stuck room).
     #[cfg(test)]
@@ -279,7 +304,7 @@ impl Room {
                     // What a reconnecting editor resends is fine; an edit is not.
                     let result = match self.loaded().await.map(|doc| doc.would_change(&update)) {
                         Ok(Ok(false)) => Ok(()),
-                        Ok(Ok(true)) => Err(RoomError::ReadOnly(self.id)),
+                        Ok(Ok(true)) => Err(self.not_writer()),
                         Ok(Err(e)) => Err(e.into()),
                         Err(e) => Err(e),
                     };
@@ -337,8 +362,8 @@ impl Room {
             Command::AddRecords(certs, grants, reply) => {
                 let _ = reply.send(self.add_records(certs, grants).await);
             }
-            Command::Revoke(member, reply) => {
-                let _ = reply.send(self.revoke(member).await);
+            Command::Revoke(member, keep, reply) => {
+                let _ = reply.send(self.revoke(member, keep).await);
             }
             Command::ApplyAwareness(update, origin, reply) => {
                 let owner = match origin {

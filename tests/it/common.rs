@@ -244,7 +244,7 @@ pub async fn admit_as_member(
             ticket.invitation_cert().unwrap(),
             ticket.admit(key).unwrap(),
         ],
-        grants: Vec::new(),
+        ..Roster::default()
     };
     let topic = ticket.doc.topic();
     let request = members::request(&ticket.keyring(), &topic, mine);
@@ -272,6 +272,19 @@ pub async fn bare_net_keyed(
     tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
     libp2p::identity::ed25519::Keypair,
 ) {
+    let identity = libp2p::identity::ed25519::Keypair::generate();
+    let (net, events) = bare_net_as(cancel, identity.clone()).await;
+    (net, events, identity)
+}
+
+/// [`bare_net`] with a given identity (a stopped node's, to play its modified node).
+pub async fn bare_net_as(
+    cancel: &tokio_util::sync::CancellationToken,
+    identity: libp2p::identity::ed25519::Keypair,
+) -> (
+    peerdoc::testing::Net,
+    tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
+) {
     let config = peerdoc::testing::NetConfig {
         listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
         mdns: false,
@@ -283,12 +296,20 @@ pub async fn bare_net_keyed(
         max_connections: 64,
         faults: None,
     };
-    let identity = libp2p::identity::ed25519::Keypair::generate();
-    let keypair = libp2p::identity::Keypair::from(identity.clone());
+    let keypair = libp2p::identity::Keypair::from(identity);
     let (net, events, _task) = peerdoc::testing::Net::spawn(keypair, config, cancel.clone())
         .await
         .unwrap();
-    (net, events, identity)
+    (net, events)
+}
+
+/// The identity key of the node whose data dir is `dir` (stopped, or about to be).
+pub fn identity_of(dir: &Path) -> libp2p::identity::ed25519::Keypair {
+    let bytes = std::fs::read(dir.join("identity.key")).unwrap();
+    libp2p::identity::Keypair::from_protobuf_encoding(&bytes)
+        .unwrap()
+        .try_into_ed25519()
+        .unwrap()
 }
 
 /// [`bare_net_keyed`], its events ignored.

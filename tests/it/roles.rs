@@ -195,18 +195,21 @@ async fn a_removed_member_gets_no_new_key_and_its_writes_are_refused() {
 
     // Only the owner removes, and only members.
     let err = b
-        .revoke(&doc.id, &c.peer_id().to_string())
+        .revoke(&doc.id, &c.peer_id().to_string(), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotOwner), "{err}");
     let err = a
-        .revoke(&doc.id, &libp2p::PeerId::random().to_string())
+        .revoke(&doc.id, &libp2p::PeerId::random().to_string(), &[])
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotAMember(_)), "{err}");
 
-    let epoch = a.revoke(&doc.id, &c.peer_id().to_string()).await.unwrap();
-    assert_eq!(epoch, 1);
+    let removed = a
+        .revoke(&doc.id, &c.peer_id().to_string(), &[])
+        .await
+        .unwrap();
+    assert_eq!(removed.epoch, 1);
     // B gets the new key without doing anything; C never does.
     wait_until("B holds the new key", async || {
         b.doc_info(&doc.id).await.unwrap().epoch == 1
@@ -232,17 +235,25 @@ async fn a_removed_member_gets_no_new_key_and_its_writes_are_refused() {
     b.write(&doc.id, "after, from b\n".into(), true)
         .await
         .unwrap();
-    // C still thinks it may write: its writes are refused everywhere.
-    c.write(&doc.id, "from the removed member\n".into(), true)
+    // C learns of its removal and refuses to write (its modified node's writes are refused
+    // everywhere: tests/it/trust.rs).
+    wait_until("C knows it was removed", async || {
+        c.doc_info(&doc.id).await.unwrap().role == "removed"
+    })
+    .await;
+    let err = c
+        .write(&doc.id, "from the removed member\n".into(), true)
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Room(peerdoc::RoomError::Removed(_))),
+        "{err}"
+    );
     let text = wait_converged(&[&a, &b], &doc.id, |t| {
         t.contains("after, from a") && t.contains("after, from b")
     })
     .await;
     assert!(!text.contains("removed member"), "{text}");
-    // Give C every chance (several anti-entropy rounds) to get what it must not have.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let c_text = c.text(&doc.id).await.unwrap();
     assert!(
         !c_text.contains("after"),

@@ -4,7 +4,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use libp2p_identity::PeerId;
 
-use super::{key_of, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, Role, MAX_CERTS};
+use super::{
+    key_of, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, Role, MAX_CERTS_PER_ISSUER,
+    MAX_GRANTS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
+};
 use crate::core::doc::DocId;
 
 /// A document's certificates and key grants, and the roles they prove.
@@ -13,24 +16,58 @@ pub struct Membership {
     doc: DocId,
     owner: KeyBytes,
     certs: HashSet<Cert>,
+    /// Certificates stored per issuer (for [`MAX_CERTS_PER_ISSUER`]).
+    issued: HashMap<KeyBytes, usize>,
     /// Key grants by (epoch, member).
     grants: HashMap<(u32, KeyBytes), KeyGrant>,
     /// Derived: members' roles (the owner included).
     members: HashMap<KeyBytes, Role>,
+    /// Derived: live invitations and the role each may admit up to.
+    invitations: HashMap<KeyBytes, Role>,
     /// Derived: keys the owner revoked.
     revoked: HashSet<KeyBytes>,
+    /// Derived: the owner's revocations, then every certificate that grants a role, each after
+    /// the certificate that made its issuer able to grant it (the order rosters travel in).
+    chain: Vec<Cert>,
+}
+
+/// What [`Membership::add_all`] did with a batch of certificates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Added {
+    /// New certificates stored.
+    pub new: usize,
+    /// Refused: their issuer holds no role that may grant them, even after the rest of the
+    /// batch (they do not chain to the owner).
+    pub unchained: usize,
+    /// Refused: their issuer has issued [`MAX_CERTS_PER_ISSUER`] already, or all members
+    /// together [`MAX_MEMBER_ISSUED_CERTS`].
+    pub over_limit: usize,
+    /// Refused: bad signature or another document.
+    pub invalid: usize,
+}
+
+impl Added {
+    /// Certificates refused for any reason.
+    pub fn refused(&self) -> usize {
+        self.unchained + self.over_limit + self.invalid
+    }
 }
 
 impl Membership {
     pub fn new(doc: DocId, owner: KeyBytes) -> Membership {
-        Membership {
+        let mut membership = Membership {
             doc,
             owner,
             certs: HashSet::new(),
+            issued: HashMap::new(),
             grants: HashMap::new(),
-            members: HashMap::from([(owner, Role::Owner)]),
+            members: HashMap::new(),
+            invitations: HashMap::new(),
             revoked: HashSet::new(),
-        }
+            chain: Vec::new(),
+        };
+        membership.derive();
+        membership
     }
 
     pub fn doc(&self) -> DocId {
@@ -41,42 +78,117 @@ impl Membership {
         self.owner
     }
 
-    /// Adds a certificate after checking it. Returns whether it was new. A certificate whose
-    /// issuer is not (yet) known is kept: its issuer's certificate may arrive later.
+    /// Adds one certificate after checking it: it must be signed, for this document, chain to
+    /// the owner now (its issuer holds a role that may grant it) and be within its issuer's
+    /// limit. Returns whether it was new.
     pub fn add(&mut self, cert: Cert) -> Result<bool, AccessError> {
+        let new = self.insert(cert)?;
+        if new {
+            self.derive();
+        }
+        Ok(new)
+    }
+
+    /// Adds a batch of certificates in any order: a certificate whose issuer is admitted by
+    /// another one of the batch counts once that one is in. What never chains is refused.
+    pub fn add_all(&mut self, certs: impl IntoIterator<Item = Cert>) -> Added {
+        let mut added = Added::default();
+        let mut waiting: Vec<Cert> = certs.into_iter().collect();
+        loop {
+            let before = waiting.len();
+            let mut next = Vec::new();
+            for cert in waiting {
+                match self.insert(cert.clone()) {
+                    Ok(true) => added.new += 1,
+                    Ok(false) => {}
+                    Err(AccessError::Unchained) => next.push(cert),
+                    Err(AccessError::IssuerFull) => added.over_limit += 1,
+                    Err(_) => added.invalid += 1,
+                }
+            }
+            waiting = next;
+            if waiting.len() == before || waiting.is_empty() {
+                break;
+            }
+            // Roles of this round's certificates may let the waiting ones chain.
+            self.derive();
+        }
+        added.unchained = waiting.len();
+        if added.new > 0 {
+            self.derive();
+        }
+        added
+    }
+
+    /// Checks and stores one certificate without deriving roles again.
+    fn insert(&mut self, cert: Cert) -> Result<bool, AccessError> {
         if cert.doc != self.doc {
             return Err(AccessError::OtherDocument);
         }
         if self.certs.contains(&cert) {
             return Ok(false);
         }
-        if self.certs.len() >= MAX_CERTS {
-            return Err(AccessError::Full);
+        if !self.chains(&cert) {
+            return Err(AccessError::Unchained);
+        }
+        let issued = self.issued.get(&cert.issuer).copied().unwrap_or(0);
+        let limited = if cert.issuer == self.owner {
+            // The owner's revocations are never limited: a removal must always take.
+            cert.kind != CertKind::Revocation && issued >= MAX_OWNER_CERTS
+        } else {
+            let by_members: usize = self.certs.len() - self.issued_by_owner();
+            issued >= MAX_CERTS_PER_ISSUER || by_members >= MAX_MEMBER_ISSUED_CERTS
+        };
+        if limited {
+            return Err(AccessError::IssuerFull);
         }
         if !cert.verify() {
             return Err(AccessError::BadSignature);
         }
+        *self.issued.entry(cert.issuer).or_default() += 1;
         self.certs.insert(cert);
-        self.derive();
         Ok(true)
+    }
+
+    fn issued_by_owner(&self) -> usize {
+        self.issued.get(&self.owner).copied().unwrap_or(0)
+    }
+
+    /// Whether the certificate's issuer, as the roles stand, may issue it.
+    fn chains(&self, cert: &Cert) -> bool {
+        let member_may_grant = self
+            .members
+            .get(&cert.issuer)
+            .is_some_and(|role| role.may_write());
+        match cert.kind {
+            CertKind::Revocation => cert.issuer == self.owner,
+            CertKind::Invitation => member_may_grant,
+            CertKind::Member => member_may_grant || self.invitations.contains_key(&cert.issuer),
+        }
     }
 
     /// Recomputes the roles from the owner outwards: a certificate counts once its issuer's
     /// role may grant it. Roles only grow, so each key is visited at most once per role.
     fn derive(&mut self) {
         // Only the owner revokes, and the owner cannot be revoked.
-        let revoked: HashSet<KeyBytes> = self
+        let revocations: Vec<&Cert> = self
             .certs
             .iter()
             .filter(|c| c.kind == CertKind::Revocation && c.issuer == self.owner)
-            .map(|c| c.subject)
-            .filter(|subject| *subject != self.owner)
+            .filter(|c| c.subject != self.owner)
             .collect();
+        let revoked: HashSet<KeyBytes> = revocations.iter().map(|c| c.subject).collect();
+        let mut chain: Vec<Cert> = revocations.into_iter().cloned().collect();
+        // Deterministic order, so that every node pages the same roster the same way.
+        chain.sort_by_key(|c| c.subject);
         let mut by_issuer: HashMap<KeyBytes, Vec<&Cert>> = HashMap::new();
         for cert in &self.certs {
             if cert.kind != CertKind::Revocation && !revoked.contains(&cert.subject) {
                 by_issuer.entry(cert.issuer).or_default().push(cert);
             }
+        }
+        for certs in by_issuer.values_mut() {
+            certs.sort_by_key(|c| (c.subject, c.kind as u8, c.role));
         }
         // What each key may grant: members by their role, invitations by theirs.
         let mut members: HashMap<KeyBytes, Role> = HashMap::from([(self.owner, Role::Owner)]);
@@ -108,12 +220,27 @@ impl Membership {
                 };
                 if table.get(&cert.subject).is_none_or(|known| *known < role) {
                     table.insert(cert.subject, role);
+                    chain.push((*cert).clone());
                     queue.push_back(cert.subject);
                 }
             }
         }
         self.members = members;
+        self.invitations = invitations;
         self.revoked = revoked;
+        self.chain = chain;
+    }
+
+    /// The certificates that matter, in the order they must travel: the owner's revocations
+    /// first, then each certificate that grants a role after the one that lets its issuer
+    /// grant it. A receiver adding them in this order, page by page, refuses none.
+    pub fn chain(&self) -> &[Cert] {
+        &self.chain
+    }
+
+    /// Invitations that still admit members, with the role each admits up to.
+    pub fn invitations(&self) -> impl Iterator<Item = (&KeyBytes, &Role)> {
+        self.invitations.iter()
     }
 
     /// Whether the owner removed `peer`.
@@ -154,7 +281,7 @@ impl Membership {
         if self.grants.contains_key(&slot) {
             return Ok(false);
         }
-        if self.grants.len() >= MAX_CERTS {
+        if self.grants.len() >= MAX_GRANTS {
             return Err(AccessError::Full);
         }
         if !grant.verify(&self.owner) {
@@ -225,10 +352,12 @@ mod tests {
             &owner_kp,
         );
         let admitted = Cert::issue(doc, CertKind::Member, Role::Writer, writer, &invite);
-        // Order does not matter: the member certificate waits for its invitation.
-        assert!(m.add(admitted.clone()).unwrap());
+        // Alone, the member certificate does not chain to the owner and is not stored; in a
+        // batch, order does not matter.
+        assert_eq!(m.add(admitted.clone()), Err(AccessError::Unchained));
         assert_eq!(m.role_of(&writer_peer), None);
-        assert!(m.add(invitation).unwrap());
+        let added = m.add_all([admitted.clone(), invitation]);
+        assert_eq!((added.new, added.refused()), (2, 0));
         assert_eq!(m.role_of(&writer_peer), Some(Role::Writer));
         assert!(!m.add(admitted).unwrap(), "a duplicate is not new");
 
@@ -276,14 +405,16 @@ mod tests {
         assert_eq!(m.role_of(&third_peer), Some(Role::Reader));
         let reader_kp_forged = ed25519::Keypair::generate();
         let (_, fourth, fourth_peer) = node();
-        m.add(Cert::issue(
-            doc,
-            CertKind::Member,
-            Role::Writer,
-            fourth,
-            &reader_kp_forged,
-        ))
-        .unwrap();
+        assert_eq!(
+            m.add(Cert::issue(
+                doc,
+                CertKind::Member,
+                Role::Writer,
+                fourth,
+                &reader_kp_forged,
+            )),
+            Err(AccessError::Unchained)
+        );
         assert_eq!(
             m.role_of(&fourth_peer),
             None,
@@ -312,33 +443,21 @@ mod tests {
             &owner_kp,
         ))
         .unwrap();
-        // Self-issued writer certificate and an invitation of its own: both worthless.
-        m.add(Cert::issue(
-            doc,
-            CertKind::Member,
-            Role::Writer,
-            reader,
-            &reader_kp,
-        ))
-        .unwrap();
+        // Self-issued writer certificate and an invitation of its own: both refused.
         let sock = ed25519::Keypair::generate();
-        m.add(Cert::issue(
-            doc,
-            CertKind::Invitation,
-            Role::Writer,
-            sock.public().to_bytes(),
-            &reader_kp,
-        ))
-        .unwrap();
         let (_, puppet, puppet_peer) = node();
-        m.add(Cert::issue(
-            doc,
-            CertKind::Member,
-            Role::Writer,
-            puppet,
-            &sock,
-        ))
-        .unwrap();
+        let added = m.add_all([
+            Cert::issue(doc, CertKind::Member, Role::Writer, reader, &reader_kp),
+            Cert::issue(
+                doc,
+                CertKind::Invitation,
+                Role::Writer,
+                sock.public().to_bytes(),
+                &reader_kp,
+            ),
+            Cert::issue(doc, CertKind::Member, Role::Writer, puppet, &sock),
+        ]);
+        assert_eq!((added.new, added.unchained), (0, 3));
         assert_eq!(m.role_of(&reader_peer), Some(Role::Reader));
         assert_eq!(m.role_of(&puppet_peer), None);
     }
@@ -397,15 +516,17 @@ mod tests {
         .unwrap();
         assert_eq!(m.role_of(&friend_peer), Some(Role::Reader));
 
-        // Someone else's "revocation" counts for nothing.
-        m.add(Cert::issue(
-            doc,
-            CertKind::Revocation,
-            Role::Reader,
-            bad,
-            &bad_kp,
-        ))
-        .unwrap();
+        // Someone else's "revocation" is refused.
+        assert_eq!(
+            m.add(Cert::issue(
+                doc,
+                CertKind::Revocation,
+                Role::Reader,
+                bad,
+                &bad_kp,
+            )),
+            Err(AccessError::Unchained)
+        );
         assert_eq!(m.role_of(&bad_peer), Some(Role::Writer));
         assert!(!m.is_revoked(&bad_peer));
 

@@ -20,11 +20,14 @@ use libp2p_identity::{ed25519, PeerId, PublicKey};
 
 use crate::core::doc::DocId;
 
+pub mod admission;
 mod grant;
 mod membership;
+mod removal;
 
 pub use grant::{KeyGrant, GRANT_LEN};
-pub use membership::Membership;
+pub use membership::{Added, Membership};
+pub use removal::{RemovalError, RemovalPlan};
 
 /// Certificate format version (first byte).
 const CERT_VERSION: u8 = 1;
@@ -32,9 +35,17 @@ const CERT_VERSION: u8 = 1;
 const SIGNING_CONTEXT: &[u8] = b"peerdoc/cert/1";
 /// Encoded size of a certificate.
 pub const CERT_LEN: usize = 1 + 16 + 1 + 1 + 32 + 32 + 64;
-/// Certificates one document holds at most; more are refused (each member needs one, each
-/// share one more).
-pub const MAX_CERTS: usize = 4096;
+/// Certificates one issuer other than the owner (a writer, or an invitation admitting members)
+/// may have in one document; more are refused. Limits are per issuer so that no member can
+/// crowd out the others, and none applies to the owner's revocations.
+pub const MAX_CERTS_PER_ISSUER: usize = 1024;
+/// Certificates all issuers but the owner may have in one document together.
+pub const MAX_MEMBER_ISSUED_CERTS: usize = 16 * 1024;
+/// Certificates the owner may issue in one document, revocations not counted (those are
+/// never refused).
+pub const MAX_OWNER_CERTS: usize = 64 * 1024;
+/// Key grants one document holds at most (one per member per epoch).
+pub const MAX_GRANTS: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AccessError {
@@ -44,7 +55,13 @@ pub enum AccessError {
     BadSignature,
     #[error("certificate is for another document")]
     OtherDocument,
-    #[error("the document has too many certificates ({MAX_CERTS})")]
+    #[error(
+        "certificate's issuer holds no role that may grant it: it does not chain to the owner"
+    )]
+    Unchained,
+    #[error("certificate's issuer has issued as many certificates as it may ({MAX_CERTS_PER_ISSUER} per member, {MAX_MEMBER_ISSUED_CERTS} for all members)")]
+    IssuerFull,
+    #[error("the document holds as many key grants as it may ({MAX_GRANTS})")]
     Full,
     #[error("this peer id has no Ed25519 key; peerdoc members use Ed25519 identities")]
     NotEd25519,

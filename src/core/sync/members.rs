@@ -2,14 +2,19 @@
 //! and addresses) and the membership certificates they hold, so any member, not only the
 //! sharer, introduces the others and proves their roles. A requester sends its [`Roster`] in a
 //! sealed `Members` request body; the responder answers with its own, sealed for
-//! [`Purpose::Members`]. Lists and addresses are bounded; the codec is in PROTOCOL.md.
+//! [`Purpose::Members`]. Rosters travel whole, in pages ([`page`]): the owner's revocations
+//! first, then each certificate after the one that lets its issuer grant it, so a receiver
+//! never refuses a certificate for arriving before its issuer's. A peer that is not served
+//! gets a `Records` answer instead: only the records that concern it
+//! ([`crate::core::access::admission`]). Lists and addresses are bounded; the codec is in
+//! PROTOCOL.md.
 
 use libp2p_identity::PeerId;
 use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
-use crate::core::access::{Cert, KeyGrant, CERT_LEN, GRANT_LEN};
+use crate::core::access::{Cert, KeyGrant, Membership, CERT_LEN, GRANT_LEN};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
@@ -19,16 +24,45 @@ use crate::core::envelope::{Keyring, Purpose};
 pub const MAX_MEMBERS: usize = 64;
 /// Most addresses per member.
 pub const MAX_MEMBER_ADDRS: usize = 8;
-/// Most certificates, and most key grants, in one roster.
-pub const MAX_ROSTER_CERTS: usize = 1024;
+/// Most certificates, and most key grants, in one roster page (about 350 KB, within a
+/// response's [`super::MAX_RESPONSE_BYTES`]).
+pub const ROSTER_PAGE: usize = 1024;
+/// Most pages of one roster: 131,072 certificates, more than a document's limits let exist.
+pub const MAX_ROSTER_PAGES: u32 = 128;
 
 /// What a member exchange carries: members to meet, certificates proving roles, and key
-/// grants (new epochs' keys sealed to members).
+/// grants (new epochs' keys sealed to members); one page of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Roster {
     pub members: Vec<Member>,
     pub certs: Vec<Cert>,
     pub grants: Vec<KeyGrant>,
+    /// This page's number, from 0.
+    pub page: u32,
+    /// How many pages the sender's roster has (0 is read as 1).
+    pub pages: u32,
+}
+
+/// Page `page` of the roster of `membership`: the members to introduce (on page 0 only), the
+/// certificates in chain order ([`Membership::chain`]) and the key grants, newest epoch first.
+pub fn page(membership: &Membership, members: Vec<Member>, page: u32) -> Roster {
+    let chain = membership.chain();
+    let mut grants: Vec<&KeyGrant> = membership.grants().collect();
+    grants.sort_by_key(|g| (std::cmp::Reverse(g.epoch), g.member));
+    let pages = chain.len().max(grants.len()).div_ceil(ROSTER_PAGE).max(1);
+    let pages = pages.min(MAX_ROSTER_PAGES as usize) as u32;
+    let from = page as usize * ROSTER_PAGE;
+    let slice = |len: usize| from.min(len)..(from + ROSTER_PAGE).min(len);
+    Roster {
+        members: if page == 0 { members } else { Vec::new() },
+        certs: chain[slice(chain.len())].to_vec(),
+        grants: grants[slice(grants.len())]
+            .iter()
+            .map(|g| (*g).clone())
+            .collect(),
+        page,
+        pages,
+    }
 }
 
 /// A member of a document as another member knows it.
@@ -38,9 +72,9 @@ pub struct Member {
     pub addrs: Vec<Multiaddr>,
 }
 
-/// Encodes a roster, keeping at most [`MAX_MEMBERS`] members with at most
-/// [`MAX_MEMBER_ADDRS`] addresses of at most 256 bytes each, and [`MAX_ROSTER_CERTS`]
-/// certificates.
+/// Encodes a roster page, keeping at most [`MAX_MEMBERS`] members with at most
+/// [`MAX_MEMBER_ADDRS`] addresses of at most 256 bytes each, and [`ROSTER_PAGE`]
+/// certificates and key grants.
 pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
     let members = &roster.members[..roster.members.len().min(MAX_MEMBERS)];
     out.write_var(members.len() as u32);
@@ -48,16 +82,20 @@ pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
         out.write_buf(member.peer.to_bytes());
         write_addrs(out, &member.addrs, MAX_MEMBER_ADDRS);
     }
-    let certs = &roster.certs[..roster.certs.len().min(MAX_ROSTER_CERTS)];
+    let certs = &roster.certs[..roster.certs.len().min(ROSTER_PAGE)];
     out.write_var(certs.len() as u32);
     for cert in certs {
         out.write_all(&cert.encode());
     }
-    let grants = &roster.grants[..roster.grants.len().min(MAX_ROSTER_CERTS)];
+    let grants = &roster.grants[..roster.grants.len().min(ROSTER_PAGE)];
     out.write_var(grants.len() as u32);
     for grant in grants {
         out.write_all(&grant.encode());
     }
+    // A page past the sender's own last one (asking for the receiver's) counts as a page.
+    let page = roster.page.min(MAX_ROSTER_PAGES - 1);
+    out.write_var(page);
+    out.write_var(roster.pages.max(page + 1).min(MAX_ROSTER_PAGES));
 }
 
 /// Decodes a roster from untrusted bytes: every count is bounded before anything is
@@ -67,7 +105,7 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
     let count: u32 = r
         .read_var()
         .map_err(malformed("truncated certificate count"))?;
-    if count as usize > MAX_ROSTER_CERTS {
+    if count as usize > ROSTER_PAGE {
         return Err(SyncError::Malformed("too many certificates"));
     }
     let mut certs = Vec::with_capacity(count as usize);
@@ -78,7 +116,7 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
         certs.push(Cert::decode(bytes).map_err(|_| SyncError::Malformed("bad certificate"))?);
     }
     let count: u32 = r.read_var().map_err(malformed("truncated grant count"))?;
-    if count as usize > MAX_ROSTER_CERTS {
+    if count as usize > ROSTER_PAGE {
         return Err(SyncError::Malformed("too many key grants"));
     }
     let mut grants = Vec::with_capacity(count as usize);
@@ -88,10 +126,17 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
             .map_err(malformed("truncated key grant"))?;
         grants.push(KeyGrant::decode(bytes).map_err(|_| SyncError::Malformed("bad key grant"))?);
     }
+    let page: u32 = r.read_var().map_err(malformed("truncated page"))?;
+    let pages: u32 = r.read_var().map_err(malformed("truncated page count"))?;
+    if pages == 0 || pages > MAX_ROSTER_PAGES || page >= pages {
+        return Err(SyncError::Malformed("bad roster page"));
+    }
     Ok(Roster {
         members,
         certs,
         grants,
+        page,
+        pages,
     })
 }
 
@@ -122,30 +167,56 @@ pub fn request(key: &Keyring, topic: &[u8; 32], mine: Roster) -> Vec<u8> {
 
 /// Responder side: our roster as a sealed response.
 pub fn seal_response(key: &Keyring, topic: &[u8; 32], roster: &Roster) -> SyncResponse {
-    let mut plain = Vec::new();
-    encode(roster, &mut plain);
-    SyncResponse::Members(key.seal(topic, Purpose::Members, &plain))
+    SyncResponse::Members(seal_roster(key, topic, roster))
 }
 
-/// Requester side: the responder's roster from its response bytes.
-pub fn open_response(key: &Keyring, topic: &[u8; 32], bytes: &[u8]) -> Result<Roster, PullError> {
-    let sealed = match SyncResponse::decode(bytes)? {
-        SyncResponse::Members(sealed) => sealed,
-        SyncResponse::UnknownDoc => return Err(PullError::UnknownDoc),
-        SyncResponse::BadRequest => return Err(PullError::Refused),
-        SyncResponse::Chunk(_) | SyncResponse::TransferExpired => {
-            return Err(SyncError::Malformed("not a members response").into())
-        }
+/// Responder side: only the records that concern a requester that is not served (see
+/// [`crate::core::access::admission`]), as a sealed `Records` response.
+pub fn seal_records(
+    key: &Keyring,
+    topic: &[u8; 32],
+    certs: Vec<Cert>,
+    grants: Vec<KeyGrant>,
+) -> SyncResponse {
+    let roster = Roster {
+        certs,
+        grants,
+        ..Roster::default()
     };
-    let plain = key
-        .open(topic, Purpose::Members, &sealed)
-        .map_err(SyncError::from)?;
+    SyncResponse::Records(seal_roster(key, topic, &roster))
+}
+
+fn seal_roster(key: &Keyring, topic: &[u8; 32], roster: &Roster) -> Vec<u8> {
+    let mut plain = Vec::new();
+    encode(roster, &mut plain);
+    key.seal(topic, Purpose::Members, &plain)
+}
+
+/// Opens a sealed roster (a `Members` or `Records` response's payload).
+pub fn open_roster(key: &Keyring, topic: &[u8; 32], sealed: &[u8]) -> Result<Roster, SyncError> {
+    let plain = key.open(topic, Purpose::Members, sealed)?;
     let mut r = Cursor::new(&plain);
-    let members = decode(&mut r)?;
+    let roster = decode(&mut r)?;
     if r.has_content() {
-        return Err(SyncError::Malformed("trailing bytes after members").into());
+        return Err(SyncError::Malformed("trailing bytes after members"));
     }
-    Ok(members)
+    Ok(roster)
+}
+
+/// Requester side: the responder's roster from its response bytes. A `Records` answer (we are
+/// not served) is [`PullError::RecordsOnly`] with the records it carries.
+pub fn open_response(key: &Keyring, topic: &[u8; 32], bytes: &[u8]) -> Result<Roster, PullError> {
+    match SyncResponse::decode(bytes)? {
+        SyncResponse::Members(sealed) => Ok(open_roster(key, topic, &sealed)?),
+        SyncResponse::Records(sealed) => Err(PullError::RecordsOnly(Box::new(open_roster(
+            key, topic, &sealed,
+        )?))),
+        SyncResponse::UnknownDoc => Err(PullError::UnknownDoc),
+        SyncResponse::BadRequest => Err(PullError::Refused),
+        SyncResponse::Chunk(_) | SyncResponse::TransferExpired => {
+            Err(SyncError::Malformed("not a members response").into())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -190,6 +261,8 @@ mod tests {
                 [5; 32],
             )
             .unwrap()],
+            page: 2,
+            pages: 3,
         };
         let response = seal_response(&key, &topic, &roster).encode();
         assert_eq!(open_response(&key, &topic, &response).unwrap(), roster);
@@ -199,8 +272,7 @@ mod tests {
             members: (0..100)
                 .map(|_| member(&(1..20).collect::<Vec<_>>()))
                 .collect(),
-            certs: Vec::new(),
-            grants: Vec::new(),
+            ..Roster::default()
         };
         let mut bytes = Vec::new();
         encode(&many, &mut bytes);

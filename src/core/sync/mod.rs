@@ -91,6 +91,13 @@ pub enum PullError {
     Refused,
     #[error("the peer kept expiring the transfer; try again later")]
     Expired,
+    /// The peer serves this node only membership records (they are in the roster): this node
+    /// is no member (removed, or its ticket no longer admits anyone), or asked under an old key
+    /// epoch.
+    #[error(
+        "the peer sent only membership records: this node is not a member, or holds an old key"
+    )]
+    RecordsOnly(Box<members::Roster>),
 }
 
 fn malformed(what: &'static str) -> impl Fn(yrs::encoding::read::Error) -> SyncError {

@@ -87,6 +87,10 @@ impl Pull {
                 return Ok(Progress::Send(self.first_request()));
             }
             SyncResponse::TransferExpired => return Err(PullError::Expired),
+            SyncResponse::Records(sealed) => {
+                let roster = super::members::open_roster(&self.key, &self.topic, &sealed)?;
+                return Err(PullError::RecordsOnly(Box::new(roster)));
+            }
             SyncResponse::Members(_) => {
                 return Err(SyncError::Malformed("a members response to a pull").into())
             }

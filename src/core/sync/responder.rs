@@ -31,13 +31,25 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The response that tells the requester.
+    /// The response that tells the requester. A request for a topic we hold that does not open
+    /// is answered exactly as one for a topic we do not hold: a stranger learns nothing of what
+    /// this node keeps.
     pub fn response(&self) -> SyncResponse {
         match self {
-            Refusal::UnknownDoc => SyncResponse::UnknownDoc,
-            Refusal::Malformed(_) | Refusal::WrongKey(_) | Refusal::UnknownEpoch(_) => {
-                SyncResponse::BadRequest
+            Refusal::Malformed(_) => SyncResponse::BadRequest,
+            Refusal::UnknownDoc | Refusal::WrongKey(_) | Refusal::UnknownEpoch(_) => {
+                SyncResponse::UnknownDoc
             }
+        }
+    }
+
+    /// A label for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::UnknownDoc => "unknown_doc",
+            Refusal::WrongKey(_) => "wrong_key",
+            Refusal::UnknownEpoch(_) => "unknown_epoch",
         }
     }
 }
@@ -180,7 +192,11 @@ mod tests {
         assert_eq!(unknown.response(), SyncResponse::UnknownDoc);
         let wrong = Responder::open(&request, |_| Some(Keyring::test(7))).unwrap_err();
         assert!(matches!(wrong, Refusal::WrongKey(SyncError::Sealed(_))));
-        assert_eq!(wrong.response(), SyncResponse::BadRequest);
+        assert_eq!(
+            wrong.response(),
+            unknown.response(),
+            "a held topic that does not open looks like an unknown one"
+        );
         let opened = Responder::open(&request, |topic| {
             assert_eq!(
                 topic, &[2; 32],

@@ -127,6 +127,9 @@ pub enum SyncResponse {
     TransferExpired,
     /// A sealed member list (answering `Members`).
     Members(Vec<u8>),
+    /// A sealed roster of only the membership records that concern the requester, which is
+    /// not served (not a member, removed, or asking for content under an old key epoch).
+    Records(Vec<u8>),
 }
 
 impl SyncResponse {
@@ -144,6 +147,10 @@ impl SyncResponse {
                 out.push(4);
                 out.extend_from_slice(sealed);
             }
+            SyncResponse::Records(sealed) => {
+                out.push(5);
+                out.extend_from_slice(sealed);
+            }
         }
         out
     }
@@ -157,6 +164,7 @@ impl SyncResponse {
             [_, 2] => Ok(SyncResponse::BadRequest),
             [_, 3] => Ok(SyncResponse::TransferExpired),
             [_, 4, sealed @ ..] => Ok(SyncResponse::Members(sealed.to_vec())),
+            [_, 5, sealed @ ..] => Ok(SyncResponse::Records(sealed.to_vec())),
             _ => Err(SyncError::Malformed("unknown response status")),
         }
     }
@@ -233,11 +241,12 @@ mod tests {
                     peer: libp2p_identity::PeerId::random(),
                     addrs: vec![format!("/ip4/192.0.2.7/udp/{}/quic-v1", offset as u16).parse().unwrap()],
                 }],
-                certs: Vec::new(),
-                grants: Vec::new(),
+                pages: 1,
+                ..Roster::default()
             });
             prop_assert_eq!(RequestBody::decode(&members.encode()).unwrap(), members);
             for resp in [
+                SyncResponse::Records(sealed.clone()),
                 SyncResponse::Members(sealed.clone()),
                 SyncResponse::Chunk(sealed),
                 SyncResponse::UnknownDoc,

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{Access, Room, RoomError};
-use crate::core::access::{Cert, CertKind, KeyBytes, KeyGrant, Membership, Role};
+use super::{Access, Removal, Room, RoomError};
+use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, RemovalPlan};
 use crate::core::envelope::DocKey;
 
 impl Room {
@@ -16,28 +16,53 @@ impl Room {
             .is_some_and(|role| role.may_write())
     }
 
+    /// Why this node may not write: it was removed, or it reads only.
+    pub(super) fn not_writer(&self) -> RoomError {
+        if self.removed_here() {
+            RoomError::Removed(self.id)
+        } else {
+            RoomError::ReadOnly(self.id)
+        }
+    }
+
+    /// Whether the owner removed this node (or every way it was admitted).
+    pub(super) fn removed_here(&self) -> bool {
+        let me = self.ctx.identity.public().to_bytes();
+        self.access.membership.is_revoked_key(&me)
+    }
+
     /// Checks and stores new certificates and grants, opens grants addressed to this node,
     /// and (on the owner's node) grants the current key to members that lack it; then publishes
-    /// the new [`super::Access`].
+    /// the new [`super::Access`]. Certificates that do not chain to the owner, or exceed their
+    /// issuer's limit, are refused and counted.
     pub(super) async fn add_records(
         &mut self,
         certs: Vec<Cert>,
         grants: Vec<KeyGrant>,
     ) -> Result<usize, RoomError> {
         let mut next = self.access.membership.clone();
-        let mut fresh: Vec<Vec<u8>> = Vec::new();
-        for cert in certs {
-            match next.add(cert.clone()) {
-                Ok(true) => fresh.push(cert.encode()),
-                Ok(false) => {}
-                Err(e) => tracing::debug!(doc = %self.id, "certificate refused: {e}"),
-            }
+        let before: std::collections::HashSet<Cert> = next.certs().cloned().collect();
+        let added = next.add_all(certs);
+        let metrics = &self.ctx.metrics;
+        metrics.refused("certificate", "unchained", added.unchained as u64);
+        metrics.refused("certificate", "over_limit", added.over_limit as u64);
+        metrics.refused("certificate", "invalid", added.invalid as u64);
+        if added.refused() > 0 {
+            tracing::debug!(doc = %self.id, ?added, "certificates refused");
         }
+        let mut fresh: Vec<Vec<u8>> = next
+            .certs()
+            .filter(|c| !before.contains(*c))
+            .map(Cert::encode)
+            .collect();
         for grant in grants {
             match next.add_grant(grant.clone()) {
                 Ok(true) => fresh.push(grant.encode()),
                 Ok(false) => {}
-                Err(e) => tracing::debug!(doc = %self.id, "key grant refused: {e}"),
+                Err(e) => {
+                    metrics.refused("certificate", "invalid", 1);
+                    tracing::debug!(doc = %self.id, "key grant refused: {e}")
+                }
             }
         }
         fresh.extend(self.grant_current_key(&mut next));
@@ -60,6 +85,7 @@ impl Room {
         if fresh.is_empty() && new_keys.is_empty() {
             return Ok(0);
         }
+        let was_removed = self.removed_here();
         self.ctx.store.add_certs(self.id, fresh.clone()).await?;
         for (epoch, key) in &new_keys {
             self.ctx.store.add_key(self.id, *epoch, key.0).await?;
@@ -70,6 +96,9 @@ impl Room {
             keys,
         });
         *crate::actor::unpoisoned(self.published.write()) = self.access.clone();
+        if !was_removed && self.removed_here() {
+            tracing::warn!(doc = %self.id, "the owner removed this node from the document");
+        }
         Ok(fresh.len() + new_keys.len())
     }
 
@@ -102,44 +131,33 @@ impl Room {
         fresh
     }
 
-    /// Removes `target`: see [`RoomHandle::revoke`].
-    pub(super) async fn revoke(&mut self, target: KeyBytes) -> Result<u32, RoomError> {
-        let identity = self.ctx.identity.clone();
-        let membership = &self.access.membership;
-        let doc = self.id;
-        let revoke =
-            |subject| Cert::issue(doc, CertKind::Revocation, Role::Reader, subject, &identity);
-        let mut certs = vec![revoke(target)];
-        // The invitations it was admitted with go too, or it could admit itself again.
-        for admission in membership.admissions_of(&target) {
-            if membership.role_of_key(&admission.issuer).is_none() {
-                certs.push(revoke(admission.issuer));
-            }
-        }
-        // Members admitted through those invitations stay: the owner certifies them directly.
-        let mut after = membership.clone();
-        for cert in &certs {
-            let _ = after.add(cert.clone());
-        }
-        for (member, role) in membership.member_keys() {
-            if *member != target && *role != Role::Owner && after.role_of_key(member).is_none() {
-                certs.push(Cert::issue(
-                    doc,
-                    CertKind::Member,
-                    *role,
-                    *member,
-                    &identity,
-                ));
-            }
-        }
+    /// Removes `target`: see [`super::RoomHandle::revoke`]. Fails, changing nothing, if the plan
+    /// cannot be made or did not take.
+    pub(super) async fn revoke(
+        &mut self,
+        target: KeyBytes,
+        keep: Vec<KeyBytes>,
+    ) -> Result<Removal, RoomError> {
+        let plan = RemovalPlan::new(&self.access.membership, &self.ctx.identity, target, &keep)
+            .map_err(|e| RoomError::Removal(self.id, e))?;
         let epoch = self.access.keys.current().0 + 1;
         let key = DocKey::random();
         self.ctx.store.add_key(self.id, epoch, key.0).await?;
         Arc::make_mut(&mut self.access).keys.insert(epoch, key);
-        // Publishes the new epoch with the records (the revocation is always new); grants
-        // follow from `grant_current_key`.
-        self.add_records(certs, Vec::new()).await?;
-        tracing::info!(doc = %self.id, epoch, "removed a member; the document has a new key");
-        Ok(epoch)
+        // Publishes the new epoch with the records; grants follow from `grant_current_key`.
+        self.add_records(plan.records, Vec::new()).await?;
+        if self.access.membership.role_of_key(&target).is_some() {
+            return Err(RoomError::Removal(
+                self.id,
+                crate::core::access::RemovalError::DidNotTake("the removed member kept its role"),
+            ));
+        }
+        tracing::info!(doc = %self.id, epoch, cascaded = plan.cascaded.len(), "removed a member; the document has a new key");
+        Ok(Removal {
+            epoch,
+            cascaded: plan.cascaded,
+            recertified: plan.recertified.len(),
+            invitations: plan.invitations,
+        })
     }
 }

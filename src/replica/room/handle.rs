@@ -23,16 +23,22 @@ impl RoomHandle {
     pub(crate) async fn open(meta: &DocMeta, ctx: RoomContext) -> Result<RoomHandle, RoomError> {
         let stored = ctx.store.load_access(meta.id).await?;
         let mut membership = Membership::new(meta.id, meta.owner);
+        let mut certs = Vec::new();
         for bytes in &stored.certs {
             // Stored records were checked when added; a bad one is damage, not fatal.
-            let added = if bytes.len() == GRANT_LEN {
-                KeyGrant::decode(bytes).and_then(|g| membership.add_grant(g))
+            let decoded = if bytes.len() == GRANT_LEN {
+                KeyGrant::decode(bytes).and_then(|g| membership.add_grant(g).map(|_| ()))
             } else {
-                Cert::decode(bytes).and_then(|c| membership.add(c))
+                Cert::decode(bytes).map(|c| certs.push(c))
             };
-            if let Err(e) = added {
+            if let Err(e) = decoded {
                 tracing::error!(doc = %meta.id, "skipping a damaged stored record: {e}");
             }
+        }
+        let added = membership.add_all(certs);
+        if added.refused() > 0 {
+            // Stored by a version that kept certificates whose issuer was unknown.
+            tracing::debug!(doc = %meta.id, ?added, "stored certificates that do not chain to the owner are ignored");
         }
         let mut keys = Keyring::new(meta.key_epoch, meta.key.clone());
         for (epoch, key) in &stored.keys {
@@ -97,10 +103,15 @@ impl RoomHandle {
         self.call(|r| Command::AddRecords(certs, grants, r)).await?
     }
 
-    /// Removes a member (owner only): revokes it and the invitation it joined with, starts a new
-    /// key epoch and grants its key to every remaining member. Returns the new epoch.
-    pub(crate) async fn revoke(&self, member: KeyBytes) -> Result<u32, RoomError> {
-        self.call(|r| Command::Revoke(member, r)).await?
+    /// Removes a member (owner only) as [`crate::core::access::RemovalPlan`] decides (with it
+    /// go the members it admitted, except `keep`, and every open invitation), starts a new key
+    /// epoch and grants its key to every remaining member.
+    pub(crate) async fn revoke(
+        &self,
+        member: KeyBytes,
+        keep: Vec<KeyBytes>,
+    ) -> Result<super::Removal, RoomError> {
+        self.call(|r| Command::Revoke(member, keep, r)).await?
     }
 
     async fn call<T>(

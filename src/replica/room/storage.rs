@@ -149,7 +149,7 @@ impl Room {
     /// A local edit of about `incoming` bytes: allowed for writers, within the size limit.
     pub(super) fn may_add(&self, incoming: usize) -> Result<(), RoomError> {
         if !self.may_write() {
-            return Err(RoomError::ReadOnly(self.id));
+            return Err(self.not_writer());
         }
         self.has_room_for(incoming)
     }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
 use crate::core::access::Role;
 use crate::core::doc::{parse_topic_name, DocId};
-use crate::core::envelope::EnvelopeError;
+use crate::core::envelope::{envelope_epoch, EnvelopeError};
 use crate::core::sync::gossip::{self, Gossip};
 use crate::core::sync::SyncError;
 use crate::net::Net;
@@ -77,6 +77,9 @@ impl SyncDriver {
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
         };
+        if let Ok(epoch) = envelope_epoch(sealed) {
+            self.note_epoch(author, room.id, epoch);
+        }
         let message = match gossip::open(&room.keys(), &room.topic, sealed) {
             Ok(message) => message,
             // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
@@ -97,7 +100,9 @@ impl SyncDriver {
             Gossip::Awareness(_) => Role::Reader,
         };
         let access = room.access();
+        let metrics = self.settings.metrics.clone();
         if access.membership.is_revoked(&author) {
+            metrics.refused("gossip", "removed", 1);
             tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: its author was removed from the document");
             // A forwarder may not have heard of the removal yet: only the author is penalised.
             let verdict = if via == author {
@@ -110,10 +115,12 @@ impl SyncDriver {
         match access.membership.role_of(&author) {
             Some(role) if role >= needed => {}
             Some(role) => {
+                metrics.refused("gossip", "role", 1);
                 tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: a {} may not edit", role.as_str());
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
             None => {
+                metrics.refused("gossip", "unknown_author", 1);
                 self.exchange_members(self.nearest(author, via), room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
             }

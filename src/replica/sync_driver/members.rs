@@ -7,13 +7,20 @@ use std::time::Instant;
 use libp2p::PeerId;
 
 use super::{Report, SyncDriver, DIAL_TIMEOUT, MEMBER_EXCHANGE_EVERY};
+use crate::core::access::admission::records_for;
+use crate::core::access::key_of;
 use crate::core::doc::DocId;
-use crate::core::sync::members::{Member, Roster};
-use crate::replica::pull::exchange;
-use crate::replica::room::RoomHandle;
+use crate::core::sync::members::Member;
+use crate::core::sync::PullError;
+use crate::replica::pull::{exchange, Offer, PullFailure};
 
-/// An exchange asked for because a peer's role is unknown happens at most this often.
+/// An exchange asked for because a peer's role is unknown happens at most this often (a
+/// failed one may be tried again at once).
 const URGENT_EXCHANGE_GAP: std::time::Duration = std::time::Duration::from_secs(2);
+/// How soon a failed exchange may be tried again.
+const FAILED_EXCHANGE_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Key epochs an exchange tries, newest first, when the peer cannot open the newest.
+const EPOCH_TRIES: usize = 3;
 
 impl SyncDriver {
     /// The members we know for a document: ourselves first, then connected peers sharing it.
@@ -33,19 +40,11 @@ impl SyncDriver {
         std::iter::once(me).chain(others).collect()
     }
 
-    /// Our roster for `room`, for `except`: the members we know and every certificate and key
-    /// grant we hold.
-    pub(super) fn roster(&self, room: &RoomHandle, except: PeerId) -> Roster {
-        let access = room.access();
-        Roster {
-            members: self.known_members(&room.topic, except),
-            certs: access.membership.certs().cloned().collect(),
-            grants: access.membership.grants().cloned().collect(),
-        }
-    }
-
     /// Exchanges rosters with `peer` for `doc`, unless done recently (`urgent`: a peer whose
-    /// role we do not know yet, so its edits wait for it, is asked again after a few seconds).
+    /// role we do not know yet, so its edits wait for it, or news to spread, is asked again
+    /// after a few seconds; a failed exchange may be retried at once). Sealed in the newest key
+    /// epoch the peer used with us (a newer one it may lack), falling back to older ones if it
+    /// cannot open it. A peer that is no member any more gets only the records of its removal.
     pub(super) fn exchange_members(&mut self, peer: PeerId, doc: DocId, urgent: bool) {
         let Some(room) = self.rooms.get(&doc) else {
             return;
@@ -62,23 +61,75 @@ impl SyncDriver {
             }
         }
         self.members_exchanged.insert((peer, doc), now);
-        let mine = self.roster(&room, peer);
+        let access = room.access();
+        let key = key_of(&peer).unwrap_or([0; 32]);
+        let offer = if access.membership.is_revoked_key(&key) {
+            let (certs, grants) = records_for(&access.membership, &key, &[]);
+            Offer::Records(certs, grants)
+        } else {
+            Offer::Roster {
+                members: self.known_members(&room.topic, peer),
+                extra: Vec::new(),
+            }
+        };
+        let current = access.keys.current().0;
+        let first = self
+            .peer_epochs
+            .get(&(peer, doc))
+            .map_or(current, |e| (*e).min(current));
+        // Epochs to try, newest first: the first, then older ones we hold.
+        let epochs: Vec<u32> = std::iter::once(first)
+            .chain((0..first).rev().filter(|e| access.keys.get(*e).is_some()))
+            .take(EPOCH_TRIES)
+            .collect();
         let net = self.net.clone();
         let reports = self.reports.clone();
         self.spawn_task(async move {
-            match exchange(&net, &room, peer, mine).await {
-                Ok((roster, news)) => {
-                    let learned = Report::MembersLearned {
-                        peer,
-                        doc: room.id,
-                        members: roster.members,
-                        news,
-                    };
-                    let _ = reports.send(learned).await;
+            let mut result = Err(PullFailure::NotWriter(peer));
+            for epoch in epochs {
+                result = exchange(&net, &room, peer, &offer, epoch).await;
+                let unopened = matches!(
+                    result,
+                    Err(PullFailure::Protocol {
+                        source: PullError::UnknownDoc,
+                        ..
+                    })
+                );
+                if !unopened {
+                    break;
                 }
-                Err(e) => tracing::debug!(%peer, doc = %room.id, "member exchange failed: {e}"),
             }
+            let report = match result {
+                Ok((members, news)) => Report::MembersLearned {
+                    peer,
+                    doc: room.id,
+                    members,
+                    news,
+                },
+                Err(PullFailure::NotServed { news, .. }) => {
+                    tracing::debug!(%peer, doc = %room.id, "member exchange answered with records only");
+                    if news {
+                        Report::RecordsLearned { doc: room.id }
+                    } else {
+                        Report::ExchangeFailed { peer, doc: room.id }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%peer, doc = %room.id, "member exchange failed: {e}");
+                    Report::ExchangeFailed { peer, doc: room.id }
+                }
+            };
+            let _ = reports.send(report).await;
         });
+    }
+
+    /// An exchange failed: the next may start after a short pause instead of the full gap.
+    pub(super) fn exchange_failed(&mut self, peer: PeerId, doc: DocId) {
+        let pause = URGENT_EXCHANGE_GAP.saturating_sub(FAILED_EXCHANGE_PAUSE);
+        match Instant::now().checked_sub(pause) {
+            Some(as_if) => self.members_exchanged.insert((peer, doc), as_if),
+            None => self.members_exchanged.remove(&(peer, doc)),
+        };
     }
 
     /// Remembers members we heard of and dials those we are not connected to.
@@ -100,13 +151,14 @@ impl SyncDriver {
         }
     }
 
-    /// Sends our roster for `doc` to every connected peer sharing it (at most every few seconds
-    /// per peer): removals and new keys travel member to member, even without the owner.
+    /// Sends our roster for `doc` to every connected peer sharing it, at once: removals and
+    /// new keys travel member to member, even without the owner, sealed in a key each peer has.
     pub(super) fn spread_records(&mut self, doc: DocId) {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
         for peer in self.peers_sharing(&room.topic) {
+            self.members_exchanged.remove(&(peer, doc));
             self.exchange_members(peer, doc, true);
         }
     }

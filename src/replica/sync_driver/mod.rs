@@ -32,7 +32,7 @@ use super::store::Store;
 use crate::actor::ask;
 use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::limits::PeerGuard;
-use crate::core::sync::members::Member;
+use crate::core::sync::members::{Member, Roster};
 use crate::core::sync::Responder;
 use crate::metrics::Metrics;
 use crate::net::{Net, NetEvent};
@@ -114,6 +114,22 @@ enum Report {
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
     },
+    /// A member exchange `peer` asked for, its records added to the room: answer it.
+    MembersAsked {
+        peer: PeerId,
+        room: RoomHandle,
+        /// The key epoch the request came in.
+        epoch: u32,
+        roster: Roster,
+        channel: ResponseChannel<Vec<u8>>,
+        /// Its records were news here.
+        news: bool,
+    },
+    /// A member exchange we asked `peer` for failed: the next may be tried at once.
+    ExchangeFailed {
+        peer: PeerId,
+        doc: DocId,
+    },
     /// A member exchange with `peer` for `doc` brought these members (its certificates are
     /// in the room already).
     MembersLearned {
@@ -175,6 +191,9 @@ pub(crate) struct SyncDriver {
     own_addrs: Vec<Multiaddr>,
     /// When members were last exchanged with a peer for a document.
     members_exchanged: HashMap<(PeerId, DocId), Instant>,
+    /// The newest key epoch each peer used with us for a document: what we seal our member
+    /// exchanges to it in (a newer one it may not have yet).
+    peer_epochs: HashMap<(PeerId, DocId), u32>,
     tasks: TaskTracker,
     cancel: CancellationToken,
     reports: mpsc::Sender<Report>,
@@ -210,6 +229,7 @@ impl SyncDriver {
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
+            peer_epochs: HashMap::new(),
             tasks: TaskTracker::new(),
             cancel,
             reports,
@@ -294,11 +314,29 @@ impl SyncDriver {
             .collect()
     }
 
+    /// Connected peers that share the document: those subscribed to its topic, and the
+    /// connected members its membership names. The membership survives reconnects; a
+    /// subscription can go unannounced on a replaced connection.
     fn peers_sharing(&self, topic: &[u8; 32]) -> Vec<PeerId> {
-        self.topic_peers
-            .get(topic)
-            .map(|peers| peers.iter().copied().collect())
-            .unwrap_or_default()
+        let mut peers: HashSet<PeerId> = self.topic_peers.get(topic).cloned().unwrap_or_default();
+        if let Some(room) = self.rooms.by_topic(topic) {
+            let me = self.net.peer_id();
+            peers.extend(
+                room.access()
+                    .membership
+                    .members()
+                    .into_iter()
+                    .map(|(peer, _)| peer)
+                    .filter(|peer| *peer != me && self.connected.contains(peer)),
+            );
+        }
+        peers.into_iter().collect()
+    }
+
+    /// Remembers the key epoch `peer` used for `doc` (only ever upwards).
+    fn note_epoch(&mut self, peer: PeerId, doc: DocId, epoch: u32) {
+        let known = self.peer_epochs.entry((peer, doc)).or_insert(epoch);
+        *known = (*known).max(epoch);
     }
 
     fn on_report(&mut self, report: Report) {
@@ -327,6 +365,15 @@ impl SyncDriver {
                 }
             }
             Report::RecordsLearned { doc } => self.spread_records(doc),
+            Report::MembersAsked {
+                peer,
+                room,
+                epoch,
+                roster,
+                channel,
+                news,
+            } => self.answer_members(peer, room, epoch, roster, channel, news),
+            Report::ExchangeFailed { peer, doc } => self.exchange_failed(peer, doc),
         }
     }
 
@@ -417,6 +464,7 @@ impl SyncDriver {
                 for peers in self.topic_peers.values_mut() {
                     peers.remove(&peer);
                 }
+                self.members_exchanged.retain(|(p, _), _| *p != peer);
             }
             NetEvent::Identified { peer, addrs } => {
                 self.heard_addrs.insert(peer, addrs);

@@ -23,7 +23,12 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        match room.access().membership.role_of(&peer) {
+        let access = room.access();
+        // Removed here: nobody serves us any more; what we have stays.
+        if access.membership.is_revoked(&self.net.peer_id()) {
+            return;
+        }
+        match access.membership.role_of(&peer) {
             Some(role) if role.may_write() => {
                 if self.pulls.want((peer, doc)) {
                     self.start_pull(peer, doc);
@@ -74,6 +79,11 @@ impl SyncDriver {
                     .insert((doc, peer), (Instant::now(), outcome.gap));
                 self.vouch(peer);
                 self.exchange_members(peer, doc, false);
+            }
+            // Records only: if they brought our new key, pull again in it; pass them on.
+            Err(PullFailure::NotServed { news: true, .. }) => {
+                self.spread_records(doc);
+                self.pulls.want((peer, doc));
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
         }

@@ -1,7 +1,10 @@
 //! The sync driver's answering side of `/peerdoc/sync/1`: requests are limited per peer (a
 //! flooding or garbage-sending peer is banned, see [`crate::core::limits`]), opened on the loop,
+//! admitted by the requester's role ([`crate::core::access::admission`]: members only, content
+//! in the current key epoch only, everyone else gets the records that concern it),
 //! continuations answered there from the responder's transfers, and a start's diff is computed
-//! by the room in a bounded task, then answered on the loop.
+//! by the room in a bounded task, then answered on the loop. A member exchange's records are
+//! added to the room before it is answered, so a joiner's own certificate counts at once.
 
 use std::time::Instant;
 
@@ -9,7 +12,10 @@ use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 
 use super::{Report, SyncDriver};
+use crate::core::access::admission::{admit, records_for, Admission, Asked};
+use crate::core::access::{key_of, Cert};
 use crate::core::limits::Verdict;
+use crate::core::sync::members::{self, Roster};
 use crate::core::sync::responder::{Opened, Refusal};
 use crate::core::sync::{RequestBody, Responder, SyncResponse};
 use crate::replica::room::{DiffAndSv, RoomError, RoomHandle};
@@ -48,50 +54,20 @@ impl SyncDriver {
         });
         let (room, body, epoch) = match (opened, room) {
             (Ok(Opened { body, epoch, .. }), Some(room)) => (room, body, epoch),
-            (Err(refusal), _) => {
-                // Asking for a document we do not hold is normal (it was deleted here), and so
-                // is a key epoch we do not have yet; anything else is a broken or hostile peer.
-                if !matches!(refusal, Refusal::UnknownDoc | Refusal::UnknownEpoch(_)) {
-                    tracing::warn!(%peer, "refused a sync request: {refusal}");
-                    if self.guard.fault(&peer, Instant::now()) == Verdict::Ban {
-                        return self.ban(peer, "sends invalid sync requests");
-                    }
-                }
-                return self.respond(peer, channel, refusal.response());
-            }
+            (Err(refusal), room) => return self.refuse_unopened(peer, channel, refusal, room),
             (Ok(_), None) => unreachable!("a request opens only with a room's key"),
         };
-        if room.access().membership.is_revoked(&peer) {
-            tracing::info!(doc = %room.id, %peer, "refused a sync request from a removed member");
-            return self.respond(peer, channel, SyncResponse::BadRequest);
-        }
-        self.vouch(peer);
-        // Answers are sealed in the request's epoch: the requester may not have a newer key.
-        let keys = room.keys().answering(epoch);
+        self.note_epoch(peer, room.id, epoch);
         match body {
             RequestBody::Members(roster) => {
-                let ours = self.roster(&room, peer);
-                let response = crate::core::sync::members::seal_response(&keys, &room.topic, &ours);
-                self.respond(peer, channel, response);
-                self.meet(roster.members);
-                let reports = self.reports.clone();
-                let doc = room.id;
-                self.spawn_task(async move {
-                    match room.add_records(roster.certs, roster.grants).await {
-                        // Its role may be known now: pull from it if it writes; and tell the
-                        // others what we learned.
-                        Ok(new) if new > 0 => {
-                            let _ = reports.send(Report::PullWanted { peer, doc }).await;
-                            let _ = reports.send(Report::RecordsLearned { doc }).await;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(%doc, %peer, "cannot store certificates: {e}"),
-                    }
-                });
+                self.on_members_request(peer, room, epoch, roster, channel)
             }
             RequestBody::Continue { transfer, offset } => {
+                if let Err(records) = self.admission(peer, &room, epoch, Asked::Content, &[]) {
+                    return self.respond(peer, channel, records);
+                }
                 let response = self.responder.answer_continue(
-                    &keys,
+                    &room.keys().answering(epoch),
                     &room.topic,
                     transfer,
                     offset,
@@ -100,6 +76,9 @@ impl SyncDriver {
                 self.respond(peer, channel, response);
             }
             RequestBody::Start { sv, digest } => {
+                if let Err(records) = self.admission(peer, &room, epoch, Asked::Content, &[]) {
+                    return self.respond(peer, channel, records);
+                }
                 let Ok(slot) = self.serve_slots.clone().try_acquire_owned() else {
                     // Dropping the channel fails the request at the requester, which retries.
                     tracing::debug!(%peer, "too many sync requests at once; refused one");
@@ -123,6 +102,131 @@ impl SyncDriver {
         }
     }
 
+    /// A request that did not open: answered as for a topic we do not hold, so a stranger
+    /// learns nothing; counted; a key epoch we lack makes us ask the requester for our grant.
+    fn refuse_unopened(
+        &mut self,
+        peer: PeerId,
+        channel: ResponseChannel<Vec<u8>>,
+        refusal: Refusal,
+        room: Option<RoomHandle>,
+    ) {
+        match (&refusal, room) {
+            // Asking for a document we do not hold is normal (it was deleted here).
+            (Refusal::UnknownDoc, _) => {}
+            // The requester is ahead: our key grant is on its way; ask for it now.
+            (Refusal::UnknownEpoch(_), Some(room)) => {
+                self.exchange_members(peer, room.id, true);
+            }
+            _ => {
+                tracing::warn!(%peer, "refused a sync request: {refusal}");
+                self.settings.metrics.refused("sync", refusal.as_str(), 1);
+                if self.guard.fault(&peer, Instant::now()) == Verdict::Ban {
+                    return self.ban(peer, "sends invalid sync requests");
+                }
+            }
+        }
+        self.respond(peer, channel, refusal.response());
+    }
+
+    /// Whether `peer` is served `asked` for `room` in `epoch`; if not, the `Records` response
+    /// that tells it why (its removal, or its new key), counted and logged.
+    fn admission(
+        &self,
+        peer: PeerId,
+        room: &RoomHandle,
+        epoch: u32,
+        asked: Asked,
+        presented: &[Cert],
+    ) -> Result<(), SyncResponse> {
+        let access = room.access();
+        // A peer id that is no Ed25519 key can hold no role: an all-zero key has none.
+        let key = key_of(&peer).unwrap_or([0; 32]);
+        let current = access.keys.current().0;
+        match admit(&access.membership, &key, epoch, current, asked) {
+            Admission::Serve => Ok(()),
+            Admission::RecordsOnly(why) => {
+                let what = match asked {
+                    Asked::Content => "sync",
+                    Asked::Members => "members",
+                };
+                self.settings.metrics.refused(what, why.as_str(), 1);
+                tracing::info!(doc = %room.id, %peer, epoch, reason = why.as_str(), "{what} request answered with membership records only");
+                let (certs, grants) = records_for(&access.membership, &key, presented);
+                let keys = access.keys.answering(epoch);
+                Err(members::seal_records(&keys, &room.topic, certs, grants))
+            }
+        }
+    }
+
+    /// A member exchange: its records go to the room first (a joiner's certificate makes it a
+    /// member), then [`SyncDriver::answer_members`] decides on the loop.
+    fn on_members_request(
+        &mut self,
+        peer: PeerId,
+        room: RoomHandle,
+        epoch: u32,
+        roster: Roster,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        let reports = self.reports.clone();
+        self.spawn_task(async move {
+            let news = match room
+                .add_records(roster.certs.clone(), roster.grants.clone())
+                .await
+            {
+                Ok(new) => new > 0,
+                Err(e) => {
+                    tracing::warn!(doc = %room.id, %peer, "cannot store certificates: {e}");
+                    false
+                }
+            };
+            let asked = Report::MembersAsked {
+                peer,
+                room,
+                epoch,
+                roster,
+                channel,
+                news,
+            };
+            let _ = reports.send(asked).await;
+        });
+    }
+
+    /// Answers a member exchange whose records the room has: our roster's page, or only the
+    /// records that concern a requester that is no member.
+    pub(super) fn answer_members(
+        &mut self,
+        peer: PeerId,
+        room: RoomHandle,
+        epoch: u32,
+        roster: Roster,
+        channel: ResponseChannel<Vec<u8>>,
+        news: bool,
+    ) {
+        if let Err(records) = self.admission(peer, &room, epoch, Asked::Members, &roster.certs) {
+            return self.respond(peer, channel, records);
+        }
+        self.vouch(peer);
+        let ours = members::page(
+            &room.access().membership,
+            self.known_members(&room.topic, peer),
+            roster.page,
+        );
+        let keys = room.keys().answering(epoch);
+        self.respond(
+            peer,
+            channel,
+            members::seal_response(&keys, &room.topic, &ours),
+        );
+        self.meet(roster.members);
+        if news {
+            // Its role may be known now: pull from it if it writes; and tell the others.
+            self.want_pull(peer, room.id);
+            self.spread_records(room.id);
+        }
+    }
+
     pub(super) fn answer_start(
         &mut self,
         peer: PeerId,
@@ -139,6 +243,11 @@ impl SyncDriver {
                 return self.respond(peer, channel, SyncResponse::BadRequest);
             }
         };
+        // A removal may have come in while the diff was computed.
+        if let Err(records) = self.admission(peer, &room, epoch, Asked::Content, &[]) {
+            return self.respond(peer, channel, records);
+        }
+        self.vouch(peer);
         let answer = self.responder.answer_start(
             &room.keys().answering(epoch),
             &room.topic,
