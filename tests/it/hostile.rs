@@ -94,9 +94,16 @@ async fn garbage_and_wrongly_keyed_payloads_are_dropped() {
         answers.contains(&SyncResponse::BadRequest),
         "garbage is answered with BadRequest: {answers:?}"
     );
+    // A continuation from a key holder that is no member gets records only, never a chunk.
     assert!(
-        answers.contains(&SyncResponse::TransferExpired),
+        answers
+            .iter()
+            .any(|r| matches!(r, SyncResponse::Records(_))),
         "{answers:?}"
+    );
+    assert!(
+        answers.contains(&SyncResponse::UnknownDoc),
+        "a wrong key looks like an unknown document: {answers:?}"
     );
     assert!(
         !answers.iter().any(|r| matches!(r, SyncResponse::Chunk(_))),
@@ -223,13 +230,29 @@ async fn an_uninvited_subscriber_receives_only_ciphertext() {
             .encode(),
         ),
     };
+    let before = refused_sync(&a, "wrong_key");
     let answer = stranger
         .request(ticket.peer, request.encode())
         .await
         .unwrap();
+    assert!(
+        refused_sync(&a, "wrong_key") > before,
+        "the refusal is counted"
+    );
+    // Answered exactly as a request for a topic A does not hold: nothing tells the stranger
+    // which documents A keeps.
+    let unknown = SyncRequest {
+        topic: peerdoc::DocId::random().topic(),
+        ..request
+    };
+    let unknown = stranger
+        .request(ticket.peer, unknown.encode())
+        .await
+        .unwrap();
+    assert_eq!(answer, unknown);
     assert_eq!(
         SyncResponse::decode(&answer).unwrap(),
-        SyncResponse::BadRequest
+        SyncResponse::UnknownDoc
     );
 
     cancel.cancel();
@@ -247,4 +270,12 @@ async fn an_uninvited_subscriber_receives_only_ciphertext() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// How many sync requests `node` refused for `reason`.
+fn refused_sync(node: &peerdoc::Node, reason: &str) -> f64 {
+    metric_value(
+        &node.metrics_text(),
+        &format!("peerdoc_access_refused_total{{what=\"sync\",reason=\"{reason}\"}}"),
+    )
 }
