@@ -9,7 +9,7 @@ use crate::core::state::digest_of;
 pub use crate::core::state::{
     check_leading_count, decode_sv, sv_gap, sv_has_unseen, sv_text, Summary, EMPTY_UPDATE,
 };
-use crate::core::update_check::check_update_v1;
+use crate::core::update_check::{check_update_v1, dependencies_v1};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore;
@@ -154,6 +154,47 @@ impl Document {
             doc.apply(update)?;
         }
         Ok(doc)
+    }
+
+    /// Applies an update from the network only if everything it builds on is here (or in the
+    /// update itself); otherwise changes nothing and says [`Applied::incomplete`], so the
+    /// caller pulls a complete diff instead. yrs 0.28 parks an update whose predecessors are
+    /// missing, but once a second one is parked it integrates them across the hole: a "skip"
+    /// stays in the state, the state vector does not advance past it, and what later builds on
+    /// those operations never reaches replicas that lack them (found by the membership
+    /// simulation, where a removed writer's refused edits leave holes for good).
+    pub fn apply_complete(&mut self, update: &[u8]) -> Result<Applied, DocError> {
+        let deps = dependencies_v1(update).map_err(DocError::BadUpdate)?;
+        if !self.has_dependencies(&deps) {
+            return Ok(Applied {
+                delta: None,
+                incomplete: true,
+            });
+        }
+        self.apply(update)
+    }
+
+    fn has_dependencies(&self, deps: &crate::core::update_check::Dependencies) -> bool {
+        if deps.has_skip {
+            return false;
+        }
+        let sv = self.doc.transact().state_vector();
+        let have = |client: u64| u64::from(sv.get(&yrs::ClientID::new(client)));
+        let mut available: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+        for &(client, first, end) in &deps.sections {
+            if first > have(client) {
+                return false;
+            }
+            let known = available.entry(client).or_insert_with(|| have(client));
+            *known = (*known).max(end);
+        }
+        deps.refs.iter().all(|&(client, clock)| {
+            clock
+                < available
+                    .get(&client)
+                    .copied()
+                    .unwrap_or_else(|| have(client))
+        })
     }
 
     /// Applies a remote update. Malformed bytes are an error and leave the document untouched.

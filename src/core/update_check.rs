@@ -14,15 +14,34 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Refuses updates that would make yrs allocate beyond their size or recurse too deep.
 pub fn check_update_v1(bytes: &[u8]) -> Result<(), String> {
-    let mut r = Walker(Cursor::new(bytes));
+    dependencies_v1(bytes).map(|_| ())
+}
+
+/// What an update builds on, found by the same walk as [`check_update_v1`] (which it also
+/// is): whether a replica holds everything the update needs ([`crate::core::doc::Document`]
+/// applies network input only then).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dependencies {
+    /// Per client section: the client, the clock of its first block, the clock after its last.
+    pub sections: Vec<(u64, u64, u64)>,
+    /// Operations the update's blocks refer to (left and right origins, parent items):
+    /// client and clock.
+    pub refs: Vec<(u64, u64)>,
+    /// The update has a skip block: a hole its sender did not have.
+    pub has_skip: bool,
+}
+
+/// [`check_update_v1`], and what the update builds on.
+pub fn dependencies_v1(bytes: &[u8]) -> Result<Dependencies, String> {
+    let mut r = Walker(Cursor::new(bytes), Dependencies::default());
     r.update().map_err(|e| format!("bad update: {e}"))?;
     if r.0.has_content() {
         return Err("bad update: bytes after its end".into());
     }
-    Ok(())
+    Ok(r.1)
 }
 
-struct Walker<'a>(Cursor<'a>);
+struct Walker<'a>(Cursor<'a>, Dependencies);
 
 type Walk = Result<(), String>;
 
@@ -68,15 +87,17 @@ impl Walker<'_> {
         let clients = self.count("clients", 3)?;
         for _ in 0..clients {
             let blocks = self.count("blocks", 2)?;
-            self.var()?; // client
-                         // yrs adds up clocks in u32: a client's blocks must not run past it.
-            let mut clock = self.var()?;
+            let client = self.var()?;
+            // yrs adds up clocks in u32: a client's blocks must not run past it.
+            let first = self.var()?;
+            let mut clock = first;
             for _ in 0..blocks {
                 clock = clock.saturating_add(self.block()?);
                 if clock > u64::from(u32::MAX) {
                     return Err("block clocks overflow".into());
                 }
             }
+            self.1.sections.push((client, first, clock));
         }
         let clients = self.count("delete set clients", 2)?;
         for _ in 0..clients {
@@ -100,23 +121,26 @@ impl Walker<'_> {
         const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
         const HAS_PARENT_SUB: u8 = 0b0010_0000;
         let info = self.u8()?;
+        if info == SKIP {
+            self.1.has_skip = true;
+        }
         if info == GC || info == SKIP {
             return self.var(); // length
         }
         if info & HAS_ORIGIN != 0 {
-            self.var()?;
-            self.var()?;
+            let id = (self.var()?, self.var()?);
+            self.1.refs.push(id);
         }
         if info & HAS_RIGHT_ORIGIN != 0 {
-            self.var()?;
-            self.var()?;
+            let id = (self.var()?, self.var()?);
+            self.1.refs.push(id);
         }
         if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
             if self.var()? == 1 {
                 self.string()?; // named root type
             } else {
-                self.var()?; // parent item id
-                self.var()?;
+                let id = (self.var()?, self.var()?); // parent item id
+                self.1.refs.push(id);
             }
             if info & HAS_PARENT_SUB != 0 {
                 self.string()?;

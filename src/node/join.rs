@@ -356,7 +356,7 @@ impl Node {
         let me = self.inner.identity.public().to_bytes();
         let own = match offer {
             Offer::Roster { extra, .. } => extra.as_slice(),
-            Offer::Records(..) => &[],
+            Offer::Records(_) => &[],
         };
         membership.role_of_key(&me).is_none()
             && (membership.is_revoked_key(&me)

@@ -8,7 +8,7 @@
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
-use crate::core::access::{Cert, KeyGrant};
+use crate::core::access::Cert;
 use crate::core::doc::{sv_gap, DocError};
 use crate::core::sync::members::{self, Member, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
@@ -122,7 +122,7 @@ pub(crate) enum Offer {
         extra: Vec<Cert>,
     },
     /// Only these records (to a peer that is no member any more: its removal).
-    Records(Vec<Cert>, Vec<KeyGrant>),
+    Records(Vec<Cert>),
 }
 
 /// Exchanges rosters with `peer`, sealed in key `epoch` (one the peer holds): sends ours page
@@ -148,9 +148,8 @@ pub(crate) async fn exchange(
                 }
                 mine
             }
-            Offer::Records(certs, grants) => Roster {
+            Offer::Records(certs) => Roster {
                 certs: certs.clone(),
-                grants: grants.clone(),
                 ..Roster::default()
             },
         };

@@ -293,7 +293,7 @@ impl Room {
                     let _ = reply.send(Err(e));
                     return std::ops::ControlFlow::Continue(());
                 }
-                let result = self.guarded(|doc| doc.apply(&update)).await;
+                let result = self.guarded(|doc| doc.apply_complete(&update)).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                 let _ = reply.send(result);
                 self.persist_remote(delta).await;

@@ -2,13 +2,15 @@
 //! nothing; the one decision the node's responder and the simulation share.
 //!
 //! - A member whose role allows reading, asking in the current key epoch, is served.
-//! - A member asking in an older epoch gets the records it lacks (its key grants, the
-//!   revocations), never content: what was written since is sealed under a key it may no
-//!   longer be meant to have. Its member exchanges are served (they carry those records).
+//! - A member asking for content in an older epoch gets no content (what was written since is
+//!   sealed under a key it may no longer be meant to have); its member exchanges are served,
+//!   and carry the new key together with the removals it came with.
 //! - A peer that is not a member gets the records that say why (its own revocation, or the
 //!   revocation of the invitation it came with), and nothing else.
+//!
+//! And whether a gossip message's author may have sent it ([`admit_gossip`]).
 
-use super::{Cert, CertKind, KeyBytes, KeyGrant, Membership};
+use super::{Cert, CertKind, KeyBytes, Membership, Role};
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,8 @@ pub enum Why {
     NotMember,
     /// A member asking for content under an old key epoch.
     StaleEpoch,
+    /// This node was removed itself: it serves nobody.
+    ResponderRemoved,
 }
 
 impl Why {
@@ -45,19 +49,26 @@ impl Why {
             Why::Removed => "removed",
             Why::NotMember => "not_member",
             Why::StaleEpoch => "stale_epoch",
+            Why::ResponderRemoved => "responder_removed",
         }
     }
 }
 
-/// Decides how to answer `requester`, whose request was sealed in `epoch`, when the document's
-/// newest epoch is `current`.
+/// Decides how node `me` answers `requester`, whose request was sealed in `epoch`, when the
+/// document's newest epoch here is `current`.
 pub fn admit(
     membership: &Membership,
+    me: &KeyBytes,
     requester: &KeyBytes,
     epoch: u32,
     current: u32,
     asked: Asked,
 ) -> Admission {
+    // A node that knows it was removed serves nobody: its roster has the removals but not the
+    // keys that came with them, and a member must never learn one without the other.
+    if membership.is_revoked_key(me) {
+        return Admission::RecordsOnly(Why::ResponderRemoved);
+    }
     if membership.role_of_key(requester).is_none() {
         let why = if membership.is_revoked_key(requester) {
             Why::Removed
@@ -72,14 +83,36 @@ pub fn admit(
     Admission::Serve
 }
 
+/// How a gossip message is taken, by its author's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GossipVerdict {
+    Accept,
+    /// The owner removed the author: refused.
+    Removed,
+    /// The author's role does not allow the message (a reader's edit): refused.
+    NotAllowed(Role),
+    /// The author's role is not known here yet: ignored until its certificates arrive.
+    Unknown,
+}
+
+/// Whether gossip that needs role `needed` (writer for edits, reader for presence) is taken
+/// from `author`.
+pub fn admit_gossip(membership: &Membership, author: &KeyBytes, needed: Role) -> GossipVerdict {
+    if membership.is_revoked_key(author) {
+        return GossipVerdict::Removed;
+    }
+    match membership.role_of_key(author) {
+        Some(role) if role >= needed => GossipVerdict::Accept,
+        Some(role) => GossipVerdict::NotAllowed(role),
+        None => GossipVerdict::Unknown,
+    }
+}
+
 /// The records a requester that is not served needs, and nothing more: the owner's
-/// revocation of its key, of the invitations behind the certificates it `presented` for
-/// itself, and the key grants addressed to it.
-pub fn records_for(
-    membership: &Membership,
-    requester: &KeyBytes,
-    presented: &[Cert],
-) -> (Vec<Cert>, Vec<KeyGrant>) {
+/// revocation of its key, and of the invitations behind the certificates it `presented` for
+/// itself. Never key grants: a member that lacks the newest key fetches the whole roster by a
+/// member exchange, so the new key never arrives without the removals it came with.
+pub fn records_for(membership: &Membership, requester: &KeyBytes, presented: &[Cert]) -> Vec<Cert> {
     let mut concerned: Vec<KeyBytes> = vec![*requester];
     concerned.extend(
         presented
@@ -87,18 +120,12 @@ pub fn records_for(
             .filter(|c| c.kind == CertKind::Member && c.subject == *requester)
             .map(|c| c.issuer),
     );
-    let certs = membership
+    membership
         .chain()
         .iter()
         .filter(|c| c.kind == CertKind::Revocation && concerned.contains(&c.subject))
         .cloned()
-        .collect();
-    let grants = membership
-        .grants_for(requester)
-        .into_iter()
-        .cloned()
-        .collect();
-    (certs, grants)
+        .collect()
 }
 
 #[cfg(test)]
@@ -131,8 +158,14 @@ mod tests {
             Cert::issue(doc, CertKind::Member, Role::Reader, member, &owner),
             admitted_removed.clone(),
         ]);
-        assert_eq!(admit(&m, &member, 0, 0, Asked::Content), Admission::Serve);
-        assert_eq!(admit(&m, &removed, 0, 0, Asked::Content), Admission::Serve);
+        assert_eq!(
+            admit(&m, &owner_key, &member, 0, 0, Asked::Content),
+            Admission::Serve
+        );
+        assert_eq!(
+            admit(&m, &owner_key, &removed, 0, 0, Asked::Content),
+            Admission::Serve
+        );
         m.add(Cert::issue(
             doc,
             CertKind::Revocation,
@@ -150,32 +183,43 @@ mod tests {
         ))
         .unwrap();
 
-        assert_eq!(admit(&m, &member, 1, 1, Asked::Content), Admission::Serve);
         assert_eq!(
-            admit(&m, &member, 0, 1, Asked::Content),
+            admit(&m, &owner_key, &member, 1, 1, Asked::Content),
+            Admission::Serve
+        );
+        assert_eq!(
+            admit(&m, &owner_key, &member, 0, 1, Asked::Content),
             Admission::RecordsOnly(Why::StaleEpoch)
         );
-        assert_eq!(admit(&m, &member, 0, 1, Asked::Members), Admission::Serve);
+        assert_eq!(
+            admit(&m, &owner_key, &member, 0, 1, Asked::Members),
+            Admission::Serve
+        );
         for asked in [Asked::Content, Asked::Members] {
             assert_eq!(
-                admit(&m, &removed, 0, 1, asked),
+                admit(&m, &owner_key, &removed, 0, 1, asked),
                 Admission::RecordsOnly(Why::Removed)
             );
             assert_eq!(
-                admit(&m, &stranger, 1, 1, asked),
+                admit(&m, &owner_key, &stranger, 1, 1, asked),
                 Admission::RecordsOnly(Why::NotMember)
             );
         }
         // The removed member learns of its own removal; a joiner with the revoked invitation
         // learns that the invitation is gone; a stranger learns nothing.
-        let (certs, _) = records_for(&m, &removed, &[]);
+        let certs = records_for(&m, &removed, &[]);
         assert_eq!(certs.len(), 1);
         assert_eq!(certs[0].subject, removed);
         let (_, joiner, _) = node();
         let own = Cert::issue(doc, CertKind::Member, Role::Writer, joiner, &invite);
-        let (certs, _) = records_for(&m, &joiner, &[own]);
+        let certs = records_for(&m, &joiner, &[own]);
         assert_eq!(certs.len(), 1);
         assert_eq!(certs[0].subject, invite.public().to_bytes());
-        assert!(records_for(&m, &stranger, &[admitted_removed]).0.is_empty());
+        assert!(records_for(&m, &stranger, &[admitted_removed]).is_empty());
+        // A removed node serves nobody, not even a member.
+        assert_eq!(
+            admit(&m, &removed, &member, 1, 1, Asked::Members),
+            Admission::RecordsOnly(Why::ResponderRemoved)
+        );
     }
 }

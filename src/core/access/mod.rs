@@ -24,6 +24,8 @@ pub mod admission;
 mod grant;
 mod membership;
 mod removal;
+#[cfg(test)]
+mod sim;
 
 pub use grant::{KeyGrant, GRANT_LEN};
 pub use membership::{Added, Membership};

@@ -203,3 +203,46 @@ proptest! {
         prop_assert!(d.text().contains("keep"));
     }
 }
+
+#[test]
+fn network_input_is_applied_only_when_what_it_builds_on_is_here() {
+    let mut author = Document::with_client_id(7);
+    let edits: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            let at = if i % 2 == 0 { 0 } else { author.text().len() };
+            author.insert(at, &format!("<{i}>")).unwrap()
+        })
+        .collect();
+    // yrs parks updates with missing predecessors; a second parked one makes it integrate
+    // both across the hole, leaving a skip in the state (the reason for `apply_complete`).
+    let mut parked = Document::with_client_id(8);
+    for i in [0, 2, 4] {
+        parked.apply(&edits[i]).unwrap();
+    }
+    assert_eq!(
+        parked.text(),
+        "<4><2><0>",
+        "yrs 0.28 integrated across the hole"
+    );
+    // Checked, nothing past a hole is applied; the caller pulls instead.
+    let mut checked = Document::with_client_id(9);
+    assert!(checked.apply_complete(&edits[0]).unwrap().delta.is_some());
+    for i in [2, 4] {
+        let applied = checked.apply_complete(&edits[i]).unwrap();
+        assert!(applied.incomplete && applied.delta.is_none(), "edit {i}");
+    }
+    assert_eq!(checked.text(), "<0>");
+    // A diff from a complete replica fills the hole.
+    checked
+        .apply_complete(&author.diff(&checked.state_vector()).unwrap())
+        .unwrap();
+    assert_eq!(checked.text(), author.text());
+    // An update that refers to another client's operation this replica lacks waits too.
+    let mut other = Document::with_client_id(10);
+    other.apply(&author.encode_state()).unwrap();
+    let reply = other.append_text("!").unwrap();
+    let mut behind = Document::with_client_id(11);
+    behind.apply_complete(&edits[0]).unwrap();
+    assert!(behind.apply_complete(&reply).unwrap().incomplete);
+    assert_eq!(behind.text(), "<0>");
+}

@@ -113,9 +113,9 @@ pub struct Received {
     pub pull: bool,
 }
 
-/// Applies a gossiped update; pulls when it left gaps (its predecessors are missing).
+/// Applies a gossiped update if its predecessors are here; pulls otherwise.
 pub fn receive_update(doc: &mut Document, update: &[u8]) -> Result<Received, DocError> {
-    let applied = doc.apply(update)?;
+    let applied = doc.apply_complete(update)?;
     Ok(Received {
         delta: applied.delta,
         pull: applied.incomplete,
@@ -276,6 +276,10 @@ mod tests {
         );
         let filled = receive_update(&mut reader, &first).unwrap();
         assert!(filled.delta.is_some() && !filled.pull);
+        // The early update was not kept: the author's state still shows what is missing.
+        assert!(receive_have(&reader, &author.state_vector()).unwrap().pull);
+        let diff = author.diff(&reader.state_vector()).unwrap();
+        reader.apply_complete(&diff).unwrap();
         assert!(!receive_have(&reader, &author.state_vector()).unwrap().pull);
         author.append_text("!");
         assert!(receive_have(&reader, &author.state_vector()).unwrap().pull);

@@ -44,24 +44,36 @@ pub struct Roster {
 }
 
 /// Page `page` of the roster of `membership`: the members to introduce (on page 0 only), the
-/// certificates in chain order ([`Membership::chain`]) and the key grants, newest epoch first.
+/// certificates in chain order ([`Membership::chain`]), then the key grants, newest epoch
+/// first, starting on the last page of certificates. A receiver adds a page's certificates
+/// before its grants, so it never holds a new key without every removal it came with (or it
+/// could serve a member it does not know was removed).
 pub fn page(membership: &Membership, members: Vec<Member>, page: u32) -> Roster {
     let chain = membership.chain();
     let mut grants: Vec<&KeyGrant> = membership.grants().collect();
     grants.sort_by_key(|g| (std::cmp::Reverse(g.epoch), g.member));
-    let pages = chain.len().max(grants.len()).div_ceil(ROSTER_PAGE).max(1);
-    let pages = pages.min(MAX_ROSTER_PAGES as usize) as u32;
-    let from = page as usize * ROSTER_PAGE;
-    let slice = |len: usize| from.min(len)..(from + ROSTER_PAGE).min(len);
-    Roster {
-        members: if page == 0 { members } else { Vec::new() },
-        certs: chain[slice(chain.len())].to_vec(),
-        grants: grants[slice(grants.len())]
+    let cert_pages = chain.len().div_ceil(ROSTER_PAGE).max(1);
+    let grant_pages = grants.len().div_ceil(ROSTER_PAGE).max(1);
+    let pages = (cert_pages + grant_pages - 1).min(MAX_ROSTER_PAGES as usize);
+    let slice = |len: usize, index: usize| {
+        let from = (index * ROSTER_PAGE).min(len);
+        from..(from + ROSTER_PAGE).min(len)
+    };
+    let page_index = page as usize;
+    let grants_from = cert_pages - 1;
+    let grants: Vec<KeyGrant> = match page_index.checked_sub(grants_from) {
+        Some(index) => grants[slice(grants.len(), index)]
             .iter()
             .map(|g| (*g).clone())
             .collect(),
+        None => Vec::new(),
+    };
+    Roster {
+        members: if page == 0 { members } else { Vec::new() },
+        certs: chain[slice(chain.len(), page_index)].to_vec(),
+        grants,
         page,
-        pages,
+        pages: pages as u32,
     }
 }
 
@@ -172,15 +184,9 @@ pub fn seal_response(key: &Keyring, topic: &[u8; 32], roster: &Roster) -> SyncRe
 
 /// Responder side: only the records that concern a requester that is not served (see
 /// [`crate::core::access::admission`]), as a sealed `Records` response.
-pub fn seal_records(
-    key: &Keyring,
-    topic: &[u8; 32],
-    certs: Vec<Cert>,
-    grants: Vec<KeyGrant>,
-) -> SyncResponse {
+pub fn seal_records(key: &Keyring, topic: &[u8; 32], certs: Vec<Cert>) -> SyncResponse {
     let roster = Roster {
         certs,
-        grants,
         ..Roster::default()
     };
     SyncResponse::Records(seal_roster(key, topic, &roster))

@@ -9,7 +9,8 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
-use crate::core::access::Role;
+use crate::core::access::admission::{admit_gossip, GossipVerdict};
+use crate::core::access::{key_of, Role};
 use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::envelope::{envelope_epoch, EnvelopeError};
 use crate::core::sync::gossip::{self, Gossip};
@@ -101,25 +102,27 @@ impl SyncDriver {
         };
         let access = room.access();
         let metrics = self.settings.metrics.clone();
-        if access.membership.is_revoked(&author) {
-            metrics.refused("gossip", "removed", 1);
-            tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: its author was removed from the document");
-            // A forwarder may not have heard of the removal yet: only the author is penalised.
-            let verdict = if via == author {
-                MessageAcceptance::Reject
-            } else {
-                MessageAcceptance::Ignore
-            };
-            return report_verdict(&self.net, id, via, verdict);
-        }
-        match access.membership.role_of(&author) {
-            Some(role) if role >= needed => {}
-            Some(role) => {
+        let author_key = key_of(&author).unwrap_or([0; 32]);
+        match admit_gossip(&access.membership, &author_key, needed) {
+            GossipVerdict::Accept => {}
+            GossipVerdict::Removed => {
+                metrics.refused("gossip", "removed", 1);
+                tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: its author was removed from the document");
+                // A forwarder may not have heard of the removal yet: only the author is
+                // penalised.
+                let verdict = if via == author {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
+                return report_verdict(&self.net, id, via, verdict);
+            }
+            GossipVerdict::NotAllowed(role) => {
                 metrics.refused("gossip", "role", 1);
                 tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: a {} may not edit", role.as_str());
                 return report_verdict(&self.net, id, via, MessageAcceptance::Reject);
             }
-            None => {
+            GossipVerdict::Unknown => {
                 metrics.refused("gossip", "unknown_author", 1);
                 self.exchange_members(self.nearest(author, via), room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);

@@ -60,12 +60,15 @@ impl SyncDriver {
                 return;
             }
         }
-        self.members_exchanged.insert((peer, doc), now);
         let access = room.access();
+        // Removed here: it has nothing to tell anyone (see `admit`).
+        if access.membership.is_revoked(&self.net.peer_id()) {
+            return;
+        }
+        self.members_exchanged.insert((peer, doc), now);
         let key = key_of(&peer).unwrap_or([0; 32]);
         let offer = if access.membership.is_revoked_key(&key) {
-            let (certs, grants) = records_for(&access.membership, &key, &[]);
-            Offer::Records(certs, grants)
+            Offer::Records(records_for(&access.membership, &key, &[]))
         } else {
             Offer::Roster {
                 members: self.known_members(&room.topic, peer),
@@ -157,7 +160,7 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        for peer in self.peers_sharing(&room.topic) {
+        for peer in self.peers_on_topic(&room.topic) {
             self.members_exchanged.remove(&(peer, doc));
             self.exchange_members(peer, doc, true);
         }

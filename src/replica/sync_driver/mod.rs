@@ -315,9 +315,22 @@ impl SyncDriver {
     }
 
     /// Connected peers that share the document: those subscribed to its topic, and the
-    /// connected members its membership names. The membership survives reconnects; a
-    /// subscription can go unannounced on a replaced connection.
+    /// connected members its membership names (the membership survives reconnects; a
+    /// subscription can go unannounced on a replaced connection). Peers the owner removed are
+    /// not among them.
     fn peers_sharing(&self, topic: &[u8; 32]) -> Vec<PeerId> {
+        let Some(room) = self.rooms.by_topic(topic) else {
+            return self.peers_on_topic(topic);
+        };
+        let access = room.access();
+        self.peers_on_topic(topic)
+            .into_iter()
+            .filter(|peer| !access.membership.is_revoked(peer))
+            .collect()
+    }
+
+    /// [`SyncDriver::peers_sharing`], removed members included (to tell them).
+    fn peers_on_topic(&self, topic: &[u8; 32]) -> Vec<PeerId> {
         let mut peers: HashSet<PeerId> = self.topic_peers.get(topic).cloned().unwrap_or_default();
         if let Some(room) = self.rooms.by_topic(topic) {
             let me = self.net.peer_id();

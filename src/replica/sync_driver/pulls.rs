@@ -80,10 +80,13 @@ impl SyncDriver {
                 self.vouch(peer);
                 self.exchange_members(peer, doc, false);
             }
-            // Records only: if they brought our new key, pull again in it; pass them on.
-            Err(PullFailure::NotServed { news: true, .. }) => {
-                self.spread_records(doc);
-                self.pulls.want((peer, doc));
+            // Records only: pass on what they brought; the newest key comes, with the removals
+            // it came with, by a member exchange (which then pulls again).
+            Err(PullFailure::NotServed { news, .. }) => {
+                if news {
+                    self.spread_records(doc);
+                }
+                self.exchange_members(peer, doc, true);
             }
             Err(e) => tracing::debug!(doc = %doc, %peer, "pull failed: {e}"),
         }

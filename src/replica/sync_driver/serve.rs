@@ -143,7 +143,8 @@ impl SyncDriver {
         // A peer id that is no Ed25519 key can hold no role: an all-zero key has none.
         let key = key_of(&peer).unwrap_or([0; 32]);
         let current = access.keys.current().0;
-        match admit(&access.membership, &key, epoch, current, asked) {
+        let me = self.settings.identity.public().to_bytes();
+        match admit(&access.membership, &me, &key, epoch, current, asked) {
             Admission::Serve => Ok(()),
             Admission::RecordsOnly(why) => {
                 let what = match asked {
@@ -152,9 +153,9 @@ impl SyncDriver {
                 };
                 self.settings.metrics.refused(what, why.as_str(), 1);
                 tracing::info!(doc = %room.id, %peer, epoch, reason = why.as_str(), "{what} request answered with membership records only");
-                let (certs, grants) = records_for(&access.membership, &key, presented);
+                let certs = records_for(&access.membership, &key, presented);
                 let keys = access.keys.answering(epoch);
-                Err(members::seal_records(&keys, &room.topic, certs, grants))
+                Err(members::seal_records(&keys, &room.topic, certs))
             }
         }
     }
