@@ -17,6 +17,14 @@ pub(crate) struct EditLabels {
     pub(crate) origin: &'static str,
 }
 
+/// Why the HTTP API refused a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct RefusalLabels {
+    /// `token` (missing or wrong), `cross_site` (`Sec-Fetch-Site`), `origin`, or `host` (not
+    /// a loopback name on a loopback server).
+    pub(crate) reason: &'static str,
+}
+
 /// Handles to the node's metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -28,6 +36,12 @@ pub(crate) struct Metrics {
     pub(crate) sync: Histogram,
     /// Peers connected now.
     pub(crate) peers: Gauge,
+    /// HTTP API requests refused by the access checks, by reason.
+    pub(crate) api_refused: Family<RefusalLabels, Counter>,
+    /// HTTP API connections closed at once because the connection cap was reached.
+    pub(crate) api_connections_refused: Counter,
+    /// Tickets issued by this node (each adds an invitation certificate to its document).
+    pub(crate) tickets_issued: Counter,
 }
 
 impl Metrics {
@@ -40,6 +54,9 @@ impl Metrics {
             // 100 µs to ~3.3 s.
             sync: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             peers: Gauge::default(),
+            api_refused: Family::default(),
+            api_connections_refused: Counter::default(),
+            tickets_issued: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -58,6 +75,21 @@ impl Metrics {
             metrics.sync.clone(),
         );
         registry.register("peers_connected", "Peers connected", metrics.peers.clone());
+        registry.register(
+            "api_refused",
+            "HTTP API requests refused by the access checks, by reason",
+            metrics.api_refused.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "HTTP API connections closed at once because too many were open",
+            metrics.api_connections_refused.clone(),
+        );
+        registry.register(
+            "tickets_issued",
+            "Tickets issued by this node",
+            metrics.tickets_issued.clone(),
+        );
         metrics
     }
 
@@ -69,6 +101,12 @@ impl Metrics {
 
     pub(crate) fn edit(&self, origin: &'static str) {
         self.edits.get_or_create(&EditLabels { origin }).inc();
+    }
+
+    pub(crate) fn api_refused(&self, reason: &'static str) {
+        self.api_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 }
 

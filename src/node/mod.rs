@@ -197,6 +197,11 @@ impl Node {
         crate::metrics::encode(&self.inner.registry, self.inner.net.registry())
     }
 
+    /// The node's metric handles, for the HTTP API to count what it refuses.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.room_ctx.metrics
+    }
+
     pub fn peer_id(&self) -> PeerId {
         self.inner.net.peer_id()
     }
@@ -327,6 +332,7 @@ impl Node {
         );
         // Members learn the invitation from us, so they can check whom it admits.
         room.add_certs(vec![invitation]).await?;
+        self.metrics().tickets_issued.inc();
         Ok(ticket.encode())
     }
 

@@ -200,7 +200,7 @@ async function showTicket () {
   $('share-explain').textContent = readOnly
     ? 'Anyone with this ticket can read the document and follow its changes, but not edit it. Send it privately.'
     : 'Anyone with this ticket can read and edit the document, and share it further. Send it privately.'
-  const { ticket } = await api('GET', `/api/docs/${current.id}/ticket?read_only=${readOnly}`)
+  const { ticket } = await api('POST', `/api/docs/${current.id}/ticket`, { read_only: readOnly })
   $('ticket-text').value = ticket
   $('copy-btn').textContent = 'Copy'
 }
