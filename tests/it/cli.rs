@@ -324,6 +324,65 @@ fn the_api_token_can_come_from_a_file() {
 }
 
 #[test]
+fn serve_prints_the_editor_url_with_a_fresh_token_that_the_cli_finds() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let mut child = serve_command(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let url = loop {
+        let line = printed
+            .recv_timeout(super::common::WAIT)
+            .expect("serve prints the editor's URL");
+        if let Some(url) = line.trim().strip_prefix("web editor: ") {
+            break url.to_string();
+        }
+    };
+    let token = std::fs::read_to_string(data.join("api.token")).unwrap();
+    assert_eq!(token.len(), 64, "32 random bytes, hex: {token}");
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    assert_eq!(url, format!("http://{}/?token={token}", addr.trim()));
+    // `status` prints it again; the CLI found the token by itself.
+    let status = peerdoc(&data, &["status"], None);
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&url));
+    // Without it: refused, with a message that says where it is.
+    let refused = ureq::get(&format!("http://{}/api/docs", addr.trim())).call();
+    let Err(ureq::Error::Status(403, response)) = refused else {
+        panic!("expected a 403: {refused:?}");
+    };
+    let body: serde_json::Value = response.into_json().unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}", data.join("api.token").display())),
+        "{message}"
+    );
+    unsafe_sigterm(child.id());
+    assert!(child.wait().unwrap().success());
+    assert!(!data.join("api.token").exists(), "removed at shutdown");
+
+    // A new token at each start.
+    let again = Daemon::start(&data);
+    let next = std::fs::read_to_string(data.join("api.token")).unwrap();
+    assert_ne!(next, token);
+    assert!(again.run(&["ls"], None).status.success());
+    again.stop();
+}
+
+#[test]
 fn the_config_file_sets_defaults_that_flags_override() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("a");
