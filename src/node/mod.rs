@@ -192,7 +192,8 @@ impl Node {
     }
 
     /// The node's metrics in the OpenMetrics text format (what `GET /metrics` serves): edits
-    /// applied, store commit and sync durations, peers connected, bytes in and out.
+    /// applied, store commit and sync durations, peers connected, bytes in and out, tickets
+    /// issued, and what the HTTP API refused.
     pub fn metrics_text(&self) -> String {
         crate::metrics::encode(&self.inner.registry, self.inner.net.registry())
     }
