@@ -86,10 +86,13 @@ async function startDaemon (env = {}) {
   await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile) || proc.exitCode !== null)
   if (proc.exitCode !== null) throw new Error(`peerdoc serve exited: ${stderr}`)
   const addr = readFileSync(addrFile, 'utf8').trim()
+  // The API's access token, generated at start (written before api.addr).
+  const token = readFileSync(join(data, 'api.token'), 'utf8').trim()
+  const auth = { Authorization: `Bearer ${token}` }
   const api = async (method, path, body) => {
     const res = await fetch(`http://${addr}${path}`, {
       method,
-      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      headers: body === undefined ? auth : { ...auth, 'Content-Type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body)
     })
     const text = await res.text()
@@ -100,9 +103,10 @@ async function startDaemon (env = {}) {
     pid: proc.pid,
     httpPort: Number(addr.split(':').pop()),
     ws: `ws://${addr}/ws`,
+    token,
     api,
     log: () => stderr,
-    async metrics () { return (await fetch(`http://${addr}/metrics`)).text() },
+    async metrics () { return (await fetch(`http://${addr}/metrics`, { headers: auth })).text() },
     async stop () {
       proc.kill('SIGTERM')
       await new Promise((resolve) => proc.exitCode !== null ? resolve() : proc.once('exit', resolve))
@@ -116,13 +120,13 @@ async function peerdoc (n, env = {}) {
   const nodes = []
   for (let i = 0; i < n; i++) nodes.push(await startDaemon(env))
   const doc = await nodes[0].api('POST', '/api/docs', { name: 'bench' })
-  const { ticket } = await nodes[0].api('GET', `/api/docs/${doc.id}/ticket`)
+  const { ticket } = await nodes[0].api('POST', `/api/docs/${doc.id}/ticket`)
   for (const node of nodes.slice(1)) await node.api('POST', '/api/join', { ticket })
   return {
     name: `peerdoc, ${n} nodes`,
     nodes,
     pids: nodes.map((node) => node.pid),
-    endpoint: (i) => ({ url: nodes[i % n].ws, room: doc.id }),
+    endpoint: (i) => ({ url: nodes[i % n].ws, room: doc.id, params: { token: nodes[i % n].token } }),
     async stop () { for (const node of nodes) await node.stop() }
   }
 }
@@ -152,9 +156,9 @@ async function central () {
 
 const clients = []
 async function client (system, i) {
-  const { url, room } = system.endpoint(i)
+  const { url, room, params = {} } = system.endpoint(i)
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+  const provider = new WebsocketProvider(url, room, doc, { WebSocketPolyfill: WebSocket, disableBc: true, params })
   const c = { doc, provider, text: doc.getText('content') }
   clients.push(c)
   await waitFor('client sync', () => provider.synced)

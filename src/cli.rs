@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use libp2p::Multiaddr;
 
 use peerdoc::api::{Server, DEFAULT_HTTP};
-use peerdoc::{Config, ConfigFile, DhtMode, DocPeer, MessageFaults, Node, Status};
+use peerdoc::{api_token_path, Config, ConfigFile, DhtMode, DocPeer, MessageFaults, Node, Status};
 
 use crate::client::Client;
 use crate::progress;
@@ -91,7 +91,8 @@ pub(crate) enum Command {
     Rename { doc: String, name: String },
     /// Delete this node's copy of a document.
     Rm { doc: String },
-    /// Node status: peer id, addresses, connected peers, documents and their sync state.
+    /// Node status: peer id, addresses, the web editor's URL (with the access token), connected
+    /// peers, documents and their sync state.
     Status {
         /// Print JSON.
         #[arg(long)]
@@ -106,14 +107,16 @@ pub(crate) struct ServeArgs {
     /// TOML config file [default: DIR/config.toml if it exists]. Flags override it.
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
-    /// Local HTTP API and web editor address (port 0 picks a free port). Binding anything but
-    /// a loopback address requires an access token. [default: 127.0.0.1:7777]
+    /// Local HTTP API and web editor address (port 0 picks a free port). Every request needs
+    /// the access token, whatever the address. [default: 127.0.0.1:7777]
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
-    /// Access token for the HTTP API; every request must then carry it (header
-    /// `Authorization: Bearer TOKEN` or `?token=TOKEN`; open the editor at `/?token=TOKEN`).
-    /// A flag is visible to every local user in `ps`: prefer the environment variable or
-    /// --http-token-file.
+    /// Access token for the HTTP API, which every request must carry (header
+    /// `Authorization: Bearer TOKEN`, or `?token=TOKEN`: open the editor at `/?token=TOKEN`).
+    /// [default: a random token, new at each start] Either way it is written to DIR/api.token
+    /// (readable by you only), where the other commands find it, and `serve` prints the
+    /// editor's URL with it. A flag is visible to every local user in `ps`: prefer the
+    /// environment variable or --http-token-file.
     #[arg(
         long,
         env = "PEERDOC_HTTP_TOKEN",
@@ -253,7 +256,13 @@ async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     let status = node.status().await?;
     println!("peerdoc node {}", status.peer_id);
     println!("  data dir: {}", data.display());
-    println!("  web editor and api: http://{}/", server.addr());
+    // As Jupyter does: the URL carries the token; the browser then keeps a cookie instead.
+    println!("  web editor: {}", server.editor_url());
+    println!(
+        "  api: http://{}/ (token in {})",
+        server.addr(),
+        api_token_path(&data).display()
+    );
     for addr in &status.listen_addrs {
         println!("  listening: {addr}");
     }
@@ -378,7 +387,7 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print_status(&status);
+                print_status(&status, client.editor_url().as_deref());
             }
         }
         Command::Peers => {
@@ -398,11 +407,15 @@ fn reachability(nat: &str) -> &'static str {
     }
 }
 
-fn print_status(s: &Status) {
+/// `editor` is the web editor's URL with the access token, if the CLI knows it.
+fn print_status(s: &Status, editor: Option<&str>) {
     println!("peer id:   {}", s.peer_id);
     println!("data dir:  {}", s.data_dir);
     if let Some(http) = &s.http {
         println!("http api:  http://{http}");
+    }
+    if let Some(editor) = editor {
+        println!("web editor: {editor}");
     }
     println!("reachability: {}", reachability(&s.nat));
     println!("listening:");

@@ -1,5 +1,6 @@
 //! Small blocking HTTP client for the CLI: finds the running daemon of a data dir through the
-//! API address file it publishes, and calls the JSON API.
+//! API address and token files it publishes (`api.addr`, `api.token`), and calls the JSON API
+//! with the token.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,6 +49,12 @@ impl Client {
             data_dir: data_dir.to_path_buf(),
             agent,
         })
+    }
+
+    /// The web editor's URL with the access token, as `serve` printed it.
+    pub(crate) fn editor_url(&self) -> Option<String> {
+        let token = self.token.as_deref()?.trim();
+        Some(format!("{}/?token={token}", self.base))
     }
 
     fn url(&self, path: &str) -> String {
@@ -128,8 +135,12 @@ impl Client {
         self.json(r)
     }
     pub(crate) fn ticket(&self, doc: &str, read_only: bool) -> Result<String, ClientError> {
-        let path = format!("{}/ticket?read_only={read_only}", Self::doc_path(doc));
-        let v: serde_json::Value = self.get(&path)?;
+        let path = format!("{}/ticket", Self::doc_path(doc));
+        let r = self.check(
+            self.request("POST", &path)
+                .send_json(serde_json::json!({ "read_only": read_only })),
+        )?;
+        let v: serde_json::Value = self.json(r)?;
         Ok(v["ticket"].as_str().unwrap_or_default().to_string())
     }
     pub(crate) fn revoke(

@@ -36,7 +36,7 @@
 //! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `reachability`, `faults` (test-only message faults) |
 //! | `replica` | one task per document (`room`: the CRDT, loaded on use and unloaded when idle, presence, membership and keys), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
 //! | `node` | [`Node`]: wiring and shutdown order, the document API; `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
-//! | [`api`] | [`api::Server`]: routes, access checks, JSON errors, y-websocket sessions |
+//! | [`api`] | [`api::Server`]: the accept loop (connection cap, header-read timeout), routes, access checks (token, other sites), JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
 //! | `config` | [`Config`] and its defaults |
 //! | `metrics` | the node's Prometheus metrics (`GET /metrics`) and their encoding |

@@ -27,6 +27,14 @@ pub(crate) struct RefusedLabels {
     pub(crate) reason: &'static str,
 }
 
+/// Why the HTTP API refused a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ApiRefusalLabels {
+    /// `token` (missing or wrong), `cross_site` (`Sec-Fetch-Site`), `origin`, or `host` (not
+    /// a loopback name on a loopback server).
+    pub(crate) reason: &'static str,
+}
+
 /// Handles to the node's metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -40,6 +48,12 @@ pub(crate) struct Metrics {
     pub(crate) peers: Gauge,
     /// Requests, messages and records refused by the access rules.
     pub(crate) refused: Family<RefusedLabels, Counter>,
+    /// HTTP API requests refused by the access checks, by reason.
+    pub(crate) api_refused: Family<ApiRefusalLabels, Counter>,
+    /// HTTP API connections closed at once because the connection cap was reached.
+    pub(crate) api_connections_refused: Counter,
+    /// Tickets issued by this node (each adds an invitation certificate to its document).
+    pub(crate) tickets_issued: Counter,
 }
 
 impl Metrics {
@@ -53,6 +67,9 @@ impl Metrics {
             sync: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             peers: Gauge::default(),
             refused: Family::default(),
+            api_refused: Family::default(),
+            api_connections_refused: Counter::default(),
+            tickets_issued: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -76,6 +93,21 @@ impl Metrics {
             "Sync requests, member exchanges, gossip and certificates refused by the access rules, by what and why",
             metrics.refused.clone(),
         );
+        registry.register(
+            "api_refused",
+            "HTTP API requests refused by the access checks, by reason",
+            metrics.api_refused.clone(),
+        );
+        registry.register(
+            "api_connections_refused",
+            "HTTP API connections closed at once because too many were open",
+            metrics.api_connections_refused.clone(),
+        );
+        registry.register(
+            "tickets_issued",
+            "Tickets issued by this node",
+            metrics.tickets_issued.clone(),
+        );
         metrics
     }
 
@@ -96,6 +128,12 @@ impl Metrics {
                 .get_or_create(&RefusedLabels { what, reason })
                 .inc_by(n);
         }
+    }
+
+    pub(crate) fn api_refused(&self, reason: &'static str) {
+        self.api_refused
+            .get_or_create(&ApiRefusalLabels { reason })
+            .inc();
     }
 }
 

@@ -1,19 +1,22 @@
 //! The local HTTP server (axum) in front of a [`Node`]: the JSON API, the y-websocket endpoint
-//! and the embedded web editor. [`Server`] binds (after checking the access settings), serves,
-//! publishes its address (and token) in the node's data dir for the CLI, and owns its shutdown.
-//! The node does not know about it: the binary or an embedding app wires the two.
+//! and the embedded web editor. [`Server`] binds, serves, publishes its address and access token
+//! in the node's data dir for the CLI, and owns its shutdown. Every request must carry the token
+//! (generated at start when none is configured). The node does not know about the server: the
+//! binary or an embedding app wires the two.
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`conn`] | the accept loop: connection cap, header-read timeout, graceful shutdown |
 //! | [`routes`] | the routes and their thin handlers |
-//! | [`access`] | Origin, Host and token checks |
+//! | [`access`] | token, `Sec-Fetch-Site`, Origin and Host checks, and their refusal counts |
 //! | [`error`] | JSON errors with fitting status codes |
 //! | [`ws`] | one y-websocket editor session |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use rand::RngCore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +25,7 @@ use crate::data_dir::{api_addr_path, api_token_path, write_private};
 use crate::node::Node;
 
 mod access;
+mod conn;
 mod error;
 mod routes;
 mod ws;
@@ -35,6 +39,11 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:7777";
 /// stays bounded.
 pub const MAX_BODY_BYTES: usize = 16 << 20;
 
+pub use conn::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+
+/// Random bytes in a generated access token (hex-encoded).
+const TOKEN_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot start the HTTP API on {addr}: {source}; pick another address with --http")]
@@ -42,11 +51,6 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error(
-        "the HTTP API on {0} would be reachable from other machines; set an access token in \
-         PEERDOC_HTTP_TOKEN or with --http-token-file (or bind 127.0.0.1)"
-    )]
-    TokenRequired(SocketAddr),
     #[error("cannot publish the API address in {path}: {source}")]
     AddressFile {
         path: PathBuf,
@@ -58,7 +62,8 @@ pub enum ServerError {
 pub struct Server {
     listener: Option<TcpListener>,
     addr: SocketAddr,
-    token: Option<String>,
+    token: String,
+    header_read_timeout: Duration,
     stopping: CancellationToken,
     task: Option<JoinHandle<()>>,
     /// The data dir whose `api.addr`/`api.token` this server wrote.
@@ -66,13 +71,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// Checks the access settings and binds `addr` (port 0 picks one). Binding anything but a
-    /// loopback address requires a token, which every request must then carry.
+    /// Binds `addr` (port 0 picks one). Every request must carry the access `token`; without
+    /// one (`None` or empty) a random one is generated (see [`Server::token`]).
     pub async fn bind(addr: SocketAddr, token: Option<String>) -> Result<Server, ServerError> {
-        let token = token.filter(|t| !t.is_empty());
-        if !addr.ip().is_loopback() && token.is_none() {
-            return Err(ServerError::TokenRequired(addr));
-        }
+        let token = token
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(generate_token);
         let bind_error = |source| ServerError::Bind { addr, source };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
@@ -80,6 +84,7 @@ impl Server {
             listener: Some(listener),
             addr,
             token,
+            header_read_timeout: HEADER_READ_TIMEOUT,
             stopping: CancellationToken::new(),
             task: None,
             published: None,
@@ -91,13 +96,40 @@ impl Server {
         self.addr
     }
 
-    /// Serves `node` until [`Server::shutdown`], and writes `api.addr` (and `api.token`, mode
-    /// 0600) in the node's data dir so the CLI finds the server. Serving twice does nothing.
+    /// The access token every request must carry (the configured one, or the generated one).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The web editor's address with the token, to open in a browser (which then keeps a
+    /// cookie instead): `http://127.0.0.1:7777/?token=…`.
+    pub fn editor_url(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.token)
+    }
+
+    /// Sets how long a client may take to send a request's head, or leave a kept-alive
+    /// connection idle, before it is closed [default: [`HEADER_READ_TIMEOUT`]]. Takes effect
+    /// at [`Server::serve`].
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Server {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Serves `node` until [`Server::shutdown`], and writes `api.addr` and `api.token` (mode
+    /// 0600) in the node's data dir so the CLI finds the server. Raises the process's soft
+    /// limit of open files to its hard limit (each connection is a descriptor). Serving twice
+    /// does nothing.
     pub fn serve(&mut self, node: Node) -> Result<(), ServerError> {
         let Some(listener) = self.listener.take() else {
             return Ok(());
         };
+        raise_open_file_limit();
         let data_dir = node.config().data_dir.clone();
+        let limits = conn::Limits {
+            max_connections: MAX_CONNECTIONS,
+            header_read_timeout: self.header_read_timeout,
+            refused: node.metrics().api_connections_refused.clone(),
+        };
         let app = routes::App {
             node,
             token: self.token.clone(),
@@ -106,21 +138,12 @@ impl Server {
             imports: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
         };
         let stopping = self.stopping.clone();
-        self.task = Some(tokio::spawn(async move {
-            // Editors send keystrokes as small writes: without TCP_NODELAY, Nagle's algorithm
-            // and delayed ACKs hold some of them for ~40 ms (BENCHMARKS.md, row 5).
-            let listener = listener.tap_io(|tcp| {
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!("cannot set TCP_NODELAY on an HTTP connection: {e}");
-                }
-            });
-            let result = axum::serve(listener, routes::router(app))
-                .with_graceful_shutdown(async move { stopping.cancelled().await })
-                .await;
-            if let Err(e) = result {
-                tracing::error!("HTTP API stopped: {e}");
-            }
-        }));
+        self.task = Some(tokio::spawn(conn::serve(
+            listener,
+            routes::router(app),
+            limits,
+            stopping,
+        )));
         self.publish(&data_dir)
     }
 
@@ -128,9 +151,8 @@ impl Server {
         let token_path = api_token_path(data_dir);
         let file_error = |path: PathBuf| move |source| ServerError::AddressFile { path, source };
         let _ = std::fs::remove_file(&token_path);
-        if let Some(token) = &self.token {
-            write_private(&token_path, token.as_bytes()).map_err(file_error(token_path.clone()))?;
-        }
+        write_private(&token_path, self.token.as_bytes())
+            .map_err(file_error(token_path.clone()))?;
         let addr_path = api_addr_path(data_dir);
         let _ = std::fs::remove_file(&addr_path);
         write_private(&addr_path, self.addr.to_string().as_bytes())
@@ -150,5 +172,21 @@ impl Server {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// A fresh random access token: [`TOKEN_BYTES`] bytes from the OS, hex-encoded.
+fn generate_token() -> String {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Raises the soft limit of open files to the hard limit where the OS allows: the default soft
+/// limit (often 1024) is a few hundred connections and documents away from refusing them all.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
 }

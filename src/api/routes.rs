@@ -7,18 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::access::access;
+use super::conn::ConnectionSlot;
 use super::error::{json_errors, ApiError};
 use super::{ws, MAX_BODY_BYTES};
 use crate::node::Node;
@@ -34,7 +36,8 @@ const FAVICON_ICO: &[u8] = include_bytes!("../../web/favicon.ico");
 #[derive(Clone)]
 pub(crate) struct App {
     pub(crate) node: Node,
-    pub(crate) token: Option<String>,
+    /// The access token every request must carry.
+    pub(crate) token: String,
     /// The bound address, for `status`.
     pub(crate) addr: SocketAddr,
     /// Fires when the server stops: long-lived editor sessions end on it.
@@ -55,7 +58,7 @@ pub(crate) fn router(app: App) -> Router {
             get(doc_info).patch(rename_doc).delete(delete_doc),
         )
         .route("/api/docs/{doc}/text", get(get_text).put(put_text))
-        .route("/api/docs/{doc}/ticket", get(ticket))
+        .route("/api/docs/{doc}/ticket", post(ticket))
         .route("/api/docs/{doc}/members", get(members))
         .route(
             "/api/docs/{doc}/members/{peer}",
@@ -186,10 +189,12 @@ async fn get_text(
     Ok(([(header::CONTENT_TYPE, content_type)], text))
 }
 
-/// y-websocket endpoint: `new WebsocketProvider('ws://host:port/ws', docId, ydoc)`.
+/// y-websocket endpoint: `new WebsocketProvider('ws://host:port/ws', docId, ydoc)`. The
+/// session keeps its connection's slot (`conn`'s cap) until it ends.
 async fn websocket(
     State(app): State<App>,
     Path(doc): Path<String>,
+    slot: Option<Extension<ConnectionSlot>>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
     let room = app.node.room(&doc).await?;
@@ -197,7 +202,10 @@ async fn websocket(
     Ok(upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
         .max_frame_size(ws::MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| ws::run(socket, room, stopping)))
+        .on_upgrade(move |socket| async move {
+            ws::run(socket, room, stopping).await;
+            drop(slot);
+        }))
 }
 
 /// Replaces the text (minimal diff), or appends with `?append=true`. 200 once committed.
@@ -232,19 +240,35 @@ async fn put_text(
     Ok(Json(serde_json::json!({ "ok": true })))
 }
 
-/// `?read_only=true` for a read-only ticket.
-#[derive(Deserialize)]
-struct TicketQuery {
+/// `{"read_only": true}` in the body, or `?read_only=true`, for a read-only ticket.
+#[derive(Deserialize, Default)]
+struct TicketOptions {
     #[serde(default)]
     read_only: bool,
 }
 
+/// Mints a ticket (and its invitation certificate): a POST, so that no page can make a
+/// browser mint one with a plain link or image (see `access` for the cross-site checks).
 async fn ticket(
     State(app): State<App>,
     Path(doc): Path<String>,
-    Query(query): Query<TicketQuery>,
+    Query(query): Query<TicketOptions>,
+    body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
-    let ticket = app.node.share(&doc, query.read_only).await?;
+    let body: TicketOptions = if body.iter().all(u8::is_ascii_whitespace) {
+        TicketOptions::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be JSON like {{\"read_only\": true}}, or empty: {e}"),
+            )
+        })?
+    };
+    let ticket = app
+        .node
+        .share(&doc, query.read_only || body.read_only)
+        .await?;
     Ok(Json(serde_json::json!({ "ticket": ticket })))
 }
 

@@ -195,9 +195,15 @@ impl Node {
     }
 
     /// The node's metrics in the OpenMetrics text format (what `GET /metrics` serves): edits
-    /// applied, store commit and sync durations, peers connected, bytes in and out.
+    /// applied, store commit and sync durations, peers connected, bytes in and out, tickets
+    /// issued, and what the HTTP API refused.
     pub fn metrics_text(&self) -> String {
         crate::metrics::encode(&self.inner.registry, self.inner.net.registry())
+    }
+
+    /// The node's metric handles, for the HTTP API to count what it refuses.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.room_ctx.metrics
     }
 
     pub fn peer_id(&self) -> PeerId {
@@ -333,6 +339,7 @@ impl Node {
         );
         // Members learn the invitation from us, so they can check whom it admits.
         room.add_certs(vec![invitation]).await?;
+        self.metrics().tickets_issued.inc();
         Ok(ticket.encode())
     }
 

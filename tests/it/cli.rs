@@ -2,7 +2,7 @@
 //! durability, and one-line errors with non-zero exit codes.
 
 use super::common::wait_until_blocking;
-use super::daemon::{peerdoc, peerdoc_id, serve_command, unsafe_sigterm, Daemon, BIN};
+use super::daemon::{bearer, peerdoc, peerdoc_id, serve_command, unsafe_sigterm, Daemon, BIN};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -324,6 +324,65 @@ fn the_api_token_can_come_from_a_file() {
 }
 
 #[test]
+fn serve_prints_the_editor_url_with_a_fresh_token_that_the_cli_finds() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let mut child = serve_command(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let url = loop {
+        let line = printed
+            .recv_timeout(super::common::WAIT)
+            .expect("serve prints the editor's URL");
+        if let Some(url) = line.trim().strip_prefix("web editor: ") {
+            break url.to_string();
+        }
+    };
+    let token = std::fs::read_to_string(data.join("api.token")).unwrap();
+    assert_eq!(token.len(), 64, "32 random bytes, hex: {token}");
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    assert_eq!(url, format!("http://{}/?token={token}", addr.trim()));
+    // `status` prints it again; the CLI found the token by itself.
+    let status = peerdoc(&data, &["status"], None);
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains(&url));
+    // Without it: refused, with a message that says where it is.
+    let refused = ureq::get(&format!("http://{}/api/docs", addr.trim())).call();
+    let Err(ureq::Error::Status(403, response)) = refused else {
+        panic!("expected a 403: {refused:?}");
+    };
+    let body: serde_json::Value = response.into_json().unwrap();
+    let message = body["error"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}", data.join("api.token").display())),
+        "{message}"
+    );
+    unsafe_sigterm(child.id());
+    assert!(child.wait().unwrap().success());
+    assert!(!data.join("api.token").exists(), "removed at shutdown");
+
+    // A new token at each start.
+    let again = Daemon::start(&data);
+    let next = std::fs::read_to_string(data.join("api.token")).unwrap();
+    assert_ne!(next, token);
+    assert!(again.run(&["ls"], None).status.success());
+    again.stop();
+}
+
+#[test]
 fn the_config_file_sets_defaults_that_flags_override() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("a");
@@ -422,7 +481,7 @@ fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart()
     let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
     // (Large, so it cannot fit in space SQLite already holds.)
     let edit = format!("{}from the editor\n", "e".repeat(200_000));
-    let code = editor_append(addr.trim(), "diary", &edit);
+    let code = editor_append(&data, addr.trim(), "diary", &edit);
     assert_eq!(code, 1013);
     assert_eq!(a.ok(&["cat", "diary"], None), format!("monday\n{edit}"));
 
@@ -440,15 +499,15 @@ fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart()
 
 /// A y-websocket client that syncs `doc`, appends `text`, and returns the close code the node
 /// answers with.
-fn editor_append(addr: &str, doc: &str, text: &str) -> u16 {
+fn editor_append(data: &std::path::Path, addr: &str, doc: &str, text: &str) -> u16 {
     use futures::{SinkExt, StreamExt};
     use peerdoc::core::doc::Document;
     use peerdoc::core::sync::YMessage;
     use tokio_tungstenite::tungstenite::Message;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let id = peerdoc_id(addr, doc);
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/{id}"))
+        let id = peerdoc_id(data, doc);
+        let (mut socket, _) = tokio_tungstenite::connect_async(ws_request(data, addr, &id))
             .await
             .unwrap();
         let mut client = Document::new();
@@ -480,7 +539,22 @@ fn editor_append(addr: &str, doc: &str, text: &str) -> u16 {
     })
 }
 
-/// A document's id by name, through the HTTP API.
+/// An editor session's request: `ws://ADDR/ws/ID` with the daemon's token.
+fn ws_request(
+    data: &std::path::Path,
+    addr: &str,
+    id: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws/{id}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", bearer(data).parse().unwrap());
+    request
+}
+
 /// 200 `kill -9`s at seeded random moments while a client streams acknowledged appends: after
 /// every restart each acknowledged write is there, in order, and the database passes SQLite's
 /// integrity check.
@@ -502,6 +576,7 @@ fn two_hundred_kill_9s_during_a_stream_of_writes_lose_nothing_acknowledged() {
         let daemon = Daemon::start(&data);
         let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
         let url = format!("http://{}/api/docs/{id}/text?append=true", addr.trim());
+        let authorization = daemon.bearer();
         // Everything acknowledged so far survived the last kill.
         let text = daemon.ok(&["cat", "stream"], None);
         let expected: String = acknowledged.iter().map(|t| format!("{t}\n")).collect();
@@ -529,6 +604,7 @@ fn two_hundred_kill_9s_during_a_stream_of_writes_lose_nothing_acknowledged() {
                 while !stop.load(Ordering::Relaxed) {
                     let line = format!("token-{next}");
                     let sent = ureq::put(&url)
+                        .set("Authorization", &authorization)
                         .set("Content-Type", "text/plain")
                         .send_string(&format!("{line}\n"));
                     next += 1;
@@ -570,12 +646,13 @@ fn sigterm_tells_editor_sessions_and_exits_cleanly() {
     daemon.ok(&["new", "notes"], None);
     daemon.ok(&["write", "notes"], Some("kept\n"));
     let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
-    let id = peerdoc_id(addr.trim(), "notes");
+    let id = peerdoc_id(&data, "notes");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (mut socket, _) = runtime
-        .block_on(tokio_tungstenite::connect_async(format!(
-            "ws://{}/ws/{id}",
-            addr.trim()
+        .block_on(tokio_tungstenite::connect_async(ws_request(
+            &data,
+            addr.trim(),
+            &id,
         )))
         .unwrap();
     let pid = daemon.child.id();

@@ -61,6 +61,22 @@ impl Served {
         self.server.addr()
     }
 
+    /// The API's access token (every request must carry it).
+    pub fn token(&self) -> &str {
+        self.server.token()
+    }
+
+    /// The `Authorization` header's value that carries the token.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token())
+    }
+
+    /// `ws://ADDR{path}?token=TOKEN`: an editor session's URL (the token in the query, as a
+    /// browser that opened the editor's URL sends its cookie).
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}?token={}", self.http_addr(), self.token())
+    }
+
     /// Stops the HTTP server, then the node (the binary's order).
     pub async fn shutdown(self) {
         self.server.shutdown().await;
@@ -68,11 +84,17 @@ impl Served {
     }
 }
 
-/// Starts a node and serves it over HTTP, with an access token if given.
+/// Starts a node and serves it over HTTP, with this access token if given (else a generated
+/// one, see [`Served::token`]).
 pub async fn serve_with(config: Config, token: Option<&str>) -> Served {
-    let mut server = Server::bind("127.0.0.1:0".parse().unwrap(), token.map(String::from))
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), token.map(String::from))
         .await
         .expect("HTTP API binds");
+    serve_on(config, server).await
+}
+
+/// Starts a node and serves it with `server` (bound, perhaps with settings of its own).
+pub async fn serve_on(config: Config, mut server: Server) -> Served {
     let node = start_with(config).await;
     server.serve(node.clone()).expect("HTTP API serves");
     Served { node, server }

@@ -64,6 +64,11 @@ impl Daemon {
             .to_string()
     }
 
+    /// The `Authorization` header's value for its API (see [`bearer`]).
+    pub fn bearer(&self) -> String {
+        bearer(&self.data)
+    }
+
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> Output {
         peerdoc(&self.data, args, stdin)
     }
@@ -147,8 +152,18 @@ pub fn peerdoc(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     output_with_input(command, stdin)
 }
 
-pub fn peerdoc_id(addr: &str, name: &str) -> String {
-    let docs: serde_json::Value = ureq::get(&format!("http://{addr}/api/docs"))
+/// `Bearer TOKEN`, with the token the daemon of `data` published in its `api.token` (as the
+/// CLI finds it).
+pub fn bearer(data: &Path) -> String {
+    let token = std::fs::read_to_string(data.join("api.token")).expect("the daemon's api.token");
+    format!("Bearer {}", token.trim())
+}
+
+/// The id of the document named `name` on the daemon of `data`.
+pub fn peerdoc_id(data: &Path, name: &str) -> String {
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    let docs: serde_json::Value = ureq::get(&format!("http://{}/api/docs", addr.trim()))
+        .set("Authorization", &bearer(data))
         .call()
         .unwrap()
         .into_json()

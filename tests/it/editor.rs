@@ -1,7 +1,7 @@
 //! The editor-facing server: the y-websocket endpoint under hostile input, and local-only access.
 
 use futures::{SinkExt, StreamExt};
-use peerdoc::api::{Server, ServerError};
+use peerdoc::api::Server;
 use peerdoc::core::doc::Document;
 use peerdoc::core::sync::YMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -15,7 +15,7 @@ type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(node: &Served, doc: &str) -> Socket {
-    let url = format!("ws://{}/ws/{doc}", node.http_addr());
+    let url = node.ws_url(&format!("/ws/{doc}"));
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
         .expect("websocket handshake");
@@ -147,8 +147,7 @@ async fn request_state(socket: &mut Socket) -> Vec<u8> {
 }
 
 async fn handshake_status(node: &Served, path: &str, headers: &[(&str, &str)]) -> StatusCode {
-    let url = format!("ws://{}{path}", node.http_addr());
-    let mut request = url.into_client_request().unwrap();
+    let mut request = node.ws_url(path).into_client_request().unwrap();
     for (k, v) in headers {
         let name =
             tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
@@ -207,26 +206,31 @@ async fn foreign_origins_and_rebound_hosts_are_refused() {
     );
 
     let text = format!("/api/docs/{doc}/text");
-    assert_eq!(http_status(&node, &text, &[("Host", &own)]).await, 200);
+    let bearer = node.bearer();
+    let auth = ("Authorization", bearer.as_str());
     assert_eq!(
-        http_status(&node, &text, &[("Host", "attacker.example:7777")]).await,
+        http_status(&node, &text, &[("Host", &own), auth]).await,
+        200
+    );
+    assert_eq!(
+        http_status(&node, &text, &[("Host", "attacker.example:7777"), auth]).await,
         403
     );
     assert_eq!(
-        http_status(&node, &text, &[("Host", "10.0.0.1:7777")]).await,
+        http_status(&node, &text, &[("Host", "10.0.0.1:7777"), auth]).await,
         403
     );
     assert_eq!(
         http_status(
             &node,
             &text,
-            &[("Host", &own), ("Origin", "http://evil.example")]
+            &[("Host", &own), ("Origin", "http://evil.example"), auth]
         )
         .await,
         403
     );
     assert_eq!(
-        http_status(&node, "/", &[("Host", &own)]).await,
+        http_status(&node, "/", &[("Host", &own), auth]).await,
         200,
         "the editor page is served"
     );
@@ -234,7 +238,7 @@ async fn foreign_origins_and_rebound_hosts_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_token_is_enforced_and_required_off_loopback() {
+async fn a_configured_access_token_is_enforced_and_a_missing_one_generated() {
     let d = dirs(2);
     let node = serve_with(test_config(&d.paths[0], 0), Some("s3cret-token")).await;
     let own = format!("{}", node.http_addr());
@@ -259,14 +263,23 @@ async fn access_token_is_enforced_and_required_off_loopback() {
         http_status(&node, "/api/docs?token=wrong", &[("Host", &own)]).await,
         403
     );
+    assert_eq!(node.token(), "s3cret-token");
     node.shutdown().await;
 
-    // Binding a non-loopback address without a token is refused before anything listens.
-    let err = Server::bind("0.0.0.0:0".parse().unwrap(), None)
+    // Without one, each server generates its own: 32 random bytes, never the same twice.
+    let a = Server::bind("127.0.0.1:0".parse().unwrap(), None)
         .await
-        .err()
-        .expect("must refuse");
-    assert!(matches!(err, ServerError::TokenRequired(_)), "{err}");
+        .unwrap();
+    let b = Server::bind("127.0.0.1:0".parse().unwrap(), Some(String::new()))
+        .await
+        .unwrap();
+    assert_eq!(a.token().len(), 64, "{}", a.token());
+    assert!(a.token().bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a.token(), b.token());
+    assert_eq!(
+        a.editor_url(),
+        format!("http://{}/?token={}", a.addr(), a.token())
+    );
 }
 
 /// Present clients in the awareness state a new editor session receives.
@@ -464,9 +477,15 @@ async fn next_update_text(socket: &mut Socket) -> String {
 
 async fn metrics(node: &Served) -> String {
     let url = format!("http://{}/metrics", node.http_addr());
-    let response = tokio::task::spawn_blocking(move || ureq::get(&url).call().unwrap())
-        .await
-        .unwrap();
+    let bearer = node.bearer();
+    let response = tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .set("Authorization", &bearer)
+            .call()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(response
         .header("content-type")
         .unwrap()

@@ -90,14 +90,17 @@ fn idle_documents_are_unloaded_memory_returns_and_a_restart_loads_nothing() {
     let daemon = Daemon::start_with(&data, &["--unload-after", "20"]);
     let pid = daemon.child.id();
     let api = format!("http://{}", daemon.addr());
+    let authorization = daemon.bearer();
     let write_doc = |i: usize| {
         let created: serde_json::Value = ureq::post(&format!("{api}/api/docs"))
+            .set("Authorization", &authorization)
             .send_json(serde_json::json!({ "name": format!("doc-{i}") }))
             .unwrap()
             .into_json()
             .unwrap();
         let id = created["id"].as_str().unwrap().to_string();
         ureq::put(&format!("{api}/api/docs/{id}/text"))
+            .set("Authorization", &authorization)
             .send_string(&text(i, DOC_BYTES))
             .unwrap();
     };
@@ -151,16 +154,21 @@ fn memory_used_by_editor_sessions_comes_back_when_they_close() {
     daemon.ok(&["new", "notes"], None);
     daemon.ok(&["write", "notes"], Some(&text(0, DOC_BYTES)));
     let addr = daemon.addr();
-    let id = super::daemon::peerdoc_id(&addr, "notes");
+    let id = super::daemon::peerdoc_id(&daemon.data, "notes");
+    // The session's URL, with the token as the editor page's would send it.
+    let url = format!(
+        "ws://{addr}/ws/{id}?token={}",
+        &daemon.bearer()["Bearer ".len()..]
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Warm-up: one session, then the document unloads.
-    runtime.block_on(sessions(&addr, &id, 1));
+    runtime.block_on(sessions(&url, 1));
     std::thread::sleep(Duration::from_secs(4));
     let empty = settled_rss(pid);
     let mut peak = 0;
     // 500 sessions, 50 at a time: each syncs the whole document, then closes.
     for _ in 0..10 {
-        runtime.block_on(sessions(&addr, &id, 50));
+        runtime.block_on(sessions(&url, 50));
         peak = peak.max(rss(pid));
     }
     eprintln!(
@@ -173,11 +181,11 @@ fn memory_used_by_editor_sessions_comes_back_when_they_close() {
 }
 
 /// `count` editor sessions at once: each syncs the whole document, then closes.
-async fn sessions(addr: &str, id: &str, count: usize) {
+async fn sessions(url: &str, count: usize) {
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let sessions = (0..count).map(|_| {
-        let url = format!("ws://{addr}/ws/{id}");
+        let url = url.to_string();
         async move {
             let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
             // SyncStep1 with an empty state vector: send me everything.
@@ -213,7 +221,8 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     let ticket = a.ok(&["share", "s"], None);
     b.ok(&["join", ticket.trim()], None);
     let api = format!("http://{}", a.addr());
-    let id = super::daemon::peerdoc_id(&a.addr(), "s");
+    let id = super::daemon::peerdoc_id(&a.data, "s");
+    let authorization = a.bearer();
     // Each write empties the document and fills it again (two trivial diffs): the document
     // stays small (deleted text is garbage-collected), while every write gossips EDIT_BYTES.
     let fill = |i: usize| {
@@ -224,6 +233,7 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     let write = |i: usize| {
         for text in [String::new(), fill(i)] {
             ureq::put(&format!("{api}/api/docs/{id}/text"))
+                .set("Authorization", &authorization)
                 .send_string(&text)
                 .unwrap();
         }

@@ -88,7 +88,9 @@ function openDoc (doc) {
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
   const ytext = ydoc.getText('content')
-  const readOnly = doc.role === 'reader'
+  // A removed node keeps what it had, read-only: the owner took its role away.
+  const removed = doc.role === 'removed'
+  const readOnly = doc.role === 'reader' || removed
   const view = new EditorView({
     state: EditorState.create({
       doc: '',
@@ -105,11 +107,17 @@ function openDoc (doc) {
   current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view }
   $('doc-title').textContent = doc.name
   $('read-only').hidden = !readOnly
+  $('read-only').textContent = removed ? 'removed' : 'read-only'
+  $('read-only').title = removed
+    ? 'The owner removed this node from the document: it keeps what it had, gets nothing new, and cannot edit'
+    : 'This document was shared with you read-only'
   $('share-btn').hidden = readOnly
   $('empty').hidden = true
   $('doc-view').hidden = false
   document.body.classList.remove('menu-open')
-  history.replaceState(null, '', withToken(`/#${doc.id}`))
+  // The token is not kept in the address bar: the session cookie stands for it now (and a
+  // token after the `#` would become part of the document name on reload).
+  history.replaceState(null, '', `/#${doc.id}`)
   renderList()
   refreshStatus()
 }
@@ -200,7 +208,7 @@ async function showTicket () {
   $('share-explain').textContent = readOnly
     ? 'Anyone with this ticket can read the document and follow its changes, but not edit it. Send it privately.'
     : 'Anyone with this ticket can read and edit the document, and share it further. Send it privately.'
-  const { ticket } = await api('GET', `/api/docs/${current.id}/ticket?read_only=${readOnly}`)
+  const { ticket } = await api('POST', `/api/docs/${current.id}/ticket`, { read_only: readOnly })
   $('ticket-text').value = ticket
   $('copy-btn').textContent = 'Copy'
 }
@@ -222,8 +230,13 @@ async function showMembers () {
       remove.onclick = async () => {
         if (!confirm(`Remove ${m.peer} from "${current.name}"? They keep what they have, but cannot read or change anything from now on.`)) return
         try {
-          await api('DELETE', `/api/docs/${current.id}/members/${encodeURIComponent(m.peer)}`)
+          const removed = await api('DELETE', `/api/docs/${current.id}/members/${encodeURIComponent(m.peer)}`)
           await showMembers()
+          const also = removed.with_it.map((w) => `${w.peer.slice(0, 12)}… (${w.role})`)
+          $('members-note').textContent = [
+            also.length ? `Also removed, admitted through it: ${also.join(', ')}.` : '',
+            removed.tickets_closed ? `${removed.tickets_closed} earlier ticket(s) no longer admit anyone: share new ones.` : ''
+          ].join(' ').trim()
         } catch (err) { showError(err) }
       }
       li.append(remove)

@@ -20,7 +20,7 @@ async function openPage (node, name) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error(`[${name}] page error: ${e.message}`))
-  await page.goto(node.http + '/')
+  await page.goto(node.editor)
   await page.fill('#my-name', name)
   await page.dispatchEvent('#my-name', 'change')
   return page
@@ -131,6 +131,44 @@ test('the editor loads and edits behind an access token', async () => {
   await context.close()
 })
 
+test('a page on another site cannot mint a ticket or read anything, cookie or token', async () => {
+  const a = await startNode()
+  const other = await startNode()
+  nodes.push(a, other)
+  const doc = await a.api('POST', '/api/docs', { name: 'secret plans' })
+  const metric = async (series) => {
+    const text = await a.api('GET', '/metrics')
+    const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+    return line ? Number(line.split(' ')[1]) : 0
+  }
+  const crossSite = 'peerdoc_api_refused_total{reason="cross_site"}'
+  const before = await metric(crossSite)
+
+  // The owner has A's editor open (so the browser holds its session cookie) and visits a page
+  // on another site: `localhost` is another site than `127.0.0.1`.
+  const context = await browser.newContext()
+  const owner = await context.newPage()
+  await owner.goto(a.editor)
+  const hostile = await context.newPage()
+  await hostile.goto(`http://localhost:${other.addr.split(':').pop()}/?token=${other.token}`)
+  const target = `${a.http}/api/docs/${doc.id}`
+  const sent = await hostile.evaluate(async ({ target, token }) => {
+    const attempts = [
+      fetch(`${target}/ticket`, { method: 'POST', mode: 'no-cors', credentials: 'include' }),
+      // Even knowing the token does not help a page on another site.
+      fetch(`${target}/ticket?token=${token}`, { method: 'POST', mode: 'no-cors' }),
+      fetch(`${target}/text`, { mode: 'no-cors', credentials: 'include' })
+    ]
+    const results = await Promise.allSettled(attempts)
+    return results.length
+  }, { target, token: a.token })
+  assert.equal(sent, 3)
+  // Each arrived and was refused as another site's.
+  await waitFor('three cross-site refusals counted', async () => (await metric(crossSite)) === before + 3)
+  assert.equal(await metric('peerdoc_tickets_issued_total'), 0, 'no ticket was minted')
+  await context.close()
+})
+
 test('a read-only member follows the document and cannot edit it', async () => {
   const a = await startNode()
   const c = await startNode()
@@ -188,6 +226,18 @@ test('a read-only member follows the document and cannot edit it', async () => {
     !(await pageA.textContent('#member-list')).includes('reader'))
   const info = await a.api('GET', `/api/docs/${docs[0].id}`)
   assert.equal(info.epoch, 1, 'the document has a new key')
+  // The dialog says that the tickets shared so far admit nobody now.
+  await waitFor('the note on closed tickets', async () =>
+    /no longer admit anyone/.test(await pageA.textContent('#members-note')))
+  // C's node learns it was removed; its page, opened again, says so and stays read-only.
+  await waitFor('C knows it was removed', async () =>
+    (await c.api('GET', `/api/docs/${docs[0].id}`)).role === 'removed')
+  await pageC.reload()
+  await pageC.waitForSelector('.cm-content')
+  await waitFor('C shows "removed"', async () =>
+    (await pageC.isVisible('#read-only')) && (await pageC.textContent('#read-only')) === 'removed')
+  assert.equal(await pageC.isVisible('#share-btn'), false)
+  await pageC.screenshot({ path: `${ARTIFACTS}/browser-removed.png` })
 })
 
 // How much of an input's text (its value, or its placeholder when empty) does not fit, in pixels.
@@ -209,7 +259,7 @@ test('the first view: node status without a document, documents by name or prefi
   // No document open: the bar says the node answers, not "not connected".
   const context = await browser.newContext({ viewport: { width: 1280, height: 720 } })
   const page = await context.newPage()
-  await page.goto(node.http + '/')
+  await page.goto(node.editor)
   await waitFor('the node is shown as running', async () =>
     (await page.textContent('#status-conn')) === 'node running')
   assert.equal(await page.getAttribute('#status-conn', 'data-state'), 'connected')

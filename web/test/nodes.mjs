@@ -20,7 +20,10 @@ export async function waitFor (what, check, timeoutMs = 30000) {
   throw new Error(`timed out waiting for ${what} (last: ${last})`)
 }
 
-/** Starts a daemon; with `token`, its HTTP API requires that access token. */
+/**
+ * Starts a daemon; with `token`, its HTTP API's access token is that one, else the daemon's own
+ * (generated at start and read from its data dir's api.token, as the CLI does).
+ */
 export async function startNode ({ token } = {}) {
   const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
   const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
@@ -33,14 +36,19 @@ export async function startNode ({ token } = {}) {
   const addrFile = join(data, 'api.addr')
   await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile))
   const addr = readFileSync(addrFile, 'utf8').trim()
+  // Written before api.addr.
+  token = token || readFileSync(join(data, 'api.token'), 'utf8').trim()
   return {
     addr,
+    token,
     http: `http://${addr}`,
+    // The URL `serve` prints: a browser that opens it keeps a cookie for the token.
+    editor: `http://${addr}/?token=${token}`,
     ws: `ws://${addr}/ws`,
     async api (method, path, body) {
       const raw = typeof body === 'string' // text bodies go as they are (PUT …/text)
       const headers = body === undefined ? {} : { 'Content-Type': raw ? 'text/plain' : 'application/json' }
-      if (token) headers.Authorization = `Bearer ${token}`
+      headers.Authorization = `Bearer ${token}`
       const res = await fetch(`http://${addr}${path}`, {
         method,
         headers,
@@ -61,7 +69,7 @@ export async function startNode ({ token } = {}) {
 /** A shares a new document; B joins it. Returns the doc id. */
 export async function shareDoc (a, b, name = 'shared') {
   const doc = await a.api('POST', '/api/docs', { name })
-  const { ticket } = await a.api('GET', `/api/docs/${doc.id}/ticket`)
+  const { ticket } = await a.api('POST', `/api/docs/${doc.id}/ticket`)
   await b.api('POST', '/api/join', { ticket })
   return doc.id
 }

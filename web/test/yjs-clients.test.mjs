@@ -16,7 +16,8 @@ after(async () => {
 
 function client (node, docId) {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(node.ws, docId, doc, { WebSocketPolyfill: WebSocket, disableBc: true })
+  const provider = new WebsocketProvider(node.ws, docId, doc,
+    { WebSocketPolyfill: WebSocket, disableBc: true, params: { token: node.token } })
   const c = { doc, provider, text: doc.getText('content') }
   clients.push(c)
   return c
@@ -73,12 +74,13 @@ test('export and import over HTTP', async () => {
   nodes.push(a)
   const doc = await a.api('POST', '/api/docs', { name: 'md' })
   await a.api('PUT', `/api/docs/${doc.id}/text`, '# Title\n\n*text*\n')
-  const res = await fetch(`${a.http}/api/docs/${doc.id}/text?format=markdown`)
+  const auth = { headers: { Authorization: `Bearer ${a.token}` } }
+  const res = await fetch(`${a.http}/api/docs/${doc.id}/text?format=markdown`, auth)
   assert.equal(res.headers.get('content-type'), 'text/markdown; charset=utf-8')
   assert.equal(await res.text(), '# Title\n\n*text*\n')
   await a.api('PUT', `/api/docs/md/text?append=true`, 'more\n')
   assert.equal(await a.api('GET', '/api/docs/md/text'), '# Title\n\n*text*\nmore\n')
-  const bad = await fetch(`${a.http}/api/docs/nope/text`)
+  const bad = await fetch(`${a.http}/api/docs/nope/text`, auth)
   assert.equal(bad.status, 404)
   assert.match((await bad.json()).error, /no document matches/)
 })

@@ -314,12 +314,14 @@ impl Lab {
     pub fn metrics(&self, d: usize) -> String {
         let daemon = &self.daemons[d];
         let addr = std::fs::read_to_string(daemon.data.join("api.addr")).unwrap_or_default();
+        let token = std::fs::read_to_string(daemon.data.join("api.token")).unwrap_or_default();
+        let token = token.trim();
         let Some((host, port)) = addr.trim().rsplit_once(':') else {
             return String::new();
         };
         let script = format!(
-            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /metrics HTTP/1.0\\r\\nHost: {host}:{port}\\r\\n\\r\\n' >&3 \
-             && cat <&3"
+            "exec 3<>/dev/tcp/{host}/{port} && printf 'GET /metrics HTTP/1.0\\r\\nHost: {host}:{port}\\r\\n\
+             Authorization: Bearer {token}\\r\\n\\r\\n' >&3 && cat <&3"
         );
         let out = Command::new("ip")
             .args(["netns", "exec", &daemon.ns, "bash", "-c", &script])
