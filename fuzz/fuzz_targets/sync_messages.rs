@@ -34,6 +34,9 @@ fuzz_target!(init: std::panic::set_hook(Box::new(|_| {})), |data: &[u8]| {
     let sealed_members = [&[1, 4][..], &key.seal(&topic, Purpose::Members, data)].concat();
     let _ = peerdoc::core::access::KeyGrant::decode(data);
     let _ = members::open_response(&key, &topic, &sealed_members);
+    // The same roster as a `Records` answer (a requester that is not served).
+    let sealed_records = [&[1, 5][..], &key.seal(&topic, Purpose::Members, data)].concat();
+    let _ = members::open_response(&key, &topic, &sealed_records);
     let request = SyncRequest {
         topic,
         sealed: key.seal(&topic, Purpose::SyncRequest, data),

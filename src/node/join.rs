@@ -129,6 +129,7 @@ impl Node {
             }
             let room = self.open_room(meta).await?;
             room.add_certs(certs).await?;
+            self.announce(&room).await;
         }
         self.inner
             .store
@@ -263,9 +264,17 @@ impl Node {
         result
     }
 
-    /// Makes an open room part of the node: listed, its topic subscribed and provided.
+    /// Makes an open room part of the node: listed, and, once shared, announced.
     pub(super) async fn list_room(&self, room: &RoomHandle) {
         self.inner.rooms.insert(room.clone());
+        if room.access().membership.is_shared() {
+            self.announce(room).await;
+        }
+    }
+
+    /// Announces a shared document: its gossip topic subscribed, its topic provided in the DHT.
+    /// A document never shared is announced nowhere (no peer learns this node holds it).
+    pub(super) async fn announce(&self, room: &RoomHandle) {
         self.inner.net.subscribe(room.id.topic_name()).await;
         self.inner.net.provide(room.id.topic()).await;
     }

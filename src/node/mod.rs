@@ -123,8 +123,10 @@ impl Node {
         for meta in store.list_docs().await? {
             match RoomHandle::open(&meta, room_ctx.clone()).await {
                 Ok(room) => {
-                    net.subscribe(meta.id.topic_name()).await;
-                    net.provide(meta.id.topic()).await;
+                    if room.access().membership.is_shared() {
+                        net.subscribe(meta.id.topic_name()).await;
+                        net.provide(meta.id.topic()).await;
+                    }
                     rooms.insert(room);
                 }
                 Err(e) => {
@@ -339,6 +341,8 @@ impl Node {
         );
         // Members learn the invitation from us, so they can check whom it admits.
         room.add_certs(vec![invitation]).await?;
+        // Shared now: announced from now on (gossip topic, DHT provider record).
+        self.announce(&room).await;
         self.metrics().tickets_issued.inc();
         Ok(ticket.encode())
     }

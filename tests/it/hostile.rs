@@ -279,3 +279,54 @@ fn refused_sync(node: &peerdoc::Node, reason: &str) -> f64 {
         &format!("peerdoc_access_refused_total{{what=\"sync\",reason=\"{reason}\"}}"),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_never_shared_is_announced_nowhere() {
+    use peerdoc::testing::NetEvent;
+    let d = dirs(1);
+    let a = start(&d.paths[0]).await;
+    let private = a.create_doc("diary").await.unwrap();
+    let shared = a.create_doc("minutes").await.unwrap();
+    a.share(&shared.id, true).await.unwrap();
+    let topic_of = |id: &str| peerdoc::DocId::parse(id).unwrap().topic_name();
+
+    // A stranger connects: A tells it the topics it is subscribed to.
+    let cancel = CancellationToken::new();
+    let (stranger, mut events) = bare_net(&cancel).await;
+    stranger
+        .dial(a.peer_id(), vec![dial_addr(&a).await])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut wait_for = async |topic: String| {
+        tokio::time::timeout(WAIT, async {
+            while let Some(event) = events.recv().await {
+                if let NetEvent::Subscribed { peer, topic: t } = event {
+                    assert_eq!(peer, a.peer_id());
+                    seen.push(t.clone());
+                    if t == topic {
+                        return seen.clone();
+                    }
+                }
+            }
+            panic!("the stranger's events ended")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("A never announced {topic}"))
+    };
+    wait_for(topic_of(&shared.id)).await;
+    // A later subscription (a document shared now) arrives after everything A announced on
+    // connecting: by then the stranger has heard every topic A was subscribed to.
+    let later = a.create_doc("later").await.unwrap();
+    a.share(&later.id, false).await.unwrap();
+    let heard = wait_for(topic_of(&later.id)).await;
+    assert!(
+        !heard.contains(&topic_of(&private.id)),
+        "a document never shared was announced: {heard:?}"
+    );
+    // Sharing it announces it, at once.
+    a.share(&private.id, false).await.unwrap();
+    wait_for(topic_of(&private.id)).await;
+    cancel.cancel();
+    a.shutdown().await;
+}

@@ -204,6 +204,9 @@ impl Membership {
             {
                 let granted = match cert.kind {
                     CertKind::Revocation => None,
+                    // The owner's own key as an invitation means nothing (and, the owner being
+                    // beyond revocation, it could never be closed).
+                    CertKind::Invitation if cert.subject == self.owner => None,
                     // Invitations come from the owner and writers.
                     CertKind::Invitation => as_member.map(|_| cert.role),
                     // Members are admitted by the owner, writers, or an invitation up to its role.
@@ -236,6 +239,12 @@ impl Membership {
     /// grant it. A receiver adding them in this order, page by page, refuses none.
     pub fn chain(&self) -> &[Cert] {
         &self.chain
+    }
+
+    /// Whether the document was ever shared: a ticket was made for it (an invitation), or this
+    /// node joined it, so it holds certificates. A document never shared is announced nowhere.
+    pub fn is_shared(&self) -> bool {
+        !self.certs.is_empty()
     }
 
     /// Invitations that still admit members, with the role each admits up to.

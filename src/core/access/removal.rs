@@ -259,6 +259,28 @@ mod tests {
     }
 
     #[test]
+    fn an_invitation_for_the_owners_own_key_counts_for_nothing() {
+        // The owner's key is beyond revocation: as an invitation it could never be closed
+        // (found by the certs fuzz target).
+        let t = team();
+        let mut m = t.m.clone();
+        let doc = m.doc();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Invitation,
+            Role::Writer,
+            m.owner(),
+            &t.owner,
+        ))
+        .unwrap();
+        assert!(m.invitations().all(|(key, _)| *key != m.owner()));
+        let plan = RemovalPlan::new(&m, &t.owner, t.w, &[]).unwrap();
+        let mut after = m.clone();
+        assert_eq!(after.add_all(plan.records).refused(), 0);
+        assert!(after.invitations().next().is_none());
+    }
+
+    #[test]
     fn a_removal_takes_however_many_certificates_members_issued() {
         // A writer fills its quota (and the junk of strangers is refused outright): the
         // owner's revocation still takes.

@@ -32,7 +32,7 @@ use super::store::Store;
 use crate::actor::ask;
 use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::limits::PeerGuard;
-use crate::core::sync::members::{Member, Roster};
+use crate::core::sync::members::Member;
 use crate::core::sync::Responder;
 use crate::metrics::Metrics;
 use crate::net::{Net, NetEvent};
@@ -114,17 +114,8 @@ enum Report {
         requester_sv: Vec<u8>,
         result: Result<DiffAndSv, RoomError>,
     },
-    /// A member exchange `peer` asked for, its records added to the room: answer it.
-    MembersAsked {
-        peer: PeerId,
-        room: RoomHandle,
-        /// The key epoch the request came in.
-        epoch: u32,
-        roster: Roster,
-        channel: ResponseChannel<Vec<u8>>,
-        /// Its records were news here.
-        news: bool,
-    },
+    /// A member exchange a peer asked for, its records added to the room: answer it.
+    MembersAsked(serve::MembersAsked),
     /// A member exchange we asked `peer` for failed: the next may be tried at once.
     ExchangeFailed {
         peer: PeerId,
@@ -378,14 +369,7 @@ impl SyncDriver {
                 }
             }
             Report::RecordsLearned { doc } => self.spread_records(doc),
-            Report::MembersAsked {
-                peer,
-                room,
-                epoch,
-                roster,
-                channel,
-                news,
-            } => self.answer_members(peer, room, epoch, roster, channel, news),
+            Report::MembersAsked(asked) => self.answer_members(asked),
             Report::ExchangeFailed { peer, doc } => self.exchange_failed(peer, doc),
         }
     }
@@ -404,7 +388,9 @@ impl SyncDriver {
     fn redial(&self) {
         // Documents no connected peer shares: ask the DHT who holds them.
         for room in self.rooms.all() {
-            if self.peers_sharing(&room.topic).is_empty() {
+            // Looking up a topic tells DHT nodes of an interest in it: never for a document
+            // that was never shared.
+            if room.access().membership.is_shared() && self.peers_sharing(&room.topic).is_empty() {
                 if let Err(e) = self.net.try_find_providers(room.topic) {
                     tracing::debug!(doc = %room.id, "DHT lookup not started: {e}");
                 }

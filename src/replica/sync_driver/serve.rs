@@ -20,6 +20,18 @@ use crate::core::sync::responder::{Opened, Refusal};
 use crate::core::sync::{RequestBody, Responder, SyncResponse};
 use crate::replica::room::{DiffAndSv, RoomError, RoomHandle};
 
+/// A member exchange a peer asked for, on its way through the room and back to the loop.
+pub(super) struct MembersAsked {
+    peer: PeerId,
+    room: RoomHandle,
+    /// The key epoch the request came in (the answer is sealed in it).
+    epoch: u32,
+    roster: Roster,
+    channel: ResponseChannel<Vec<u8>>,
+    /// Its records were news here.
+    news: bool,
+}
+
 impl SyncDriver {
     fn ban(&self, peer: PeerId, reason: &'static str) {
         if let Err(e) = self.net.try_ban(peer, reason) {
@@ -59,9 +71,14 @@ impl SyncDriver {
         };
         self.note_epoch(peer, room.id, epoch);
         match body {
-            RequestBody::Members(roster) => {
-                self.on_members_request(peer, room, epoch, roster, channel)
-            }
+            RequestBody::Members(roster) => self.on_members_request(MembersAsked {
+                peer,
+                room,
+                epoch,
+                roster,
+                channel,
+                news: false,
+            }),
             RequestBody::Continue { transfer, offset } => {
                 if let Err(records) = self.admission(peer, &room, epoch, Asked::Content, &[]) {
                     return self.respond(peer, channel, records);
@@ -162,49 +179,33 @@ impl SyncDriver {
 
     /// A member exchange: its records go to the room first (a joiner's certificate makes it a
     /// member), then [`SyncDriver::answer_members`] decides on the loop.
-    fn on_members_request(
-        &mut self,
-        peer: PeerId,
-        room: RoomHandle,
-        epoch: u32,
-        roster: Roster,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
+    fn on_members_request(&mut self, asked: MembersAsked) {
         let reports = self.reports.clone();
         self.spawn_task(async move {
-            let news = match room
-                .add_records(roster.certs.clone(), roster.grants.clone())
-                .await
-            {
+            let mut asked = asked;
+            let (certs, grants) = (asked.roster.certs.clone(), asked.roster.grants.clone());
+            asked.news = match asked.room.add_records(certs, grants).await {
                 Ok(new) => new > 0,
                 Err(e) => {
-                    tracing::warn!(doc = %room.id, %peer, "cannot store certificates: {e}");
+                    tracing::warn!(doc = %asked.room.id, peer = %asked.peer, "cannot store certificates: {e}");
                     false
                 }
             };
-            let asked = Report::MembersAsked {
-                peer,
-                room,
-                epoch,
-                roster,
-                channel,
-                news,
-            };
-            let _ = reports.send(asked).await;
+            let _ = reports.send(Report::MembersAsked(asked)).await;
         });
     }
 
     /// Answers a member exchange whose records the room has: our roster's page, or only the
     /// records that concern a requester that is no member.
-    pub(super) fn answer_members(
-        &mut self,
-        peer: PeerId,
-        room: RoomHandle,
-        epoch: u32,
-        roster: Roster,
-        channel: ResponseChannel<Vec<u8>>,
-        news: bool,
-    ) {
+    pub(super) fn answer_members(&mut self, asked: MembersAsked) {
+        let MembersAsked {
+            peer,
+            room,
+            epoch,
+            roster,
+            channel,
+            news,
+        } = asked;
         if let Err(records) = self.admission(peer, &room, epoch, Asked::Members, &roster.certs) {
             return self.respond(peer, channel, records);
         }
