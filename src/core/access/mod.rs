@@ -14,7 +14,11 @@
 //! derived from the owner: a certificate counts only if its issuer's role may grant it (the
 //! owner and writers grant writer or reader; an invitation grants at most its own role; readers
 //! grant nothing). It also holds [`KeyGrant`]s: after a removal the owner seals the new epoch's
-//! content key to each remaining member (`grant`). Pure data: randomness is an argument.
+//! content key to each remaining member (`grant`). A certificate is stored only if it chains
+//! to the owner when it arrives, within per-issuer limits that never refuse the owner's
+//! revocations. [`RemovalPlan`] decides what a removal signs; [`admission`] decides how a peer's
+//! request or gossip is taken; `sim` runs them all under seeded schedules. Pure data:
+//! randomness is an argument.
 
 use libp2p_identity::{ed25519, PeerId, PublicKey};
 
