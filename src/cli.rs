@@ -1,7 +1,7 @@
 //! The command line: `peerdoc serve` runs the daemon; every other command talks to the running
 //! daemon of the same data dir through its HTTP API (see [`crate::client`]).
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -86,6 +86,10 @@ pub(crate) enum Command {
         doc: String,
         #[arg(long)]
         append: bool,
+        /// Empty the document (on every member's node) when standard input is empty; without
+        /// it, empty input is refused and nothing changes.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Rename a document (locally).
     Rename { doc: String, name: String },
@@ -362,13 +366,29 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             out.write_all(text.as_bytes())?;
             out.flush()?;
         }
-        Command::Write { doc, append } => {
+        Command::Write {
+            doc,
+            append,
+            allow_empty,
+        } => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "reading the new text of {doc} from standard input: type or paste it, then \
+                     press Ctrl-D on a line of its own (Ctrl-C leaves the document as it is)"
+                );
+            }
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .context("stdin is not valid UTF-8 text")?;
+            if text.is_empty() && !append && !allow_empty {
+                anyhow::bail!(
+                    "standard input was empty, so nothing was written (an empty text would erase \
+                     {doc} on every member's node); to empty it on purpose, use --allow-empty"
+                );
+            }
             let bar = progress::upload(text.len());
-            let written = client.write(&doc, &text, append, &|n| {
+            let written = client.write(&doc, &text, append, allow_empty, &|n| {
                 bar.set_position(n as u64);
                 if n == text.len() {
                     bar.set_message("sent; saving");

@@ -197,6 +197,7 @@ impl Client {
         doc: &str,
         text: &str,
         append: bool,
+        allow_empty: bool,
         sent: &dyn Fn(usize),
     ) -> Result<(), ClientError> {
         if !append && text.len() > MAX_BODY_BYTES {
@@ -207,7 +208,10 @@ impl Client {
                 MAX_BODY_BYTES >> 20
             )));
         }
-        let url = format!("{}/text?append={append}", Self::doc_path(doc));
+        let url = format!(
+            "{}/text?append={append}&allow_empty={allow_empty}",
+            Self::doc_path(doc)
+        );
         let mut rest = text;
         loop {
             let mut cut = if append {

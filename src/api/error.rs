@@ -32,6 +32,19 @@ impl ApiError {
             message: message.into(),
         }
     }
+
+    /// An error with a code of its own (clients match on codes, not messages).
+    pub(crate) fn with_code(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 /// The code of an error that only has a status.

@@ -236,6 +236,20 @@ async fn put_text(
         })?;
     let text = String::from_utf8(bytes.into())
         .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the text is not valid UTF-8"))?;
+    // An empty body is far more often a mistake (an empty pipe, an interrupted upload) than a
+    // wish to erase the document on every member's node: that takes saying so.
+    let allow_empty = matches!(
+        query.get("allow_empty").map(String::as_str),
+        Some("1" | "true")
+    );
+    if text.is_empty() && !append && !allow_empty {
+        return Err(ApiError::with_code(
+            StatusCode::BAD_REQUEST,
+            "empty_text",
+            "refusing to replace the document with an empty text: that would erase it on every \
+             member's node; to empty it on purpose, add allow_empty=true",
+        ));
+    }
     app.node.write(&doc, text, append).await?;
     Ok(Json(serde_json::json!({ "ok": true })))
 }

@@ -30,6 +30,16 @@ fn readme_walkthrough_between_two_daemons() {
     let id = a.ok(&["new", "notes"], None).trim().to_string();
     assert_eq!(id.len(), 32, "new prints the doc id: {id:?}");
     a.ok(&["write", "notes"], Some("hello\n"));
+    // Empty input (an empty pipe, or Ctrl-D at once) would erase the document everywhere: it is
+    // refused, says how to do it on purpose, and changes nothing.
+    let empty = a.run(&["write", "notes"], Some(""));
+    assert!(!empty.status.success());
+    let said = String::from_utf8_lossy(&empty.stderr);
+    assert!(
+        said.contains("--allow-empty") && said.lines().count() == 1,
+        "{said}"
+    );
+    assert_eq!(a.ok(&["cat", "notes"], None), "hello\n");
     let ticket = a.ok(&["share", "notes"], None).trim().to_string();
     assert!(ticket.starts_with("peerdoc1"));
     let joined = b.ok(&["join", &ticket], None);

@@ -526,3 +526,26 @@ async fn try_http(node: &Served, path: &str) -> Option<(u16, String, String)> {
         body.to_string(),
     ))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_replacement_is_refused_unless_asked_for() {
+    let d = dirs(1);
+    let node = start_served(&d.paths[0]).await;
+    let doc = node.create_doc("notes").await.unwrap();
+    node.write(&doc.id, "keep me\n".into(), false)
+        .await
+        .unwrap();
+    let path = format!("/api/docs/{}/text", doc.id);
+    // An empty pipe or a broken upload must not erase the document everywhere.
+    let message = expect_error(&node, ("PUT", &path, &[], ""), 400, "empty_text").await;
+    assert!(message.contains("allow_empty=true"), "{message}");
+    assert_eq!(node.text(&doc.id).await.unwrap(), "keep me\n");
+    // Appending nothing is no change, and emptying on purpose works.
+    let (status, _, _) = http(&node, "PUT", &format!("{path}?append=true"), &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(node.text(&doc.id).await.unwrap(), "keep me\n");
+    let (status, _, _) = http(&node, "PUT", &format!("{path}?allow_empty=true"), &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(node.text(&doc.id).await.unwrap(), "");
+    node.shutdown().await;
+}
