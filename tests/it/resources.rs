@@ -232,7 +232,8 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     };
     let write = |i: usize| {
         for text in [String::new(), fill(i)] {
-            ureq::put(&format!("{api}/api/docs/{id}/text"))
+            // Emptying it is on purpose here.
+            ureq::put(&format!("{api}/api/docs/{id}/text?allow_empty=true"))
                 .set("Authorization", &authorization)
                 .send_string(&text)
                 .unwrap();
