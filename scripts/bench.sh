@@ -6,6 +6,7 @@
 #
 # Usage: bash scripts/bench.sh [--smoke] [TRACE]
 #   TRACE    a sequential editing trace, default ../shared/data/editing-traces/automerge-paper.json.gz
+#            (the smoke run in scripts/test.sh uses the excerpt in bench/traces)
 #   --smoke  tiny sizes and a debug build: checks that the harness runs (CI), measures nothing
 # Writes target/bench/{inproc,editors}.json and prints the Markdown table, then the notes that
 # explain the editor rows (target/bench/editors-notes.md; both also in

@@ -198,7 +198,7 @@ mod tests {
             ),
         ];
         let added = m.add_all(certs);
-        assert_eq!(added.new, 5, "{added:?}");
+        assert_eq!(added.new_count(), 5, "{added:?}");
         Team {
             owner,
             m,
@@ -300,7 +300,7 @@ mod tests {
             .map(|_| Cert::issue(doc, CertKind::Invitation, Role::Reader, node().1, &x_kp))
             .collect();
         let added = m.add_all(spam);
-        assert_eq!(added.new, super::super::MAX_CERTS_PER_ISSUER);
+        assert_eq!(added.new_count(), super::super::MAX_CERTS_PER_ISSUER);
         assert_eq!(added.over_limit, 10);
         let strangers: Vec<Cert> = (0..50)
             .map(|_| Cert::issue(doc, CertKind::Member, Role::Writer, node().1, &node().0))

@@ -41,7 +41,6 @@ impl Room {
         grants: Vec<KeyGrant>,
     ) -> Result<usize, RoomError> {
         let mut next = self.access.membership.clone();
-        let before: std::collections::HashSet<Cert> = next.certs().cloned().collect();
         let added = next.add_all(certs);
         let metrics = &self.ctx.metrics;
         metrics.refused("certificate", "unchained", added.unchained as u64);
@@ -50,11 +49,7 @@ impl Room {
         if added.refused() > 0 {
             tracing::debug!(doc = %self.id, ?added, "certificates refused");
         }
-        let mut fresh: Vec<Vec<u8>> = next
-            .certs()
-            .filter(|c| !before.contains(*c))
-            .map(Cert::encode)
-            .collect();
+        let mut fresh: Vec<Vec<u8>> = added.stored.iter().map(Cert::encode).collect();
         for grant in grants {
             match next.add_grant(grant.clone()) {
                 Ok(true) => fresh.push(grant.encode()),

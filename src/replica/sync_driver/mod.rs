@@ -39,6 +39,7 @@ use crate::net::{Net, NetEvent};
 
 mod gossip;
 mod members;
+mod peers;
 mod pulls;
 mod serve;
 
@@ -473,41 +474,5 @@ impl SyncDriver {
             }
             NetEvent::Addresses(addrs) => self.own_addrs = addrs,
         }
-    }
-
-    /// `peer` proved it holds a document key we hold (its request opened, or it answered a
-    /// pull): store the addresses it announced.
-    fn vouch(&mut self, peer: PeerId) {
-        // Every sync request vouches: compare before copying anything.
-        match self.heard_addrs.get(&peer) {
-            Some(addrs) if self.saved_addrs.get(&peer) != Some(addrs) => {
-                self.remember_peer(peer, addrs.clone());
-            }
-            _ => {}
-        }
-    }
-
-    /// The addresses `peer` can be reached at, as far as we know.
-    fn addrs_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        self.heard_addrs
-            .get(peer)
-            .or_else(|| self.saved_addrs.get(peer))
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Stores a peer's addresses (so it can be redialled after a restart) when they changed.
-    fn remember_peer(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        if self.saved_addrs.get(&peer) == Some(&addrs) {
-            return;
-        }
-        self.saved_addrs.insert(peer, addrs.clone());
-        let store = self.store.clone();
-        self.spawn_task(async move {
-            let addrs = addrs.iter().map(|a| a.to_string()).collect();
-            if let Err(e) = store.save_peer(peer.to_string(), addrs).await {
-                tracing::warn!(%peer, "cannot remember peer: {e}");
-            }
-        });
     }
 }

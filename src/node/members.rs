@@ -1,0 +1,124 @@
+//! The node's membership API: tickets (sharing), removing a member, listing members. The
+//! rules are the core's ([`crate::core::access`]); the room keeps the records.
+
+use libp2p::PeerId;
+
+use super::{ticket_addrs, Error, MemberInfo, Node, Removed, REMOVED};
+use crate::core::access::{key_of, peer_of, KeyBytes, Role};
+use crate::core::ticket::{Capability, Ticket};
+
+impl Node {
+    /// A read-write ticket for the document, carrying this node's addresses.
+    pub async fn ticket(&self, query: &str) -> Result<String, Error> {
+        self.share(query, false).await
+    }
+
+    /// A ticket for the document: read-only or read-write. It carries a fresh invitation this
+    /// node signs, so only the owner and writers may share.
+    pub async fn share(&self, query: &str, read_only: bool) -> Result<String, Error> {
+        let meta = self.resolve(query).await?;
+        let room = self.room(query).await?;
+        if !room
+            .access()
+            .membership
+            .role_of(&self.peer_id())
+            .is_some_and(|role| role.may_write())
+        {
+            return Err(Error::ReaderCannotShare);
+        }
+        let addrs = ticket_addrs(&self.inner.net.status().await?);
+        let capability = if read_only {
+            Capability::ReadOnly
+        } else {
+            Capability::ReadWrite
+        };
+        let (epoch, key) = room.keys().current_owned();
+        let (ticket, invitation) = Ticket::issue(
+            meta.id,
+            epoch,
+            key,
+            capability,
+            meta.name,
+            &self.inner.identity,
+            addrs,
+            meta.owner,
+        );
+        // Members learn the invitation from us, so they can check whom it admits.
+        room.add_certs(vec![invitation]).await?;
+        // Shared now: announced from now on (gossip topic, DHT provider record).
+        self.announce(&room).await;
+        self.metrics().tickets_issued.inc();
+        Ok(ticket.encode())
+    }
+
+    /// Removes a member (owner only): it can no longer read what is written from now on (the
+    /// document gets a new key, sealed to every remaining member), its writes are refused
+    /// everywhere, and the other members hear of it at once. With it go the members whose only
+    /// admission passed through it (unless named in `keep`, peer ids), and every ticket shared
+    /// so far stops admitting anyone (the removed member may have seen it). Fails, changing
+    /// nothing, if the removal would not take.
+    pub async fn revoke(&self, query: &str, peer: &str, keep: &[String]) -> Result<Removed, Error> {
+        let meta = self.resolve(query).await?;
+        let room = self.room(query).await?;
+        let access = room.access();
+        if access.membership.role_of(&self.peer_id()) != Some(Role::Owner) {
+            return Err(Error::NotOwner);
+        }
+        let member_key = |peer: &str| -> Result<KeyBytes, Error> {
+            let parsed: PeerId = peer
+                .trim()
+                .parse()
+                .map_err(|_| Error::NotAMember(peer.to_string()))?;
+            key_of(&parsed).map_err(|_| Error::NotAMember(peer.to_string()))
+        };
+        let key = member_key(peer)?;
+        match access.membership.role_of_key(&key) {
+            None => return Err(Error::NotAMember(peer.to_string())),
+            Some(Role::Owner) => return Err(Error::RemoveOwner),
+            Some(_) => {}
+        }
+        let keep = keep
+            .iter()
+            .map(|p| member_key(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let removal = room.revoke(key, keep).await?;
+        self.inner.sync.changed(meta.id).await;
+        let info = |(key, role): (KeyBytes, Role)| MemberInfo {
+            peer: peer_of(&key).map_or_else(|| hex::encode(key), |p| p.to_string()),
+            role: role.as_str().to_string(),
+            you: false,
+        };
+        Ok(Removed {
+            epoch: removal.epoch,
+            with_it: removal.cascaded.into_iter().map(info).collect(),
+            recertified: removal.recertified,
+            tickets_closed: removal.invitations,
+        })
+    }
+
+    /// The document's members and their roles, the owner first.
+    pub async fn members(&self, query: &str) -> Result<Vec<MemberInfo>, Error> {
+        let room = self.room(query).await?;
+        let me = self.peer_id();
+        let access = room.access();
+        let mut members: Vec<MemberInfo> = access
+            .membership
+            .members()
+            .into_iter()
+            .map(|(peer, role)| MemberInfo {
+                peer: peer.to_string(),
+                role: role.as_str().to_string(),
+                you: peer == me,
+            })
+            .collect();
+        // A removed node says so rather than listing itself as what it was.
+        if access.membership.is_revoked(&me) {
+            members.push(MemberInfo {
+                peer: me.to_string(),
+                role: REMOVED.to_string(),
+                you: true,
+            });
+        }
+        Ok(members)
+    }
+}
