@@ -498,5 +498,8 @@ fn common_suffix(a: &str, b: &str) -> usize {
     a.len() - start
 }
 
+mod cut;
+pub use cut::Voided;
+
 #[cfg(test)]
 pub(crate) mod tests;

@@ -207,6 +207,8 @@ struct Room {
     changes: Option<broadcast::Sender<Change>>,
     /// Changes queued for the store, oldest first, waiting for their commits.
     pending: VecDeque<storage::Pending>,
+    /// How far the removal cuts' deletions cover each voided client in the loaded document.
+    cut_done: std::collections::HashMap<u64, u64>,
 }
 
 /// What woke a room's task.
@@ -296,7 +298,10 @@ impl Room {
                 let result = self.guarded(|doc| doc.apply_complete(&update)).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                 let _ = reply.send(result);
-                self.persist_remote(delta).await;
+                if delta.is_some() {
+                    self.persist_remote(delta).await;
+                    self.enforce_cut().await;
+                }
             }
             Command::ApplyLocal(update, origin, reply) => {
                 tracing::trace!(target: "peerdoc::stage", "room: local update");
@@ -440,7 +445,10 @@ impl Room {
                     .await;
                 let delta = result.as_ref().ok().and_then(|r| r.delta.clone());
                 let _ = reply.send(result);
-                self.persist_remote(delta).await;
+                if delta.is_some() {
+                    self.persist_remote(delta).await;
+                    self.enforce_cut().await;
+                }
             }
             Gossip::Have(sv) => {
                 let result = match self.loaded().await {
@@ -467,7 +475,7 @@ impl Room {
 
     fn send_out(&self, gossip: Gossip) {
         // A full outbox only delays peers until the next anti-entropy round; never block edits.
-        if let Err(e) = self.ctx.outbox.try_send(Outgoing {
+        if let Err(e) = self.ctx.outbox.try_send(Outgoing::Gossip {
             doc: self.id,
             gossip,
         }) {
@@ -506,6 +514,7 @@ impl Room {
 
 mod access;
 mod change;
+mod cut;
 mod handle;
 mod lifecycle;
 

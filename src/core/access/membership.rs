@@ -1,12 +1,12 @@
 //! [`Membership`]: a document's certificates and key grants, and the roles they prove.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use libp2p_identity::PeerId;
 
 use super::{
     key_of, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, Role, MAX_CERTS_PER_ISSUER,
-    MAX_GRANTS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
+    MAX_CLAIMS_PER_MEMBER, MAX_GRANTS, MAX_MEMBER_CLAIMS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
 };
 use crate::core::doc::DocId;
 
@@ -16,8 +16,10 @@ pub struct Membership {
     doc: DocId,
     owner: KeyBytes,
     certs: HashSet<Cert>,
-    /// Certificates stored per issuer (for [`MAX_CERTS_PER_ISSUER`]).
+    /// Certificates other than claims stored per issuer (for [`MAX_CERTS_PER_ISSUER`]).
     issued: HashMap<KeyBytes, usize>,
+    /// Client claims stored per issuer (for [`MAX_CLAIMS_PER_MEMBER`]).
+    claims: HashMap<KeyBytes, usize>,
     /// Key grants by (epoch, member).
     grants: HashMap<(u32, KeyBytes), KeyGrant>,
     /// Derived: members' roles (the owner included).
@@ -26,6 +28,11 @@ pub struct Membership {
     invitations: HashMap<KeyBytes, Role>,
     /// Derived: keys the owner revoked.
     revoked: HashSet<KeyBytes>,
+    /// Derived: Yjs clients whose operations are void from a clock on (see
+    /// [`Membership::voided`]).
+    voided: BTreeMap<u64, u64>,
+    /// Derived: Yjs clients claimed by members that may write.
+    claimed: HashSet<u64>,
     /// Derived: the owner's revocations, then every certificate that grants a role, each after
     /// the certificate that made its issuer able to grant it (the order rosters travel in).
     chain: Vec<Cert>,
@@ -65,10 +72,13 @@ impl Membership {
             owner,
             certs: HashSet::new(),
             issued: HashMap::new(),
+            claims: HashMap::new(),
             grants: HashMap::new(),
             members: HashMap::new(),
             invitations: HashMap::new(),
             revoked: HashSet::new(),
+            voided: BTreeMap::new(),
+            claimed: HashSet::new(),
             chain: Vec::new(),
         };
         membership.derive();
@@ -136,27 +146,45 @@ impl Membership {
         if !self.chains(&cert) {
             return Err(AccessError::Unchained);
         }
-        let issued = self.issued.get(&cert.issuer).copied().unwrap_or(0);
-        let limited = if cert.issuer == self.owner {
-            // The owner's revocations are never limited: a removal must always take.
-            cert.kind != CertKind::Revocation && issued >= MAX_OWNER_CERTS
-        } else {
-            let by_members: usize = self.certs.len() - self.issued_by_owner();
-            issued >= MAX_CERTS_PER_ISSUER || by_members >= MAX_MEMBER_ISSUED_CERTS
-        };
+        let limited = self.over_limit(&cert);
         if limited {
             return Err(AccessError::IssuerFull);
         }
         if !cert.verify() {
             return Err(AccessError::BadSignature);
         }
-        *self.issued.entry(cert.issuer).or_default() += 1;
+        let counter = match cert.kind {
+            CertKind::Claim => &mut self.claims,
+            _ => &mut self.issued,
+        };
+        *counter.entry(cert.issuer).or_default() += 1;
         self.certs.insert(cert);
         Ok(true)
     }
 
-    fn issued_by_owner(&self) -> usize {
-        self.issued.get(&self.owner).copied().unwrap_or(0)
+    /// Whether storing `cert` would pass its issuer's limit. The owner's revocations and cuts
+    /// are never limited: a removal must always take.
+    fn over_limit(&self, cert: &Cert) -> bool {
+        let count =
+            |table: &HashMap<KeyBytes, usize>, key: &KeyBytes| table.get(key).copied().unwrap_or(0);
+        let by_members = |table: &HashMap<KeyBytes, usize>| {
+            table.values().sum::<usize>() - count(table, &self.owner)
+        };
+        match cert.kind {
+            CertKind::Revocation | CertKind::Cut if cert.issuer == self.owner => false,
+            _ if cert.issuer == self.owner => {
+                count(&self.issued, &self.owner) + count(&self.claims, &self.owner)
+                    >= MAX_OWNER_CERTS
+            }
+            CertKind::Claim => {
+                count(&self.claims, &cert.issuer) >= MAX_CLAIMS_PER_MEMBER
+                    || by_members(&self.claims) >= MAX_MEMBER_CLAIMS
+            }
+            _ => {
+                count(&self.issued, &cert.issuer) >= MAX_CERTS_PER_ISSUER
+                    || by_members(&self.issued) >= MAX_MEMBER_ISSUED_CERTS
+            }
+        }
     }
 
     /// Whether the certificate's issuer, as the roles stand, may issue it.
@@ -166,7 +194,9 @@ impl Membership {
             .get(&cert.issuer)
             .is_some_and(|role| role.may_write());
         match cert.kind {
-            CertKind::Revocation => cert.issuer == self.owner,
+            CertKind::Revocation | CertKind::Cut => cert.issuer == self.owner,
+            // Only a member that writes claims a client; a removed one claims nothing more.
+            CertKind::Claim => member_may_grant,
             CertKind::Invitation => member_may_grant,
             CertKind::Member => member_may_grant || self.invitations.contains_key(&cert.issuer),
         }
@@ -184,11 +214,19 @@ impl Membership {
             .collect();
         let revoked: HashSet<KeyBytes> = revocations.iter().map(|c| c.subject).collect();
         let mut chain: Vec<Cert> = revocations.into_iter().cloned().collect();
+        let mut cuts: Vec<&Cert> = self
+            .certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Cut && c.issuer == self.owner)
+            .collect();
         // Deterministic order, so that every node pages the same roster the same way.
         chain.sort_by_key(|c| c.subject);
+        cuts.sort_by_key(|c| c.subject);
+        chain.extend(cuts.iter().map(|c| (*c).clone()));
         let mut by_issuer: HashMap<KeyBytes, Vec<&Cert>> = HashMap::new();
         for cert in &self.certs {
-            if cert.kind != CertKind::Revocation && !revoked.contains(&cert.subject) {
+            let grants_role = matches!(cert.kind, CertKind::Member | CertKind::Invitation);
+            if grants_role && !revoked.contains(&cert.subject) {
                 by_issuer.entry(cert.issuer).or_default().push(cert);
             }
         }
@@ -208,7 +246,7 @@ impl Membership {
                 .unwrap_or_default()
             {
                 let granted = match cert.kind {
-                    CertKind::Revocation => None,
+                    CertKind::Revocation | CertKind::Claim | CertKind::Cut => None,
                     // The owner's own key as an invitation means nothing (and, the owner being
                     // beyond revocation, it could never be closed).
                     CertKind::Invitation if cert.subject == self.owner => None,
@@ -224,7 +262,7 @@ impl Membership {
                 let Some(role) = granted else { continue };
                 let table = match cert.kind {
                     CertKind::Member => &mut members,
-                    CertKind::Invitation | CertKind::Revocation => &mut invitations,
+                    _ => &mut invitations,
                 };
                 if table.get(&cert.subject).is_none_or(|known| *known < role) {
                     table.insert(cert.subject, role);
@@ -233,10 +271,45 @@ impl Membership {
                 }
             }
         }
+        // Claims of members that write travel after every role; a removed member's stay
+        // where they are (they count for the cut there, see below).
+        let mut claims: Vec<&Cert> = self
+            .certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Claim)
+            .filter(|c| members.get(&c.issuer).is_some_and(|r| r.may_write()))
+            .collect();
+        claims.sort_by_key(|c| (c.issuer, c.subject));
+        self.claimed = claims.iter().filter_map(|c| c.client()).collect();
+        chain.extend(claims.into_iter().cloned());
+        self.voided = self.derive_voided(&revoked);
         self.members = members;
         self.invitations = invitations;
         self.revoked = revoked;
         self.chain = chain;
+    }
+
+    /// The owner's cuts, and every client a removed member claimed that no cut names and no
+    /// member that writes claims too (void from its start: the owner knew none of it).
+    /// Needs `claimed` derived first.
+    fn derive_voided(&self, revoked: &HashSet<KeyBytes>) -> BTreeMap<u64, u64> {
+        let mut voided: BTreeMap<u64, u64> = BTreeMap::new();
+        for cert in &self.certs {
+            if let (Some(client), Some(clock)) = (cert.client(), cert.cut_clock()) {
+                if cert.issuer == self.owner {
+                    let from = voided.entry(client).or_insert(clock);
+                    *from = (*from).min(clock);
+                }
+            }
+        }
+        for cert in &self.certs {
+            if cert.kind == CertKind::Claim && revoked.contains(&cert.issuer) {
+                if let Some(client) = cert.client().filter(|c| !self.claimed.contains(c)) {
+                    voided.entry(client).or_insert(0);
+                }
+            }
+        }
+        voided
     }
 
     /// The certificates that matter, in the order they must travel: the owner's revocations
@@ -246,10 +319,35 @@ impl Membership {
         &self.chain
     }
 
+    /// Yjs clients whose operations are void, each from a clock on: the owner's cuts (a
+    /// removed member's clients, at the clocks the owner held when it removed it), and the
+    /// clients a removed member claimed that no cut names (from 0). Every replica deletes
+    /// those operations when it learns this, and whenever more of them arrive.
+    pub fn voided(&self) -> &BTreeMap<u64, u64> {
+        &self.voided
+    }
+
+    /// The Yjs clients `member` claimed.
+    pub fn claims_of(&self, member: &KeyBytes) -> Vec<u64> {
+        let mut clients: Vec<u64> = self
+            .certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Claim && c.issuer == *member)
+            .filter_map(Cert::client)
+            .collect();
+        clients.sort_unstable();
+        clients
+    }
+
+    /// Whether a member that may write claimed `client` (so a node need not claim it again).
+    pub fn is_claimed(&self, client: u64) -> bool {
+        self.claimed.contains(&client)
+    }
+
     /// Whether the document was ever shared: a ticket was made for it (an invitation), or this
     /// node joined it, so it holds certificates. A document never shared is announced nowhere.
     pub fn is_shared(&self) -> bool {
-        !self.certs.is_empty()
+        self.certs.iter().any(|c| c.kind != CertKind::Claim)
     }
 
     /// Invitations that still admit members, with the role each admits up to.

@@ -52,6 +52,11 @@ pub const MAX_MEMBER_ISSUED_CERTS: usize = 16 * 1024;
 pub const MAX_OWNER_CERTS: usize = 64 * 1024;
 /// Key grants one document holds at most (one per member per epoch).
 pub const MAX_GRANTS: usize = 64 * 1024;
+/// Client claims one member other than the owner may have in one document (one per editor
+/// session that wrote, and one per load of the document that the node wrote in).
+pub const MAX_CLAIMS_PER_MEMBER: usize = 16 * 1024;
+/// Client claims all members but the owner may have in one document together.
+pub const MAX_MEMBER_CLAIMS: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AccessError {
@@ -65,7 +70,7 @@ pub enum AccessError {
         "certificate's issuer holds no role that may grant it: it does not chain to the owner"
     )]
     Unchained,
-    #[error("certificate's issuer has issued as many certificates as it may ({MAX_CERTS_PER_ISSUER} per member, {MAX_MEMBER_ISSUED_CERTS} for all members)")]
+    #[error("certificate's issuer has issued as many certificates as it may ({MAX_CERTS_PER_ISSUER} per member, {MAX_MEMBER_ISSUED_CERTS} for all members; {MAX_CLAIMS_PER_MEMBER} and {MAX_MEMBER_CLAIMS} client claims)")]
     IssuerFull,
     #[error("the document holds as many key grants as it may ({MAX_GRANTS})")]
     Full,
@@ -113,6 +118,14 @@ pub enum CertKind {
     /// The subject (a member or an invitation) is removed: it holds no role and grants
     /// nothing any more. Counts only when the owner issued it; its role byte is `0x01`.
     Revocation = 2,
+    /// The issuer (a writer or the owner) writes through the Yjs client id in the subject's
+    /// first 8 bytes (little-endian; the rest zero): attribution, so that a removal can name
+    /// the removed member's clients. Its role byte is `0x02`.
+    Claim = 3,
+    /// The owner voids the Yjs client's operations from a clock on (subject: client, then
+    /// clock, 8 bytes little-endian each; the rest zero): the cut a removal names. Its role
+    /// byte is `0x01`.
+    Cut = 4,
 }
 
 /// An Ed25519 public key, as 32 bytes.
@@ -170,6 +183,33 @@ impl Cert {
         }
     }
 
+    /// `member` claims the Yjs client id `client` in `doc` ([`CertKind::Claim`]).
+    pub fn claim(doc: DocId, client: u64, member: &ed25519::Keypair) -> Cert {
+        let mut subject = [0u8; 32];
+        subject[..8].copy_from_slice(&client.to_le_bytes());
+        Cert::issue(doc, CertKind::Claim, Role::Writer, subject, member)
+    }
+
+    /// The owner voids `client`'s operations from `clock` on ([`CertKind::Cut`]).
+    pub fn cut(doc: DocId, client: u64, clock: u64, owner: &ed25519::Keypair) -> Cert {
+        let mut subject = [0u8; 32];
+        subject[..8].copy_from_slice(&client.to_le_bytes());
+        subject[8..16].copy_from_slice(&clock.to_le_bytes());
+        Cert::issue(doc, CertKind::Cut, Role::Reader, subject, owner)
+    }
+
+    /// The client a [`CertKind::Claim`] or [`CertKind::Cut`] names.
+    pub fn client(&self) -> Option<u64> {
+        matches!(self.kind, CertKind::Claim | CertKind::Cut)
+            .then(|| u64::from_le_bytes(self.subject[..8].try_into().unwrap_or([0; 8])))
+    }
+
+    /// The clock a [`CertKind::Cut`] voids from.
+    pub fn cut_clock(&self) -> Option<u64> {
+        (self.kind == CertKind::Cut)
+            .then(|| u64::from_le_bytes(self.subject[8..16].try_into().unwrap_or([0; 8])))
+    }
+
     pub fn verify(&self) -> bool {
         let Ok(key) = ed25519::PublicKey::try_from_bytes(&self.issuer) else {
             return false;
@@ -203,8 +243,21 @@ impl Cert {
             0 => CertKind::Member,
             1 => CertKind::Invitation,
             2 => CertKind::Revocation,
+            3 => CertKind::Claim,
+            4 => CertKind::Cut,
             _ => return Err(AccessError::Malformed("unknown kind")),
         };
+        // One encoding per claim or cut: what its subject does not use is zero.
+        let unused = match kind {
+            CertKind::Claim => &bytes[19 + 8..51],
+            CertKind::Cut => &bytes[19 + 16..51],
+            _ => &[][..],
+        };
+        if unused.iter().any(|b| *b != 0) {
+            return Err(AccessError::Malformed(
+                "subject has bytes its kind does not use",
+            ));
+        }
         let take = |from: usize, to: usize| bytes[from..to].to_vec();
         Ok(Cert {
             doc: DocId(

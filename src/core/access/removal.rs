@@ -9,10 +9,16 @@
 //! - every invitation still open, whoever issued it: a ticket is a bearer capability that
 //!   `target` may have seen, and it would let `target` back in under a fresh key.
 //!
+//! The removal also names a **cut** in the removed members' writing: for every Yjs client
+//! they claimed, the clock up to which the owner holds its operations. What they wrote beyond
+//! it is void everywhere: every replica deletes it (see [`Membership::voided`]).
+//!
 //! Members that lose their role only because their invitation was revoked (not through
 //! `target`), and those kept explicitly, are certified again by the owner directly, with the
 //! role they had. The plan is checked against a copy of the membership before it is returned:
 //! a plan that would leave `target` a role is an error, never a silent success.
+
+use std::collections::HashMap;
 
 use libp2p_identity::ed25519;
 
@@ -29,6 +35,9 @@ pub struct RemovalPlan {
     pub recertified: Vec<(KeyBytes, Role)>,
     /// Invitations revoked (open tickets that no longer admit anyone).
     pub invitations: usize,
+    /// The cut: each removed member's claimed client and the clock its operations are void
+    /// from (what the owner held of it).
+    pub cut: Vec<(u64, u64)>,
 }
 
 /// Why a removal cannot be made.
@@ -49,11 +58,14 @@ pub enum RemovalError {
 impl RemovalPlan {
     /// Plans removing `target`, signed with `owner` (the document owner's key). `keep` names
     /// members admitted through `target` that stay (certified by the owner directly).
+    /// `clocks` is the owner's document state (the next clock of each Yjs client it holds):
+    /// where the cut falls.
     pub fn new(
         membership: &Membership,
         owner: &ed25519::Keypair,
         target: KeyBytes,
         keep: &[KeyBytes],
+        clocks: &HashMap<u64, u64>,
     ) -> Result<RemovalPlan, RemovalError> {
         if owner.public().to_bytes() != membership.owner() {
             return Err(RemovalError::NotOwner);
@@ -95,6 +107,28 @@ impl RemovalPlan {
 
         let mut records = vec![revoke(target)];
         records.extend(cascaded.iter().map(|(key, _)| revoke(*key)));
+        let removed: Vec<KeyBytes> = std::iter::once(target)
+            .chain(cascaded.iter().map(|(key, _)| *key))
+            .collect();
+        let claimed_by_others = |client: u64| {
+            membership
+                .member_keys()
+                .filter(|(key, role)| !removed.contains(key) && role.may_write())
+                .any(|(key, _)| membership.claims_of(key).contains(&client))
+        };
+        let mut cut: Vec<(u64, u64)> = std::iter::once(target)
+            .chain(cascaded.iter().map(|(key, _)| *key))
+            .flat_map(|key| membership.claims_of(&key))
+            // A client the owner or a remaining writer claims too is theirs as well: not cut.
+            .filter(|client| !claimed_by_others(*client))
+            .map(|client| (client, clocks.get(&client).copied().unwrap_or(0)))
+            .collect();
+        cut.sort_unstable();
+        cut.dedup();
+        records.extend(
+            cut.iter()
+                .map(|(client, clock)| Cert::cut(doc, *client, *clock, owner)),
+        );
         let mut open: Vec<KeyBytes> = membership.invitations().map(|(key, _)| *key).collect();
         open.sort();
         records.extend(open.iter().map(|key| revoke(*key)));
@@ -131,11 +165,20 @@ impl RemovalPlan {
         if after.invitations().next().is_some() {
             return Err(RemovalError::DidNotTake("an invitation would stay open"));
         }
+        if cut
+            .iter()
+            .any(|(client, clock)| after.voided().get(client).is_none_or(|from| from > clock))
+        {
+            return Err(RemovalError::DidNotTake(
+                "the cut would not void what it names",
+            ));
+        }
         Ok(RemovalPlan {
             records,
             cascaded,
             recertified,
             invitations: open.len(),
+            cut,
         })
     }
 }
@@ -157,6 +200,7 @@ mod tests {
     use super::super::tests::node;
     use super::*;
     use crate::core::doc::DocId;
+    use std::collections::BTreeMap;
 
     /// Owner, a writer W admitted by ticket, a reader R that W admitted, a writer X admitted by
     /// the owner's ticket, and an open read-only ticket.
@@ -212,7 +256,7 @@ mod tests {
     #[test]
     fn a_removal_takes_what_the_member_set_up_and_closes_every_open_ticket() {
         let t = team();
-        let plan = RemovalPlan::new(&t.m, &t.owner, t.w, &[]).unwrap();
+        let plan = RemovalPlan::new(&t.m, &t.owner, t.w, &[], &HashMap::new()).unwrap();
         assert_eq!(plan.cascaded, vec![(t.r, Role::Reader)]);
         assert_eq!(plan.recertified, vec![(t.x, Role::Writer)]);
         assert_eq!(plan.invitations, 2);
@@ -237,23 +281,23 @@ mod tests {
     #[test]
     fn keep_re_admits_a_member_explicitly_and_refuses_a_stranger() {
         let t = team();
-        let plan = RemovalPlan::new(&t.m, &t.owner, t.w, &[t.r]).unwrap();
+        let plan = RemovalPlan::new(&t.m, &t.owner, t.w, &[t.r], &HashMap::new()).unwrap();
         assert!(plan.cascaded.is_empty());
         let mut after = t.m.clone();
         after.add_all(plan.records);
         assert_eq!(after.role_of_key(&t.r), Some(Role::Reader));
         let (_, stranger, _) = node();
         assert!(matches!(
-            RemovalPlan::new(&t.m, &t.owner, t.w, &[stranger]),
+            RemovalPlan::new(&t.m, &t.owner, t.w, &[stranger], &HashMap::new()),
             Err(RemovalError::CannotKeep(_))
         ));
         assert_eq!(
-            RemovalPlan::new(&t.m, &t.owner, t.m.owner(), &[]).unwrap_err(),
+            RemovalPlan::new(&t.m, &t.owner, t.m.owner(), &[], &HashMap::new()).unwrap_err(),
             RemovalError::Owner
         );
         let (someone, _, _) = node();
         assert_eq!(
-            RemovalPlan::new(&t.m, &someone, t.x, &[]).unwrap_err(),
+            RemovalPlan::new(&t.m, &someone, t.x, &[], &HashMap::new()).unwrap_err(),
             RemovalError::NotOwner
         );
     }
@@ -274,7 +318,7 @@ mod tests {
         ))
         .unwrap();
         assert!(m.invitations().all(|(key, _)| *key != m.owner()));
-        let plan = RemovalPlan::new(&m, &t.owner, t.w, &[]).unwrap();
+        let plan = RemovalPlan::new(&m, &t.owner, t.w, &[], &HashMap::new()).unwrap();
         let mut after = m.clone();
         assert_eq!(after.add_all(plan.records).refused(), 0);
         assert!(after.invitations().next().is_none());
@@ -306,9 +350,106 @@ mod tests {
             .map(|_| Cert::issue(doc, CertKind::Member, Role::Writer, node().1, &node().0))
             .collect();
         assert_eq!(m.add_all(strangers).unchained, 50);
-        let plan = RemovalPlan::new(&m, &t.owner, x_kp.public().to_bytes(), &[]).unwrap();
+        let plan =
+            RemovalPlan::new(&m, &t.owner, x_kp.public().to_bytes(), &[], &HashMap::new()).unwrap();
         let mut after = m.clone();
         assert_eq!(after.add_all(plan.records).refused(), 0);
         assert_eq!(after.role_of_key(&x_kp.public().to_bytes()), None);
+    }
+
+    #[test]
+    fn a_removal_cuts_the_removed_members_clients_at_the_owners_clocks() {
+        let t = team();
+        let mut m = t.m.clone();
+        let doc = m.doc();
+        let w_kp = ed25519::Keypair::generate();
+        let w = w_kp.public().to_bytes();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Writer,
+            w,
+            &t.owner,
+        ))
+        .unwrap();
+        // W writes through two clients; the owner holds 5 operations of the first, none of
+        // the second. A reader's claim is refused: readers write nothing.
+        m.add_all([Cert::claim(doc, 7, &w_kp), Cert::claim(doc, 8, &w_kp)]);
+        let (reader_kp, reader, _) = node();
+        m.add(Cert::issue(
+            doc,
+            CertKind::Member,
+            Role::Reader,
+            reader,
+            &t.owner,
+        ))
+        .unwrap();
+        assert_eq!(
+            m.add(Cert::claim(doc, 9, &reader_kp)),
+            Err(AccessError::Unchained)
+        );
+        assert!(m.is_claimed(7) && !m.is_claimed(9));
+        assert!(m.voided().is_empty());
+        let clocks = HashMap::from([(7, 5), (3, 40)]);
+        let plan = RemovalPlan::new(&m, &t.owner, w, &[], &clocks).unwrap();
+        assert_eq!(plan.cut, vec![(7, 5), (8, 0)]);
+        let mut after = m.clone();
+        assert_eq!(after.add_all(plan.records.clone()).refused(), 0);
+        assert_eq!(after.voided(), &BTreeMap::from([(7, 5), (8, 0)]));
+        // Once removed, it claims nothing more (a client of someone else's, say).
+        assert_eq!(
+            after.add(Cert::claim(doc, 3, &w_kp)),
+            Err(AccessError::Unchained)
+        );
+        // A node that learns the removal in any order voids the same.
+        let mut other = Membership::new(doc, m.owner());
+        let mut all: Vec<Cert> = after.chain().to_vec();
+        all.reverse();
+        other.add_all(all);
+        assert_eq!(other.voided(), after.voided());
+    }
+
+    #[test]
+    fn a_removed_members_claims_no_cut_names_are_void_from_the_start() {
+        // A member that held the claim before the removal, where the owner never saw it.
+        let t = team();
+        let doc = t.m.doc();
+        let w_kp = ed25519::Keypair::generate();
+        let w = w_kp.public().to_bytes();
+        let mut owner_view = t.m.clone();
+        owner_view
+            .add(Cert::issue(
+                doc,
+                CertKind::Member,
+                Role::Writer,
+                w,
+                &t.owner,
+            ))
+            .unwrap();
+        let mut member_view = owner_view.clone();
+        member_view.add(Cert::claim(doc, 11, &w_kp)).unwrap();
+        let plan = RemovalPlan::new(&owner_view, &t.owner, w, &[], &HashMap::new()).unwrap();
+        assert!(plan.cut.is_empty());
+        member_view.add_all(plan.records);
+        assert_eq!(member_view.voided(), &BTreeMap::from([(11, 0)]));
+        // And the claim does not travel on from there.
+        assert!(member_view
+            .chain()
+            .iter()
+            .all(|c| c.kind != CertKind::Claim));
+    }
+
+    #[test]
+    fn claims_and_cuts_round_trip_and_refuse_a_second_encoding() {
+        let t = team();
+        let doc = t.m.doc();
+        let cut = Cert::cut(doc, u64::MAX - 1, 1 << 40, &t.owner);
+        assert!(cut.verify());
+        let decoded = Cert::decode(&cut.encode()).unwrap();
+        assert_eq!(decoded.client(), Some(u64::MAX - 1));
+        assert_eq!(decoded.cut_clock(), Some(1 << 40));
+        let mut bytes = Cert::claim(doc, 5, &t.owner).encode();
+        bytes[19 + 20] = 1;
+        assert!(Cert::decode(&bytes).is_err());
     }
 }

@@ -5,25 +5,26 @@
 //! requests, [`admit_gossip`] for gossip, and the sync codecs ([`gossip`], [`Responder`],
 //! [`Pull`]). Only the network, the clock and who is online are simulated.
 //!
+//! Writers claim their Yjs client at their first edit and send the claim to every online
+//! member at once (as the node's room does); removals name the cut ([`RemovalPlan`]); every
+//! replica voids what the cut names ([`Document::void`]) after each change.
+//!
 //! Invariants after every member is online again and anti-entropy has run:
 //! - every remaining member holds the owner's membership verdicts (each removed member revoked)
 //!   and the newest key;
-//! - remaining writers hold the owner's document exactly; remaining readers hold all of it;
+//! - every remaining member, readers included, holds the owner's document exactly;
+//! - no remaining member holds text a removed member wrote that the owner did not hold when it
+//!   removed it (the cut);
 //! - no removed member holds text that an honest node wrote after it knew of that removal.
-//!
-//! Not checked, because it does not hold yet: that readers hold exactly the owner's document,
-//! and that no copy holds what a removed member wrote after its removal. A reader may keep a
-//! removed writer's edit it accepted while no writer did (seed 2 shows it). Both need the
-//! removal to name a cut in the removed member's edits (SECURITY.md).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use libp2p_identity::ed25519;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::admission::{admit_gossip, GossipVerdict};
+use super::admission::{admit_gossip, edit_is_claimed, GossipVerdict};
 use super::{Cert, CertKind, KeyBytes, KeyGrant, Membership, RemovalPlan, Role};
 use crate::core::doc::{DocId, Document};
 use crate::core::envelope::{DocKey, Keyring};
@@ -41,9 +42,21 @@ struct Replica {
     keys: Keyring,
     responder: Responder,
     online: bool,
+    /// What [`Document::void`] covered so far.
+    cut_done: HashMap<u64, u64>,
+    /// A member exchange succeeded since it came online: it takes edits from gossip only
+    /// then (as the node).
+    heard_roster: bool,
 }
 
 impl Replica {
+    /// Deletes what the cut voids, as the room does after every change.
+    fn enforce_cut(&mut self) {
+        self.doc
+            .void(self.membership.voided(), &mut self.cut_done)
+            .expect("a deletion is a valid update");
+    }
+
     fn role(&self) -> Option<Role> {
         self.membership.role_of_key(&self.key)
     }
@@ -62,12 +75,14 @@ impl Replica {
                 }
             }
         }
+        self.enforce_cut();
     }
 }
 
 /// A text written into the shared document, for the invariants.
 struct Written {
     token: String,
+    author: usize,
     /// Members its author knew were removed when it wrote it.
     author_knew_removed: HashSet<KeyBytes>,
 }
@@ -80,6 +95,8 @@ struct Sim {
     /// In-flight gossip: (from, to, signed sealed message).
     queue: Vec<(usize, usize, Vec<u8>)>,
     removed: Vec<usize>,
+    /// Per removed member: the owner's text when it removed it (what the cut keeps).
+    owner_text_at_removal: HashMap<usize, String>,
     written: Vec<Written>,
     next_token: usize,
     now: Instant,
@@ -126,6 +143,8 @@ impl Sim {
                     keys: Keyring::new(0, DocKey(first)),
                     responder: Responder::default(),
                     online: true,
+                    cut_done: HashMap::new(),
+                    heard_roster: true,
                     identity,
                     key,
                 }
@@ -138,6 +157,7 @@ impl Sim {
             nodes,
             queue: Vec::new(),
             removed: Vec::new(),
+            owner_text_at_removal: HashMap::new(),
             written: Vec::new(),
             next_token: 0,
             now: Instant::now(),
@@ -179,8 +199,10 @@ impl Sim {
             .collect();
         self.written.push(Written {
             token,
+            author: i,
             author_knew_removed,
         });
+        self.claim(i);
         let node = &self.nodes[i];
         let sealed = gossip::seal(&node.keys, &self.topic, &Gossip::Update(update));
         let signed = gossip::sign(&node.identity, &self.topic, &sealed);
@@ -208,10 +230,15 @@ impl Sim {
             return;
         };
         match admit_gossip(&self.nodes[to].membership, &author, Role::Writer) {
+            GossipVerdict::Accept if !self.nodes[to].heard_roster => self.exchange(to, from),
             GossipVerdict::Accept => {
                 if let Gossip::Update(update) = message {
+                    if !edit_is_claimed(&self.nodes[to].membership, &update) {
+                        return self.exchange(to, from);
+                    }
                     let received = gossip::receive_update(&mut self.nodes[to].doc, &update)
                         .expect("the simulation's updates are valid");
+                    self.nodes[to].enforce_cut();
                     if received.pull {
                         self.pull(to, from);
                     }
@@ -235,8 +262,16 @@ impl Sim {
         let target = candidates[self.rng.gen_range(0..candidates.len())];
         let target_key = self.nodes[target].key;
         let owner = &self.nodes[0];
-        let plan = RemovalPlan::new(&owner.membership, &owner.identity, target_key, &[])
-            .expect("the owner can always remove a member");
+        let plan = RemovalPlan::new(
+            &owner.membership,
+            &owner.identity,
+            target_key,
+            &[],
+            &owner.doc.clocks(),
+        )
+        .expect("the owner can always remove a member");
+        self.owner_text_at_removal
+            .insert(target, self.nodes[0].doc.text());
         let epoch = owner.keys.current().0 + 1;
         let mut fresh = [0u8; 32];
         self.rng.fill(&mut fresh);
@@ -265,6 +300,21 @@ impl Sim {
         self.removed.push(target);
         for j in 1..self.nodes.len() {
             self.exchange(0, j);
+        }
+    }
+
+    /// A writer's first edit: it claims its client and sends the claim to every online member
+    /// at once, as the node's room does.
+    fn claim(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        let client = node.doc.ydoc().client_id().get();
+        if node.membership.is_claimed(client) {
+            return;
+        }
+        let claim = Cert::claim(self.doc, client, &node.identity);
+        self.nodes[i].add_records(vec![claim], Vec::new());
+        for j in 0..self.nodes.len() {
+            self.exchange(i, j);
         }
     }
 
@@ -297,6 +347,7 @@ impl Sim {
                     // Offline, or back; the owner too.
                     let i = self.rng.gen_range(0..n);
                     self.nodes[i].online = !self.nodes[i].online;
+                    self.nodes[i].heard_roster = false;
                 }
                 _ => {
                     // A restart: what was in flight to or from it is gone.
@@ -349,30 +400,20 @@ impl Sim {
                 newest,
                 "seed {seed}: member {i} lacks the newest key"
             );
-            if self.nodes[i].role().is_some_and(|r| r.may_write()) {
-                assert_eq!(
-                    node.doc.text(),
-                    owner.doc.text(),
-                    "seed {seed}: writer {i} differs from the owner"
-                );
-            } else {
-                // A reader may keep a removed writer's edit that it accepted while no writer
-                // did (readers serve no catch-up, so it goes nowhere); it has everything else.
-                let mut owner_side = Document::new();
-                owner_side
-                    .apply(&node.doc.encode_state())
-                    .expect("a valid state");
-                let missing = owner_side
-                    .apply(
-                        &owner
-                            .doc
-                            .diff(&node.doc.state_vector())
-                            .expect("a valid sv"),
-                    )
-                    .expect("a valid diff");
+            assert_eq!(
+                node.doc.text(),
+                owner.doc.text(),
+                "seed {seed}: member {i} differs from the owner"
+            );
+            for written in &self.written {
+                let Some(kept) = self.owner_text_at_removal.get(&written.author) else {
+                    continue;
+                };
                 assert!(
-                    missing.delta.is_none(),
-                    "seed {seed}: reader {i} lacks some of the owner's document"
+                    kept.contains(&written.token) || !node.doc.text().contains(&written.token),
+                    "seed {seed}: member {i} holds {} that removed member {} wrote beyond the cut",
+                    written.token,
+                    written.author
                 );
             }
         }
@@ -412,6 +453,7 @@ fn seeds() -> u64 {
 fn removals_rekey_and_converge_under_offline_members_restarts_and_loss() {
     let mut removals = 0;
     let mut written_after = 0;
+    let mut beyond_cut = 0;
     for seed in 0..seeds() {
         let n = 5 + (seed % 3) as usize;
         let mut sim = Sim::new(seed, n);
@@ -423,12 +465,24 @@ fn removals_rekey_and_converge_under_offline_members_restarts_and_loss() {
             .iter()
             .filter(|w| !w.author_knew_removed.is_empty())
             .count();
+        beyond_cut += sim
+            .written
+            .iter()
+            .filter(|w| {
+                sim.owner_text_at_removal
+                    .get(&w.author)
+                    .is_some_and(|kept| !kept.contains(&w.token))
+            })
+            .count();
     }
     // Guards the simulation's reach: removals happened, and text was written after them.
     assert!(removals > seeds() as usize / 2, "{removals} removals");
     assert!(written_after > 0);
+    // And removed members wrote beyond their cut (which the invariants find nowhere).
+    assert!(beyond_cut > 0);
     eprintln!(
-        "{} seeds, {removals} removals, {written_after} texts written after a removal was known",
+        "{} seeds, {removals} removals, {written_after} texts written after a removal was known, \
+         {beyond_cut} texts removed members wrote beyond their cut",
         seeds()
     );
 }

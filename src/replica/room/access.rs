@@ -81,6 +81,7 @@ impl Room {
             return Ok(0);
         }
         let was_removed = self.removed_here();
+        let cut_changed = next.voided() != self.access.membership.voided();
         self.ctx.store.add_certs(self.id, fresh.clone()).await?;
         for (epoch, key) in &new_keys {
             self.ctx.store.add_key(self.id, *epoch, key.0).await?;
@@ -93,6 +94,9 @@ impl Room {
         *crate::actor::unpoisoned(self.published.write()) = self.access.clone();
         if !was_removed && self.removed_here() {
             tracing::warn!(doc = %self.id, "the owner removed this node from the document");
+        }
+        if cut_changed {
+            self.enforce_cut().await;
         }
         Ok(fresh.len() + new_keys.len())
     }
@@ -133,8 +137,16 @@ impl Room {
         target: KeyBytes,
         keep: Vec<KeyBytes>,
     ) -> Result<Removal, RoomError> {
-        let plan = RemovalPlan::new(&self.access.membership, &self.ctx.identity, target, &keep)
-            .map_err(|e| RoomError::Removal(self.id, e))?;
+        // The cut falls where this replica stands now.
+        let clocks = self.loaded().await?.clocks();
+        let plan = RemovalPlan::new(
+            &self.access.membership,
+            &self.ctx.identity,
+            target,
+            &keep,
+            &clocks,
+        )
+        .map_err(|e| RoomError::Removal(self.id, e))?;
         let epoch = self.access.keys.current().0 + 1;
         let key = DocKey::random();
         self.ctx.store.add_key(self.id, epoch, key.0).await?;

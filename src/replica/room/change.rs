@@ -1,5 +1,5 @@
 //! What a room tells others: a [`Change`] for its editor sessions (with its [`Origin`] and
-//! [`Stage`]), and an [`Outgoing`] gossip message for the network.
+//! [`Stage`]), and [`Outgoing`] work for the network (gossip, or records to spread).
 
 use std::sync::Arc;
 
@@ -51,9 +51,23 @@ pub(crate) enum Stage {
     NotStored,
 }
 
-/// A local edit or presence change for the network: the doc and what to gossip about it.
+/// What a room asks of the network.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
-    pub(crate) doc: DocId,
-    pub(crate) gossip: Gossip,
+pub(crate) enum Outgoing {
+    /// A local edit or presence change: the doc and what to gossip about it.
+    Gossip { doc: DocId, gossip: Gossip },
+    /// The room signed membership records of its own (a claim of a Yjs client this node
+    /// writes through): send them to the members at once.
+    Records(DocId),
+}
+
+impl Outgoing {
+    /// The gossip, if this is gossip (tests).
+    #[cfg(test)]
+    pub(crate) fn gossip(self) -> Option<Gossip> {
+        match self {
+            Outgoing::Gossip { gossip, .. } => Some(gossip),
+            Outgoing::Records(_) => None,
+        }
+    }
 }

@@ -68,6 +68,7 @@ impl RoomHandle {
             unsaved: false,
             changes: None,
             pending: std::collections::VecDeque::new(),
+            cut_done: std::collections::HashMap::new(),
         };
         // Dormant until the first request.
         Ok(RoomHandle {

@@ -60,6 +60,8 @@ impl Room {
                 return Err(e);
             }
         }
+        // The claim is sent before the edit, so a removal can name the client.
+        self.claim_clients(&delta).await;
         self.ctx.metrics.edit("local");
         self.changed();
         let message = Arc::new(YMessage::Update(delta.clone()));
@@ -73,6 +75,8 @@ impl Room {
         } else {
             self.submit(message, origin).await;
         }
+        // An editor may resend a removed member's operations it got elsewhere.
+        self.enforce_cut().await;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ async fn local_edits_are_stored_announced_and_survive_reload_with_compaction() {
     }
     room.replace_text("0123456".into()).await.unwrap(); // no-op: nothing stored or sent
     assert!(matches!(
-        out.recv().await.unwrap().gossip,
+        out.recv().await.unwrap().gossip().unwrap(),
         Gossip::Update(_)
     ));
     assert_eq!(changes.recv().await.unwrap().origin, Origin::Api);
@@ -107,7 +107,10 @@ async fn big_local_edits_are_announced_not_gossiped() {
     room.append_text("x".repeat(MAX_GOSSIP_UPDATE + 1))
         .await
         .unwrap();
-    assert!(matches!(out.recv().await.unwrap().gossip, Gossip::Have(_)));
+    assert!(matches!(
+        out.recv().await.unwrap().gossip().unwrap(),
+        Gossip::Have(_)
+    ));
 }
 
 #[tokio::test]
@@ -131,7 +134,10 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
         YMessage::Awareness(_)
     ));
     assert!(
-        matches!(out.recv().await.unwrap().gossip, Gossip::Awareness(_)),
+        matches!(
+            out.recv().await.unwrap().gossip().unwrap(),
+            Gossip::Awareness(_)
+        ),
         "local presence goes to peers"
     );
     let state = room.awareness_state().await.unwrap().expect("one client");
@@ -159,7 +165,7 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
         .unwrap();
     changes.recv().await.unwrap();
     assert!(matches!(
-        out.recv().await.unwrap().gossip,
+        out.recv().await.unwrap().gossip().unwrap(),
         Gossip::Awareness(_)
     ));
     let state = room.awareness_state().await.unwrap().expect("bob remains");
@@ -295,7 +301,7 @@ async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after()
         (Origin::Session(7), Stage::Applied)
     );
     assert!(matches!(
-        out.recv().await.unwrap().gossip,
+        out.recv().await.unwrap().gossip().unwrap(),
         Gossip::Update(_)
     ));
     assert_eq!(room.text().await.unwrap(), "typed");

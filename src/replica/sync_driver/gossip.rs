@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
-use crate::core::access::admission::{admit_gossip, GossipVerdict};
+use crate::core::access::admission::{admit_gossip, edit_is_claimed, GossipVerdict};
 use crate::core::access::{key_of, Role};
 use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::envelope::{envelope_epoch, EnvelopeError};
@@ -25,7 +25,11 @@ impl SyncDriver {
     /// Publishes `first` and whatever else is already queued, each document's runs of updates
     /// merged into one message ([`gossip::coalesce`]): under load, fewer and larger messages;
     /// when idle, `first` goes out alone and at once.
-    pub(super) fn publish_queued(&self, first: Outgoing, outbox: &mut mpsc::Receiver<Outgoing>) {
+    pub(super) fn publish_queued(
+        &mut self,
+        first: Outgoing,
+        outbox: &mut mpsc::Receiver<Outgoing>,
+    ) {
         tracing::trace!(target: "peerdoc::stage", "sync driver: publishing");
         let mut queued = vec![first];
         while queued.len() < PUBLISH_BATCH {
@@ -36,24 +40,37 @@ impl SyncDriver {
         }
         // Per document, in order; documents' messages are independent of each other.
         let mut docs: Vec<(DocId, Vec<Gossip>)> = Vec::new();
+        let mut records: Vec<DocId> = Vec::new();
         for out in queued {
-            match docs.iter_mut().find(|(doc, _)| *doc == out.doc) {
-                Some((_, gossip)) => gossip.push(out.gossip),
-                None => docs.push((out.doc, vec![out.gossip])),
+            let (doc, message) = match out {
+                Outgoing::Gossip { doc, gossip } => (doc, gossip),
+                Outgoing::Records(doc) => {
+                    records.push(doc);
+                    continue;
+                }
+            };
+            match docs.iter_mut().find(|(d, _)| *d == doc) {
+                Some((_, gossip)) => gossip.push(message),
+                None => docs.push((doc, vec![message])),
             }
+        }
+        // A new claim goes out before the edit it came with, where the network keeps order.
+        records.dedup();
+        for doc in records {
+            self.spread_records(doc);
         }
         for (doc, gossip) in docs {
             for gossip in gossip::coalesce(gossip) {
-                self.publish(Outgoing { doc, gossip });
+                self.publish(doc, &gossip);
             }
         }
     }
 
-    pub(super) fn publish(&self, out: Outgoing) {
-        let Some(room) = self.rooms.get(&out.doc) else {
+    pub(super) fn publish(&self, doc: DocId, gossip: &Gossip) {
+        let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        let sealed = gossip::seal(&room.keys(), &room.topic, &out.gossip);
+        let sealed = gossip::seal(&room.keys(), &room.topic, gossip);
         let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
         if let Err(e) = self.net.try_publish(room.id.topic_name(), signed) {
             // Peers catch up at the next anti-entropy round.
@@ -124,6 +141,22 @@ impl SyncDriver {
             }
             GossipVerdict::Unknown => {
                 metrics.refused("gossip", "unknown_author", 1);
+                self.exchange_members(self.nearest(author, via), room.id, true);
+                return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+            }
+        }
+        // No edit before a roster: a node back from offline learns the removals it missed
+        // (and the claims a cut names) before it takes anything from a removed member.
+        if needed == Role::Writer && !self.rosters_heard.iter().any(|(_, d)| *d == room.id) {
+            metrics.refused("gossip", "roster_unheard", 1);
+            self.exchange_members(self.nearest(author, via), room.id, true);
+            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+        }
+        // Through a client no writer claimed (yet): it comes by a pull after the claim.
+        if let Gossip::Update(update) = &message {
+            if !edit_is_claimed(&access.membership, update) {
+                metrics.refused("gossip", "unclaimed", 1);
+                tracing::debug!(doc = %room.id, peer = %author, "edit through an unclaimed client: pulled once its claim is here");
                 self.exchange_members(self.nearest(author, via), room.id, true);
                 return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
             }

@@ -183,6 +183,10 @@ pub(crate) struct SyncDriver {
     own_addrs: Vec<Multiaddr>,
     /// When members were last exchanged with a peer for a document.
     members_exchanged: HashMap<(PeerId, DocId), Instant>,
+    /// Peers whose roster for a document we heard (an exchange either way) since they
+    /// connected: content is pulled from a peer, and edits taken from gossip, only after that,
+    /// so a removal (and the claims a cut names) arrives before anything from the removed one.
+    rosters_heard: HashSet<(PeerId, DocId)>,
     /// The newest key epoch each peer used with us for a document: what we seal our member
     /// exchanges to it in (a newer one it may not have yet).
     peer_epochs: HashMap<(PeerId, DocId), u32>,
@@ -221,6 +225,7 @@ impl SyncDriver {
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
+            rosters_heard: HashSet::new(),
             peer_epochs: HashMap::new(),
             tasks: TaskTracker::new(),
             cancel,
@@ -363,6 +368,7 @@ impl SyncDriver {
                 news,
             } => {
                 self.meet(members);
+                self.rosters_heard.insert((peer, doc));
                 // Its role may be known now.
                 self.want_pull(peer, doc);
                 if news {
@@ -465,6 +471,7 @@ impl SyncDriver {
                     peers.remove(&peer);
                 }
                 self.members_exchanged.retain(|(p, _), _| *p != peer);
+                self.rosters_heard.retain(|(p, _)| *p != peer);
             }
             NetEvent::Identified { peer, addrs } => {
                 self.heard_addrs.insert(peer, addrs);

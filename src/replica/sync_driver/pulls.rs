@@ -29,6 +29,10 @@ impl SyncDriver {
             return;
         }
         match access.membership.role_of(&peer) {
+            // Rosters first: the exchange pulls when it is done.
+            Some(role) if role.may_write() && !self.rosters_heard.contains(&(peer, doc)) => {
+                self.exchange_members(peer, doc, true)
+            }
             Some(role) if role.may_write() => {
                 if self.pulls.want((peer, doc)) {
                     self.start_pull(peer, doc);

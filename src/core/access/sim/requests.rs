@@ -8,12 +8,15 @@ use crate::core::sync::responder::Opened;
 use crate::core::sync::{Progress, Pull, PullError, RequestBody, Responder};
 
 impl Sim {
-    /// `i` pulls from `j` as the node does: only from a writer it knows; `j` answers by
+    /// `i` pulls from `j` as the node does: rosters first, then only from a writer it knows;
+    /// `j` answers by
     /// [`admit`]; records only go to `i`'s membership.
     pub(super) fn pull(&mut self, i: usize, j: usize) {
         if i == j || !self.nodes[i].online || !self.nodes[j].online {
             return;
         }
+        // Rosters first, as the node does on every new connection.
+        self.exchange(i, j);
         let me = self.nodes[i].key;
         if self.nodes[i].membership.is_revoked_key(&me)
             || !self.nodes[i]
@@ -83,6 +86,7 @@ impl Sim {
                         .doc
                         .apply_complete(&update)
                         .expect("a valid diff");
+                    self.nodes[i].enforce_cut();
                     return;
                 }
                 Err(PullError::RecordsOnly(records)) => {
@@ -144,6 +148,8 @@ impl Sim {
                     let theirs = members::page(&responder.membership, Vec::new(), page);
                     let pages = theirs.pages.max(mine.pages).max(1);
                     self.nodes[i].add_records(theirs.certs, theirs.grants);
+                    self.nodes[i].heard_roster = true;
+                    self.nodes[j].heard_roster = true;
                     page += 1;
                     if page >= pages || revoked_peer {
                         return;

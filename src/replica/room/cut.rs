@@ -1,0 +1,78 @@
+//! The room's part in a removal's cut, and the claims it rests on:
+//! - claims: a writer's node signs a claim for each Yjs client its local editors (and its own
+//!   API writes) write through, the first time it sees it, and sends it to the members at once,
+//!   so that a removal can name the clients of the member it removes;
+//! - the cut: whenever the membership voids clients (see
+//!   [`crate::core::access::Membership::voided`]) and whenever more of their operations arrive,
+//!   the room deletes them, stores the deletion and shows it, like a peer's change.
+
+use crate::core::access::Cert;
+use crate::core::doc::Voided;
+use crate::core::update_check::dependencies_v1;
+
+use super::{Outgoing, Room};
+
+impl Room {
+    /// Claims the clients of a local change that no member that writes has claimed, on a
+    /// shared document. The owner claims too: a client it claims is never cut.
+    pub(super) async fn claim_clients(&mut self, delta: &[u8]) {
+        let membership = &self.access.membership;
+        if !membership.is_shared() {
+            return;
+        }
+        let Ok(deps) = dependencies_v1(delta) else {
+            return;
+        };
+        let mut clients: Vec<u64> = deps
+            .sections
+            .iter()
+            .map(|(client, _, _)| *client)
+            .filter(|client| !membership.is_claimed(*client))
+            .collect();
+        if clients.is_empty() {
+            return;
+        }
+        clients.sort_unstable();
+        clients.dedup();
+        let claims: Vec<Cert> = clients
+            .iter()
+            .map(|client| Cert::claim(self.id, *client, &self.ctx.identity))
+            .collect();
+        match self.add_records(claims, Vec::new()).await {
+            Ok(_) => {
+                tracing::debug!(doc = %self.id, ?clients, "claimed the clients of local edits");
+                if let Err(e) = self.ctx.outbox.try_send(Outgoing::Records(self.id)) {
+                    // They travel with the next member exchange.
+                    tracing::debug!(doc = %self.id, "outbox full, claims go with the next exchange: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(doc = %self.id, "cannot store a client claim: {e}"),
+        }
+    }
+
+    /// Deletes what the membership voids and the document still shows (a removed member's
+    /// writing after the cut), if anything: stored and shown as a peer's change is.
+    pub(super) async fn enforce_cut(&mut self) {
+        if self.access.membership.voided().is_empty() {
+            return;
+        }
+        let access = self.access.clone();
+        let mut done = std::mem::take(&mut self.cut_done);
+        let result = self
+            .guarded(|doc| doc.void(access.membership.voided(), &mut done))
+            .await;
+        self.cut_done = done;
+        match result {
+            Ok(Voided {
+                delta: Some(delta),
+                operations,
+            }) => {
+                self.ctx.metrics.refused("edit", "cut", operations);
+                tracing::warn!(doc = %self.id, operations, "deleted what a removed member wrote after its removal's cut");
+                self.persist_remote(Some(delta)).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(doc = %self.id, "cannot apply a removal's cut: {e}"),
+        }
+    }
+}
