@@ -356,3 +356,27 @@ pub fn metric_value(text: &str, series: &str) -> f64 {
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Three nodes in `d`: A creates a document named `name` holding `text`, B and C join it as
+/// writers, and all three hold it.
+pub async fn owner_and_two_writers(
+    d: &Dirs,
+    name: &str,
+    text: &str,
+) -> (Node, Node, Node, peerdoc::DocInfo) {
+    let (a, b, c) = (
+        start(&d.paths[0]).await,
+        start(&d.paths[1]).await,
+        start(&d.paths[2]).await,
+    );
+    let doc = a.create_doc(name).await.unwrap();
+    a.write(&doc.id, text.into(), false).await.unwrap();
+    for writer in [&b, &c] {
+        writer
+            .join(&a.ticket(&doc.id).await.unwrap(), None)
+            .await
+            .unwrap();
+    }
+    wait_converged(&[&a, &b, &c], &doc.id, |t| t == text).await;
+    (a, b, c, doc)
+}

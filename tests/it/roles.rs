@@ -178,20 +178,7 @@ async fn a_member_a_writer_admitted_is_recognised_by_the_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_member_gets_no_new_key_and_its_writes_are_refused() {
     let d = dirs(3);
-    let (a, b, c) = (
-        start(&d.paths[0]).await,
-        start(&d.paths[1]).await,
-        start(&d.paths[2]).await,
-    );
-    let doc = a.create_doc("team").await.unwrap();
-    a.write(&doc.id, "before\n".into(), false).await.unwrap();
-    b.join(&a.ticket(&doc.id).await.unwrap(), None)
-        .await
-        .unwrap();
-    c.join(&a.ticket(&doc.id).await.unwrap(), None)
-        .await
-        .unwrap();
-    wait_converged(&[&a, &b, &c], &doc.id, |t| t == "before\n").await;
+    let (a, b, c, doc) = owner_and_two_writers(&d, "team", "before\n").await;
 
     // Only the owner removes, and only members.
     let err = b

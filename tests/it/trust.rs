@@ -370,3 +370,55 @@ async fn a_flood_of_certificates_is_refused_and_a_long_roster_travels_whole() {
         node.shutdown().await;
     }
 }
+
+/// The deterministic cut: what a removed writer wrote beyond what the owner held when it
+/// removed it is deleted everywhere, by the members that took it before they knew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_removed_writer_wrote_beyond_the_cut_is_deleted_everywhere() {
+    let d = dirs(3);
+    let (a, b, c, doc) = owner_and_two_writers(&d, "notes", "agenda\n").await;
+    // B writes; its claim of the client travels first, so every node that holds the text
+    // holds the claim (an edit through an unclaimed client is not taken).
+    b.write(&doc.id, "from B\n".into(), true).await.unwrap();
+    wait_converged(&[&a, &b, &c], &doc.id, |t| t == "agenda\nfrom B\n").await;
+
+    // The owner removes B while B and C are away, then goes away itself. (Each comes back on
+    // its port, where the others remember it.)
+    let ports = [tcp_port(&a).await, tcp_port(&b).await, tcp_port(&c).await];
+    let b_id = b.peer_id().to_string();
+    b.shutdown().await;
+    c.shutdown().await;
+    a.revoke(&doc.id, &b_id, &[]).await.unwrap();
+    a.shutdown().await;
+
+    // B and C meet again, neither knowing: C takes what B writes now.
+    let (b, c) = (
+        start_on(&d.paths[1], ports[1]).await,
+        start_on(&d.paths[2], ports[2]).await,
+    );
+    wait_doc_peer(&c, &doc.id, &b).await;
+    b.write(&doc.id, "B after its removal\n".into(), true)
+        .await
+        .unwrap();
+    wait_converged(&[&c], &doc.id, |t| t.contains("B after its removal")).await;
+    assert_eq!(refused(&c, "edit", "cut"), 0.0);
+
+    // The owner is back: C learns the removal and its cut, and deletes what B wrote beyond it
+    // (counted); the owner gets it from C already deleted. B learns it was removed.
+    let a = start_on(&d.paths[0], ports[0]).await;
+    let text = wait_converged(&[&a, &c], &doc.id, |t| t == "agenda\nfrom B\n").await;
+    assert_eq!(text, "agenda\nfrom B\n");
+    assert!(refused(&c, "edit", "cut") > 0.0, "C deleted B's writing");
+    wait_until("B knows it was removed", async || {
+        b.doc_info(&doc.id)
+            .await
+            .is_ok_and(|info| info.role == "removed")
+    })
+    .await;
+    // And the two go on together.
+    a.write(&doc.id, "decisions\n".into(), true).await.unwrap();
+    wait_converged(&[&a, &c], &doc.id, |t| t == "agenda\nfrom B\ndecisions\n").await;
+    for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}

@@ -8,7 +8,9 @@
 //!   with the invitation key (so joining needs no one online), or the owner or a writer issues
 //!   it directly;
 //! - a *revocation* (the owner's only) removes a member or an invitation: it holds no role and
-//!   grants nothing any more.
+//!   grants nothing any more;
+//! - a *claim* (a writer's, or the owner's) attributes a Yjs client id to its issuer;
+//! - a *cut* (the owner's only, part of a removal) voids a client's operations from a clock on.
 //!
 //! [`Membership`] is the grow-only set of a document's certificates and the roles they prove,
 //! derived from the owner: a certificate counts only if its issuer's role may grant it (the
