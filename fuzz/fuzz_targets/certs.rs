@@ -1,8 +1,9 @@
 //! Certificates, key grants and rosters from peers: decoding untrusted bytes, and deriving roles
 //! from any mix of validly signed certificates and revocations (the fuzzer picks kinds, roles,
 //! subjects and issuers from a fixed set of keys, so signatures verify and the role derivation
-//! itself is exercised). Invariants: the owner stays the only owner, the roles do not depend on
-//! the order certificates arrive in, and the owner can always remove any member.
+//! itself is exercised), client claims and cuts among them. Invariants: the owner stays the only
+//! owner, the roles do not depend on the order certificates arrive in, and the owner can always
+//! remove any member, its cut included.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use peerdoc::core::access::{peer_of, Cert, CertKind, KeyGrant, Membership, RemovalPlan, Role};
@@ -34,17 +35,33 @@ fuzz_target!(|data: &[u8]| {
 
     let mut certs = Vec::new();
     for op in data.chunks_exact(3) {
+        let issuer = &keys[usize::from(op[2]) % keys.len()];
+        let client = u64::from(op[1] % 8);
         let kind = match op[0] & 3 {
             0 => CertKind::Member,
             1 => CertKind::Invitation,
-            _ => CertKind::Revocation,
+            2 => CertKind::Revocation,
+            _ if op[0] & 8 == 0 => {
+                certs.push(Cert::claim(doc, client, issuer));
+                continue;
+            }
+            _ => {
+                certs.push(Cert::cut(doc, client, u64::from(op[2]), issuer));
+                continue;
+            }
         };
-        let role = if op[0] & 4 == 0 { Role::Reader } else { Role::Writer };
-        let issuer = &keys[usize::from(op[2]) % keys.len()];
+        let role = if op[0] & 4 == 0 {
+            Role::Reader
+        } else {
+            Role::Writer
+        };
         certs.push(Cert::issue(doc, kind, role, public(op[1]), issuer));
     }
     let added = membership.add_all(certs.clone());
-    assert_eq!(added.invalid, 0, "validly signed certificates are never invalid");
+    assert_eq!(
+        added.invalid, 0,
+        "validly signed certificates are never invalid"
+    );
     // The order certificates arrive in does not change the roles.
     let mut reversed = Membership::new(doc, public(0));
     reversed.add_all(certs.into_iter().rev());
@@ -65,7 +82,9 @@ fuzz_target!(|data: &[u8]| {
         .find(|(_, role)| **role != Role::Owner)
         .map(|(key, _)| *key);
     if let Some(target) = target {
-        let plan = RemovalPlan::new(&membership, &keys[0], target, &[]).expect("a removal plan");
+        let clocks = (0..8).map(|client| (client, client * 3)).collect();
+        let plan =
+            RemovalPlan::new(&membership, &keys[0], target, &[], &clocks).expect("a removal plan");
         let mut after = membership.clone();
         assert_eq!(after.add_all(plan.records).refused(), 0);
         assert_eq!(after.role_of_key(&target), None);
