@@ -6,8 +6,9 @@
 #
 # Usage: bash scripts/bench.sh [--smoke] [TRACE]
 #   TRACE    a sequential editing trace, default ../shared/data/editing-traces/automerge-paper.json.gz
-#            (the smoke run in scripts/test.sh uses the excerpt in bench/traces)
-#   --smoke  tiny sizes and a debug build: checks that the harness runs (CI), measures nothing
+#   --smoke  tiny sizes and a debug build: checks that the harness runs (CI), measures nothing;
+#            without TRACE it replays a synthetic trace the harness writes (peerdoc-bench synth),
+#            so it needs nothing beside the clone
 # Writes target/bench/{inproc,editors}.json and prints the Markdown table, then the notes that
 # explain the editor rows (target/bench/editors-notes.md; both also in
 # target/bench/results.md).
@@ -16,13 +17,18 @@ cd "$(dirname "$0")/.."
 
 smoke=false
 if [ "${1:-}" = "--smoke" ]; then smoke=true; shift; fi
-trace=${1:-../shared/data/editing-traces/automerge-paper.json.gz}
+out=target/bench
+mkdir -p "$out"
+if $smoke && [ -z "${1:-}" ]; then
+  cargo run --locked --quiet -p peerdoc-bench -- synth --out "$out/synthetic.json"
+  trace=$out/synthetic.json
+else
+  trace=${1:-../shared/data/editing-traces/automerge-paper.json.gz}
+fi
 if [ ! -f "$trace" ]; then
   echo "no trace at $trace: pass the path of a sequential editing trace (see ../shared/data/editing-traces/README.md)" >&2
   exit 2
 fi
-out=target/bench
-mkdir -p "$out"
 rm -f "$out/editors-notes.md"
 
 (cd bench && npm ci --no-audit --no-fund --loglevel=error)

@@ -13,7 +13,7 @@
 //! The folders are the layers, and dependencies point down only:
 //!
 //! ```text
-//! main.rs, cli.rs, client.rs   the binary: parse, wire Node + api::Server, talk to the daemon
+//! main.rs, cli/, client.rs     the binary: parse, wire Node + api::Server, talk to the daemon
 //!        |
 //!       api/        HTTP server: JSON API, /ws y-websocket sessions, web editor, access checks
 //!        |
@@ -42,8 +42,8 @@
 //! | `metrics` | the node's Prometheus metrics (`GET /metrics`) and their encoding |
 //! | `actor` | the command-with-reply helper every owning task is reached by; lock guards |
 //!
-//! The binary's own modules (`src/main.rs`, `src/cli.rs`, `src/client.rs`) use only this
-//! public API.
+//! The binary's own modules (`src/main.rs`; `src/cli/`: arguments and commands, `serve`, the
+//! `status` output; `src/client.rs`) use only this public API.
 
 mod actor;
 pub mod api;

@@ -72,6 +72,18 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Write a synthetic sequential trace (typing, backspaces, cursor jumps; the same for the
+    /// same seed): what the smoke run replays, so that it needs no trace beside the clone.
+    Synth {
+        /// Edits in the trace.
+        #[arg(long, default_value_t = 4000)]
+        edits: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Where to write it (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Join result files (from `run` and from editors.mjs) into one Markdown table.
     Report {
         /// JSON files written by `run --json` or `editors.mjs --json`.
@@ -109,6 +121,10 @@ fn main() -> anyhow::Result<()> {
                 messages,
             ))?;
             emit(&rows, json)?;
+        }
+        Command::Synth { edits, seed, out } => {
+            std::fs::write(&out, trace::synthetic(edits, seed).to_string())
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
         }
         Command::Report { files } => {
             let mut rows: Vec<report::Row> = Vec::new();

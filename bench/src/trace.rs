@@ -1,6 +1,7 @@
 //! Editing traces (the `josephg/editing-traces` format; see `../shared/data/editing-traces/`):
 //! read a sequential trace, gzipped or not, into edits with UTF-16 offsets (what Yjs and yrs
-//! count), with the final text a full replay must give.
+//! count), with the final text a full replay must give; and write a synthetic one (the smoke
+//! run's, so that it needs nothing beside the clone).
 
 use std::io::Read;
 use std::path::Path;
@@ -112,4 +113,60 @@ pub fn load(path: &Path, limit: Option<usize>) -> anyhow::Result<Trace> {
         })
         .unwrap_or_default();
     Ok(Trace { name, edits, end })
+}
+
+/// A synthetic sequential trace of `edits` edits, the same for the same `seed`, in the
+/// `josephg/editing-traces` format: someone typing (a character at the cursor), with now and
+/// then a backspace, a jump of the cursor elsewhere, or a pasted word. ASCII only.
+pub fn synthetic(edits: usize, seed: u64) -> serde_json::Value {
+    use rand::{Rng, SeedableRng};
+    const WORDS: [&str; 6] = ["peer ", "document ", "editing ", "together ", "sync ", "\n"];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut text: Vec<u8> = Vec::new();
+    let mut cursor = 0usize;
+    let mut txns = Vec::with_capacity(edits);
+    for _ in 0..edits {
+        let roll = rng.gen_range(0..100);
+        if roll < 3 && !text.is_empty() {
+            cursor = rng.gen_range(0..=text.len());
+        }
+        let (del, ins) = if roll < 12 && cursor > 0 {
+            cursor -= 1;
+            (1, String::new())
+        } else if roll < 15 {
+            (0, WORDS[rng.gen_range(0..WORDS.len())].to_string())
+        } else {
+            (0, char::from(rng.gen_range(b'a'..=b'z')).to_string())
+        };
+        text.splice(cursor..cursor + del, ins.bytes());
+        txns.push(serde_json::json!({ "patches": [[cursor, del, ins]] }));
+        cursor += ins.len();
+    }
+    serde_json::json!({
+        "kind": "sequential",
+        "startContent": "",
+        "endContent": String::from_utf8_lossy(&text),
+        "txns": txns,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_synthetic_trace_replays_to_its_end_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("synthetic.json");
+        std::fs::write(&path, synthetic(3000, 7).to_string()).unwrap();
+        let trace = load(&path, None).unwrap();
+        assert_eq!(trace.edits.len(), 3000);
+        let mut text = String::new();
+        for edit in &trace.edits {
+            let at = edit.at as usize;
+            text.replace_range(at..at + edit.delete as usize, &edit.insert);
+        }
+        assert_eq!(Some(text), trace.end);
+        assert_eq!(synthetic(50, 1), synthetic(50, 1));
+    }
 }

@@ -24,10 +24,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership};
-use crate::core::doc::{Applied, DocError, DocId, Document, Summary, EMPTY_UPDATE};
+use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
-use crate::core::sync::{SyncError, YMessage};
+
 use crate::metrics::Metrics;
 
 /// How often a room whose last store write failed tries again.
@@ -43,38 +43,6 @@ const COMMAND_QUEUE: usize = 256;
 const CHANGES_QUEUE: usize = 1024;
 /// Changes a room may have queued for the store before it waits for the oldest commit.
 const MAX_IN_FLIGHT: usize = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RoomError {
-    #[error(transparent)]
-    Doc(#[from] DocError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("stored history of document {0} is damaged ({1}); restore the database from a backup")]
-    Corrupt(DocId, DocError),
-    #[error("document {0} is closed")]
-    Closed(DocId),
-    #[error("malformed awareness update: {0}")]
-    Awareness(#[from] SyncError),
-    #[error(
-        "document {0} is read-only here: it was shared with this node read-only; ask a writer \
-         for a read-write ticket"
-    )]
-    ReadOnly(DocId),
-    #[error(
-        "document {0} has reached its size limit ({limit} bytes stored); nothing more can be \
-         added to it",
-        limit = MAX_DOC_BYTES
-    )]
-    TooLarge(DocId),
-    #[error(
-        "this node was removed from document {0} by its owner: it gets no new edits and its \
-         writes are refused; ask the owner to share it again"
-    )]
-    Removed(DocId),
-    #[error("cannot remove the member from document {0}: {1}")]
-    Removal(DocId, crate::core::access::RemovalError),
-}
 
 /// What a removal did.
 #[derive(Debug, Clone)]
@@ -298,10 +266,7 @@ impl Room {
                 let result = self.guarded(|doc| doc.apply_complete(&update)).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                 let _ = reply.send(result);
-                if delta.is_some() {
-                    self.persist_remote(delta).await;
-                    self.enforce_cut().await;
-                }
+                self.take_remote(delta).await;
             }
             Command::ApplyLocal(update, origin, reply) => {
                 tracing::trace!(target: "peerdoc::stage", "room: local update");
@@ -445,10 +410,7 @@ impl Room {
                     .await;
                 let delta = result.as_ref().ok().and_then(|r| r.delta.clone());
                 let _ = reply.send(result);
-                if delta.is_some() {
-                    self.persist_remote(delta).await;
-                    self.enforce_cut().await;
-                }
+                self.take_remote(delta).await;
             }
             Gossip::Have(sv) => {
                 let result = match self.loaded().await {
@@ -465,58 +427,17 @@ impl Room {
             }
         }
     }
-
-    /// Tells local subscribers (editor sessions), if there are any.
-    fn tell(&self, change: Change) {
-        if let Some(changes) = &self.changes {
-            let _ = changes.send(change);
-        }
-    }
-
-    fn send_out(&self, gossip: Gossip) {
-        // A full outbox only delays peers until the next anti-entropy round; never block edits.
-        if let Err(e) = self.ctx.outbox.try_send(Outgoing::Gossip {
-            doc: self.id,
-            gossip,
-        }) {
-            tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
-        }
-    }
-
-    /// Applies an awareness update and fans out what changed; returns the clients it names.
-    fn apply_awareness(
-        &mut self,
-        update: &[u8],
-        origin: Origin,
-        owner: Option<Owner>,
-    ) -> Result<Vec<u64>, RoomError> {
-        let presence = self
-            .presence
-            .get_or_insert_with(|| Presence::new(super::presence::tokio_clock()));
-        let (clients, changed) = presence.apply(update, owner)?;
-        if let Some(changed) = changed {
-            self.fan_out_presence(changed, origin, origin != Origin::Remote);
-        }
-        Ok(clients)
-    }
-
-    /// Tells local sessions about a presence change and, if `announce`, peers.
-    fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
-        self.tell(Change::applied(
-            origin,
-            Arc::new(YMessage::Awareness(update.clone())),
-        ));
-        if announce {
-            self.send_out(Gossip::Awareness(update));
-        }
-    }
 }
 
 mod access;
 mod change;
 mod cut;
+mod error;
+mod fan_out;
 mod handle;
 mod lifecycle;
+
+pub use error::RoomError;
 
 pub(crate) use change::{Change, Origin, Outgoing, Stage};
 use lifecycle::{park, Slot};

@@ -1,5 +1,6 @@
 //! Document tests: ids and topics, applying and refusing updates, text edits, digests.
 
+use super::text_diff::{TextEdit, CHAR_DIFF_MAX};
 use super::*;
 use proptest::prelude::*;
 

@@ -50,6 +50,15 @@ impl Room {
         }
     }
 
+    /// A peer's change: stored and shown ([`Room::persist_remote`]), then what it brought from
+    /// a voided client deleted.
+    pub(super) async fn take_remote(&mut self, delta: Option<Vec<u8>>) {
+        if delta.is_some() {
+            self.persist_remote(delta).await;
+            self.enforce_cut().await;
+        }
+    }
+
     /// Deletes what the membership voids and the document still shows (a removed member's
     /// writing after the cut), if anything: stored and shown as a peer's change is.
     pub(super) async fn enforce_cut(&mut self) {

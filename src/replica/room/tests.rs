@@ -1,7 +1,7 @@
 //! Room tests: storage and compaction, hostile updates, gossip decisions, presence.
 
 use super::*;
-use crate::core::sync::{decode_awareness, MAX_GOSSIP_UPDATE};
+use crate::core::sync::{decode_awareness, YMessage, MAX_GOSSIP_UPDATE};
 use crate::replica::presence::tests::presence_update as presence;
 use crate::replica::presence::PRESENCE_TIMEOUT_MS;
 use crate::replica::store::DocMeta;

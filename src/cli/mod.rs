@@ -1,0 +1,247 @@
+//! The command line: its arguments, and every command but `serve` (see `serve`), each of which
+//! talks to the running daemon of the same data dir through its HTTP API (see
+//! [`crate::client`]); `status` prints a node's status for people.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use peerdoc::Config;
+
+use crate::client::Client;
+use crate::progress;
+
+mod serve;
+mod status;
+
+use serve::serve;
+pub(crate) use serve::ServeArgs;
+use status::print_status;
+
+/// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted
+///
+/// Run `peerdoc serve` to start a node, then use the other commands (from another terminal) to
+/// create, share, join, read and write documents. A DOC argument is a document id, a unique
+/// prefix of it (4+ characters), or the document's local name.
+#[derive(Parser, Debug)]
+#[command(name = "peerdoc", version)]
+pub(crate) struct Cli {
+    /// Data directory of the node (database, identity). One data dir = one node.
+    /// [default: the platform data dir, e.g. ~/.local/share/peerdoc]
+    #[arg(long, global = true, env = "PEERDOC_DATA", value_name = "DIR")]
+    pub(crate) data: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run the node: libp2p networking, sync, storage and the local HTTP API.
+    Serve(ServeArgs),
+    /// Create a new empty document and print its id.
+    New {
+        /// Local name of the document.
+        name: String,
+    },
+    /// List documents.
+    Ls,
+    /// Print a ticket that lets another node join DOC: as a writer, or with --read-only as a
+    /// reader (it can read and follow the document, never change it). Only the owner and
+    /// writers can share. Treat a ticket like a password.
+    Share {
+        doc: String,
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// List DOC's members and their roles (owner, writer, reader).
+    Members { doc: String },
+    /// Remove a member from DOC (owner only): the document gets a new key that the removed
+    /// member never receives, and its writes are refused everywhere. Members it admitted go with
+    /// it (listed; `--keep` keeps one), and every ticket shared so far stops admitting anyone:
+    /// share new ones. Remaining members need to do nothing.
+    Revoke {
+        doc: String,
+        /// The member's peer id (see `peerdoc members DOC`).
+        peer: String,
+        /// Keep this member although it was admitted through the removed one (repeatable).
+        #[arg(long, value_name = "PEER")]
+        keep: Vec<String>,
+    },
+    /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
+    /// finds if the sharer does not answer.
+    Join {
+        ticket: String,
+        /// Local name (default: the name in the ticket).
+        #[arg(long)]
+        name: Option<String>,
+        /// If no member is online, keep the document and wait: the node completes the join
+        /// when one answers (even after a restart, or if this command is interrupted).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Print the document's text.
+    Cat { doc: String },
+    /// Replace the document's text with stdin (as a minimal diff, so concurrent edits elsewhere
+    /// survive), or append stdin with --append.
+    Write {
+        doc: String,
+        #[arg(long)]
+        append: bool,
+        /// Empty the document (on every member's node) when standard input is empty; without
+        /// it, empty input is refused and nothing changes.
+        #[arg(long)]
+        allow_empty: bool,
+    },
+    /// Rename a document (locally).
+    Rename { doc: String, name: String },
+    /// Delete this node's copy of a document.
+    Rm { doc: String },
+    /// Node status: peer id, addresses, the web editor's URL (with the access token), connected
+    /// peers, documents and their sync state.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Connected peers.
+    Peers,
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<()> {
+    let data = cli.data.clone().unwrap_or_else(Config::default_data_dir);
+    match cli.command {
+        Command::Serve(args) => serve(data, args).await,
+        other => tokio::task::spawn_blocking(move || client_command(data, other)).await?,
+    }
+}
+
+fn client_command(data: PathBuf, command: Command) -> Result<()> {
+    let client = Client::for_data_dir(&data)?;
+    match command {
+        Command::Serve(_) => unreachable!("handled by run"),
+        Command::New { name } => {
+            let doc = client.create(&name)?;
+            println!("{}", doc.id);
+        }
+        Command::Ls => {
+            for doc in client.list()? {
+                let role = if doc.joining {
+                    "  (joining: waiting for a member)"
+                } else if doc.role == "reader" {
+                    "  (read-only)"
+                } else {
+                    ""
+                };
+                println!("{}  {}{role}", doc.id, doc.name);
+            }
+        }
+        Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
+        Command::Revoke { doc, peer, keep } => {
+            let removed = client.revoke(&doc, &peer, &keep)?;
+            println!(
+                "removed {peer}; the document's key is now at epoch {}",
+                removed.epoch
+            );
+            for member in &removed.with_it {
+                println!(
+                    "also removed {} ({}): it was admitted through {peer} (keep it with --keep {})",
+                    member.peer, member.role, member.peer
+                );
+            }
+            if removed.tickets_closed > 0 {
+                println!(
+                    "{} earlier ticket(s) no longer admit anyone: share new ones",
+                    removed.tickets_closed
+                );
+            }
+        }
+        Command::Members { doc } => {
+            for member in client.members(&doc)? {
+                let you = if member.you { "  (this node)" } else { "" };
+                println!("{}  {}{you}", member.peer, member.role);
+            }
+        }
+        Command::Join { ticket, name, wait } => {
+            let spinner = progress::spinner("joining: reaching a member, fetching the document");
+            let mut doc = client.join(&ticket, name.as_deref(), wait);
+            if let Some(info) = doc.as_ref().ok().filter(|info| info.joining) {
+                spinner.set_message(format!(
+                    "no member of {} is online; waiting for one (Ctrl-C leaves the node waiting)",
+                    info.name
+                ));
+                let id = info.id.clone();
+                doc = loop {
+                    std::thread::sleep(Duration::from_millis(500));
+                    match client.info(&id) {
+                        Ok(info) if info.joining => continue,
+                        other => break other,
+                    }
+                };
+            }
+            spinner.finish_and_clear();
+            let doc = doc?;
+            println!("joined {} ({})", doc.name, doc.id);
+        }
+        Command::Cat { doc } => {
+            use std::io::Write;
+            let text = client.text(&doc)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Command::Write {
+            doc,
+            append,
+            allow_empty,
+        } => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "reading the new text of {doc} from standard input: type or paste it, then \
+                     press Ctrl-D on a line of its own (Ctrl-C leaves the document as it is)"
+                );
+            }
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("stdin is not valid UTF-8 text")?;
+            if text.is_empty() && !append && !allow_empty {
+                anyhow::bail!(
+                    "standard input was empty, so nothing was written (an empty text would erase \
+                     {doc} on every member's node); to empty it on purpose, use --allow-empty"
+                );
+            }
+            let bar = progress::upload(text.len());
+            let written = client.write(&doc, &text, append, allow_empty, &|n| {
+                bar.set_position(n as u64);
+                if n == text.len() {
+                    bar.set_message("sent; saving");
+                }
+            });
+            bar.finish_and_clear();
+            written?;
+        }
+        Command::Rename { doc, name } => {
+            let doc = client.rename(&doc, &name)?;
+            println!("renamed to {}", doc.name);
+        }
+        Command::Rm { doc } => client.delete(&doc)?,
+        Command::Status { json } => {
+            let status = client.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status, client.editor_url().as_deref());
+            }
+        }
+        Command::Peers => {
+            for peer in client.peers()? {
+                println!("{}  {}", peer.peer, peer.addrs.join(" "));
+            }
+        }
+    }
+    Ok(())
+}

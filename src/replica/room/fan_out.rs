@@ -1,0 +1,57 @@
+//! What the room tells others: local subscribers (editor sessions) every change, the network
+//! its local edits and presence; and presence itself (awareness updates applied, what changed
+//! fanned out).
+
+use std::sync::Arc;
+
+use super::{Change, Origin, Outgoing, Room, RoomError};
+use crate::core::sync::gossip::Gossip;
+use crate::core::sync::YMessage;
+use crate::replica::presence::{Owner, Presence};
+
+impl Room {
+    /// Tells local subscribers (editor sessions), if there are any.
+    pub(super) fn tell(&self, change: Change) {
+        if let Some(changes) = &self.changes {
+            let _ = changes.send(change);
+        }
+    }
+
+    pub(super) fn send_out(&self, gossip: Gossip) {
+        // A full outbox only delays peers until the next anti-entropy round; never block edits.
+        if let Err(e) = self.ctx.outbox.try_send(Outgoing::Gossip {
+            doc: self.id,
+            gossip,
+        }) {
+            tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
+        }
+    }
+
+    /// Applies an awareness update and fans out what changed; returns the clients it names.
+    pub(super) fn apply_awareness(
+        &mut self,
+        update: &[u8],
+        origin: Origin,
+        owner: Option<Owner>,
+    ) -> Result<Vec<u64>, RoomError> {
+        let presence = self
+            .presence
+            .get_or_insert_with(|| Presence::new(crate::replica::presence::tokio_clock()));
+        let (clients, changed) = presence.apply(update, owner)?;
+        if let Some(changed) = changed {
+            self.fan_out_presence(changed, origin, origin != Origin::Remote);
+        }
+        Ok(clients)
+    }
+
+    /// Tells local sessions about a presence change and, if `announce`, peers.
+    pub(super) fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
+        self.tell(Change::applied(
+            origin,
+            Arc::new(YMessage::Awareness(update.clone())),
+        ));
+        if announce {
+            self.send_out(Gossip::Awareness(update));
+        }
+    }
+}
