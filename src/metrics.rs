@@ -90,7 +90,7 @@ impl Metrics {
         registry.register("peers_connected", "Peers connected", metrics.peers.clone());
         registry.register(
             "access_refused",
-            "Sync requests, member exchanges, gossip and certificates refused by the access rules, by what and why",
+            "Sync requests, member exchanges, gossip and certificates refused by the access rules, and operations a removal's cut voided (what=edit), by what and why",
             metrics.refused.clone(),
         );
         registry.register(

@@ -10,7 +10,7 @@ use crate::core::state::digest_of;
 pub use crate::core::state::{
     check_leading_count, decode_sv, sv_gap, sv_has_unseen, sv_text, Summary, EMPTY_UPDATE,
 };
-use crate::core::update_check::{check_update_v1, dependencies_v1};
+use crate::core::update_check::{check_update_v1, dependencies_v1, Dependencies};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore;
@@ -166,16 +166,27 @@ impl Document {
     /// simulation, where a removed writer's refused edits leave holes for good).
     pub fn apply_complete(&mut self, update: &[u8]) -> Result<Applied, DocError> {
         let deps = dependencies_v1(update).map_err(DocError::BadUpdate)?;
-        if !self.has_dependencies(&deps) {
+        self.apply_complete_walked(update, &deps)
+    }
+
+    /// [`Document::apply_complete`] of an update already walked: `deps` is what
+    /// [`dependencies_v1`] returned for these bytes (which is also the bounds check), so the
+    /// update is not walked again.
+    pub fn apply_complete_walked(
+        &mut self,
+        update: &[u8],
+        deps: &Dependencies,
+    ) -> Result<Applied, DocError> {
+        if !self.has_dependencies(deps) {
             return Ok(Applied {
                 delta: None,
                 incomplete: true,
             });
         }
-        self.apply(update)
+        self.apply_checked(update)
     }
 
-    fn has_dependencies(&self, deps: &crate::core::update_check::Dependencies) -> bool {
+    fn has_dependencies(&self, deps: &Dependencies) -> bool {
         if deps.has_skip {
             return false;
         }
@@ -205,10 +216,16 @@ impl Document {
     /// exclude it), so the caller should pull a complete diff from the sender when
     /// [`Applied::incomplete`] is set.
     pub fn apply(&mut self, update: &[u8]) -> Result<Applied, DocError> {
-        let doc = &self.doc;
         // yrs decodes and integrates untrusted bytes: bound what it may allocate and how deep
-        // it recurses first, and a panic there must not take the node down.
+        // it recurses first.
         check_update_v1(update).map_err(DocError::BadUpdate)?;
+        self.apply_checked(update)
+    }
+
+    /// [`Document::apply`] of bytes that passed [`check_update_v1`]. A panic in yrs must not
+    /// take the node down.
+    fn apply_checked(&mut self, update: &[u8]) -> Result<Applied, DocError> {
+        let doc = &self.doc;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let update =
                 Update::decode_v1(update).map_err(|e| DocError::BadUpdate(e.to_string()))?;

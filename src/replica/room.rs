@@ -296,38 +296,16 @@ impl Room {
                 let _ = reply.send(result);
             }
             Command::Replace(text, reply) => {
-                if let Err(e) = self
-                    .may_add(text.len())
-                    .and(self.ready_for_api_write().await)
-                {
-                    let _ = reply.send(Err(e));
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let delta = match self.loaded().await {
-                    Ok(doc) => doc.replace_text(&text),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        return std::ops::ControlFlow::Continue(());
-                    }
-                };
-                let _ = reply.send(self.local_change(delta, Origin::Api).await);
+                let written = self
+                    .write_text(text.len(), |doc| doc.replace_text(&text))
+                    .await;
+                let _ = reply.send(written);
             }
             Command::Append(text, reply) => {
-                if let Err(e) = self
-                    .may_add(text.len())
-                    .and(self.ready_for_api_write().await)
-                {
-                    let _ = reply.send(Err(e));
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let delta = match self.loaded().await {
-                    Ok(doc) => doc.append_text(&text),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        return std::ops::ControlFlow::Continue(());
-                    }
-                };
-                let _ = reply.send(self.local_change(delta, Origin::Api).await);
+                let written = self
+                    .write_text(text.len(), |doc| doc.append_text(&text))
+                    .await;
+                let _ = reply.send(written);
             }
             Command::AddRecords(certs, grants, reply) => {
                 let _ = reply.send(self.add_records(certs, grants).await);
@@ -405,8 +383,12 @@ impl Room {
                     let _ = reply.send(Err(e));
                     return;
                 }
+                // Claims are asked for on shared documents only (see `clients_of`).
+                let access = self.access.clone();
+                let membership = &access.membership;
+                let claimed = |client| !membership.is_shared() || membership.is_claimed(client);
                 let result = self
-                    .guarded(|doc| gossip::receive_update(doc, &update))
+                    .guarded(|doc| gossip::receive_update(doc, &update, claimed))
                     .await;
                 let delta = result.as_ref().ok().and_then(|r| r.delta.clone());
                 let _ = reply.send(result);

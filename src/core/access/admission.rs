@@ -11,7 +11,6 @@
 //! And whether a gossip message's author may have sent it ([`admit_gossip`]).
 
 use super::{Cert, CertKind, KeyBytes, Membership, Role};
-use crate::core::update_check::dependencies_v1;
 
 /// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,18 +106,6 @@ pub fn admit_gossip(membership: &Membership, author: &KeyBytes, needed: Role) ->
         Some(role) => GossipVerdict::NotAllowed(role),
         None => GossipVerdict::Unknown,
     }
-}
-
-/// Whether every Yjs client an edit writes through is claimed by a member that writes. An
-/// edit through an unclaimed client is not taken from gossip (its claim travels first, so it
-/// comes by a pull once the claim is here): a removal can then always name what it cuts.
-/// Bytes that are no update pass here; the room refuses them.
-pub fn edit_is_claimed(membership: &Membership, update: &[u8]) -> bool {
-    dependencies_v1(update).map_or(true, |deps| {
-        deps.sections
-            .iter()
-            .all(|(client, _, _)| membership.is_claimed(*client))
-    })
 }
 
 /// The records a requester that is not served needs, and nothing more: the owner's

@@ -20,6 +20,9 @@ pub struct Membership {
     issued: HashMap<KeyBytes, usize>,
     /// Client claims stored per issuer (for [`MAX_CLAIMS_PER_MEMBER`]).
     claims: HashMap<KeyBytes, usize>,
+    /// Certificates (claims not counted) and claims stored from issuers other than the owner
+    /// (for [`MAX_MEMBER_ISSUED_CERTS`] and [`MAX_MEMBER_CLAIMS`]).
+    by_members: (usize, usize),
     /// Key grants by (epoch, member).
     grants: HashMap<(u32, KeyBytes), KeyGrant>,
     /// Derived: members' roles (the owner included).
@@ -73,6 +76,7 @@ impl Membership {
             certs: HashSet::new(),
             issued: HashMap::new(),
             claims: HashMap::new(),
+            by_members: (0, 0),
             grants: HashMap::new(),
             members: HashMap::new(),
             invitations: HashMap::new(),
@@ -153,11 +157,14 @@ impl Membership {
         if !cert.verify() {
             return Err(AccessError::BadSignature);
         }
-        let counter = match cert.kind {
-            CertKind::Claim => &mut self.claims,
-            _ => &mut self.issued,
+        let (counter, total) = match cert.kind {
+            CertKind::Claim => (&mut self.claims, &mut self.by_members.1),
+            _ => (&mut self.issued, &mut self.by_members.0),
         };
         *counter.entry(cert.issuer).or_default() += 1;
+        if cert.issuer != self.owner {
+            *total += 1;
+        }
         self.certs.insert(cert);
         Ok(true)
     }
@@ -167,9 +174,7 @@ impl Membership {
     fn over_limit(&self, cert: &Cert) -> bool {
         let count =
             |table: &HashMap<KeyBytes, usize>, key: &KeyBytes| table.get(key).copied().unwrap_or(0);
-        let by_members = |table: &HashMap<KeyBytes, usize>| {
-            table.values().sum::<usize>() - count(table, &self.owner)
-        };
+        let (member_certs, member_claims) = self.by_members;
         match cert.kind {
             CertKind::Revocation | CertKind::Cut if cert.issuer == self.owner => false,
             _ if cert.issuer == self.owner => {
@@ -178,11 +183,11 @@ impl Membership {
             }
             CertKind::Claim => {
                 count(&self.claims, &cert.issuer) >= MAX_CLAIMS_PER_MEMBER
-                    || by_members(&self.claims) >= MAX_MEMBER_CLAIMS
+                    || member_claims >= MAX_MEMBER_CLAIMS
             }
             _ => {
                 count(&self.issued, &cert.issuer) >= MAX_CERTS_PER_ISSUER
-                    || by_members(&self.issued) >= MAX_MEMBER_ISSUED_CERTS
+                    || member_certs >= MAX_MEMBER_ISSUED_CERTS
             }
         }
     }
@@ -327,18 +332,6 @@ impl Membership {
         &self.voided
     }
 
-    /// The Yjs clients `member` claimed.
-    pub fn claims_of(&self, member: &KeyBytes) -> Vec<u64> {
-        let mut clients: Vec<u64> = self
-            .certs
-            .iter()
-            .filter(|c| c.kind == CertKind::Claim && c.issuer == *member)
-            .filter_map(Cert::client)
-            .collect();
-        clients.sort_unstable();
-        clients
-    }
-
     /// Whether a member that may write claimed `client` (so a node need not claim it again).
     pub fn is_claimed(&self, client: u64) -> bool {
         self.claimed.contains(&client)
@@ -347,7 +340,8 @@ impl Membership {
     /// Whether the document was ever shared: a ticket was made for it (an invitation), or this
     /// node joined it, so it holds certificates. A document never shared is announced nowhere.
     pub fn is_shared(&self) -> bool {
-        self.certs.iter().any(|c| c.kind != CertKind::Claim)
+        // Claims are counted apart: any other certificate means it was shared.
+        !self.issued.is_empty()
     }
 
     /// Invitations that still admit members, with the role each admits up to.

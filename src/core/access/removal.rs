@@ -18,7 +18,7 @@
 //! role they had. The plan is checked against a copy of the membership before it is returned:
 //! a plan that would leave `target` a role is an error, never a silent success.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use libp2p_identity::ed25519;
 
@@ -107,24 +107,7 @@ impl RemovalPlan {
 
         let mut records = vec![revoke(target)];
         records.extend(cascaded.iter().map(|(key, _)| revoke(*key)));
-        let removed: Vec<KeyBytes> = std::iter::once(target)
-            .chain(cascaded.iter().map(|(key, _)| *key))
-            .collect();
-        let claimed_by_others = |client: u64| {
-            membership
-                .member_keys()
-                .filter(|(key, role)| !removed.contains(key) && role.may_write())
-                .any(|(key, _)| membership.claims_of(key).contains(&client))
-        };
-        let mut cut: Vec<(u64, u64)> = std::iter::once(target)
-            .chain(cascaded.iter().map(|(key, _)| *key))
-            .flat_map(|key| membership.claims_of(&key))
-            // A client the owner or a remaining writer claims too is theirs as well: not cut.
-            .filter(|client| !claimed_by_others(*client))
-            .map(|client| (client, clocks.get(&client).copied().unwrap_or(0)))
-            .collect();
-        cut.sort_unstable();
-        cut.dedup();
+        let cut = cut_of(membership, target, &cascaded, clocks);
         records.extend(
             cut.iter()
                 .map(|(client, clock)| Cert::cut(doc, *client, *clock, owner)),
@@ -181,6 +164,37 @@ impl RemovalPlan {
             cut,
         })
     }
+}
+
+/// The cut of a removal: each client `target` and the `cascaded` members claimed, at the
+/// owner's clock, but for clients the owner or a remaining writer claims too.
+fn cut_of(
+    membership: &Membership,
+    target: KeyBytes,
+    cascaded: &[(KeyBytes, Role)],
+    clocks: &HashMap<u64, u64>,
+) -> Vec<(u64, u64)> {
+    let removed = |key: &KeyBytes| *key == target || cascaded.iter().any(|(k, _)| k == key);
+    let mut theirs: BTreeSet<u64> = BTreeSet::new();
+    let mut others: HashSet<u64> = HashSet::new();
+    for cert in membership.certs().filter(|c| c.kind == CertKind::Claim) {
+        let Some(client) = cert.client() else {
+            continue;
+        };
+        if removed(&cert.issuer) {
+            theirs.insert(client);
+        } else if membership
+            .role_of_key(&cert.issuer)
+            .is_some_and(Role::may_write)
+        {
+            others.insert(client);
+        }
+    }
+    theirs
+        .into_iter()
+        .filter(|client| !others.contains(client))
+        .map(|client| (client, clocks.get(&client).copied().unwrap_or(0)))
+        .collect()
 }
 
 fn add_checked(membership: &mut Membership, cert: Cert) -> Result<(), RemovalError> {

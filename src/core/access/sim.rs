@@ -24,7 +24,7 @@ use libp2p_identity::ed25519;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::admission::{admit_gossip, edit_is_claimed, GossipVerdict};
+use super::admission::{admit_gossip, GossipVerdict};
 use super::{Cert, CertKind, KeyBytes, KeyGrant, Membership, RemovalPlan, Role};
 use crate::core::doc::{DocId, Document};
 use crate::core::envelope::{DocKey, Keyring};
@@ -233,11 +233,14 @@ impl Sim {
             GossipVerdict::Accept if !self.nodes[to].heard_roster => self.exchange(to, from),
             GossipVerdict::Accept => {
                 if let Gossip::Update(update) = message {
-                    if !edit_is_claimed(&self.nodes[to].membership, &update) {
+                    let node = &mut self.nodes[to];
+                    let received = gossip::receive_update(&mut node.doc, &update, |client| {
+                        node.membership.is_claimed(client)
+                    })
+                    .expect("the simulation's updates are valid");
+                    if received.unclaimed {
                         return self.exchange(to, from);
                     }
-                    let received = gossip::receive_update(&mut self.nodes[to].doc, &update)
-                        .expect("the simulation's updates are valid");
                     self.nodes[to].enforce_cut();
                     if received.pull {
                         self.pull(to, from);

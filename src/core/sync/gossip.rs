@@ -8,6 +8,7 @@ use libp2p_identity::{ed25519, PeerId, PublicKey};
 use super::{SyncError, YMessage, MAX_GOSSIP_UPDATE};
 use crate::core::doc::{DocError, Document};
 use crate::core::envelope::{Keyring, Purpose};
+use crate::core::update_check::dependencies_v1;
 
 /// What a gossip message's signature covers, before the topic and the envelope.
 const SIGNING_CONTEXT: &[u8] = b"peerdoc/gossip/1";
@@ -111,22 +112,39 @@ pub struct Received {
     pub delta: Option<Vec<u8>>,
     /// Pull from the sender: it has operations the replica still lacks.
     pub pull: bool,
+    /// Not applied: the edit writes through a Yjs client no writer claimed (here, yet).
+    /// Exchange rosters with the sender: the claim comes first, then the edit by a pull. So
+    /// a removal can always name what it cuts (see `core::access::removal`).
+    pub unclaimed: bool,
 }
 
-/// Applies a gossiped update if its predecessors are here; pulls otherwise.
-pub fn receive_update(doc: &mut Document, update: &[u8]) -> Result<Received, DocError> {
-    let applied = doc.apply_complete(update)?;
+/// Applies a gossiped update if every client it writes through is `claimed` and its
+/// predecessors are here; pulls otherwise. The update is walked once.
+pub fn receive_update(
+    doc: &mut Document,
+    update: &[u8],
+    claimed: impl Fn(u64) -> bool,
+) -> Result<Received, DocError> {
+    let deps = dependencies_v1(update).map_err(DocError::BadUpdate)?;
+    if !deps.sections.iter().all(|(client, _, _)| claimed(*client)) {
+        return Ok(Received {
+            unclaimed: true,
+            ..Received::default()
+        });
+    }
+    let applied = doc.apply_complete_walked(update, &deps)?;
     Ok(Received {
         delta: applied.delta,
         pull: applied.incomplete,
+        unclaimed: false,
     })
 }
 
 /// An announcement: pull only when the announcer has operations the replica lacks.
 pub fn receive_have(doc: &Document, announced_sv: &[u8]) -> Result<Received, DocError> {
     Ok(Received {
-        delta: None,
         pull: doc.is_behind(announced_sv)?,
+        ..Received::default()
     })
 }
 
@@ -269,12 +287,12 @@ mod tests {
         let first = author.append_text("one ").unwrap();
         let second = author.append_text("two").unwrap();
         let mut reader = Document::new();
-        let gap = receive_update(&mut reader, &second).unwrap();
+        let gap = receive_update(&mut reader, &second, |_| true).unwrap();
         assert!(
             gap.pull,
             "an update without its predecessor asks for a pull"
         );
-        let filled = receive_update(&mut reader, &first).unwrap();
+        let filled = receive_update(&mut reader, &first, |_| true).unwrap();
         assert!(filled.delta.is_some() && !filled.pull);
         // The early update was not kept: the author's state still shows what is missing.
         assert!(receive_have(&reader, &author.state_vector()).unwrap().pull);
@@ -283,5 +301,18 @@ mod tests {
         assert!(!receive_have(&reader, &author.state_vector()).unwrap().pull);
         author.append_text("!");
         assert!(receive_have(&reader, &author.state_vector()).unwrap().pull);
+    }
+
+    #[test]
+    fn an_edit_through_an_unclaimed_client_changes_nothing_and_says_so() {
+        let mut author = Document::with_client_id(41);
+        let edit = author.append_text("hello").unwrap();
+        let mut reader = Document::new();
+        let before = reader.state_vector();
+        let received = receive_update(&mut reader, &edit, |client| client != 41).unwrap();
+        assert!(received.unclaimed && received.delta.is_none());
+        assert_eq!(reader.state_vector(), before);
+        let received = receive_update(&mut reader, &edit, |_| true).unwrap();
+        assert!(!received.unclaimed && received.delta.is_some());
     }
 }

@@ -138,7 +138,7 @@ impl Sim {
             libp2p_identity::PublicKey::from(self.authors[from].public()).to_peer_id()
         );
         let received = match gossip::open(&self.key, &self.topic, sealed).unwrap() {
-            Gossip::Update(u) => gossip::receive_update(&mut self.replicas[to], &u),
+            Gossip::Update(u) => gossip::receive_update(&mut self.replicas[to], &u, |_| true),
             Gossip::Have(sv) => gossip::receive_have(&self.replicas[to], &sv),
             Gossip::Awareness(_) => unreachable!("the simulation sends no presence"),
         }

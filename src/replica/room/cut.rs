@@ -13,27 +13,33 @@ use crate::core::update_check::dependencies_v1;
 use super::{Outgoing, Room};
 
 impl Room {
-    /// Claims the clients of a local change that no member that writes has claimed, on a
-    /// shared document. The owner claims too: a client it claims is never cut.
-    pub(super) async fn claim_clients(&mut self, delta: &[u8]) {
-        let membership = &self.access.membership;
-        if !membership.is_shared() {
-            return;
+    /// The Yjs clients a change writes through, when they matter: on a shared document (a
+    /// document never shared has neither claims nor cuts). Empty otherwise.
+    pub(super) fn clients_of(&self, delta: &[u8]) -> Vec<u64> {
+        if !self.access.membership.is_shared() {
+            return Vec::new();
         }
         let Ok(deps) = dependencies_v1(delta) else {
-            return;
+            return Vec::new();
         };
-        let mut clients: Vec<u64> = deps
-            .sections
+        let mut clients: Vec<u64> = deps.sections.iter().map(|(client, _, _)| *client).collect();
+        clients.sort_unstable();
+        clients.dedup();
+        clients
+    }
+
+    /// Claims the `clients` of a local change (see [`Room::clients_of`]) that no member that
+    /// writes has claimed. The owner claims too: a client it claims is never cut.
+    pub(super) async fn claim_clients(&mut self, clients: &[u64]) {
+        let membership = &self.access.membership;
+        let clients: Vec<u64> = clients
             .iter()
-            .map(|(client, _, _)| *client)
+            .copied()
             .filter(|client| !membership.is_claimed(*client))
             .collect();
         if clients.is_empty() {
             return;
         }
-        clients.sort_unstable();
-        clients.dedup();
         let claims: Vec<Cert> = clients
             .iter()
             .map(|client| Cert::claim(self.id, *client, &self.ctx.identity))
@@ -53,8 +59,17 @@ impl Room {
     /// A peer's change: stored and shown ([`Room::persist_remote`]), then what it brought from
     /// a voided client deleted.
     pub(super) async fn take_remote(&mut self, delta: Option<Vec<u8>>) {
-        if delta.is_some() {
-            self.persist_remote(delta).await;
+        let Some(delta) = delta else { return };
+        let clients = self.clients_of(&delta);
+        self.persist_remote(Some(delta)).await;
+        self.cut_if_touched(&clients).await;
+    }
+
+    /// [`Room::enforce_cut`] if a change wrote through a voided client: the common case (no
+    /// removal, or nothing from a removed member) costs a lookup per client of the change.
+    pub(super) async fn cut_if_touched(&mut self, clients: &[u64]) {
+        let voided = self.access.membership.voided();
+        if clients.iter().any(|client| voided.contains_key(client)) {
             self.enforce_cut().await;
         }
     }

@@ -61,7 +61,8 @@ impl Room {
             }
         }
         // The claim is sent before the edit, so a removal can name the client.
-        self.claim_clients(&delta).await;
+        let clients = self.clients_of(&delta);
+        self.claim_clients(&clients).await;
         self.ctx.metrics.edit("local");
         self.changed();
         let message = Arc::new(YMessage::Update(delta.clone()));
@@ -76,8 +77,21 @@ impl Room {
             self.submit(message, origin).await;
         }
         // An editor may resend a removed member's operations it got elsewhere.
-        self.enforce_cut().await;
+        self.cut_if_touched(&clients).await;
         Ok(())
+    }
+
+    /// An API write of `len` bytes of text (a replacement or an append): within the size
+    /// limit, committed before anyone sees it (see [`Room::local_change`]).
+    pub(super) async fn write_text(
+        &mut self,
+        len: usize,
+        edit: impl FnOnce(&mut Document) -> Option<Vec<u8>>,
+    ) -> Result<(), RoomError> {
+        self.may_add(len)?;
+        self.ready_for_api_write().await?;
+        let delta = edit(self.loaded().await?);
+        self.local_change(delta, Origin::Api).await
     }
 
     /// Before an API write: every queued commit settled and the store holding everything in

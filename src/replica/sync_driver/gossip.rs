@@ -9,7 +9,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
-use crate::core::access::admission::{admit_gossip, edit_is_claimed, GossipVerdict};
+use crate::core::access::admission::{admit_gossip, GossipVerdict};
 use crate::core::access::{key_of, Role};
 use crate::core::doc::{parse_topic_name, DocId};
 use crate::core::envelope::{envelope_epoch, EnvelopeError};
@@ -147,19 +147,10 @@ impl SyncDriver {
         }
         // No edit before a roster: a node back from offline learns the removals it missed
         // (and the claims a cut names) before it takes anything from a removed member.
-        if needed == Role::Writer && !self.rosters_heard.iter().any(|(_, d)| *d == room.id) {
+        if needed == Role::Writer && !self.rosters_heard.contains_key(&room.id) {
             metrics.refused("gossip", "roster_unheard", 1);
             self.exchange_members(self.nearest(author, via), room.id, true);
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
-        }
-        // Through a client no writer claimed (yet): it comes by a pull after the claim.
-        if let Gossip::Update(update) = &message {
-            if !edit_is_claimed(&access.membership, update) {
-                metrics.refused("gossip", "unclaimed", 1);
-                tracing::debug!(doc = %room.id, peer = %author, "edit through an unclaimed client: pulled once its claim is here");
-                self.exchange_members(self.nearest(author, via), room.id, true);
-                return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
-            }
         }
         let slots = self
             .gossip_slots
@@ -177,6 +168,17 @@ impl SyncDriver {
         self.spawn_task(async move {
             tracing::trace!(target: "peerdoc::stage", "gossip task: to the room");
             let verdict = match room.receive_gossip(message, author).await {
+                // Through a client no writer claimed (yet): it comes by a pull after the claim.
+                Ok(received) if received.unclaimed => {
+                    metrics.refused("gossip", "unclaimed", 1);
+                    tracing::debug!(doc = %room.id, peer = %author, "edit through an unclaimed client: pulled once its claim is here");
+                    let want = Report::ExchangeWanted {
+                        peer: pull_from,
+                        doc: room.id,
+                    };
+                    let _ = reports.send(want).await;
+                    MessageAcceptance::Ignore
+                }
                 Ok(received) => {
                     if received.pull {
                         let want = Report::PullWanted {

@@ -122,6 +122,12 @@ enum Report {
         peer: PeerId,
         doc: DocId,
     },
+    /// Gossip from `peer`'s side wrote through a client we have no claim of: exchange rosters
+    /// (the pull that follows brings the edit).
+    ExchangeWanted {
+        peer: PeerId,
+        doc: DocId,
+    },
     /// A member exchange with `peer` for `doc` brought these members (its certificates are
     /// in the room already).
     MembersLearned {
@@ -183,10 +189,10 @@ pub(crate) struct SyncDriver {
     own_addrs: Vec<Multiaddr>,
     /// When members were last exchanged with a peer for a document.
     members_exchanged: HashMap<(PeerId, DocId), Instant>,
-    /// Peers whose roster for a document we heard (an exchange either way) since they
+    /// Per document, the peers whose roster we heard (an exchange either way) since they
     /// connected: content is pulled from a peer, and edits taken from gossip, only after that,
     /// so a removal (and the claims a cut names) arrives before anything from the removed one.
-    rosters_heard: HashSet<(PeerId, DocId)>,
+    rosters_heard: HashMap<DocId, HashSet<PeerId>>,
     /// The newest key epoch each peer used with us for a document: what we seal our member
     /// exchanges to it in (a newer one it may not have yet).
     peer_epochs: HashMap<(PeerId, DocId), u32>,
@@ -225,7 +231,7 @@ impl SyncDriver {
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
-            rosters_heard: HashSet::new(),
+            rosters_heard: HashMap::new(),
             peer_epochs: HashMap::new(),
             tasks: TaskTracker::new(),
             cancel,
@@ -343,6 +349,11 @@ impl SyncDriver {
         peers.into_iter().collect()
     }
 
+    /// A roster exchange with `peer` for `doc` went through, either way.
+    fn heard_roster(&mut self, peer: PeerId, doc: DocId) {
+        self.rosters_heard.entry(doc).or_default().insert(peer);
+    }
+
     /// Remembers the key epoch `peer` used for `doc` (only ever upwards).
     fn note_epoch(&mut self, peer: PeerId, doc: DocId, epoch: u32) {
         let known = self.peer_epochs.entry((peer, doc)).or_insert(epoch);
@@ -368,7 +379,7 @@ impl SyncDriver {
                 news,
             } => {
                 self.meet(members);
-                self.rosters_heard.insert((peer, doc));
+                self.heard_roster(peer, doc);
                 // Its role may be known now.
                 self.want_pull(peer, doc);
                 if news {
@@ -378,6 +389,7 @@ impl SyncDriver {
             Report::RecordsLearned { doc } => self.spread_records(doc),
             Report::MembersAsked(asked) => self.answer_members(asked),
             Report::ExchangeFailed { peer, doc } => self.exchange_failed(peer, doc),
+            Report::ExchangeWanted { peer, doc } => self.exchange_members(peer, doc, true),
         }
     }
 
@@ -471,7 +483,10 @@ impl SyncDriver {
                     peers.remove(&peer);
                 }
                 self.members_exchanged.retain(|(p, _), _| *p != peer);
-                self.rosters_heard.retain(|(p, _)| *p != peer);
+                self.rosters_heard.retain(|_, peers| {
+                    peers.remove(&peer);
+                    !peers.is_empty()
+                });
             }
             NetEvent::Identified { peer, addrs } => {
                 self.heard_addrs.insert(peer, addrs);

@@ -30,7 +30,13 @@ impl SyncDriver {
         }
         match access.membership.role_of(&peer) {
             // Rosters first: the exchange pulls when it is done.
-            Some(role) if role.may_write() && !self.rosters_heard.contains(&(peer, doc)) => {
+            Some(role)
+                if role.may_write()
+                    && !self
+                        .rosters_heard
+                        .get(&doc)
+                        .is_some_and(|p| p.contains(&peer)) =>
+            {
                 self.exchange_members(peer, doc, true)
             }
             Some(role) if role.may_write() => {

@@ -210,7 +210,7 @@ impl SyncDriver {
             return self.respond(peer, channel, records);
         }
         self.vouch(peer);
-        self.rosters_heard.insert((peer, room.id));
+        self.heard_roster(peer, room.id);
         let ours = members::page(
             &room.access().membership,
             self.known_members(&room.topic, peer),
