@@ -28,6 +28,7 @@ fi
 
 echo "== unit, property and integration tests (the network lab included)"
 cargo test --locked
+cargo test --locked -p peerdoc-bench
 cargo build --locked --bin peerdoc
 
 echo "== web editor bundle is current"
