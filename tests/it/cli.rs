@@ -684,3 +684,51 @@ fn sigterm_tells_editor_sessions_and_exits_cleanly() {
     assert_eq!(again.ok(&["cat", "notes"], None), "kept\n");
     again.stop();
 }
+
+/// A member killed and restarted at once, on the same QUIC address (issue 20, item 7). The other
+/// node still holds its connection to the dead process (QUIC has no close to see), so gossipsub
+/// treats the new connection as a second one and never announces its topics on it. Which peers
+/// share the document comes from the membership, so the restarted member still pulls and
+/// pushes both ways.
+#[test]
+fn a_member_restarted_at_once_on_the_same_quic_address_syncs_both_ways() {
+    let root = tempfile::tempdir().unwrap();
+    let quic = |port: u16| format!("/ip4/127.0.0.1/udp/{port}/quic-v1");
+    let free_udp_port = || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap().port()
+    };
+    let (a_listen, b_listen) = (quic(free_udp_port()), quic(free_udp_port()));
+    let a = Daemon::start_with(&root.path().join("a"), &["--listen", &a_listen]);
+    let mut b = Daemon::start_with(&root.path().join("b"), &["--listen", &b_listen]);
+    a.ok(&["new", "notes"], None);
+    a.ok(&["write", "notes"], Some("before\n"));
+    let ticket = a.ok(&["share", "notes"], None).trim().to_string();
+    b.ok(&["join", &ticket], None);
+    assert_eq!(b.ok(&["cat", "notes"], None), "before\n");
+
+    b.crash_and_restart();
+    a.ok(
+        &["write", "notes", "--append"],
+        Some("from a after b restarted\n"),
+    );
+    b.ok(
+        &["write", "notes", "--append"],
+        Some("from b after its restart\n"),
+    );
+    wait_until_blocking("both edits reach both nodes", || {
+        let ta = a.ok(&["cat", "notes"], None);
+        ta == b.ok(&["cat", "notes"], None)
+            && ta.contains("from a after")
+            && ta.contains("from b after")
+    });
+    // Both name the other as sharing the document, and have pulled from it.
+    for node in [&a, &b] {
+        wait_until_blocking("status: up to date with the other", || {
+            node.ok(&["status"], None)
+                .contains("notes  up to date with 1 peer")
+        });
+    }
+    a.stop();
+    b.stop();
+}

@@ -9,17 +9,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_peerdoc");
 
 /// `peerdoc serve` for a test daemon: loopback only, no mDNS, fast anti-entropy.
 pub fn serve_command(data: &Path) -> Command {
+    let mut command = serve_command_bare(data);
+    command.args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+    command
+}
+
+/// [`serve_command`] without a listen address (the caller gives its own).
+fn serve_command_bare(data: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .arg("--data")
         .arg(data)
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ])
+        .args(["serve", "--http", "127.0.0.1:0"])
         .args(["--no-mdns", "--no-upnp", "--sync-interval", "1"]);
     command
 }
@@ -36,10 +37,15 @@ impl Daemon {
         Daemon::start_with(data, &[])
     }
 
-    /// Starts a daemon with extra `serve` flags.
+    /// Starts a daemon with extra `serve` flags (a `--listen` among them replaces the default
+    /// loopback TCP address).
     pub fn start_with(data: &Path, extra: &[&str]) -> Daemon {
         let _ = std::fs::remove_file(data.join("api.addr"));
-        let child = serve_command(data)
+        let mut command = match extra.contains(&"--listen") {
+            true => serve_command_bare(data),
+            false => serve_command(data),
+        };
+        let child = command
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
