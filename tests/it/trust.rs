@@ -15,6 +15,24 @@ use peerdoc::core::ticket::Ticket;
 use peerdoc::{Error, Node};
 use tokio_util::sync::CancellationToken;
 
+/// A member's node, modified: publishes `text` appended to `forged` as a gossip edit, sealed
+/// with the ticket's key and signed by `key`.
+async fn publish_edit(
+    net: &peerdoc::testing::Net,
+    key: &libp2p::identity::ed25519::Keypair,
+    ticket: &Ticket,
+    forged: &mut Document,
+    text: &str,
+) {
+    let update = forged.append_text(text).unwrap();
+    let topic = ticket.doc.topic();
+    let sealed = ticket
+        .keyring()
+        .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
+    let signed = peerdoc::core::sync::gossip::sign(key, &topic, &sealed);
+    let _ = net.publish(ticket.doc.topic_name(), signed).await;
+}
+
 /// How many times `node` refused `what` for `reason`.
 fn refused(node: &Node, what: &str, reason: &str) -> f64 {
     metric_value(
@@ -205,18 +223,18 @@ async fn a_removal_reaches_every_member_at_once_and_the_removed_writer_is_cut_of
     // gossipsub does not filter as duplicates) until both have counted one.
     let before_c = refused(&c, "gossip", "removed");
     let before_a = refused(&a, "gossip", "removed");
-    let topic = ticket.doc.topic();
     let mut forged = Document::new();
     let mut sent = 0;
     wait_until("A and C refuse the removed writer's edits", async || {
-        let update = forged.append_text(&format!("rogue {sent}\n")).unwrap();
+        publish_edit(
+            &rogue,
+            &b_key,
+            &ticket,
+            &mut forged,
+            &format!("rogue {sent}\n"),
+        )
+        .await;
         sent += 1;
-        let sealed =
-            ticket
-                .keyring()
-                .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
-        let signed = peerdoc::core::sync::gossip::sign(&b_key, &topic, &sealed);
-        let _ = rogue.publish(ticket.doc.topic_name(), signed).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         refused(&c, "gossip", "removed") > before_c && refused(&a, "gossip", "removed") > before_a
     })
@@ -419,6 +437,94 @@ async fn what_a_removed_writer_wrote_beyond_the_cut_is_deleted_everywhere() {
     a.write(&doc.id, "decisions\n".into(), true).await.unwrap();
     wait_converged(&[&a, &c], &doc.id, |t| t == "agenda\nfrom B\ndecisions\n").await;
     for node in [a, b, c] {
+        node.shutdown().await;
+    }
+}
+
+/// A member back from offline takes no edit from gossip before it heard some member's roster:
+/// a removal it missed would otherwise reach it only after the removed member's edits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_back_from_offline_takes_no_edit_before_it_heard_a_roster() {
+    let d = dirs(3);
+    let (a, b, c, doc) = owner_and_two_writers(&d, "notes", "agenda\n").await;
+    let c_ticket = Ticket::decode(&a.ticket(&doc.id).await.unwrap()).unwrap();
+    let ports = [tcp_port(&a).await, tcp_port(&b).await];
+
+    // B goes away; the owner removes C, then goes away too. C's node, modified not to care,
+    // waits for B (and answers no member exchange).
+    b.shutdown().await;
+    let c_id = c.peer_id().to_string();
+    c.shutdown().await;
+    a.revoke(&doc.id, &c_id, &[]).await.unwrap();
+    a.shutdown().await;
+    let cancel = CancellationToken::new();
+    let c_key = identity_of(&d.paths[2]);
+    let (rogue, mut events) = bare_net_as(&cancel, c_key.clone()).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+
+    // B is back, still counting C a writer, and meets only the rogue: it refuses its edits
+    // (counted) until it has heard a roster.
+    let b = start_on(&d.paths[1], ports[1]).await;
+    rogue
+        .dial(b.peer_id(), vec![dial_addr(&b).await])
+        .await
+        .unwrap();
+    rogue.subscribe(c_ticket.doc.topic_name()).await;
+    assert!(b
+        .members(&doc.id)
+        .await
+        .unwrap()
+        .iter()
+        .any(|m| m.peer == c_id && m.role == "writer"));
+    let mut forged = Document::new();
+    let mut sent = 0;
+    wait_until("B refuses the edits: no roster heard", async || {
+        publish_edit(
+            &rogue,
+            &c_key,
+            &c_ticket,
+            &mut forged,
+            &format!("rogue {sent}\n"),
+        )
+        .await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused(&b, "gossip", "roster_unheard") > 0.0
+    })
+    .await;
+    assert_eq!(b.text(&doc.id).await.unwrap(), "agenda\n");
+
+    // The owner is back: B hears the removal, and the rogue's edits are refused as a removed
+    // member's from then on.
+    let a = start_on(&d.paths[0], ports[0]).await;
+    wait_until("B knows C was removed", async || {
+        !b.members(&doc.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.peer == c_id)
+    })
+    .await;
+    let before = refused(&b, "gossip", "removed");
+    wait_until("B refuses the removed member's edits", async || {
+        publish_edit(
+            &rogue,
+            &c_key,
+            &c_ticket,
+            &mut forged,
+            &format!("rogue {sent}\n"),
+        )
+        .await;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused(&b, "gossip", "removed") > before
+    })
+    .await;
+    a.write(&doc.id, "decisions\n".into(), true).await.unwrap();
+    let text = wait_converged(&[&a, &b], &doc.id, |t| t.contains("decisions")).await;
+    assert_eq!(text, "agenda\ndecisions\n");
+    cancel.cancel();
+    for node in [a, b] {
         node.shutdown().await;
     }
 }
