@@ -33,7 +33,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`core`] | pure: `doc` (and `cut`: deleting what a removal voids), `state` (state vectors, digests), `update_check`, `envelope` (keys by epoch), `ticket`, `access` (roles, certificates chained to the owner, key grants, `admission` of requests and gossip, client claims, the `RemovalPlan` and the cut it names, the membership simulation), `limits` (per-peer sync limits), `sync` (messages, wire, gossip, pull, responder, transfers, members) |
-//! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `reachability`, `faults` (test-only message faults) |
+//! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `stall` (stalled gossip connections are recycled), `reachability`, `faults` (test-only message faults) |
 //! | `replica` | one task per document (`room`: the CRDT, loaded on use and unloaded when idle, presence, membership and keys, client claims and the cut), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
 //! | `node` | [`Node`]: wiring and shutdown order, the document API; `members` (tickets, removals, member lists), `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
 //! | [`api`] | [`api::Server`]: the accept loop (connection cap, header-read timeout), routes, access checks (token, other sites), JSON errors, y-websocket sessions |

@@ -124,6 +124,11 @@ pub(crate) fn build_swarm(
     Ok(swarm)
 }
 
+/// Message ids per IHAVE (and IWANT) list: about 11 KB, under a stock gossipsub's 16 KiB.
+pub(crate) const IHAVE_IDS: usize = 500;
+// An id on the wire: tag, length, 20 bytes; plus the topic name and the list's framing.
+const _: () = assert!(IHAVE_IDS * 22 + 256 < 16 * 1024);
+
 /// Gossip messages (publish and forward) queued for one peer at most.
 pub(crate) const GOSSIP_SEND_QUEUE: usize = 128;
 
@@ -159,6 +164,13 @@ fn gossipsub(
         // the node buffering without bound: at most GOSSIP_SEND_QUEUE × 64 KiB per peer
         // (gossipsub's default is 5,000).
         .connection_handler_queue_len(GOSSIP_SEND_QUEUE)
+        // A receiver closes a gossip stream whose control part (IHAVE lists) is over its limit
+        // (16 KiB in a stock gossipsub), and after five such closes gossip on the connection is
+        // dead for good. After a stall, the recent-message cache holds thousands of ids (22
+        // bytes each on the wire): send at most IHAVE_IDS per list, and accept up to a whole
+        // message's worth from others (older peerdoc nodes sent up to 5,000).
+        .max_control_messages_sent(IHAVE_IDS)
+        .max_control_message_size(MAX_GOSSIP_MESSAGE)
         .build()
         .map_err(|e| e.to_string())?;
     // Its metrics (messages received before and after the duplicate filter, mesh sizes, scores;

@@ -52,6 +52,12 @@ pub(crate) fn score_params() -> PeerScoreParams {
     PeerScoreParams {
         app_specific_weight: 0.0,
         ip_colocation_factor_weight: 0.0,
+        // A member that cannot keep up (a paused laptop, a slow link) is no offender: with
+        // gossipsub's default weight, a few hundred messages its queue could not take sank its
+        // score below the publish threshold (our edits were not even sent to it) and then the
+        // graylist, which bans it for ten minutes. A stalled connection is recycled instead
+        // (`stall::StallWatch`).
+        slow_peer_weight: 0.0,
         ..PeerScoreParams::default()
     }
 }

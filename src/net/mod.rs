@@ -30,6 +30,7 @@ mod event_loop;
 mod faults;
 mod guard;
 mod reachability;
+mod stall;
 
 pub use behaviour::MESH_DEGREE;
 pub use faults::{FaultsParseError, MessageFaults};
@@ -261,20 +262,8 @@ impl Net {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let dht_auto = config.dht == DhtMode::Auto;
-        let relay_server = config.relay_server.is_some();
-        let faults = config
-            .faults
-            .map(|faults| faults::Faults::new(faults, &mut registry));
-        let event_loop = event_loop::EventLoop::new(
-            swarm,
-            rx,
-            listeners,
-            ready_tx,
-            dht_auto,
-            relay_server,
-            faults,
-        );
+        let event_loop =
+            event_loop::EventLoop::new(swarm, rx, listeners, ready_tx, &config, &mut registry);
         let task = tokio::spawn(event_loop.run(events_tx, cancel));
         let _ = tokio::time::timeout(READY_TIMEOUT, ready_rx).await;
         let registry = Arc::new(registry);

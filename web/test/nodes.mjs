@@ -1,7 +1,7 @@
 // Test helper: runs real `peerdoc serve` daemons on loopback (binary from PEERDOC_BIN, default
 // ../target/debug/peerdoc) in temporary data dirs, and talks to their HTTP API.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, existsSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, existsSync, readFileSync, rmSync, appendFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 
@@ -22,17 +22,23 @@ export async function waitFor (what, check, timeoutMs = 30000) {
 
 /**
  * Starts a daemon; with `token`, its HTTP API's access token is that one, else the daemon's own
- * (generated at start and read from its data dir's api.token, as the CLI does).
+ * (generated at start and read from its data dir's api.token, as the CLI does). `syncInterval`:
+ * seconds between anti-entropy rounds (1 by default, for quick tests).
  */
-export async function startNode ({ token } = {}) {
+export async function startNode ({ token, syncInterval = 1 } = {}) {
   const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
   const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
-    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', '1'], {
+    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', String(syncInterval)], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: token ? { ...process.env, PEERDOC_HTTP_TOKEN: token } : process.env
   })
   let stderr = ''
-  proc.stderr.on('data', (d) => { stderr += d })
+  // PEERDOC_TEST_LOGS=DIR keeps each daemon's log (with RUST_LOG=peerdoc=debug, say) in DIR.
+  const logs = process.env.PEERDOC_TEST_LOGS
+  proc.stderr.on('data', (d) => {
+    stderr += d
+    if (logs) appendFileSync(join(logs, `peerdoc-${proc.pid}.log`), d)
+  })
   const addrFile = join(data, 'api.addr')
   await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile))
   const addr = readFileSync(addrFile, 'utf8').trim()
@@ -41,6 +47,7 @@ export async function startNode ({ token } = {}) {
   return {
     addr,
     token,
+    pid: proc.pid,
     http: `http://${addr}`,
     // The URL `serve` prints: a browser that opens it keeps a cookie for the token.
     editor: `http://${addr}/?token=${token}`,
@@ -57,6 +64,12 @@ export async function startNode ({ token } = {}) {
       const text = await res.text()
       if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`)
       try { return JSON.parse(text) } catch { return text }
+    },
+    /** The value of the OpenMetrics sample named exactly `series`, or 0. */
+    async metric (series) {
+      const text = await this.api('GET', '/metrics')
+      const line = text.split('\n').find((l) => l.startsWith(series + ' '))
+      return line ? Number(line.slice(series.length + 1)) : 0
     },
     async stop () {
       proc.kill('SIGTERM')

@@ -84,3 +84,75 @@ test('export and import over HTTP', async () => {
   assert.equal(bad.status, 404)
   assert.match((await bad.json()).error, /no document matches/)
 })
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Types into `c` one character every millisecond or so until `typing.done`; returns the count. */
+async function typeUntilDone (c, tag, typing) {
+  let n = 0
+  while (!typing.done) {
+    c.text.insert(c.text.length, tag)
+    n++
+    await sleep(1)
+  }
+  return n
+}
+
+// A stalled node used to break gossip for good: its peer sent it IHAVE lists over gossipsub's
+// 16 KiB limit, the stream was closed five times, and gossip on the connection stayed dead.
+// Anti-entropy runs only every 10 minutes here, so only gossip (and the pulls a reconnect
+// starts) can carry what is checked after each pause.
+test('a node paused under a burst: edits, presence and new documents cross again', async () => {
+  const a = await startNode({ syncInterval: 600 })
+  const b = await startNode({ syncInterval: 600 })
+  nodes.push(a, b)
+  const id = await shareDoc(a, b, 'burst')
+  const c1 = client(a, id)
+  const c2 = client(b, id)
+  await synced(c1)
+  await synced(c2)
+  const present = (c, name) => [...c.provider.awareness.getStates().values()]
+    .some((s) => s.user && s.user.name === name)
+
+  // Pauses B for `pauseMs` while a client on A types, then checks that everything crosses.
+  const burst = async (round, pauseMs) => {
+    const typing = { done: false }
+    const typed = typeUntilDone(c1, 'x', typing)
+    await sleep(300)
+    process.kill(b.pid, 'SIGSTOP')
+    try { await sleep(pauseMs) } finally { process.kill(b.pid, 'SIGCONT') }
+    await sleep(300)
+    typing.done = true
+    const n = await typed
+    // Live edits both ways (what gossip lost while B was paused comes with them: an edit
+    // whose predecessors are missing makes the receiver pull), and presence both ways.
+    c1.text.insert(0, `a${round} `)
+    await waitFor(`round ${round}: a live edit crosses A → B`, () => c2.text.toString().includes(`a${round} `))
+    c2.text.insert(0, `b${round} `)
+    await waitFor(`round ${round}: a live edit crosses B → A, and B has the whole burst (${n} edits)`,
+      () => c1.text.toString().includes(`b${round} `) && c2.text.toString() === c1.text.toString())
+    c1.provider.awareness.setLocalStateField('user', { name: `ada${round}` })
+    c2.provider.awareness.setLocalStateField('user', { name: `bob${round}` })
+    await waitFor(`round ${round}: presence crosses both ways`,
+      () => present(c2, `ada${round}`) && present(c1, `bob${round}`))
+    // A document shared now syncs both ways too.
+    const later = await shareDoc(a, b, `later${round}`)
+    const l1 = client(a, later)
+    const l2 = client(b, later)
+    await synced(l1)
+    await synced(l2)
+    l1.text.insert(0, 'from A ')
+    l2.text.insert(0, 'from B ')
+    await waitFor(`round ${round}: a document shared afterwards syncs`, () =>
+      ['from A', 'from B'].every((t) => l1.text.toString().includes(t) && l2.text.toString().includes(t)))
+  }
+
+  // As reported: a 3 s pause.
+  await burst(1, 3000)
+  // A pause long enough that A's send queue to B stays full: A closes the stalled connection
+  // (counted), the nodes redial, and gossip starts over.
+  const stalled = 'peerdoc_gossip_stalled_total'
+  const before = await a.metric(stalled)
+  await burst(2, 7000)
+  assert.ok(await a.metric(stalled) > before, 'A saw the stall and reconnected')
+})

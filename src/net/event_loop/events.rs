@@ -34,6 +34,9 @@ impl EventLoop {
                     topic: topic.into_string(),
                 });
             }
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, .. }) => {
+                self.gossip_overflowed(peer_id);
+            }
             BehaviourEvent::Sync(request_response::Event::Message { peer, message, .. }) => {
                 match message {
                     request_response::Message::Request {
@@ -138,6 +141,15 @@ impl EventLoop {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Gossipsub dropped messages for `peer` (its queue was full): a connection that stays so
+    /// is closed, and both sides redial.
+    fn gossip_overflowed(&mut self, peer: libp2p::PeerId) {
+        if self.stalls.overflowed(peer, std::time::Instant::now()) {
+            tracing::warn!(%peer, "gossip to this peer is stalled: reconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 }

@@ -20,7 +20,10 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::faults::Faults;
 use super::guard::{self, Bans};
 use super::reachability::{is_relayed, NatStatus, Reachability};
-use super::{Command, ConnectedPeer, DhtKey, NetError, NetEvent, NetStatus, Reply};
+use super::stall::StallWatch;
+use super::{
+    Command, ConnectedPeer, DhtKey, DhtMode, NetConfig, NetError, NetEvent, NetStatus, Reply,
+};
 
 mod dht;
 mod events;
@@ -65,6 +68,8 @@ pub(super) struct EventLoop {
     /// This node is a relay server.
     relay_server: bool,
     bans: Bans,
+    /// Peers whose gossip queue keeps overflowing.
+    stalls: StallWatch,
     /// Test-only message faults (`NetConfig::faults`).
     faults: Option<Faults>,
 }
@@ -75,9 +80,8 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         listeners: Vec<ListenerId>,
         ready: oneshot::Sender<()>,
-        dht_auto: bool,
-        relay_server: bool,
-        faults: Option<Faults>,
+        config: &NetConfig,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> EventLoop {
         let ready = if listeners.is_empty() {
             // Nothing to wait for.
@@ -99,11 +103,12 @@ impl EventLoop {
             lookups: HashMap::new(),
             dht_joined: false,
             reach: Reachability::default(),
-            dht_auto,
+            dht_auto: config.dht == DhtMode::Auto,
             serving_dht: false,
-            relay_server,
+            relay_server: config.relay_server.is_some(),
             bans: Bans::default(),
-            faults,
+            stalls: StallWatch::new(registry),
+            faults: config.faults.map(|faults| Faults::new(faults, registry)),
         }
     }
 
@@ -371,6 +376,7 @@ impl EventLoop {
             } => {
                 self.reach.disconnected(peer_id, connection_id);
                 if num_established == 0 {
+                    self.stalls.forget(&peer_id);
                     self.emit(NetEvent::Disconnected { peer: peer_id });
                 }
             }

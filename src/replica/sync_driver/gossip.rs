@@ -152,16 +152,20 @@ impl SyncDriver {
             self.exchange_members(self.nearest(author, via), room.id, true);
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         }
+        // Pull what is missing from the author when we can reach it.
+        let pull_from = self.nearest(author, via);
         let slots = self
             .gossip_slots
             .entry(room.id)
-            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)));
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(doc = %room.id, "room is behind on gossip; anti-entropy will catch up");
+            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)))
+            .clone();
+        let Ok(slot) = slots.try_acquire_owned() else {
+            // Dropped (a duplicate from now on for gossipsub): fetched by a pull instead, not
+            // left to the next anti-entropy round.
+            tracing::debug!(doc = %room.id, "room is behind on gossip; pulling instead");
+            self.want_pull(pull_from, room.id);
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
-        // Pull what is missing from the author when we can reach it.
-        let pull_from = self.nearest(author, via);
         let net = self.net.clone();
         let reports = self.reports.clone();
         tracing::trace!(target: "peerdoc::stage", "sync driver: signature and envelope checked");

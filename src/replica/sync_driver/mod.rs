@@ -183,6 +183,8 @@ pub(crate) struct SyncDriver {
     heard_addrs: HashMap<PeerId, Vec<Multiaddr>>,
     /// Addresses last stored per peer, so the same rows are not rewritten.
     saved_addrs: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Peers dialled again soon after they dropped, and when (kept for a few seconds).
+    redialled: HashMap<PeerId, Instant>,
     /// Per-peer limits on sync requests.
     guard: PeerGuard<PeerId>,
     /// Where this node can be reached, as the network last said.
@@ -228,6 +230,7 @@ impl SyncDriver {
             serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
             heard_addrs: HashMap::new(),
             saved_addrs: HashMap::new(),
+            redialled: HashMap::new(),
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
@@ -487,6 +490,7 @@ impl SyncDriver {
                     peers.remove(&peer);
                     !peers.is_empty()
                 });
+                self.redial_soon(peer);
             }
             NetEvent::Identified { peer, addrs } => {
                 self.heard_addrs.insert(peer, addrs);

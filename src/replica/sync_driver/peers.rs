@@ -2,9 +2,19 @@
 //! peer proves it shares a document, so that it is redialled after a restart; strangers that
 //! merely connect are neither stored nor redialled.
 
+use std::time::{Duration, Instant};
+
 use libp2p::{Multiaddr, PeerId};
 
-use super::SyncDriver;
+use super::{SyncDriver, DIAL_TIMEOUT};
+
+/// A peer that shares a document and dropped is dialled again after this long (not at the next
+/// redial round): a connection that broke, or that a peer closed because gossip on it stalled,
+/// comes back within seconds.
+const REDIAL_SOON: Duration = Duration::from_secs(1);
+/// At most one such quick redial per peer in this time (a peer that keeps dropping waits for
+/// the regular rounds).
+const REDIAL_SOON_EVERY: Duration = Duration::from_secs(10);
 
 impl SyncDriver {
     /// `peer` proved it holds a document key we hold (its request opened, or it answered a
@@ -26,6 +36,30 @@ impl SyncDriver {
             .or_else(|| self.saved_addrs.get(peer))
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// `peer` disconnected: if it shares a document with us (its addresses are stored), dial it
+    /// again shortly.
+    pub(super) fn redial_soon(&mut self, peer: PeerId) {
+        let now = Instant::now();
+        self.redialled
+            .retain(|_, at| now.saturating_duration_since(*at) < REDIAL_SOON_EVERY);
+        if self.redialled.contains_key(&peer) {
+            return;
+        }
+        let Some(addrs) = self.saved_addrs.get(&peer).cloned() else {
+            return;
+        };
+        self.redialled.insert(peer, now);
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            tokio::time::sleep(REDIAL_SOON).await;
+            match tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs)).await {
+                Ok(Ok(())) => tracing::debug!(%peer, "reconnected"),
+                Ok(Err(e)) => tracing::debug!(%peer, "quick redial failed: {e}"),
+                Err(_) => tracing::debug!(%peer, "quick redial timed out"),
+            }
+        });
     }
 
     /// Stores a peer's addresses (so it can be redialled after a restart) when they changed.
