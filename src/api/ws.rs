@@ -6,8 +6,14 @@
 //!
 //! A malformed frame, a text frame or an unknown message type closes the connection with a
 //! policy-violation code (1008), a message over [`MAX_WS_MESSAGE`] with 1009, each with a
-//! reason; the document is untouched and the node keeps running. A client's close frame is
-//! answered, so a client that closes sees 1000.
+//! reason; the document is untouched and the node keeps running. An edit this node may not
+//! make (it reads only, or was removed) closes it with [`CLOSE_FORBIDDEN`] (4403): y-websocket
+//! clients take 4400–4499 as final and stop reconnecting. A client's close frame is answered, so
+//! a client that closes sees 1000.
+//!
+//! y-websocket clients drop a connection that brings no message for 30 s (3.x) or 45 s (4.x):
+//! a session that has sent nothing for [`KEEPALIVE`] sends an empty awareness update, so an
+//! editor alone in a quiet document stays connected.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +36,15 @@ const CLOSE_PROTOCOL: u16 = 1002;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
 const CLOSE_TRY_AGAIN: u16 = 1013;
+/// Private-use code in the range y-websocket clients do not reconnect after (as HTTP 403).
+pub(super) const CLOSE_FORBIDDEN: u16 = 4403;
+
+/// Longest a session stays silent (the shortest client watchdog is 30 s).
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+/// An awareness update naming no client (a count of 0): changes nothing, but is a message.
+fn nothing() -> YMessage {
+    YMessage::Awareness(vec![0])
+}
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
@@ -100,9 +115,17 @@ async fn serve(
     if let Err(end) = start.await {
         return end;
     }
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return End(CLOSE_GOING_AWAY, "node shutting down"),
+            _ = keepalive.tick() => {
+                if let Err(end) = send(socket, &nothing()).await {
+                    return end;
+                }
+            }
             incoming = socket.recv() => {
                 let frame = match incoming {
                     Some(Ok(Message::Close(_))) => return CLIENT_CLOSED,
@@ -145,6 +168,7 @@ async fn serve(
                         if let Err(end) = send(socket, &change.message).await {
                             return end;
                         }
+                        keepalive.reset();
                         if !mine {
                             tracing::trace!(target: "peerdoc::stage", "editor session: sent");
                         }
@@ -201,11 +225,11 @@ async fn on_frame(
                     .await
                     .map_err(|e| match e {
                         RoomError::ReadOnly(_) => End(
-                            CLOSE_POLICY,
+                            CLOSE_FORBIDDEN,
                             "read-only: this node may read this document, not edit it",
                         ),
                         RoomError::Removed(_) => End(
-                            CLOSE_POLICY,
+                            CLOSE_FORBIDDEN,
                             "removed: the owner removed this node from the document",
                         ),
                         RoomError::TooLarge(_) => {
@@ -239,4 +263,19 @@ async fn on_frame(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_is_a_valid_awareness_update_naming_no_one() {
+        let frame = nothing().encode();
+        let Ok(YMessage::Awareness(update)) = YMessage::decode(&frame) else {
+            panic!("not an awareness message: {frame:?}");
+        };
+        let update = crate::core::sync::decode_awareness(&update).unwrap();
+        assert!(update.clients.is_empty());
+    }
 }

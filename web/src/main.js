@@ -85,6 +85,8 @@ function openDoc (doc) {
   provider.awareness.setLocalStateField('user', user())
   provider.on('status', ({ status }) => setConn(status, status))
   provider.on('sync', (synced) => { $('status-sync').textContent = synced ? 'saved' : 'syncing…' })
+  // The node closed the session for good (4403: this node may no longer edit): say why.
+  provider.on('closed', ({ reason }) => { $('status-sync').textContent = reason || 'closed' })
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
   const ytext = ydoc.getText('content')
