@@ -26,9 +26,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "== unit, property and integration tests (the network lab included)"
+echo "== tier 1: unit, property and integration tests (plain 'cargo test': no root, no network lab)"
 cargo test --locked
 cargo test --locked -p peerdoc-bench
+
+echo "== tier 2: the network lab (namespaces, NAT), chaos, a full disk, soak and memory (root)"
+cargo test --locked --test tests -- --ignored
 cargo build --locked --bin peerdoc
 
 echo "== web editor bundle is current"

@@ -156,8 +156,13 @@ async fn fresh_peer_ids_cannot_take_more_connections_than_allowed() {
         }
     });
     futures::future::join_all(dials).await;
-    // Refused connections close right after the handshake; give them a moment.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The witness: A counts the connections it refused (they close right after the handshake),
+    // at least one for each attacker over the limit.
+    let refused = || metric_value(&a.metrics_text(), "peerdoc_connections_refused_total");
+    wait_until("A refuses the attackers over its limit", async || {
+        refused() >= (50 + 1 - 12) as f64
+    })
+    .await;
     let connected = a.peers().await.unwrap().len();
     assert!(
         connected <= 12,

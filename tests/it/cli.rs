@@ -470,6 +470,7 @@ impl Drop for SmallDisk {
 }
 
 #[test]
+#[ignore = "tier 2: needs root to mount a small disk (scripts/test.sh runs it)"]
 fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart() {
     let disk = SmallDisk::mount("8m");
     let data = disk.dir.path().join("node");

@@ -82,6 +82,7 @@ fn text(seed: usize, len: usize) -> String {
 }
 
 #[test]
+#[ignore = "tier 2: measures memory, minutes long (scripts/test.sh runs it)"]
 fn idle_documents_are_unloaded_memory_returns_and_a_restart_loads_nothing() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("node");
@@ -147,6 +148,7 @@ fn idle_documents_are_unloaded_memory_returns_and_a_restart_loads_nothing() {
 }
 
 #[test]
+#[ignore = "tier 2: measures memory, minutes long (scripts/test.sh runs it)"]
 fn memory_used_by_editor_sessions_comes_back_when_they_close() {
     let root = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(&root.path().join("node"), &["--unload-after", "2"]);
@@ -211,6 +213,7 @@ async fn sessions(url: &str, count: usize) {
 /// node buffer without bound: what gossip queues for it is capped (gossipsub's per-peer send
 /// queue), and the peer catches up by anti-entropy once it reads again.
 #[test]
+#[ignore = "tier 2: measures memory, minutes long (scripts/test.sh runs it)"]
 fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     const EDITS: usize = 800;
     const EDIT_BYTES: usize = 40_000;

@@ -70,6 +70,8 @@ pub(super) struct EventLoop {
     bans: Bans,
     /// Peers whose gossip queue keeps overflowing.
     stalls: StallWatch,
+    /// `peerdoc_connections_refused_total`: inbound connections denied (limits, bans).
+    refused: prometheus_client::metrics::counter::Counter,
     /// Test-only message faults (`NetConfig::faults`).
     faults: Option<Faults>,
 }
@@ -108,6 +110,15 @@ impl EventLoop {
             relay_server: config.relay_server.is_some(),
             bans: Bans::default(),
             stalls: StallWatch::new(registry),
+            refused: {
+                let refused = prometheus_client::metrics::counter::Counter::default();
+                registry.register(
+                    "peerdoc_connections_refused",
+                    "Inbound connections refused: over the connection limits, or from a banned peer",
+                    refused.clone(),
+                );
+                refused
+            },
             faults: config.faults.map(|faults| Faults::new(faults, registry)),
         }
     }
@@ -395,6 +406,14 @@ impl EventLoop {
                         reason: error.to_string(),
                     }));
                 }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } => {
+                self.refused.inc();
+                tracing::debug!(addr = %send_back_addr, "inbound connection refused: {cause}");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::ExpiredListenAddr { .. } => self.addresses_changed(),

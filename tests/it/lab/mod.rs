@@ -141,7 +141,7 @@ impl Lab {
                 for x in a {
                     for y in b {
                         rules += &format!(
-                            "    iifname \"{}\" oifname \"{}\" drop\n",
+                            "    iifname \"{}\" oifname \"{}\" counter drop\n",
                             self.ports[x], self.ports[y]
                         );
                     }
@@ -167,6 +167,31 @@ impl Lab {
             "table bridge faults {{\n  chain forward {{\n    type filter hook forward priority 0;\n{rules}  }}\n}}\n"
         );
         nft(&self.internet, &table);
+    }
+
+    /// Packets the partition of [`Lab::set_faults`] has dropped so far (the witness that
+    /// nodes tried to talk across it).
+    pub fn partition_drops(&self) -> u64 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.internet,
+                "nft",
+                "list",
+                "table",
+                "bridge",
+                "faults",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(3)
+            .filter(|w| w[0] == "counter" && w[1] == "packets")
+            .filter_map(|w| w[2].parse::<u64>().ok())
+            .sum()
     }
 
     /// A home: a router at `wan_ip` doing `nat`, and one host per name on its LAN
