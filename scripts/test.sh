@@ -29,6 +29,8 @@ fi
 echo "== tier 1: unit, property and integration tests (plain 'cargo test': no root, no network lab)"
 cargo test --locked
 cargo test --locked -p peerdoc-bench
+# The embedding example co-edits between two nodes and fails if an edit does not arrive.
+cargo run --locked --quiet --example embed >/dev/null
 
 echo "== tier 2: the network lab (namespaces, NAT), chaos, a full disk, soak and memory (root)"
 cargo test --locked --test tests -- --ignored

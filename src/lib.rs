@@ -35,7 +35,7 @@
 //! | [`core`] | pure: `doc` (and `cut`: deleting what a removal voids), `state` (state vectors, digests), `update_check`, `envelope` (keys by epoch), `ticket`, `access` (roles, certificates chained to the owner, key grants, `admission` of requests and gossip, client claims, the `RemovalPlan` and the cut it names, the membership simulation), `limits` (per-peer sync limits), `sync` (messages, wire, gossip, pull, responder, transfers, members) |
 //! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `stall` (stalled gossip connections are recycled), `reachability`, `faults` (test-only message faults) |
 //! | `replica` | one task per document (`room`: the CRDT, loaded on use and unloaded when idle, presence, membership and keys, client claims and the cut), `rooms`, the `sync_driver` actor, `pull` (and roster exchange), the SQLite `store` |
-//! | `node` | [`Node`]: wiring and shutdown order, the document API; `members` (tickets, removals, member lists), `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] and value types |
+//! | `node` | [`Node`]: wiring and shutdown order, the document API; `doc` ([`Doc`], a handle on one document, and its live [`Session`]s: what `api`'s editor sessions and embedding apps use), `members` (tickets, removals, member lists), `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] (with [`ErrorKind`]) and value types |
 //! | [`api`] | [`api::Server`]: the accept loop (connection cap, header-read timeout), routes, access checks (token, other sites), JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
 //! | `config` | [`Config`] and its defaults |
@@ -59,7 +59,10 @@ pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
 pub use net::{DhtMode, FaultsParseError, MessageFaults, NetError, RelayLimits};
-pub use node::{DocInfo, DocPeer, DocStatus, Error, MemberInfo, Node, PeerStatus, Removed, Status};
+pub use node::{
+    Doc, DocInfo, DocPeer, DocStatus, Error, ErrorKind, Event, MemberInfo, Node, PeerStatus,
+    Removed, Session, Status,
+};
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
 pub use replica::store::StoreError;

@@ -9,9 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::node::Error;
-use crate::replica::room::RoomError;
-use crate::replica::store::StoreError;
+use crate::node::{Error, ErrorKind};
 
 /// Most of an error body axum or a rejection wrote that is read back (they are one line).
 const MAX_PLAIN_ERROR: usize = 16 << 10;
@@ -73,7 +71,6 @@ impl From<Error> for ApiError {
             Error::NotAMember(_) => (S::NOT_FOUND, "not_a_member"),
             Error::AmbiguousDoc(..) => (S::CONFLICT, "ambiguous_doc"),
             Error::AlreadyJoined(_) => (S::CONFLICT, "already_joined"),
-            Error::Store(StoreError::NameTaken(_)) => (S::CONFLICT, "name_taken"),
             Error::BadName(..) => (S::BAD_REQUEST, "bad_name"),
             Error::ShortPrefix(_) => (S::BAD_REQUEST, "short_prefix"),
             Error::Ticket(_) => (S::BAD_REQUEST, "bad_ticket"),
@@ -85,15 +82,16 @@ impl From<Error> for ApiError {
             Error::ReaderCannotShare => (S::FORBIDDEN, "reader_cannot_share"),
             Error::NotOwner => (S::FORBIDDEN, "not_owner"),
             Error::RemoveOwner => (S::FORBIDDEN, "remove_owner"),
-            Error::Room(RoomError::ReadOnly(_)) => (S::FORBIDDEN, "read_only"),
-            Error::Room(RoomError::Removed(_)) => (S::FORBIDDEN, "removed"),
-            Error::Room(RoomError::Removal(..)) => (S::CONFLICT, "removal_failed"),
-            Error::Room(RoomError::TooLarge(_)) => (S::PAYLOAD_TOO_LARGE, "too_large"),
-            Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
-                (S::INSUFFICIENT_STORAGE, "disk_full")
-            }
-            Error::Room(RoomError::Store(_)) => (S::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            _ => (S::INTERNAL_SERVER_ERROR, "internal"),
+            _ => match e.kind() {
+                ErrorKind::NameTaken => (S::CONFLICT, "name_taken"),
+                ErrorKind::ReadOnly => (S::FORBIDDEN, "read_only"),
+                ErrorKind::Removed => (S::FORBIDDEN, "removed"),
+                ErrorKind::RemovalFailed => (S::CONFLICT, "removal_failed"),
+                ErrorKind::TooLarge => (S::PAYLOAD_TOO_LARGE, "too_large"),
+                ErrorKind::DiskFull => (S::INSUFFICIENT_STORAGE, "disk_full"),
+                ErrorKind::StorageUnavailable => (S::SERVICE_UNAVAILABLE, "storage_unavailable"),
+                _ => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
         };
         ApiError {
             status,

@@ -197,13 +197,13 @@ async fn websocket(
     slot: Option<Extension<ConnectionSlot>>,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    let room = app.node.room(&doc).await?;
+    let doc = app.node.doc(&doc).await?;
     let stopping = app.stopping.clone();
     Ok(upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
         .max_frame_size(ws::MAX_WS_MESSAGE)
         .on_upgrade(move |socket| async move {
-            ws::run(socket, room, stopping).await;
+            ws::run(socket, doc, stopping).await;
             drop(slot);
         }))
 }

@@ -15,16 +15,12 @@
 //! a session that has sent nothing for [`KEEPALIVE`] sends an empty awareness update, so an
 //! editor alone in a quiet document stays connected.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::SinkExt;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::sync::YMessage;
-use crate::replica::room::{Origin, RoomError, RoomHandle, Stage};
+use crate::node::{Doc, ErrorKind, Event, Session};
 
 /// Largest WebSocket message, and frame, accepted (a whole document sent by a reconnecting
 /// editor; browsers send a message as one frame).
@@ -46,8 +42,6 @@ fn nothing() -> YMessage {
     YMessage::Awareness(vec![0])
 }
 
-static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
-
 /// Why a session ended, as a WebSocket close code and reason.
 #[derive(PartialEq, Eq)]
 struct End(u16, &'static str);
@@ -56,29 +50,32 @@ struct End(u16, &'static str);
 const CLIENT_CLOSED: End = End(CLOSE_NORMAL, "the client closed the session");
 
 /// Runs one editor session until the socket closes, the editor misbehaves, or `cancel` fires.
-pub(super) async fn run(mut socket: WebSocket, room: RoomHandle, cancel: CancellationToken) {
-    let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-    let mut presence: HashSet<u64> = HashSet::new();
-    let end = serve(&mut socket, &room, session, &mut presence, &cancel).await;
+pub(super) async fn run(mut socket: WebSocket, doc: Doc, cancel: CancellationToken) {
+    // Subscribe first, so no change between the initial state and the subscription is missed.
+    let Ok(mut session) = doc.session().await else {
+        let _ = socket
+            .send(close_frame(End(CLOSE_GOING_AWAY, "document closed")))
+            .await;
+        return;
+    };
+    let end = serve(&mut socket, &mut session, &cancel).await;
     if end.0 != CLOSE_NORMAL {
-        tracing::debug!(doc = %room.id, session, "closing editor session: {}", end.1);
+        tracing::debug!(doc = %doc.id(), "closing editor session: {}", end.1);
     }
     if end == CLIENT_CLOSED {
         // Sends the queued answer to the client's close frame.
         let _ = socket.close().await;
     } else {
-        let _ = socket
-            .send(Message::Close(Some(CloseFrame {
-                code: end.0,
-                reason: end.1.into(),
-            })))
-            .await;
+        let _ = socket.send(close_frame(end)).await;
     }
-    if !presence.is_empty() {
-        let _ = room
-            .remove_awareness(presence.into_iter().collect(), Origin::Session(session))
-            .await;
-    }
+    session.close().await;
+}
+
+fn close_frame(end: End) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: end.0,
+        reason: end.1.into(),
+    }))
 }
 
 async fn send(socket: &mut WebSocket, msg: &YMessage) -> Result<(), End> {
@@ -88,26 +85,16 @@ async fn send(socket: &mut WebSocket, msg: &YMessage) -> Result<(), End> {
         .map_err(|_| End(CLOSE_GOING_AWAY, "send failed"))
 }
 
-async fn serve(
-    socket: &mut WebSocket,
-    room: &RoomHandle,
-    session: u64,
-    presence: &mut HashSet<u64>,
-    cancel: &CancellationToken,
-) -> End {
-    // Subscribe first, so no change between the initial state and the subscription is missed.
-    let mut changes = match room.subscribe().await {
-        Ok(changes) => changes,
-        Err(_) => return End(CLOSE_GOING_AWAY, "document closed"),
-    };
+async fn serve(socket: &mut WebSocket, session: &mut Session, cancel: &CancellationToken) -> End {
     let gone = |_| End(CLOSE_GOING_AWAY, "document closed");
+    let doc = session.doc().clone();
     let start = async {
         send(
             socket,
-            &YMessage::SyncStep1(room.state_vector().await.map_err(gone)?),
+            &YMessage::SyncStep1(doc.state_vector().await.map_err(gone)?),
         )
         .await?;
-        if let Some(state) = room.awareness_state().await.map_err(gone)? {
+        if let Some(state) = doc.presence().await.map_err(gone)? {
             send(socket, &YMessage::Awareness(state)).await?;
         }
         Ok::<(), End>(())
@@ -140,43 +127,37 @@ async fn serve(
                     }
                     Some(Ok(_)) => continue, // ping/pong
                 };
-                if let Err(end) = on_frame(socket, room, session, presence, &frame).await {
+                if let Err(end) = on_frame(socket, session, &frame).await {
                     return end;
                 }
             }
-            change = changes.recv() => match change {
-                Ok(change) => {
-                    let mine = change.origin == Origin::Session(session);
-                    let send_it = match change.stage {
-                        Stage::Applied => !mine,
-                        // The echo of the editor's own update: it is stored.
-                        Stage::Committed => mine,
-                        Stage::NotStored if mine => {
-                            return End(
-                                CLOSE_TRY_AGAIN,
-                                "this node could not store the change yet; reconnect to resync",
-                            )
-                        }
-                        Stage::NotStored => false,
-                    };
-                    // The stages of an edit's way from editor to editor (`peerdoc::stage`, see
-                    // bench/editors.mjs --notes) end here, at another's edit sent.
-                    if send_it {
-                        if !mine {
-                            tracing::trace!(target: "peerdoc::stage", "editor session: update out");
-                        }
-                        if let Err(end) = send(socket, &change.message).await {
-                            return end;
-                        }
-                        keepalive.reset();
-                        if !mine {
-                            tracing::trace!(target: "peerdoc::stage", "editor session: sent");
-                        }
+            event = session.next() => {
+                // The stages of an edit's way from editor to editor (`peerdoc::stage`, see
+                // bench/editors.mjs --notes) end here, at another's edit sent.
+                let (message, theirs) = match event {
+                    Event::Changed(message) => (message, true),
+                    // The echo of the editor's own update: it is stored.
+                    Event::Saved(message) => (message, false),
+                    Event::NotSaved => {
+                        return End(
+                            CLOSE_TRY_AGAIN,
+                            "this node could not store the change yet; reconnect to resync",
+                        )
                     }
+                    // The editor missed changes: it reconnects and resyncs from scratch.
+                    Event::Lagged => return End(CLOSE_TRY_AGAIN, "fell behind; reconnect"),
+                    Event::Closed => return End(CLOSE_GOING_AWAY, "document closed"),
+                };
+                if theirs {
+                    tracing::trace!(target: "peerdoc::stage", "editor session: update out");
                 }
-                // The editor missed changes: it reconnects and resyncs from scratch.
-                Err(RecvError::Lagged(_)) => return End(CLOSE_TRY_AGAIN, "fell behind; reconnect"),
-                Err(RecvError::Closed) => return End(CLOSE_GOING_AWAY, "document closed"),
+                if let Err(end) = send(socket, &message).await {
+                    return end;
+                }
+                if theirs {
+                    tracing::trace!(target: "peerdoc::stage", "editor session: sent");
+                }
+                keepalive.reset();
             },
         }
     }
@@ -200,60 +181,52 @@ fn read_error(e: &axum::Error) -> End {
     }
 }
 
-async fn on_frame(
-    socket: &mut WebSocket,
-    room: &RoomHandle,
-    session: u64,
-    presence: &mut HashSet<u64>,
-    frame: &[u8],
-) -> Result<(), End> {
+async fn on_frame(socket: &mut WebSocket, session: &mut Session, frame: &[u8]) -> Result<(), End> {
     // Decode the whole frame before acting on any of it: a bad frame changes nothing.
     let messages = YMessage::decode_all(frame)
         .map_err(|_| End(CLOSE_POLICY, "malformed y-protocols message"))?;
-    let origin = Origin::Session(session);
     for msg in messages {
         match msg {
             YMessage::SyncStep1(sv) => {
-                let (diff, _) = room
-                    .diff(sv, None)
+                let diff = session
+                    .doc()
+                    .diff(sv)
                     .await
                     .map_err(|_| End(CLOSE_POLICY, "bad state vector"))?;
                 send(socket, &YMessage::SyncStep2(diff)).await?;
             }
             YMessage::SyncStep2(update) | YMessage::Update(update) => {
-                room.apply_local(update, origin)
-                    .await
-                    .map_err(|e| match e {
-                        RoomError::ReadOnly(_) => End(
-                            CLOSE_FORBIDDEN,
-                            "read-only: this node may read this document, not edit it",
-                        ),
-                        RoomError::Removed(_) => End(
-                            CLOSE_FORBIDDEN,
-                            "removed: the owner removed this node from the document",
-                        ),
-                        RoomError::TooLarge(_) => {
-                            End(CLOSE_POLICY, "the document has reached its size limit")
-                        }
-                        // The document could not be loaded (a failed commit arrives later,
-                        // as `Stage::NotStored`).
-                        RoomError::Store(_) => End(
-                            CLOSE_TRY_AGAIN,
-                            "this node cannot read the document right now; reconnect to retry",
-                        ),
-                        _ => End(CLOSE_POLICY, "update rejected"),
-                    })?;
+                session.apply(update).await.map_err(|e| match e.kind() {
+                    ErrorKind::ReadOnly => End(
+                        CLOSE_FORBIDDEN,
+                        "read-only: this node may read this document, not edit it",
+                    ),
+                    ErrorKind::Removed => End(
+                        CLOSE_FORBIDDEN,
+                        "removed: the owner removed this node from the document",
+                    ),
+                    ErrorKind::TooLarge => {
+                        End(CLOSE_POLICY, "the document has reached its size limit")
+                    }
+                    // The document could not be loaded (a failed commit arrives later, as
+                    // `Event::NotSaved`).
+                    ErrorKind::DiskFull | ErrorKind::StorageUnavailable => End(
+                        CLOSE_TRY_AGAIN,
+                        "this node cannot read the document right now; reconnect to retry",
+                    ),
+                    _ => End(CLOSE_POLICY, "update rejected"),
+                })?;
             }
             YMessage::Awareness(update) => {
-                let clients = room
-                    .apply_awareness(update, origin)
+                session
+                    .set_presence(update)
                     .await
                     .map_err(|_| End(CLOSE_POLICY, "awareness update rejected"))?;
-                presence.extend(clients);
             }
             YMessage::QueryAwareness => {
-                if let Some(state) = room
-                    .awareness_state()
+                if let Some(state) = session
+                    .doc()
+                    .presence()
                     .await
                     .map_err(|_| End(CLOSE_GOING_AWAY, "document closed"))?
                 {

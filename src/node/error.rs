@@ -64,3 +64,44 @@ pub enum Error {
     )]
     NoWriter,
 }
+
+/// What a refused or failed document operation means for a caller that acts on it (an HTTP
+/// status, a WebSocket close code), whatever layer it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// This node may read the document, not edit it.
+    ReadOnly,
+    /// The owner removed this node from the document.
+    Removed,
+    /// A removal could not be made.
+    RemovalFailed,
+    /// The document has reached its size limit.
+    TooLarge,
+    /// The disk is full.
+    DiskFull,
+    /// The store cannot be read or written right now.
+    StorageUnavailable,
+    /// Another document already has that name here.
+    NameTaken,
+    /// Anything else: see the message.
+    Other,
+}
+
+impl Error {
+    /// The kind of this error, for callers that map it to a code of their own.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Room(RoomError::ReadOnly(_)) => ErrorKind::ReadOnly,
+            Error::Room(RoomError::Removed(_)) => ErrorKind::Removed,
+            Error::Room(RoomError::Removal(..)) => ErrorKind::RemovalFailed,
+            Error::Room(RoomError::TooLarge(_)) => ErrorKind::TooLarge,
+            Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
+                ErrorKind::DiskFull
+            }
+            Error::Store(StoreError::NameTaken(_)) => ErrorKind::NameTaken,
+            Error::Room(RoomError::Store(_)) => ErrorKind::StorageUnavailable,
+            _ => ErrorKind::Other,
+        }
+    }
+}

@@ -145,7 +145,7 @@ impl Node {
     pub(super) fn wait_for_member(&self, doc: DocId, ticket: String) {
         unpoisoned(self.inner.joining.lock()).insert(doc);
         let node = self.clone();
-        let task = tokio::spawn(async move {
+        self.inner.joins.spawn(async move {
             let cancel = node.inner.cancel.clone();
             loop {
                 tokio::select! {
@@ -164,8 +164,6 @@ impl Node {
             }
             unpoisoned(node.inner.joining.lock()).remove(&doc);
         });
-        // Stopped before the sync driver and the network it uses.
-        unpoisoned(self.inner.tasks.lock()).insert(0, task);
     }
 
     /// One attempt to complete a waiting join. `Ok(false)`: the document is gone.

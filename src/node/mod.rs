@@ -16,6 +16,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
@@ -31,10 +32,11 @@ use crate::replica::store::{unix_now, DocMeta, Store};
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
 
+mod doc;
 mod error;
 mod join;
 mod members;
-mod names;
+pub(crate) mod names;
 mod startup;
 #[cfg(test)]
 mod tests;
@@ -42,7 +44,8 @@ mod types;
 
 use startup::{split_peer_addr, start_net};
 
-pub use error::Error;
+pub use doc::{Doc, Event, Session};
+pub use error::{Error, ErrorKind};
 
 /// The role a node shows for a document the owner removed it from.
 const REMOVED: &str = "removed";
@@ -73,7 +76,10 @@ struct Inner {
     sync: SyncHandle,
     room_ctx: RoomContext,
     cancel: CancellationToken,
+    /// The sync driver's and the network's tasks, in the order they stop.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Joins waiting for a member (`join.rs`): stopped before the driver and the network.
+    joins: TaskTracker,
     /// Documents whose join waits for a member (`join.rs`).
     joining: Mutex<HashSet<DocId>>,
     /// Held until shutdown: one daemon per data dir.
@@ -165,6 +171,7 @@ impl Node {
                 cancel,
                 // The driver stops first: it uses the network.
                 tasks: Mutex::new(vec![sync_task, net_task]),
+                joins: TaskTracker::new(),
                 data_dir: Mutex::new(Some(data_dir)),
                 identity,
                 registry,
@@ -184,6 +191,8 @@ impl Node {
             return;
         }
         inner.cancel.cancel();
+        inner.joins.close();
+        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, inner.joins.wait()).await;
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *unpoisoned(inner.tasks.lock()));
         for task in tasks {
             let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, task).await;
@@ -263,7 +272,7 @@ impl Node {
 
     /// Finds a document by id, local name, or unique id prefix (in that order).
     pub(crate) async fn resolve(&self, query: &str) -> Result<DocMeta, Error> {
-        names::find(self.inner.store.list_docs().await?, query)
+        names::find(self.inner.store.find_docs(query).await?, query)
     }
 
     /// The room of a document (for editor sessions).

@@ -156,7 +156,9 @@ impl RoomHandle {
     pub(crate) async fn apply_remote(&self, update: Vec<u8>) -> Result<Applied, RoomError> {
         self.call(|r| Command::ApplyRemote(update, r)).await?
     }
-    /// Applies an update made by a local editor; returns once it is durable.
+    /// Applies an update made here: from the API (`Origin::Api`) it returns once stored; from
+    /// an editor session once applied, and the session hears `Stage::Committed` once stored
+    /// (or `Stage::NotStored`).
     pub(crate) async fn apply_local(
         &self,
         update: Vec<u8>,

@@ -128,6 +128,7 @@ pub(crate) type Commit = oneshot::Receiver<Result<i64, StoreError>>;
 enum Command {
     CreateDoc(DocMeta, Reply<()>),
     ListDocs(Reply<Vec<DocMeta>>),
+    FindDocs(String, Reply<Vec<DocMeta>>),
     RenameDoc(DocId, String, Reply<()>),
     DeleteDoc(DocId, Reply<()>),
     Append(DocId, Vec<u8>, Reply<i64>),
@@ -189,6 +190,12 @@ impl Store {
     }
     pub(crate) async fn list_docs(&self) -> Result<Vec<DocMeta>, StoreError> {
         self.call(Command::ListDocs).await
+    }
+    /// The documents `query` may name (by id, name or id prefix), found by index lookups;
+    /// `node::names::find` picks among them.
+    pub(crate) async fn find_docs(&self, query: &str) -> Result<Vec<DocMeta>, StoreError> {
+        let query = query.to_string();
+        self.call(|r| Command::FindDocs(query, r)).await
     }
     pub(crate) async fn rename_doc(&self, id: DocId, name: String) -> Result<(), StoreError> {
         self.call(|r| Command::RenameDoc(id, name, r)).await

@@ -132,6 +132,7 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
     match cmd {
         Command::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
         Command::ListDocs(r) => finish(r, list_docs(tx)),
+        Command::FindDocs(query, r) => finish(r, find_docs(tx, &query)),
         Command::RenameDoc(id, name, r) => {
             let result = tx
                 .execute(
@@ -285,11 +286,55 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
 }
 
 fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
-    let mut stmt = tx.prepare(
+    select_docs(tx, "TRUE", "ORDER BY created, name", [])
+}
+
+/// Documents a query may name: the one with that name, and those whose id starts with it (the
+/// whole id included; at most [`MAX_PREFIX_MATCHES`]). Index lookups, not a scan: the id is the
+/// primary key (a prefix is a range of it) and names are unique.
+fn find_docs(tx: &rusqlite::Transaction, query: &str) -> Result<Vec<DocMeta>, StoreError> {
+    let q = query.trim();
+    let mut docs = select_docs(tx, "name = ?1", "", [q])?;
+    if let Some((low, high)) = id_range(&q.to_ascii_lowercase()) {
+        docs.extend(select_docs(
+            tx,
+            "id BETWEEN ?1 AND ?2",
+            "ORDER BY id LIMIT ?3",
+            params![&low[..], &high[..], MAX_PREFIX_MATCHES],
+        )?);
+    }
+    Ok(docs)
+}
+
+/// Prefix matches fetched: enough to tell one from several, and to name a few.
+const MAX_PREFIX_MATCHES: i64 = 17;
+
+/// The ids that start with the hex digits `prefix`, as the lowest and highest such id.
+fn id_range(prefix: &str) -> Option<([u8; 16], [u8; 16])> {
+    if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let pad = |digit: char| {
+        let mut full = prefix.to_string();
+        full.extend(std::iter::repeat_n(digit, 32 - prefix.len()));
+        <[u8; 16]>::try_from(hex::decode(full).ok()?).ok()
+    };
+    Some((pad('0')?, pad('f')?))
+}
+
+/// The documents (joined, with an owner) that `filter` selects, `tail` (an order, a limit)
+/// after it.
+fn select_docs(
+    tx: &rusqlite::Transaction,
+    filter: &str,
+    tail: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<DocMeta>, StoreError> {
+    let mut stmt = tx.prepare(&format!(
         "SELECT id, name, key, created, owner, key_epoch FROM docs WHERE owner IS NOT NULL
-         ORDER BY created, name",
-    )?;
-    let rows = stmt.query_map([], |row| {
+         AND ({filter}) {tail}"
+    ))?;
+    let rows = stmt.query_map(params, |row| {
         Ok((
             row.get::<_, Vec<u8>>(0)?,
             row.get::<_, String>(1)?,
@@ -447,7 +492,7 @@ pub(super) fn refuse(cmd: Command) -> DeferredReply {
         }
         Command::Compact(_, _, _, _, r) | Command::SavePeer(_, _, r) => fail(r),
         Command::AddCerts(_, _, r) | Command::AddKey(_, _, _, r) => fail(r),
-        Command::ListDocs(r) => fail(r),
+        Command::ListDocs(r) | Command::FindDocs(_, r) => fail(r),
         Command::Append(_, _, r) => fail(r),
         Command::Load(_, r) => fail(r),
         Command::LoadAccess(_, r) => fail(r),

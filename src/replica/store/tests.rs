@@ -137,3 +137,57 @@ fn garbage_file_is_reported_as_corrupt() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("move it aside"));
 }
+
+#[tokio::test]
+async fn a_query_finds_its_candidates_by_lookup_and_picks_as_from_the_whole_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("peerdoc.db")).unwrap();
+    // Ids that share prefixes of every length up to 3 bytes, and names.
+    let mut docs = Vec::new();
+    for (i, prefix) in [
+        [0xab, 0xcd, 0x01],
+        [0xab, 0xcd, 0x02],
+        [0xab, 0xce, 0x00],
+        [0x12, 0, 0],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut m = meta(&format!("doc {i}"));
+        m.id.0[..3].copy_from_slice(&prefix);
+        store.create_doc(m.clone()).await.unwrap();
+        docs.push(m);
+    }
+    let all = store.list_docs().await.unwrap();
+    let whole = docs[0].id.to_string();
+    let queries = [
+        whole.clone(),
+        whole.to_uppercase(),
+        " doc 3 ".to_string(),
+        "abcd0".to_string(),  // odd length: two matches
+        "abcd01".to_string(), // one match
+        "abcd".to_string(),   // two matches
+        "abc".to_string(),    // too short
+        "abce".to_string(),
+        "1200".to_string(),
+        "ffff".to_string(),
+        "nope".to_string(),
+        "doc".to_string(),
+    ];
+    for q in queries {
+        // (Several matches are listed in another order: compare that they are several.)
+        let outcome = |r: Result<DocMeta, crate::node::Error>| match r {
+            Ok(m) => m.id.to_string(),
+            Err(crate::node::Error::AmbiguousDoc(..)) => "several".to_string(),
+            Err(e) => format!("{e:?}"),
+        };
+        let found = store.find_docs(&q).await.unwrap();
+        let picked = outcome(crate::node::names::find(found, &q));
+        let expected = outcome(crate::node::names::find(all.clone(), &q));
+        assert_eq!(picked, expected, "query {q:?}");
+    }
+    assert_eq!(store.find_docs("abcd").await.unwrap().len(), 2);
+    assert_eq!(store.find_docs("abcd0").await.unwrap().len(), 2);
+    assert_eq!(store.find_docs("abcd01").await.unwrap().len(), 1);
+    assert_eq!(store.find_docs("abce").await.unwrap().len(), 1);
+}

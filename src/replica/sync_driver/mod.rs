@@ -398,8 +398,11 @@ impl SyncDriver {
 
     fn anti_entropy(&mut self) {
         let rooms = self.rooms.all();
-        self.gossip_slots
-            .retain(|doc, _| rooms.iter().any(|room| room.id == *doc));
+        // What is kept per document goes with the document.
+        let open: HashSet<DocId> = rooms.iter().map(|room| room.id).collect();
+        self.gossip_slots.retain(|doc, _| open.contains(doc));
+        self.synced.retain(|(doc, _), _| open.contains(doc));
+        self.peer_epochs.retain(|(_, doc), _| open.contains(doc));
         for room in rooms {
             for peer in self.peers_sharing(&room.topic) {
                 self.want_pull(peer, room.id);
@@ -486,6 +489,7 @@ impl SyncDriver {
                     peers.remove(&peer);
                 }
                 self.members_exchanged.retain(|(p, _), _| *p != peer);
+                self.synced.retain(|(_, p), _| *p != peer);
                 self.rosters_heard.retain(|_, peers| {
                     peers.remove(&peer);
                     !peers.is_empty()
