@@ -15,6 +15,7 @@ cargo fmt --all -- --check
 
 echo "== lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --features test-faults -- -D warnings
 
 echo "== tools: ip and nft for the network lab (root; namespaces), chromium for the browser tests"
 missing=()
@@ -33,7 +34,8 @@ cargo test --locked -p peerdoc-bench
 cargo run --locked --quiet --example embed >/dev/null
 
 echo "== tier 2: the network lab (namespaces, NAT), chaos, a full disk, soak and memory (root)"
-cargo test --locked --test tests -- --ignored
+# With test-only message faults (serve --inject-faults), which a normal build does not have.
+cargo test --locked --features test-faults --test tests -- --ignored
 cargo build --locked --bin peerdoc
 
 echo "== web editor bundle is current"

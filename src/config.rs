@@ -10,7 +10,9 @@ use std::time::Duration;
 use libp2p::Multiaddr;
 use serde::Deserialize;
 
-use crate::net::{DhtMode, MessageFaults, RelayLimits, DEFAULT_MAX_CONNECTIONS};
+#[cfg(feature = "test-faults")]
+use crate::net::MessageFaults;
+use crate::net::{DhtMode, RelayLimits, DEFAULT_MAX_CONNECTIONS};
 
 /// Name of the config file in the data dir.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -49,6 +51,7 @@ pub struct Config {
     pub unload_after: Duration,
     /// Test only: drop, duplicate and delay received messages on a seeded schedule (the chaos
     /// harness sets it; `None` in normal use).
+    #[cfg(feature = "test-faults")]
     pub message_faults: Option<MessageFaults>,
 }
 
@@ -69,6 +72,7 @@ impl Config {
             compact_every: 500,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             unload_after: Duration::from_secs(300),
+            #[cfg(feature = "test-faults")]
             message_faults: None,
         }
     }

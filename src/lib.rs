@@ -58,7 +58,9 @@ mod replica;
 pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
-pub use net::{DhtMode, FaultsParseError, MessageFaults, NetError, RelayLimits};
+pub use net::{DhtMode, NetError, RelayLimits};
+#[cfg(feature = "test-faults")]
+pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
     Doc, DocInfo, DocPeer, DocStatus, Error, ErrorKind, Event, MemberInfo, Node, PeerStatus,
     Removed, Session, Status,

@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use libp2p::Multiaddr;
 
 use peerdoc::api::{Server, DEFAULT_HTTP};
-use peerdoc::{api_token_path, Config, ConfigFile, DhtMode, MessageFaults, Node};
+#[cfg(feature = "test-faults")]
+use peerdoc::MessageFaults;
+use peerdoc::{api_token_path, Config, ConfigFile, DhtMode, Node};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -67,6 +69,7 @@ pub(crate) struct ServeArgs {
     pub(crate) unload_after: Option<u64>,
     /// Test only: drop, duplicate and delay received messages, e.g.
     /// seed=7,drop=5,dup=10,delay=20,max-delay-ms=400 (the chaos harness uses it).
+    #[cfg(feature = "test-faults")]
     #[arg(long, value_name = "SPEC", hide = true)]
     pub(crate) inject_faults: Option<MessageFaults>,
 }
@@ -134,7 +137,10 @@ impl ServeArgs {
         if let Some(secs) = self.unload_after {
             config.unload_after = Duration::from_secs(secs);
         }
-        config.message_faults = self.inject_faults;
+        #[cfg(feature = "test-faults")]
+        {
+            config.message_faults = self.inject_faults;
+        }
         let http = self
             .http
             .or(file.http)

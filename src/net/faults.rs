@@ -2,7 +2,9 @@
 //! `serve --inject-faults` flag) drops, duplicates and delays the gossip it receives, and
 //! delays the sync requests it receives, on a seeded schedule. Packet loss and partitions are
 //! done outside the node (nftables); this is the part only the node can do, since TCP hides
-//! duplicated and reordered packets from it. Off unless asked for.
+//! duplicated and reordered packets from it. Off unless asked for, and only in a build with
+//! the `test-faults` feature (without it, nothing can ask for them).
+#![cfg_attr(not(feature = "test-faults"), allow(dead_code, unreachable_pub))]
 
 use std::future::Future;
 use std::pin::Pin;

@@ -33,6 +33,7 @@ mod reachability;
 mod stall;
 
 pub use behaviour::MESH_DEGREE;
+#[cfg(feature = "test-faults")]
 pub use faults::{FaultsParseError, MessageFaults};
 pub(crate) use guard::DEFAULT_MAX_CONNECTIONS;
 pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
@@ -79,6 +80,7 @@ pub struct NetConfig {
     /// Inbound connections at most (more are refused).
     pub max_connections: u32,
     /// Test only: drop, duplicate and delay received messages.
+    #[cfg(feature = "test-faults")]
     pub faults: Option<MessageFaults>,
 }
 

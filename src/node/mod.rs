@@ -123,6 +123,7 @@ impl Node {
             me: net.peer_id(),
             identity: identity.clone(),
             max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
+            clock: crate::replica::presence::system_clock(),
             unload_after: config.unload_after,
             metrics: metrics.clone(),
         };

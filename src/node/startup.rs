@@ -46,6 +46,7 @@ pub(super) async fn start_net(
         upnp: config.upnp,
         relay_server: config.relay.clone(),
         max_connections: config.max_connections,
+        #[cfg(feature = "test-faults")]
         faults: config.message_faults,
     };
     if !config.listen.is_empty() {

@@ -36,9 +36,9 @@ const MAX_TRACKED: usize = 4 * MAX_CLIENTS;
 /// Milliseconds on some monotonic clock; only differences matter.
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// A clock on tokio's time, so `tokio::time::pause` and `advance` drive presence expiry in tests.
-pub(crate) fn tokio_clock() -> Clock {
-    let start = tokio::time::Instant::now();
+/// The monotonic clock (tests use a manual one).
+pub(crate) fn system_clock() -> Clock {
+    let start = std::time::Instant::now();
     Arc::new(move || start.elapsed().as_millis() as u64)
 }
 

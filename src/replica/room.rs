@@ -105,6 +105,9 @@ enum Command {
     /// Test hook: whether the document is loaded.
     #[cfg(test)]
     IsLoaded(oneshot::Sender<bool>),
+    /// Test hook: the periodic presence check, now.
+    #[cfg(test)]
+    CheckPresence(oneshot::Sender<()>),
 }
 
 /// What a room publishes for those that must not wait for it: who may do what, and the keys.
@@ -140,6 +143,8 @@ pub(crate) struct RoomContext {
     pub(crate) me: PeerId,
     /// This node's identity key: opens key grants, and signs on the owner's node.
     pub(crate) identity: ed25519::Keypair,
+    /// The clock presence expires by (a manual one in tests).
+    pub(crate) clock: crate::replica::presence::Clock,
     /// The document size limit ([`MAX_DOC_BYTES`]; smaller in tests).
     pub(crate) max_doc_bytes: usize,
     /// Unload the document after this long without an editor session or use.
@@ -232,12 +237,7 @@ impl Room {
                         }
                     }
                 }
-                Wake::PresenceCheck => {
-                    // Every node expires on its own: nothing to announce.
-                    if let Some(gone) = self.presence.as_mut().and_then(Presence::expire) {
-                        self.fan_out_presence(gone, Origin::Remote, false);
-                    }
-                }
+                Wake::PresenceCheck => self.expire_presence(),
                 Wake::Stop => break,
             }
         }
@@ -366,6 +366,11 @@ impl Room {
             #[cfg(test)]
             Command::IsLoaded(reply) => {
                 let _ = reply.send(self.doc.is_some());
+            }
+            #[cfg(test)]
+            Command::CheckPresence(reply) => {
+                self.expire_presence();
+                let _ = reply.send(());
             }
         }
         std::ops::ControlFlow::Continue(())

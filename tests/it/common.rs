@@ -316,6 +316,7 @@ pub async fn bare_net_as(
         upnp: false,
         relay_server: None,
         max_connections: 64,
+        #[cfg(feature = "test-faults")]
         faults: None,
     };
     let keypair = libp2p::identity::Keypair::from(identity);

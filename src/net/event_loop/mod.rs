@@ -119,7 +119,7 @@ impl EventLoop {
                 );
                 refused
             },
-            faults: config.faults.map(|faults| Faults::new(faults, registry)),
+            faults: faults_of(config, registry),
         }
     }
 
@@ -425,6 +425,21 @@ impl EventLoop {
             _ => {}
         }
     }
+}
+
+/// The message faults `config` asks for (test-only builds).
+#[cfg(feature = "test-faults")]
+fn faults_of(
+    config: &NetConfig,
+    registry: &mut prometheus_client::registry::Registry,
+) -> Option<Faults> {
+    config.faults.map(|faults| Faults::new(faults, registry))
+}
+
+/// Without the `test-faults` feature there are none.
+#[cfg(not(feature = "test-faults"))]
+fn faults_of(_: &NetConfig, _: &mut prometheus_client::registry::Registry) -> Option<Faults> {
+    None
 }
 
 /// The next held event that comes due; never resolves without faults or held events.

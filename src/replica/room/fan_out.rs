@@ -36,12 +36,20 @@ impl Room {
     ) -> Result<Vec<u64>, RoomError> {
         let presence = self
             .presence
-            .get_or_insert_with(|| Presence::new(crate::replica::presence::tokio_clock()));
+            .get_or_insert_with(|| Presence::new(self.ctx.clock.clone()));
         let (clients, changed) = presence.apply(update, owner)?;
         if let Some(changed) = changed {
             self.fan_out_presence(changed, origin, origin != Origin::Remote);
         }
         Ok(clients)
+    }
+
+    /// Drops presence states not renewed in time, and tells local sessions. (Every node
+    /// expires on its own: nothing to announce.)
+    pub(super) fn expire_presence(&mut self) {
+        if let Some(gone) = self.presence.as_mut().and_then(Presence::expire) {
+            self.fan_out_presence(gone, Origin::Remote, false);
+        }
     }
 
     /// Tells local sessions about a presence change and, if `announce`, peers.

@@ -241,6 +241,11 @@ impl RoomHandle {
     pub(crate) async fn is_loaded(&self) -> bool {
         self.call(Command::IsLoaded).await.unwrap_or(false)
     }
+    /// Test hook: runs the periodic presence check now.
+    #[cfg(test)]
+    pub(crate) async fn check_presence(&self) {
+        let _ = self.call(Command::CheckPresence).await;
+    }
     /// Test hook: blocks the room until the returned sender is dropped or fires.
     #[cfg(test)]
     pub(crate) async fn stall(&self) -> oneshot::Sender<()> {

@@ -27,6 +27,7 @@ async fn setup(
         me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
         identity: DocMeta::test_owner(),
         max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
+        clock: crate::replica::presence::system_clock(),
         unload_after: Duration::from_secs(300),
         metrics: crate::metrics::Metrics::unregistered(),
     };
@@ -226,21 +227,33 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn presence_expires_after_thirty_seconds_without_renewal() {
-    let (_dir, ctx, _out, meta) = setup(100).await;
+    let (_dir, mut ctx, _out, meta) = setup(100).await;
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let clock = now.clone();
+    ctx.clock = Arc::new(move || clock.load(std::sync::atomic::Ordering::Relaxed));
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
     let mut changes = room.subscribe().await.unwrap();
     room.apply_awareness(presence(9, 1, r#"{"user":{"name":"eve"}}"#), Origin::Remote)
         .await
         .unwrap();
     changes.recv().await.unwrap();
-    // Just before the timeout (and the next check after it) the state is still there.
-    tokio::time::advance(Duration::from_millis(PRESENCE_TIMEOUT_MS - 1)).await;
+    // Just before the timeout a check keeps the state.
+    now.store(
+        PRESENCE_TIMEOUT_MS - 1,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    room.check_presence().await;
     assert!(room.awareness_state().await.unwrap().is_some());
-    // The next presence check after the timeout removes it and tells the sessions.
-    tokio::time::advance(PRESENCE_CHECK + Duration::from_millis(1)).await;
-    let removal = changes.recv().await.unwrap();
+    assert!(changes.try_recv().is_err(), "nothing expired");
+    // The first check after the timeout removes it and tells the sessions.
+    now.store(
+        PRESENCE_TIMEOUT_MS + 1,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    room.check_presence().await;
+    let removal = changes.try_recv().expect("the check told the sessions");
     assert!(matches!(*removal.message, YMessage::Awareness(_)));
     assert_eq!(room.awareness_state().await.unwrap(), None, "expired");
 }
