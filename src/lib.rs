@@ -67,7 +67,7 @@ pub use node::{
 };
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
-pub use replica::store::StoreError;
+pub use replica::store::{CommitFailure, StoreError};
 
 /// The network handle, for integration tests that play a hostile peer. Not a stable API.
 #[doc(hidden)]

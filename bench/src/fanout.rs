@@ -15,7 +15,6 @@ use peerdoc::core::sync::gossip;
 use peerdoc::testing::{
     ed25519, Keypair, MessageAcceptance, Multiaddr, Net, NetConfig, NetEvent, PeerId, MESH_DEGREE,
 };
-use peerdoc::DhtMode;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use tokio::sync::mpsc;
@@ -70,15 +69,10 @@ impl Cluster {
         let mut tasks = Vec::new();
         for node in 0..n {
             let config = NetConfig {
-                listen: vec![memory_addr(first_port + node as u64)?],
-                mdns: false,
                 request_timeout: Duration::from_secs(10),
                 idle_timeout: Duration::from_secs(300),
-                dht: DhtMode::Client,
-                upnp: false,
-                relay_server: None,
                 max_connections: 1024,
-                faults: None,
+                ..NetConfig::new(vec![memory_addr(first_port + node as u64)?])
             };
             let author = ed25519::Keypair::generate();
             let (net, mut events, task) =

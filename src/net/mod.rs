@@ -84,6 +84,25 @@ pub struct NetConfig {
     pub faults: Option<MessageFaults>,
 }
 
+impl NetConfig {
+    /// Listening on `listen` only: no LAN discovery, no UPnP, a DHT client, no relay service,
+    /// the default connection limit. (Tests and benchmarks change what they need.)
+    pub fn new(listen: Vec<Multiaddr>) -> NetConfig {
+        NetConfig {
+            listen,
+            mdns: false,
+            request_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(120),
+            dht: DhtMode::Client,
+            upnp: false,
+            relay_server: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            #[cfg(feature = "test-faults")]
+            faults: None,
+        }
+    }
+}
+
 /// Limits of a relay server. The defaults carry document sync (libp2p's defaults, 128 KiB and
 /// 2 minutes per circuit, only suffice to coordinate a hole punch).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -308,16 +308,10 @@ pub async fn bare_net_as(
     tokio::sync::mpsc::Receiver<peerdoc::testing::NetEvent>,
 ) {
     let config = peerdoc::testing::NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        mdns: false,
         request_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(60),
-        dht: DhtMode::Client,
-        upnp: false,
-        relay_server: None,
         max_connections: 64,
-        #[cfg(feature = "test-faults")]
-        faults: None,
+        ..peerdoc::testing::NetConfig::new(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
     };
     let keypair = libp2p::identity::Keypair::from(identity);
     let (net, events, _task) = peerdoc::testing::Net::spawn(keypair, config, cancel.clone())

@@ -43,8 +43,8 @@ pub enum StoreError {
     TooNew { path: PathBuf, found: i64 },
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("could not commit to the database ({0}); nothing of this change was stored")]
-    Commit(String),
+    #[error("could not commit to the database ({}); nothing of this change was stored", .0.reason)]
+    Commit(CommitFailure),
     #[error("cannot start the database writer thread: {0}")]
     Thread(std::io::Error),
     #[error("a document named {0:?} already exists; choose another name")]
@@ -60,8 +60,25 @@ impl StoreError {
     pub fn is_full(&self) -> bool {
         match self {
             StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-            StoreError::Commit(message) => message.contains("full"),
+            StoreError::Commit(failure) => failure.full,
             _ => false,
+        }
+    }
+}
+
+/// Why a batch of writes was not stored (each of its writes fails with it).
+#[derive(Debug, Clone)]
+pub struct CommitFailure {
+    pub reason: String,
+    /// The disk (or the database's size limit) was full.
+    pub full: bool,
+}
+
+impl CommitFailure {
+    pub(super) fn of(error: &StoreError) -> CommitFailure {
+        CommitFailure {
+            reason: error.to_string(),
+            full: error.is_full(),
         }
     }
 }
@@ -125,7 +142,21 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// [`Store::append_queued`]). A dropped sender means the store shut down.
 pub(crate) type Commit = oneshot::Receiver<Result<i64, StoreError>>;
 
+/// What the writer thread is asked: a database command, or control of the thread itself.
 enum Command {
+    Sql(Sql),
+    /// Test hook: cap the database size (`PRAGMA max_page_count`), so writes fail as on a
+    /// full disk.
+    #[cfg(test)]
+    LimitPages(Option<u32>, oneshot::Sender<()>),
+    /// Test hook: the writer does nothing more until released (a slow disk).
+    #[cfg(test)]
+    Pause(oneshot::Receiver<()>),
+    Close(oneshot::Sender<()>),
+}
+
+/// A database command: run in the writer's batch transaction, answered once it commits.
+enum Sql {
     CreateDoc(DocMeta, Reply<()>),
     ListDocs(Reply<Vec<DocMeta>>),
     FindDocs(String, Reply<Vec<DocMeta>>),
@@ -143,14 +174,6 @@ enum Command {
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
     AddKey(DocId, u32, [u8; 32], Reply<()>),
     AdoptLegacy(KeyBytes, Reply<usize>),
-    /// Test hook: cap the database size (`PRAGMA max_page_count`), so writes fail as on a
-    /// full disk.
-    #[cfg(test)]
-    LimitPages(Option<u32>, oneshot::Sender<()>),
-    /// Test hook: the writer does nothing more until released (a slow disk).
-    #[cfg(test)]
-    Pause(oneshot::Receiver<()>),
-    Close(oneshot::Sender<()>),
 }
 
 /// Cloneable handle to the store's writer thread.
@@ -181,31 +204,33 @@ impl Store {
         Ok(Store { tx })
     }
 
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        ask(&self.tx, make).await.ok_or(StoreError::Closed)?
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Sql) -> Result<T, StoreError> {
+        ask(&self.tx, |reply| Command::Sql(make(reply)))
+            .await
+            .ok_or(StoreError::Closed)?
     }
 
     pub(crate) async fn create_doc(&self, meta: DocMeta) -> Result<(), StoreError> {
-        self.call(|r| Command::CreateDoc(meta, r)).await
+        self.call(|r| Sql::CreateDoc(meta, r)).await
     }
     pub(crate) async fn list_docs(&self) -> Result<Vec<DocMeta>, StoreError> {
-        self.call(Command::ListDocs).await
+        self.call(Sql::ListDocs).await
     }
     /// The documents `query` may name (by id, name or id prefix), found by index lookups;
     /// `node::names::find` picks among them.
     pub(crate) async fn find_docs(&self, query: &str) -> Result<Vec<DocMeta>, StoreError> {
         let query = query.to_string();
-        self.call(|r| Command::FindDocs(query, r)).await
+        self.call(|r| Sql::FindDocs(query, r)).await
     }
     pub(crate) async fn rename_doc(&self, id: DocId, name: String) -> Result<(), StoreError> {
-        self.call(|r| Command::RenameDoc(id, name, r)).await
+        self.call(|r| Sql::RenameDoc(id, name, r)).await
     }
     pub(crate) async fn delete_doc(&self, id: DocId) -> Result<(), StoreError> {
-        self.call(|r| Command::DeleteDoc(id, r)).await
+        self.call(|r| Sql::DeleteDoc(id, r)).await
     }
     /// Appends an update to the doc's log; returns its sequence number once durable.
     pub(crate) async fn append(&self, id: DocId, update: Vec<u8>) -> Result<i64, StoreError> {
-        self.call(|r| Command::Append(id, update, r)).await
+        self.call(|r| Sql::Append(id, update, r)).await
     }
     /// Queues an update to append and returns at once (waiting only for queue space): the
     /// receiver hears its sequence number once it is durable. Appends commit in the order they
@@ -218,17 +243,17 @@ impl Store {
     ) -> Result<Commit, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append(id, update, reply))
+            .send(Command::Sql(Sql::Append(id, update, reply)))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
     }
     pub(crate) async fn load(&self, id: DocId) -> Result<StoredDoc, StoreError> {
-        self.call(|r| Command::Load(id, r)).await
+        self.call(|r| Sql::Load(id, r)).await
     }
     /// Membership, keys and the log's extent, without the document.
     pub(crate) async fn load_access(&self, id: DocId) -> Result<StoredAccess, StoreError> {
-        self.call(|r| Command::LoadAccess(id, r)).await
+        self.call(|r| Sql::LoadAccess(id, r)).await
     }
     /// Replaces the snapshot (with the `summary` of the state it holds) and drops log entries
     /// up to `upto` (inclusive), atomically.
@@ -239,7 +264,7 @@ impl Store {
         upto: i64,
         summary: Summary,
     ) -> Result<(), StoreError> {
-        self.call(|r| Command::Compact(id, snapshot, upto, summary, r))
+        self.call(|r| Sql::Compact(id, snapshot, upto, summary, r))
             .await
     }
     pub(crate) async fn save_peer(
@@ -247,10 +272,10 @@ impl Store {
         peer: String,
         addrs: Vec<String>,
     ) -> Result<(), StoreError> {
-        self.call(|r| Command::SavePeer(peer, addrs, r)).await
+        self.call(|r| Sql::SavePeer(peer, addrs, r)).await
     }
     pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
-        self.call(Command::KnownPeers).await
+        self.call(Sql::KnownPeers).await
     }
     /// Remembers the ticket of a join that waits for a member; `None` once it completed.
     pub(crate) async fn set_pending_join(
@@ -258,14 +283,14 @@ impl Store {
         id: DocId,
         ticket: Option<String>,
     ) -> Result<(), StoreError> {
-        self.call(|r| Command::SetPendingJoin(id, ticket, r)).await
+        self.call(|r| Sql::SetPendingJoin(id, ticket, r)).await
     }
     pub(crate) async fn pending_joins(&self) -> Result<Vec<(DocId, String)>, StoreError> {
-        self.call(Command::PendingJoins).await
+        self.call(Sql::PendingJoins).await
     }
     /// Stores certificates of a document (duplicates are ignored).
     pub(crate) async fn add_certs(&self, id: DocId, certs: Vec<Vec<u8>>) -> Result<(), StoreError> {
-        self.call(|r| Command::AddCerts(id, certs, r)).await
+        self.call(|r| Sql::AddCerts(id, certs, r)).await
     }
     /// Stores the content key of a new epoch.
     pub(crate) async fn add_key(
@@ -274,11 +299,11 @@ impl Store {
         epoch: u32,
         key: [u8; 32],
     ) -> Result<(), StoreError> {
-        self.call(|r| Command::AddKey(id, epoch, key, r)).await
+        self.call(|r| Sql::AddKey(id, epoch, key, r)).await
     }
     /// Makes `owner` the owner of documents stored before roles existed; returns how many.
     pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {
-        self.call(|r| Command::AdoptLegacy(owner, r)).await
+        self.call(|r| Sql::AdoptLegacy(owner, r)).await
     }
     /// Test hook: from now on the database may grow by at most `extra_pages` (None: no limit).
     #[cfg(test)]
@@ -333,53 +358,62 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, commit_time: Op
         let mut replies: Vec<sql::DeferredReply> = Vec::new();
         // SQLite rolls a transaction back by itself on some errors (a full disk): then nothing
         // of the batch may run on (it would run outside any transaction) and all of it fails.
-        let mut aborted: Option<String> = None;
+        let mut aborted: Option<CommitFailure> = None;
         for cmd in batch.drain(..) {
-            if let Command::Close(done) = cmd {
-                close = Some(done);
-                continue;
-            }
-            #[cfg(test)]
-            if let Command::Pause(release) = cmd {
-                let _ = release.blocking_recv();
-                continue;
-            }
-            #[cfg(test)]
-            if let Command::LimitPages(limit, done) = cmd {
-                let pages: u32 = tx
-                    .query_row("PRAGMA page_count", [], |r| r.get(0))
-                    .unwrap_or(1);
-                let max = limit.map_or(u32::MAX >> 1, |extra| pages + extra);
-                let _ = tx.pragma_update(None, "max_page_count", max);
-                let _ = done.send(());
-                continue;
-            }
+            let sql = match cmd {
+                Command::Sql(sql) => sql,
+                Command::Close(done) => {
+                    close = Some(done);
+                    continue;
+                }
+                #[cfg(test)]
+                Command::Pause(release) => {
+                    let _ = release.blocking_recv();
+                    continue;
+                }
+                #[cfg(test)]
+                Command::LimitPages(limit, done) => {
+                    let pages: u32 = tx
+                        .query_row("PRAGMA page_count", [], |r| r.get(0))
+                        .unwrap_or(1);
+                    let max = limit.map_or(u32::MAX >> 1, |extra| pages + extra);
+                    let _ = tx.pragma_update(None, "max_page_count", max);
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             if aborted.is_some() {
-                replies.push(sql::refuse(cmd));
+                replies.push(sql::refuse(sql));
                 continue;
             }
-            let (reply, error) = sql::execute(&tx, cmd);
+            let (reply, error) = sql::execute(&tx, sql);
             replies.push(reply);
             if tx.is_autocommit() {
-                aborted =
-                    Some(error.unwrap_or_else(|| "the database rolled the batch back".into()));
+                aborted = Some(error.unwrap_or_else(|| CommitFailure {
+                    reason: "the database rolled the batch back".into(),
+                    full: false,
+                }));
             }
         }
         let failure = match aborted {
-            Some(reason) => {
+            Some(failure) => {
                 drop(tx);
                 tracing::error!(
-                    "store: a write failed and nothing of its batch was stored: {reason}"
+                    "store: a write failed and nothing of its batch was stored: {}",
+                    failure.reason
                 );
-                Some(reason)
+                Some(failure)
             }
-            None => tx.commit().err().map(|e| e.to_string()),
+            None => tx
+                .commit()
+                .err()
+                .map(|e| CommitFailure::of(&StoreError::Sqlite(e))),
         };
         if let Some(histogram) = &commit_time {
             histogram.observe(started.elapsed().as_secs_f64());
         }
         for reply in replies {
-            reply(failure.as_deref());
+            reply(failure.as_ref());
         }
         if let Some(done) = close {
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");

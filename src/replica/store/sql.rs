@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{unix_now, Command, DocMeta, Reply, StoreError, StoredAccess, StoredDoc};
+use super::{unix_now, CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc};
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
@@ -15,7 +15,7 @@ const CACHE_KIB: i64 = 256;
 
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
-pub(super) type DeferredReply = Box<dyn FnOnce(Option<&str>)>;
+pub(super) type DeferredReply = Box<dyn FnOnce(Option<&CommitFailure>)>;
 
 pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let corrupt = |source| StoreError::Corrupt {
@@ -65,7 +65,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     }
     if version < 2 {
         // Roles: a document's owner key (NULL for documents from before: the node adopts them
-        // at start, see `Command::AdoptLegacy`) and its certificates.
+        // at start, see `Sql::AdoptLegacy`) and its certificates.
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE docs ADD COLUMN owner BLOB;
@@ -114,15 +114,18 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 
 /// Runs one command inside the batch transaction; returns how to reply once the commit is
 /// known, and the command's own error, if any.
-pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredReply, Option<String>) {
+pub(super) fn execute(
+    tx: &rusqlite::Transaction,
+    cmd: Sql,
+) -> (DeferredReply, Option<CommitFailure>) {
     fn finish<T: Send + 'static>(
         reply: Reply<T>,
         result: Result<T, StoreError>,
-    ) -> (DeferredReply, Option<String>) {
-        let error = result.as_ref().err().map(|e| e.to_string());
+    ) -> (DeferredReply, Option<CommitFailure>) {
+        let error = result.as_ref().err().map(CommitFailure::of);
         let reply: DeferredReply = Box::new(move |commit_failure| {
             let result = match commit_failure {
-                Some(e) => Err(StoreError::Commit(e.to_string())),
+                Some(failure) => Err(StoreError::Commit(failure.clone())),
                 None => result,
             };
             let _ = reply.send(result);
@@ -130,10 +133,10 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
         (reply, error)
     }
     match cmd {
-        Command::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
-        Command::ListDocs(r) => finish(r, list_docs(tx)),
-        Command::FindDocs(query, r) => finish(r, find_docs(tx, &query)),
-        Command::RenameDoc(id, name, r) => {
+        Sql::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
+        Sql::ListDocs(r) => finish(r, list_docs(tx)),
+        Sql::FindDocs(query, r) => finish(r, find_docs(tx, &query)),
+        Sql::RenameDoc(id, name, r) => {
             let result = tx
                 .execute(
                     "UPDATE docs SET name = ?1 WHERE id = ?2",
@@ -143,14 +146,14 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(|e| name_taken(e, &name));
             finish(r, result)
         }
-        Command::DeleteDoc(id, r) => {
+        Sql::DeleteDoc(id, r) => {
             let result = tx
                 .execute("DELETE FROM docs WHERE id = ?1", params![&id.0[..]])
                 .map(|_| ())
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::Append(id, data, r) => {
+        Sql::Append(id, data, r) => {
             let result = tx
                 .execute(
                     "INSERT INTO updates (doc, data) VALUES (?1, ?2)",
@@ -160,9 +163,9 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::Load(id, r) => finish(r, load(tx, id)),
-        Command::LoadAccess(id, r) => finish(r, load_access(tx, id)),
-        Command::Compact(id, snapshot, upto, summary, r) => {
+        Sql::Load(id, r) => finish(r, load(tx, id)),
+        Sql::LoadAccess(id, r) => finish(r, load_access(tx, id)),
+        Sql::Compact(id, snapshot, upto, summary, r) => {
             let result = tx
                 .execute(
                     "INSERT INTO snapshots (doc, data, upto, sv, digest) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -180,7 +183,7 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::SavePeer(peer, addrs, r) => {
+        Sql::SavePeer(peer, addrs, r) => {
             let now = unix_now();
             let result = addrs
                 .iter()
@@ -195,8 +198,8 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::KnownPeers(r) => finish(r, known_peers(tx)),
-        Command::SetPendingJoin(id, ticket, r) => {
+        Sql::KnownPeers(r) => finish(r, known_peers(tx)),
+        Sql::SetPendingJoin(id, ticket, r) => {
             let result = match ticket {
                 Some(ticket) => tx.execute(
                     "INSERT OR REPLACE INTO pending_joins (doc, ticket) VALUES (?1, ?2)",
@@ -209,8 +212,8 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
             };
             finish(r, result.map(|_| ()).map_err(StoreError::from))
         }
-        Command::PendingJoins(r) => finish(r, pending_joins(tx)),
-        Command::AddCerts(id, certs, r) => {
+        Sql::PendingJoins(r) => finish(r, pending_joins(tx)),
+        Sql::AddCerts(id, certs, r) => {
             let result = certs
                 .iter()
                 .try_for_each(|cert| {
@@ -223,7 +226,7 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::AddKey(id, epoch, key, r) => {
+        Sql::AddKey(id, epoch, key, r) => {
             let result = tx
                 .execute(
                     "INSERT OR IGNORE INTO epoch_keys (doc, epoch, key) VALUES (?1, ?2, ?3)",
@@ -233,7 +236,7 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::AdoptLegacy(owner, r) => {
+        Sql::AdoptLegacy(owner, r) => {
             let result = tx
                 .execute(
                     "UPDATE docs SET owner = ?1 WHERE owner IS NULL",
@@ -242,9 +245,6 @@ pub(super) fn execute(tx: &rusqlite::Transaction, cmd: Command) -> (DeferredRepl
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Command::Close(_) => unreachable!("handled by the writer loop"),
-        #[cfg(test)]
-        Command::LimitPages(..) | Command::Pause(_) => unreachable!("handled by the writer loop"),
     }
 }
 
@@ -479,29 +479,27 @@ fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>,
 
 /// A command that is not run because the batch's transaction is already gone: it fails with the
 /// batch's failure.
-pub(super) fn refuse(cmd: Command) -> DeferredReply {
+pub(super) fn refuse(cmd: Sql) -> DeferredReply {
     fn fail<T: Send + 'static>(reply: Reply<T>) -> DeferredReply {
         Box::new(move |failure| {
-            let reason = failure.unwrap_or("the batch was rolled back").to_string();
-            let _ = reply.send(Err(StoreError::Commit(reason)));
+            let failure = failure.cloned().unwrap_or_else(|| CommitFailure {
+                reason: "the batch was rolled back".into(),
+                full: false,
+            });
+            let _ = reply.send(Err(StoreError::Commit(failure)));
         })
     }
     match cmd {
-        Command::CreateDoc(_, r) | Command::RenameDoc(_, _, r) | Command::DeleteDoc(_, r) => {
-            fail(r)
-        }
-        Command::Compact(_, _, _, _, r) | Command::SavePeer(_, _, r) => fail(r),
-        Command::AddCerts(_, _, r) | Command::AddKey(_, _, _, r) => fail(r),
-        Command::ListDocs(r) | Command::FindDocs(_, r) => fail(r),
-        Command::Append(_, _, r) => fail(r),
-        Command::Load(_, r) => fail(r),
-        Command::LoadAccess(_, r) => fail(r),
-        Command::KnownPeers(r) => fail(r),
-        Command::SetPendingJoin(_, _, r) => fail(r),
-        Command::PendingJoins(r) => fail(r),
-        Command::AdoptLegacy(_, r) => fail(r),
-        Command::Close(_) => unreachable!("handled by the writer loop"),
-        #[cfg(test)]
-        Command::LimitPages(..) | Command::Pause(_) => unreachable!("handled by the writer loop"),
+        Sql::CreateDoc(_, r) | Sql::RenameDoc(_, _, r) | Sql::DeleteDoc(_, r) => fail(r),
+        Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, r) => fail(r),
+        Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),
+        Sql::ListDocs(r) | Sql::FindDocs(_, r) => fail(r),
+        Sql::Append(_, _, r) => fail(r),
+        Sql::Load(_, r) => fail(r),
+        Sql::LoadAccess(_, r) => fail(r),
+        Sql::KnownPeers(r) => fail(r),
+        Sql::SetPendingJoin(_, _, r) => fail(r),
+        Sql::PendingJoins(r) => fail(r),
+        Sql::AdoptLegacy(_, r) => fail(r),
     }
 }
