@@ -8,7 +8,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::core::state::digest_of;
 pub use crate::core::state::{
-    check_leading_count, decode_sv, sv_gap, sv_has_unseen, sv_text, Summary, EMPTY_UPDATE,
+    check_leading_count, decode_sv, holds_our_state, sv_gap, sv_has_unseen, sv_text, Summary,
+    EMPTY_UPDATE,
 };
 use crate::core::update_check::{check_update_v1, dependencies_v1, Dependencies};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -279,8 +280,7 @@ impl Document {
         remote_sv: &[u8],
         remote_digest: &[u8; 32],
     ) -> Result<Vec<u8>, DocError> {
-        if self.digest() == *remote_digest {
-            decode_sv(remote_sv)?;
+        if holds_our_state(&self.digest(), remote_sv, remote_digest)? {
             return Ok(EMPTY_UPDATE.to_vec());
         }
         self.diff(remote_sv)

@@ -58,6 +58,19 @@ pub struct Summary {
     pub digest: [u8; 32],
 }
 
+/// Whether a replica at `remote_sv` whose digest is `remote_digest` holds exactly the state
+/// whose digest is `ours`: then it lacks nothing, and a sync request is answered with
+/// [`EMPTY_UPDATE`] without a diff (or loading the document). A malformed state vector is an
+/// error either way.
+pub fn holds_our_state(
+    ours: &[u8; 32],
+    remote_sv: &[u8],
+    remote_digest: &[u8; 32],
+) -> Result<bool, DocError> {
+    decode_sv(remote_sv)?;
+    Ok(ours == remote_digest)
+}
+
 /// A state vector as text, one `client:clock` per client in client order: the same for the same
 /// vector (its lib0 encoding lists clients in no particular order).
 pub fn sv_text(sv: &[u8]) -> Result<String, DocError> {

@@ -1,8 +1,9 @@
 //! The seeded convergence simulation: replicas exchanging sealed gossip and chunked pulls over
 //! a lossy, duplicating, reordering, partitioning network, with a virtual clock that makes
 //! transfers expire mid-pull. Every protocol decision goes through the functions the node calls:
-//! [`gossip`] (seal/open, gossip-or-announce, when to pull), [`Responder`] and [`Pull`]. Only
-//! the network and the clock are simulated.
+//! [`gossip`] (gossip-or-announce, merging queued edits into one message as the sync driver
+//! does, seal/open, when to pull), [`Responder`] (with the digest check that answers "nothing
+//! new") and [`Pull`]. Only the network, the clock and the driver's queue are simulated.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ struct Sim {
     group: Vec<usize>,
     /// In-flight gossip: (from, to, sealed payload).
     queue: Vec<(usize, usize, Vec<u8>)>,
+    /// Each replica's gossip not sent yet (the sync driver's queue, while it is busy).
+    outbox: Vec<Vec<Gossip>>,
     /// The virtual clock the responders see.
     now: Instant,
     /// Whether time may jump between the messages of a pull (so transfers expire mid-pull).
@@ -48,6 +51,8 @@ struct Reach {
     announced: usize,
     continued: usize,
     expired: usize,
+    /// Messages that carried several queued edits merged into one.
+    merged: usize,
 }
 
 impl Sim {
@@ -78,6 +83,7 @@ impl Sim {
                 .collect(),
             group: vec![0; n],
             queue: Vec::new(),
+            outbox: vec![Vec::new(); n],
             now: Instant::now(),
             time_jumps: true,
             reach: Reach::default(),
@@ -113,7 +119,37 @@ impl Sim {
         if matches!(message, Gossip::Have(_)) {
             self.reach.announced += 1;
         }
-        let sealed = gossip::seal(&self.key, &self.topic, &message);
+        // The driver sends at once when idle, and merges what queued up while it was busy.
+        self.outbox[i].push(message);
+        if self.chance(40) {
+            self.send_queued(i);
+        }
+    }
+
+    /// Sends what replica `i` has queued, merged as the sync driver merges it.
+    fn send_queued(&mut self, i: usize) {
+        let queued = std::mem::take(&mut self.outbox[i]);
+        let updates = queued
+            .iter()
+            .filter(|g| matches!(g, Gossip::Update(_)))
+            .count();
+        let messages = gossip::coalesce(queued);
+        let sent = messages
+            .iter()
+            .filter(|g| matches!(g, Gossip::Update(_)))
+            .count();
+        if sent < updates {
+            self.reach.merged += 1;
+        }
+        for message in messages {
+            self.send(i, &message);
+        }
+    }
+
+    /// Seals and signs a message of replica `i`, and puts it on the network to each peer
+    /// (or not, or twice).
+    fn send(&mut self, i: usize, message: &Gossip) {
+        let sealed = gossip::seal(&self.key, &self.topic, message);
         let sealed = gossip::sign(&self.authors[i], &self.topic, &sealed);
         for j in 0..self.replicas.len() {
             if j == i || self.group[j] != self.group[i] || self.chance(20) {
@@ -233,7 +269,11 @@ impl Sim {
                     let i = self.rng.gen_range(0..n);
                     self.local_edit(i);
                 }
-                40..=69 => self.deliver_random(),
+                40..=59 => self.deliver_random(),
+                60..=69 => {
+                    let i = self.rng.gen_range(0..n);
+                    self.send_queued(i);
+                }
                 70..=74 => {
                     if !self.queue.is_empty() {
                         let k = self.rng.gen_range(0..self.queue.len());
@@ -254,9 +294,12 @@ impl Sim {
                 _ => self.group = vec![0; n],
             }
         }
-        // Heal, let some stragglers arrive late, drop the rest, then one anti-entropy round
-        // on a network that neither loses messages nor pauses.
+        // Heal, send what is queued, let some stragglers arrive late, drop the rest, then one
+        // anti-entropy round on a network that neither loses messages nor pauses.
         self.group = vec![0; n];
+        for i in 0..n {
+            self.send_queued(i);
+        }
         for _ in 0..self.queue.len() / 2 {
             self.deliver_random();
         }
@@ -326,7 +369,7 @@ fn simulation_is_deterministic_per_seed() {
 }
 
 #[test]
-fn the_simulation_reaches_announcements_chunked_transfers_and_expiry() {
+fn the_simulation_reaches_announcements_merged_edits_chunked_transfers_and_expiry() {
     // Guards the simulation's reach: were it to stop announcing big edits, splitting transfers
     // or expiring them, those paths would silently go untested.
     let mut total = Reach::default();
@@ -336,8 +379,10 @@ fn the_simulation_reaches_announcements_chunked_transfers_and_expiry() {
         total.announced += sim.reach.announced;
         total.continued += sim.reach.continued;
         total.expired += sim.reach.expired;
+        total.merged += sim.reach.merged;
     }
     assert!(total.announced > 0, "{total:?}");
+    assert!(total.merged > 0, "{total:?}");
     assert!(total.continued > 0, "{total:?}");
     assert!(total.expired > 0, "{total:?}");
 }

@@ -204,8 +204,15 @@ impl RoomHandle {
     pub(crate) async fn state_vector(&self) -> Result<Vec<u8>, RoomError> {
         self.call(Command::StateVector).await?
     }
-    /// The document's state vector and digest (without loading it, if they are known).
+    /// The document's state vector and digest (without loading it, if they are known). A
+    /// sleeping room that knows them answers without waking: the status every editor page
+    /// polls asks every document.
     pub(crate) async fn summary(&self) -> Result<Summary, RoomError> {
+        if let Slot::Dormant(room) = &*unpoisoned(self.slot.lock()) {
+            if let Some(summary) = &room.summary {
+                return Ok(summary.clone());
+            }
+        }
         self.call(Command::Summary).await?
     }
     /// What a replica at `sv` lacks (nothing if its `digest` says it is in our state), and our
@@ -240,6 +247,11 @@ impl RoomHandle {
     #[cfg(test)]
     pub(crate) async fn is_loaded(&self) -> bool {
         self.call(Command::IsLoaded).await.unwrap_or(false)
+    }
+    /// Test hook: whether the room's task is asleep (asking does not wake it).
+    #[cfg(test)]
+    pub(crate) fn is_dormant(&self) -> bool {
+        matches!(&*unpoisoned(self.slot.lock()), Slot::Dormant(_))
     }
     /// Test hook: runs the periodic presence check now.
     #[cfg(test)]

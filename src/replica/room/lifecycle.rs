@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::{Command, DiffAndSv, Room, RoomError};
 use crate::actor::unpoisoned;
-use crate::core::doc::{Document, Summary, EMPTY_UPDATE};
+use crate::core::doc::{holds_our_state, Document, Summary, EMPTY_UPDATE};
 
 /// Where a room's state is: with its running task (reached through the sender), parked while
 /// dormant (no task, no timers, no queue: an idle document costs little more than its
@@ -104,8 +104,10 @@ impl Room {
         digest: Option<[u8; 32]>,
     ) -> Result<DiffAndSv, RoomError> {
         if let Some(digest) = digest {
+            // The same decision as `Document::diff_unless_same` (what the simulation runs), on
+            // the summary kept while nothing changes.
             let ours = self.summary().await?;
-            if digest == ours.digest {
+            if holds_our_state(&ours.digest, &sv, &digest)? {
                 return Ok((EMPTY_UPDATE.to_vec(), ours.sv));
             }
         }

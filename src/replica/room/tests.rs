@@ -472,3 +472,21 @@ async fn an_idle_document_is_unloaded_and_answers_peers_in_its_state_without_loa
     assert!(!room.is_loaded().await);
     assert_eq!(room.text().await.unwrap(), "hello\n");
 }
+
+#[tokio::test]
+async fn a_sleeping_room_tells_its_summary_without_waking() {
+    let (_dir, mut ctx, _out, meta) = setup(1000).await;
+    ctx.unload_after = Duration::from_millis(200);
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.append_text("hello\n".into()).await.unwrap();
+    let summary = room.summary().await.unwrap();
+    let mut waited = 0;
+    while !room.is_dormant() {
+        assert!(waited < 100, "an idle room goes to sleep");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    // What a status poll asks of every document.
+    assert_eq!(room.summary().await.unwrap(), summary);
+    assert!(room.is_dormant(), "the summary woke the room");
+}
