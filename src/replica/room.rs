@@ -254,46 +254,14 @@ impl Room {
                 self.receive_gossip(gossip, from, reply).await
             }
             Command::ApplyRemote(update, reply) => {
-                if update == EMPTY_UPDATE {
-                    // A pull from a replica in our state: nothing to load or store.
-                    let _ = reply.send(Ok(Applied::default()));
-                    return std::ops::ControlFlow::Continue(());
-                }
-                if let Err(e) = self.has_room_for(update.len()) {
-                    let _ = reply.send(Err(e));
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let result = self.guarded(|doc| doc.apply_complete(&update)).await;
+                let result = self.apply_remote(&update).await;
                 let delta = result.as_ref().ok().and_then(|a| a.delta.clone());
                 let _ = reply.send(result);
                 self.take_remote(delta).await;
             }
             Command::ApplyLocal(update, origin, reply) => {
                 tracing::trace!(target: "peerdoc::stage", "room: local update");
-                if !self.may_write() {
-                    // What a reconnecting editor resends is fine; an edit is not.
-                    let result = match self.loaded().await.map(|doc| doc.would_change(&update)) {
-                        Ok(Ok(false)) => Ok(()),
-                        Ok(Ok(true)) => Err(self.not_writer()),
-                        Ok(Err(e)) => Err(e.into()),
-                        Err(e) => Err(e),
-                    };
-                    let _ = reply.send(result);
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let ready = match origin {
-                    Origin::Api => self.ready_for_api_write().await,
-                    Origin::Session(_) | Origin::Remote => Ok(()),
-                };
-                if let Err(e) = self.has_room_for(update.len()).and(ready) {
-                    let _ = reply.send(Err(e));
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let result = match self.guarded(|doc| doc.apply(&update)).await {
-                    Ok(applied) => self.local_change(applied.delta, origin).await,
-                    Err(e) => Err(e),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.apply_local(&update, origin).await);
             }
             Command::Replace(text, reply) => {
                 let written = self
@@ -314,27 +282,13 @@ impl Room {
                 let _ = reply.send(self.revoke(member, keep).await);
             }
             Command::ApplyAwareness(update, origin, reply) => {
-                let owner = match origin {
-                    Origin::Session(session) => Some(Owner::Session(session)),
-                    Origin::Remote | Origin::Api => None,
-                };
-                let _ = reply.send(self.apply_awareness(&update, origin, owner));
+                let _ = reply.send(self.apply_awareness(&update, origin, owner_of(origin)));
             }
             Command::AwarenessState(reply) => {
                 let _ = reply.send(self.presence.as_ref().and_then(Presence::state));
             }
             Command::RemoveAwareness(clients, origin, reply) => {
-                let owner = match origin {
-                    Origin::Session(session) => Some(Owner::Session(session)),
-                    Origin::Remote | Origin::Api => None,
-                };
-                if let Some(gone) = self
-                    .presence
-                    .as_mut()
-                    .and_then(|p| p.remove(clients, owner))
-                {
-                    self.fan_out_presence(gone, origin, true);
-                }
+                self.remove_awareness(clients, origin);
                 let _ = reply.send(());
             }
             Command::Text(reply) => {
@@ -374,6 +328,45 @@ impl Room {
             }
         }
         std::ops::ControlFlow::Continue(())
+    }
+
+    /// An update pulled from a peer: applied whole (or not at all) if there is room for it.
+    async fn apply_remote(&mut self, update: &[u8]) -> Result<Applied, RoomError> {
+        if update == EMPTY_UPDATE {
+            // A pull from a replica in our state: nothing to load or store.
+            return Ok(Applied::default());
+        }
+        self.has_room_for(update.len())?;
+        self.guarded(|doc| doc.apply_complete(update)).await
+    }
+
+    /// An update made on this node (an editor session, the API): refused where this node may
+    /// not write, unless it changes nothing (what a reconnecting editor resends).
+    async fn apply_local(&mut self, update: &[u8], origin: Origin) -> Result<(), RoomError> {
+        if !self.may_write() {
+            return match self.loaded().await?.would_change(update)? {
+                false => Ok(()),
+                true => Err(self.not_writer()),
+            };
+        }
+        if origin == Origin::Api {
+            self.ready_for_api_write().await?;
+        }
+        self.has_room_for(update.len())?;
+        let applied = self.guarded(|doc| doc.apply(update)).await?;
+        self.local_change(applied.delta, origin).await
+    }
+
+    /// Presence clients gone (their session ended, or a peer said so): everyone is told.
+    fn remove_awareness(&mut self, clients: Vec<u64>, origin: Origin) {
+        let owner = owner_of(origin);
+        if let Some(gone) = self
+            .presence
+            .as_mut()
+            .and_then(|p| p.remove(clients, owner))
+        {
+            self.fan_out_presence(gone, origin, true);
+        }
     }
 
     async fn receive_gossip(
@@ -431,3 +424,11 @@ use lifecycle::{park, Slot};
 mod storage;
 #[cfg(test)]
 mod tests;
+
+/// Who owns the presence clients a change from `origin` names (sessions are bounded each).
+fn owner_of(origin: Origin) -> Option<Owner> {
+    match origin {
+        Origin::Session(session) => Some(Owner::Session(session)),
+        Origin::Remote | Origin::Api => None,
+    }
+}

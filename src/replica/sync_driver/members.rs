@@ -35,7 +35,7 @@ impl SyncDriver {
             .filter(|peer| *peer != except)
             .map(|peer| Member {
                 peer,
-                addrs: self.addrs_of(&peer),
+                addrs: self.addresses.addrs_of(&peer),
             });
         std::iter::once(me).chain(others).collect()
     }

@@ -43,6 +43,7 @@ mod peers;
 mod pulls;
 mod serve;
 
+use peers::AddressBook;
 use pulls::PullQueue;
 
 /// Gossip messages of one document being applied at once; more are ignored (not forwarded,
@@ -178,13 +179,8 @@ pub(crate) struct SyncDriver {
     responder: Responder,
     gossip_slots: HashMap<DocId, Arc<Semaphore>>,
     serve_slots: Arc<Semaphore>,
-    /// Addresses connected peers announce (identify); stored once a peer proves it shares a
-    /// document, so strangers that merely connect are neither stored nor redialled.
-    heard_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Addresses last stored per peer, so the same rows are not rewritten.
-    saved_addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Peers dialled again soon after they dropped, and when (kept for a few seconds).
-    redialled: HashMap<PeerId, Instant>,
+    /// Where peers are: announced, stored, redialled.
+    addresses: AddressBook,
     /// Per-peer limits on sync requests.
     guard: PeerGuard<PeerId>,
     /// Where this node can be reached, as the network last said.
@@ -228,9 +224,7 @@ impl SyncDriver {
             responder: Responder::default(),
             gossip_slots: HashMap::new(),
             serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
-            heard_addrs: HashMap::new(),
-            saved_addrs: HashMap::new(),
-            redialled: HashMap::new(),
+            addresses: AddressBook::default(),
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
             members_exchanged: HashMap::new(),
@@ -483,7 +477,7 @@ impl SyncDriver {
             NetEvent::Disconnected { peer } => {
                 self.connected.remove(&peer);
                 self.settings.metrics.peers.set(self.connected.len() as i64);
-                self.heard_addrs.remove(&peer);
+                self.addresses.disconnected(&peer);
                 self.guard.forget(&peer);
                 for peers in self.topic_peers.values_mut() {
                     peers.remove(&peer);
@@ -497,8 +491,7 @@ impl SyncDriver {
                 self.redial_soon(peer);
             }
             NetEvent::Identified { peer, addrs } => {
-                self.heard_addrs.insert(peer, addrs);
-                if self.saved_addrs.contains_key(&peer) {
+                if self.addresses.heard(peer, addrs) {
                     self.vouch(peer);
                 }
             }
