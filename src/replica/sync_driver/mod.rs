@@ -2,7 +2,8 @@
 //! both. It hands gossip to rooms and reports the verdict to gossipsub, publishes local edits,
 //! answers `/peerdoc/sync/1` requests, pulls from peers that share a document (when they
 //! appear, when gossip shows a gap or an announcement, and periodically as anti-entropy,
-//! because gossip can drop messages) and redials known peers.
+//! because gossip can drop messages) and redials known peers (at once when a member drops; its
+//! address book: `peers`).
 //!
 //! Its loop never awaits another actor. Everything that waits (a room applying gossip or
 //! computing a diff, a pull, a store write, a dial) runs in a tracked task, bounded per kind:
