@@ -70,7 +70,8 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        let sealed = gossip::seal(&room.keys(), &room.topic, gossip);
+        // The published access, not a copy of the keyring, per message.
+        let sealed = gossip::seal(&room.access().keys, &room.topic, gossip);
         let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
         if let Err(e) = self.net.try_publish(room.id.topic_name(), signed) {
             // Peers catch up at the next anti-entropy round.
@@ -98,7 +99,7 @@ impl SyncDriver {
         if let Ok(epoch) = envelope_epoch(sealed) {
             self.note_epoch(author, room.id, epoch);
         }
-        let message = match gossip::open(&room.keys(), &room.topic, sealed) {
+        let message = match gossip::open(&room.access().keys, &room.topic, sealed) {
             Ok(message) => message,
             // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
             Err(SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch))) => {
