@@ -22,6 +22,7 @@ use crate::core::access::KeyBytes;
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
+mod schema;
 mod sql;
 
 /// Most commands committed in one transaction.
@@ -195,7 +196,7 @@ impl Store {
         path: &Path,
         commit_time: Option<Histogram>,
     ) -> Result<Store, StoreError> {
-        let conn = sql::open_connection(path)?;
+        let conn = schema::open_connection(path)?;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         thread::Builder::new()
             .name("peerdoc-store".into())

@@ -1,116 +1,15 @@
-//! The SQL of the store: opening and migrating the database, and each command run inside the
-//! writer's batch transaction. Only the writer thread calls these.
+//! The SQL of the store: each command run inside the writer's batch transaction (the schema
+//! and its migrations: `schema.rs`). Only the writer thread calls these.
 
-use std::path::Path;
-
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, OptionalExtension};
 
 use super::{unix_now, CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc};
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
-const SCHEMA_VERSION: i64 = 4;
-/// SQLite's page cache, in KiB (its default is 2000).
-const CACHE_KIB: i64 = 256;
-
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
 pub(super) type DeferredReply = Box<dyn FnOnce(Option<&CommitFailure>)>;
-
-pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let corrupt = |source| StoreError::Corrupt {
-        path: path.to_path_buf(),
-        source,
-    };
-    let conn = Connection::open(path).map_err(corrupt)?;
-    // The first statements are where a damaged or foreign file shows itself.
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(corrupt)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(corrupt)?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    // SQLite's page cache is memory no document needs: whole documents are read once when
-    // loaded and then live in their rooms, and the OS caches the file anyway.
-    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
-            found: version,
-        });
-    }
-    if version == 0 {
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS docs (
-                 id BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, key BLOB NOT NULL,
-                 created INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS updates (
-                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE, data BLOB NOT NULL);
-             CREATE INDEX IF NOT EXISTS updates_by_doc ON updates(doc, seq);
-             CREATE TABLE IF NOT EXISTS snapshots (
-                 doc BLOB PRIMARY KEY REFERENCES docs(id) ON DELETE CASCADE,
-                 data BLOB NOT NULL, upto INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS peers (
-                 peer TEXT NOT NULL, addr TEXT NOT NULL, last_seen INTEGER NOT NULL,
-                 PRIMARY KEY (peer, addr));
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             PRAGMA user_version = 1;
-             COMMIT;",
-        )
-        .map_err(corrupt)?;
-    }
-    if version < 2 {
-        // Roles: a document's owner key (NULL for documents from before: the node adopts them
-        // at start, see `Sql::AdoptLegacy`) and its certificates.
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE docs ADD COLUMN owner BLOB;
-             ALTER TABLE docs ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0;
-             CREATE TABLE IF NOT EXISTS certs (
-                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
-                 cert BLOB NOT NULL, PRIMARY KEY (doc, cert));
-             CREATE TABLE IF NOT EXISTS epoch_keys (
-                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
-                 epoch INTEGER NOT NULL, key BLOB NOT NULL, PRIMARY KEY (doc, epoch));
-             PRAGMA user_version = 2;
-             COMMIT;",
-        )
-        .map_err(corrupt)?;
-    }
-    if version < 3 {
-        // Lazy opening: a snapshot keeps the state vector and digest of the state it holds,
-        // so a node answers "nothing new" for an unloaded document without decoding it.
-        conn.execute_batch(
-            "BEGIN;
-             ALTER TABLE snapshots ADD COLUMN sv BLOB;
-             ALTER TABLE snapshots ADD COLUMN digest BLOB;
-             PRAGMA user_version = 3;
-             COMMIT;",
-        )
-        .map_err(corrupt)?;
-    }
-    if version < 4 {
-        // Joins waiting for a member (`peerdoc join --wait`): their tickets, until the join
-        // completes or the document is deleted.
-        conn.execute_batch(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS pending_joins (
-                 doc BLOB PRIMARY KEY REFERENCES docs(id) ON DELETE CASCADE,
-                 ticket TEXT NOT NULL);
-             PRAGMA user_version = 4;
-             COMMIT;",
-        )
-        .map_err(corrupt)?;
-    }
-    // A table missing from a file that claims our schema is damage too.
-    conn.query_row("SELECT count(*) FROM docs", [], |r| r.get::<_, i64>(0))
-        .map_err(corrupt)?;
-    Ok(conn)
-}
 
 /// Runs one command inside the batch transaction; returns how to reply once the commit is
 /// known, and the command's own error, if any.

@@ -31,13 +31,14 @@ use super::room::{DiffAndSv, Outgoing, RoomError, RoomHandle};
 use super::rooms::Rooms;
 use super::store::Store;
 use crate::actor::ask;
-use crate::core::doc::{parse_topic_name, DocId};
+use crate::core::doc::DocId;
 use crate::core::limits::PeerGuard;
 use crate::core::sync::members::Member;
 use crate::core::sync::Responder;
 use crate::metrics::Metrics;
 use crate::net::{Net, NetEvent};
 
+mod connections;
 mod gossip;
 mod members;
 mod peers;
@@ -315,38 +316,6 @@ impl SyncDriver {
             .collect()
     }
 
-    /// Connected peers that share the document: those subscribed to its topic, and the
-    /// connected members its membership names (the membership survives reconnects; a
-    /// subscription can go unannounced on a replaced connection). Peers the owner removed are
-    /// not among them.
-    fn peers_sharing(&self, topic: &[u8; 32]) -> Vec<PeerId> {
-        let Some(room) = self.rooms.by_topic(topic) else {
-            return self.peers_on_topic(topic);
-        };
-        let access = room.access();
-        self.peers_on_topic(topic)
-            .into_iter()
-            .filter(|peer| !access.membership.is_revoked(peer))
-            .collect()
-    }
-
-    /// [`SyncDriver::peers_sharing`], removed members included (to tell them).
-    fn peers_on_topic(&self, topic: &[u8; 32]) -> Vec<PeerId> {
-        let mut peers: HashSet<PeerId> = self.topic_peers.get(topic).cloned().unwrap_or_default();
-        if let Some(room) = self.rooms.by_topic(topic) {
-            let me = self.net.peer_id();
-            peers.extend(
-                room.access()
-                    .membership
-                    .members()
-                    .into_iter()
-                    .map(|(peer, _)| peer)
-                    .filter(|peer| *peer != me && self.connected.contains(peer)),
-            );
-        }
-        peers.into_iter().collect()
-    }
-
     /// A roster exchange with `peer` for `doc` went through, either way.
     fn heard_roster(&mut self, peer: PeerId, doc: DocId) {
         self.rosters_heard.entry(doc).or_default().insert(peer);
@@ -405,50 +374,6 @@ impl SyncDriver {
         }
     }
 
-    fn redial(&self) {
-        // Documents no connected peer shares: ask the DHT who holds them.
-        for room in self.rooms.all() {
-            // Looking up a topic tells DHT nodes of an interest in it: never for a document
-            // that was never shared.
-            if room.access().membership.is_shared() && self.peers_sharing(&room.topic).is_empty() {
-                if let Err(e) = self.net.try_find_providers(room.topic) {
-                    tracing::debug!(doc = %room.id, "DHT lookup not started: {e}");
-                }
-            }
-        }
-        let net = self.net.clone();
-        let store = self.store.clone();
-        let connected = self.connected.clone();
-        let mut targets = self.settings.bootstrap.clone();
-        self.spawn_task(async move {
-            match store.known_peers().await {
-                Ok(known) => targets.extend(known.into_iter().filter_map(|(peer, addrs)| {
-                    let peer: PeerId = peer.parse().ok()?;
-                    let addrs = addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                    Some((peer, addrs))
-                })),
-                Err(e) => tracing::warn!("cannot read known peers: {e}"),
-            }
-            let me = net.peer_id();
-            let dials = targets
-                .into_iter()
-                .filter(|(peer, _)| *peer != me && !connected.contains(peer))
-                .map(|(peer, addrs)| {
-                    let net = net.clone();
-                    async move {
-                        match tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs)).await {
-                            Ok(Ok(())) => tracing::debug!(%peer, "reconnected"),
-                            Ok(Err(e)) => tracing::debug!(%peer, "redial failed: {e}"),
-                            Err(_) => tracing::debug!(%peer, "redial timed out"),
-                        }
-                    }
-                });
-            futures::future::join_all(dials).await;
-        });
-    }
-
-    // --- network events ------------------------------------------------------------------
-
     fn on_net_event(&mut self, event: NetEvent) {
         match event {
             NetEvent::Gossip {
@@ -462,35 +387,9 @@ impl SyncDriver {
                 data,
                 channel,
             } => self.on_request(peer, &data, channel),
-            NetEvent::Subscribed { peer, topic } => {
-                let Some(topic) = parse_topic_name(&topic) else {
-                    return;
-                };
-                self.topic_peers.entry(topic).or_default().insert(peer);
-                if let Some(room) = self.rooms.by_topic(&topic) {
-                    self.want_pull(peer, room.id);
-                }
-            }
-            NetEvent::Connected { peer } => {
-                self.connected.insert(peer);
-                self.settings.metrics.peers.set(self.connected.len() as i64);
-            }
-            NetEvent::Disconnected { peer } => {
-                self.connected.remove(&peer);
-                self.settings.metrics.peers.set(self.connected.len() as i64);
-                self.addresses.disconnected(&peer);
-                self.guard.forget(&peer);
-                for peers in self.topic_peers.values_mut() {
-                    peers.remove(&peer);
-                }
-                self.members_exchanged.retain(|(p, _), _| *p != peer);
-                self.synced.retain(|(_, p), _| *p != peer);
-                self.rosters_heard.retain(|_, peers| {
-                    peers.remove(&peer);
-                    !peers.is_empty()
-                });
-                self.redial_soon(peer);
-            }
+            NetEvent::Subscribed { peer, topic } => self.subscribed(peer, &topic),
+            NetEvent::Connected { peer } => self.connected(peer),
+            NetEvent::Disconnected { peer } => self.disconnected(peer),
             NetEvent::Identified { peer, addrs } => {
                 if self.addresses.heard(peer, addrs) {
                     self.vouch(peer);

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use libp2p::{Multiaddr, PeerId};
 
-use super::{SyncDriver, DIAL_TIMEOUT};
+use super::connections::dial;
+use super::SyncDriver;
 
 /// A peer that shares a document and dropped is dialled again after this long (not at the next
 /// redial round): a connection that broke, or that a peer closed because gossip on it stalled,
@@ -100,11 +101,7 @@ impl SyncDriver {
         let net = self.net.clone();
         self.spawn_task(async move {
             tokio::time::sleep(REDIAL_SOON).await;
-            match tokio::time::timeout(DIAL_TIMEOUT, net.dial(peer, addrs)).await {
-                Ok(Ok(())) => tracing::debug!(%peer, "reconnected"),
-                Ok(Err(e)) => tracing::debug!(%peer, "quick redial failed: {e}"),
-                Err(_) => tracing::debug!(%peer, "quick redial timed out"),
-            }
+            dial(net, peer, addrs).await;
         });
     }
 
