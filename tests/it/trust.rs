@@ -16,21 +16,47 @@ use peerdoc::{Error, Node};
 use tokio_util::sync::CancellationToken;
 
 /// A member's node, modified: publishes `text` appended to `forged` as a gossip edit, sealed
-/// with the ticket's key and signed by `key`.
-async fn publish_edit(
-    net: &peerdoc::testing::Net,
-    key: &libp2p::identity::ed25519::Keypair,
-    ticket: &Ticket,
-    forged: &mut Document,
-    text: &str,
-) {
-    let update = forged.append_text(text).unwrap();
-    let topic = ticket.doc.topic();
-    let sealed = ticket
-        .keyring()
-        .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
-    let signed = peerdoc::core::sync::gossip::sign(key, &topic, &sealed);
-    let _ = net.publish(ticket.doc.topic_name(), signed).await;
+/// A member's node, modified: it publishes edits (fresh ones each time, which gossipsub does
+/// not filter as duplicates), sealed with its ticket's key and signed by its identity.
+struct Forger<'a> {
+    net: &'a peerdoc::testing::Net,
+    key: &'a libp2p::identity::ed25519::Keypair,
+    ticket: &'a Ticket,
+    doc: Document,
+    sent: usize,
+}
+
+impl<'a> Forger<'a> {
+    fn new(
+        net: &'a peerdoc::testing::Net,
+        key: &'a libp2p::identity::ed25519::Keypair,
+        ticket: &'a Ticket,
+    ) -> Forger<'a> {
+        Forger {
+            net,
+            key,
+            ticket,
+            doc: Document::new(),
+            sent: 0,
+        }
+    }
+
+    /// Publishes the next edit, then gives it a moment to arrive.
+    async fn publish(&mut self) {
+        let update = self
+            .doc
+            .append_text(&format!("rogue {}\n", self.sent))
+            .unwrap();
+        self.sent += 1;
+        let topic = self.ticket.doc.topic();
+        let sealed =
+            self.ticket
+                .keyring()
+                .seal(&topic, Purpose::Gossip, &YMessage::Update(update).encode());
+        let signed = peerdoc::core::sync::gossip::sign(self.key, &topic, &sealed);
+        let _ = self.net.publish(self.ticket.doc.topic_name(), signed).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// How many times `node` refused `what` for `reason`.
@@ -223,19 +249,9 @@ async fn a_removal_reaches_every_member_at_once_and_the_removed_writer_is_cut_of
     // gossipsub does not filter as duplicates) until both have counted one.
     let before_c = refused(&c, "gossip", "removed");
     let before_a = refused(&a, "gossip", "removed");
-    let mut forged = Document::new();
-    let mut sent = 0;
+    let mut forger = Forger::new(&rogue, &b_key, &ticket);
     wait_until("A and C refuse the removed writer's edits", async || {
-        publish_edit(
-            &rogue,
-            &b_key,
-            &ticket,
-            &mut forged,
-            &format!("rogue {sent}\n"),
-        )
-        .await;
-        sent += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        forger.publish().await;
         refused(&c, "gossip", "removed") > before_c && refused(&a, "gossip", "removed") > before_a
     })
     .await;
@@ -476,19 +492,9 @@ async fn a_member_back_from_offline_takes_no_edit_before_it_heard_a_roster() {
         .unwrap()
         .iter()
         .any(|m| m.peer == c_id && m.role == "writer"));
-    let mut forged = Document::new();
-    let mut sent = 0;
+    let mut forger = Forger::new(&rogue, &c_key, &c_ticket);
     wait_until("B refuses the edits: no roster heard", async || {
-        publish_edit(
-            &rogue,
-            &c_key,
-            &c_ticket,
-            &mut forged,
-            &format!("rogue {sent}\n"),
-        )
-        .await;
-        sent += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        forger.publish().await;
         refused(&b, "gossip", "roster_unheard") > 0.0
     })
     .await;
@@ -507,16 +513,7 @@ async fn a_member_back_from_offline_takes_no_edit_before_it_heard_a_roster() {
     .await;
     let before = refused(&b, "gossip", "removed");
     wait_until("B refuses the removed member's edits", async || {
-        publish_edit(
-            &rogue,
-            &c_key,
-            &c_ticket,
-            &mut forged,
-            &format!("rogue {sent}\n"),
-        )
-        .await;
-        sent += 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        forger.publish().await;
         refused(&b, "gossip", "removed") > before
     })
     .await;

@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path'
 
 const BIN = process.env.PEERDOC_BIN || resolve(import.meta.dirname, '../../target/debug/peerdoc')
 
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
 export async function waitFor (what, check, timeoutMs = 30000) {
   const deadline = Date.now() + timeoutMs
   let last
@@ -15,7 +17,7 @@ export async function waitFor (what, check, timeoutMs = 30000) {
       last = await check()
       if (last) return last
     } catch (e) { last = e }
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await sleep(50)
   }
   throw new Error(`timed out waiting for ${what} (last: ${last})`)
 }

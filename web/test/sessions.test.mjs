@@ -8,7 +8,7 @@ import { WebsocketProvider } from 'y-websocket'
 import { WebsocketProvider as WebsocketProvider4 } from '@y/websocket'
 import * as decoding from 'lib0/decoding'
 import WebSocket from 'ws'
-import { startNode, waitFor } from './nodes.mjs'
+import { sleep, startNode, waitFor } from './nodes.mjs'
 
 const nodes = []
 const providers = []
@@ -16,8 +16,6 @@ after(async () => {
   for (const { provider, doc } of providers) { provider.destroy(); doc.destroy() }
   for (const n of nodes) await n.stop()
 })
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A stock client of `version` 3 or 4 on `node`'s document `id`, with its events counted. */
 function client (version, node, id) {

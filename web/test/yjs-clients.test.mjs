@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
-import { startNode, shareDoc, waitFor } from './nodes.mjs'
+import { sleep, startNode, shareDoc, waitFor } from './nodes.mjs'
 
 const nodes = []
 const clients = []
@@ -84,8 +84,6 @@ test('export and import over HTTP', async () => {
   assert.equal(bad.status, 404)
   assert.match((await bad.json()).error, /no document matches/)
 })
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Types into `c` one character every millisecond or so until `typing.done`; returns the count. */
 async function typeUntilDone (c, tag, typing) {
