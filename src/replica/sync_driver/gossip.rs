@@ -99,7 +99,9 @@ impl SyncDriver {
         if let Ok(epoch) = envelope_epoch(sealed) {
             self.note_epoch(author, room.id, epoch);
         }
-        let message = match gossip::open(&room.access().keys, &room.topic, sealed) {
+        // Who may do what, and the keys: taken once per message.
+        let access = room.access();
+        let message = match gossip::open(&access.keys, &room.topic, sealed) {
             Ok(message) => message,
             // A newer key than ours: not the sender's fault. Our grant is on its way; ask.
             Err(SyncError::Sealed(EnvelopeError::UnknownEpoch(epoch))) => {
@@ -118,7 +120,6 @@ impl SyncDriver {
             Gossip::Update(_) | Gossip::Have(_) => Role::Writer,
             Gossip::Awareness(_) => Role::Reader,
         };
-        let access = room.access();
         let metrics = self.settings.metrics.clone();
         let author_key = key_of(&author).unwrap_or([0; 32]);
         match admit_gossip(&access.membership, &author_key, needed) {
