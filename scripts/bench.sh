@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # peerdoc's benchmark harness: every row a ratio against a reference measured in the same run.
 # In-process rows (document layer, store, join, memory) come from the peerdoc-bench binary; the
-# editor rows from bench/editors.mjs (stock yjs + y-websocket clients against peerdoc daemons and
-# the stock central server @y/websocket-server, versions pinned in bench/package-lock.json).
+# editor rows from bench/editors/ (stock yjs + y-websocket clients against peerdoc daemons and
+# the stock central server @y/websocket-server, versions pinned in bench/editors/package-lock.json).
 #
 # Usage: bash scripts/bench.sh [--smoke] [TRACE]
 #   TRACE    a sequential editing trace, default ../shared/data/editing-traces/automerge-paper.json.gz
@@ -31,20 +31,20 @@ if [ ! -f "$trace" ]; then
 fi
 rm -f "$out/editors-notes.md"
 
-(cd bench && npm ci --no-audit --no-fund --loglevel=error)
+(cd bench/editors && npm ci --no-audit --no-fund --loglevel=error)
 if $smoke; then
   cargo build --locked -p peerdoc -p peerdoc-bench --bins --quiet
   bin=target/debug
   ./$bin/peerdoc-bench run --trace "$trace" --edits 2000 --runs 1 --keystrokes 200 --copies 2 \
     --fanout-nodes 10 --fanout-messages 5 \
     --json "$out/inproc.json" >/dev/null
-  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json" \
+  node bench/editors/main.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json" \
     --notes "$out/editors-notes.md"
 else
   cargo build --locked --release -p peerdoc -p peerdoc-bench --bins --quiet
   bin=target/release
   ./$bin/peerdoc-bench run --trace "$trace" --json "$out/inproc.json" >/dev/null
-  node bench/editors.mjs --bin $bin/peerdoc --trace "$trace" --json "$out/editors.json" \
+  node bench/editors/main.mjs --bin $bin/peerdoc --trace "$trace" --json "$out/editors.json" \
     --notes "$out/editors-notes.md"
 fi
 ./$bin/peerdoc-bench report "$out/inproc.json" "$out/editors.json" | tee "$out/results.md"

@@ -1,7 +1,7 @@
 //! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9–11 of
 //! BENCHMARKS.md). Every figure is a ratio against a reference measured in the same run. The
 //! editor rows (stock Yjs clients against peerdoc daemons and the central y-websocket server)
-//! are in `bench/editors.mjs`; `scripts/bench.sh` runs both and `peerdoc-bench report` joins
+//! are in `bench/editors/` (one file per row); `scripts/bench.sh` runs both and `peerdoc-bench report` joins
 //! their JSON into one Markdown table.
 
 use std::path::PathBuf;
@@ -84,9 +84,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Join result files (from `run` and from editors.mjs) into one Markdown table.
+    /// Join result files (from `run` and from bench/editors/main.mjs) into one Markdown table.
     Report {
-        /// JSON files written by `run --json` or `editors.mjs --json`.
+        /// JSON files written by `run --json` or `bench/editors/main.mjs --json`.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },

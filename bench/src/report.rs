@@ -1,5 +1,5 @@
 //! A result row (a measurement, its reference from the same run, the ratio and the target),
-//! the Markdown table, and the JSON both halves of the harness write (`editors.mjs` writes the
+//! the Markdown table, and the JSON both halves of the harness write (`bench/editors/` writes the
 //! same fields).
 
 use serde::{Deserialize, Serialize};

@@ -79,8 +79,12 @@ fn close_frame(end: End) -> Message {
 }
 
 async fn send(socket: &mut WebSocket, msg: &YMessage) -> Result<(), End> {
+    send_bytes(socket, msg.encode().into()).await
+}
+
+async fn send_bytes(socket: &mut WebSocket, frame: bytes::Bytes) -> Result<(), End> {
     socket
-        .send(Message::Binary(msg.encode().into()))
+        .send(Message::Binary(frame))
         .await
         .map_err(|_| End(CLOSE_GOING_AWAY, "send failed"))
 }
@@ -133,7 +137,7 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, cancel: &Cancellat
             }
             event = session.next() => {
                 // The stages of an edit's way from editor to editor (`peerdoc::stage`, see
-                // bench/editors.mjs --notes) end here, at another's edit sent.
+                // bench/editors --notes) end here, at another's edit sent.
                 let (message, theirs) = match event {
                     Event::Changed(message) => (message, true),
                     // The echo of the editor's own update: it is stored.
@@ -151,7 +155,8 @@ async fn serve(socket: &mut WebSocket, session: &mut Session, cancel: &Cancellat
                 if theirs {
                     tracing::trace!(target: "peerdoc::stage", "editor session: update out");
                 }
-                if let Err(end) = send(socket, &message).await {
+                // Encoded once for all the document's sessions.
+                if let Err(end) = send_bytes(socket, message.encoded()).await {
                     return end;
                 }
                 if theirs {

@@ -5,13 +5,12 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{Error, Node};
 use crate::core::doc::DocId;
-use crate::core::sync::YMessage;
+use crate::core::sync::Frame;
 use crate::replica::room::{Change, Origin, RoomHandle, Stage};
 
 use super::types::{DocInfo, MemberInfo};
@@ -110,10 +109,10 @@ impl Doc {
 pub enum Event {
     /// A change from anyone but this session, applied here: a y-protocols `Update` (a Yjs
     /// update) or `Awareness` message.
-    Changed(Arc<YMessage>),
+    Changed(Frame),
     /// This session's update is stored: the same message, back (the reference y-websocket
     /// server echoes an editor's update; its clients take that as "saved").
-    Saved(Arc<YMessage>),
+    Saved(Frame),
     /// This session's update could not be stored yet (it stays in memory, and travels): start
     /// over from [`Doc::diff`] to see what the node holds.
     NotSaved,

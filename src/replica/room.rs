@@ -57,11 +57,16 @@ pub(crate) struct Removal {
     pub(crate) invitations: usize,
 }
 
+/// Called on the room's task with the outcome of a gossip message (the sync driver's verdict
+/// for gossipsub); it must not block.
+pub(crate) type GossipDone = Box<dyn FnOnce(Result<Received, RoomError>) + Send>;
+
 /// A diff and the state vector it was taken at.
 pub(crate) type DiffAndSv = (Vec<u8>, Vec<u8>);
 
 enum Command {
-    ReceiveGossip(Gossip, PeerId, oneshot::Sender<Result<Received, RoomError>>),
+    /// A gossip message from its author; `done` gets the outcome once it is applied.
+    ReceiveGossip(Gossip, PeerId, GossipDone),
     ApplyRemote(Vec<u8>, oneshot::Sender<Result<Applied, RoomError>>),
     ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
     Replace(String, oneshot::Sender<Result<(), RoomError>>),
@@ -123,6 +128,8 @@ pub(crate) struct Access {
 pub(crate) struct RoomHandle {
     pub(crate) id: DocId,
     pub(crate) topic: [u8; 32],
+    /// The gossipsub topic name, computed once (every message names it).
+    pub(crate) topic_name: String,
     slot: Arc<std::sync::Mutex<Slot>>,
     /// The room's latest membership and keys, readable without asking the room.
     access: Published,
@@ -369,16 +376,11 @@ impl Room {
         }
     }
 
-    async fn receive_gossip(
-        &mut self,
-        gossip: Gossip,
-        from: PeerId,
-        reply: oneshot::Sender<Result<Received, RoomError>>,
-    ) {
+    async fn receive_gossip(&mut self, gossip: Gossip, from: PeerId, done: GossipDone) {
         match gossip {
             Gossip::Update(update) => {
                 if let Err(e) = self.has_room_for(update.len()) {
-                    let _ = reply.send(Err(e));
+                    done(Err(e));
                     return;
                 }
                 // Claims are asked for on shared documents only (see `clients_of`).
@@ -389,7 +391,7 @@ impl Room {
                     .guarded(|doc| gossip::receive_update(doc, &update, claimed))
                     .await;
                 let delta = result.as_ref().ok().and_then(|r| r.delta.clone());
-                let _ = reply.send(result);
+                done(result);
                 self.take_remote(delta).await;
             }
             Gossip::Have(sv) => {
@@ -397,13 +399,13 @@ impl Room {
                     Ok(doc) => gossip::receive_have(doc, &sv).map_err(RoomError::from),
                     Err(e) => Err(e),
                 };
-                let _ = reply.send(result);
+                done(result);
             }
             Gossip::Awareness(update) => {
                 let result = self
                     .apply_awareness(&update, Origin::Remote, Some(Owner::Peer(from)))
                     .map(|_| Received::default());
-                let _ = reply.send(result);
+                done(result);
             }
         }
     }

@@ -1,5 +1,6 @@
-// Test helper: runs real `peerdoc serve` daemons on loopback (binary from PEERDOC_BIN, default
-// ../target/debug/peerdoc) in temporary data dirs, and talks to their HTTP API.
+// Runs real `peerdoc serve` daemons on loopback (binary from PEERDOC_BIN, default
+// ../target/debug/peerdoc) in temporary data dirs, and talks to their HTTP API. The web tests
+// and the benchmark harness (bench/editors) both start their daemons here.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, existsSync, readFileSync, rmSync, appendFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -25,14 +26,16 @@ export async function waitFor (what, check, timeoutMs = 30000) {
 /**
  * Starts a daemon; with `token`, its HTTP API's access token is that one, else the daemon's own
  * (generated at start and read from its data dir's api.token, as the CLI does). `syncInterval`:
- * seconds between anti-entropy rounds (1 by default, for quick tests).
+ * seconds between anti-entropy rounds (1 by default, for quick tests; `null`: the node's
+ * default). `bin`: the peerdoc binary; `env`: more environment (RUST_LOG, say).
  */
-export async function startNode ({ token, syncInterval = 1 } = {}) {
+export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {} } = {}) {
   const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
-  const proc = spawn(BIN, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
-    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', '--sync-interval', String(syncInterval)], {
+  const interval = syncInterval === null ? [] : ['--sync-interval', String(syncInterval)]
+  const proc = spawn(bin, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
+    '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', ...interval], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: token ? { ...process.env, PEERDOC_HTTP_TOKEN: token } : process.env
+    env: { ...process.env, ...(token ? { PEERDOC_HTTP_TOKEN: token } : {}), ...env }
   })
   let stderr = ''
   // PEERDOC_TEST_LOGS=DIR keeps each daemon's log (with RUST_LOG=peerdoc=debug, say) in DIR.
@@ -42,7 +45,10 @@ export async function startNode ({ token, syncInterval = 1 } = {}) {
     if (logs) appendFileSync(join(logs, `peerdoc-${proc.pid}.log`), d)
   })
   const addrFile = join(data, 'api.addr')
-  await waitFor(`daemon in ${data} (stderr: ${stderr})`, () => existsSync(addrFile))
+  await waitFor(`daemon in ${data}`, () => {
+    if (proc.exitCode !== null) throw new Error(`peerdoc serve exited: ${stderr}`)
+    return existsSync(addrFile)
+  })
   const addr = readFileSync(addrFile, 'utf8').trim()
   // Written before api.addr.
   token = token || readFileSync(join(data, 'api.token'), 'utf8').trim()
@@ -50,7 +56,10 @@ export async function startNode ({ token, syncInterval = 1 } = {}) {
     addr,
     token,
     pid: proc.pid,
+    httpPort: Number(addr.split(':').pop()),
     http: `http://${addr}`,
+    /** What the daemon has logged so far. */
+    log: () => stderr,
     // The URL `serve` prints: a browser that opens it keeps a cookie for the token.
     editor: `http://${addr}/?token=${token}`,
     ws: `ws://${addr}/ws`,

@@ -1,6 +1,9 @@
 //! y-protocols messages ([`YMessage`]): the payload of gossip and the frames of y-websocket
 //! sessions, with a bounded decoder for untrusted awareness updates.
 
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 use yrs::sync::AwarenessUpdate;
@@ -23,6 +26,41 @@ pub enum YMessage {
     Awareness(Vec<u8>),
     /// "Send me all awareness states."
     QueryAwareness,
+}
+
+/// A [`YMessage`] shared by every session that sends it, encoded once (by the first to ask):
+/// cheap to clone, and it reads as the message it holds.
+#[derive(Debug, Clone)]
+pub struct Frame(Arc<FrameInner>);
+
+#[derive(Debug)]
+struct FrameInner {
+    message: YMessage,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Frame {
+    pub fn new(message: YMessage) -> Frame {
+        Frame(Arc::new(FrameInner {
+            message,
+            encoded: OnceLock::new(),
+        }))
+    }
+
+    /// The message's encoding, made on the first call.
+    pub fn encoded(&self) -> Bytes {
+        self.0
+            .encoded
+            .get_or_init(|| Bytes::from(self.0.message.encode()))
+            .clone()
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = YMessage;
+    fn deref(&self) -> &YMessage {
+        &self.0.message
+    }
 }
 
 /// Largest number of messages accepted in one y-websocket frame.

@@ -30,7 +30,7 @@ pub mod wire;
 #[cfg(test)]
 mod sim;
 
-pub use message::{decode_awareness, YMessage};
+pub use message::{decode_awareness, Frame, YMessage};
 pub use pull::{Progress, Pull, Step};
 pub use responder::{Answer, Responder};
 pub use transfers::Transfers;

@@ -1,11 +1,9 @@
 //! What a room tells others: a [`Change`] for its editor sessions (with its [`Origin`] and
 //! [`Stage`]), and [`Outgoing`] work for the network (gossip, or records to spread).
 
-use std::sync::Arc;
-
 use crate::core::doc::DocId;
 use crate::core::sync::gossip::Gossip;
-use crate::core::sync::YMessage;
+use crate::core::sync::Frame;
 
 /// Where a change came from, so subscribers can skip their own echoes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +21,12 @@ pub(crate) enum Origin {
 pub(crate) struct Change {
     pub(crate) origin: Origin,
     /// `Update` (a yrs update) or `Awareness` (an awareness update).
-    pub(crate) message: Arc<YMessage>,
+    pub(crate) message: Frame,
     pub(crate) stage: Stage,
 }
 
 impl Change {
-    pub(super) fn applied(origin: Origin, message: Arc<YMessage>) -> Change {
+    pub(super) fn applied(origin: Origin, message: Frame) -> Change {
         Change {
             origin,
             message,

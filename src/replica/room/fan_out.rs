@@ -2,11 +2,9 @@
 //! its local edits and presence; and presence itself (awareness updates applied, what changed
 //! fanned out).
 
-use std::sync::Arc;
-
 use super::{Change, Origin, Outgoing, Room, RoomError};
 use crate::core::sync::gossip::Gossip;
-use crate::core::sync::YMessage;
+use crate::core::sync::{Frame, YMessage};
 use crate::replica::presence::{Owner, Presence};
 
 impl Room {
@@ -56,7 +54,7 @@ impl Room {
     pub(super) fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
         self.tell(Change::applied(
             origin,
-            Arc::new(YMessage::Awareness(update.clone())),
+            Frame::new(YMessage::Awareness(update.clone())),
         ));
         if announce {
             self.send_out(Gossip::Awareness(update));

@@ -7,14 +7,14 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{
-    Access, Change, Command, DiffAndSv, Origin, Room, RoomContext, RoomError, RoomHandle, Slot,
-    COMMAND_QUEUE,
+    Access, Change, Command, DiffAndSv, GossipDone, Origin, Room, RoomContext, RoomError,
+    RoomHandle, Slot, COMMAND_QUEUE,
 };
 use crate::actor::{ask, unpoisoned};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
-use crate::core::sync::gossip::{Gossip, Received};
+use crate::core::sync::gossip::Gossip;
 use crate::replica::store::DocMeta;
 
 impl RoomHandle {
@@ -74,6 +74,7 @@ impl RoomHandle {
         Ok(RoomHandle {
             id: meta.id,
             topic: meta.id.topic(),
+            topic_name: meta.id.topic_name(),
             slot: Arc::new(Mutex::new(Slot::Dormant(Box::new(room)))),
             access: published,
         })
@@ -142,15 +143,34 @@ impl RoomHandle {
         }
     }
 
-    /// Handles a gossip message for this document from its author `from`; says whether to
-    /// pull from its sender.
+    /// Hands a gossip message for this document from its author `from` to the room, which calls
+    /// `done` with the outcome; `false` (and `done` dropped) when the room's queue is full.
+    pub(crate) fn try_receive_gossip(
+        &self,
+        gossip: Gossip,
+        from: PeerId,
+        done: GossipDone,
+    ) -> bool {
+        self.sender().is_some_and(|tx| {
+            tx.try_send(Command::ReceiveGossip(gossip, from, done))
+                .is_ok()
+        })
+    }
+    /// Test hook: [`Self::try_receive_gossip`], waiting for the outcome.
+    #[cfg(test)]
     pub(crate) async fn receive_gossip(
         &self,
         gossip: Gossip,
         from: PeerId,
-    ) -> Result<Received, RoomError> {
-        self.call(|r| Command::ReceiveGossip(gossip, from, r))
-            .await?
+    ) -> Result<crate::core::sync::gossip::Received, RoomError> {
+        let (tx, rx) = oneshot::channel();
+        let done: GossipDone = Box::new(move |received| {
+            let _ = tx.send(received);
+        });
+        if !self.try_receive_gossip(gossip, from, done) {
+            return Err(RoomError::Closed(self.id));
+        }
+        rx.await.map_err(|_| RoomError::Closed(self.id))?
     }
     /// Applies an update pulled from a peer. Returns once applied in memory.
     pub(crate) async fn apply_remote(&self, update: Vec<u8>) -> Result<Applied, RoomError> {

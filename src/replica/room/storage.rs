@@ -7,11 +7,10 @@
 //! is bounded.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::{Change, Origin, Room, RoomError, Stage, MAX_IN_FLIGHT};
 use crate::core::doc::{DocError, Document};
-use crate::core::sync::{gossip, YMessage};
+use crate::core::sync::{gossip, Frame, YMessage};
 use crate::replica::store::{Commit, StoreError};
 
 impl Room {
@@ -37,7 +36,7 @@ impl Room {
         let Some(delta) = delta else { return };
         self.ctx.metrics.edit("remote");
         self.changed();
-        let message = Arc::new(YMessage::Update(delta));
+        let message = Frame::new(YMessage::Update(delta));
         tracing::trace!(target: "peerdoc::stage", "room: applied, to editor sessions");
         self.tell(Change::applied(Origin::Remote, message.clone()));
         self.submit(message, Origin::Remote).await;
@@ -65,7 +64,7 @@ impl Room {
         self.claim_clients(&clients).await;
         self.ctx.metrics.edit("local");
         self.changed();
-        let message = Arc::new(YMessage::Update(delta.clone()));
+        let message = Frame::new(YMessage::Update(delta.clone()));
         self.tell(Change::applied(origin, message.clone()));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
@@ -206,7 +205,7 @@ impl Room {
     /// Queues a change (already applied and shown) for the store. While an earlier write
     /// failed, the whole state is stored instead, never a delta whose predecessors the disk
     /// lacks.
-    async fn submit(&mut self, message: Arc<YMessage>, origin: Origin) {
+    async fn submit(&mut self, message: Frame, origin: Origin) {
         let YMessage::Update(delta) = &*message else {
             return;
         };
@@ -263,7 +262,7 @@ impl Room {
 
     /// Tells an editor session that its change is durable (the echo of its own update), or
     /// that it is not stored yet (the session closes, and the editor resyncs).
-    fn acknowledge(&self, origin: Origin, message: Arc<YMessage>, stored: bool) {
+    fn acknowledge(&self, origin: Origin, message: Frame, stored: bool) {
         if let Origin::Session(_) = origin {
             let stage = if stored {
                 Stage::Committed
@@ -309,7 +308,7 @@ pub(super) struct Pending {
     /// Bytes it adds to the store.
     size: usize,
     origin: Origin,
-    message: Arc<YMessage>,
+    message: Frame,
 }
 
 /// The oldest queued change's commit (pending forever when nothing is queued).

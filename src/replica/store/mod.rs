@@ -167,7 +167,8 @@ enum Sql {
     Load(DocId, Reply<StoredDoc>),
     LoadAccess(DocId, Reply<StoredAccess>),
     Compact(DocId, Vec<u8>, i64, Summary, Reply<()>),
-    SavePeer(String, Vec<String>, Reply<()>),
+    /// A peer's addresses, seen at a Unix time; rows not seen for [`FORGET_PEERS_AFTER`] go.
+    SavePeer(String, Vec<String>, i64, Reply<()>),
     KnownPeers(Reply<Vec<(String, Vec<String>)>>),
     /// Remembers a join's ticket until it completes (`None` forgets it).
     SetPendingJoin(DocId, Option<String>, Reply<()>),
@@ -273,7 +274,16 @@ impl Store {
         peer: String,
         addrs: Vec<String>,
     ) -> Result<(), StoreError> {
-        self.call(|r| Sql::SavePeer(peer, addrs, r)).await
+        self.save_peer_at(peer, addrs, unix_now()).await
+    }
+    /// [`Self::save_peer`] at a given Unix time.
+    pub(crate) async fn save_peer_at(
+        &self,
+        peer: String,
+        addrs: Vec<String>,
+        seen_at: i64,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Sql::SavePeer(peer, addrs, seen_at, r)).await
     }
     pub(crate) async fn known_peers(&self) -> Result<Vec<(String, Vec<String>)>, StoreError> {
         self.call(Sql::KnownPeers).await
@@ -425,6 +435,10 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, commit_time: Op
         }
     }
 }
+
+/// A peer address not seen for this long (in seconds: 90 days) is forgotten: no more redials
+/// of a laptop's address of last spring, and the table does not grow without end.
+pub(crate) const FORGET_PEERS_AFTER: i64 = 90 * 24 * 3600;
 
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()

@@ -3,7 +3,9 @@
 
 use rusqlite::{params, OptionalExtension};
 
-use super::{unix_now, CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc};
+use super::{
+    CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc, FORGET_PEERS_AFTER,
+};
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
@@ -82,8 +84,7 @@ pub(super) fn execute(
                 .map_err(StoreError::from);
             finish(r, result)
         }
-        Sql::SavePeer(peer, addrs, r) => {
-            let now = unix_now();
+        Sql::SavePeer(peer, addrs, now, r) => {
             let result = addrs
                 .iter()
                 .try_for_each(|addr| {
@@ -91,6 +92,13 @@ pub(super) fn execute(
                         "INSERT INTO peers (peer, addr, last_seen) VALUES (?1, ?2, ?3)
                          ON CONFLICT(peer, addr) DO UPDATE SET last_seen = excluded.last_seen",
                         params![peer, addr, now],
+                    )
+                    .map(|_| ())
+                })
+                .and_then(|()| {
+                    tx.execute(
+                        "DELETE FROM peers WHERE last_seen < ?1",
+                        params![now - FORGET_PEERS_AFTER],
                     )
                     .map(|_| ())
                 })
@@ -390,7 +398,7 @@ pub(super) fn refuse(cmd: Sql) -> DeferredReply {
     }
     match cmd {
         Sql::CreateDoc(_, r) | Sql::RenameDoc(_, _, r) | Sql::DeleteDoc(_, r) => fail(r),
-        Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, r) => fail(r),
+        Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, _, r) => fail(r),
         Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),
         Sql::ListDocs(r) | Sql::FindDocs(_, r) => fail(r),
         Sql::Append(_, _, r) => fail(r),

@@ -191,3 +191,37 @@ async fn a_query_finds_its_candidates_by_lookup_and_picks_as_from_the_whole_list
     assert_eq!(store.find_docs("abcd01").await.unwrap().len(), 1);
     assert_eq!(store.find_docs("abce").await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_peer_address_not_seen_for_90_days_is_forgotten_at_the_next_save() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db.sqlite")).unwrap();
+    let now = super::unix_now();
+    let old = now - super::FORGET_PEERS_AFTER - 1;
+    let addr = |port: u16| vec![format!("/ip4/127.0.0.1/tcp/{port}")];
+    store
+        .save_peer_at("gone".into(), addr(1), old)
+        .await
+        .unwrap();
+    store
+        .save_peer_at("kept".into(), addr(2), old + 3600)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.known_peers().await.unwrap().len(),
+        2,
+        "nothing pruned yet"
+    );
+    store
+        .save_peer_at("new".into(), addr(3), now)
+        .await
+        .unwrap();
+    let peers: Vec<String> = store
+        .known_peers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(peers, vec!["kept".to_string(), "new".to_string()]);
+}

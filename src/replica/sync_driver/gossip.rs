@@ -1,20 +1,19 @@
 //! The sync driver's gossip: publishing local edits and presence, and handing received gossip
-//! to its room in a task bounded per document, which reports the verdict to gossipsub. Edits
+//! to its room (bounded by the room's queue), which reports the verdict to gossipsub. Edits
 //! are accepted only from authors the document's membership makes writers.
-
-use std::sync::Arc;
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
-use super::{Report, SyncDriver, GOSSIP_IN_FLIGHT_PER_DOC};
+use super::{Report, SyncDriver};
 use crate::core::access::admission::{admit_gossip, GossipVerdict};
 use crate::core::access::{key_of, Role};
-use crate::core::doc::{parse_topic_name, DocId};
+use crate::core::doc::DocId;
 use crate::core::envelope::{envelope_epoch, EnvelopeError};
-use crate::core::sync::gossip::{self, Gossip};
+use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::SyncError;
+use crate::metrics::Metrics;
 use crate::net::Net;
 use crate::replica::room::{Outgoing, RoomError};
 
@@ -73,7 +72,7 @@ impl SyncDriver {
         // The published access, not a copy of the keyring, per message.
         let sealed = gossip::seal(&room.access().keys, &room.topic, gossip);
         let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
-        if let Err(e) = self.net.try_publish(room.id.topic_name(), signed) {
+        if let Err(e) = self.net.try_publish(room.topic_name.clone(), signed) {
             // Peers catch up at the next anti-entropy round.
             tracing::debug!(doc = %room.id, "gossip not sent: {e}");
         }
@@ -84,7 +83,7 @@ impl SyncDriver {
     /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
     pub(super) fn on_gossip(&mut self, topic: &str, via: PeerId, id: MessageId, data: &[u8]) {
         tracing::trace!(target: "peerdoc::stage", "sync driver: gossip in");
-        let Some(room) = parse_topic_name(topic).and_then(|t| self.rooms.by_topic(&t)) else {
+        let Some(room) = self.rooms.by_topic_name(topic) else {
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
         };
         // The author's signature, checked once per message (gossipsub's duplicate filter ran
@@ -156,58 +155,24 @@ impl SyncDriver {
         }
         // Pull what is missing from the author when we can reach it.
         let pull_from = self.nearest(author, via);
-        let slots = self
-            .gossip_slots
-            .entry(room.id)
-            .or_insert_with(|| Arc::new(Semaphore::new(GOSSIP_IN_FLIGHT_PER_DOC)))
-            .clone();
-        let Ok(slot) = slots.try_acquire_owned() else {
-            // Dropped (a duplicate from now on for gossipsub): fetched by a pull instead, not
-            // left to the next anti-entropy round.
-            tracing::debug!(doc = %room.id, "room is behind on gossip; pulling instead");
-            self.want_pull(pull_from, room.id);
-            return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
-        };
         let net = self.net.clone();
         let reports = self.reports.clone();
+        let doc = room.id;
+        let settled_id = id.clone();
         tracing::trace!(target: "peerdoc::stage", "sync driver: signature and envelope checked");
-        self.spawn_task(async move {
-            tracing::trace!(target: "peerdoc::stage", "gossip task: to the room");
-            let verdict = match room.receive_gossip(message, author).await {
-                // Through a client no writer claimed (yet): it comes by a pull after the claim.
-                Ok(received) if received.unclaimed => {
-                    metrics.refused("gossip", "unclaimed", 1);
-                    tracing::debug!(doc = %room.id, peer = %author, "edit through an unclaimed client: pulled once its claim is here");
-                    let want = Report::ExchangeWanted {
-                        peer: pull_from,
-                        doc: room.id,
-                    };
-                    let _ = reports.send(want).await;
-                    MessageAcceptance::Ignore
-                }
-                Ok(received) => {
-                    if received.pull {
-                        let want = Report::PullWanted {
-                            peer: pull_from,
-                            doc: room.id,
-                        };
-                        let _ = reports.send(want).await;
-                    }
-                    MessageAcceptance::Accept
-                }
-                // Full here is not the sender's fault (stored sizes differ between replicas).
-                Err(e @ RoomError::TooLarge(_)) => {
-                    tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: {e}");
-                    MessageAcceptance::Ignore
-                }
-                Err(e) => {
-                    tracing::warn!(doc = %room.id, peer = %author, "dropped gossip: {e}");
-                    MessageAcceptance::Reject
-                }
-            };
-            drop(slot);
-            report_verdict(&net, id, via, verdict);
-        });
+        // The room reports the verdict itself once it has applied the message: no task and no
+        // hop back through this loop on the keystroke path.
+        let settle = move |received: Result<Received, RoomError>| {
+            let verdict = verdict_of(received, doc, author, pull_from, &metrics, &reports);
+            report_verdict(&net, settled_id, via, verdict);
+        };
+        if !room.try_receive_gossip(message, author, Box::new(settle)) {
+            // Its queue is full (dropped: a duplicate from now on for gossipsub): fetched by a
+            // pull instead, not left to the next anti-entropy round.
+            tracing::debug!(doc = %room.id, "room is behind on gossip; pulling instead");
+            self.want_pull(pull_from, room.id);
+            report_verdict(&self.net, id, via, MessageAcceptance::Ignore);
+        }
     }
 
     /// Whom to ask about a message's author: the author when connected, else the neighbour
@@ -217,6 +182,55 @@ impl SyncDriver {
             author
         } else {
             via
+        }
+    }
+}
+
+/// What the room's handling of a gossip message means for gossipsub; asks for a pull or an
+/// exchange with `pull_from` where the message showed one is due.
+fn verdict_of(
+    received: Result<Received, RoomError>,
+    doc: DocId,
+    author: PeerId,
+    pull_from: PeerId,
+    metrics: &Metrics,
+    reports: &mpsc::Sender<Report>,
+) -> MessageAcceptance {
+    // Called on the room's task, which never waits for this loop: a full report queue only
+    // leaves the pull to the next anti-entropy round.
+    let want = |report: Report| {
+        if let Err(e) = reports.try_send(report) {
+            tracing::debug!(%doc, "pull after gossip left to anti-entropy: {e}");
+        }
+    };
+    match received {
+        // Through a client no writer claimed (yet): it comes by a pull after the claim.
+        Ok(received) if received.unclaimed => {
+            metrics.refused("gossip", "unclaimed", 1);
+            tracing::debug!(%doc, peer = %author, "edit through an unclaimed client: pulled once its claim is here");
+            want(Report::ExchangeWanted {
+                peer: pull_from,
+                doc,
+            });
+            MessageAcceptance::Ignore
+        }
+        Ok(received) => {
+            if received.pull {
+                want(Report::PullWanted {
+                    peer: pull_from,
+                    doc,
+                });
+            }
+            MessageAcceptance::Accept
+        }
+        // Full here is not the sender's fault (stored sizes differ between replicas).
+        Err(e @ RoomError::TooLarge(_)) => {
+            tracing::warn!(%doc, peer = %author, "dropped gossip: {e}");
+            MessageAcceptance::Ignore
+        }
+        Err(e) => {
+            tracing::warn!(%doc, peer = %author, "dropped gossip: {e}");
+            MessageAcceptance::Reject
         }
     }
 }

@@ -5,10 +5,10 @@
 //! because gossip can drop messages) and redials known peers (at once when a member drops; its
 //! address book: `peers`).
 //!
-//! Its loop never awaits another actor. Everything that waits (a room applying gossip or
-//! computing a diff, a pull, a store write, a dial) runs in a tracked task, bounded per kind:
-//! gossip per document ([`GOSSIP_IN_FLIGHT_PER_DOC`]), pulls ([`MAX_PULLS`], the rest queue in
-//! a [`PullQueue`]),
+//! Its loop never awaits another actor. Gossip goes to its room's queue without waiting (a
+//! full queue means a pull instead), and the room reports the verdict to gossipsub itself.
+//! Everything else that waits (a room computing a diff, a pull, a store write, a dial) runs in
+//! a tracked task, bounded per kind: pulls ([`MAX_PULLS`], the rest queue in a [`PullQueue`]),
 //! diff computations ([`MAX_SERVES`]). Network commands from the loop are queued without
 //! waiting. So a stalled room or a slow disk delays only its own document. Results come back
 //! to the loop as [`Report`]s. The protocol decisions are the core's ([`Responder`],
@@ -48,9 +48,6 @@ mod serve;
 use peers::AddressBook;
 use pulls::PullQueue;
 
-/// Gossip messages of one document being applied at once; more are ignored (not forwarded,
-/// not penalised) and anti-entropy brings what they carried.
-const GOSSIP_IN_FLIGHT_PER_DOC: usize = 64;
 /// Pulls running at once; more wait in a queue.
 const MAX_PULLS: usize = 32;
 /// Sync requests whose diff is being computed at once; more are refused (the requester's
@@ -179,7 +176,6 @@ pub(crate) struct SyncDriver {
     pulls: PullQueue<(PeerId, DocId)>,
     synced: HashMap<(DocId, PeerId), (Instant, Gap)>,
     responder: Responder,
-    gossip_slots: HashMap<DocId, Arc<Semaphore>>,
     serve_slots: Arc<Semaphore>,
     /// Where peers are: announced, stored, redialled.
     addresses: AddressBook,
@@ -224,7 +220,6 @@ impl SyncDriver {
             pulls: PullQueue::new(MAX_PULLS),
             synced: HashMap::new(),
             responder: Responder::default(),
-            gossip_slots: HashMap::new(),
             serve_slots: Arc::new(Semaphore::new(MAX_SERVES)),
             addresses: AddressBook::default(),
             guard: PeerGuard::default(),
@@ -364,9 +359,11 @@ impl SyncDriver {
         let rooms = self.rooms.all();
         // What is kept per document goes with the document.
         let open: HashSet<DocId> = rooms.iter().map(|room| room.id).collect();
-        self.gossip_slots.retain(|doc, _| open.contains(doc));
         self.synced.retain(|(doc, _), _| open.contains(doc));
         self.peer_epochs.retain(|(_, doc), _| open.contains(doc));
+        let connected = &self.connected;
+        self.addresses
+            .forget_unless(|peer| connected.contains(peer));
         for room in rooms {
             for peer in self.peers_sharing(&room.topic) {
                 self.want_pull(peer, room.id);

@@ -38,6 +38,13 @@ impl AddressBook {
         self.saved.contains_key(&peer)
     }
 
+    /// Forgets the stored addresses of peers that are not connected (the store keeps them for
+    /// the redial rounds; a peer that comes back proves itself again by its first sync), so
+    /// the book holds only what the connections in use need.
+    pub(super) fn forget_unless(&mut self, connected: impl Fn(&PeerId) -> bool) {
+        self.saved.retain(|peer, _| connected(peer));
+    }
+
     /// `peer` disconnected: what it announced is stale.
     pub(super) fn disconnected(&mut self, peer: &PeerId) {
         self.heard.remove(peer);
@@ -161,5 +168,20 @@ mod tests {
         let other = PeerId::random();
         book.saved(other, &[addr(2)]);
         assert_eq!(book.redial_soon(other, later), Some(vec![addr(2)]));
+    }
+
+    #[test]
+    fn stored_addresses_are_forgotten_once_their_peer_is_gone_and_learned_again_on_return() {
+        let (mut book, peer) = (AddressBook::default(), PeerId::random());
+        book.heard(peer, vec![addr(1)]);
+        let addrs = book.vouch(&peer).unwrap();
+        assert!(book.saved(peer, &addrs));
+        book.forget_unless(|p| *p == peer);
+        assert!(!book.saved(peer, &addrs), "kept while connected");
+        book.disconnected(&peer);
+        book.forget_unless(|_| false);
+        assert!(book.addrs_of(&peer).is_empty(), "forgotten once gone");
+        assert!(!book.heard(peer, vec![addr(1)]), "it proves itself again");
+        assert_eq!(book.vouch(&peer), Some(vec![addr(1)]));
     }
 }

@@ -1,0 +1,56 @@
+// Row 13: a large document reaches a fresh editor. A client on node A writes it (in 1 MiB
+// transactions); once node B holds all of it, a new client connects to B, and the row is the
+// time from its connecting until it has the whole text. Against the same fresh client on the
+// central server that holds the same document.
+import { central, client, closeClients, peerdoc, row, waitFor, withSystem } from './harness.mjs'
+
+const MiB = 1 << 20
+
+async function write (system, mib) {
+  const a = await client(system, 0)
+  const chunk = 'lorem ipsum dolor sit amet, '.repeat(Math.ceil(MiB / 28)).slice(0, MiB)
+  for (let i = 0; i < mib; i++) a.text.insert(a.text.length, chunk)
+  return a
+}
+
+/** Connects a fresh client to endpoint `i`: milliseconds until it has `length` characters. */
+async function fresh (system, i, length) {
+  const start = performance.now()
+  const c = await client(system, i)
+  await waitFor('the fresh editor has the whole text', () => c.text.length === length, 120000)
+  return performance.now() - start
+}
+
+async function onCentral (mib) {
+  return withSystem(central, async (s) => {
+    const a = await write(s, mib)
+    // The server has it once a second client sees all of it.
+    await fresh(s, 0, a.text.length)
+    return fresh(s, 0, a.text.length)
+  })
+}
+
+async function onPeerdoc (bin, mib) {
+  return withSystem(() => peerdoc(bin, 2), async (s) => {
+    const a = await write(s, mib)
+    const [nodeA, nodeB] = s.nodes
+    const digest = async (node) => (await node.api('GET', '/api/status')).docs.find((d) => d.id === s.doc)?.digest
+    await waitFor('node B holds the whole document', async () => {
+      const [da, db] = [await digest(nodeA), await digest(nodeB)]
+      return da && da === db
+    }, 120000)
+    return fresh(s, 1, a.text.length)
+  })
+}
+
+export async function run ({ bin, size }) {
+  const mib = size.freshMiB
+  const ref = await onCentral(mib)
+  const ours = await onPeerdoc(bin, mib)
+  closeClients()
+  return {
+    rows: [row('13', `a ${mib} MiB document reaches a fresh editor on another node (connect to whole text)`,
+      'ms', ours, ref, 'a fresh editor on the central server', 1.5)],
+    notes: []
+  }
+}
