@@ -69,6 +69,15 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
+        // No peer subscribed (a document open on this node alone): gossipsub would send it to
+        // no one, so it is neither sealed nor signed. Peers that subscribe later pull.
+        if self
+            .topic_peers
+            .get(&room.topic)
+            .is_none_or(|peers| peers.is_empty())
+        {
+            return;
+        }
         // The published access, not a copy of the keyring, per message.
         let sealed = gossip::seal(&room.access().keys, &room.topic, gossip);
         let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
