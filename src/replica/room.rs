@@ -11,7 +11,6 @@
 //! node removes members (a new key epoch, granted to everyone else). Others read the latest
 //! `Access` the room publishes (see [`Published`]) without waiting for the room.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -186,7 +185,7 @@ struct Room {
     /// Subscribers' channel, while anyone subscribed since the document was last unloaded.
     changes: Option<broadcast::Sender<Change>>,
     /// Changes queued for the store, oldest first, waiting for their commits.
-    pending: VecDeque<storage::Pending>,
+    pending: commits::CommitQueue,
     /// How far the removal cuts' deletions cover each voided client in the loaded document.
     cut_done: std::collections::HashMap<u64, u64>,
 }
@@ -194,7 +193,7 @@ struct Room {
 /// What woke a room's task.
 enum Wake {
     Command(Command),
-    Committed(Result<i64, StoreError>),
+    Committed(Result<i64, StoreError>, commits::Pending),
     FlushRetry,
     IdleCheck,
     PresenceCheck,
@@ -218,7 +217,7 @@ impl Room {
         loop {
             let wake = tokio::select! {
                 cmd = rx.recv() => cmd.map_or(Wake::Stop, Wake::Command),
-                result = storage::next_commit(&mut self.pending) => Wake::Committed(result),
+                (result, pending) = self.pending.next() => Wake::Committed(result, pending),
                 _ = flush_retry.tick(), if self.unsaved => Wake::FlushRetry,
                 _ = idle_check.tick() => Wake::IdleCheck,
                 _ = presence_check.tick() => Wake::PresenceCheck,
@@ -229,7 +228,7 @@ impl Room {
                         break;
                     }
                 }
-                Wake::Committed(result) => self.committed(result).await,
+                Wake::Committed(result, pending) => self.committed(result, pending).await,
                 Wake::FlushRetry => {
                     // When the disk accepts writes again, what it missed is stored.
                     let _ = self.flush().await;
@@ -413,6 +412,7 @@ impl Room {
 
 mod access;
 mod change;
+mod commits;
 mod cut;
 mod error;
 mod fan_out;

@@ -67,7 +67,7 @@ impl RoomHandle {
             stored_bytes: stored.stored_bytes,
             unsaved: false,
             changes: None,
-            pending: std::collections::VecDeque::new(),
+            pending: super::commits::CommitQueue::new(super::MAX_IN_FLIGHT),
             cut_done: std::collections::HashMap::new(),
         };
         // Dormant until the first request.

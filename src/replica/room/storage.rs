@@ -6,12 +6,11 @@
 //! predecessors the disk lacks); the log is compacted into a snapshot; and the document's size
 //! is bounded.
 
-use std::collections::VecDeque;
-
-use super::{Change, Origin, Room, RoomError, Stage, MAX_IN_FLIGHT};
+use super::commits::Pending;
+use super::{Change, Origin, Room, RoomError, Stage};
 use crate::core::doc::{DocError, Document};
 use crate::core::sync::{gossip, Frame, YMessage};
-use crate::replica::store::{Commit, StoreError};
+use crate::replica::store::StoreError;
 
 impl Room {
     /// Runs a change of the document. If yrs panicked in it, the in-memory document may be
@@ -214,30 +213,24 @@ impl Room {
             self.acknowledge(origin, message, stored);
             return;
         }
+        let size = delta.len();
         match self.ctx.store.append_queued(self.id, delta.clone()).await {
-            Ok(commit) => self.pending.push_back(Pending {
-                commit,
-                size: delta.len(),
-                origin,
-                message,
-            }),
+            Ok(commit) => {
+                // Bounded: a room that gets ahead of the disk waits for it.
+                if self.pending.push(commit, size, origin, message) {
+                    self.settle_oldest().await;
+                }
+            }
             Err(e) => {
                 tracing::error!(doc = %self.id, "could not store a change (kept in memory, will retry): {e}");
                 self.unsaved = true;
                 self.acknowledge(origin, message, false);
             }
         }
-        // Bounded: a room that gets ahead of the disk waits for it.
-        if self.pending.len() >= MAX_IN_FLIGHT {
-            self.settle_oldest().await;
-        }
     }
 
     /// The outcome of the oldest queued change has arrived.
-    pub(super) async fn committed(&mut self, result: Result<i64, StoreError>) {
-        let Some(pending) = self.pending.pop_front() else {
-            return;
-        };
+    pub(super) async fn committed(&mut self, result: Result<i64, StoreError>, pending: Pending) {
         let ok = match result {
             // After a failure the store lacks a predecessor of this change until the flush
             // stores the whole state: not acknowledged, although it is in the log.
@@ -255,7 +248,6 @@ impl Room {
         };
         self.acknowledge(pending.origin, pending.message, ok);
         if self.pending.is_empty() {
-            self.pending.shrink_to_fit();
             self.compact_if_due().await;
         }
     }
@@ -282,8 +274,8 @@ impl Room {
         if self.pending.is_empty() {
             return;
         }
-        let result = next_commit(&mut self.pending).await;
-        self.committed(result).await;
+        let (result, pending) = self.pending.next().await;
+        self.committed(result, pending).await;
     }
 
     /// Waits for every queued change.
@@ -299,22 +291,5 @@ impl Room {
                 tracing::warn!(doc = %self.id, "compaction failed, will retry: {e}");
             }
         }
-    }
-}
-
-/// A change queued for the store, waiting for its commit.
-pub(super) struct Pending {
-    commit: Commit,
-    /// Bytes it adds to the store.
-    size: usize,
-    origin: Origin,
-    message: Frame,
-}
-
-/// The oldest queued change's commit (pending forever when nothing is queued).
-pub(super) async fn next_commit(pending: &mut VecDeque<Pending>) -> Result<i64, StoreError> {
-    match pending.front_mut() {
-        Some(p) => (&mut p.commit).await.unwrap_or(Err(StoreError::Closed)),
-        None => std::future::pending().await,
     }
 }
