@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use peerdoc::api::dto::{DocInfo, MemberInfo, PeerStatus, Removed, Status};
 use peerdoc::api::MAX_BODY_BYTES;
-use peerdoc::{api_addr_path, api_token_path, DocInfo, MemberInfo, PeerStatus, Removed, Status};
+use peerdoc::{api_addr_path, api_token_path};
 
 /// Bytes per request when appending a large text.
 const APPEND_PART: usize = MAX_BODY_BYTES / 2;

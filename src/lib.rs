@@ -35,8 +35,8 @@
 //! | [`core`] | pure: `doc` (and `cut`: deleting what a removal voids), `state` (state vectors, digests), `update_check`, `envelope` (keys by epoch), `ticket`, `access` (roles, certificates chained to the owner, key grants, `admission` of requests and gossip, client claims, the `RemovalPlan` and the cut it names, the membership simulation), `limits` (per-peer sync limits), `sync` (messages, wire, gossip, pull, responder, transfers, members) |
 //! | `net` | libp2p: the `Net` handle, the event loop that alone owns the `Swarm`, behaviour, codec, `guard` (peer scoring, connection limits, bans), `stall` (stalled gossip connections are recycled), `reachability`, `faults` (test-only message faults) |
 //! | `replica` | one task per document (`room`: the CRDT, loaded on use and unloaded when idle, its `commits` queue to the store, presence, membership and keys, client claims and the cut), `rooms`, the `sync_driver` actor (`connections`: who shares what and redialling; its `peers` address book, `gossip`, `pulls`, `serve`, `members`), `pull` (and roster exchange), the SQLite `store` (its `schema`; control and SQL commands apart) |
-//! | `node` | [`Node`]: wiring and shutdown order, the document API; `doc` ([`Doc`], a handle on one document, and its live [`Session`]s: what `api`'s editor sessions and embedding apps use), `members` (tickets, removals, member lists), `join` (sharer or DHT), `startup` (network settings), `names`, its [`Error`] (with [`ErrorKind`]) and value types |
-//! | [`api`] | [`api::Server`]: the accept loop (connection cap, header-read timeout), routes, access checks (token, other sites), JSON errors, y-websocket sessions |
+//! | `node` | [`Node`]: wiring and shutdown order, the document API; `doc` ([`Doc`], a handle on one document, and its live [`Session`]s: what `api`'s editor sessions and embedding apps use), `members` (tickets, removals, member lists), `join` (sharer or DHT), `startup` (network settings), `names` ([`DocRef`]: how a call names a document), its [`Error`] (with [`ErrorKind`]) and its typed value types |
+//! | [`api`] | [`api::Server`]: the accept loop (connection cap, header-read timeout), routes, `dto` (the JSON shapes of the node's values), access checks (token, other sites), JSON errors, y-websocket sessions |
 //! | `data_dir` | the data dir: lock, identity, sticky ports, `api.addr`/`api.token`, private files |
 //! | `config` | [`Config`] and its defaults |
 //! | `metrics` | the node's Prometheus metrics (`GET /metrics`) and their encoding |
@@ -62,8 +62,8 @@ pub use net::{DhtMode, NetError, RelayLimits};
 #[cfg(feature = "test-faults")]
 pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
-    Doc, DocInfo, DocPeer, DocStatus, Error, ErrorKind, Event, MemberInfo, Node, PeerStatus,
-    Removed, Session, Status,
+    Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Nat, Node,
+    PeerStatus, Removed, Session, Standing, Status, SyncState,
 };
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;

@@ -6,11 +6,12 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`conn`] | the accept loop: connection cap, header-read timeout, graceful shutdown |
-//! | [`routes`] | the routes and their thin handlers |
-//! | [`access`] | token, `Sec-Fetch-Site`, Origin and Host checks, and their refusal counts |
-//! | [`error`] | JSON errors with fitting status codes |
-//! | [`ws`] | one y-websocket editor session |
+//! | `conn` | the accept loop: connection cap, header-read timeout, graceful shutdown |
+//! | `routes` | the routes and their thin handlers |
+//! | [`dto`] | the JSON shapes of the node's values (what the CLI's client reads back) |
+//! | `access` | token, `Sec-Fetch-Site`, Origin and Host checks, and their refusal counts |
+//! | `error` | JSON errors with fitting status codes |
+//! | `ws` | one y-websocket editor session |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ use crate::node::Node;
 
 mod access;
 mod conn;
+pub mod dto;
 mod error;
 mod routes;
 mod ws;

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::access::access;
 use super::conn::ConnectionSlot;
 use super::error::{json_errors, ApiError};
-use super::{ws, MAX_BODY_BYTES};
+use super::{dto, ws, MAX_BODY_BYTES};
 use crate::node::Node;
 
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
@@ -109,9 +109,8 @@ fn web_asset(content_type: &'static str, body: &'static [u8]) -> Response {
 }
 
 async fn status(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    let mut status = app.node.status().await?;
-    status.http = Some(app.addr.to_string());
-    Ok(Json(status))
+    let status = app.node.status().await?;
+    Ok(Json(dto::Status::new(status, Some(app.addr.to_string()))))
 }
 
 /// Prometheus metrics, in the OpenMetrics text format.
@@ -127,11 +126,11 @@ async fn metrics(State(app): State<App>) -> Response {
 }
 
 async fn peers(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.peers().await?))
+    Ok(Json(all::<dto::PeerStatus, _>(app.node.peers().await?)))
 }
 
 async fn list_docs(State(app): State<App>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.list_docs().await?))
+    Ok(Json(all::<dto::DocInfo, _>(app.node.list_docs().await?)))
 }
 
 #[derive(Deserialize)]
@@ -145,12 +144,12 @@ async fn create_doc(
 ) -> ApiResult<impl IntoResponse> {
     Ok((
         StatusCode::CREATED,
-        Json(app.node.create_doc(&body.name).await?),
+        Json(dto::DocInfo::from(app.node.create_doc(&body.name).await?)),
     ))
 }
 
 async fn doc_info(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.doc_info(&doc).await?))
+    Ok(Json(dto::DocInfo::from(app.node.doc_info(&doc).await?)))
 }
 
 async fn rename_doc(
@@ -158,7 +157,9 @@ async fn rename_doc(
     Path(doc): Path<String>,
     Json(body): Json<NameBody>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.rename(&doc, &body.name).await?))
+    Ok(Json(dto::DocInfo::from(
+        app.node.rename(&doc, &body.name).await?,
+    )))
 }
 
 async fn delete_doc(
@@ -287,7 +288,9 @@ async fn ticket(
 }
 
 async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<impl IntoResponse> {
-    Ok(Json(app.node.members(&doc).await?))
+    Ok(Json(all::<dto::MemberInfo, _>(
+        app.node.members(&doc).await?,
+    )))
 }
 
 /// `?keep=PEER,PEER` keeps members admitted through the removed one.
@@ -309,7 +312,9 @@ async fn revoke(
         .filter(|p| !p.is_empty())
         .map(String::from)
         .collect();
-    Ok(Json(app.node.revoke(&doc, &peer, &keep).await?))
+    Ok(Json(dto::Removed::from(
+        app.node.revoke(&doc, &peer, &keep).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -328,5 +333,10 @@ async fn join(State(app): State<App>, Json(body): Json<JoinBody>) -> ApiResult<i
     } else {
         app.node.join(&body.ticket, name).await?
     };
-    Ok(Json(doc))
+    Ok(Json(dto::DocInfo::from(doc)))
+}
+
+/// The JSON shapes of a list of the node's values.
+fn all<T: From<V>, V>(values: Vec<V>) -> Vec<T> {
+    values.into_iter().map(T::from).collect()
 }

@@ -1,7 +1,7 @@
 //! `peerdoc status` for people: a node's addresses, reachability, peers and each document's
 //! sync state, in words a user can act on.
 
-use peerdoc::{DocPeer, Status};
+use peerdoc::api::dto::{DocPeer, Status};
 
 fn reachability(nat: &str) -> &'static str {
     match nat {

@@ -54,15 +54,6 @@ pub(crate) enum ConnectionKind {
     Relayed,
 }
 
-impl ConnectionKind {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            ConnectionKind::Direct => "direct",
-            ConnectionKind::Relayed => "relayed",
-        }
-    }
-}
-
 pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use super::{Error, Node};
+use super::{DocRef, Error, Node};
 use crate::core::doc::DocId;
 use crate::core::sync::Frame;
 use crate::replica::room::{Change, Origin, RoomHandle, Stage};
@@ -28,9 +28,10 @@ pub struct Doc {
 }
 
 impl Node {
-    /// The document `query` names: its id, its local name, or a unique id prefix.
-    pub async fn doc(&self, query: &str) -> Result<Doc, Error> {
-        let room = self.room(query).await?;
+    /// The document `doc` names: its id or, as a user typed it, its id, local name or a unique id
+    /// prefix.
+    pub async fn doc<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<Doc, Error> {
+        let room = self.room(doc.into()).await?;
         Ok(Doc {
             node: self.clone(),
             id: room.id,

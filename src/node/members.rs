@@ -3,21 +3,25 @@
 
 use libp2p::PeerId;
 
-use super::{ticket_addrs, Error, MemberInfo, Node, Removed, REMOVED};
+use super::{ticket_addrs, DocRef, Error, MemberInfo, Node, Removed, Standing};
 use crate::core::access::{key_of, peer_of, KeyBytes, Role};
 use crate::core::ticket::{Capability, Ticket};
 
 impl Node {
     /// A read-write ticket for the document, carrying this node's addresses.
-    pub async fn ticket(&self, query: &str) -> Result<String, Error> {
-        self.share(query, false).await
+    pub async fn ticket<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<String, Error> {
+        self.share(doc, false).await
     }
 
     /// A ticket for the document: read-only or read-write. It carries a fresh invitation this
     /// node signs, so only the owner and writers may share.
-    pub async fn share(&self, query: &str, read_only: bool) -> Result<String, Error> {
-        let meta = self.resolve(query).await?;
-        let room = self.room(query).await?;
+    pub async fn share<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        read_only: bool,
+    ) -> Result<String, Error> {
+        let meta = self.resolve(doc.into()).await?;
+        let room = self.room(DocRef::Id(meta.id)).await?;
         if !room
             .access()
             .membership
@@ -57,9 +61,14 @@ impl Node {
     /// admission passed through it (unless named in `keep`, peer ids), and every ticket shared
     /// so far stops admitting anyone (the removed member may have seen it). Fails, changing
     /// nothing, if the removal would not take.
-    pub async fn revoke(&self, query: &str, peer: &str, keep: &[String]) -> Result<Removed, Error> {
-        let meta = self.resolve(query).await?;
-        let room = self.room(query).await?;
+    pub async fn revoke<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        peer: &str,
+        keep: &[String],
+    ) -> Result<Removed, Error> {
+        let meta = self.resolve(doc.into()).await?;
+        let room = self.room(DocRef::Id(meta.id)).await?;
         let access = room.access();
         if access.membership.role_of(&self.peer_id()) != Some(Role::Owner) {
             return Err(Error::NotOwner);
@@ -83,22 +92,25 @@ impl Node {
             .collect::<Result<Vec<_>, _>>()?;
         let removal = room.revoke(key, keep).await?;
         self.inner.sync.changed(meta.id).await;
-        let info = |(key, role): (KeyBytes, Role)| MemberInfo {
-            peer: peer_of(&key).map_or_else(|| hex::encode(key), |p| p.to_string()),
-            role: role.as_str().to_string(),
-            you: false,
+        // Keys in a membership are valid Ed25519 keys (checked when their certificate was).
+        let info = |(key, role): (KeyBytes, Role)| {
+            Some(MemberInfo {
+                peer: peer_of(&key)?,
+                role: Standing::Member(role),
+                you: false,
+            })
         };
         Ok(Removed {
             epoch: removal.epoch,
-            with_it: removal.cascaded.into_iter().map(info).collect(),
+            with_it: removal.cascaded.into_iter().filter_map(info).collect(),
             recertified: removal.recertified,
             tickets_closed: removal.invitations,
         })
     }
 
     /// The document's members and their roles, the owner first.
-    pub async fn members(&self, query: &str) -> Result<Vec<MemberInfo>, Error> {
-        let room = self.room(query).await?;
+    pub async fn members<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<Vec<MemberInfo>, Error> {
+        let room = self.room(doc.into()).await?;
         let me = self.peer_id();
         let access = room.access();
         let mut members: Vec<MemberInfo> = access
@@ -106,16 +118,16 @@ impl Node {
             .members()
             .into_iter()
             .map(|(peer, role)| MemberInfo {
-                peer: peer.to_string(),
-                role: role.as_str().to_string(),
+                peer,
+                role: Standing::Member(role),
                 you: peer == me,
             })
             .collect();
         // A removed node says so rather than listing itself as what it was.
         if access.membership.is_revoked(&me) {
             members.push(MemberInfo {
-                peer: me.to_string(),
-                role: REMOVED.to_string(),
+                peer: me,
+                role: Standing::Removed,
                 you: true,
             });
         }

@@ -20,12 +20,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
-use crate::core::access::Role;
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
-use crate::net::{is_loopback, is_relayed, ConnectedPeer, Net, NetStatus};
+use crate::net::{
+    is_loopback, is_relayed, ConnectedPeer, ConnectionKind, NatStatus, Net, NetStatus,
+};
 use crate::replica::room::{Origin, RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::{unix_now, DocMeta, Store};
@@ -37,6 +38,7 @@ mod error;
 mod join;
 mod members;
 pub(crate) mod names;
+pub use names::DocRef;
 mod startup;
 #[cfg(test)]
 mod tests;
@@ -48,8 +50,9 @@ pub use doc::{Doc, Event, Session};
 pub use error::{Error, ErrorKind};
 
 /// The role a node shows for a document the owner removed it from.
-const REMOVED: &str = "removed";
-pub use types::{DocInfo, DocPeer, DocStatus, MemberInfo, PeerStatus, Removed, Status};
+pub use types::{
+    DocInfo, DocPeer, DocStatus, MemberInfo, Nat, PeerStatus, Removed, Standing, Status, SyncState,
+};
 
 /// Local edits and presence waiting for the sync driver to gossip them.
 const OUTBOX_QUEUE: usize = 1024;
@@ -246,15 +249,15 @@ impl Node {
         let access = self.inner.rooms.get(&meta.id).map(|room| room.access());
         let me = self.peer_id();
         let role = match access.as_ref().map(|a| &a.membership) {
-            Some(m) if m.is_revoked(&me) => REMOVED,
-            Some(m) => m.role_of(&me).map_or("none", Role::as_str),
-            None => "none",
+            Some(m) if m.is_revoked(&me) => Standing::Removed,
+            Some(m) => m.role_of(&me).map_or(Standing::Unknown, Standing::Member),
+            None => Standing::Unknown,
         };
         DocInfo {
-            id: meta.id.to_string(),
+            id: meta.id,
             name: meta.name.clone(),
             created: meta.created,
-            role: role.to_string(),
+            role,
             epoch: access.map_or(0, |a| a.keys.current().0),
             joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
         }
@@ -272,31 +275,42 @@ impl Node {
     }
 
     /// Finds a document by id, local name, or unique id prefix (in that order).
-    pub(crate) async fn resolve(&self, query: &str) -> Result<DocMeta, Error> {
-        names::find(self.inner.store.find_docs(query).await?, query)
+    pub(crate) async fn resolve(&self, doc: DocRef<'_>) -> Result<DocMeta, Error> {
+        let query = doc.to_string();
+        names::find(self.inner.store.find_docs(&query).await?, &query)
     }
 
-    /// The room of a document (for editor sessions).
-    pub(crate) async fn room(&self, query: &str) -> Result<RoomHandle, Error> {
-        let meta = self.resolve(query).await?;
+    /// The room of a document (a typed id whose room is open is not looked up).
+    pub(crate) async fn room(&self, doc: DocRef<'_>) -> Result<RoomHandle, Error> {
+        if let DocRef::Id(id) = doc {
+            if let Some(room) = self.inner.rooms.get(&id) {
+                return Ok(room);
+            }
+        }
+        let meta = self.resolve(doc).await?;
         match self.inner.rooms.get(&meta.id) {
             Some(room) => Ok(room),
             None => self.open_room(&meta).await,
         }
     }
 
-    pub async fn doc_info(&self, query: &str) -> Result<DocInfo, Error> {
-        Ok(self.info(&self.resolve(query).await?))
+    pub async fn doc_info<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<DocInfo, Error> {
+        Ok(self.info(&self.resolve(doc.into()).await?))
     }
 
     /// The document's plain text.
-    pub async fn text(&self, query: &str) -> Result<String, Error> {
-        Ok(self.room(query).await?.text().await?)
+    pub async fn text<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<String, Error> {
+        Ok(self.room(doc.into()).await?.text().await?)
     }
 
     /// Replaces the text (as a minimal diff) or appends to it. Returns once durable.
-    pub async fn write(&self, query: &str, text: String, append: bool) -> Result<(), Error> {
-        let room = self.room(query).await?;
+    pub async fn write<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        text: String,
+        append: bool,
+    ) -> Result<(), Error> {
+        let room = self.room(doc.into()).await?;
         if append {
             room.append_text(text).await?;
         } else {
@@ -308,8 +322,12 @@ impl Node {
     /// Applies a Yjs update (lib0 v1 encoding) as a local edit, as an editor session does:
     /// refused on a reader's node, committed before it returns, then sent to peers. For apps
     /// that keep their own yrs or Yjs replica.
-    pub async fn apply_update(&self, query: &str, update: Vec<u8>) -> Result<(), Error> {
-        let room = self.room(query).await?;
+    pub async fn apply_update<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        update: Vec<u8>,
+    ) -> Result<(), Error> {
+        let room = self.room(doc.into()).await?;
         room.apply_local(update, Origin::Api).await?;
         Ok(())
     }
@@ -326,8 +344,12 @@ impl Node {
         }
     }
 
-    pub async fn rename(&self, query: &str, new_name: &str) -> Result<DocInfo, Error> {
-        let mut meta = self.resolve(query).await?;
+    pub async fn rename<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        new_name: &str,
+    ) -> Result<DocInfo, Error> {
+        let mut meta = self.resolve(doc.into()).await?;
         let name = names::validate_name(new_name)?;
         self.inner.store.rename_doc(meta.id, name.clone()).await?;
         meta.name = name;
@@ -335,8 +357,8 @@ impl Node {
     }
 
     /// Deletes this node's replica of a document.
-    pub async fn delete(&self, query: &str) -> Result<(), Error> {
-        let meta = self.resolve(query).await?;
+    pub async fn delete<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<(), Error> {
+        let meta = self.resolve(doc.into()).await?;
         self.forget(&meta).await;
         Ok(())
     }
@@ -357,7 +379,7 @@ impl Node {
                 None => None,
             };
             docs.push(DocStatus {
-                id: m.id.to_string(),
+                id: m.id,
                 name: m.name,
                 peers: sync
                     .remove(&m.id)
@@ -367,30 +389,29 @@ impl Node {
                         let last = p
                             .last_sync
                             .map(|(at, gap)| (now.duration_since(at).as_secs(), gap));
-                        DocPeer::new(p.peer.to_string(), last)
+                        DocPeer::new(p.peer, last)
                     })
                     .collect(),
                 state_vector: summary
                     .as_ref()
                     .and_then(|s| crate::core::doc::sv_text(&s.sv).ok())
                     .unwrap_or_default(),
-                digest: summary.map(|s| hex::encode(s.digest)).unwrap_or_default(),
+                digest: summary.map(|s| s.digest),
             });
         }
         Ok(Status {
-            peer_id: self.peer_id().to_string(),
-            data_dir: self.inner.config.data_dir.display().to_string(),
-            http: None,
-            nat: net.nat.as_str().to_string(),
-            listen_addrs: strings(&net.listen_addrs),
-            public_addrs: strings(&net.external_addrs),
+            peer_id: self.peer_id(),
+            data_dir: self.inner.config.data_dir.clone(),
+            nat: nat_of(net.nat),
             relayed_addrs: net
                 .listen_addrs
                 .iter()
                 .filter(|a| is_relayed(a))
-                .map(|a| a.to_string())
+                .cloned()
                 .collect(),
-            relays: net.reservations.iter().map(|p| p.to_string()).collect(),
+            listen_addrs: net.listen_addrs,
+            public_addrs: net.external_addrs,
+            relays: net.reservations.into_iter().collect(),
             connected_peers: net.connected.into_iter().map(peer_status).collect(),
             docs,
         })
@@ -399,14 +420,18 @@ impl Node {
 
 fn peer_status(connected: ConnectedPeer) -> PeerStatus {
     PeerStatus {
-        peer: connected.peer.to_string(),
-        addrs: strings(&connected.addrs),
-        connection: connected.kind.as_str().to_string(),
+        peer: connected.peer,
+        addrs: connected.addrs,
+        relayed: connected.kind == ConnectionKind::Relayed,
     }
 }
 
-fn strings(addrs: &[Multiaddr]) -> Vec<String> {
-    addrs.iter().map(|a| a.to_string()).collect()
+fn nat_of(nat: NatStatus) -> Nat {
+    match nat {
+        NatStatus::Public => Nat::Public,
+        NatStatus::Private => Nat::Private,
+        NatStatus::Unknown => Nat::Unknown,
+    }
 }
 
 /// Addresses for a ticket, most widely reachable first: public, relayed, the rest (LAN), and

@@ -2,7 +2,7 @@
 //! unique, and how a user's DOC argument (id, name or id prefix) resolves to one document.
 
 use super::Error;
-use crate::core::doc::MAX_NAME_LEN;
+use crate::core::doc::{DocId, MAX_NAME_LEN};
 use crate::replica::store::DocMeta;
 
 /// Shortest id prefix accepted where a document is named.
@@ -52,6 +52,47 @@ pub(crate) fn unique_name(name: &str, docs: &[DocMeta]) -> String {
         .map(|i| format!("{name}-{i}"))
         .find(|n| !taken(n))
         .expect("some suffix is free")
+}
+
+/// Which document a call is about: its id, or what a user typed (its id, its local name, or a
+/// unique id prefix, looked up in that order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocRef<'a> {
+    Id(DocId),
+    Query(&'a str),
+}
+
+impl From<DocId> for DocRef<'_> {
+    fn from(id: DocId) -> Self {
+        DocRef::Id(id)
+    }
+}
+
+impl From<&DocId> for DocRef<'_> {
+    fn from(id: &DocId) -> Self {
+        DocRef::Id(*id)
+    }
+}
+
+impl<'a> From<&'a str> for DocRef<'a> {
+    fn from(query: &'a str) -> Self {
+        DocRef::Query(query)
+    }
+}
+
+impl<'a> From<&'a String> for DocRef<'a> {
+    fn from(query: &'a String) -> Self {
+        DocRef::Query(query)
+    }
+}
+
+impl std::fmt::Display for DocRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocRef::Id(id) => write!(f, "{id}"),
+            DocRef::Query(query) => f.write_str(query),
+        }
+    }
 }
 
 /// Finds a document by, in this order: its exact id, its exact local name, or a unique id

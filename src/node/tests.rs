@@ -55,11 +55,7 @@ async fn a_stalled_room_does_not_delay_gossip_of_another_document() {
     }
 
     // B's room for `stuck` stops answering (a busy document, a slow disk).
-    let stuck_room = b
-        .inner
-        .rooms
-        .get(&DocId::parse(&stuck.id).unwrap())
-        .unwrap();
+    let stuck_room = b.inner.rooms.get(&stuck.id).unwrap();
     let release = stuck_room.stall().await;
     // More gossip for the stuck document than it may have in flight, then one edit elsewhere.
     for i in 0..100 {
@@ -72,11 +68,7 @@ async fn a_stalled_room_does_not_delay_gossip_of_another_document() {
         .unwrap();
 
     // The lively document gets its edit while the stuck room is still stalled.
-    let lively_room = b
-        .inner
-        .rooms
-        .get(&DocId::parse(&lively.id).unwrap())
-        .unwrap();
+    let lively_room = b.inner.rooms.get(&lively.id).unwrap();
     wait_until("the lively document's gossip arrived", async || {
         lively_room.text().await.unwrap() == "lively edit\n"
     })

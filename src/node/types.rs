@@ -1,39 +1,69 @@
-//! The node API's value types. They are what the HTTP API sends as JSON and what the CLI's
-//! client reads back, so they use strings and plain numbers, not internal types.
+//! The node API's value types, typed (ids, peers, roles, states); the HTTP API's JSON shapes
+//! of them are in [`crate::api::dto`].
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
+use libp2p::{Multiaddr, PeerId};
+
+use crate::core::access::Role;
+use crate::core::doc::DocId;
 use crate::replica::pull::Gap;
 
-/// A document as listed by the API.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// A node's standing in a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A member, with its role.
+    Member(Role),
+    /// Its membership is not known yet (a join that waits for a member).
+    Unknown,
+    /// The owner removed it.
+    Removed,
+}
+
+impl Standing {
+    /// `owner`, `writer`, `reader`, `none` (not known yet) or `removed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Standing::Member(role) => role.as_str(),
+            Standing::Unknown => "none",
+            Standing::Removed => "removed",
+        }
+    }
+}
+
+impl std::fmt::Display for Standing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A document as this node lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocInfo {
-    pub id: String,
+    pub id: DocId,
     pub name: String,
     /// Unix seconds.
     pub created: i64,
-    /// This node's role: `owner`, `writer` or `reader` (`none` until its membership is known,
-    /// `removed` once the owner removed this node).
-    pub role: String,
+    /// This node's standing in it.
+    pub role: Standing,
     /// The newest content-key epoch this node holds (a new one begins with each removal).
     pub epoch: u32,
     /// A join that waits for a member (`join --wait`): the document is empty until one answers.
-    #[serde(default)]
     pub joining: bool,
 }
 
 /// A member of a document.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
-    pub peer: String,
-    /// `owner`, `writer` or `reader`; `removed` for the node asked, once the owner removed it.
-    pub role: String,
+    pub peer: PeerId,
+    /// Its role; [`Standing::Removed`] for the node asked, once the owner removed it.
+    pub role: Standing,
     /// This is the node asked.
     pub you: bool,
 }
 
 /// What a removal did ([`crate::Node::revoke`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Removed {
     /// The document's new key epoch.
     pub epoch: u32,
@@ -45,90 +75,122 @@ pub struct Removed {
     pub tickets_closed: usize,
 }
 
-/// What `status` reports.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Whether others can dial this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nat {
+    /// Others can dial us.
+    Public,
+    /// Behind a NAT: reached through relays.
+    Private,
+    /// Not tested yet.
+    Unknown,
+}
+
+impl Nat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Nat::Public => "public",
+            Nat::Private => "private",
+            Nat::Unknown => "unknown",
+        }
+    }
+}
+
+/// What [`crate::Node::status`] reports.
+#[derive(Debug, Clone)]
 pub struct Status {
-    pub peer_id: String,
-    pub data_dir: String,
-    /// The HTTP API's address, when the node is served over HTTP.
-    pub http: Option<String>,
-    /// `public` (others can dial us), `private` (behind a NAT: reached through relays) or
-    /// `unknown` (not tested yet).
-    pub nat: String,
-    pub listen_addrs: Vec<String>,
+    pub peer_id: PeerId,
+    pub data_dir: PathBuf,
+    pub nat: Nat,
+    pub listen_addrs: Vec<Multiaddr>,
     /// Addresses others confirmed they can reach us at.
-    pub public_addrs: Vec<String>,
+    pub public_addrs: Vec<Multiaddr>,
     /// Addresses through relays (`…/p2p-circuit`).
-    pub relayed_addrs: Vec<String>,
+    pub relayed_addrs: Vec<Multiaddr>,
     /// Relays holding a reservation for us.
-    pub relays: Vec<String>,
+    pub relays: Vec<PeerId>,
     pub connected_peers: Vec<PeerStatus>,
     pub docs: Vec<DocStatus>,
 }
 
 /// A connected peer and the addresses we know for it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PeerStatus {
-    pub peer: String,
-    pub addrs: Vec<String>,
-    /// `direct`, or `relayed` (through a relay, until a hole punch succeeds).
-    pub connection: String,
+    pub peer: PeerId,
+    pub addrs: Vec<Multiaddr>,
+    /// Through a relay (until a hole punch succeeds), not direct.
+    pub relayed: bool,
 }
 
-/// One document in `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One document in [`Status`].
+#[derive(Debug, Clone)]
 pub struct DocStatus {
-    pub id: String,
+    pub id: DocId,
     pub name: String,
     /// Connected peers that share this document, with their sync state.
     pub peers: Vec<DocPeer>,
-    /// This replica's state vector: which operations it has seen, as `client:clock` pairs in
-    /// client order.
-    #[serde(default)]
+    /// This replica's state vector as `client:clock` pairs in client order (empty when not
+    /// known without loading the document).
     pub state_vector: String,
-    /// A digest of the operations and deletions this replica has seen (hex): two replicas
-    /// with the same digest hold the same document.
-    #[serde(default)]
-    pub digest: String,
+    /// A digest of the operations and deletions this replica has seen: two replicas with the
+    /// same digest hold the same document.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// What the last pull from a peer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncState {
+    /// Both have seen the same operations.
+    UpToDate,
+    /// The peer has operations this node has not applied yet.
+    CatchingUp,
+    /// This node has operations the peer lacks; the peer fetches them.
+    PeerBehind,
+    /// No pull has completed yet.
+    NotSynced,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::UpToDate => "up_to_date",
+            SyncState::CatchingUp => "catching_up",
+            SyncState::PeerBehind => "peer_behind",
+            SyncState::NotSynced => "not_synced",
+        }
+    }
 }
 
 /// The sync state of one document with one peer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct DocPeer {
-    pub peer: String,
+    pub peer: PeerId,
     /// Seconds since the last completed pull from this peer, if any.
     pub last_sync_secs: Option<u64>,
-    /// What the last pull found: `up_to_date` (both have seen the same operations),
-    /// `catching_up` (the peer has operations this node has not applied yet), `peer_behind`
-    /// (this node has operations the peer lacks; the peer fetches them), or `not_synced` (no
-    /// pull has completed yet).
-    pub state: String,
+    pub state: SyncState,
     /// Operations (characters of inserted text, as yrs counts them) this node had yet to fetch
     /// from the peer at the last pull.
     pub to_fetch: u64,
     /// Operations of this node the peer lacked at the last pull.
     pub peer_lacks: u64,
-    /// `state` is `up_to_date`.
-    pub in_sync: bool,
 }
 
 impl DocPeer {
     /// `last_sync`: seconds since the last completed pull from `peer`, and what it found.
-    pub(crate) fn new(peer: String, last_sync: Option<(u64, Gap)>) -> DocPeer {
+    pub(crate) fn new(peer: PeerId, last_sync: Option<(u64, Gap)>) -> DocPeer {
         let gap = last_sync.map(|(_, gap)| gap).unwrap_or_default();
         let state = match (last_sync, gap.to_fetch, gap.peer_lacks) {
-            (None, ..) => "not_synced",
-            (Some(_), 0, 0) => "up_to_date",
-            (Some(_), 0, _) => "peer_behind",
-            (Some(_), ..) => "catching_up",
+            (None, ..) => SyncState::NotSynced,
+            (Some(_), 0, 0) => SyncState::UpToDate,
+            (Some(_), 0, _) => SyncState::PeerBehind,
+            (Some(_), ..) => SyncState::CatchingUp,
         };
         DocPeer {
             peer,
             last_sync_secs: last_sync.map(|(secs, _)| secs),
-            state: state.into(),
+            state,
             to_fetch: gap.to_fetch,
             peer_lacks: gap.peer_lacks,
-            in_sync: state == "up_to_date",
         }
     }
 }

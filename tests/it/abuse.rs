@@ -5,13 +5,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peerdoc::DocId;
+
 use super::common::*;
 use peerdoc::core::ticket::Ticket;
 use peerdoc::Node;
 use tokio_util::sync::CancellationToken;
 
 /// B appends a line `n` times; each time, how long until A's text has it.
-async fn latencies(a: &Node, b: &Node, doc: &str, label: &str, n: usize) -> Vec<Duration> {
+async fn latencies(a: &Node, b: &Node, doc: &DocId, label: &str, n: usize) -> Vec<Duration> {
     let mut out = Vec::new();
     for i in 0..n {
         let line = format!("{label} {i}\n");
@@ -60,7 +62,7 @@ async fn a_flooding_peer_is_banned_and_honest_peers_keep_converging() {
         a.status().await.unwrap().docs[0]
             .peers
             .iter()
-            .any(|p| p.peer == attacker_id)
+            .any(|p| p.peer.to_string() == attacker_id)
     })
     .await;
 
@@ -92,7 +94,7 @@ async fn a_flooding_peer_is_banned_and_honest_peers_keep_converging() {
             .await
             .unwrap()
             .iter()
-            .any(|p| p.peer == attacker_id)
+            .any(|p| p.peer.to_string() == attacker_id)
     };
     wait_until("A disconnects the attacker", async || !is_connected().await).await;
     flood.await.unwrap();

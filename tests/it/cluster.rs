@@ -1,7 +1,7 @@
 //! Several real nodes co-editing: concurrent writes, restarts, offline edits.
 
 use super::common::*;
-use peerdoc::Node;
+use peerdoc::{DocId, Node};
 
 async fn start3(d: &Dirs) -> (Node, Node, Node) {
     (
@@ -12,7 +12,7 @@ async fn start3(d: &Dirs) -> (Node, Node, Node) {
 }
 
 /// A creates `notes`; the others join from A's ticket.
-async fn share(a: &Node, others: &[&Node], initial: &str) -> String {
+async fn share(a: &Node, others: &[&Node], initial: &str) -> DocId {
     let doc = a.create_doc("notes").await.unwrap();
     a.write(&doc.id, initial.into(), false).await.unwrap();
     let ticket = a.ticket(&doc.id).await.unwrap();
@@ -36,7 +36,6 @@ async fn three_nodes_write_concurrently_and_converge() {
 
     // Every node appends concurrently, many times.
     let edits = |node: Node, tag: &'static str| {
-        let doc = doc.clone();
         tokio::spawn(async move {
             for i in 0..10 {
                 node.write(&doc, format!("{tag}{i}\n"), true).await.unwrap();
@@ -209,7 +208,7 @@ async fn restart_preserves_documents_and_text() {
     assert_eq!(a.list_docs().await.unwrap(), vec![doc.clone()]);
     assert_eq!(a.text("keep me").await.unwrap(), "persisted ✓ 🎉\n");
     assert_eq!(
-        a.text(&doc.id[..6]).await.unwrap(),
+        a.text(&doc.id.to_string()[..6]).await.unwrap(),
         "persisted ✓ 🎉\n",
         "unique prefix"
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use peerdoc::api::Server;
-use peerdoc::{Config, DhtMode, Node};
+use peerdoc::{Config, DhtMode, DocId, Node};
 
 /// Every wait in the tests ends by this, with a message, never a hang.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -113,14 +113,14 @@ pub async fn dial_addr(node: &Node) -> Multiaddr {
 }
 
 /// Waits until `node` knows `peer` shares its document `doc` (they are in one gossip topic).
-pub async fn wait_doc_peer(node: &Node, doc: &str, peer: &Node) {
-    let peer = peer.peer_id().to_string();
+pub async fn wait_doc_peer(node: &Node, doc: &DocId, peer: &Node) {
+    let peer = peer.peer_id();
     wait_until(format_args!("{peer} shares the document"), async || {
         let status = node.status().await.unwrap();
         status
             .docs
             .iter()
-            .any(|d| d.id == doc && d.peers.iter().any(|p| p.peer == peer))
+            .any(|d| d.id == *doc && d.peers.iter().any(|p| p.peer == peer))
     })
     .await;
 }
@@ -129,7 +129,6 @@ pub async fn wait_doc_peer(node: &Node, doc: &str, peer: &Node) {
 pub async fn tcp_port(node: &Node) -> u16 {
     let status = node.status().await.unwrap();
     for addr in &status.listen_addrs {
-        let addr: Multiaddr = addr.parse().unwrap();
         for p in addr.iter() {
             if let Protocol::Tcp(port) = p {
                 return port;
@@ -177,7 +176,7 @@ pub fn wait_blocking_for(
 }
 
 /// Waits until every node has the same text for `doc` and it satisfies `ok`; returns it.
-pub async fn wait_converged(nodes: &[&Node], doc: &str, ok: impl Fn(&str) -> bool) -> String {
+pub async fn wait_converged(nodes: &[&Node], doc: &DocId, ok: impl Fn(&str) -> bool) -> String {
     let last = std::sync::Mutex::new(Vec::new());
     let what = LastTexts(&last);
     wait_until(&what, async || {

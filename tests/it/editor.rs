@@ -14,7 +14,7 @@ use super::common::*;
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(node: &Served, doc: &str) -> Socket {
+async fn connect(node: &Served, doc: impl std::fmt::Display) -> Socket {
     let url = node.ws_url(&format!("/ws/{doc}"));
     let (socket, _) = tokio_tungstenite::connect_async(url)
         .await
@@ -31,7 +31,7 @@ async fn next_message(socket: &mut Socket) -> Option<Message> {
 }
 
 /// Sends `frame` and expects the server to close with a policy violation.
-async fn expect_closed(node: &Served, doc: &str, frame: Message) {
+async fn expect_closed(node: &Served, doc: impl std::fmt::Display, frame: Message) {
     let mut socket = connect(node, doc).await;
     // The server greets with its state vector (sync step 1).
     match next_message(&mut socket).await {
@@ -118,7 +118,7 @@ fn presence_frame(clients: u64, state: &str) -> Vec<u8> {
 }
 
 /// The node's full state, via a websocket sync step 1 with an empty state vector.
-async fn node_state(node: &Served, doc: &str) -> Vec<u8> {
+async fn node_state(node: &Served, doc: impl std::fmt::Display) -> Vec<u8> {
     let mut socket = connect(node, doc).await;
     next_message(&mut socket).await;
     request_state(&mut socket).await
@@ -283,7 +283,7 @@ async fn a_configured_access_token_is_enforced_and_a_missing_one_generated() {
 }
 
 /// Present clients in the awareness state a new editor session receives.
-async fn present_clients(node: &Served, doc: &str) -> usize {
+async fn present_clients(node: &Served, doc: impl std::fmt::Display) -> usize {
     let mut socket = connect(node, doc).await;
     socket
         .send(Message::Binary(YMessage::QueryAwareness.encode().into()))
@@ -333,7 +333,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
             .unwrap()
             .docs
             .iter()
-            .any(|d| d.peers.iter().any(|p| p.peer == evil_id))
+            .any(|d| d.peers.iter().any(|p| p.peer.to_string() == evil_id))
     })
     .await;
 
@@ -366,7 +366,7 @@ async fn a_member_flooding_presence_gets_a_bounded_share_and_the_node_keeps_answ
             .await
             .unwrap()
             .iter()
-            .any(|p| p.peer == evil_id)
+            .any(|p| p.peer.to_string() == evil_id)
     })
     .await;
     let present = present_clients(&node, &doc).await;

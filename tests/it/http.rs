@@ -176,7 +176,7 @@ async fn every_api_error_is_json_with_a_status_and_a_code() {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn open(node: &Served, doc: &str) -> Socket {
+async fn open(node: &Served, doc: impl std::fmt::Display) -> Socket {
     let url = node.ws_url(&format!("/ws/{doc}"));
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     // The server greets with its state vector.
