@@ -69,12 +69,8 @@ impl SyncDriver {
         for peers in self.topic_peers.values_mut() {
             peers.remove(&peer);
         }
-        self.members_exchanged.retain(|(p, _), _| *p != peer);
+        self.rosters.disconnected(&peer);
         self.synced.retain(|(_, p), _| *p != peer);
-        self.rosters_heard.retain(|_, peers| {
-            peers.remove(&peer);
-            !peers.is_empty()
-        });
         self.redial_soon(peer);
     }
 

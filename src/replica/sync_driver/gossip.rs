@@ -157,7 +157,7 @@ impl SyncDriver {
         }
         // No edit before a roster: a node back from offline learns the removals it missed
         // (and the claims a cut names) before it takes anything from a removed member.
-        if needed == Role::Writer && !self.rosters_heard.contains_key(&room.id) {
+        if needed == Role::Writer && !self.rosters.heard_any(&room.id) {
             metrics.refused("gossip", "roster_unheard", 1);
             self.exchange_members(self.nearest(author, via), room.id, true);
             return report_verdict(&self.net, id, via, MessageAcceptance::Ignore);

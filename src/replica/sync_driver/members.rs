@@ -49,23 +49,19 @@ impl SyncDriver {
         let Some(room) = self.rooms.get(&doc) else {
             return;
         };
-        let now = Instant::now();
-        let every = if urgent {
-            URGENT_EXCHANGE_GAP
-        } else {
-            self.settings.sync_interval * MEMBER_EXCHANGE_EVERY
-        };
-        if let Some(last) = self.members_exchanged.get(&(peer, doc)) {
-            if now.duration_since(*last) < every {
-                return;
-            }
-        }
         let access = room.access();
         // Removed here: it has nothing to tell anyone (see `admit`).
         if access.membership.is_revoked(&self.net.peer_id()) {
             return;
         }
-        self.members_exchanged.insert((peer, doc), now);
+        let every = if urgent {
+            URGENT_EXCHANGE_GAP
+        } else {
+            self.settings.sync_interval * MEMBER_EXCHANGE_EVERY
+        };
+        if !self.rosters.start(peer, doc, Instant::now(), every) {
+            return;
+        }
         let key = key_of(&peer).unwrap_or([0; 32]);
         let offer = if access.membership.is_revoked_key(&key) {
             Offer::Records(records_for(&access.membership, &key, &[]))
@@ -76,10 +72,7 @@ impl SyncDriver {
             }
         };
         let current = access.keys.current().0;
-        let first = self
-            .peer_epochs
-            .get(&(peer, doc))
-            .map_or(current, |e| (*e).min(current));
+        let first = self.rosters.epoch_for(&peer, &doc, current);
         // Epochs to try, newest first: the first, then older ones we hold.
         let epochs: Vec<u32> = std::iter::once(first)
             .chain((0..first).rev().filter(|e| access.keys.get(*e).is_some()))
@@ -128,11 +121,13 @@ impl SyncDriver {
 
     /// An exchange failed: the next may start after a short pause instead of the full gap.
     pub(super) fn exchange_failed(&mut self, peer: PeerId, doc: DocId) {
-        let pause = URGENT_EXCHANGE_GAP.saturating_sub(FAILED_EXCHANGE_PAUSE);
-        match Instant::now().checked_sub(pause) {
-            Some(as_if) => self.members_exchanged.insert((peer, doc), as_if),
-            None => self.members_exchanged.remove(&(peer, doc)),
-        };
+        self.rosters.failed(
+            peer,
+            doc,
+            Instant::now(),
+            URGENT_EXCHANGE_GAP,
+            FAILED_EXCHANGE_PAUSE,
+        );
     }
 
     /// Remembers members we heard of and dials those we are not connected to.
@@ -161,7 +156,7 @@ impl SyncDriver {
             return;
         };
         for peer in self.peers_on_topic(&room.topic) {
-            self.members_exchanged.remove(&(peer, doc));
+            self.rosters.due_now(peer, doc);
             self.exchange_members(peer, doc, true);
         }
     }

@@ -43,10 +43,12 @@ mod gossip;
 mod members;
 mod peers;
 mod pulls;
+mod rosters;
 mod serve;
 
 use peers::AddressBook;
 use pulls::PullQueue;
+use rosters::Rosters;
 
 /// Pulls running at once; more wait in a queue.
 const MAX_PULLS: usize = 32;
@@ -183,15 +185,10 @@ pub(crate) struct SyncDriver {
     guard: PeerGuard<PeerId>,
     /// Where this node can be reached, as the network last said.
     own_addrs: Vec<Multiaddr>,
-    /// When members were last exchanged with a peer for a document.
-    members_exchanged: HashMap<(PeerId, DocId), Instant>,
-    /// Per document, the peers whose roster we heard (an exchange either way) since they
-    /// connected: content is pulled from a peer, and edits taken from gossip, only after that,
-    /// so a removal (and the claims a cut names) arrives before anything from the removed one.
-    rosters_heard: HashMap<DocId, HashSet<PeerId>>,
-    /// The newest key epoch each peer used with us for a document: what we seal our member
-    /// exchanges to it in (a newer one it may not have yet).
-    peer_epochs: HashMap<(PeerId, DocId), u32>,
+    /// Roster exchanges: when, whose heard since they connected (content is pulled from a
+    /// peer, and edits taken from gossip, only after that, so a removal and the claims a cut
+    /// names arrive before anything from the removed one), and each peer's key epoch.
+    rosters: Rosters,
     tasks: TaskTracker,
     cancel: CancellationToken,
     reports: mpsc::Sender<Report>,
@@ -224,9 +221,7 @@ impl SyncDriver {
             addresses: AddressBook::default(),
             guard: PeerGuard::default(),
             own_addrs: Vec::new(),
-            members_exchanged: HashMap::new(),
-            rosters_heard: HashMap::new(),
-            peer_epochs: HashMap::new(),
+            rosters: Rosters::default(),
             tasks: TaskTracker::new(),
             cancel,
             reports,
@@ -313,13 +308,12 @@ impl SyncDriver {
 
     /// A roster exchange with `peer` for `doc` went through, either way.
     fn heard_roster(&mut self, peer: PeerId, doc: DocId) {
-        self.rosters_heard.entry(doc).or_default().insert(peer);
+        self.rosters.heard(peer, doc);
     }
 
     /// Remembers the key epoch `peer` used for `doc` (only ever upwards).
     fn note_epoch(&mut self, peer: PeerId, doc: DocId, epoch: u32) {
-        let known = self.peer_epochs.entry((peer, doc)).or_insert(epoch);
-        *known = (*known).max(epoch);
+        self.rosters.note_epoch(peer, doc, epoch);
     }
 
     fn on_report(&mut self, report: Report) {
@@ -360,7 +354,7 @@ impl SyncDriver {
         // What is kept per document goes with the document.
         let open: HashSet<DocId> = rooms.iter().map(|room| room.id).collect();
         self.synced.retain(|(doc, _), _| open.contains(doc));
-        self.peer_epochs.retain(|(_, doc), _| open.contains(doc));
+        self.rosters.retain_docs(|doc| open.contains(doc));
         let connected = &self.connected;
         self.addresses
             .forget_unless(|peer| connected.contains(peer));

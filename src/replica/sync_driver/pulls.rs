@@ -30,13 +30,7 @@ impl SyncDriver {
         }
         match access.membership.role_of(&peer) {
             // Rosters first: the exchange pulls when it is done.
-            Some(role)
-                if role.may_write()
-                    && !self
-                        .rosters_heard
-                        .get(&doc)
-                        .is_some_and(|p| p.contains(&peer)) =>
-            {
+            Some(role) if role.may_write() && !self.rosters.has_heard(&peer, &doc) => {
                 self.exchange_members(peer, doc, true)
             }
             Some(role) if role.may_write() => {
