@@ -203,6 +203,7 @@ async fn websocket(
     Ok(upgrade
         .max_message_size(ws::MAX_WS_MESSAGE)
         .max_frame_size(ws::MAX_WS_MESSAGE)
+        .read_buffer_size(ws::READ_BUFFER)
         .on_upgrade(move |socket| async move {
             ws::run(socket, doc, stopping).await;
             drop(slot);

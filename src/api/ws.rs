@@ -26,6 +26,12 @@ use crate::node::{Doc, ErrorKind, Event, Session};
 /// editor; browsers send a message as one frame).
 pub(super) const MAX_WS_MESSAGE: usize = 32 << 20;
 
+/// Bytes read from an editor's socket at a time. tungstenite zeroes this much of its buffer
+/// before every read (128 KiB by default): with a hundred editors exchanging small frames, that
+/// zeroing was a third of the node's CPU (BENCHMARKS.md, row 12). A larger frame is still read
+/// whole, in reads of this size.
+pub(super) const READ_BUFFER: usize = 16 << 10;
+
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_PROTOCOL: u16 = 1002;

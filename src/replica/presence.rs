@@ -104,24 +104,27 @@ impl Presence {
                 .clients
                 .retain(|id, _| self.owners.get(id).is_none_or(|o| *o == owner));
         }
-        let present = self.present();
+        // Renewals (the usual update) are checked without a pass over every state: only a
+        // client that arrives counts against the bounds.
         let arriving = update
             .clients
             .iter()
-            .filter(|(id, entry)| &*entry.json != "null" && !present.contains(*id))
+            .filter(|(id, entry)| &*entry.json != "null" && !self.is_present(**id))
             .count();
-        if present.len() + arriving > MAX_CLIENTS {
-            return Err(SyncError::Malformed(
-                "the document has too many present editors",
-            ));
-        }
-        if let Some(owner) = owner {
-            let owned = self.owners.values().filter(|o| **o == owner).count();
-            if owned + arriving > owner.max_clients() {
-                return Err(SyncError::Malformed(match owner {
-                    Owner::Session(_) => "too many presence clients for one session",
-                    Owner::Peer(_) => "too many presence clients from one peer",
-                }));
+        if arriving > 0 {
+            if self.present().len() + arriving > MAX_CLIENTS {
+                return Err(SyncError::Malformed(
+                    "the document has too many present editors",
+                ));
+            }
+            if let Some(owner) = owner {
+                let owned = self.owners.values().filter(|o| **o == owner).count();
+                if owned + arriving > owner.max_clients() {
+                    return Err(SyncError::Malformed(match owner {
+                        Owner::Session(_) => "too many presence clients for one session",
+                        Owner::Peer(_) => "too many presence clients from one peer",
+                    }));
+                }
             }
         }
         let named: Vec<yrs::ClientID> = update.clients.keys().copied().collect();
@@ -205,6 +208,13 @@ impl Presence {
             .map(|u| u.encode_v1());
         self.compact();
         announcement
+    }
+
+    /// Whether `client` has a state (its JSON was checked on the way in; this reads past it).
+    fn is_present(&self, client: yrs::ClientID) -> bool {
+        self.awareness
+            .state::<serde::de::IgnoredAny>(client)
+            .is_some()
     }
 
     /// Clients with a state.
