@@ -60,14 +60,24 @@ echo "== fuzz targets: a bounded, reproducible run of each, from the committed s
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 # Stable toolchain: RUSTC_BOOTSTRAP lets cargo fuzz use the sanitizer flags it needs.
 # Fixed seed and run count: the same inputs every time (a long exploratory run: see README).
+# A passing target says one line; a failing one shows the end of libFuzzer's report (the input
+# that failed and its stack) and stops the run.
 fuzz() {
   local target=$1 runs=$2; shift 2
-  local corpus
+  local corpus log
   corpus=$(mktemp -d)
+  log=$(mktemp)
   cp fuzz/seeds/"$target"/* "$corpus"/
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- \
-    -seed=1 -runs="$runs" -max_len=4096 "$@" 2>&1 | tail -n 25)
-  rm -rf "$corpus"
+  if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$corpus" -- \
+    -seed=1 -runs="$runs" -max_len=4096 "$@") >"$log" 2>&1; then
+    echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$log" | tail -n 1)"
+    rm -rf "$corpus" "$log"
+  else
+    tail -n 60 "$log"
+    echo "fuzz $target: FAILED (libFuzzer's report above; the full log: $log)"
+    rm -rf "$corpus"
+    return 1
+  fi
 }
 fuzz ticket 100000
 fuzz envelope 200000
