@@ -52,7 +52,11 @@ impl DataDir {
             path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(path).map_err(io)?;
+        // Created private (a directory made here is not warned about); one that existed is
+        // tightened, with a warning, by `make_private`.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(path)
+            .map_err(io)?;
         make_private(path).map_err(io)?;
         // Created private, so SQLite's WAL and shared-memory files follow its mode.
         create_private(&path.join(DB_FILE)).map_err(io)?;

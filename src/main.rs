@@ -17,9 +17,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() {
     let cli = cli::Cli::parse();
+    // kad warns "Failed to trigger bootstrap: No known peers" whenever a node with no DHT peers
+    // starts listening: the normal state of a node without `--bootstrap`, so not a warning for
+    // its user (RUST_LOG shows it).
     let default_level = match cli.command {
-        cli::Command::Serve(_) => "peerdoc=info,warn",
-        _ => "warn",
+        cli::Command::Serve(_) => "peerdoc=info,warn,libp2p_kad::behaviour=error",
+        _ => "warn,libp2p_kad::behaviour=error",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

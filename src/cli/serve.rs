@@ -18,9 +18,10 @@ pub(crate) struct ServeArgs {
     /// TOML config file [default: DIR/config.toml if it exists]. Flags override it.
     #[arg(long, value_name = "PATH")]
     pub(crate) config: Option<PathBuf>,
-    /// Local HTTP API and web editor address (port 0 picks a free port). Every request needs
-    /// the access token, whatever the address. [default: 127.0.0.1:7777]
-    #[arg(long, value_name = "ADDR")]
+    /// Local HTTP API and web editor address, HOST:PORT (`127.0.0.1:7777`, `localhost:7777`;
+    /// port 0 picks a free port). Every request needs the access token, whatever the address.
+    /// [default: 127.0.0.1:7777]
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
     pub(crate) http: Option<SocketAddr>,
     /// Access token for the HTTP API, which every request must carry (header
     /// `Authorization: Bearer TOKEN`, or `?token=TOKEN`: open the editor at `/?token=TOKEN`).
@@ -193,4 +194,23 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// `HOST:PORT` for `--http`: HOST an IP address or a name such as `localhost` (resolved once,
+/// now; an IPv4 address first, which every browser reaches).
+fn parse_http_addr(value: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = value.parse() {
+        return Ok(addr);
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = value
+        .to_socket_addrs()
+        .map_err(|e| format!("not HOST:PORT ({e}); for example 127.0.0.1:7777 or localhost:7777"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{value} names no address"))
 }

@@ -733,3 +733,93 @@ fn a_member_restarted_at_once_on_the_same_quic_address_syncs_both_ways() {
     a.stop();
     b.stop();
 }
+
+/// What a new user's first `serve` prints on stderr, with the default log filter or with
+/// `RUST_LOG` set, once it has run past its first second.
+fn first_start_log(rust_log: Option<&str>) -> (String, std::path::PathBuf, tempfile::TempDir) {
+    let root = tempfile::tempdir().unwrap();
+    // Not there yet: peerdoc creates it, as for a new user.
+    let data = root.path().join("new-node");
+    let mut command = serve_command(&data);
+    command.env_remove("RUST_LOG");
+    if let Some(filter) = rust_log {
+        command.env("RUST_LOG", filter);
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_blocking("the new node starts", || data.join("api.addr").exists());
+    // kad tries its first bootstrap 0.5 s after the node listens.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    unsafe_sigterm(child.id());
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        data,
+        root,
+    )
+}
+
+#[test]
+fn a_new_node_starts_without_warnings_in_a_private_data_dir_it_made() {
+    // The control: with every warning shown, this start does warn (a node without DHT peers),
+    // so the quiet start below is the filter's doing, not a start too short to warn.
+    let (all, _, _root) = first_start_log(Some("warn"));
+    assert!(
+        all.contains("Failed to trigger bootstrap"),
+        "the control run shows kad's warning: {all}"
+    );
+    let (log, data, _root) = first_start_log(None);
+    assert!(
+        log.contains("listening on"),
+        "the node logged its start: {log}"
+    );
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert!(warnings.is_empty(), "a first start warns: {warnings:#?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "created private, not tightened after the fact");
+}
+
+#[test]
+fn serve_takes_a_host_name_for_http_and_says_what_it_wants_otherwise() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let serve = |http: &str| {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--http", http, "--no-mdns", "--no-upnp"])
+            .args(["--listen", "/ip4/127.0.0.1/tcp/0"]);
+        command
+    };
+    let out = serve("nowhere").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("for example 127.0.0.1:7777 or localhost:7777"),
+        "{err}"
+    );
+    let mut child = serve("localhost:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_blocking("the node serves on localhost", || {
+        data.join("api.addr").exists()
+    });
+    let addr = std::fs::read_to_string(data.join("api.addr")).unwrap();
+    assert!(addr.trim().starts_with("127.0.0.1:"), "{addr}");
+    assert!(
+        peerdoc(&data, &["ls"], None).status.success(),
+        "the CLI reaches it"
+    );
+    unsafe_sigterm(child.id());
+    child.wait().unwrap();
+}
