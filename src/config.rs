@@ -185,14 +185,33 @@ impl ConfigFile {
         };
         let deserializer =
             toml::Deserializer::parse(text).map_err(|e| (line_of(&e), "?".into(), one_line(&e)))?;
-        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let file: ConfigFile = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
             // The error's span may cover the whole table (unknown keys): the key's own line is
             // what a user wants.
             let line = line_of_key(text, &key).unwrap_or_else(|| line_of(&inner));
             (line, key, one_line(&inner))
-        })
+        })?;
+        file.check()
+            .map_err(|(key, message)| (line_of_key(text, key).unwrap_or(1), key.into(), message))?;
+        Ok(file)
+    }
+
+    /// What parses but cannot mean what it says: an error is (key, message).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        for addr in self.bootstrap.iter().flatten() {
+            bootstrap_peer(addr).map_err(|message| ("bootstrap", message))?;
+        }
+        if self.relay_limits.is_some() && self.relay != Some(true) {
+            return Err((
+                "relay_limits",
+                "relay limits apply only to a relay: add `relay = true`, or remove the \
+                 [relay_limits] table"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Applies the file's settings to `config`.
@@ -231,13 +250,29 @@ impl ConfigFile {
 }
 
 /// The line (1-based) where a top-level key is set, if it is.
+/// A bootstrap peer's address must name the peer (`…/p2p/<peer id>`): it is dialled by its id.
+pub fn bootstrap_peer(addr: &Multiaddr) -> Result<(), String> {
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(()),
+        _ => Err(format!(
+            "{addr} does not end with /p2p/<peer id>: a bootstrap peer is dialled by its id \
+             (add the /p2p/12D3KooW… part that `peerdoc status` prints on that node)"
+        )),
+    }
+}
+
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
     let name = key.split(['.', '[']).next()?;
     text.lines()
         .position(|line| {
-            line.trim_start()
-                .strip_prefix(name)
+            let line = line.trim_start();
+            // `name = …`, or the table `[name]`.
+            line.strip_prefix(name)
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
+                || line
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.strip_prefix(name))
+                    .is_some_and(|rest| rest.trim_start().starts_with(']'))
         })
         .map(|i| i + 1)
 }
@@ -309,5 +344,20 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "mdns = \"yes\"").unwrap();
         let err = ConfigFile::load(dir.path(), None).unwrap_err().to_string();
         assert!(err.contains("key `mdns`") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn what_parses_but_cannot_mean_what_it_says_is_refused_with_its_line() {
+        let (line, key, message) =
+            ConfigFile::parse("mdns = true\nbootstrap = [\"/ip4/1.2.3.4/tcp/1\"]").unwrap_err();
+        assert_eq!((line, key.as_str()), (2, "bootstrap"));
+        assert!(message.contains("/p2p/<peer id>"), "{message}");
+        let (line, key, message) =
+            ConfigFile::parse("upnp = false\n[relay_limits]\nmax_circuits = 3").unwrap_err();
+        assert_eq!((line, key.as_str()), (2, "relay_limits"));
+        assert!(message.contains("relay = true"), "{message}");
+        let ok = "bootstrap = [\"/ip4/1.2.3.4/tcp/1/p2p/12D3KooWKghkLFy4svTu5uxBtqWGumRy9kyqaSrDGpgLJpQJn8vL\"]\n\
+                  relay = true\n[relay_limits]\nmax_circuits = 3";
+        assert!(ConfigFile::parse(ok).is_ok());
     }
 }

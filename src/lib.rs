@@ -55,7 +55,7 @@ mod net;
 mod node;
 mod replica;
 
-pub use config::{Config, ConfigError, ConfigFile, CONFIG_FILE};
+pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
 pub use net::{DhtMode, NetError, RelayLimits};

@@ -45,7 +45,7 @@ pub(crate) struct ServeArgs {
     pub(crate) listen: Vec<Multiaddr>,
     /// Peer to stay connected to and to join the DHT through, as
     /// /ip4/…/tcp/…/p2p/<peer id> (repeatable).
-    #[arg(long, value_name = "MULTIADDR")]
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_bootstrap)]
     pub(crate) bootstrap: Vec<Multiaddr>,
     /// Disable LAN discovery (mDNS).
     #[arg(long)]
@@ -194,6 +194,15 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A `--bootstrap` address: a multiaddr that names its peer.
+fn parse_bootstrap(value: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = value.parse().map_err(|e| {
+        format!("not a multiaddr ({e}); for example /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…")
+    })?;
+    peerdoc::bootstrap_peer(&addr)?;
+    Ok(addr)
 }
 
 /// `HOST:PORT` for `--http`: HOST an IP address or a name such as `localhost` (resolved once,

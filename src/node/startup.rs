@@ -15,9 +15,10 @@ use crate::net::{DhtMode, Net, NetConfig, NetError, NetEvent};
 
 /// `/…/p2p/<peer>` → (peer, address without the suffix).
 pub(super) fn split_peer_addr(addr: &Multiaddr) -> Option<(PeerId, Vec<Multiaddr>)> {
-    let mut addr = addr.clone();
-    match addr.pop()? {
-        Protocol::P2p(peer) => Some((peer, vec![addr])),
+    let mut base = addr.clone();
+    match base.pop()? {
+        Protocol::P2p(peer) => Some((peer, vec![base])),
+        // The CLI and the config file refuse these; an embedding app's `Config` may not.
         _ => {
             tracing::warn!("ignoring bootstrap address {addr} without /p2p/<peer id>");
             None

@@ -823,3 +823,22 @@ fn serve_takes_a_host_name_for_http_and_says_what_it_wants_otherwise() {
     unsafe_sigterm(child.id());
     child.wait().unwrap();
 }
+
+#[test]
+fn a_bootstrap_address_without_its_peer_id_is_refused_not_cut_and_ignored() {
+    let root = tempfile::tempdir().unwrap();
+    let out = serve_command(&root.path().join("node"))
+        .args(["--bootstrap", "/ip4/127.0.0.1/tcp/4001"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/ip4/127.0.0.1/tcp/4001 does not end with /p2p/<peer id>"),
+        "the whole address, and what it lacks: {err}"
+    );
+    assert!(
+        !root.path().join("node").exists(),
+        "refused before anything was created"
+    );
+}
