@@ -58,11 +58,11 @@ mod replica;
 pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, CONFIG_FILE};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, DataDirError};
-pub use net::{DhtMode, NetError, RelayLimits};
+pub use net::{DhtMode, NatStatus, NetError, RelayLimits};
 #[cfg(feature = "test-faults")]
 pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
-    Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Nat, Node,
+    Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Node,
     PeerStatus, Removed, Session, Standing, Status, SyncState,
 };
 pub use replica::pull::PullFailure;

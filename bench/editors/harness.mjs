@@ -12,11 +12,12 @@ import { startNode } from '../../web/test/nodes.mjs'
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-export async function waitFor (what, check, timeoutMs = 60000) {
+/** Polls `check` every `everyMs` until it holds. */
+export async function waitFor (what, check, timeoutMs = 60000, everyMs = 5) {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (await check()) return
-    await sleep(5)
+    await sleep(everyMs)
   }
   throw new Error(`timed out waiting for ${what}`)
 }

@@ -36,8 +36,9 @@ async function onPeerdoc (bin, mib) {
     // Node B's text, whole (node A may still be reading the writer's updates, so comparing
     // the two nodes' digests is not enough).
     const nodeB = s.nodes[1]
+    // Each look fetches the whole text: not every 5 ms while B is still receiving it.
     await waitFor('node B holds the whole document', async () =>
-      (await nodeB.api('GET', `/api/docs/${s.doc}/text`)).length === a.text.length, 120000)
+      (await nodeB.api('GET', `/api/docs/${s.doc}/text`)).length === a.text.length, 120000, 250)
     return fresh(s, 1, a.text.length)
   })
 }

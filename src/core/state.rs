@@ -51,7 +51,7 @@ pub(crate) fn digest_of(snapshot: &Snapshot) -> [u8; 32] {
 }
 
 /// What a sync request tells about the requester's replica: its state vector and
-/// [`Document::digest`].
+/// [`crate::core::doc::Document::digest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub sv: Vec<u8>,

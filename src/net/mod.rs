@@ -36,7 +36,8 @@ pub use behaviour::MESH_DEGREE;
 #[cfg(feature = "test-faults")]
 pub use faults::{FaultsParseError, MessageFaults};
 pub(crate) use guard::DEFAULT_MAX_CONNECTIONS;
-pub(crate) use reachability::{is_relayed, ConnectionKind, NatStatus};
+pub use reachability::NatStatus;
+pub(crate) use reachability::{is_relayed, ConnectionKind};
 
 /// Commands queued for the event loop. It never blocks, so the queue drains quickly; callers
 /// that must not wait (the sync driver) use the `try_` methods and drop a command when full.
@@ -167,7 +168,7 @@ pub enum NetEvent {
         id: MessageId,
         data: Vec<u8>,
     },
-    /// A sync request; answer with [`Net::try_respond`] (dropping the channel refuses it).
+    /// A sync request; answer with `Net::try_respond` (dropping the channel refuses it).
     Request {
         peer: PeerId,
         data: Vec<u8>,

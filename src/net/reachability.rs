@@ -27,7 +27,7 @@ const RELAYED_GRACE: Duration = Duration::from_secs(10);
 
 /// Whether this node can be reached from the internet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum NatStatus {
+pub enum NatStatus {
     /// Not known yet.
     #[default]
     Unknown,
@@ -38,7 +38,8 @@ pub(crate) enum NatStatus {
 }
 
 impl NatStatus {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// `unknown`, `public` or `private`.
+    pub fn as_str(self) -> &'static str {
         match self {
             NatStatus::Unknown => "unknown",
             NatStatus::Public => "public",

@@ -21,7 +21,7 @@ impl Node {
         read_only: bool,
     ) -> Result<String, Error> {
         let meta = self.resolve(doc.into()).await?;
-        let room = self.room(DocRef::Id(meta.id)).await?;
+        let room = self.room_of(&meta).await?;
         if !room
             .access()
             .membership
@@ -68,7 +68,7 @@ impl Node {
         keep: &[String],
     ) -> Result<Removed, Error> {
         let meta = self.resolve(doc.into()).await?;
-        let room = self.room(DocRef::Id(meta.id)).await?;
+        let room = self.room_of(&meta).await?;
         let access = room.access();
         if access.membership.role_of(&self.peer_id()) != Some(Role::Owner) {
             return Err(Error::NotOwner);

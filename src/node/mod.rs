@@ -24,9 +24,7 @@ use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
-use crate::net::{
-    is_loopback, is_relayed, ConnectedPeer, ConnectionKind, NatStatus, Net, NetStatus,
-};
+use crate::net::{is_loopback, is_relayed, ConnectedPeer, ConnectionKind, Net, NetStatus};
 use crate::replica::room::{Origin, RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::{unix_now, DocMeta, Store};
@@ -51,7 +49,7 @@ pub use error::{Error, ErrorKind};
 
 /// The role a node shows for a document the owner removed it from.
 pub use types::{
-    DocInfo, DocPeer, DocStatus, MemberInfo, Nat, PeerStatus, Removed, Standing, Status, SyncState,
+    DocInfo, DocPeer, DocStatus, MemberInfo, PeerStatus, Removed, Standing, Status, SyncState,
 };
 
 /// Local edits and presence waiting for the sync driver to gossip them.
@@ -287,10 +285,14 @@ impl Node {
                 return Ok(room);
             }
         }
-        let meta = self.resolve(doc).await?;
+        self.room_of(&self.resolve(doc).await?).await
+    }
+
+    /// The room of a resolved document, opened if it is not.
+    pub(crate) async fn room_of(&self, meta: &DocMeta) -> Result<RoomHandle, Error> {
         match self.inner.rooms.get(&meta.id) {
             Some(room) => Ok(room),
-            None => self.open_room(&meta).await,
+            None => self.open_room(meta).await,
         }
     }
 
@@ -402,7 +404,7 @@ impl Node {
         Ok(Status {
             peer_id: self.peer_id(),
             data_dir: self.inner.config.data_dir.clone(),
-            nat: nat_of(net.nat),
+            nat: net.nat,
             relayed_addrs: net
                 .listen_addrs
                 .iter()
@@ -423,14 +425,6 @@ fn peer_status(connected: ConnectedPeer) -> PeerStatus {
         peer: connected.peer,
         addrs: connected.addrs,
         relayed: connected.kind == ConnectionKind::Relayed,
-    }
-}
-
-fn nat_of(nat: NatStatus) -> Nat {
-    match nat {
-        NatStatus::Public => Nat::Public,
-        NatStatus::Private => Nat::Private,
-        NatStatus::Unknown => Nat::Unknown,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The node API's value types, typed (ids, peers, roles, states); the HTTP API's JSON shapes
-//! of them are in [`crate::api::dto`].
+//! The node API's value types, typed (ids, peers, roles, states). The node knows nothing of
+//! HTTP: the API server turns these into its own JSON shapes.
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use libp2p::{Multiaddr, PeerId};
 
 use crate::core::access::Role;
 use crate::core::doc::DocId;
+use crate::net::NatStatus;
 use crate::replica::pull::Gap;
 
 /// A node's standing in a document.
@@ -75,33 +76,12 @@ pub struct Removed {
     pub tickets_closed: usize,
 }
 
-/// Whether others can dial this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Nat {
-    /// Others can dial us.
-    Public,
-    /// Behind a NAT: reached through relays.
-    Private,
-    /// Not tested yet.
-    Unknown,
-}
-
-impl Nat {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Nat::Public => "public",
-            Nat::Private => "private",
-            Nat::Unknown => "unknown",
-        }
-    }
-}
-
 /// What [`crate::Node::status`] reports.
 #[derive(Debug, Clone)]
 pub struct Status {
     pub peer_id: PeerId,
     pub data_dir: PathBuf,
-    pub nat: Nat,
+    pub nat: NatStatus,
     pub listen_addrs: Vec<Multiaddr>,
     /// Addresses others confirmed they can reach us at.
     pub public_addrs: Vec<Multiaddr>,

@@ -37,7 +37,7 @@ const PRESENCE_CHECK: Duration = Duration::from_secs(5);
 /// gone bad cannot fill every member's disk. Updates that would pass it are refused.
 pub(crate) const MAX_DOC_BYTES: usize = 512 << 20;
 /// Commands waiting for a room.
-const COMMAND_QUEUE: usize = 256;
+pub(crate) const COMMAND_QUEUE: usize = 256;
 /// Changes buffered per subscriber; a session that falls further behind resyncs.
 const CHANGES_QUEUE: usize = 1024;
 /// Changes a room may have queued for the store before it waits for the oldest commit.

@@ -1,5 +1,5 @@
-//! [`Rooms`]: the registry of rooms (awake or dormant), by document id and by topic (hash and name). A small
-//! shared map of handles behind a lock that is never held across an `.await`.
+//! [`Rooms`]: the registry of rooms (awake or dormant), by document id and by topic (hash and
+//! name). A small shared map of handles behind a lock that is never held across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -40,19 +40,11 @@ impl Rooms {
     }
     pub(crate) fn by_topic(&self, topic: &[u8; 32]) -> Option<RoomHandle> {
         let inner = unpoisoned(self.inner.read());
-        inner
-            .by_topic
-            .get(topic)
-            .and_then(|id| inner.by_id.get(id))
-            .cloned()
+        inner.handle(inner.by_topic.get(topic))
     }
     pub(crate) fn by_topic_name(&self, name: &str) -> Option<RoomHandle> {
         let inner = unpoisoned(self.inner.read());
-        inner
-            .by_topic_name
-            .get(name)
-            .and_then(|id| inner.by_id.get(id))
-            .cloned()
+        inner.handle(inner.by_topic_name.get(name))
     }
     pub(crate) fn all(&self) -> Vec<RoomHandle> {
         unpoisoned(self.inner.read())
@@ -60,5 +52,11 @@ impl Rooms {
             .values()
             .cloned()
             .collect()
+    }
+}
+
+impl RoomsInner {
+    fn handle(&self, id: Option<&DocId>) -> Option<RoomHandle> {
+        id.and_then(|id| self.by_id.get(id)).cloned()
     }
 }

@@ -45,10 +45,8 @@ export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {} 
     if (logs) appendFileSync(join(logs, `peerdoc-${proc.pid}.log`), d)
   })
   const addrFile = join(data, 'api.addr')
-  await waitFor(`daemon in ${data}`, () => {
-    if (proc.exitCode !== null) throw new Error(`peerdoc serve exited: ${stderr}`)
-    return existsSync(addrFile)
-  })
+  await waitFor(`daemon in ${data}`, () => proc.exitCode !== null || existsSync(addrFile))
+  if (proc.exitCode !== null) throw new Error(`peerdoc serve exited: ${stderr}`)
   const addr = readFileSync(addrFile, 'utf8').trim()
   // Written before api.addr.
   token = token || readFileSync(join(data, 'api.token'), 'utf8').trim()
