@@ -122,6 +122,19 @@ impl DataDir {
     }
 }
 
+/// Fails with [`DataDirError::Locked`] if a daemon is using the data dir at `path` now, so that
+/// `serve` says so before it reports anything else (a port in use is then that daemon's). Creates
+/// nothing; [`crate::Node::spawn`] takes the lock itself.
+pub fn check_not_in_use(path: &Path) -> Result<(), DataDirError> {
+    let Ok(lock) = File::open(path.join(LOCK_FILE)) else {
+        return Ok(()); // no lock file: no daemon ever used it, or not readable (spawn says)
+    };
+    match lock.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::Locked(path.to_path_buf())),
+        _ => Ok(()),
+    }
+}
+
 /// The file in which a running daemon publishes its HTTP API address for the CLI.
 pub fn api_addr_path(data_dir: &Path) -> PathBuf {
     data_dir.join(API_ADDR_FILE)

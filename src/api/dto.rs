@@ -21,6 +21,12 @@ pub struct DocInfo {
     /// A join that waits for a member (`join --wait`): the document is empty until one answers.
     #[serde(default)]
     pub joining: bool,
+    /// Bytes this node stores for it.
+    #[serde(default)]
+    pub size: u64,
+    /// Unix seconds of the last change this node stored (local or from a peer).
+    #[serde(default)]
+    pub changed: i64,
 }
 
 /// A member of a document.
@@ -81,6 +87,9 @@ pub struct PeerStatus {
 pub struct DocStatus {
     pub id: String,
     pub name: String,
+    /// This node's role, as in [`DocInfo::role`] (`removed`: it syncs with no one).
+    #[serde(default)]
+    pub role: String,
     /// Connected peers that share this document, with their sync state.
     pub peers: Vec<DocPeer>,
     /// This replica's state vector: which operations it has seen, as `client:clock` pairs in
@@ -122,6 +131,8 @@ impl From<node::DocInfo> for DocInfo {
             role: d.role.as_str().into(),
             epoch: d.epoch,
             joining: d.joining,
+            size: d.size,
+            changed: d.changed,
         }
     }
 }
@@ -175,6 +186,7 @@ impl From<node::DocStatus> for DocStatus {
         DocStatus {
             id: d.id.to_string(),
             name: d.name,
+            role: d.role.as_str().into(),
             peers: d.peers.into_iter().map(DocPeer::from).collect(),
             state_vector: d.state_vector,
             digest: d.digest.map(hex::encode).unwrap_or_default(),

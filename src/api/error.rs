@@ -71,6 +71,7 @@ impl From<Error> for ApiError {
             Error::NotAMember(_) => (S::NOT_FOUND, "not_a_member"),
             Error::AmbiguousDoc(..) => (S::CONFLICT, "ambiguous_doc"),
             Error::AlreadyJoined(_) => (S::CONFLICT, "already_joined"),
+            Error::Joining(_) => (S::CONFLICT, "joining"),
             Error::BadName(..) => (S::BAD_REQUEST, "bad_name"),
             Error::ShortPrefix(_) => (S::BAD_REQUEST, "short_prefix"),
             Error::Ticket(_) => (S::BAD_REQUEST, "bad_ticket"),
@@ -116,11 +117,14 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    let is_json = response
+    // JSON, or a page made for a browser (`access`'s "open it with the token").
+    let is_ours = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        .is_some_and(|t| {
+            t.as_bytes().starts_with(b"application/json") || t.as_bytes().starts_with(b"text/html")
+        });
+    if !(status.is_client_error() || status.is_server_error()) || is_ours {
         return response;
     }
     let (mut parts, body) = response.into_parts();

@@ -103,10 +103,29 @@ impl Server {
         &self.token
     }
 
-    /// The web editor's address with the token, to open in a browser (which then keeps a
-    /// cookie instead): `http://127.0.0.1:7777/?token=…`.
+    /// Whether it listens on every interface (`0.0.0.0` or `[::]`), so other machines reach it
+    /// at this host's own address.
+    pub fn on_every_interface(&self) -> bool {
+        self.addr.ip().is_unspecified()
+    }
+
+    /// Where a client on this machine reaches it: the bound address, or loopback when it is
+    /// bound to every interface (`0.0.0.0` is no address to open).
+    pub fn local_addr(&self) -> SocketAddr {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        addr
+    }
+
+    /// The web editor's address with the token, to open in a browser on this machine (which
+    /// then keeps a cookie instead): `http://127.0.0.1:7777/?token=…`.
     pub fn editor_url(&self) -> String {
-        format!("http://{}/?token={}", self.addr, self.token)
+        format!("http://{}/?token={}", self.local_addr(), self.token)
     }
 
     /// Sets how long a client may take to send a request's head, or leave a kept-alive
@@ -157,7 +176,7 @@ impl Server {
             .map_err(file_error(token_path.clone()))?;
         let addr_path = api_addr_path(data_dir);
         let _ = std::fs::remove_file(&addr_path);
-        write_private(&addr_path, self.addr.to_string().as_bytes())
+        write_private(&addr_path, self.local_addr().to_string().as_bytes())
             .map_err(file_error(addr_path))?;
         self.published = Some(data_dir.to_path_buf());
         Ok(())

@@ -89,7 +89,8 @@ pub(crate) fn router(app: App) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), access))
-        // Outermost: every error, whoever made it, is JSON.
+        // Outermost: every error, whoever made it, is JSON (but the page a browser gets without
+        // the token).
         .layer(middleware::from_fn(json_errors))
         .with_state(app)
 }

@@ -44,7 +44,8 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Create a new empty document and print its id.
     New {
-        /// Local name of the document.
+        /// A name for the document on this node (others name it as they like; `rename`
+        /// changes it).
         name: String,
     },
     /// List documents.
@@ -53,17 +54,23 @@ pub(crate) enum Command {
     /// reader (it can read and follow the document, never change it). Only the owner and
     /// writers can share. Treat a ticket like a password.
     Share {
+        /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
+        /// The ticket admits a reader: it can read and follow the document, never change it.
         #[arg(long)]
         read_only: bool,
     },
     /// List DOC's members and their roles (owner, writer, reader).
-    Members { doc: String },
+    Members {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+    },
     /// Remove a member from DOC (owner only): the document gets a new key that the removed
     /// member never receives, and its writes are refused everywhere. Members it admitted go with
     /// it (listed; `--keep` keeps one), and every ticket shared so far stops admitting anyone:
     /// share new ones. Remaining members need to do nothing.
     Revoke {
+        /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
         /// The member's peer id (see `peerdoc members DOC`).
         peer: String,
@@ -74,6 +81,7 @@ pub(crate) enum Command {
     /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
     /// finds if the sharer does not answer.
     Join {
+        /// The ticket (`peerdoc1…`) from `peerdoc share` on a member's node.
         ticket: String,
         /// Local name (default: the name in the ticket).
         #[arg(long)]
@@ -84,11 +92,16 @@ pub(crate) enum Command {
         wait: bool,
     },
     /// Print the document's text.
-    Cat { doc: String },
+    Cat {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+    },
     /// Replace the document's text with stdin (as a minimal diff, so concurrent edits elsewhere
     /// survive), or append stdin with --append.
     Write {
+        /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
+        /// Add standard input at the end of the document instead of replacing its text.
         #[arg(long)]
         append: bool,
         /// Empty the document (on every member's node) when standard input is empty; without
@@ -97,9 +110,17 @@ pub(crate) enum Command {
         allow_empty: bool,
     },
     /// Rename a document (locally).
-    Rename { doc: String, name: String },
+    Rename {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The new name (unique on this node).
+        name: String,
+    },
     /// Delete this node's copy of a document.
-    Rm { doc: String },
+    Rm {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+    },
     /// Node status: peer id, addresses, the web editor's URL (with the access token), connected
     /// peers, documents and their sync state.
     Status {
@@ -109,6 +130,62 @@ pub(crate) enum Command {
     },
     /// Connected peers.
     Peers,
+}
+
+/// A peer id shortened for a progress line: `12D3KooWAbcd…wxyz`.
+fn short_peer(peer: &str) -> String {
+    match (peer.get(..12), peer.get(peer.len().saturating_sub(4)..)) {
+        (Some(head), Some(tail)) if peer.len() > 20 => format!("{head}…{tail}"),
+        _ => peer.to_string(),
+    }
+}
+
+/// `ls`: one line per document (id, name, this node's role, stored size, last change), or a
+/// hint when there is none.
+fn print_docs(docs: &[peerdoc::api::dto::DocInfo]) {
+    if docs.is_empty() {
+        eprintln!(
+            "no documents yet: create one with `peerdoc new NAME`, or join one with \
+             `peerdoc join TICKET`"
+        );
+        return;
+    }
+    let width = docs
+        .iter()
+        .map(|d| d.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!(
+        "{:<32}  {:<width$}  {:<7}  {:>9}  CHANGED",
+        "ID", "NAME", "ROLE", "SIZE"
+    );
+    for doc in docs {
+        let role = match (doc.joining, doc.role.as_str()) {
+            (true, _) => "joining",
+            (false, "none") => "-",
+            (false, role) => role,
+        };
+        let ago = now.saturating_sub(u64::try_from(doc.changed).unwrap_or(0));
+        let changed = if ago < 5 {
+            "just now".to_string()
+        } else {
+            format!("{} ago", indicatif::HumanDuration(Duration::from_secs(ago)))
+        };
+        let note = match role {
+            "joining" => "  (waiting for a member to answer)",
+            "removed" => "  (the owner removed this node: it keeps what it had)",
+            _ => "",
+        };
+        println!(
+            "{}  {:<width$}  {role:<7}  {:>9}  {changed}{note}",
+            doc.id,
+            doc.name,
+            indicatif::HumanBytes(doc.size).to_string(),
+        );
+    }
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<()> {
@@ -127,18 +204,7 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             let doc = client.create(&name)?;
             println!("{}", doc.id);
         }
-        Command::Ls => {
-            for doc in client.list()? {
-                let role = if doc.joining {
-                    "  (joining: waiting for a member)"
-                } else if doc.role == "reader" {
-                    "  (read-only)"
-                } else {
-                    ""
-                };
-                println!("{}  {}{role}", doc.id, doc.name);
-            }
-        }
+        Command::Ls => print_docs(&client.list()?),
         Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
         Command::Revoke { doc, peer, keep } => {
             let removed = client.revoke(&doc, &peer, &keep)?;
@@ -166,7 +232,14 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             }
         }
         Command::Join { ticket, name, wait } => {
-            let spinner = progress::spinner("joining: reaching a member, fetching the document");
+            // What is tried, named: the sharer (from the ticket), then members the DHT finds.
+            let sharer = peerdoc::core::ticket::Ticket::decode(&ticket)
+                .map(|t| format!("the sharer {} or ", short_peer(&t.peer.to_string())))
+                .unwrap_or_default();
+            let spinner = progress::spinner(&format!(
+                "joining: reaching {sharer}another member the DHT knows, then fetching the \
+                 document"
+            ));
             let mut doc = client.join(&ticket, name.as_deref(), wait);
             if let Some(info) = doc.as_ref().ok().filter(|info| info.joining) {
                 spinner.set_message(format!(
@@ -238,8 +311,15 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             }
         }
         Command::Peers => {
-            for peer in client.peers()? {
-                println!("{}  {}", peer.peer, peer.addrs.join(" "));
+            let peers = client.peers()?;
+            if peers.is_empty() {
+                eprintln!("no peers connected");
+            }
+            for peer in peers {
+                println!("{}  {}", peer.peer, peer.connection);
+                for addr in &peer.addrs {
+                    println!("  {addr}");
+                }
             }
         }
     }

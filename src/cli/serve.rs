@@ -11,7 +11,7 @@ use libp2p::Multiaddr;
 use peerdoc::api::{Server, DEFAULT_HTTP};
 #[cfg(feature = "test-faults")]
 use peerdoc::MessageFaults;
-use peerdoc::{api_token_path, Config, ConfigFile, DhtMode, Node};
+use peerdoc::{api_token_path, check_not_in_use, Config, ConfigFile, DhtMode, Node};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ServeArgs {
@@ -154,6 +154,9 @@ impl ServeArgs {
 /// then starts the node, serves it, and shuts both down in order on Ctrl-C or SIGTERM.
 pub(super) async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     let (config, http) = args.settings(&data)?;
+    // A second `serve` on a data dir in use would otherwise first fail on the HTTP port (the
+    // running daemon's), which sends the user the wrong way.
+    check_not_in_use(&data)?;
     let mut server = Server::bind(http, args.token()?).await?;
     let node = Node::spawn(config).await?;
     if let Err(e) = server.serve(node.clone()) {
@@ -166,9 +169,17 @@ pub(super) async fn serve(data: PathBuf, args: ServeArgs) -> Result<()> {
     println!("  data dir: {}", data.display());
     // As Jupyter does: the URL carries the token; the browser then keeps a cookie instead.
     println!("  web editor: {}", server.editor_url());
+    if server.on_every_interface() {
+        println!(
+            "  from another machine: http://THIS-HOST:{}/?token={} (any address of this host; \
+             the token is required)",
+            server.addr().port(),
+            server.token()
+        );
+    }
     println!(
-        "  api: http://{}/ (token in {})",
-        server.addr(),
+        "  api: http://{}/ (every request needs the token in {})",
+        server.local_addr(),
         api_token_path(&data).display()
     );
     for addr in &status.listen_addrs {

@@ -1,7 +1,7 @@
 //! `peerdoc status` for people: a node's addresses, reachability, peers and each document's
 //! sync state, in words a user can act on.
 
-use peerdoc::api::dto::{DocPeer, Status};
+use peerdoc::api::dto::{DocPeer, DocStatus, Status};
 
 fn reachability(nat: &str) -> &'static str {
     match nat {
@@ -44,7 +44,7 @@ pub(super) fn print_status(s: &Status, editor: Option<&str>) {
     }
     println!("documents: {}", s.docs.len());
     for d in &s.docs {
-        println!("  {}  {}  {}", d.id, d.name, doc_sync(&d.peers));
+        println!("  {}  {}  {}", d.id, d.name, doc_state(d));
         for p in &d.peers {
             println!("    {}  {}", p.peer, peer_sync(p));
         }
@@ -59,6 +59,16 @@ fn peers(n: usize) -> String {
 /// `n operation` or `n operations`.
 fn operations(n: u64) -> String {
     format!("{n} operation{}", if n == 1 { "" } else { "s" })
+}
+
+/// One document's state: removed, or its sync state.
+fn doc_state(d: &DocStatus) -> String {
+    match d.role.as_str() {
+        "removed" => {
+            "removed by the owner: this copy keeps what it had and syncs with no one".into()
+        }
+        _ => doc_sync(&d.peers),
+    }
 }
 
 /// One document's sync state, in words a user can act on.
@@ -93,4 +103,29 @@ fn peer_sync(p: &DocPeer) -> String {
         _ => "up to date".into(),
     };
     format!("{state} (checked {secs} s ago)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(role: &str, peers: Vec<DocPeer>) -> DocStatus {
+        DocStatus {
+            id: "00".repeat(16),
+            name: "notes".into(),
+            role: role.into(),
+            peers,
+            state_vector: String::new(),
+            digest: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_removed_node_says_so_instead_of_a_sync_state() {
+        assert_eq!(
+            doc_state(&doc("writer", vec![])),
+            "no peer with this document is online"
+        );
+        assert!(doc_state(&doc("removed", vec![])).starts_with("removed by the owner"));
+    }
 }

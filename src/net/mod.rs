@@ -26,6 +26,7 @@ use crate::actor::ask;
 
 mod behaviour;
 mod codec;
+mod dial_error;
 mod event_loop;
 mod faults;
 mod guard;

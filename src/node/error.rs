@@ -12,7 +12,11 @@ use crate::replica::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("no document matches {0:?} on this node")]
+    #[error(
+        "no document matches {0:?} on this node (name a document by its name, its id, or the \
+         first {min}+ characters of its id)",
+        min = super::names::MIN_PREFIX_LEN
+    )]
     UnknownDoc(String),
     #[error("{0:?} matches several documents ({1}); give more of the id")]
     AmbiguousDoc(String, String),
@@ -27,11 +31,16 @@ pub enum Error {
     Ticket(#[from] TicketError),
     #[error("this node already has that document, as {0:?}")]
     AlreadyJoined(String),
+    #[error(
+        "{0} is still joining: no member has answered yet, so this node has none of its text; \
+         it completes by itself when one does (`ls` shows when)"
+    )]
+    Joining(String),
     #[error("this ticket was made by this node; join it from another node")]
     OwnTicket,
     #[error(
-        "could not reach the sharer {peer} at any address in the ticket ({reason}); \
-         check that their node is running and reachable, then try again"
+        "no member answered: the sharer {peer}: {reason}; check that a member's node is \
+         running, or wait for one (`join --wait`)"
     )]
     Unreachable { peer: PeerId, reason: String },
     #[error("the sharer's node does not serve this document (it was deleted there, or the ticket is stale); ask for a new ticket")]

@@ -13,6 +13,7 @@ use crate::core::access::Cert;
 use crate::core::doc::DocId;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
+use crate::net::NetError;
 use crate::replica::pull::{exchange, pull, Offer, PullFailure};
 use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now, DocMeta};
@@ -67,25 +68,37 @@ impl Node {
             key_epoch: ticket.epoch,
         };
         let certs = vec![invitation, admission];
-        let members = match self.reach_members(&ticket).await {
-            Ok(members) => members,
-            Err(e) if wait => {
-                tracing::info!(doc = %meta.id, "no member reachable ({e}); waiting for one");
-                return self.keep_waiting(ticket_text, &ticket, &meta, certs).await;
-            }
-            Err(e) => return Err(e),
-        };
-        self.inner.store.create_doc(meta.clone()).await?;
-        if let Err(e) = self.first_pull(&meta, &members, certs.clone()).await {
-            if wait && may_succeed_later(&e) {
-                tracing::info!(doc = %meta.id, "join not finished ({e}); waiting for a member");
-                return self.keep_waiting(ticket_text, &ticket, &meta, certs).await;
-            }
-            self.forget(&meta).await;
-            return Err(e);
+        // A waiting join is listed (as joining) from the start, not only once the first
+        // attempt gave up; a plain one only once a member answered.
+        if wait {
+            self.inner.store.create_doc(meta.clone()).await?;
+            unpoisoned(self.inner.joining.lock()).insert(meta.id);
         }
-        self.joined(&ticket, &meta).await;
-        Ok(self.info(&meta))
+        let members = self.reach_members(&ticket).await;
+        if !wait && members.is_ok() {
+            self.inner.store.create_doc(meta.clone()).await?;
+        }
+        let result = match members {
+            Ok(members) => self.first_pull(&meta, &members, certs.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                unpoisoned(self.inner.joining.lock()).remove(&meta.id);
+                self.joined(&ticket, &meta).await;
+                self.info(&meta).await
+            }
+            Err(e) if wait && may_succeed_later(&e) => {
+                tracing::info!(doc = %meta.id, "join not finished ({e}); waiting for a member");
+                self.keep_waiting(ticket_text, &ticket, &meta, certs).await
+            }
+            Err(e) => {
+                unpoisoned(self.inner.joining.lock()).remove(&meta.id);
+                // (Deleting a document never stored does nothing.)
+                self.forget(&meta).await;
+                Err(e)
+            }
+        }
     }
 
     /// The end of a join: the sharer's addresses remembered, the document synced from now on.
@@ -138,7 +151,7 @@ impl Node {
         // The sharer is the first place to look, now and after a restart.
         self.remember_sharer(ticket).await;
         self.wait_for_member(meta.id, ticket_text.to_string());
-        Ok(self.info(meta))
+        self.info(meta).await
     }
 
     /// Starts the task that completes a waiting join (at start, for each one stored).
@@ -147,10 +160,13 @@ impl Node {
         let node = self.clone();
         self.inner.joins.spawn(async move {
             let cancel = node.inner.cancel.clone();
+            let connected = node.inner.peer_connected.clone();
             loop {
+                // A peer connecting may be a member: try at once, not at the next redial.
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(node.inner.config.redial_interval) => {}
+                    _ = connected.notified() => {}
                 }
                 match node.complete_join(doc, &ticket).await {
                     Ok(true) => {
@@ -190,29 +206,30 @@ impl Node {
         Ok(true)
     }
 
-    /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or,
-    /// if it cannot be reached, whoever the DHT says holds the document. Returns them, the
-    /// sharer first.
+    /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or
+    /// whoever the DHT says holds the document. Both are tried again until `request_timeout`
+    /// (the sharer may come back meanwhile; a node that just started may not have reached its
+    /// DHT peers yet). Returns them, the sharer first.
     async fn reach_members(&self, ticket: &Ticket) -> Result<Vec<PeerId>, Error> {
         let timeout = self.inner.config.request_timeout;
         let net = &self.inner.net;
-        let sharer = match tokio::time::timeout(
-            timeout,
-            net.dial(ticket.peer, ticket.addrs.clone()),
-        )
-        .await
-        {
-            Ok(Ok(())) => return Ok(vec![ticket.peer]),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no answer within {}s", timeout.as_secs()),
-        };
-        // A node that just started may not have reached its DHT peers yet: look again until the
-        // timeout.
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut reached = Vec::new();
-        while reached.is_empty() && tokio::time::Instant::now() < deadline {
+        // A dial that hangs (an address that drops packets) must leave time for the DHT.
+        let per_dial = timeout / 3;
+        let mut sharer = String::new();
+        loop {
+            let dial_until = deadline.min(tokio::time::Instant::now() + per_dial);
+            let dial = net.dial(ticket.peer, ticket.addrs.clone());
+            sharer = match tokio::time::timeout_at(dial_until, dial).await {
+                Ok(Ok(())) => return Ok(vec![ticket.peer]),
+                Ok(Err(NetError::Dial { reason, .. })) => reason,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) if sharer.is_empty() => "no answer".into(),
+                Err(_) => sharer,
+            };
             let lookup = net.find_providers(ticket.doc.topic());
             let found = tokio::time::timeout_at(deadline, lookup).await;
+            let mut reached = Vec::new();
             for peer in found.ok().and_then(Result::ok).unwrap_or_default() {
                 // The lookup has started dialling them; this waits for the outcome.
                 if let Ok(Ok(())) =
@@ -221,17 +238,17 @@ impl Node {
                     reached.push(peer);
                 }
             }
-            if reached.is_empty() {
-                tokio::time::sleep(DHT_RETRY).await;
+            if !reached.is_empty() {
+                return Ok(reached);
             }
+            if tokio::time::Instant::now() + DHT_RETRY >= deadline {
+                return Err(Error::Unreachable {
+                    peer: ticket.peer,
+                    reason: format!("{sharer}; the DHT knows no other member online"),
+                });
+            }
+            tokio::time::sleep(DHT_RETRY).await;
         }
-        if reached.is_empty() {
-            return Err(Error::Unreachable {
-                peer: ticket.peer,
-                reason: format!("{sharer}; and the DHT knows no reachable member"),
-            });
-        }
-        Ok(reached)
     }
 
     /// Opens the joined document's room with this node's certificates, and pulls the document

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
+use crate::core::access::Membership;
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::data_dir::DataDir;
@@ -27,7 +28,7 @@ use crate::metrics::Metrics;
 use crate::net::{is_loopback, is_relayed, ConnectedPeer, ConnectionKind, Net, NetStatus};
 use crate::replica::room::{Origin, RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
-use crate::replica::store::{unix_now, DocMeta, Store};
+use crate::replica::store::{unix_now, DocMeta, DocStats, Store};
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
 
@@ -83,6 +84,8 @@ struct Inner {
     joins: TaskTracker,
     /// Documents whose join waits for a member (`join.rs`).
     joining: Mutex<HashSet<DocId>>,
+    /// Woken by the sync driver whenever a peer connects.
+    peer_connected: Arc<tokio::sync::Notify>,
     /// Held until shutdown: one daemon per data dir.
     data_dir: Mutex<Option<DataDir>>,
     /// This node's identity key: it signs certificates and invitations.
@@ -142,11 +145,13 @@ impl Node {
                 }
             }
         }
+        let peer_connected = Arc::new(tokio::sync::Notify::new());
         let settings = SyncSettings {
             identity: identity.clone(),
             metrics: metrics.clone(),
             sync_interval: config.sync_interval,
             redial_interval: config.redial_interval,
+            peer_connected: peer_connected.clone(),
             bootstrap: config
                 .bootstrap
                 .iter()
@@ -178,6 +183,7 @@ impl Node {
                 identity,
                 registry,
                 joining: Mutex::default(),
+                peer_connected,
             }),
         };
         for (doc, ticket) in node.inner.store.pending_joins().await? {
@@ -239,18 +245,18 @@ impl Node {
         };
         self.inner.store.create_doc(meta.clone()).await?;
         self.open_room(&meta).await?;
-        Ok(self.info(&meta))
+        self.info(&meta).await
     }
 
     /// A document's listing, with this node's role in it.
-    fn info(&self, meta: &DocMeta) -> DocInfo {
+    pub(crate) async fn info(&self, meta: &DocMeta) -> Result<DocInfo, Error> {
+        let stats = self.inner.store.doc_stats(Some(meta.id)).await?;
+        Ok(self.info_with(meta, stats.get(&meta.id).copied().unwrap_or_default()))
+    }
+
+    fn info_with(&self, meta: &DocMeta, stats: DocStats) -> DocInfo {
         let access = self.inner.rooms.get(&meta.id).map(|room| room.access());
-        let me = self.peer_id();
-        let role = match access.as_ref().map(|a| &a.membership) {
-            Some(m) if m.is_revoked(&me) => Standing::Removed,
-            Some(m) => m.role_of(&me).map_or(Standing::Unknown, Standing::Member),
-            None => Standing::Unknown,
-        };
+        let role = standing(access.as_ref().map(|a| &a.membership), &self.peer_id());
         DocInfo {
             id: meta.id,
             name: meta.name.clone(),
@@ -258,6 +264,8 @@ impl Node {
             role,
             epoch: access.map_or(0, |a| a.keys.current().0),
             joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
+            size: stats.bytes,
+            changed: stats.changed,
         }
     }
 
@@ -269,7 +277,11 @@ impl Node {
 
     pub async fn list_docs(&self) -> Result<Vec<DocInfo>, Error> {
         let docs = self.inner.store.list_docs().await?;
-        Ok(docs.iter().map(|m| self.info(m)).collect())
+        let stats = self.inner.store.doc_stats(None).await?;
+        Ok(docs
+            .iter()
+            .map(|m| self.info_with(m, stats.get(&m.id).copied().unwrap_or_default()))
+            .collect())
     }
 
     /// Finds a document by id, local name, or unique id prefix (in that order).
@@ -297,12 +309,27 @@ impl Node {
     }
 
     pub async fn doc_info<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<DocInfo, Error> {
-        Ok(self.info(&self.resolve(doc.into()).await?))
+        self.info(&self.resolve(doc.into()).await?).await
     }
 
-    /// The document's plain text.
+    /// The document's plain text ([`Error::Joining`] while a waiting join has none of it).
     pub async fn text<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<String, Error> {
-        Ok(self.room(doc.into()).await?.text().await?)
+        let doc = doc.into();
+        self.not_joining(doc).await?;
+        Ok(self.room(doc).await?.text().await?)
+    }
+
+    /// Refuses a document whose waiting join has not completed: it has no text yet, and an
+    /// empty one would pass for the document's.
+    async fn not_joining(&self, doc: DocRef<'_>) -> Result<(), Error> {
+        if unpoisoned(self.inner.joining.lock()).is_empty() {
+            return Ok(());
+        }
+        let meta = self.resolve(doc).await?;
+        if unpoisoned(self.inner.joining.lock()).contains(&meta.id) {
+            return Err(Error::Joining(meta.name));
+        }
+        Ok(())
     }
 
     /// Replaces the text (as a minimal diff) or appends to it. Returns once durable.
@@ -355,7 +382,7 @@ impl Node {
         let name = names::validate_name(new_name)?;
         self.inner.store.rename_doc(meta.id, name.clone()).await?;
         meta.name = name;
-        Ok(self.info(&meta))
+        self.info(&meta).await
     }
 
     /// Deletes this node's replica of a document.
@@ -375,18 +402,30 @@ impl Node {
         let mut sync = self.inner.sync.status().await;
         let now = Instant::now();
         let mut docs = Vec::new();
+        let me = self.peer_id();
         for m in self.inner.store.list_docs().await? {
-            let summary = match self.inner.rooms.get(&m.id) {
+            let room = self.inner.rooms.get(&m.id);
+            let summary = match &room {
                 Some(room) => room.summary().await.ok(),
                 None => None,
+            };
+            let access = room.map(|room| room.access());
+            let membership = access.as_ref().map(|a| &a.membership);
+            let role = standing(membership, &me);
+            // A removed member still subscribed is no peer of the document, and a node that
+            // was removed syncs with no one.
+            let current = |peer: &PeerId| {
+                role != Standing::Removed && !membership.is_some_and(|m| m.is_revoked(peer))
             };
             docs.push(DocStatus {
                 id: m.id,
                 name: m.name,
+                role,
                 peers: sync
                     .remove(&m.id)
                     .unwrap_or_default()
                     .into_iter()
+                    .filter(|p| current(&p.peer))
                     .map(|p| {
                         let last = p
                             .last_sync
@@ -420,10 +459,23 @@ impl Node {
     }
 }
 
+/// A node's standing in a document, from the membership its room holds (unknown without one).
+fn standing(membership: Option<&Membership>, me: &PeerId) -> Standing {
+    match membership {
+        Some(m) if m.is_revoked(me) => Standing::Removed,
+        Some(m) => m.role_of(me).map_or(Standing::Unknown, Standing::Member),
+        None => Standing::Unknown,
+    }
+}
+
 fn peer_status(connected: ConnectedPeer) -> PeerStatus {
+    // One connection per transport may report the same address.
+    let mut addrs = connected.addrs;
+    addrs.sort();
+    addrs.dedup();
     PeerStatus {
         peer: connected.peer,
-        addrs: connected.addrs,
+        addrs,
         relayed: connected.kind == ConnectionKind::Relayed,
     }
 }

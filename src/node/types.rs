@@ -51,6 +51,11 @@ pub struct DocInfo {
     pub epoch: u32,
     /// A join that waits for a member (`join --wait`): the document is empty until one answers.
     pub joining: bool,
+    /// Bytes this node stores for it (its snapshot and log).
+    pub size: u64,
+    /// Unix seconds of the last change this node stored (local or from a peer), or of its
+    /// creation or join before any.
+    pub changed: i64,
 }
 
 /// A member of a document.
@@ -107,6 +112,8 @@ pub struct PeerStatus {
 pub struct DocStatus {
     pub id: DocId,
     pub name: String,
+    /// This node's standing in it (a removed node syncs with no one).
+    pub role: Standing,
     /// Connected peers that share this document, with their sync state.
     pub peers: Vec<DocPeer>,
     /// This replica's state vector as `client:clock` pairs in client order (empty when not

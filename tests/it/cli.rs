@@ -55,7 +55,11 @@ fn readme_walkthrough_between_two_daemons() {
         ta == tb && ta.contains("from a") && ta.contains("from b")
     });
     let ls = b.ok(&["ls"], None);
-    assert!(ls.contains(&id) && ls.contains("notes"), "{ls}");
+    let line = ls.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+    assert!(
+        line.contains("notes") && line.contains("writer") && line.contains(" B "),
+        "ls shows name, role and size: {ls}"
+    );
     let status = a.ok(&["status"], None);
     assert!(status.contains("connected peers: 1"), "{status}");
     // The sync state in words: once each has pulled from the other, both say so.
@@ -69,7 +73,17 @@ fn readme_walkthrough_between_two_daemons() {
         assert!(!status.contains("1 peers"), "{status}");
     }
     let peers = a.ok(&["peers"], None);
-    assert_eq!(peers.lines().count(), 1, "{peers}");
+    let b_id = b.ok(&["status", "--json"], None);
+    let b_id = serde_json::from_str::<serde_json::Value>(&b_id).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(peers.starts_with(&format!("{b_id}  direct\n")), "{peers}");
+    let addrs: Vec<&str> = peers.lines().skip(1).map(str::trim).collect();
+    assert!(!addrs.is_empty(), "{peers}");
+    let mut once = addrs.clone();
+    once.dedup();
+    assert_eq!(addrs, once, "each address once, one per line: {peers}");
     assert_private(&a.data);
 
     // B goes away; A edits; B comes back and catches up.
@@ -147,6 +161,10 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     let a = Daemon::start(&root.path().join("a"));
+    // An empty node says so, and how to begin, without a line on standard output.
+    let out = a.run(&["ls"], None);
+    assert!(out.status.success() && out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("peerdoc new NAME"));
     for (args, needle) in [
         (vec!["cat", "missing"], "list documents with `peerdoc ls`"),
         (vec!["join", "peerdoc1garbage"], "bad ticket"),
@@ -154,6 +172,7 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
         (vec!["new", ""], "invalid document name"),
         (vec!["new", "5897"], "looks like a document id"),
         (vec!["cat", "e56"], "at least 4 characters"),
+        (vec!["cat", "no"], "first 4+ characters of its id"),
     ] {
         let out = a.run(&args, None);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -177,6 +196,19 @@ fn errors_are_one_line_with_a_hint_and_nonzero_exit() {
     assert!(described.starts_with("peerdoc: "), "{described}");
     assert_eq!(first_line(&[]), described);
     assert_eq!(first_line(&["-h"]), described);
+    // A second daemon on a data dir in use, on the same port too: the data dir is named first
+    // (the port is the running daemon's).
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&a.data)
+        .args(["serve", "--http", &a.addr(), "--no-mdns", "--no-upnp"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("already using"), "{err}");
+    assert!(!err.contains("Address already in use"), "{err}");
     a.stop();
 
     // A port in use: the OS error is said once, and the log has no colour codes in a pipe.
@@ -260,7 +292,14 @@ fn join_wait_keeps_the_document_and_finishes_when_the_sharer_is_back() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("--wait"), "the error offers to wait: {err}");
-    assert!(b.ok(&["ls"], None).is_empty(), "a plain join keeps nothing");
+    assert!(
+        err.lines().count() == 1 && err.len() < 400,
+        "one short line, not libp2p's dial dump: {err}"
+    );
+    assert!(
+        b.run(&["ls"], None).stdout.is_empty(),
+        "a plain join keeps nothing"
+    );
 
     let mut waiting = std::process::Command::new(super::daemon::BIN)
         .arg("--data")
@@ -271,8 +310,13 @@ fn join_wait_keeps_the_document_and_finishes_when_the_sharer_is_back() {
         .spawn()
         .unwrap();
     wait_until_blocking("b lists the document as joining", || {
-        b.ok(&["ls"], None).contains("notes  (joining")
+        String::from_utf8_lossy(&b.run(&["ls"], None).stdout)
+            .contains("(waiting for a member to answer)")
     });
+    // No text yet: cat says so instead of printing an empty document.
+    let out = b.run(&["cat", "notes"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("still joining"));
     // The sharer comes back: the waiting command finishes.
     let a = Daemon::start_with(
         &root.path().join("a"),
@@ -379,6 +423,26 @@ fn serve_prints_the_editor_url_with_a_fresh_token_that_the_cli_finds() {
     assert!(
         message.contains(&format!("{}", data.join("api.token").display())),
         "{message}"
+    );
+    // A browser opening the page without it gets a page that says how to open it, not JSON.
+    let refused = ureq::get(&format!("http://{}/", addr.trim()))
+        .set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .call();
+    let Err(ureq::Error::Status(403, response)) = refused else {
+        panic!("expected a 403: {refused:?}");
+    };
+    assert_eq!(
+        response.content_type(),
+        "text/html",
+        "{:?}",
+        response.header("content-type")
+    );
+    let page = response.into_string().unwrap();
+    assert!(
+        page.contains("needs its access token")
+            && page.contains("/?token=")
+            && !page.contains(&token),
+        "{page}"
     );
     unsafe_sigterm(child.id());
     assert!(child.wait().unwrap().success());
@@ -841,4 +905,83 @@ fn a_bootstrap_address_without_its_peer_id_is_refused_not_cut_and_ignored() {
         !root.path().join("node").exists(),
         "refused before anything was created"
     );
+}
+
+/// Every argument and flag of every command says what it is in `--help`.
+#[test]
+fn every_argument_has_help_text() {
+    let commands = [
+        "serve", "new", "ls", "share", "members", "revoke", "join", "cat", "write", "rename", "rm",
+        "status", "peers",
+    ];
+    for command in commands {
+        let out = Command::new(BIN)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command} --help");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = help.lines().collect();
+        let mut entries = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if indent != 2 || !(trimmed.starts_with('<') || trimmed.starts_with('-')) {
+                continue;
+            }
+            entries += 1;
+            // Text on the same line after the name, or on the next line, indented deeper.
+            let same_line = trimmed.split("  ").filter(|s| !s.trim().is_empty()).count() > 1;
+            let next_line = lines.get(i + 1).is_some_and(|next| {
+                let text = next.trim_start();
+                !text.is_empty() && next.len() - text.len() > indent
+            });
+            assert!(
+                same_line || next_line,
+                "{command}: no help for {trimmed:?}\n{help}"
+            );
+        }
+        assert!(entries > 0, "{command}: no arguments found in\n{help}");
+    }
+}
+
+/// On every interface (`--http 0.0.0.0:PORT`), the banner gives an address a browser can open,
+/// says how other machines reach it, and the CLI finds the daemon.
+#[test]
+fn serve_on_every_interface_prints_urls_that_open() {
+    use std::io::BufRead;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("node");
+    let mut child = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--http", "0.0.0.0:0", "--no-mdns", "--no-upnp"])
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    while !banner.iter().any(|l: &String| l.contains("api: ")) {
+        banner.push(lines.next().expect("serve prints its banner").unwrap());
+    }
+    let banner = banner.join("\n");
+    let token = std::fs::read_to_string(data.join("api.token")).unwrap();
+    assert!(
+        banner.contains("web editor: http://127.0.0.1:")
+            && banner.contains(&format!("/?token={token}")),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("from another machine: http://THIS-HOST:"),
+        "{banner}"
+    );
+    assert!(!banner.contains("0.0.0.0"), "{banner}");
+    assert!(
+        peerdoc(&data, &["ls"], None).status.success(),
+        "the CLI finds it"
+    );
+    unsafe_sigterm(child.id());
+    assert!(child.wait().unwrap().success());
 }

@@ -205,7 +205,18 @@ async fn restart_preserves_documents_and_text() {
     a.shutdown().await;
     let a = start(&d.paths[0]).await;
     assert_eq!(a.peer_id(), peer_id, "identity is persistent");
-    assert_eq!(a.list_docs().await.unwrap(), vec![doc.clone()]);
+    let listed = a.list_docs().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let kept = &listed[0];
+    assert_eq!(
+        (kept.id, &kept.name, kept.role, kept.created),
+        (doc.id, &doc.name, doc.role, doc.created)
+    );
+    // Its size and last change are the write's.
+    assert!(
+        kept.size > doc.size && kept.changed >= doc.created,
+        "{kept:?}"
+    );
     assert_eq!(a.text("keep me").await.unwrap(), "persisted ✓ 🎉\n");
     assert_eq!(
         a.text(&doc.id.to_string()[..6]).await.unwrap(),

@@ -90,3 +90,36 @@ async fn a_joiner_without_reachable_addresses_finds_the_document_through_the_dht
         node.shutdown().await;
     }
 }
+
+/// Two nodes on one host answer each other's AutoNAT probes, and each dial-back succeeds: that
+/// says nothing about the internet, so neither calls itself public. The confirmations are seen
+/// arriving and refused (a counter), not assumed absent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirmations_from_the_same_host_do_not_make_a_node_public() {
+    let d = dirs(2);
+    let auto = |dir, bootstrap: Vec<libp2p::Multiaddr>| {
+        let mut config = test_config(dir, 0);
+        config.dht = DhtMode::Auto;
+        config.bootstrap = bootstrap;
+        config
+    };
+    let a = start_with(auto(&d.paths[0], Vec::new())).await;
+    let b = start_with(auto(&d.paths[1], vec![dial_addr(&a).await])).await;
+    let local = |node: &peerdoc::Node| {
+        metric_value(
+            &node.metrics_text(),
+            "peerdoc_autonat_local_confirmations_total",
+        )
+    };
+    wait_until("a same-host AutoNAT confirmation arrives", async || {
+        local(&a) + local(&b) > 0.0
+    })
+    .await;
+    for node in [&a, &b] {
+        let status = node.status().await.unwrap();
+        assert_ne!(status.nat, peerdoc::NatStatus::Public);
+        assert!(status.public_addrs.is_empty(), "{:?}", status.public_addrs);
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -159,11 +159,20 @@ async fn a_waiting_join_keeps_the_document_and_completes_when_a_member_answers()
     let b = start(&d.paths[1]).await;
     let err = b.join(&ticket, None).await.expect_err("nobody online");
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+    // One short line: which member, why in a few words, what to do (libp2p's dump is logged).
+    let said = err.to_string();
+    assert!(said.len() < 300 && !said.contains('\n'), "{said}");
+    assert!(
+        said.contains("connection refused") && said.contains("--wait"),
+        "{said}"
+    );
     assert!(b.list_docs().await.unwrap().is_empty());
     let info = b.join_or_wait(&ticket, None).await.unwrap();
     assert!(info.joining, "{info:?}");
     assert_eq!(info.name, "minutes");
-    assert_eq!(b.text(&doc).await.unwrap(), "");
+    // It has no text yet, and says so rather than pass an empty one for the document's.
+    let err = b.text(&doc).await.expect_err("still joining");
+    assert!(matches!(err, Error::Joining(_)), "{err}");
     let err = b.join(&ticket, None).await.expect_err("kept");
     assert!(matches!(err, Error::AlreadyJoined(_)), "{err}");
 
@@ -185,6 +194,45 @@ async fn a_waiting_join_keeps_the_document_and_completes_when_a_member_answers()
     // And it is a real member: its edits reach the sharer.
     b.write(&doc, " (b agrees)".into(), true).await.unwrap();
     wait_converged(&[&a, &b], &doc, |t| t.ends_with("(b agrees)")).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A waiting join is listed (as joining) while its first attempt still runs, and it completes
+/// as soon as the sharer is back, within that same attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_join_is_listed_at_once_and_completes_when_the_sharer_returns() {
+    let d = dirs(2);
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("agenda").await.unwrap().id;
+    a.write(&doc, "1. coffee".into(), false).await.unwrap();
+    let ticket = a.ticket(&doc).await.unwrap();
+    let port = tcp_port(&a).await;
+    a.shutdown().await;
+
+    // A first attempt that would go on far longer than this test.
+    let mut config = test_config(&d.paths[1], 0);
+    config.request_timeout = std::time::Duration::from_secs(600);
+    let b = start_with(config).await;
+    let joining = tokio::spawn({
+        let (b, ticket) = (b.clone(), ticket.clone());
+        async move { b.join_or_wait(&ticket, None).await }
+    });
+    wait_until("the document is listed as joining", async || {
+        b.list_docs()
+            .await
+            .unwrap()
+            .iter()
+            .any(|info| info.id == doc && info.joining)
+    })
+    .await;
+    assert!(!joining.is_finished(), "still in its first attempt");
+    assert!(matches!(b.text(&doc).await, Err(Error::Joining(_))));
+
+    let a = start_on(&d.paths[0], port).await;
+    let info = joining.await.unwrap().unwrap();
+    assert!(!info.joining, "{info:?}");
+    assert_eq!(b.text(&doc).await.unwrap(), "1. coffee");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -164,6 +164,11 @@ async fn a_removed_members_ticket_and_key_get_nothing_new() {
     assert!(members
         .iter()
         .any(|m| m.you && m.role.as_str() == "removed"));
+    // Its status says so, and lists no peer to sync with (none would answer it).
+    let status = b.status().await.unwrap();
+    let mine = status.docs.iter().find(|d| d.id == doc.id).unwrap();
+    assert_eq!(mine.role.as_str(), "removed");
+    assert!(mine.peers.is_empty(), "{:?}", mine.peers);
     let err = b
         .write(&doc.id, "from the removed member\n".into(), true)
         .await

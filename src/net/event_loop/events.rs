@@ -24,10 +24,16 @@ impl EventLoop {
             BehaviourEvent::AutonatClient(autonat::v2::client::Event {
                 tested_addr,
                 result,
+                server,
                 ..
             }) => {
                 tracing::debug!(addr = %tested_addr, ok = result.is_ok(), "AutoNAT test");
-                let nat = self.reach.autonat_result(&mut self.swarm, result.is_ok());
+                let nat = self.reach.autonat_result(
+                    &mut self.swarm,
+                    server,
+                    &tested_addr,
+                    result.is_ok(),
+                );
                 self.follow_nat(nat);
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {

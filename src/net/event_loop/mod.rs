@@ -104,7 +104,7 @@ impl EventLoop {
             provided: HashSet::new(),
             lookups: HashMap::new(),
             dht_joined: false,
-            reach: Reachability::default(),
+            reach: Reachability::new(registry),
             dht_auto: config.dht == DhtMode::Auto,
             serving_dht: false,
             relay_server: config.relay_server.is_some(),
@@ -188,9 +188,10 @@ impl EventLoop {
                         self.pending_dials.entry(peer).or_default().push(reply);
                     }
                     Err(e) => {
+                        tracing::debug!(%peer, "dial failed: {e}");
                         let _ = reply.send(Err(NetError::Dial {
                             peer,
-                            reason: e.to_string(),
+                            reason: super::dial_error::short(&e),
                         }));
                     }
                 }
@@ -371,7 +372,7 @@ impl EventLoop {
                     self.remember(peer_id, [remote.clone()]);
                 }
                 self.reach
-                    .connected(peer_id, connection_id, endpoint.is_relayed());
+                    .connected(peer_id, connection_id, endpoint.is_relayed(), &remote);
                 for waiter in self.pending_dials.remove(&peer_id).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
                 }
@@ -400,10 +401,15 @@ impl EventLoop {
                 error,
                 ..
             } if !self.swarm.is_connected(&peer) => {
-                for waiter in self.pending_dials.remove(&peer).unwrap_or_default() {
+                let waiters = self.pending_dials.remove(&peer).unwrap_or_default();
+                if !waiters.is_empty() {
+                    tracing::debug!(%peer, "dial failed: {error}");
+                }
+                let reason = super::dial_error::short(&error);
+                for waiter in waiters {
                     let _ = waiter.send(Err(NetError::Dial {
                         peer,
-                        reason: error.to_string(),
+                        reason: reason.clone(),
                     }));
                 }
             }

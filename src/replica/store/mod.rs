@@ -10,6 +10,7 @@
 //! (known addresses), `pending_joins` (tickets of joins waiting for a member), `meta` (reserved
 //! for small key/value settings).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::thread;
 
@@ -98,6 +99,15 @@ pub(crate) struct DocMeta {
     pub key_epoch: u32,
 }
 
+/// A document's footprint in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DocStats {
+    /// Bytes of its snapshot and log (sealed keys and certificates not counted).
+    pub bytes: u64,
+    /// Unix seconds of the last change this node stored (its creation or join, before any).
+    pub changed: i64,
+}
+
 /// What is needed to rebuild a document: snapshot first, then the log after it.
 #[derive(Debug, Default)]
 pub(crate) struct StoredDoc {
@@ -164,6 +174,7 @@ enum Sql {
     RenameDoc(DocId, String, Reply<()>),
     DeleteDoc(DocId, Reply<()>),
     Append(DocId, Vec<u8>, Reply<i64>),
+    DocStats(Option<DocId>, Reply<HashMap<DocId, DocStats>>),
     Load(DocId, Reply<StoredDoc>),
     LoadAccess(DocId, Reply<StoredAccess>),
     Compact(DocId, Vec<u8>, i64, Summary, Reply<()>),
@@ -249,6 +260,13 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
+    }
+    /// Stored size and last change, of one document or (`None`) of all.
+    pub(crate) async fn doc_stats(
+        &self,
+        id: Option<DocId>,
+    ) -> Result<HashMap<DocId, DocStats>, StoreError> {
+        self.call(|r| Sql::DocStats(id, r)).await
     }
     pub(crate) async fn load(&self, id: DocId) -> Result<StoredDoc, StoreError> {
         self.call(|r| Sql::Load(id, r)).await

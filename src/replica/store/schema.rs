@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// SQLite's page cache, in KiB (its default is 2000).
 const CACHE_KIB: i64 = 256;
 
@@ -96,6 +96,18 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  doc BLOB PRIMARY KEY REFERENCES docs(id) ON DELETE CASCADE,
                  ticket TEXT NOT NULL);
              PRAGMA user_version = 4;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 5 {
+        // When this node last stored a change to each document (for `ls`); documents from
+        // before count from their creation.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE docs ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+             UPDATE docs SET changed = created;
+             PRAGMA user_version = 5;
              COMMIT;",
         )
         .map_err(corrupt)?;

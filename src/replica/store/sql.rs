@@ -1,10 +1,13 @@
 //! The SQL of the store: each command run inside the writer's batch transaction (the schema
 //! and its migrations: `schema.rs`). Only the writer thread calls these.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::{
-    CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc, FORGET_PEERS_AFTER,
+    CommitFailure, DocMeta, DocStats, Reply, Sql, StoreError, StoredAccess, StoredDoc,
+    FORGET_PEERS_AFTER,
 };
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
@@ -61,9 +64,17 @@ pub(super) fn execute(
                     params![&id.0[..], data],
                 )
                 .map(|_| tx.last_insert_rowid())
+                .and_then(|seq| {
+                    tx.execute(
+                        "UPDATE docs SET changed = unixepoch() WHERE id = ?1",
+                        params![&id.0[..]],
+                    )
+                    .map(|_| seq)
+                })
                 .map_err(StoreError::from);
             finish(r, result)
         }
+        Sql::DocStats(id, r) => finish(r, doc_stats(tx, id)),
         Sql::Load(id, r) => finish(r, load(tx, id)),
         Sql::LoadAccess(id, r) => finish(r, load_access(tx, id)),
         Sql::Compact(id, snapshot, upto, summary, r) => {
@@ -177,8 +188,8 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
         return Err(StoreError::DocExists(meta.id));
     }
     tx.execute(
-        "INSERT INTO docs (id, name, key, created, owner, key_epoch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO docs (id, name, key, created, owner, key_epoch, changed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?4)",
         params![
             &meta.id.0[..],
             meta.name,
@@ -190,6 +201,37 @@ fn create_doc(tx: &rusqlite::Transaction, meta: &DocMeta) -> Result<(), StoreErr
     )
     .map(|_| ())
     .map_err(|e| name_taken(e, &meta.name))
+}
+
+/// Each document's stored size and last change (of one document, or of all).
+fn doc_stats(
+    tx: &rusqlite::Transaction,
+    id: Option<DocId>,
+) -> Result<HashMap<DocId, DocStats>, StoreError> {
+    // length() of a blob reads its size from the record, not the blob.
+    let mut stmt = tx.prepare(
+        "SELECT id, changed,
+             (SELECT coalesce(sum(length(data)), 0) FROM updates WHERE doc = docs.id)
+             + coalesce((SELECT length(data) FROM snapshots WHERE doc = docs.id), 0)
+         FROM docs WHERE ?1 IS NULL OR id = ?1",
+    )?;
+    let id = id.map(|id| id.0.to_vec());
+    let rows = stmt.query_map(params![id], |row| {
+        Ok((
+            row.get::<_, Vec<u8>>(0)?,
+            row.get::<_, i64>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
+    })?;
+    let mut stats = HashMap::new();
+    for row in rows {
+        let (id, changed, bytes) = row?;
+        if let Ok(id) = <[u8; 16]>::try_from(id) {
+            let bytes = u64::try_from(bytes).unwrap_or(0);
+            stats.insert(DocId(id), DocStats { bytes, changed });
+        }
+    }
+    Ok(stats)
 }
 
 fn list_docs(tx: &rusqlite::Transaction) -> Result<Vec<DocMeta>, StoreError> {
@@ -402,6 +444,7 @@ pub(super) fn refuse(cmd: Sql) -> DeferredReply {
         Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),
         Sql::ListDocs(r) | Sql::FindDocs(_, r) => fail(r),
         Sql::Append(_, _, r) => fail(r),
+        Sql::DocStats(_, r) => fail(r),
         Sql::Load(_, r) => fail(r),
         Sql::LoadAccess(_, r) => fail(r),
         Sql::KnownPeers(r) => fail(r),

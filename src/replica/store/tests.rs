@@ -225,3 +225,45 @@ async fn a_peer_address_not_seen_for_90_days_is_forgotten_at_the_next_save() {
         .collect();
     assert_eq!(peers, vec!["kept".to_string(), "new".to_string()]);
 }
+
+#[tokio::test]
+async fn doc_stats_count_stored_bytes_and_the_last_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let mut m = meta("notes");
+    m.created = 1_000; // long ago: the first append moves `changed` to now
+    let other = meta("other");
+    store.create_doc(m.clone()).await.unwrap();
+    store.create_doc(other.clone()).await.unwrap();
+    let stats = store.doc_stats(None).await.unwrap();
+    assert_eq!(stats.len(), 2);
+    assert_eq!(
+        stats[&m.id],
+        DocStats {
+            bytes: 0,
+            changed: 1_000
+        }
+    );
+    let seq = store.append(m.id, b"one".to_vec()).await.unwrap();
+    store.append(m.id, b"two!".to_vec()).await.unwrap();
+    let stats = store.doc_stats(Some(m.id)).await.unwrap();
+    assert_eq!(stats.len(), 1, "only the one asked for");
+    assert_eq!(stats[&m.id].bytes, 7);
+    assert!(
+        stats[&m.id].changed >= unix_now() - 60,
+        "{:?}",
+        stats[&m.id]
+    );
+    let summary = Summary {
+        sv: vec![0],
+        digest: [1; 32],
+    };
+    store
+        .compact(m.id, b"snapshot".to_vec(), seq, summary)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.doc_stats(Some(m.id)).await.unwrap()[&m.id].bytes,
+        8 + 4
+    );
+}

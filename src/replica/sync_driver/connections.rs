@@ -57,6 +57,7 @@ impl SyncDriver {
     pub(super) fn connected(&mut self, peer: PeerId) {
         self.connected.insert(peer);
         self.settings.metrics.peers.set(self.connected.len() as i64);
+        self.settings.peer_connected.notify_waiters();
     }
 
     /// `peer` disconnected: what we knew of it for this connection goes, and a member is

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -79,6 +79,8 @@ pub(crate) struct SyncSettings {
     pub(crate) metrics: Metrics,
     /// This node's identity key: it signs the gossip this node publishes.
     pub(crate) identity: libp2p_identity::ed25519::Keypair,
+    /// Woken whenever a peer connects (a waiting join tries again at once).
+    pub(crate) peer_connected: Arc<Notify>,
 }
 
 /// Sync state of one document with one peer, for `status`.
