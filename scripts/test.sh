@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 # A run builds from scratch in CI: incremental caches would only take disk (a clean run needs
-# about 6 GB free; see README).
+# about 6.5 GB free; see README).
 export CARGO_INCREMENTAL=0
 echo "== disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free where the build goes"
 

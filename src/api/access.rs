@@ -86,7 +86,7 @@ pub(super) async fn access(State(app): State<App>, request: Request, next: Next)
             app.node.metrics().api_refused(refusal.reason());
             tracing::debug!(reason = refusal.reason(), uri = %request.uri(), "refused an API request");
             if refusal == Refusal::Token && wants_page(request.headers()) {
-                return (StatusCode::FORBIDDEN, Html(token_page(&app))).into_response();
+                return (StatusCode::FORBIDDEN, Html(token_page())).into_response();
             }
             ApiError::new(StatusCode::FORBIDDEN, message(refusal, &app)).into_response()
         }
@@ -101,27 +101,18 @@ fn wants_page(headers: &HeaderMap) -> bool {
         .is_some_and(|accept| accept.contains("text/html"))
 }
 
-/// What a browser without the token is shown: how to open the editor.
-fn token_page(app: &App) -> String {
-    let path = api_token_path(&app.node.config().data_dir);
-    let path = html_escape(&path.display().to_string());
-    format!(
-        "<!doctype html><meta charset=utf-8><title>peerdoc: open with the token</title>\
-         <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;\
-         padding:0 1em}}code{{background:#f3f3f3;padding:0 .2em}}</style>\
-         <h1>This peerdoc node needs its access token</h1>\
-         <p>Open the web editor with the address <code>peerdoc serve</code> printed when it \
-         started: it ends in <code>/?token=…</code>. The browser then remembers it.</p>\
-         <p>On the node's machine, <code>peerdoc status</code> prints that address again \
-         (the token is in <code>{path}</code>, readable only by the node's user).</p>"
-    )
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// What a browser without the token is shown: how to open the editor. (It names no path: on
+/// every interface, anyone on the network may open it.)
+fn token_page() -> &'static str {
+    "<!doctype html><meta charset=utf-8><title>peerdoc: open with the token</title>\
+     <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:3em auto;\
+     padding:0 1em}code{background:#f3f3f3;padding:0 .2em}</style>\
+     <h1>This peerdoc node needs its access token</h1>\
+     <p>Open the web editor with the address <code>peerdoc serve</code> printed when it \
+     started: it ends in <code>/?token=…</code>. The browser then remembers it.</p>\
+     <p>On the node's machine, <code>peerdoc status</code> prints that address again (the \
+     token is in the file <code>api.token</code> of the node's data dir, readable only by \
+     the node's user).</p>"
 }
 
 /// What a refused client is told, with what to do.

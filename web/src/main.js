@@ -3,6 +3,8 @@
 // endpoint, with remote cursors (read-only where this node is a reader).
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
+import { IndexeddbPersistence } from 'y-indexeddb'
+import * as decoding from 'lib0/decoding'
 import { EditorView, basicSetup } from 'codemirror'
 import { EditorState } from '@codemirror/state'
 import { yCollab } from 'y-codemirror.next'
@@ -13,16 +15,26 @@ const token = new URLSearchParams(location.search).get('token')
 const withToken = (url) =>
   token ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url
 
+// The node's refusals carry a stable `code` (see README, HTTP API); a node that does not
+// answer at all is `offline`, said in words rather than the browser's "Failed to fetch".
 async function api (method, path, body) {
-  const res = await fetch(withToken(path), {
-    method,
-    headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body)
-  })
+  let res
+  try {
+    res = await fetch(withToken(path), {
+      method,
+      headers: body === undefined ? {} : { 'Content-Type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    })
+  } catch {
+    throw Object.assign(new Error('the node does not answer: is peerdoc serve running?'), { code: 'offline' })
+  }
   const text = await res.text()
   let data = null
   try { data = text ? JSON.parse(text) : null } catch { data = text }
-  if (!res.ok) throw new Error((data && data.error) || `${res.status} ${res.statusText}`)
+  if (!res.ok) {
+    throw Object.assign(new Error((data && data.error) || `${res.status} ${res.statusText}`),
+      { code: data && data.code })
+  }
   return data
 }
 
@@ -55,12 +67,13 @@ function user () {
 
 // --- the open document -----------------------------------------------------------------------
 
-let current = null // { id, name, ydoc, provider, view }
+let current = null // { id, name, ydoc, provider, view, local, saved }
 
 function closeDoc () {
   if (!current) return
   current.view.destroy()
   current.provider.destroy()
+  if (current.local) current.local.destroy()
   current.ydoc.destroy()
   current = null
   $('doc-view').hidden = true
@@ -74,25 +87,104 @@ function setConn (state, label) {
   $('status-conn').textContent = label
 }
 
+// What the node has stored, per Yjs client: its state vector as it said it on connecting,
+// raised by every update it sends, including the echo of this editor's own once stored.
+function noteStored (saved, message) {
+  const decoder = decoding.createDecoder(new Uint8Array(message))
+  if (decoding.readVarUint(decoder) !== 0) return false // not a sync message
+  const kind = decoding.readVarUint(decoder)
+  const payload = decoding.readVarUint8Array(decoder)
+  const clocks = kind === 0 ? Y.decodeStateVector(payload) : Y.parseUpdateMeta(payload).to
+  for (const [client, clock] of clocks) {
+    if (clock > (saved.get(client) || 0)) saved.set(client, clock)
+  }
+  return true
+}
+
+// Whether this browser holds changes the node has not stored yet.
+function unsaved (ydoc, saved) {
+  for (const [client, clock] of Y.decodeStateVector(Y.encodeStateVector(ydoc))) {
+    if (clock > (saved.get(client) || 0)) return true
+  }
+  return false
+}
+
+// The sync field: saving…/saved while connected; offline, with where unsaved changes are.
+function showSaveState () {
+  if (!current || current.closedReason) return
+  const { provider, ydoc, saved, local } = current
+  const pending = unsaved(ydoc, saved)
+  let text
+  if (provider.wsconnected && provider.synced) text = pending ? 'saving…' : 'saved'
+  else if (provider.wsconnected) text = 'syncing…'
+  else if (pending) text = local ? 'offline: changes kept in this browser' : 'offline: changes not saved'
+  else text = 'offline'
+  $('status-sync').textContent = text
+}
+
+// Who else has the document open, on any node: names and colours from presence.
+function showPeople () {
+  if (!current) return
+  const me = current.ydoc.clientID
+  const people = []
+  current.provider.awareness.getStates().forEach((state, client) => {
+    if (client !== me && state.user && state.user.name) people.push(state.user)
+  })
+  const el = $('status-peers')
+  if (!current.provider.wsconnected) {
+    el.replaceChildren()
+    return
+  }
+  if (people.length === 0) {
+    el.textContent = 'only you here'
+    return
+  }
+  el.replaceChildren('With ', ...people.flatMap((p, i) => {
+    const dot = document.createElement('span')
+    dot.className = 'person'
+    dot.style.setProperty('--color', /^#[0-9a-f]{3,8}$/i.test(p.color) ? p.color : '#888')
+    dot.textContent = p.name
+    return i === 0 ? [dot] : [', ', dot]
+  }))
+}
+
 function openDoc (doc) {
   closeDoc()
   const ydoc = new Y.Doc()
+  // A removed node keeps what it had, read-only: the owner took its role away.
+  const removed = doc.role === 'removed'
+  const readOnly = doc.role === 'reader' || removed
+  // What is typed is kept in this browser too (IndexedDB) until the node has it: typed while
+  // the node is down, it survives closing the tab, and goes to the node on the next visit.
+  const local = readOnly ? null : new IndexeddbPersistence(`peerdoc:${doc.id}`, ydoc)
   const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`
   const provider = new WebsocketProvider(wsBase, doc.id, ydoc, {
     params: token ? { token } : {},
     disableBc: true // every change goes through the node, which shares it with peers
   })
+  const saved = new Map()
   provider.awareness.setLocalStateField('user', user())
-  provider.on('status', ({ status }) => setConn(status, status))
-  provider.on('sync', (synced) => { $('status-sync').textContent = synced ? 'saved' : 'syncing…' })
+  provider.on('status', ({ status }) => {
+    setConn(status, status === 'disconnected' ? 'offline' : status)
+    if (status === 'connected') {
+      provider.ws.addEventListener('message', (event) => {
+        if (noteStored(saved, event.data)) showSaveState()
+      })
+    }
+    showSaveState()
+    showPeople()
+  })
+  provider.on('sync', showSaveState)
+  provider.awareness.on('change', showPeople)
+  ydoc.on('update', () => showSaveState())
   // The node closed the session for good (4403: this node may no longer edit): say why.
-  provider.on('closed', ({ reason }) => { $('status-sync').textContent = reason || 'closed' })
+  provider.on('closed', ({ reason }) => {
+    if (current) current.closedReason = reason || 'closed'
+    $('status-sync').textContent = reason || 'closed'
+  })
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
   const ytext = ydoc.getText('content')
-  // A removed node keeps what it had, read-only: the owner took its role away.
-  const removed = doc.role === 'removed'
-  const readOnly = doc.role === 'reader' || removed
   const view = new EditorView({
     state: EditorState.create({
       doc: '',
@@ -106,7 +198,7 @@ function openDoc (doc) {
     }),
     parent: $('editor')
   })
-  current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view }
+  current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view, local, saved }
   $('doc-title').textContent = doc.name
   $('read-only').hidden = !readOnly
   $('read-only').textContent = removed ? 'removed' : 'read-only'
@@ -133,6 +225,13 @@ function renderList () {
   list.replaceChildren(...docs.map((doc) => {
     const li = document.createElement('li')
     li.textContent = doc.joining ? `${doc.name} (joining…)` : doc.name
+    const mark = { reader: 'read-only', removed: 'removed' }[doc.role]
+    if (mark) {
+      const badge = document.createElement('span')
+      badge.className = 'badge'
+      badge.textContent = mark
+      li.append(' ', badge)
+    }
     li.title = doc.id
     li.dataset.id = doc.id
     if (current && current.id === doc.id) li.classList.add('active')
@@ -167,11 +266,10 @@ async function refreshStatus () {
   try {
     status = await api('GET', '/api/status')
   } catch (e) {
-    if (!current) {
-      setConn('disconnected', 'node not reachable')
-      $('status-peers').textContent = ''
-    }
-    showError(e)
+    // Nothing stale stays: no peer count from before, and words instead of "Failed to fetch".
+    if (!current) setConn('disconnected', 'node not reachable')
+    $('status-peers').replaceChildren()
+    showError(e.code === 'offline' ? 'the node does not answer: is peerdoc serve running? (changes typed now are kept in this browser)' : e)
     statusFailed = true
     return
   }
@@ -186,10 +284,12 @@ async function refreshStatus () {
   }
   const doc = status.docs.find((d) => d.id === current.id)
   const peers = doc ? doc.peers : []
-  $('status-peers').textContent = `${plural(peers.length, 'peer')} online with this document`
+  // People are in the bar (presence); the nodes behind them in its tooltip.
+  $('status-peers').title = `${plural(peers.length, 'other node')} online with this document`
+  showPeople()
   const fetching = peers.filter((p) => p.state === 'catching_up').length
-  if (current.provider.synced) {
-    $('status-sync').textContent = fetching ? `saved here; catching up with ${plural(fetching, 'peer')}` : 'saved'
+  if (current.provider.synced && fetching && !unsaved(current.ydoc, current.saved)) {
+    $('status-sync').textContent = `saved here; catching up with ${plural(fetching, 'peer')}`
   }
 }
 
@@ -272,30 +372,37 @@ $('share-close').onclick = () => $('share-dialog').close()
 
 $('join-btn').onclick = () => {
   $('join-error').textContent = ''
+  $('join-wait').hidden = true
   $('join-ticket').value = ''
   $('join-name').value = ''
   $('join-dialog').showModal()
 }
 $('join-cancel').onclick = () => $('join-dialog').close()
-$('join-form').onsubmit = async (e) => {
-  e.preventDefault()
+// No member online yet: the node can keep the document and finish when one answers (as
+// `peerdoc join --wait` does), listed as joining meanwhile.
+const WAITABLE = ['unreachable', 'no_writer', 'join_failed']
+async function join (wait) {
   $('join-submit').disabled = true
-  $('join-error').textContent = 'Joining…'
+  $('join-wait').hidden = true
+  $('join-error').textContent = 'Joining: reaching the sharer, or another member the DHT knows…'
   try {
     const name = $('join-name').value.trim()
-    const doc = await api('POST', '/api/join', { ticket: $('join-ticket').value.trim(), name: name || null })
+    const doc = await api('POST', '/api/join', { ticket: $('join-ticket').value.trim(), name: name || null, wait })
     $('join-dialog').close()
     await loadDocs()
-    openDoc(doc)
+    if (!doc.joining) openDoc(doc)
   } catch (err) {
     $('join-error').textContent = err.message
+    $('join-wait').hidden = !WAITABLE.includes(err.code)
   } finally {
     $('join-submit').disabled = false
   }
 }
+$('join-form').onsubmit = (e) => { e.preventDefault(); join(false) }
+$('join-wait').onclick = () => join(true)
 
 async function rename () {
-  const name = prompt('Rename document', current.name)
+  const name = prompt('Rename this document on this node (the others keep their own names for it)', current.name)
   if (!name || name === current.name) return
   try {
     await api('PATCH', `/api/docs/${current.id}`, { name })
@@ -309,8 +416,11 @@ $('delete-btn').onclick = async () => {
   if (!confirm(`Delete your copy of "${current.name}"? Peers keep theirs.`)) return
   try {
     const id = current.id
+    const local = current.local
     closeDoc()
     await api('DELETE', `/api/docs/${id}`)
+    // What this browser kept of it goes too.
+    if (local) await new IndexeddbPersistence(`peerdoc:${id}`, new Y.Doc()).clearData()
     await loadDocs()
   } catch (err) { showError(err) }
 }

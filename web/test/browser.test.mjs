@@ -81,8 +81,11 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
     (await pageA.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Bob'))
   await waitFor('Alice\'s cursor on B', async () =>
     (await pageB.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Alice'))
-  await waitFor('A counts one peer', async () =>
-    (await pageA.textContent('#status-peers')) === '1 peer online with this document')
+  // Names show at all times, not only when the pointer is over a cursor.
+  assert.equal(await pageA.locator('.cm-ySelectionInfo').first().evaluate((e) => getComputedStyle(e).opacity), '1')
+  // The bar names the people here (presence), not a count of nodes.
+  await waitFor('A sees who is here', async () =>
+    (await pageA.textContent('#status-peers')) === 'With Bob')
   await waitFor('saved', async () => (await pageA.textContent('#status-sync')) === 'saved')
 
   // What the browsers typed is what the node stores.
@@ -201,6 +204,8 @@ test('a read-only member follows the document and cannot edit it', async () => {
   await waitFor('C sees the text', async () => (await editorText(pageC)) === 'Rule one: be kind.')
   assert.equal(await pageC.isVisible('#read-only'), true)
   assert.equal(await pageC.isVisible('#share-btn'), false)
+  // The list marks it too.
+  assert.match(await pageC.textContent('#doc-list li.active'), /Handbook read-only/)
 
   // Typing changes nothing, here or anywhere.
   await pageC.click('.cm-content')
@@ -303,4 +308,79 @@ test('the first view: node status without a document, documents by name or prefi
     await page.screenshot({ path: `${ARTIFACTS}/browser-width-${width}.png` })
   }
   await context.close()
+})
+
+test('the page\'s own state: saving, offline with changes kept in the browser, a node that is back', async () => {
+  const token = 'state-' + Math.random().toString(36).slice(2)
+  const node = await startNode({ token })
+  const doc = await node.api('POST', '/api/docs', { name: 'draft' })
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
+  const page = await context.newPage()
+  page.on('pageerror', (e) => console.error(`[state] page error: ${e.message}`))
+  await page.goto(`${node.editor}#${doc.id}`)
+  await page.waitForSelector('.cm-content')
+  await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
+  await waitFor('only you', async () => (await page.textContent('#status-peers')) === 'only you here')
+  // Every state the sync field shows while typing: "saving…" until the node has stored it.
+  await page.evaluate(() => {
+    window.syncStates = []
+    new MutationObserver(() => window.syncStates.push(document.getElementById('status-sync').textContent))
+      .observe(document.getElementById('status-sync'), { childList: true, characterData: true, subtree: true })
+  })
+  await page.click('.cm-content')
+  await page.keyboard.type('Online words. ')
+  await waitFor('saved', async () => (await page.textContent('#status-sync')) === 'saved')
+  const states = await page.evaluate(() => window.syncStates)
+  assert.ok(states.indexOf('saving…') >= 0 && states.lastIndexOf('saved') > states.indexOf('saving…'), states.join(' | '))
+  assert.equal(await node.api('GET', `/api/docs/${doc.id}/text`), 'Online words. ')
+
+  // The node stops: the bar says so in words, keeps no peer count, and what is typed now is
+  // kept in this browser.
+  await node.stop({ keepData: true })
+  await waitFor('offline', async () => (await page.textContent('#status-conn')) === 'offline')
+  await waitFor('the node is said not to answer', async () =>
+    (await page.textContent('#status-error')).includes('does not answer'))
+  assert.ok(!(await page.textContent('#status-error')).includes('Failed to fetch'))
+  assert.equal(await page.textContent('#status-peers'), '')
+  await page.keyboard.type('Typed offline.')
+  await waitFor('changes kept here', async () =>
+    (await page.textContent('#status-sync')) === 'offline: changes kept in this browser')
+  await page.screenshot({ path: `${ARTIFACTS}/browser-offline.png` })
+  // The tab is closed; the node comes back (same address, same token); the page is opened again.
+  await page.close()
+  const again = await startNode({ token, data: node.data, httpPort: node.httpPort })
+  nodes.push(again)
+  const reopened = await context.newPage()
+  await reopened.goto(`${again.http}/#${doc.id}`)
+  await waitFor('the node has what was typed offline', async () =>
+    (await again.api('GET', `/api/docs/${doc.id}/text`)) === 'Online words. Typed offline.')
+  await waitFor('saved again', async () => (await reopened.textContent('#status-sync')) === 'saved')
+  await context.close()
+})
+
+test('a join with no member online says so briefly and can keep trying in the background', async () => {
+  const a = await startNode()
+  const b = await startNode()
+  nodes.push(b)
+  const doc = await a.api('POST', '/api/docs', { name: 'later' })
+  const { ticket } = await a.api('POST', `/api/docs/${doc.id}/ticket`)
+  await a.stop()
+  const page = await openPage(b, 'Bob')
+  await page.click('#join-btn')
+  await page.fill('#join-ticket', ticket)
+  await page.click('#join-submit')
+  await waitFor('the join fails', async () => page.isVisible('#join-wait'), 60000)
+  const said = await page.textContent('#join-error')
+  assert.ok(said.length < 400 && /no member answered/.test(said), said)
+  // The message stays inside the dialog: its buttons are on screen.
+  for (const button of ['#join-wait', '#join-submit', '#join-cancel']) {
+    const box = await page.locator(button).boundingBox()
+    assert.ok(box && box.y + box.height <= 700, `${button} is off screen: ${JSON.stringify(box)}`)
+  }
+  await page.screenshot({ path: `${ARTIFACTS}/browser-join-offline.png` })
+  await page.click('#join-wait')
+  await waitFor('listed as joining', async () =>
+    (await page.textContent('#doc-list')).includes('later (joining…)'), 60000)
+  assert.equal((await b.api('GET', '/api/docs'))[0].joining, true)
+  await page.context().close()
 })

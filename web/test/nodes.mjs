@@ -27,12 +27,13 @@ export async function waitFor (what, check, timeoutMs = 30000) {
  * Starts a daemon; with `token`, its HTTP API's access token is that one, else the daemon's own
  * (generated at start and read from its data dir's api.token, as the CLI does). `syncInterval`:
  * seconds between anti-entropy rounds (1 by default, for quick tests; `null`: the node's
- * default). `bin`: the peerdoc binary; `env`: more environment (RUST_LOG, say).
+ * default). `bin`: the peerdoc binary; `env`: more environment (RUST_LOG, say). `data` and
+ * `httpPort`: start again where a node stopped with `stop({ keepData: true })` ran.
  */
-export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {} } = {}) {
-  const data = mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
+export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {}, data, httpPort = 0 } = {}) {
+  data = data || mkdtempSync(join(tmpdir(), 'peerdoc-js-'))
   const interval = syncInterval === null ? [] : ['--sync-interval', String(syncInterval)]
-  const proc = spawn(bin, ['--data', data, 'serve', '--http', '127.0.0.1:0', '--no-mdns',
+  const proc = spawn(bin, ['--data', data, 'serve', '--http', `127.0.0.1:${httpPort}`, '--no-mdns',
     '--no-upnp', '--listen', '/ip4/127.0.0.1/tcp/0', ...interval], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, ...(token ? { PEERDOC_HTTP_TOKEN: token } : {}), ...env }
@@ -53,6 +54,7 @@ export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {} 
   return {
     addr,
     token,
+    data,
     pid: proc.pid,
     httpPort: Number(addr.split(':').pop()),
     http: `http://${addr}`,
@@ -80,10 +82,13 @@ export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {} 
       const line = text.split('\n').find((l) => l.startsWith(series + ' '))
       return line ? Number(line.slice(series.length + 1)) : 0
     },
-    async stop () {
-      proc.kill('SIGTERM')
-      await new Promise((resolve) => proc.exitCode !== null ? resolve() : proc.once('exit', resolve))
-      rmSync(data, { recursive: true, force: true })
+    /** Stops the daemon; its data dir goes too unless `keepData`. Stopping twice does nothing. */
+    async stop ({ keepData = false } = {}) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM')
+        await new Promise((resolve) => proc.once('exit', resolve))
+      }
+      if (!keepData) rmSync(data, { recursive: true, force: true })
     }
   }
 }
