@@ -128,10 +128,12 @@ impl Client {
     pub(crate) fn list(&self) -> Result<Vec<DocInfo>, ClientError> {
         self.get("/api/docs")
     }
-    pub(crate) fn create(&self, name: &str) -> Result<DocInfo, ClientError> {
+    /// Creates a document, rich or (`plain`) plain text.
+    pub(crate) fn create(&self, name: &str, plain: bool) -> Result<DocInfo, ClientError> {
+        let kind = if plain { "plain" } else { "rich" };
         let r = self.check(
             self.request("POST", "/api/docs")
-                .send_json(serde_json::json!({ "name": name })),
+                .send_json(serde_json::json!({ "name": name, "kind": kind })),
         )?;
         self.json(r)
     }
@@ -179,11 +181,13 @@ impl Client {
     pub(crate) fn info(&self, doc: &str) -> Result<DocInfo, ClientError> {
         self.get(&Self::doc_path(doc))
     }
-    pub(crate) fn text(&self, doc: &str) -> Result<String, ClientError> {
-        let r = self.check(
-            self.request("GET", &format!("{}/text", Self::doc_path(doc)))
-                .call(),
-        )?;
+    /// The content, or the document in `format` (`markdown`, `html`, `text`).
+    pub(crate) fn text(&self, doc: &str, format: Option<&str>) -> Result<String, ClientError> {
+        let mut request = self.request("GET", &format!("{}/text", Self::doc_path(doc)));
+        if let Some(format) = format {
+            request = request.query("format", format);
+        }
+        let r = self.check(request.call())?;
         // Not `into_string`: it refuses bodies over 10 MB, and documents can be larger.
         let mut text = String::new();
         std::io::Read::read_to_string(&mut r.into_reader(), &mut text)

@@ -56,6 +56,7 @@ mod node;
 mod replica;
 
 pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, CONFIG_FILE};
+pub use core::doc::rich::{Format, Kind as DocKind};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, check_not_in_use, DataDirError};
 pub use net::{DhtMode, NatStatus, NetError, RelayLimits};

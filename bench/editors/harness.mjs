@@ -52,7 +52,7 @@ export const percentile = (samples, p) => {
 export async function peerdoc (bin, n, env = {}) {
   const nodes = []
   for (let i = 0; i < n; i++) nodes.push(await startNode({ bin, env, syncInterval: null }))
-  const doc = await nodes[0].api('POST', '/api/docs', { name: 'bench' })
+  const doc = await nodes[0].api('POST', '/api/docs', { name: 'bench', kind: 'plain' })
   const { ticket } = await nodes[0].api('POST', `/api/docs/${doc.id}/ticket`)
   for (const node of nodes.slice(1)) await node.api('POST', '/api/join', { ticket })
   return {

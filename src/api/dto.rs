@@ -27,6 +27,9 @@ pub struct DocInfo {
     /// Unix seconds of the last change this node stored (local or from a peer).
     #[serde(default)]
     pub changed: i64,
+    /// `rich` (TipTap's model; `cat` and `write` speak Markdown) or `plain`.
+    #[serde(default)]
+    pub kind: String,
 }
 
 /// A member of a document.
@@ -133,6 +136,10 @@ impl From<node::DocInfo> for DocInfo {
             joining: d.joining,
             size: d.size,
             changed: d.changed,
+            kind: match d.kind {
+                crate::DocKind::Rich => "rich".into(),
+                crate::DocKind::Plain => "plain".into(),
+            },
         }
     }
 }

@@ -24,6 +24,7 @@ use super::conn::ConnectionSlot;
 use super::error::{json_errors, ApiError};
 use super::{dto, ws, MAX_BODY_BYTES};
 use crate::node::Node;
+use crate::{DocKind, Format};
 
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -139,13 +140,34 @@ struct NameBody {
     name: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    name: String,
+    /// `rich` (the default) or `plain`.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
 async fn create_doc(
     State(app): State<App>,
-    Json(body): Json<NameBody>,
+    Json(body): Json<CreateBody>,
 ) -> ApiResult<impl IntoResponse> {
+    let kind = match body.kind.as_deref() {
+        None | Some("rich") => DocKind::Rich,
+        Some("plain") => DocKind::Plain,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "kind must be rich or plain",
+            ))
+        }
+    };
     Ok((
         StatusCode::CREATED,
-        Json(dto::DocInfo::from(app.node.create_doc(&body.name).await?)),
+        Json(dto::DocInfo::from(
+            app.node.create_doc_of(&body.name, kind).await?,
+        )),
     ))
 }
 
@@ -171,24 +193,61 @@ async fn delete_doc(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The text as `text/plain`, or with `?format=markdown` as `text/markdown` (unchanged).
+/// The content (Markdown for a rich document, text for a plain one), or with `?format=` the
+/// document as `markdown`, `html` or `text`; with `&download=1`, as a file to save.
 async fn get_text(
     State(app): State<App>,
     Path(doc): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<impl IntoResponse> {
-    let content_type = match query.get("format").map(String::as_str) {
-        None | Some("text") => "text/plain; charset=utf-8",
-        Some("markdown") => "text/markdown; charset=utf-8",
+) -> ApiResult<Response> {
+    let info = app.node.doc_info(&doc).await?;
+    let rich = info.kind == DocKind::Rich;
+    let (format, content_type, extension) = match query.get("format").map(String::as_str) {
+        None if rich => (Format::Markdown, "text/markdown; charset=utf-8", "md"),
+        None => (Format::Markdown, "text/plain; charset=utf-8", "txt"),
+        Some("markdown") => (Format::Markdown, "text/markdown; charset=utf-8", "md"),
+        Some("html") => (Format::Html, "text/html; charset=utf-8", "html"),
+        Some("text") => (Format::Text, "text/plain; charset=utf-8", "txt"),
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "format must be text or markdown",
+                "format must be markdown, html or text",
             ))
         }
     };
-    let text = app.node.text(&doc).await?;
-    Ok(([(header::CONTENT_TYPE, content_type)], text))
+    let text = app.node.export(info.id, format).await?;
+    let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
+    let headers = response.headers_mut();
+    // Exported HTML is the members' content: it runs nothing, on this origin or any.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    if query
+        .get("download")
+        .is_some_and(|v| v == "1" || v == "true")
+    {
+        let file: String = info
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || " -_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let disposition = format!("attachment; filename=\"{}.{extension}\"", file.trim());
+        if let Ok(value) = header::HeaderValue::from_str(&disposition) {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 /// y-websocket endpoint: `new WebsocketProvider('ws://host:port/ws', docId, ydoc)`. The

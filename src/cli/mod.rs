@@ -42,11 +42,15 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Run the node: libp2p networking, sync, storage and the local HTTP API.
     Serve(ServeArgs),
-    /// Create a new empty document and print its id.
+    /// Create a new empty document and print its id. It is rich text (headings, lists, tables…:
+    /// `cat` prints it as Markdown and `write` takes Markdown), or plain text with --plain.
     New {
         /// A name for the document on this node (others name it as they like; `rename`
         /// changes it).
         name: String,
+        /// Plain text, as in a code editor: `cat` and `write` take the text as it is.
+        #[arg(long)]
+        plain: bool,
     },
     /// List documents.
     Ls,
@@ -91,13 +95,17 @@ pub(crate) enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// Print the document's text.
+    /// Print the document: Markdown for a rich document, the text of a plain one.
     Cat {
         /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
+        /// Print it as markdown, html or text (without formatting) instead.
+        #[arg(long, value_name = "FORMAT", value_parser = ["markdown", "html", "text"])]
+        format: Option<String>,
     },
-    /// Replace the document's text with stdin (as a minimal diff, so concurrent edits elsewhere
-    /// survive), or append stdin with --append.
+    /// Replace the document with stdin, or append stdin with --append: Markdown for a rich
+    /// document (only the blocks that differ change; --append adds blocks), text for a plain
+    /// one (as a minimal diff). Either way, concurrent edits elsewhere survive.
     Write {
         /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
@@ -200,8 +208,8 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
     let client = Client::for_data_dir(&data)?;
     match command {
         Command::Serve(_) => unreachable!("handled by run"),
-        Command::New { name } => {
-            let doc = client.create(&name)?;
+        Command::New { name, plain } => {
+            let doc = client.create(&name, plain)?;
             println!("{}", doc.id);
         }
         Command::Ls => print_docs(&client.list()?),
@@ -259,9 +267,9 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             let doc = doc?;
             println!("joined {} ({})", doc.name, doc.id);
         }
-        Command::Cat { doc } => {
+        Command::Cat { doc, format } => {
             use std::io::Write;
-            let text = client.text(&doc)?;
+            let text = client.text(&doc, format.as_deref())?;
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
             out.flush()?;

@@ -1,5 +1,6 @@
 //! Pure document model: [`DocId`], its gossip topic, and [`Document`] (a yrs `Doc` whose plain
-//! text lives in the `Y.Text` named `content`): apply updates, state vectors, diffs, and local
+//! text lives in the `Y.Text` named `content`, and whose rich text, for a rich document, in
+//! TipTap's `XmlFragment('default')`: see `rich`): apply updates, state vectors, diffs, and local
 //! text edits expressed as minimal diffs (`text_diff`) so concurrent edits elsewhere survive;
 //! `cut` deletes what a removal voids.
 
@@ -19,7 +20,8 @@ use yrs::types::Delta;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{
-    Doc, GetString, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact, Update,
+    Doc, GetString, MapRef, OffsetKind, Options, ReadTxn, StateVector, Text, TextRef, Transact,
+    Update, XmlFragmentRef,
 };
 
 /// Name of the shared `Y.Text` that `cat`/`write` and the web editor use.
@@ -111,10 +113,13 @@ pub struct Applied {
     pub incomplete: bool,
 }
 
-/// One replica of a document: the yrs `Doc` and its `content` text.
+/// One replica of a document: the yrs `Doc`, its `content` text, its rich text and peerdoc's
+/// own fields (`rich`).
 pub struct Document {
     doc: Doc,
     text: TextRef,
+    rich: XmlFragmentRef,
+    meta: MapRef,
 }
 
 impl Default for Document {
@@ -146,7 +151,14 @@ impl Document {
     fn with_options(options: Options) -> Self {
         let doc = Doc::with_options(options);
         let text = doc.get_or_insert_text(TEXT_NAME);
-        Document { doc, text }
+        let rich = doc.get_or_insert_xml_fragment(rich::FRAGMENT_NAME);
+        let meta = doc.get_or_insert_map(rich::META_NAME);
+        Document {
+            doc,
+            text,
+            rich,
+            meta,
+        }
     }
 
     /// Rebuilds a document from stored updates (snapshot first, then the log).
@@ -413,6 +425,7 @@ impl Document {
 }
 
 mod cut;
+pub mod rich;
 mod text_diff;
 pub use cut::Voided;
 use text_diff::{floor_char_boundary, text_edits, utf16_len};

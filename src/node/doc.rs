@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{DocRef, Error, Node};
+use crate::core::doc::rich::{Format, Kind as DocKind};
 use crate::core::doc::DocId;
 use crate::core::sync::Frame;
 use crate::replica::room::{Change, Origin, RoomHandle, Stage};
@@ -50,17 +51,29 @@ impl Doc {
         self.node.doc_info(&self.id.to_string()).await
     }
 
-    /// The text (the `Y.Text` named `content`).
+    /// The content: Markdown for a rich document, the text (the `Y.Text` named `content`) for
+    /// a plain one.
     pub async fn text(&self) -> Result<String, Error> {
         Ok(self.room.text().await?)
     }
 
-    /// Replaces the text as a minimal diff. Returns once stored; then peers get it.
+    /// The document as Markdown, HTML or text.
+    pub async fn export(&self, format: Format) -> Result<String, Error> {
+        Ok(self.room.export(format).await?)
+    }
+
+    /// Whether it is rich or plain text.
+    pub async fn kind(&self) -> Result<DocKind, Error> {
+        Ok(self.room.kind().await?)
+    }
+
+    /// Replaces the content (Markdown for a rich document: only the blocks that differ change;
+    /// text for a plain one, as a minimal diff). Returns once stored; then peers get it.
     pub async fn replace_text(&self, text: String) -> Result<(), Error> {
         Ok(self.room.replace_text(text).await?)
     }
 
-    /// Appends to the text. Returns once stored; then peers get it.
+    /// Appends to the content (blocks, or text). Returns once stored; then peers get it.
     pub async fn append_text(&self, text: String) -> Result<(), Error> {
         Ok(self.room.append_text(text).await?)
     }

@@ -10,6 +10,7 @@ use libp2p::PeerId;
 use super::{names, Error, Node, DHT_RETRY};
 use crate::actor::unpoisoned;
 use crate::core::access::Cert;
+use crate::core::doc::rich::Kind as DocKind;
 use crate::core::doc::DocId;
 use crate::core::sync::PullError;
 use crate::core::ticket::Ticket;
@@ -104,6 +105,14 @@ impl Node {
     /// The end of a join: the sharer's addresses remembered, the document synced from now on.
     async fn joined(&self, ticket: &Ticket, meta: &DocMeta) {
         self.remember_sharer(ticket).await;
+        // Its kind came with its content: listed from now on without loading it.
+        if let Some(room) = self.inner.rooms.get(&meta.id) {
+            if room.kind().await.is_ok_and(|kind| kind == DocKind::Rich) {
+                if let Err(e) = self.inner.store.set_rich(meta.id).await {
+                    tracing::warn!(doc = %meta.id, "cannot record that the document is rich: {e}");
+                }
+            }
+        }
         self.inner.sync.opened(meta.id).await;
     }
 

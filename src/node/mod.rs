@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::actor::unpoisoned;
 use crate::config::Config;
 use crate::core::access::Membership;
+use crate::core::doc::rich::{Format, Kind as DocKind};
 use crate::core::doc::DocId;
 use crate::core::envelope::DocKey;
 use crate::data_dir::DataDir;
@@ -232,8 +233,14 @@ impl Node {
         &self.inner.config
     }
 
-    /// Creates an empty document.
+    /// Creates an empty plain-text document (see [`Node::create_doc_of`]).
     pub async fn create_doc(&self, name: &str) -> Result<DocInfo, Error> {
+        self.create_doc_of(name, DocKind::Plain).await
+    }
+
+    /// Creates an empty document of a kind: rich text (TipTap's model, read and written as
+    /// Markdown) or plain text. Its kind is part of the document: every member sees it.
+    pub async fn create_doc_of(&self, name: &str, kind: DocKind) -> Result<DocInfo, Error> {
         let name = names::validate_name(name)?;
         let meta = DocMeta {
             id: DocId::random(),
@@ -244,7 +251,11 @@ impl Node {
             key_epoch: 0,
         };
         self.inner.store.create_doc(meta.clone()).await?;
-        self.open_room(&meta).await?;
+        let room = self.open_room(&meta).await?;
+        if kind == DocKind::Rich {
+            room.make_rich().await?;
+            self.inner.store.set_rich(meta.id).await?;
+        }
         self.info(&meta).await
     }
 
@@ -266,6 +277,11 @@ impl Node {
             joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
             size: stats.bytes,
             changed: stats.changed,
+            kind: if stats.rich {
+                DocKind::Rich
+            } else {
+                DocKind::Plain
+            },
         }
     }
 
@@ -312,11 +328,21 @@ impl Node {
         self.info(&self.resolve(doc.into()).await?).await
     }
 
-    /// The document's plain text ([`Error::Joining`] while a waiting join has none of it).
+    /// The document's content: Markdown for a rich document, the text for a plain one
+    /// ([`Error::Joining`] while a waiting join has none of it).
     pub async fn text<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<String, Error> {
+        self.export(doc, Format::Markdown).await
+    }
+
+    /// The document as Markdown (the text itself, for a plain one), HTML or text.
+    pub async fn export<'a>(
+        &self,
+        doc: impl Into<DocRef<'a>>,
+        format: Format,
+    ) -> Result<String, Error> {
         let doc = doc.into();
         self.not_joining(doc).await?;
-        Ok(self.room(doc).await?.text().await?)
+        Ok(self.room(doc).await?.export(format).await?)
     }
 
     /// Refuses a document whose waiting join has not completed: it has no text yet, and an
@@ -332,7 +358,9 @@ impl Node {
         Ok(())
     }
 
-    /// Replaces the text (as a minimal diff) or appends to it. Returns once durable.
+    /// Replaces the content or appends to it: Markdown for a rich document (a replacement
+    /// changes only the blocks that differ; an append adds blocks), text for a plain one (as a
+    /// minimal diff). Returns once durable.
     pub async fn write<'a>(
         &self,
         doc: impl Into<DocRef<'a>>,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::core::access::Role;
+use crate::core::doc::rich::Kind as DocKind;
 use crate::core::doc::DocId;
 use crate::net::NatStatus;
 use crate::replica::pull::Gap;
@@ -56,6 +57,8 @@ pub struct DocInfo {
     /// Unix seconds of the last change this node stored (local or from a peer), or of its
     /// creation or join before any.
     pub changed: i64,
+    /// Rich text or plain text.
+    pub kind: DocKind,
 }
 
 /// A member of a document.

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership};
+use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
@@ -77,7 +78,11 @@ enum Command {
     ),
     AwarenessState(oneshot::Sender<Option<Vec<u8>>>),
     RemoveAwareness(Vec<u64>, Origin, oneshot::Sender<()>),
-    Text(oneshot::Sender<Result<String, RoomError>>),
+    /// The document in a format (`Markdown`: what `cat` prints, Markdown or plain text).
+    Export(Format, oneshot::Sender<Result<String, RoomError>>),
+    /// Makes a new document rich (its first edit).
+    MakeRich(oneshot::Sender<Result<(), RoomError>>),
+    Kind(oneshot::Sender<Result<Kind, RoomError>>),
     StateVector(oneshot::Sender<Result<Vec<u8>, RoomError>>),
     Summary(oneshot::Sender<Result<Summary, RoomError>>),
     /// What a replica at a state vector lacks (nothing if its digest says it is in our state),
@@ -271,13 +276,13 @@ impl Room {
             }
             Command::Replace(text, reply) => {
                 let written = self
-                    .write_text(text.len(), |doc| doc.replace_text(&text))
+                    .write_text(text.len(), |doc| doc.replace_content(&text))
                     .await;
                 let _ = reply.send(written);
             }
             Command::Append(text, reply) => {
                 let written = self
-                    .write_text(text.len(), |doc| doc.append_text(&text))
+                    .write_text(text.len(), |doc| doc.append_content(&text))
                     .await;
                 let _ = reply.send(written);
             }
@@ -297,8 +302,14 @@ impl Room {
                 self.remove_awareness(clients, origin);
                 let _ = reply.send(());
             }
-            Command::Text(reply) => {
-                let _ = reply.send(self.loaded().await.map(|doc| doc.text()));
+            Command::Export(format, reply) => {
+                let _ = reply.send(self.loaded().await.map(|doc| doc.export(format)));
+            }
+            Command::MakeRich(reply) => {
+                let _ = reply.send(self.write_text(0, Document::make_rich).await);
+            }
+            Command::Kind(reply) => {
+                let _ = reply.send(self.loaded().await.map(|doc| doc.kind()));
             }
             Command::StateVector(reply) => {
                 let _ = reply.send(self.summary().await.map(|s| s.sv));

@@ -164,7 +164,7 @@ pub fn run(seed: u64) -> Result<RunReport, Failure> {
             lab.start(&hosts[n], &format!("n{n}"), "mdns = false\n", &args)
         })
         .collect();
-    lab.ok(nodes[0], &["new", DOC], None);
+    lab.ok(nodes[0], &["new", DOC, "--plain"], None);
     let ticket = lab.ok(nodes[0], &["share", DOC], None);
     for &node in &nodes[1..] {
         lab.ok(node, &["join", &ticket], None);
@@ -441,7 +441,7 @@ fn a_lab_partition_cuts_nodes_apart_until_healed() {
     let b_host = lab.public_host("b", "198.51.100.21");
     let a = lab.start(&a_host, "a", "mdns = false\n", &[]);
     let b = lab.start(&b_host, "b", "mdns = false\n", &[]);
-    lab.ok(a, &["new", DOC], None);
+    lab.ok(a, &["new", DOC, "--plain"], None);
     let ticket = lab.ok(a, &["share", DOC], None);
     lab.ok(b, &["join", &ticket], None);
     lab.set_faults(&[vec![a_host.clone()], vec![b_host.clone()]], 0);

@@ -102,7 +102,7 @@ fn acknowledged_write_survives_kill_9() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("a");
     let a = Daemon::start(&data);
-    a.ok(&["new", "log"], None);
+    a.ok(&["new", "log", "--plain"], None);
     let mut expected = String::new();
     for i in 0..20 {
         let line = format!("entry {i}\n");
@@ -119,7 +119,7 @@ fn acknowledged_write_survives_kill_9() {
 fn large_documents_round_trip_through_the_cli() {
     let root = tempfile::tempdir().unwrap();
     let a = Daemon::start(&root.path().join("a"));
-    a.ok(&["new", "big"], None);
+    a.ok(&["new", "big", "--plain"], None);
     // Over 10 MB: more than an HTTP client's default string limit.
     let big: String = (0..400_000)
         .map(|i| format!("line {i:07} of a big file\n"))
@@ -539,7 +539,7 @@ fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_without_a_restart()
     let disk = SmallDisk::mount("8m");
     let data = disk.dir.path().join("node");
     let a = Daemon::start(&data);
-    a.ok(&["new", "diary"], None);
+    a.ok(&["new", "diary", "--plain"], None);
     a.ok(&["write", "diary", "--append"], Some("monday\n"));
 
     let filler = disk.fill();
@@ -642,7 +642,10 @@ fn two_hundred_kill_9s_during_a_stream_of_writes_lose_nothing_acknowledged() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("node");
     let first = Daemon::start(&data);
-    let id = first.ok(&["new", "stream"], None).trim().to_string();
+    let id = first
+        .ok(&["new", "stream", "--plain"], None)
+        .trim()
+        .to_string();
     first.kill9();
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261123);
     let mut acknowledged: Vec<String> = Vec::new();
@@ -984,4 +987,72 @@ fn serve_on_every_interface_prints_urls_that_open() {
     );
     unsafe_sigterm(child.id());
     assert!(child.wait().unwrap().success());
+}
+
+/// A new document is rich text: `write` takes Markdown, `cat` prints it, `--format` exports
+/// HTML or text; a member that joins gets a rich document too, and a replacement on one node
+/// keeps what another changed in another block at the same time.
+#[test]
+fn rich_documents_speak_markdown_through_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&root.path().join("a"));
+    let b = Daemon::start(&root.path().join("b"));
+    a.ok(&["new", "plan"], None);
+    let text = "# Plan\n\nShip **it** on *Friday*.\n\n- [x] write\n- [ ] test\n\n| who | what |\n| --- | --- |\n| A | code |\n";
+    a.ok(&["write", "plan"], Some(text));
+    assert_eq!(a.ok(&["cat", "plan"], None), text);
+    let html = a.ok(&["cat", "plan", "--format", "html"], None);
+    assert!(
+        html.contains("<h1>Plan</h1>") && html.contains("<strong>it</strong>"),
+        "{html}"
+    );
+    let plain = a.ok(&["cat", "plan", "--format", "text"], None);
+    assert!(plain.starts_with("Plan\n\nShip it on Friday.\n"), "{plain}");
+    let out = a.run(&["cat", "plan", "--format", "pdf"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a format that does not exist is a usage error"
+    );
+
+    let ticket = a.ok(&["share", "plan"], None).trim().to_string();
+    b.ok(&["join", &ticket], None);
+    assert_eq!(b.ok(&["cat", "plan"], None), text);
+    let docs: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(
+        &b.run(&["status", "--json"], None).stdout,
+    ))
+    .unwrap();
+    assert!(docs["docs"].as_array().is_some_and(|d| d.len() == 1));
+    let info = ureq::get(&format!("http://{}/api/docs/plan", b.addr()))
+        .set("Authorization", &b.bearer())
+        .call()
+        .unwrap()
+        .into_json::<serde_json::Value>()
+        .unwrap();
+    assert_eq!(info["kind"], "rich", "the joiner knows its kind: {info}");
+
+    // Each rewrites a different block; both changes stay.
+    a.ok(&["write", "plan"], Some(&text.replace("Friday", "Monday")));
+    b.ok(
+        &["write", "plan"],
+        Some(&text.replace("| A | code |", "| B | docs |")),
+    );
+    let merged = text
+        .replace("Friday", "Monday")
+        .replace("| A | code |", "| B | docs |");
+    wait_until_blocking("both block edits everywhere", || {
+        a.ok(&["cat", "plan"], None) == merged && b.ok(&["cat", "plan"], None) == merged
+    });
+    // Appending adds blocks.
+    b.ok(&["write", "plan", "--append"], Some("> done\n"));
+    wait_until_blocking("the appended quote on A", || {
+        a.ok(&["cat", "plan"], None)
+            .ends_with("| B | docs |\n\n> done\n")
+    });
+    // A plain document keeps its text as it is.
+    a.ok(&["new", "raw", "--plain"], None);
+    a.ok(&["write", "raw"], Some("# not a heading\n*as is*\n"));
+    assert_eq!(a.ok(&["cat", "raw"], None), "# not a heading\n*as is*\n");
+    a.stop();
+    b.stop();
 }

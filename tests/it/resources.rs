@@ -95,7 +95,7 @@ fn idle_documents_are_unloaded_memory_returns_and_a_restart_loads_nothing() {
     let write_doc = |i: usize| {
         let created: serde_json::Value = ureq::post(&format!("{api}/api/docs"))
             .set("Authorization", &authorization)
-            .send_json(serde_json::json!({ "name": format!("doc-{i}") }))
+            .send_json(serde_json::json!({ "name": format!("doc-{i}"), "kind": "plain" }))
             .unwrap()
             .into_json()
             .unwrap();
@@ -153,7 +153,7 @@ fn memory_used_by_editor_sessions_comes_back_when_they_close() {
     let root = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(&root.path().join("node"), &["--unload-after", "2"]);
     let pid = daemon.child.id();
-    daemon.ok(&["new", "notes"], None);
+    daemon.ok(&["new", "notes", "--plain"], None);
     daemon.ok(&["write", "notes"], Some(&text(0, DOC_BYTES)));
     let addr = daemon.addr();
     let id = super::daemon::peerdoc_id(&daemon.data, "notes");
@@ -220,7 +220,7 @@ fn a_stalled_peer_does_not_make_a_node_buffer_without_bound() {
     let root = tempfile::tempdir().unwrap();
     let a = Daemon::start(&root.path().join("a"));
     let b = Daemon::start(&root.path().join("b"));
-    a.ok(&["new", "s"], None);
+    a.ok(&["new", "s", "--plain"], None);
     let ticket = a.ok(&["share", "s"], None);
     b.ok(&["join", ticket.trim()], None);
     let api = format!("http://{}", a.addr());

@@ -52,7 +52,7 @@ fn soak_with_churn_converges_and_memory_stays_flat() {
     let mut daemons: Vec<Daemon> = dirs.iter().map(|d| Daemon::start(d)).collect();
     let names: Vec<String> = (0..docs).map(|d| format!("doc{d}")).collect();
     for name in &names {
-        daemons[0].ok(&["new", name], None);
+        daemons[0].ok(&["new", name, "--plain"], None);
         let ticket = daemons[0].ok(&["share", name], None);
         for daemon in &daemons[1..] {
             daemon.ok(&["join", ticket.trim()], None);

@@ -95,7 +95,7 @@ export async function startNode ({ token, syncInterval = 1, bin = BIN, env = {},
 
 /** A shares a new document; B joins it. Returns the doc id. */
 export async function shareDoc (a, b, name = 'shared') {
-  const doc = await a.api('POST', '/api/docs', { name })
+  const doc = await a.api('POST', '/api/docs', { name, kind: 'plain' })
   const { ticket } = await a.api('POST', `/api/docs/${doc.id}/ticket`)
   await b.api('POST', '/api/join', { ticket })
   return doc.id

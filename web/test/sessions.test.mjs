@@ -39,7 +39,7 @@ test('an editor alone in a quiet document is never disconnected (3.x and 4.x)', 
   // Each alone in its own document (the other's presence renewals would be messages too).
   const clients = []
   for (const version of [3, 4]) {
-    const { id } = await a.api('POST', '/api/docs', { name: `quiet ${version}` })
+    const { id } = await a.api('POST', '/api/docs', { name: `quiet ${version}`, kind: 'plain' })
     clients.push(client(version, a, id))
   }
   for (const c of clients) await waitFor('client sync', () => c.provider.synced)
@@ -62,7 +62,7 @@ test('an editor alone in a quiet document is never disconnected (3.x and 4.x)', 
 test("a 4.x client's every local update is confirmed by the server's echo", async () => {
   const a = await startNode()
   nodes.push(a)
-  const { id } = await a.api('POST', '/api/docs', { name: 'saved' })
+  const { id } = await a.api('POST', '/api/docs', { name: 'saved', kind: 'plain' })
   const c = client(4, a, id)
   await waitFor('client sync', () => c.provider.synced)
   let unconfirmed = []
@@ -103,7 +103,7 @@ test('an edit on a read-only node closes the session for good (4403)', async () 
   const a = await startNode()
   const b = await startNode()
   nodes.push(a, b)
-  const doc = await a.api('POST', '/api/docs', { name: 'notice' })
+  const doc = await a.api('POST', '/api/docs', { name: 'notice', kind: 'plain' })
   await a.api('PUT', `/api/docs/${doc.id}/text`, 'office closed\n')
   const { ticket } = await a.api('POST', `/api/docs/${doc.id}/ticket`, { read_only: true })
   await b.api('POST', '/api/join', { ticket })

@@ -72,7 +72,7 @@ test('clients on two nodes co-edit, late joiners catch up, presence crosses node
 test('export and import over HTTP', async () => {
   const a = await startNode()
   nodes.push(a)
-  const doc = await a.api('POST', '/api/docs', { name: 'md' })
+  const doc = await a.api('POST', '/api/docs', { name: 'md', kind: 'plain' })
   await a.api('PUT', `/api/docs/${doc.id}/text`, '# Title\n\n*text*\n')
   const auth = { headers: { Authorization: `Bearer ${a.token}` } }
   const res = await fetch(`${a.http}/api/docs/${doc.id}/text?format=markdown`, auth)

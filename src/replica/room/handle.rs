@@ -12,6 +12,7 @@ use super::{
 };
 use crate::actor::{ask, unpoisoned};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
+use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::Gossip;
@@ -187,11 +188,12 @@ impl RoomHandle {
         self.call(|r| Command::ApplyLocal(update, origin, r))
             .await?
     }
-    /// Replaces the text as a minimal diff; returns once durable.
+    /// Replaces the content (Markdown block by block for a rich document, a minimal text diff
+    /// for a plain one); returns once durable.
     pub(crate) async fn replace_text(&self, text: String) -> Result<(), RoomError> {
         self.call(|r| Command::Replace(text, r)).await?
     }
-    /// Appends to the text; returns once durable.
+    /// Appends to the content (blocks, or text); returns once durable.
     pub(crate) async fn append_text(&self, text: String) -> Result<(), RoomError> {
         self.call(|r| Command::Append(text, r)).await?
     }
@@ -218,8 +220,21 @@ impl RoomHandle {
         self.call(|r| Command::RemoveAwareness(clients, origin, r))
             .await
     }
+    /// The content: Markdown for a rich document, the text for a plain one.
     pub(crate) async fn text(&self) -> Result<String, RoomError> {
-        self.call(Command::Text).await?
+        self.export(Format::Markdown).await
+    }
+    /// The document in `format`.
+    pub(crate) async fn export(&self, format: Format) -> Result<String, RoomError> {
+        self.call(|r| Command::Export(format, r)).await?
+    }
+    /// Makes a new document rich; returns once durable.
+    pub(crate) async fn make_rich(&self) -> Result<(), RoomError> {
+        self.call(Command::MakeRich).await?
+    }
+    /// Whether the document is rich or plain.
+    pub(crate) async fn kind(&self) -> Result<Kind, RoomError> {
+        self.call(Command::Kind).await?
     }
     pub(crate) async fn state_vector(&self) -> Result<Vec<u8>, RoomError> {
         self.call(Command::StateVector).await?

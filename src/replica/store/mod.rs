@@ -106,6 +106,8 @@ pub(crate) struct DocStats {
     pub bytes: u64,
     /// Unix seconds of the last change this node stored (its creation or join, before any).
     pub changed: i64,
+    /// A rich document (as its content said when this node learnt it: see `Store::set_rich`).
+    pub rich: bool,
 }
 
 /// What is needed to rebuild a document: snapshot first, then the log after it.
@@ -175,6 +177,7 @@ enum Sql {
     DeleteDoc(DocId, Reply<()>),
     Append(DocId, Vec<u8>, Reply<i64>),
     DocStats(Option<DocId>, Reply<HashMap<DocId, DocStats>>),
+    SetRich(DocId, Reply<()>),
     Load(DocId, Reply<StoredDoc>),
     LoadAccess(DocId, Reply<StoredAccess>),
     Compact(DocId, Vec<u8>, i64, Summary, Reply<()>),
@@ -260,6 +263,11 @@ impl Store {
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
+    }
+    /// Records that a document is rich (its kind never changes back), for listings that do not
+    /// load it.
+    pub(crate) async fn set_rich(&self, id: DocId) -> Result<(), StoreError> {
+        self.call(|r| Sql::SetRich(id, r)).await
     }
     /// Stored size and last change, of one document or (`None`) of all.
     pub(crate) async fn doc_stats(

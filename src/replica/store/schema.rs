@@ -101,12 +101,13 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(corrupt)?;
     }
     if version < 5 {
-        // When this node last stored a change to each document (for `ls`); documents from
-        // before count from their creation.
+        // When this node last stored a change to each document (for `ls`; documents from
+        // before count from their creation), and its kind (documents from before are plain).
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE docs ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
              UPDATE docs SET changed = created;
+             ALTER TABLE docs ADD COLUMN kind TEXT NOT NULL DEFAULT 'plain';
              PRAGMA user_version = 5;
              COMMIT;",
         )

@@ -75,6 +75,16 @@ pub(super) fn execute(
             finish(r, result)
         }
         Sql::DocStats(id, r) => finish(r, doc_stats(tx, id)),
+        Sql::SetRich(id, r) => {
+            let result = tx
+                .execute(
+                    "UPDATE docs SET kind = 'rich' WHERE id = ?1",
+                    params![&id.0[..]],
+                )
+                .map(|_| ())
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
         Sql::Load(id, r) => finish(r, load(tx, id)),
         Sql::LoadAccess(id, r) => finish(r, load_access(tx, id)),
         Sql::Compact(id, snapshot, upto, summary, r) => {
@@ -212,7 +222,8 @@ fn doc_stats(
     let mut stmt = tx.prepare(
         "SELECT id, changed,
              (SELECT coalesce(sum(length(data)), 0) FROM updates WHERE doc = docs.id)
-             + coalesce((SELECT length(data) FROM snapshots WHERE doc = docs.id), 0)
+             + coalesce((SELECT length(data) FROM snapshots WHERE doc = docs.id), 0),
+             kind = 'rich'
          FROM docs WHERE ?1 IS NULL OR id = ?1",
     )?;
     let id = id.map(|id| id.0.to_vec());
@@ -221,14 +232,22 @@ fn doc_stats(
             row.get::<_, Vec<u8>>(0)?,
             row.get::<_, i64>(1)?,
             row.get::<_, i64>(2)?,
+            row.get::<_, bool>(3)?,
         ))
     })?;
     let mut stats = HashMap::new();
     for row in rows {
-        let (id, changed, bytes) = row?;
+        let (id, changed, bytes, rich) = row?;
         if let Ok(id) = <[u8; 16]>::try_from(id) {
             let bytes = u64::try_from(bytes).unwrap_or(0);
-            stats.insert(DocId(id), DocStats { bytes, changed });
+            stats.insert(
+                DocId(id),
+                DocStats {
+                    bytes,
+                    changed,
+                    rich,
+                },
+            );
         }
     }
     Ok(stats)
@@ -445,6 +464,7 @@ pub(super) fn refuse(cmd: Sql) -> DeferredReply {
         Sql::ListDocs(r) | Sql::FindDocs(_, r) => fail(r),
         Sql::Append(_, _, r) => fail(r),
         Sql::DocStats(_, r) => fail(r),
+        Sql::SetRich(_, r) => fail(r),
         Sql::Load(_, r) => fail(r),
         Sql::LoadAccess(_, r) => fail(r),
         Sql::KnownPeers(r) => fail(r),

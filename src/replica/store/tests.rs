@@ -241,9 +241,12 @@ async fn doc_stats_count_stored_bytes_and_the_last_change() {
         stats[&m.id],
         DocStats {
             bytes: 0,
-            changed: 1_000
+            changed: 1_000,
+            rich: false
         }
     );
+    store.set_rich(other.id).await.unwrap();
+    assert!(store.doc_stats(Some(other.id)).await.unwrap()[&other.id].rich);
     let seq = store.append(m.id, b"one".to_vec()).await.unwrap();
     store.append(m.id, b"two!".to_vec()).await.unwrap();
     let stats = store.doc_stats(Some(m.id)).await.unwrap();

@@ -28,7 +28,7 @@ fn two_homes(nat: Nat, lan_a: &str, lan_b: &str) -> (Lab, usize, usize, usize, S
 
 /// Alice creates and shares a document; Bob joins with the ticket alone. Returns the doc id.
 fn share(lab: &Lab, a: usize, b: usize, text: &str) -> String {
-    let doc = lab.ok(a, &["new", "notes"], None);
+    let doc = lab.ok(a, &["new", "notes", "--plain"], None);
     lab.ok(a, &["write", &doc], Some(text));
     let ticket = lab.ok(a, &["share", &doc], None);
     lab.ok(b, &["join", &ticket], None);
@@ -128,7 +128,7 @@ fn two_nodes_on_one_lan_find_each_other_with_mdns() {
     // No bootstrap, no relay: only multicast DNS on the LAN.
     let desk = lab.start(&hosts[0], "desk", "mdns = true\n", &[]);
     let laptop = lab.start(&hosts[1], "laptop", "mdns = true\n", &[]);
-    let doc = lab.ok(desk, &["new", "lan notes"], None);
+    let doc = lab.ok(desk, &["new", "lan notes", "--plain"], None);
     lab.ok(desk, &["write", &doc], Some("on the lan\n"));
     let bare = strip_addresses(&lab.ok(desk, &["share", &doc], None));
     let desk_id = lab.peer_id(desk);
