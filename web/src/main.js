@@ -1,6 +1,7 @@
 // peerdoc's web editor: document list, create/rename/delete, share (read-only or read-write) and
-// join with tickets, the member list, and a CodeMirror 6 editor bound to the node's y-websocket
-// endpoint, with remote cursors (read-only where this node is a reader).
+// join with tickets, the member list, and an editor bound to the node's y-websocket endpoint with
+// remote cursors (read-only where this node is a reader): TipTap for rich documents (`rich.js`),
+// CodeMirror 6 for plain-text ones.
 import * as Y from 'yjs'
 import { WebsocketProvider } from 'y-websocket'
 import { IndexeddbPersistence } from 'y-indexeddb'
@@ -8,6 +9,7 @@ import * as decoding from 'lib0/decoding'
 import { EditorView, basicSetup } from 'codemirror'
 import { EditorState } from '@codemirror/state'
 import { yCollab } from 'y-codemirror.next'
+import { richEditor } from './rich.js'
 import './style.css'
 
 const $ = (id) => document.getElementById(id)
@@ -72,6 +74,8 @@ let current = null // { id, name, ydoc, provider, view, local, saved }
 function closeDoc () {
   if (!current) return
   current.view.destroy()
+  $('rich').replaceChildren()
+  $('toolbar').replaceChildren()
   current.provider.destroy()
   if (current.local) current.local.destroy()
   current.ydoc.destroy()
@@ -184,20 +188,30 @@ function openDoc (doc) {
   })
   setConn('connecting', 'connecting')
   $('status-sync').textContent = 'syncing…'
-  const ytext = ydoc.getText('content')
-  const view = new EditorView({
-    state: EditorState.create({
-      doc: '',
-      extensions: [
-        basicSetup,
-        EditorView.lineWrapping,
-        yCollab(ytext, provider.awareness),
-        EditorState.readOnly.of(readOnly),
-        EditorView.editable.of(!readOnly)
-      ]
-    }),
-    parent: $('editor')
-  })
+  const rich = doc.kind === 'rich'
+
+  // The editor: TipTap on the rich text, or CodeMirror on the plain text.
+  $('editor').hidden = rich
+  $('rich').hidden = !rich
+  const view = rich
+    ? richEditor({ element: $('rich'), toolbar: $('toolbar'), ydoc, provider, user: user(), readOnly })
+    : new EditorView({
+      state: EditorState.create({
+        doc: '',
+        extensions: [
+          basicSetup,
+          EditorView.lineWrapping,
+          yCollab(ydoc.getText('content'), provider.awareness),
+          EditorState.readOnly.of(readOnly),
+          EditorView.editable.of(!readOnly)
+        ]
+      }),
+      parent: $('editor')
+    })
+  if (!rich) $('toolbar').hidden = true
+  const download = (format) => `/api/docs/${encodeURIComponent(doc.id)}/text?format=${format}&download=1`
+  $('download-md').href = download('markdown')
+  $('download-html').href = download('html')
   current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view, local, saved }
   $('doc-title').textContent = doc.name
   $('read-only').hidden = !readOnly

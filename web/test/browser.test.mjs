@@ -26,12 +26,26 @@ async function openPage (node, name) {
   return page
 }
 
-// The editor's text without the remote-cursor widgets (name labels, word joiners).
-const editorText = (page) => page.evaluate(() => [...document.querySelectorAll('.cm-line')].map((line) => {
-  const copy = line.cloneNode(true)
-  copy.querySelectorAll('.cm-ySelectionInfo').forEach((e) => e.remove())
-  return copy.textContent.replace(/\u2060/g, '')
-}).join('\n'))
+// The editor: TipTap's for a rich document (what the page creates), CodeMirror's for plain text.
+const EDITOR = '.ProseMirror'
+const CARET_LABEL = '.collaboration-carets__label'
+
+// The editor's text without the remote-cursor widgets (name labels, word joiners): blocks one
+// per line.
+const editorText = (page) => page.evaluate(() => {
+  const rich = document.querySelector('.ProseMirror')
+  const blocks = rich && !document.getElementById('rich').hidden
+    ? [...rich.children]
+    : [...document.querySelectorAll('.cm-line')]
+  return blocks.map((block) => {
+    const copy = block.cloneNode(true)
+    copy.querySelectorAll('.cm-ySelectionInfo, .collaboration-carets__label').forEach((e) => e.remove())
+    return copy.textContent.replace(/\u2060/g, '')
+  }).join('\n')
+})
+
+// What the node stores, as the editor shows it (Markdown's last newline aside).
+const nodeText = async (node, id) => (await node.api('GET', `/api/docs/${id}/text`)).replace(/\n$/, '')
 
 test('two browsers on two nodes co-edit with visible cursors', async () => {
   mkdirSync(ARTIFACTS, { recursive: true })
@@ -49,7 +63,7 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
   // A creates and shares.
   await pageA.fill('#new-name', 'Meeting notes')
   await pageA.click('#new-btn')
-  await pageA.waitForSelector('.cm-content')
+  await pageA.waitForSelector(EDITOR)
   await waitFor('A connected', async () => (await pageA.textContent('#status-conn')) === 'connected')
   await pageA.click('#share-btn')
   const ticket = await waitFor('the ticket in the share dialog', () => pageA.inputValue('#ticket-text'))
@@ -61,14 +75,14 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
   await pageB.click('#join-btn')
   await pageB.fill('#join-ticket', ticket)
   await pageB.click('#join-submit')
-  await pageB.waitForSelector('.cm-content')
+  await pageB.waitForSelector(EDITOR)
   await waitFor('B lists the doc', async () => (await pageB.textContent('#doc-list')).includes('Meeting notes'))
   await waitFor('B connected', async () => (await pageB.textContent('#status-conn')) === 'connected')
 
   // Both type.
-  await pageA.click('.cm-content')
+  await pageA.click(EDITOR)
   await pageA.keyboard.type('Hello from Alice. ')
-  await pageB.click('.cm-content')
+  await pageB.click(EDITOR)
   await pageB.keyboard.press('Control+End')
   await pageB.keyboard.type('Hi from Bob!')
   const both = (t) => t.includes('Hello from Alice.') && t.includes('Hi from Bob!')
@@ -78,11 +92,11 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
 
   // Each sees the other's cursor with their name.
   await waitFor('Bob\'s cursor on A', async () =>
-    (await pageA.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Bob'))
+    (await pageA.locator(CARET_LABEL).allInnerTexts()).includes('Bob'))
   await waitFor('Alice\'s cursor on B', async () =>
-    (await pageB.locator('.cm-ySelectionInfo').allInnerTexts()).includes('Alice'))
+    (await pageB.locator(CARET_LABEL).allInnerTexts()).includes('Alice'))
   // Names show at all times, not only when the pointer is over a cursor.
-  assert.equal(await pageA.locator('.cm-ySelectionInfo').first().evaluate((e) => getComputedStyle(e).opacity), '1')
+  assert.ok(await pageA.locator(CARET_LABEL).first().isVisible())
   // The bar names the people here (presence), not a count of nodes.
   await waitFor('A sees who is here', async () =>
     (await pageA.textContent('#status-peers')) === 'With Bob')
@@ -91,7 +105,7 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
   // What the browsers typed is what the node stores.
   const docs = await a.api('GET', '/api/docs')
   await waitFor('node text equals editor text', async () =>
-    (await a.api('GET', `/api/docs/${docs[0].id}/text`)) === await editorText(pageA))
+    (await nodeText(a, docs[0].id)) === await editorText(pageA))
 
   await pageA.screenshot({ path: `${ARTIFACTS}/browser-a.png` })
   await pageB.screenshot({ path: `${ARTIFACTS}/browser-b.png` })
@@ -122,13 +136,13 @@ test('the editor loads and edits behind an access token', async () => {
   assert.equal(opened.headers()['x-frame-options'], 'DENY')
   await page.fill('#new-name', 'Private notes')
   await page.click('#new-btn')
-  await page.waitForSelector('.cm-content')
+  await page.waitForSelector(EDITOR)
   await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
-  await page.click('.cm-content')
+  await page.click(EDITOR)
   await page.keyboard.type('typed behind a token')
   const docs = await node.api('GET', '/api/docs')
   await waitFor('the node has the typed text', async () =>
-    (await node.api('GET', `/api/docs/${docs[0].id}/text`)) === 'typed behind a token')
+    (await nodeText(node, docs[0].id)) === 'typed behind a token')
   assert.deepEqual(failed, [], 'no request was refused')
   await page.screenshot({ path: `${ARTIFACTS}/browser-token.png` })
   await context.close()
@@ -180,9 +194,9 @@ test('a read-only member follows the document and cannot edit it', async () => {
   const pageC = await openPage(c, 'Carol')
   await pageA.fill('#new-name', 'Handbook')
   await pageA.click('#new-btn')
-  await pageA.waitForSelector('.cm-content')
+  await pageA.waitForSelector(EDITOR)
   await waitFor('A connected', async () => (await pageA.textContent('#status-conn')) === 'connected')
-  await pageA.click('.cm-content')
+  await pageA.click(EDITOR)
   await pageA.keyboard.type('Rule one: be kind.')
 
   // A shares read-only.
@@ -200,7 +214,7 @@ test('a read-only member follows the document and cannot edit it', async () => {
   await pageC.click('#join-btn')
   await pageC.fill('#join-ticket', ticket)
   await pageC.click('#join-submit')
-  await pageC.waitForSelector('.cm-content')
+  await pageC.waitForSelector(EDITOR)
   await waitFor('C sees the text', async () => (await editorText(pageC)) === 'Rule one: be kind.')
   assert.equal(await pageC.isVisible('#read-only'), true)
   assert.equal(await pageC.isVisible('#share-btn'), false)
@@ -208,16 +222,16 @@ test('a read-only member follows the document and cannot edit it', async () => {
   assert.match(await pageC.textContent('#doc-list li.active'), /Handbook read-only/)
 
   // Typing changes nothing, here or anywhere.
-  await pageC.click('.cm-content')
+  await pageC.click(EDITOR)
   await pageC.keyboard.type('VANDALISM')
-  await pageA.click('.cm-content')
+  await pageA.click(EDITOR)
   await pageA.keyboard.press('Control+End')
   await pageA.keyboard.type(' Rule two: write it down.')
   const full = 'Rule one: be kind. Rule two: write it down.'
   await waitFor('C follows A', async () => (await editorText(pageC)) === full)
   const docs = await c.api('GET', '/api/docs')
-  assert.equal(await c.api('GET', `/api/docs/${docs[0].id}/text`), full)
-  assert.equal(await a.api('GET', `/api/docs/${docs[0].id}/text`), full)
+  assert.equal(await nodeText(c, docs[0].id), full)
+  assert.equal(await nodeText(a, docs[0].id), full)
 
   // A's share dialog lists the reader, with a Remove button; removing takes it off the list.
   await pageA.click('#share-btn')
@@ -238,7 +252,7 @@ test('a read-only member follows the document and cannot edit it', async () => {
   await waitFor('C knows it was removed', async () =>
     (await c.api('GET', `/api/docs/${docs[0].id}`)).role === 'removed')
   await pageC.reload()
-  await pageC.waitForSelector('.cm-content')
+  await pageC.waitForSelector(EDITOR)
   await waitFor('C shows "removed"', async () =>
     (await pageC.isVisible('#read-only')) && (await pageC.textContent('#read-only')) === 'removed')
   assert.equal(await pageC.isVisible('#share-btn'), false)
@@ -318,7 +332,7 @@ test('the page\'s own state: saving, offline with changes kept in the browser, a
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error(`[state] page error: ${e.message}`))
   await page.goto(`${node.editor}#${doc.id}`)
-  await page.waitForSelector('.cm-content')
+  await page.waitForSelector(EDITOR)
   await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
   await waitFor('only you', async () => (await page.textContent('#status-peers')) === 'only you here')
   // Every state the sync field shows while typing: "saving…" until the node has stored it.
@@ -327,12 +341,12 @@ test('the page\'s own state: saving, offline with changes kept in the browser, a
     new MutationObserver(() => window.syncStates.push(document.getElementById('status-sync').textContent))
       .observe(document.getElementById('status-sync'), { childList: true, characterData: true, subtree: true })
   })
-  await page.click('.cm-content')
+  await page.click(EDITOR)
   await page.keyboard.type('Online words. ')
   await waitFor('saved', async () => (await page.textContent('#status-sync')) === 'saved')
   const states = await page.evaluate(() => window.syncStates)
   assert.ok(states.indexOf('saving…') >= 0 && states.lastIndexOf('saved') > states.indexOf('saving…'), states.join(' | '))
-  assert.equal(await node.api('GET', `/api/docs/${doc.id}/text`), 'Online words. ')
+  assert.equal(await nodeText(node, doc.id), 'Online words.')
 
   // The node stops: the bar says so in words, keeps no peer count, and what is typed now is
   // kept in this browser.
@@ -353,7 +367,7 @@ test('the page\'s own state: saving, offline with changes kept in the browser, a
   const reopened = await context.newPage()
   await reopened.goto(`${again.http}/#${doc.id}`)
   await waitFor('the node has what was typed offline', async () =>
-    (await again.api('GET', `/api/docs/${doc.id}/text`)) === 'Online words. Typed offline.')
+    (await nodeText(again, doc.id)) === 'Online words. Typed offline.')
   await waitFor('saved again', async () => (await reopened.textContent('#status-sync')) === 'saved')
   await context.close()
 })
@@ -383,4 +397,88 @@ test('a join with no member online says so briefly and can keep trying in the ba
     (await page.textContent('#doc-list')).includes('later (joining…)'), 60000)
   assert.equal((await b.api('GET', '/api/docs'))[0].joining, true)
   await page.context().close()
+})
+
+test('a rich document: toolbar and shortcuts, Markdown on the node, Markdown paste, undo of your own changes, downloads', async () => {
+  const node = await startNode()
+  nodes.push(node)
+  const page = await openPage(node, 'Alice')
+  await page.fill('#new-name', 'Report')
+  await page.click('#new-btn')
+  await page.waitForSelector(EDITOR)
+  await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
+  assert.ok(await page.isVisible('#toolbar'), 'the toolbar shows for a rich document')
+  const [doc] = await node.api('GET', '/api/docs')
+  assert.equal(doc.kind, 'rich')
+
+  // A heading from the toolbar, bold from the keyboard, a list from the toolbar.
+  await page.click(EDITOR)
+  await page.click('#toolbar button[title^="Heading 1"]')
+  await page.keyboard.type('Quarterly report')
+  await page.keyboard.press('Enter')
+  await page.keyboard.type('Revenue is ')
+  await page.keyboard.press('Control+b')
+  await page.keyboard.type('up')
+  await page.keyboard.press('Control+b')
+  await page.keyboard.type('.')
+  await page.keyboard.press('Enter')
+  await page.click('#toolbar button[title^="Bullet list"]')
+  await page.keyboard.type('first')
+  await page.keyboard.press('Enter')
+  await page.keyboard.type('second')
+  const written = '# Quarterly report\n\nRevenue is **up**.\n\n- first\n- second'
+  await waitFor('the node holds it as Markdown', async () => (await nodeText(node, doc.id)) === written)
+  assert.equal(await page.textContent(`${EDITOR} h1`), 'Quarterly report')
+
+  // Markdown written through the API (as `peerdoc write --append` does) shows as structure.
+  await node.api('PUT', `/api/docs/${doc.id}/text?append=true`, '| who | what |\n| --- | --- |\n| A | code |\n')
+  await waitFor('the table appears', async () => (await page.locator(`${EDITOR} table th`).count()) === 2)
+
+  // Pasted Markdown keeps its structure.
+  await page.click(`${EDITOR} h1`)
+  await page.keyboard.press('End')
+  await page.evaluate((markdown) => {
+    const data = new DataTransfer()
+    data.setData('text/plain', markdown)
+    document.querySelector('.ProseMirror').dispatchEvent(
+      new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }))
+  }, '## Pasted\n\n- [ ] a task\n')
+  await waitFor('the pasted heading and task', async () => {
+    const text = await nodeText(node, doc.id)
+    return text.includes('## Pasted') && text.includes('- [ ] a task')
+  })
+
+  // Undo takes back only this person's changes: another editor's stay.
+  const other = await openPage(node, 'Bob')
+  await other.goto(`${node.http}/#${doc.id}`)
+  await other.waitForSelector(EDITOR)
+  await waitFor('Bob sees the report', async () => (await editorText(other)).includes('Quarterly report'))
+  await page.waitForTimeout(700) // past the undo manager's capture window: a step of its own
+  await page.click(`${EDITOR} li:last-child`)
+  await page.keyboard.press('End')
+  await page.keyboard.type(' MINE')
+  await waitFor('Bob sees MINE', async () => (await editorText(other)).includes('MINE'))
+  await other.click(`${EDITOR} h1`)
+  await other.keyboard.press('End')
+  await other.keyboard.type(' THEIRS')
+  await waitFor('Alice sees THEIRS', async () => (await editorText(page)).includes('THEIRS'))
+  await page.click(`${EDITOR} li:last-child`)
+  await page.keyboard.press('Control+z')
+  await waitFor('only Alice\'s change is undone', async () => {
+    const text = await nodeText(node, doc.id)
+    return !text.includes('MINE') && text.includes('THEIRS') && text.includes('Revenue is **up**.')
+  })
+
+  // Downloads: Markdown and HTML, as files.
+  for (const [id, type] of [['#download-md', 'text/markdown'], ['#download-html', 'text/html']]) {
+    const res = await page.request.get(node.http + await page.getAttribute(id, 'href'))
+    assert.equal(res.status(), 200)
+    assert.match(res.headers()['content-type'], new RegExp(type))
+    assert.match(res.headers()['content-disposition'], /^attachment; filename="Report\.(md|html)"$/)
+    assert.match(res.headers()['content-security-policy'], /sandbox/)
+    assert.match(await res.text(), type === 'text/html' ? /<h1>Quarterly report THEIRS<\/h1>/ : /^# Quarterly report THEIRS/)
+  }
+  await page.screenshot({ path: `${ARTIFACTS}/browser-rich.png` })
+  await page.context().close()
+  await other.context().close()
 })
