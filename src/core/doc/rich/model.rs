@@ -2,6 +2,12 @@
 //! TipTap document (`XmlFragment('default')`) both become, so each converts to and from one
 //! thing. Only what TipTap's schema holds is here (see `super` for what is not).
 
+/// How deep blocks nest at most (quotes and lists in one another). Anything deeper, from
+/// Markdown or from a peer's document, is read one level up instead: the content stays, and
+/// no input can make reading, rendering or writing recurse without bound (a stack overflow
+/// would abort the node).
+pub const MAX_DEPTH: usize = 32;
+
 /// A block of the document (TipTap's node names in the comments).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {

@@ -3,6 +3,7 @@
 
 use super::markdown::{parse, render};
 use super::*;
+use yrs::{Text, Transact, XmlElementPrelim, XmlFragment, XmlTextPrelim};
 
 /// Markdown in the spec's sections (and GFM's tables, task lists, strikethrough).
 const CORPUS: &[&str] = &[
@@ -291,4 +292,53 @@ fn a_rich_document_exports_as_markdown_html_and_text() {
     assert!(plain.replace_content("x").is_some());
     assert!(plain.replace_content("x").is_none(), "nothing changed");
     assert_eq!(plain.content(), "x");
+}
+
+/// Nesting deeper than anyone writes, from Markdown or from a peer's document, is read one
+/// level up: the text stays, and nothing recurses without bound (a stack overflow would abort
+/// the node, so this test would crash rather than fail).
+#[test]
+fn nesting_beyond_the_limit_keeps_the_text_and_stays_bounded() {
+    let deep = 20_000;
+    for markdown in [
+        format!("{}deep quote\n", "> ".repeat(deep)),
+        (0..deep)
+            .map(|i| format!("{}- level {i}\n", "  ".repeat(i)))
+            .collect::<String>(),
+    ] {
+        let blocks = parse(&markdown);
+        let text = render(&blocks);
+        assert!(text.contains("deep quote") || text.contains(&format!("level {}", deep - 1)));
+        assert_eq!(render(&parse(&text)), text, "stable after the first pass");
+    }
+
+    // A peer's document with elements nested 20,000 deep.
+    let mut peer = Document::new();
+    peer.make_rich();
+    {
+        let mut txn = peer.doc.transact_mut();
+        let mut parent = peer
+            .rich
+            .insert(&mut txn, 0, XmlElementPrelim::empty("blockquote"));
+        for _ in 0..deep {
+            parent = parent.push_back(&mut txn, XmlElementPrelim::empty("blockquote"));
+        }
+        let paragraph = parent.push_back(&mut txn, XmlElementPrelim::empty("paragraph"));
+        let text = paragraph.push_back(&mut txn, XmlTextPrelim::new(""));
+        text.insert(&mut txn, 0, "at the bottom");
+    }
+    let mut doc = Document::new();
+    doc.apply(&peer.encode_state()).unwrap();
+    let markdown = doc.markdown();
+    assert!(
+        markdown.contains("at the bottom"),
+        "{}",
+        &markdown[markdown.len().saturating_sub(200)..]
+    );
+    // (Replacing it would delete that subtree, and yrs deletes nested types recursively: see
+    // the note on issue 22. Reading it is what this module owns.)
+    assert!(
+        doc.replace_markdown(&markdown).is_none(),
+        "read block by block: nothing differs"
+    );
 }

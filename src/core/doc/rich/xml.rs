@@ -17,30 +17,63 @@ use yrs::{
     XmlOut, XmlTextPrelim, XmlTextRef,
 };
 
-use super::model::{push_text, Block, Inline, Marks};
+use super::model::{push_text, Block, Inline, Marks, MAX_DEPTH};
 
 /// The blocks of one child of the fragment (usually one).
 pub fn read_node<T: ReadTxn>(node: &XmlOut, txn: &T) -> Vec<Block> {
+    read_node_at(node, txn, 0)
+}
+
+/// Every block of a fragment or element.
+pub fn read_children<T: ReadTxn>(parent: &impl XmlFragment, txn: &T) -> Vec<Block> {
+    children_at(parent, txn, 0)
+}
+
+fn read_node_at<T: ReadTxn>(node: &XmlOut, txn: &T, depth: usize) -> Vec<Block> {
     match node {
-        XmlOut::Element(el) => read_element(el, txn),
+        XmlOut::Element(el) => read_element(el, txn, depth),
         XmlOut::Text(text) => {
             let mut inlines = Vec::new();
             read_text(text, txn, &mut inlines);
             paragraph_unless_empty(inlines)
         }
-        XmlOut::Fragment(fragment) => fragment
-            .children(txn)
-            .flat_map(|child| read_node(&child, txn))
-            .collect(),
+        XmlOut::Fragment(fragment) => children_at(fragment, txn, depth),
     }
 }
 
-/// Every block of a fragment or element.
-pub fn read_children<T: ReadTxn>(parent: &impl XmlFragment, txn: &T) -> Vec<Block> {
+fn children_at<T: ReadTxn>(parent: &impl XmlFragment, txn: &T, depth: usize) -> Vec<Block> {
     parent
         .children(txn)
-        .flat_map(|child| read_node(&child, txn))
+        .flat_map(|child| read_node_at(&child, txn, depth))
         .collect()
+}
+
+/// All the text under an element, in order, without recursion: what is left of structure
+/// nested deeper than [`MAX_DEPTH`] (a hostile peer's, say).
+fn text_of<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> String {
+    let mut text = String::new();
+    let mut stack: Vec<XmlOut> = el.children(txn).collect();
+    stack.reverse();
+    while let Some(node) = stack.pop() {
+        match node {
+            XmlOut::Text(t) => {
+                let mut inlines = Vec::new();
+                read_text(&t, txn, &mut inlines);
+                text.push_str(&super::model::plain(&inlines));
+            }
+            XmlOut::Element(e) => {
+                let mut children: Vec<XmlOut> = e.children(txn).collect();
+                children.reverse();
+                stack.extend(children);
+            }
+            XmlOut::Fragment(f) => {
+                let mut children: Vec<XmlOut> = f.children(txn).collect();
+                children.reverse();
+                stack.extend(children);
+            }
+        }
+    }
+    text
 }
 
 fn paragraph_unless_empty(inlines: Vec<Inline>) -> Vec<Block> {
@@ -51,17 +84,24 @@ fn paragraph_unless_empty(inlines: Vec<Inline>) -> Vec<Block> {
     }
 }
 
-fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Block> {
+fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Block> {
+    if depth >= MAX_DEPTH {
+        let mut inlines = Vec::new();
+        push_text(&mut inlines, &text_of(el, txn), &Marks::default());
+        return paragraph_unless_empty(inlines);
+    }
+    let depth = depth + 1;
+    let read_children = |parent: &XmlElementRef| children_at(parent, txn, depth);
     let block = match el.tag().as_ref() {
-        "paragraph" => Block::Paragraph(read_inlines(el, txn)),
+        "paragraph" => Block::Paragraph(read_inlines(el, txn, 0)),
         "heading" => {
             let level = number(el.get_attribute(txn, "level")).unwrap_or(1).clamp(1, 6);
-            Block::Heading(level as u8, read_inlines(el, txn))
+            Block::Heading(level as u8, read_inlines(el, txn, 0))
         }
-        "bulletList" => Block::BulletList(items(el, txn)),
+        "bulletList" => Block::BulletList(items(el, txn, depth)),
         "orderedList" => {
             let start = number(el.get_attribute(txn, "start")).unwrap_or(1);
-            Block::OrderedList(start, items(el, txn))
+            Block::OrderedList(start, items(el, txn, depth))
         }
         "taskList" => Block::TaskList(
             elements(el, txn)
@@ -70,24 +110,24 @@ fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Block> {
                         item.get_attribute(txn, "checked"),
                         Some(Out::Any(Any::Bool(true)))
                     ) || matches!(item.get_attribute(txn, "checked"), Some(Out::Any(Any::String(s))) if &*s == "true");
-                    (checked, read_children(&item, txn))
+                    (checked, read_children(&item))
                 })
                 .collect(),
         ),
-        "blockquote" => Block::Quote(read_children(el, txn)),
+        "blockquote" => Block::Quote(read_children(el)),
         "codeBlock" => {
             let language = match el.get_attribute(txn, "language") {
                 Some(Out::Any(Any::String(s))) if !s.is_empty() => Some(s.to_string()),
                 _ => None,
             };
-            Block::Code(language, super::model::plain(&read_inlines(el, txn)))
+            Block::Code(language, super::model::plain(&read_inlines(el, txn, 0)))
         }
         "horizontalRule" => Block::Rule,
         "table" => Block::Table(
             elements(el, txn)
                 .map(|row| {
                     elements(&row, txn)
-                        .map(|cell| cell_inlines(&read_children(&cell, txn)))
+                        .map(|cell| cell_inlines(&read_children(&cell)))
                         .collect()
                 })
                 .collect(),
@@ -96,9 +136,9 @@ fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Block> {
         "image" => return paragraph_unless_empty(image_link(el, txn)),
         // Unknown: its text, so that nothing an editor wrote is hidden.
         _ => {
-            let blocks = read_children(el, txn);
+            let blocks = read_children(el);
             return if blocks.is_empty() {
-                paragraph_unless_empty(read_inlines(el, txn))
+                paragraph_unless_empty(read_inlines(el, txn, 0))
             } else {
                 blocks
             };
@@ -117,9 +157,9 @@ fn elements<'a, T: ReadTxn>(
     })
 }
 
-fn items<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Vec<Block>> {
+fn items<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Vec<Block>> {
     elements(el, txn)
-        .map(|item| read_children(&item, txn))
+        .map(|item| children_at(&item, txn, depth))
         .collect()
 }
 
@@ -172,7 +212,7 @@ fn image_link<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Inline> {
     out
 }
 
-fn read_inlines<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Inline> {
+fn read_inlines<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Inline> {
     let mut out = Vec::new();
     for child in el.children(txn) {
         match child {
@@ -180,9 +220,12 @@ fn read_inlines<T: ReadTxn>(el: &XmlElementRef, txn: &T) -> Vec<Inline> {
             XmlOut::Element(inner) => match inner.tag().as_ref() {
                 "hardBreak" => out.push(Inline::Break),
                 "image" => out.extend(image_link(&inner, txn)),
+                _ if depth >= MAX_DEPTH => {
+                    push_text(&mut out, &text_of(&inner, txn), &Marks::default())
+                }
                 // An inline node we do not know: its text.
                 _ => {
-                    for inline in read_inlines(&inner, txn) {
+                    for inline in read_inlines(&inner, txn, depth + 1) {
                         match inline {
                             Inline::Text(text, marks) => push_text(&mut out, &text, &marks),
                             Inline::Break => out.push(Inline::Break),
