@@ -342,3 +342,15 @@ fn nesting_beyond_the_limit_keeps_the_text_and_stays_bounded() {
         "read block by block: nothing differs"
     );
 }
+
+#[test]
+fn emphasis_the_delimiters_cannot_carry_is_written_as_tags_and_reads_back() {
+    // Found by the fuzz target: italic around bold that starts next to punctuation.
+    let input = "*(**\"\\]\\$\\%\\&\\'\\(\\# foo**)*\n";
+    let once = render(&parse(input));
+    assert_eq!(render(&parse(&once)), once);
+    assert_eq!(parse(&once), parse(input), "the same marks: {once}");
+    // Spaces that start a paragraph (from an entity) stay.
+    let spaced = "&#32;&#32;indented\n";
+    assert_eq!(render(&parse(spaced)), spaced);
+}
