@@ -229,13 +229,17 @@ impl Node {
         loop {
             let dial_until = deadline.min(tokio::time::Instant::now() + per_dial);
             let dial = net.dial(ticket.peer, ticket.addrs.clone());
-            sharer = match tokio::time::timeout_at(dial_until, dial).await {
+            let reason = match tokio::time::timeout_at(dial_until, dial).await {
                 Ok(Ok(())) => return Ok(vec![ticket.peer]),
                 Ok(Err(NetError::Dial { reason, .. })) => reason,
                 Ok(Err(e)) => e.to_string(),
-                Err(_) if sharer.is_empty() => "no answer".into(),
-                Err(_) => sharer,
+                Err(_) => "no answer".into(),
             };
+            // The first attempt's reason says most (later ones may find the addresses already
+            // given up on), unless it was only silence.
+            if sharer.is_empty() || sharer == "no answer" {
+                sharer = reason;
+            }
             let lookup = net.find_providers(ticket.doc.topic());
             let found = tokio::time::timeout_at(deadline, lookup).await;
             let mut reached = Vec::new();
