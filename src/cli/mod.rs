@@ -167,8 +167,8 @@ fn print_docs(docs: &[peerdoc::api::dto::DocInfo]) {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     println!(
-        "{:<32}  {:<width$}  {:<7}  {:>9}  CHANGED",
-        "ID", "NAME", "ROLE", "SIZE"
+        "{:<32}  {:<width$}  {:<7}  {:<5}  {:>9}  CHANGED",
+        "ID", "NAME", "ROLE", "KIND", "SIZE"
     );
     for doc in docs {
         let role = match (doc.joining, doc.role.as_str()) {
@@ -188,9 +188,10 @@ fn print_docs(docs: &[peerdoc::api::dto::DocInfo]) {
             _ => "",
         };
         println!(
-            "{}  {:<width$}  {role:<7}  {:>9}  {changed}{note}",
+            "{}  {:<width$}  {role:<7}  {:<5}  {:>9}  {changed}{note}",
             doc.id,
             doc.name,
+            doc.kind,
             indicatif::HumanBytes(doc.size).to_string(),
         );
     }

@@ -57,8 +57,8 @@ fn readme_walkthrough_between_two_daemons() {
     let ls = b.ok(&["ls"], None);
     let line = ls.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
     assert!(
-        line.contains("notes") && line.contains("writer") && line.contains(" B "),
-        "ls shows name, role and size: {ls}"
+        line.contains("notes") && line.contains("writer   rich") && line.contains(" B "),
+        "ls shows name, role, kind and size: {ls}"
     );
     let status = a.ok(&["status"], None);
     assert!(status.contains("connected peers: 1"), "{status}");

@@ -312,8 +312,10 @@ async function refreshStatus () {
 $('new-form').onsubmit = async (e) => {
   e.preventDefault()
   try {
-    const doc = await api('POST', '/api/docs', { name: $('new-name').value })
+    const kind = $('new-plain').checked ? 'plain' : 'rich'
+    const doc = await api('POST', '/api/docs', { name: $('new-name').value, kind })
     $('new-name').value = ''
+    $('new-plain').checked = false
     await loadDocs()
     openDoc(doc)
   } catch (err) { showError(err) }

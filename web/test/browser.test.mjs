@@ -469,6 +469,16 @@ test('a rich document: toolbar and shortcuts, Markdown on the node, Markdown pas
     return !text.includes('MINE') && text.includes('THEIRS') && text.includes('Revenue is **up**.')
   })
 
+  // "plain text" makes a plain document, in the plain editor.
+  await page.fill('#new-name', 'Snippets')
+  await page.check('#new-plain')
+  await page.click('#new-btn')
+  await page.waitForSelector('.cm-content')
+  assert.equal((await node.api('GET', '/api/docs/Snippets')).kind, 'plain')
+  assert.equal(await page.isVisible('#toolbar'), false)
+  await page.goto(`${node.http}/#${doc.id}`)
+  await page.waitForSelector(EDITOR)
+
   // Downloads: Markdown and HTML, as files.
   for (const [id, type] of [['#download-md', 'text/markdown'], ['#download-html', 'text/html']]) {
     const res = await page.request.get(node.http + await page.getAttribute(id, 'href'))
