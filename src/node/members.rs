@@ -1,11 +1,12 @@
 //! The node's membership API: tickets (sharing), removing a member, listing members. The
 //! rules are the core's ([`crate::core::access`]); the room keeps the records.
 
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
 
-use super::{ticket_addrs, DocRef, Error, MemberInfo, Node, Removed, Standing};
+use super::{DocRef, Error, MemberInfo, Node, Removed, Standing};
 use crate::core::access::{key_of, peer_of, KeyBytes, Role};
 use crate::core::ticket::{Capability, Ticket};
+use crate::net::{is_loopback, is_relayed, NetStatus};
 
 impl Node {
     /// A read-write ticket for the document, carrying this node's addresses.
@@ -133,4 +134,34 @@ impl Node {
         }
         Ok(members)
     }
+}
+
+/// Addresses put in a ticket at most (it stays short enough to paste).
+const MAX_TICKET_ADDRS: usize = 5;
+
+/// Addresses for a ticket, most widely reachable first: public, relayed, the rest (LAN), and
+/// this machine's last; a few at most.
+fn ticket_addrs(net: &NetStatus) -> Vec<Multiaddr> {
+    let rank = |addr: &Multiaddr| {
+        if net.external_addrs.contains(addr) {
+            0
+        } else if is_relayed(addr) {
+            1
+        } else if is_loopback(addr) {
+            3
+        } else {
+            2
+        }
+    };
+    let mut addrs: Vec<Multiaddr> = net.external_addrs.clone();
+    addrs.extend(
+        net.listen_addrs
+            .iter()
+            .filter(|a| !addrs.contains(a))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    addrs.sort_by_key(rank);
+    addrs.truncate(MAX_TICKET_ADDRS);
+    addrs
 }

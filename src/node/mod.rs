@@ -1,7 +1,7 @@
 //! [`Node`]: starts and wires the parts (data dir, store, network, rooms, sync driver), owns
-//! cancellation, and is the document API that apps embed and the HTTP layer calls: create,
-//! list, resolve, read, write, share (read-only or read-write), join, members, rename, delete,
-//! status. It does not know the HTTP
+//! cancellation, and is the API that apps embed and the HTTP layer calls: documents
+//! (`documents`: create, list, resolve, read, write, rename, delete), sharing and members
+//! (`members`), joining (`join`), `status`. It does not know the HTTP
 //! server exists: the binary (or an embedding app) wires `Node` and `peerdoc::api::Server`.
 //!
 //! Shutdown order: stop sync and the swarm, close rooms (their queued writes finish first),
@@ -9,10 +9,10 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use libp2p::identity::ed25519;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::PeerId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,26 +20,25 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
-use crate::core::access::Membership;
-use crate::core::doc::rich::{Format, Kind as DocKind};
 use crate::core::doc::DocId;
-use crate::core::envelope::DocKey;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
-use crate::net::{is_loopback, is_relayed, ConnectedPeer, ConnectionKind, Net, NetStatus};
-use crate::replica::room::{Origin, RoomContext, RoomHandle};
+use crate::net::Net;
+use crate::replica::room::{RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
-use crate::replica::store::{unix_now, DocMeta, DocStats, Store};
+use crate::replica::store::Store;
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
 
 mod doc;
+mod documents;
 mod error;
 mod join;
 mod members;
 pub(crate) mod names;
 pub use names::DocRef;
 mod startup;
+mod status;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -58,8 +57,6 @@ pub use types::{
 const OUTBOX_QUEUE: usize = 1024;
 /// How long shutdown waits for the network and sync tasks.
 const TASK_STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Addresses put in a ticket at most (it stays short enough to paste).
-const MAX_TICKET_ADDRS: usize = 5;
 /// Pause between DHT lookups while joining.
 const DHT_RETRY: Duration = Duration::from_millis(500);
 /// How long an idle connection is kept.
@@ -232,305 +229,4 @@ impl Node {
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
-
-    /// Creates an empty plain-text document (see [`Node::create_doc_of`]).
-    pub async fn create_doc(&self, name: &str) -> Result<DocInfo, Error> {
-        self.create_doc_of(name, DocKind::Plain).await
-    }
-
-    /// Creates an empty document of a kind: rich text (TipTap's model, read and written as
-    /// Markdown) or plain text. Its kind is part of the document: every member sees it.
-    pub async fn create_doc_of(&self, name: &str, kind: DocKind) -> Result<DocInfo, Error> {
-        let name = names::validate_name(name)?;
-        let meta = DocMeta {
-            id: DocId::random(),
-            name,
-            key: DocKey::random(),
-            created: unix_now(),
-            owner: self.inner.identity.public().to_bytes(),
-            key_epoch: 0,
-        };
-        self.inner.store.create_doc(meta.clone()).await?;
-        let room = self.open_room(&meta).await?;
-        if kind == DocKind::Rich {
-            room.make_rich().await?;
-            self.inner.store.set_rich(meta.id).await?;
-        }
-        self.info(&meta).await
-    }
-
-    /// A document's listing, with this node's role in it.
-    pub(crate) async fn info(&self, meta: &DocMeta) -> Result<DocInfo, Error> {
-        let stats = self.inner.store.doc_stats(Some(meta.id)).await?;
-        Ok(self.info_with(meta, stats.get(&meta.id).copied().unwrap_or_default()))
-    }
-
-    fn info_with(&self, meta: &DocMeta, stats: DocStats) -> DocInfo {
-        let access = self.inner.rooms.get(&meta.id).map(|room| room.access());
-        let role = standing(access.as_ref().map(|a| &a.membership), &self.peer_id());
-        DocInfo {
-            id: meta.id,
-            name: meta.name.clone(),
-            created: meta.created,
-            role,
-            epoch: access.map_or(0, |a| a.keys.current().0),
-            joining: unpoisoned(self.inner.joining.lock()).contains(&meta.id),
-            size: stats.bytes,
-            changed: stats.changed,
-            kind: if stats.rich {
-                DocKind::Rich
-            } else {
-                DocKind::Plain
-            },
-        }
-    }
-
-    async fn open_room(&self, meta: &DocMeta) -> Result<RoomHandle, Error> {
-        let room = RoomHandle::open(meta, self.inner.room_ctx.clone()).await?;
-        self.list_room(&room).await;
-        Ok(room)
-    }
-
-    pub async fn list_docs(&self) -> Result<Vec<DocInfo>, Error> {
-        let docs = self.inner.store.list_docs().await?;
-        let stats = self.inner.store.doc_stats(None).await?;
-        Ok(docs
-            .iter()
-            .map(|m| self.info_with(m, stats.get(&m.id).copied().unwrap_or_default()))
-            .collect())
-    }
-
-    /// Finds a document by id, local name, or unique id prefix (in that order).
-    pub(crate) async fn resolve(&self, doc: DocRef<'_>) -> Result<DocMeta, Error> {
-        let query = doc.to_string();
-        names::find(self.inner.store.find_docs(&query).await?, &query)
-    }
-
-    /// The room of a document (a typed id whose room is open is not looked up).
-    pub(crate) async fn room(&self, doc: DocRef<'_>) -> Result<RoomHandle, Error> {
-        if let DocRef::Id(id) = doc {
-            if let Some(room) = self.inner.rooms.get(&id) {
-                return Ok(room);
-            }
-        }
-        self.room_of(&self.resolve(doc).await?).await
-    }
-
-    /// The room of a resolved document, opened if it is not.
-    pub(crate) async fn room_of(&self, meta: &DocMeta) -> Result<RoomHandle, Error> {
-        match self.inner.rooms.get(&meta.id) {
-            Some(room) => Ok(room),
-            None => self.open_room(meta).await,
-        }
-    }
-
-    pub async fn doc_info<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<DocInfo, Error> {
-        self.info(&self.resolve(doc.into()).await?).await
-    }
-
-    /// The document's content: Markdown for a rich document, the text for a plain one
-    /// ([`Error::Joining`] while a waiting join has none of it).
-    pub async fn text<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<String, Error> {
-        self.export(doc, Format::Markdown).await
-    }
-
-    /// The document as Markdown (the text itself, for a plain one), HTML or text.
-    pub async fn export<'a>(
-        &self,
-        doc: impl Into<DocRef<'a>>,
-        format: Format,
-    ) -> Result<String, Error> {
-        let doc = doc.into();
-        self.not_joining(doc).await?;
-        Ok(self.room(doc).await?.export(format).await?)
-    }
-
-    /// Refuses a document whose waiting join has not completed: it has no text yet, and an
-    /// empty one would pass for the document's.
-    async fn not_joining(&self, doc: DocRef<'_>) -> Result<(), Error> {
-        if unpoisoned(self.inner.joining.lock()).is_empty() {
-            return Ok(());
-        }
-        let meta = self.resolve(doc).await?;
-        if unpoisoned(self.inner.joining.lock()).contains(&meta.id) {
-            return Err(Error::Joining(meta.name));
-        }
-        Ok(())
-    }
-
-    /// Replaces the content or appends to it: Markdown for a rich document (a replacement
-    /// changes only the blocks that differ; an append adds blocks), text for a plain one (as a
-    /// minimal diff). Returns once durable.
-    pub async fn write<'a>(
-        &self,
-        doc: impl Into<DocRef<'a>>,
-        text: String,
-        append: bool,
-    ) -> Result<(), Error> {
-        let room = self.room(doc.into()).await?;
-        if append {
-            room.append_text(text).await?;
-        } else {
-            room.replace_text(text).await?;
-        }
-        Ok(())
-    }
-
-    /// Applies a Yjs update (lib0 v1 encoding) as a local edit, as an editor session does:
-    /// refused on a reader's node, committed before it returns, then sent to peers. For apps
-    /// that keep their own yrs or Yjs replica.
-    pub async fn apply_update<'a>(
-        &self,
-        doc: impl Into<DocRef<'a>>,
-        update: Vec<u8>,
-    ) -> Result<(), Error> {
-        let room = self.room(doc.into()).await?;
-        room.apply_local(update, Origin::Api).await?;
-        Ok(())
-    }
-
-    /// Closes and deletes a document's local replica (peers keep theirs).
-    async fn forget(&self, meta: &DocMeta) {
-        if let Some(room) = self.inner.rooms.remove(&meta.id) {
-            room.close().await;
-        }
-        self.inner.net.unsubscribe(meta.id.topic_name()).await;
-        self.inner.net.unprovide(meta.id.topic()).await;
-        if let Err(e) = self.inner.store.delete_doc(meta.id).await {
-            tracing::error!(doc = %meta.id, "could not delete: {e}");
-        }
-    }
-
-    pub async fn rename<'a>(
-        &self,
-        doc: impl Into<DocRef<'a>>,
-        new_name: &str,
-    ) -> Result<DocInfo, Error> {
-        let mut meta = self.resolve(doc.into()).await?;
-        let name = names::validate_name(new_name)?;
-        self.inner.store.rename_doc(meta.id, name.clone()).await?;
-        meta.name = name;
-        self.info(&meta).await
-    }
-
-    /// Deletes this node's replica of a document.
-    pub async fn delete<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<(), Error> {
-        let meta = self.resolve(doc.into()).await?;
-        self.forget(&meta).await;
-        Ok(())
-    }
-
-    pub async fn peers(&self) -> Result<Vec<PeerStatus>, Error> {
-        let net = self.inner.net.status().await?;
-        Ok(net.connected.into_iter().map(peer_status).collect())
-    }
-
-    pub async fn status(&self) -> Result<Status, Error> {
-        let net = self.inner.net.status().await?;
-        let mut sync = self.inner.sync.status().await;
-        let now = Instant::now();
-        let mut docs = Vec::new();
-        let me = self.peer_id();
-        for m in self.inner.store.list_docs().await? {
-            let room = self.inner.rooms.get(&m.id);
-            let summary = match &room {
-                Some(room) => room.summary().await.ok(),
-                None => None,
-            };
-            let access = room.map(|room| room.access());
-            let membership = access.as_ref().map(|a| &a.membership);
-            let role = standing(membership, &me);
-            // A removed member still subscribed is no peer of the document, and a node that
-            // was removed syncs with no one.
-            let current = |peer: &PeerId| {
-                role != Standing::Removed && !membership.is_some_and(|m| m.is_revoked(peer))
-            };
-            docs.push(DocStatus {
-                id: m.id,
-                name: m.name,
-                role,
-                peers: sync
-                    .remove(&m.id)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| current(&p.peer))
-                    .map(|p| {
-                        let last = p
-                            .last_sync
-                            .map(|(at, gap)| (now.duration_since(at).as_secs(), gap));
-                        DocPeer::new(p.peer, last)
-                    })
-                    .collect(),
-                state_vector: summary
-                    .as_ref()
-                    .and_then(|s| crate::core::doc::sv_text(&s.sv).ok())
-                    .unwrap_or_default(),
-                digest: summary.map(|s| s.digest),
-            });
-        }
-        Ok(Status {
-            peer_id: self.peer_id(),
-            data_dir: self.inner.config.data_dir.clone(),
-            nat: net.nat,
-            relayed_addrs: net
-                .listen_addrs
-                .iter()
-                .filter(|a| is_relayed(a))
-                .cloned()
-                .collect(),
-            listen_addrs: net.listen_addrs,
-            public_addrs: net.external_addrs,
-            relays: net.reservations.into_iter().collect(),
-            connected_peers: net.connected.into_iter().map(peer_status).collect(),
-            docs,
-        })
-    }
-}
-
-/// A node's standing in a document, from the membership its room holds (unknown without one).
-fn standing(membership: Option<&Membership>, me: &PeerId) -> Standing {
-    match membership {
-        Some(m) if m.is_revoked(me) => Standing::Removed,
-        Some(m) => m.role_of(me).map_or(Standing::Unknown, Standing::Member),
-        None => Standing::Unknown,
-    }
-}
-
-fn peer_status(connected: ConnectedPeer) -> PeerStatus {
-    // One connection per transport may report the same address.
-    let mut addrs = connected.addrs;
-    addrs.sort();
-    addrs.dedup();
-    PeerStatus {
-        peer: connected.peer,
-        addrs,
-        relayed: connected.kind == ConnectionKind::Relayed,
-    }
-}
-
-/// Addresses for a ticket, most widely reachable first: public, relayed, the rest (LAN), and
-/// this machine's last; a few at most.
-fn ticket_addrs(net: &NetStatus) -> Vec<Multiaddr> {
-    let rank = |addr: &Multiaddr| {
-        if net.external_addrs.contains(addr) {
-            0
-        } else if is_relayed(addr) {
-            1
-        } else if is_loopback(addr) {
-            3
-        } else {
-            2
-        }
-    };
-    let mut addrs: Vec<Multiaddr> = net.external_addrs.clone();
-    addrs.extend(
-        net.listen_addrs
-            .iter()
-            .filter(|a| !addrs.contains(a))
-            .cloned()
-            .collect::<Vec<_>>(),
-    );
-    addrs.sort_by_key(rank);
-    addrs.truncate(MAX_TICKET_ADDRS);
-    addrs
 }

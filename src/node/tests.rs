@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use libp2p::Multiaddr;
+
 use super::*;
 
 #[test]

@@ -11,6 +11,7 @@
 
 pub mod markdown;
 pub mod model;
+mod text;
 pub mod xml;
 
 pub use model::{Block, Inline, Marks};
@@ -78,12 +79,9 @@ impl Document {
             (Kind::Rich, Format::Html) => {
                 let markdown = self.markdown();
                 let mut html = String::new();
-                let options = pulldown_cmark::Options::ENABLE_TABLES
-                    | pulldown_cmark::Options::ENABLE_STRIKETHROUGH
-                    | pulldown_cmark::Options::ENABLE_TASKLISTS;
                 pulldown_cmark::html::push_html(
                     &mut html,
-                    pulldown_cmark::Parser::new_ext(&markdown, options),
+                    pulldown_cmark::Parser::new_ext(&markdown, markdown::options()),
                 );
                 html
             }
@@ -96,7 +94,7 @@ impl Document {
                 html.push_str("</pre>\n");
                 html
             }
-            (Kind::Rich, Format::Text) => markdown::plain_text(&self.blocks()),
+            (Kind::Rich, Format::Text) => text::plain_text(&self.blocks()),
             (Kind::Plain, Format::Text) => self.text(),
         }
     }
