@@ -95,7 +95,9 @@ fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Bl
     let block = match el.tag().as_ref() {
         "paragraph" => Block::Paragraph(read_inlines(el, txn, 0)),
         "heading" => {
-            let level = number(el.get_attribute(txn, "level")).unwrap_or(1).clamp(1, 6);
+            let level = number(el.get_attribute(txn, "level"))
+                .unwrap_or(1)
+                .clamp(1, 6);
             Block::Heading(level as u8, read_inlines(el, txn, 0))
         }
         "bulletList" => Block::BulletList(items(el, txn, depth)),
@@ -109,7 +111,7 @@ fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Bl
                     let checked = matches!(
                         item.get_attribute(txn, "checked"),
                         Some(Out::Any(Any::Bool(true)))
-                    ) || matches!(item.get_attribute(txn, "checked"), Some(Out::Any(Any::String(s))) if &*s == "true");
+                    );
                     (checked, read_children(&item))
                 })
                 .collect(),

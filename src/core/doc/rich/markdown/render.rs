@@ -279,7 +279,7 @@ fn inline_markdown_as(inlines: &[Inline], in_table: bool, tags: bool) -> String 
                 if marks.code {
                     out.push_str(&code_span(core, in_table));
                 } else {
-                    escape_into(&mut out, core, in_table);
+                    escape_into(&mut out, core);
                 }
                 held.push_str(trail);
             }
@@ -303,12 +303,13 @@ fn code_span(code: &str, in_table: bool) -> String {
 
 /// Text, escaped wherever Markdown could read it as syntax: inline delimiters anywhere, and
 /// what starts a block at the start of a line.
-fn escape_into(out: &mut String, text: &str, in_table: bool) {
+fn escape_into(out: &mut String, text: &str) {
     let chars: Vec<char> = text.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         let line_start = out.is_empty() || out.ends_with('\n');
         let escape = match c {
             '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '~' | '&' => true,
+            // Everywhere, not only in tables: a paragraph's line may read as a table's row.
             '|' => true,
             '!' => chars.get(i + 1) == Some(&'['),
             '#' | '-' | '+' | '=' => line_start,
@@ -322,7 +323,6 @@ fn escape_into(out: &mut String, text: &str, in_table: bool) {
             }
             _ => false,
         };
-        let _ = in_table; // `|` is escaped everywhere: a paragraph may become a table's row
         if escape {
             out.push('\\');
         }
