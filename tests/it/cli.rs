@@ -1031,15 +1031,16 @@ fn rich_documents_speak_markdown_through_the_cli() {
         .unwrap();
     assert_eq!(info["kind"], "rich", "the joiner knows its kind: {info}");
 
-    // Each rewrites a different block; both changes stay.
+    // Each rewrites a different block of what it holds; both changes stay. (Two replacements
+    // at the same moment: the core's `a_replacement_changes_only_the_blocks_that_differ…`.)
     a.ok(&["write", "plan"], Some(&text.replace("Friday", "Monday")));
+    let monday = text.replace("Friday", "Monday");
+    wait_until_blocking("A's change on B", || b.ok(&["cat", "plan"], None) == monday);
     b.ok(
         &["write", "plan"],
-        Some(&text.replace("| A | code |", "| B | docs |")),
+        Some(&monday.replace("| A | code |", "| B | docs |")),
     );
-    let merged = text
-        .replace("Friday", "Monday")
-        .replace("| A | code |", "| B | docs |");
+    let merged = monday.replace("| A | code |", "| B | docs |");
     wait_until_blocking("both block edits everywhere", || {
         a.ok(&["cat", "plan"], None) == merged && b.ok(&["cat", "plan"], None) == merged
     });
