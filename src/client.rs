@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use peerdoc::api::dto::{DocInfo, MemberInfo, PeerStatus, Removed, Status};
+use peerdoc::api::dto::{DocInfo, MemberInfo, NodeName, PeerStatus, Removed, Status};
 use peerdoc::api::MAX_BODY_BYTES;
 use peerdoc::{api_addr_path, api_token_path};
 
@@ -159,6 +159,16 @@ impl Client {
             urlencode(&keep.join(","))
         );
         let r = self.check(self.request("DELETE", &path).call())?;
+        self.json(r)
+    }
+    pub(crate) fn name(&self) -> Result<NodeName, ClientError> {
+        self.get("/api/name")
+    }
+    pub(crate) fn set_name(&self, name: &str) -> Result<NodeName, ClientError> {
+        let r = self.check(
+            self.request("PUT", "/api/name")
+                .send_json(serde_json::json!({ "name": name })),
+        )?;
         self.json(r)
     }
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {

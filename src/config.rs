@@ -22,6 +22,10 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub struct Config {
     /// Where the database, identity and API address file live. One data dir = one node.
     pub data_dir: PathBuf,
+    /// The display name this node signs for its person (`name = "…"` in the config file). Set
+    /// here, it applies at every start and `Node::set_name` refuses; `None`: the name last set
+    /// with `Node::set_name` (`peerdoc name`, the page), if any.
+    pub name: Option<String>,
     /// libp2p listen addresses. Empty: TCP and QUIC on all interfaces, reusing the ports of the
     /// previous run when free (so peers that remember us can reconnect).
     pub listen: Vec<Multiaddr>,
@@ -60,6 +64,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            name: None,
             listen: Vec::new(),
             mdns: true,
             dht: DhtMode::Auto,
@@ -130,6 +135,8 @@ pub enum ConfigError {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
+    /// This node's display name, shown to the members of its documents.
+    pub name: Option<String>,
     /// Local HTTP API and web editor address.
     pub http: Option<SocketAddr>,
     pub listen: Option<Vec<Multiaddr>>,
@@ -203,6 +210,9 @@ impl ConfigFile {
         for addr in self.bootstrap.iter().flatten() {
             bootstrap_peer(addr).map_err(|message| ("bootstrap", message))?;
         }
+        if let Some(name) = &self.name {
+            crate::core::access::name::check_name(name).map_err(|e| ("name", e.to_string()))?;
+        }
         if self.relay_limits.is_some() && self.relay != Some(true) {
             return Err((
                 "relay_limits",
@@ -216,6 +226,9 @@ impl ConfigFile {
 
     /// Applies the file's settings to `config`.
     pub fn apply(&self, config: &mut Config) {
+        if let Some(name) = &self.name {
+            config.name = Some(name.clone());
+        }
         if let Some(listen) = &self.listen {
             config.listen = listen.clone();
         }
@@ -329,6 +342,13 @@ mod tests {
         assert_eq!(key, "sync_interval", "{message}");
         let (_, key, _) = ConfigFile::parse("dht = \"sometimes\"").unwrap_err();
         assert_eq!(key, "dht");
+        let (line, key, message) = ConfigFile::parse("mdns = true\nname = \"  \"").unwrap_err();
+        assert_eq!((line, key.as_str()), (2, "name"), "{message}");
+        let mut named = Config::new("/tmp/x");
+        ConfigFile::parse("name = \"Ana\"")
+            .unwrap()
+            .apply(&mut named);
+        assert_eq!(named.name.as_deref(), Some("Ana"));
         assert!(ConfigFile::parse("= broken").is_err());
     }
 

@@ -18,6 +18,7 @@ mod it {
     pub mod http;
     pub mod join;
     pub mod lab;
+    pub mod names;
     pub mod resources;
     pub mod roles;
     pub mod soak;

@@ -40,6 +40,13 @@ pub struct MemberInfo {
     pub role: String,
     /// This is the node asked.
     pub you: bool,
+    /// The display name the member signed, if any.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What to show for it: its name (with its short peer id where two members share a name),
+    /// or its short peer id.
+    #[serde(default)]
+    pub label: String,
 }
 
 /// What a removal did ([`crate::Node::revoke`]).
@@ -55,10 +62,23 @@ pub struct Removed {
     pub tickets_closed: usize,
 }
 
+/// This node's display name (`GET`/`PUT /api/name`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeName {
+    /// `None` until one is set.
+    pub name: Option<String>,
+    /// The config file sets it (`name = …`): it cannot be changed through the API.
+    #[serde(default)]
+    pub from_config: bool,
+}
+
 /// What `status` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     pub peer_id: String,
+    /// This node's display name, if it has one.
+    #[serde(default)]
+    pub name: Option<String>,
     pub data_dir: String,
     /// The HTTP API's address, when the node is served over HTTP.
     pub http: Option<String>,
@@ -150,6 +170,8 @@ impl From<node::MemberInfo> for MemberInfo {
             peer: m.peer.to_string(),
             role: m.role.as_str().into(),
             you: m.you,
+            name: m.name,
+            label: m.label,
         }
     }
 }
@@ -206,6 +228,7 @@ impl Status {
     pub fn new(s: node::Status, http: Option<String>) -> Status {
         Status {
             peer_id: s.peer_id.to_string(),
+            name: s.name,
             data_dir: s.data_dir.display().to_string(),
             http,
             nat: s.nat.as_str().into(),

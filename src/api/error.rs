@@ -73,6 +73,8 @@ impl From<Error> for ApiError {
             Error::AlreadyJoined(_) => (S::CONFLICT, "already_joined"),
             Error::Joining(_) => (S::CONFLICT, "joining"),
             Error::BadName(..) => (S::BAD_REQUEST, "bad_name"),
+            Error::DisplayName(_) => (S::BAD_REQUEST, "bad_display_name"),
+            Error::NameInConfig(_) => (S::CONFLICT, "name_in_config"),
             Error::ShortPrefix(_) => (S::BAD_REQUEST, "short_prefix"),
             Error::Ticket(_) => (S::BAD_REQUEST, "bad_ticket"),
             Error::OwnTicket => (S::BAD_REQUEST, "own_ticket"),

@@ -53,6 +53,7 @@ pub(crate) fn router(app: App) -> Router {
     Router::new()
         .route("/api/status", get(status))
         .route("/api/peers", get(peers))
+        .route("/api/name", get(get_name).put(put_name))
         .route("/api/docs", get(list_docs).post(create_doc))
         .route(
             "/api/docs/{doc}",
@@ -129,6 +130,27 @@ async fn metrics(State(app): State<App>) -> Response {
 
 async fn peers(State(app): State<App>) -> ApiResult<impl IntoResponse> {
     Ok(Json(all::<dto::PeerStatus, _>(app.node.peers().await?)))
+}
+
+/// This node's display name: `{"name": "…"}` (`null`: none yet), and whether the config file
+/// sets it (then `PUT` is refused).
+async fn get_name(State(app): State<App>) -> Json<dto::NodeName> {
+    Json(dto::NodeName {
+        name: app.node.name(),
+        from_config: app.node.config().name.is_some(),
+    })
+}
+
+/// Sets this node's display name (`{"name": "…"}`).
+async fn put_name(
+    State(app): State<App>,
+    Json(body): Json<NameBody>,
+) -> ApiResult<Json<dto::NodeName>> {
+    let name = app.node.set_name(&body.name).await?;
+    Ok(Json(dto::NodeName {
+        name: Some(name),
+        from_config: false,
+    }))
 }
 
 async fn list_docs(State(app): State<App>) -> ApiResult<impl IntoResponse> {

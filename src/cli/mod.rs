@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+use peerdoc::core::access::short_peer;
 use peerdoc::Config;
 
 use crate::client::Client;
@@ -64,7 +65,14 @@ pub(crate) enum Command {
         #[arg(long)]
         read_only: bool,
     },
-    /// List DOC's members and their roles (owner, writer, reader).
+    /// Print this node's display name, or set it to NAME: the members of your documents see
+    /// it (signed by this node) in member lists and beside your cursor. `name = "…"` in the
+    /// config file sets it instead, at every start.
+    Name {
+        /// The new name (at most 64 bytes; leading and trailing spaces are dropped).
+        name: Option<String>,
+    },
+    /// List DOC's members: name (or short peer id), role (owner, writer, reader), peer id.
     Members {
         /// The document: its name, its id, or the first 4+ characters of its id.
         doc: String,
@@ -140,11 +148,19 @@ pub(crate) enum Command {
     Peers,
 }
 
-/// A peer id shortened for a progress line: `12D3KooWAbcd…wxyz`.
-fn short_peer(peer: &str) -> String {
-    match (peer.get(..12), peer.get(peer.len().saturating_sub(4)..)) {
-        (Some(head), Some(tail)) if peer.len() > 20 => format!("{head}…{tail}"),
-        _ => peer.to_string(),
+/// `members`: one line per member: what to call it, its role, its peer id.
+fn print_members(members: &[peerdoc::api::dto::MemberInfo]) {
+    let width = members
+        .iter()
+        .map(|m| m.label.chars().count())
+        .max()
+        .unwrap_or(0);
+    for member in members {
+        let you = if member.you { "  (this node)" } else { "" };
+        println!(
+            "{:<width$}  {:<7}  {}{you}",
+            member.label, member.role, member.peer
+        );
     }
 }
 
@@ -223,8 +239,8 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             );
             for member in &removed.with_it {
                 println!(
-                    "also removed {} ({}): it was admitted through {peer} (keep it with --keep {})",
-                    member.peer, member.role, member.peer
+                    "also removed {} {} ({}): it was admitted through {peer} (keep it with --keep {})",
+                    member.label, member.peer, member.role, member.peer
                 );
             }
             if removed.tickets_closed > 0 {
@@ -234,12 +250,18 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
                 );
             }
         }
-        Command::Members { doc } => {
-            for member in client.members(&doc)? {
-                let you = if member.you { "  (this node)" } else { "" };
-                println!("{}  {}{you}", member.peer, member.role);
-            }
+        Command::Name { name: None } => match client.name()?.name {
+            Some(name) => println!("{name}"),
+            None => eprintln!(
+                "this node has no name yet: members see its peer id; set one with \
+                 `peerdoc name NAME`"
+            ),
+        },
+        Command::Name { name: Some(name) } => {
+            let set = client.set_name(&name)?;
+            println!("{}", set.name.unwrap_or_default());
         }
+        Command::Members { doc } => print_members(&client.members(&doc)?),
         Command::Join { ticket, name, wait } => {
             // What is tried, named: the sharer (from the ticket), then members the DHT finds.
             let sharer = peerdoc::core::ticket::Ticket::decode(&ticket)

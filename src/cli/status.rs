@@ -13,6 +13,10 @@ fn reachability(nat: &str) -> &'static str {
 
 /// `editor` is the web editor's URL with the access token, if the CLI knows it.
 pub(super) fn print_status(s: &Status, editor: Option<&str>) {
+    match &s.name {
+        Some(name) => println!("name:      {name}"),
+        None => println!("name:      (none: members see the peer id; `peerdoc name NAME`)"),
+    }
     println!("peer id:   {}", s.peer_id);
     println!("data dir:  {}", s.data_dir);
     if let Some(http) = &s.http {

@@ -3,6 +3,7 @@
 
 use libp2p::PeerId;
 
+use crate::core::access::NameError;
 use crate::core::ticket::TicketError;
 use crate::data_dir::DataDirError;
 use crate::net::NetError;
@@ -72,6 +73,13 @@ pub enum Error {
          when the sharer or another writer is online"
     )]
     NoWriter,
+    #[error("invalid display name: {0}")]
+    DisplayName(#[from] NameError),
+    #[error(
+        "this node's name is set to {0:?} by `name` in its config file; change it there and \
+         restart the node"
+    )]
+    NameInConfig(String),
 }
 
 /// What a refused or failed document operation means for a caller that acts on it (an HTTP

@@ -320,6 +320,7 @@ impl Node {
         let offer = Offer::Roster {
             members: Vec::new(),
             extra: certs,
+            name: self.inner.name.borrow().clone(),
         };
         let timeout = self.inner.config.request_timeout;
         let epoch = room.keys().current().0;

@@ -4,7 +4,7 @@
 use libp2p::{Multiaddr, PeerId};
 
 use super::{DocRef, Error, MemberInfo, Node, Removed, Standing};
-use crate::core::access::{key_of, peer_of, KeyBytes, Role};
+use crate::core::access::{key_of, labels, peer_of, KeyBytes, Role};
 use crate::core::ticket::{Capability, Ticket};
 use crate::net::{is_loopback, is_relayed, NetStatus};
 
@@ -94,16 +94,19 @@ impl Node {
         let removal = room.revoke(key, keep).await?;
         self.inner.sync.changed(meta.id).await;
         // Keys in a membership are valid Ed25519 keys (checked when their certificate was).
+        let access = room.access();
         let info = |(key, role): (KeyBytes, Role)| {
             Some(MemberInfo {
                 peer: peer_of(&key)?,
                 role: Standing::Member(role),
                 you: false,
+                name: access.membership.name_of(&key).map(str::to_string),
+                label: String::new(),
             })
         };
         Ok(Removed {
             epoch: removal.epoch,
-            with_it: removal.cascaded.into_iter().filter_map(info).collect(),
+            with_it: labelled(removal.cascaded.into_iter().filter_map(info).collect()),
             recertified: removal.recertified,
             tickets_closed: removal.invitations,
         })
@@ -114,6 +117,13 @@ impl Node {
         let room = self.room(doc.into()).await?;
         let me = self.peer_id();
         let access = room.access();
+        let name_of = |peer: &PeerId| {
+            if *peer == me {
+                return self.name();
+            }
+            let key = key_of(peer).ok()?;
+            access.membership.name_of(&key).map(str::to_string)
+        };
         let mut members: Vec<MemberInfo> = access
             .membership
             .members()
@@ -122,6 +132,8 @@ impl Node {
                 peer,
                 role: Standing::Member(role),
                 you: peer == me,
+                name: name_of(&peer),
+                label: String::new(),
             })
             .collect();
         // A removed node says so rather than listing itself as what it was.
@@ -130,10 +142,24 @@ impl Node {
                 peer: me,
                 role: Standing::Removed,
                 you: true,
+                name: self.name(),
+                label: String::new(),
             });
         }
-        Ok(members)
+        Ok(labelled(members))
     }
+}
+
+/// Fills in each member's label (see [`MemberInfo::label`]).
+fn labelled(mut members: Vec<MemberInfo>) -> Vec<MemberInfo> {
+    let named: Vec<(String, Option<String>)> = members
+        .iter()
+        .map(|m| (m.peer.to_string(), m.name.clone()))
+        .collect();
+    for (member, label) in members.iter_mut().zip(labels(&named)) {
+        member.label = label;
+    }
+    members
 }
 
 /// Addresses put in a ticket at most (it stays short enough to paste).

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::unpoisoned;
 use crate::config::Config;
+use crate::core::access::NameRecord;
 use crate::core::doc::DocId;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
@@ -30,6 +31,7 @@ use crate::replica::store::Store;
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
 
+mod display_name;
 mod doc;
 mod documents;
 mod error;
@@ -84,6 +86,8 @@ struct Inner {
     joining: Mutex<HashSet<DocId>>,
     /// Woken by the sync driver whenever a peer connects.
     peer_connected: Arc<tokio::sync::Notify>,
+    /// This node's signed display name (`display_name`); the sync driver reads it.
+    name: tokio::sync::watch::Sender<Option<NameRecord>>,
     /// Held until shutdown: one daemon per data dir.
     data_dir: Mutex<Option<DataDir>>,
     /// This node's identity key: it signs certificates and invitations.
@@ -112,6 +116,8 @@ impl Node {
                  share them again (old tickets no longer work)"
             );
         }
+        let own_name = display_name::load(&store, config.name.as_deref(), &identity).await?;
+        let (name, name_rx) = tokio::sync::watch::channel(own_name);
         let cancel = CancellationToken::new();
         let (net, events, net_task) =
             start_net(&config, &data_dir, keypair, cancel.child_token()).await?;
@@ -150,6 +156,7 @@ impl Node {
             sync_interval: config.sync_interval,
             redial_interval: config.redial_interval,
             peer_connected: peer_connected.clone(),
+            name: name_rx,
             bootstrap: config
                 .bootstrap
                 .iter()
@@ -182,6 +189,7 @@ impl Node {
                 registry,
                 joining: Mutex::default(),
                 peer_connected,
+                name,
             }),
         };
         for (doc, ticket) in node.inner.store.pending_joins().await? {

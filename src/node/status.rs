@@ -60,6 +60,7 @@ impl Node {
         }
         Ok(Status {
             peer_id: self.peer_id(),
+            name: self.name(),
             data_dir: self.inner.config.data_dir.clone(),
             nat: net.nat,
             relayed_addrs: net

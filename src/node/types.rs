@@ -69,6 +69,11 @@ pub struct MemberInfo {
     pub role: Standing,
     /// This is the node asked.
     pub you: bool,
+    /// The display name it signed, if any.
+    pub name: Option<String>,
+    /// What to call it: its name, with its short peer id beside it where another member of
+    /// the list has the same name; its short peer id where it has none.
+    pub label: String,
 }
 
 /// What a removal did ([`crate::Node::revoke`]).
@@ -88,6 +93,8 @@ pub struct Removed {
 #[derive(Debug, Clone)]
 pub struct Status {
     pub peer_id: PeerId,
+    /// This node's display name, if it has one.
+    pub name: Option<String>,
     pub data_dir: PathBuf,
     pub nat: NatStatus,
     pub listen_addrs: Vec<Multiaddr>,

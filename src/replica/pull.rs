@@ -8,7 +8,7 @@
 use libp2p::PeerId;
 
 use super::room::{RoomError, RoomHandle};
-use crate::core::access::Cert;
+use crate::core::access::{Cert, NameRecord};
 use crate::core::doc::{sv_gap, DocError};
 use crate::core::sync::members::{self, Member, Roster};
 use crate::core::sync::{Progress, Pull, PullError};
@@ -104,7 +104,10 @@ pub(crate) async fn pull(
 
 /// Adds the records a peer that does not serve us sent, and says so.
 async fn not_served(room: &RoomHandle, peer: PeerId, records: Roster) -> PullFailure {
-    match room.add_records(records.certs, records.grants).await {
+    match room
+        .add_records(records.certs, records.grants, Vec::new())
+        .await
+    {
         Ok(new) => PullFailure::NotServed {
             peer,
             news: new > 0,
@@ -115,11 +118,12 @@ async fn not_served(room: &RoomHandle, peer: PeerId, records: Roster) -> PullFai
 
 /// What we offer in a member exchange.
 pub(crate) enum Offer {
-    /// Our whole roster, page by page: `members` to introduce, and `extra` certificates first
-    /// (a joiner's own, which do not chain here yet).
+    /// Our whole roster, page by page: `members` to introduce, `extra` certificates first
+    /// (a joiner's own, which do not chain here yet), and our own display name first.
     Roster {
         members: Vec<Member>,
         extra: Vec<Cert>,
+        name: Option<NameRecord>,
     },
     /// Only these records (to a peer that is no member any more: its removal).
     Records(Vec<Cert>),
@@ -141,10 +145,15 @@ pub(crate) async fn exchange(
     let mut page = 0;
     loop {
         let mine = match offer {
-            Offer::Roster { members, extra } => {
+            Offer::Roster {
+                members,
+                extra,
+                name,
+            } => {
                 let mut mine = members::page(&room.access().membership, members.clone(), page);
                 if page == 0 {
                     mine.certs.splice(0..0, extra.iter().cloned());
+                    mine.names.splice(0..0, name.iter().cloned());
                 }
                 mine
             }
@@ -163,7 +172,10 @@ pub(crate) async fn exchange(
             Err(source) => return Err(PullFailure::Protocol { peer, source }),
         };
         let pages = theirs.pages.max(mine.pages).max(1);
-        news |= room.add_records(theirs.certs, theirs.grants).await? > 0;
+        news |= room
+            .add_records(theirs.certs, theirs.grants, theirs.names)
+            .await?
+            > 0;
         learned.extend(theirs.members);
         page += 1;
         if page >= pages {

@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership};
+use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, NameRecord};
 use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
@@ -94,10 +94,12 @@ enum Command {
     ),
     /// A receiver of every change from now on (editor sessions).
     Subscribe(oneshot::Sender<broadcast::Receiver<Change>>),
-    /// Certificates and key grants from a ticket or a peer; answers how many were new.
+    /// Certificates, key grants and display names from a ticket or a peer; answers how many
+    /// were new.
     AddRecords(
         Vec<Cert>,
         Vec<KeyGrant>,
+        Vec<NameRecord>,
         oneshot::Sender<Result<usize, RoomError>>,
     ),
     /// The owner removes a member (by key), keeping the listed members it admitted:
@@ -286,8 +288,8 @@ impl Room {
                     .await;
                 let _ = reply.send(written);
             }
-            Command::AddRecords(certs, grants, reply) => {
-                let _ = reply.send(self.add_records(certs, grants).await);
+            Command::AddRecords(certs, grants, names, reply) => {
+                let _ = reply.send(self.add_records(certs, grants, names).await);
             }
             Command::Revoke(member, keep, reply) => {
                 let _ = reply.send(self.revoke(member, keep).await);

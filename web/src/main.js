@@ -46,15 +46,30 @@ function showError (e) {
 
 // --- who am I: name and colour for remote cursors --------------------------------------------
 
+// The name is the node's (`peerdoc name`, kept and signed by the node, shown to members);
+// until it has one, this browser goes by an animal of its own.
 const COLORS = ['#d32f2f', '#7b1fa2', '#1976d2', '#00897b', '#f57c00', '#5d4037', '#c2185b', '#388e3c']
 const ANIMALS = ['Fox', 'Owl', 'Otter', 'Lynx', 'Heron', 'Badger', 'Wren', 'Hare']
+let nodeName = null
 function myName () {
-  let name = localStorage.getItem('peerdoc.name')
+  if (nodeName) return nodeName
+  let name = localStorage.getItem('peerdoc.anonymous')
   if (!name) {
     name = `Anonymous ${ANIMALS[Math.floor(Math.random() * ANIMALS.length)]}`
-    localStorage.setItem('peerdoc.name', name)
+    localStorage.setItem('peerdoc.anonymous', name)
   }
   return name
+}
+async function loadMyName () {
+  const { name, from_config: fromConfig } = await api('GET', '/api/name')
+  nodeName = name
+  $('my-name').value = name || ''
+  $('my-name').placeholder = myName()
+  $('my-name').readOnly = fromConfig
+  $('my-name').title = fromConfig
+    ? 'Set by `name` in this node\'s config file'
+    : 'Your name, as the members of your documents see it (kept by this node)'
+  if (current) current.provider.awareness.setLocalStateField('user', user())
 }
 function colorOf (name) {
   let h = 0
@@ -336,7 +351,7 @@ async function showMembers () {
   $('member-list').replaceChildren(...members.map((m) => {
     const li = document.createElement('li')
     const label = document.createElement('span')
-    label.textContent = `${m.peer.slice(0, 12)}…${m.peer.slice(-6)} · ${m.role}${m.you ? ' (this node)' : ''}`
+    label.textContent = `${m.label} · ${m.role}${m.you ? ' (you)' : ''}`
     li.append(label)
     li.title = m.peer
     li.dataset.role = m.role
@@ -346,11 +361,11 @@ async function showMembers () {
       remove.textContent = 'Remove'
       remove.className = 'danger small'
       remove.onclick = async () => {
-        if (!confirm(`Remove ${m.peer} from "${current.name}"? They keep what they have, but cannot read or change anything from now on.`)) return
+        if (!confirm(`Remove ${m.label} (${m.peer}) from "${current.name}"? They keep what they have, but cannot read or change anything from now on.`)) return
         try {
           const removed = await api('DELETE', `/api/docs/${current.id}/members/${encodeURIComponent(m.peer)}`)
           await showMembers()
-          const also = removed.with_it.map((w) => `${w.peer.slice(0, 12)}… (${w.role})`)
+          const also = removed.with_it.map((w) => `${w.label} (${w.role})`)
           $('members-note').textContent = [
             also.length ? `Also removed, admitted through it: ${also.join(', ')}.` : '',
             removed.tickets_closed ? `${removed.tickets_closed} earlier ticket(s) no longer admit anyone: share new ones.` : ''
@@ -441,12 +456,14 @@ $('delete-btn').onclick = async () => {
   } catch (err) { showError(err) }
 }
 
-$('my-name').value = myName()
-$('my-name').onchange = () => {
+$('my-name').onchange = async () => {
   const name = $('my-name').value.trim()
   if (!name) return
-  localStorage.setItem('peerdoc.name', name)
-  if (current) current.provider.awareness.setLocalStateField('user', user())
+  try {
+    await api('PUT', '/api/name', { name })
+    await loadMyName()
+    showError(null)
+  } catch (err) { showError(err) }
 }
 $('menu-btn').onclick = () => document.body.classList.toggle('menu-open')
 
@@ -464,6 +481,7 @@ async function openFromHash () {
 }
 window.addEventListener('hashchange', openFromHash)
 
+loadMyName().catch(showError)
 loadDocs().then(openFromHash).catch(showError)
 refreshStatus()
 setInterval(refreshStatus, 2000)

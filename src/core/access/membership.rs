@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use libp2p_identity::PeerId;
 
 use super::{
-    key_of, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, Role, MAX_CERTS_PER_ISSUER,
-    MAX_CLAIMS_PER_MEMBER, MAX_GRANTS, MAX_MEMBER_CLAIMS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
+    key_of, name::MAX_FUTURE_MS, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant,
+    NameError, NameRecord, Role, MAX_CERTS_PER_ISSUER, MAX_CLAIMS_PER_MEMBER, MAX_GRANTS,
+    MAX_MEMBER_CLAIMS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
 };
 use crate::core::doc::DocId;
 
@@ -25,6 +26,8 @@ pub struct Membership {
     by_members: (usize, usize),
     /// Key grants by (epoch, member).
     grants: HashMap<(u32, KeyBytes), KeyGrant>,
+    /// Members' display names: the newest record each signed.
+    names: HashMap<KeyBytes, NameRecord>,
     /// Derived: members' roles (the owner included).
     members: HashMap<KeyBytes, Role>,
     /// Derived: live invitations and the role each may admit up to.
@@ -78,6 +81,7 @@ impl Membership {
             claims: HashMap::new(),
             by_members: (0, 0),
             grants: HashMap::new(),
+            names: HashMap::new(),
             members: HashMap::new(),
             invitations: HashMap::new(),
             revoked: HashSet::new(),
@@ -426,6 +430,35 @@ impl Membership {
             .collect();
         list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         list
+    }
+
+    /// Adds a member's display name if it is newer than the one held. Only a member (or a
+    /// removed one: history still shows who wrote what) names itself; `now_ms` bounds how far
+    /// ahead a record may be dated. Returns whether it was new.
+    pub fn add_name(&mut self, record: NameRecord, now_ms: u64) -> Result<bool, NameError> {
+        if !self.members.contains_key(&record.member) && !self.revoked.contains(&record.member) {
+            return Err(NameError::NotMember);
+        }
+        if record.at_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(NameError::FromTheFuture);
+        }
+        match self.names.get(&record.member) {
+            Some(held) if !record.replaces(held) => Ok(false),
+            _ => {
+                self.names.insert(record.member, record);
+                Ok(true)
+            }
+        }
+    }
+
+    /// The display name `key` signed last, if any.
+    pub fn name_of(&self, key: &KeyBytes) -> Option<&str> {
+        self.names.get(key).map(|r| r.name.as_str())
+    }
+
+    /// Every display name held.
+    pub fn names(&self) -> impl Iterator<Item = &NameRecord> {
+        self.names.values()
     }
 
     /// Every certificate held (valid or still waiting for its issuer's).

@@ -12,6 +12,9 @@
 //! - a *claim* (a writer's, or the owner's) attributes a Yjs client id to its issuer;
 //! - a *cut* (the owner's only, part of a removal) voids a client's operations from a clock on.
 //!
+//! Beside them, each member signs its own display name (`name`): who it says it is, never
+//! what it may do.
+//!
 //! [`Membership`] is the grow-only set of a document's certificates and the roles they prove,
 //! derived from the owner: a certificate counts only if its issuer's role may grant it (the
 //! owner and writers grant writer or reader; an invitation grants at most its own role; readers
@@ -29,12 +32,14 @@ use crate::core::doc::DocId;
 pub mod admission;
 mod grant;
 mod membership;
+pub mod name;
 mod removal;
 #[cfg(test)]
 mod sim;
 
 pub use grant::{KeyGrant, GRANT_LEN};
 pub use membership::{Added, Membership};
+pub use name::{labels, short_peer, NameError, NameRecord};
 pub use removal::{RemovalError, RemovalPlan};
 
 /// Certificate format version (first byte).

@@ -14,7 +14,8 @@ use multiaddr::Multiaddr;
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
-use crate::core::access::{Cert, KeyGrant, Membership, CERT_LEN, GRANT_LEN};
+use crate::core::access::name::MAX_RECORD_LEN;
+use crate::core::access::{Cert, KeyGrant, Membership, NameRecord, CERT_LEN, GRANT_LEN};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
@@ -27,6 +28,8 @@ pub const MAX_MEMBER_ADDRS: usize = 8;
 /// Most certificates, and most key grants, in one roster page (about 350 KB, within a
 /// response's [`super::MAX_RESPONSE_BYTES`]).
 pub const ROSTER_PAGE: usize = 1024;
+/// Most display names in one roster (page 0 only).
+pub const MAX_NAMES: usize = 256;
 /// Most pages of one roster: 131,072 certificates, more than a document's limits let exist.
 pub const MAX_ROSTER_PAGES: u32 = 128;
 
@@ -37,13 +40,16 @@ pub struct Roster {
     pub members: Vec<Member>,
     pub certs: Vec<Cert>,
     pub grants: Vec<KeyGrant>,
+    /// Members' signed display names (on page 0).
+    pub names: Vec<NameRecord>,
     /// This page's number, from 0.
     pub page: u32,
     /// How many pages the sender's roster has (0 is read as 1).
     pub pages: u32,
 }
 
-/// Page `page` of the roster of `membership`: the members to introduce (on page 0 only), the
+/// Page `page` of the roster of `membership`: the members to introduce and the display names
+/// held (on page 0 only), the
 /// certificates in chain order ([`Membership::chain`]), then the key grants, newest epoch
 /// first, starting on the last page of certificates. A receiver adds a page's certificates
 /// before its grants, so it never holds a new key without every removal it came with (or it
@@ -72,6 +78,11 @@ pub fn page(membership: &Membership, members: Vec<Member>, page: u32) -> Roster 
         members: if page == 0 { members } else { Vec::new() },
         certs: chain[slice(chain.len(), page_index)].to_vec(),
         grants,
+        names: if page == 0 {
+            membership.names().take(MAX_NAMES).cloned().collect()
+        } else {
+            Vec::new()
+        },
         page,
         pages: pages as u32,
     }
@@ -108,6 +119,11 @@ pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
     let page = roster.page.min(MAX_ROSTER_PAGES - 1);
     out.write_var(page);
     out.write_var(roster.pages.max(page + 1).min(MAX_ROSTER_PAGES));
+    let names = &roster.names[..roster.names.len().min(MAX_NAMES)];
+    out.write_var(names.len() as u32);
+    for name in names {
+        out.write_buf(name.encode());
+    }
 }
 
 /// Decodes a roster from untrusted bytes: every count is bounded before anything is
@@ -143,10 +159,23 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
     if pages == 0 || pages > MAX_ROSTER_PAGES || page >= pages {
         return Err(SyncError::Malformed("bad roster page"));
     }
+    let count: u32 = r.read_var().map_err(malformed("truncated name count"))?;
+    if count as usize > MAX_NAMES {
+        return Err(SyncError::Malformed("too many names"));
+    }
+    let mut names = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let bytes = r.read_buf().map_err(malformed("truncated name record"))?;
+        if bytes.len() > MAX_RECORD_LEN {
+            return Err(SyncError::Malformed("name record too long"));
+        }
+        names.push(NameRecord::decode(bytes).map_err(|_| SyncError::Malformed("bad name record"))?);
+    }
     Ok(Roster {
         members,
         certs,
         grants,
+        names,
         page,
         pages,
     })
@@ -267,6 +296,7 @@ mod tests {
                 [5; 32],
             )
             .unwrap()],
+            names: vec![NameRecord::sign("Ana", 7, &owner).unwrap()],
             page: 2,
             pages: 3,
         };

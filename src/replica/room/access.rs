@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use super::{Access, Removal, Room, RoomError};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, RemovalPlan};
+use crate::core::access::{
+    Cert, KeyBytes, KeyGrant, Membership, NameError, NameRecord, RemovalPlan,
+};
 use crate::core::envelope::DocKey;
 
 impl Room {
@@ -39,6 +41,7 @@ impl Room {
         &mut self,
         certs: Vec<Cert>,
         grants: Vec<KeyGrant>,
+        names: Vec<NameRecord>,
     ) -> Result<usize, RoomError> {
         let mut next = self.access.membership.clone();
         let added = next.add_all(certs);
@@ -61,6 +64,7 @@ impl Room {
             }
         }
         fresh.extend(self.grant_current_key(&mut next));
+        let new_names = self.add_names(&mut next, names);
         let my_key = self.ctx.identity.public().to_bytes();
         let mut keys = self.access.keys.clone();
         let mut new_keys = Vec::new();
@@ -77,12 +81,18 @@ impl Room {
                 }
             }
         }
-        if fresh.is_empty() && new_keys.is_empty() {
+        if fresh.is_empty() && new_keys.is_empty() && new_names.is_empty() {
             return Ok(0);
         }
         let was_removed = self.removed_here();
         let cut_changed = next.voided() != self.access.membership.voided();
         self.ctx.store.add_certs(self.id, fresh.clone()).await?;
+        if !new_names.is_empty() {
+            self.ctx
+                .store
+                .save_names(self.id, new_names.clone())
+                .await?;
+        }
         for (epoch, key) in &new_keys {
             self.ctx.store.add_key(self.id, *epoch, key.0).await?;
             tracing::info!(doc = %self.id, epoch, "received the document's new key");
@@ -98,7 +108,36 @@ impl Room {
         if cut_changed {
             self.enforce_cut().await;
         }
-        Ok(fresh.len() + new_keys.len())
+        Ok(fresh.len() + new_keys.len() + new_names.len())
+    }
+
+    /// Adds members' display names newer than those held; returns the new ones to store.
+    /// Records of keys that are no members, or dated far ahead, are refused and counted.
+    fn add_names(
+        &self,
+        membership: &mut Membership,
+        names: Vec<NameRecord>,
+    ) -> Vec<(KeyBytes, Vec<u8>)> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut fresh = Vec::new();
+        for record in names {
+            match membership.add_name(record.clone(), now_ms) {
+                Ok(true) => fresh.push((record.member, record.encode())),
+                Ok(false) => {}
+                Err(e) => {
+                    let why = match e {
+                        NameError::NotMember => "not_member",
+                        NameError::FromTheFuture => "from_the_future",
+                        _ => "invalid",
+                    };
+                    self.ctx.metrics.refused("name", why, 1);
+                    tracing::debug!(doc = %self.id, "display name refused: {e}");
+                }
+            }
+        }
+        fresh
     }
 
     /// On the owner's node, after a removal: seals the current epoch's key to every member that
@@ -152,7 +191,8 @@ impl Room {
         self.ctx.store.add_key(self.id, epoch, key.0).await?;
         Arc::make_mut(&mut self.access).keys.insert(epoch, key);
         // Publishes the new epoch with the records; grants follow from `grant_current_key`.
-        self.add_records(plan.records, Vec::new()).await?;
+        self.add_records(plan.records, Vec::new(), Vec::new())
+            .await?;
         if self.access.membership.role_of_key(&target).is_some() {
             return Err(RoomError::Removal(
                 self.id,

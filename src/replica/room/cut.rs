@@ -44,7 +44,7 @@ impl Room {
             .iter()
             .map(|client| Cert::claim(self.id, *client, &self.ctx.identity))
             .collect();
-        match self.add_records(claims, Vec::new()).await {
+        match self.add_records(claims, Vec::new(), Vec::new()).await {
             Ok(_) => {
                 tracing::debug!(doc = %self.id, ?clients, "claimed the clients of local edits");
                 if let Err(e) = self.ctx.outbox.try_send(Outgoing::Records(self.id)) {

@@ -11,7 +11,7 @@ use super::{
     RoomHandle, Slot, COMMAND_QUEUE,
 };
 use crate::actor::{ask, unpoisoned};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, GRANT_LEN};
+use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, NameRecord, GRANT_LEN};
 use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
@@ -40,6 +40,13 @@ impl RoomHandle {
         if added.refused() > 0 {
             // Stored by a version that kept certificates whose issuer was unknown.
             tracing::debug!(doc = %meta.id, ?added, "stored certificates that do not chain to the owner are ignored");
+        }
+        for bytes in &stored.names {
+            // Checked when added (its date too: a clock set back since is no reason to drop it).
+            if let Err(e) = NameRecord::decode(bytes).and_then(|r| membership.add_name(r, u64::MAX))
+            {
+                tracing::error!(doc = %meta.id, "skipping a damaged stored name: {e}");
+            }
         }
         let mut keys = Keyring::new(meta.key_epoch, meta.key.clone());
         for (epoch, key) in &stored.keys {
@@ -93,17 +100,19 @@ impl RoomHandle {
 
     /// Adds certificates (checked, stored); returns how many were new.
     pub(crate) async fn add_certs(&self, certs: Vec<Cert>) -> Result<usize, RoomError> {
-        self.add_records(certs, Vec::new()).await
+        self.add_records(certs, Vec::new(), Vec::new()).await
     }
 
-    /// Adds certificates and key grants (checked, stored); a grant to this node brings a new
-    /// epoch's key. Returns how many records were new.
+    /// Adds certificates, key grants and members' display names (checked, stored); a grant to
+    /// this node brings a new epoch's key. Returns how many records were new.
     pub(crate) async fn add_records(
         &self,
         certs: Vec<Cert>,
         grants: Vec<KeyGrant>,
+        names: Vec<NameRecord>,
     ) -> Result<usize, RoomError> {
-        self.call(|r| Command::AddRecords(certs, grants, r)).await?
+        self.call(|r| Command::AddRecords(certs, grants, names, r))
+            .await?
     }
 
     /// Removes a member (owner only) as [`crate::core::access::RemovalPlan`] decides (with it

@@ -7,8 +7,9 @@
 //! (append-only log per doc), `snapshots` (compacted log prefix per doc, with the state vector
 //! and digest of the state it holds), `certs` (each
 //! document's membership certificates), `epoch_keys` (content keys of later epochs), `peers`
-//! (known addresses), `pending_joins` (tickets of joins waiting for a member), `meta` (reserved
-//! for small key/value settings).
+//! (known addresses), `pending_joins` (tickets of joins waiting for a member), `names` (each
+//! document's members' signed display names, the newest per member), `meta` (small key/value
+//! settings: this node's own signed name).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,8 @@ pub(crate) struct StoredDoc {
 pub(crate) struct StoredAccess {
     /// Encoded membership certificates and key grants.
     pub certs: Vec<Vec<u8>>,
+    /// Encoded display-name records of members.
+    pub names: Vec<Vec<u8>>,
     /// Content keys of epochs after the first (the first is `DocMeta::key`).
     pub keys: Vec<(u32, [u8; 32])>,
     /// As in [`StoredDoc::last_seq`].
@@ -189,6 +192,12 @@ enum Sql {
     PendingJoins(Reply<Vec<(DocId, String)>>),
     AddCerts(DocId, Vec<Vec<u8>>, Reply<()>),
     AddKey(DocId, u32, [u8; 32], Reply<()>),
+    /// Members' display-name records (member key, encoded record), each replacing the
+    /// member's previous one.
+    SaveNames(DocId, Vec<(KeyBytes, Vec<u8>)>, Reply<()>),
+    /// A small setting (`None`: remove it).
+    SetMeta(&'static str, Option<String>, Reply<()>),
+    Meta(&'static str, Reply<Option<String>>),
     AdoptLegacy(KeyBytes, Reply<usize>),
 }
 
@@ -337,6 +346,27 @@ impl Store {
         key: [u8; 32],
     ) -> Result<(), StoreError> {
         self.call(|r| Sql::AddKey(id, epoch, key, r)).await
+    }
+    /// Stores members' display-name records (member key, encoded record), each replacing the
+    /// member's previous one.
+    pub(crate) async fn save_names(
+        &self,
+        id: DocId,
+        names: Vec<(KeyBytes, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Sql::SaveNames(id, names, r)).await
+    }
+    /// Stores a small setting (`None` removes it).
+    pub(crate) async fn set_meta(
+        &self,
+        key: &'static str,
+        value: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.call(|r| Sql::SetMeta(key, value, r)).await
+    }
+    /// A small setting, if stored.
+    pub(crate) async fn meta(&self, key: &'static str) -> Result<Option<String>, StoreError> {
+        self.call(|r| Sql::Meta(key, r)).await
     }
     /// Makes `owner` the owner of documents stored before roles existed; returns how many.
     pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// SQLite's page cache, in KiB (its default is 2000).
 const CACHE_KIB: i64 = 256;
 
@@ -109,6 +109,18 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
              UPDATE docs SET changed = created;
              ALTER TABLE docs ADD COLUMN kind TEXT NOT NULL DEFAULT 'plain';
              PRAGMA user_version = 5;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 6 {
+        // Members' display names: the newest signed record of each member, per document.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS names (
+                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+                 member BLOB NOT NULL, record BLOB NOT NULL, PRIMARY KEY (doc, member));
+             PRAGMA user_version = 6;
              COMMIT;",
         )
         .map_err(corrupt)?;

@@ -166,6 +166,38 @@ pub(super) fn execute(
                 .map_err(StoreError::from);
             finish(r, result)
         }
+        Sql::SaveNames(id, names, r) => {
+            let result = names
+                .iter()
+                .try_for_each(|(member, record)| {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO names (doc, member, record) VALUES (?1, ?2, ?3)",
+                        params![&id.0[..], &member[..], record],
+                    )
+                    .map(|_| ())
+                })
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
+        Sql::SetMeta(key, value, r) => {
+            let result = match value {
+                Some(value) => tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                ),
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", params![key]),
+            };
+            finish(r, result.map(|_| ()).map_err(StoreError::from))
+        }
+        Sql::Meta(key, r) => {
+            let result = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(StoreError::from);
+            finish(r, result)
+        }
         Sql::AdoptLegacy(owner, r) => {
             let result = tx
                 .execute(
@@ -394,6 +426,10 @@ fn load_access(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredAccess, St
     let certs = stmt
         .query_map([&id.0[..]], |row| row.get::<_, Vec<u8>>(0))?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = tx.prepare("SELECT record FROM names WHERE doc = ?1")?;
+    let names = stmt
+        .query_map([&id.0[..]], |row| row.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = tx.prepare("SELECT epoch, key FROM epoch_keys WHERE doc = ?1")?;
     let mut keys = Vec::new();
     let rows = stmt.query_map([&id.0[..]], |row| {
@@ -408,6 +444,7 @@ fn load_access(tx: &rusqlite::Transaction, id: DocId) -> Result<StoredAccess, St
     }
     Ok(StoredAccess {
         certs,
+        names,
         keys,
         last_seq,
         pending_log: pending_log as usize,
@@ -463,6 +500,8 @@ pub(super) fn refuse(cmd: Sql) -> DeferredReply {
         Sql::CreateDoc(_, r) | Sql::RenameDoc(_, _, r) | Sql::DeleteDoc(_, r) => fail(r),
         Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, _, r) => fail(r),
         Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),
+        Sql::SaveNames(_, _, r) | Sql::SetMeta(_, _, r) => fail(r),
+        Sql::Meta(_, r) => fail(r),
         Sql::ListDocs(r) | Sql::FindDocs(_, r) => fail(r),
         Sql::Append(_, _, r) => fail(r),
         Sql::DocStats(_, r) => fail(r),

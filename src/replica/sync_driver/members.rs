@@ -69,6 +69,7 @@ impl SyncDriver {
             Offer::Roster {
                 members: self.known_members(&room.topic, peer),
                 extra: Vec::new(),
+                name: self.settings.name.borrow().clone(),
             }
         };
         let current = access.keys.current().0;

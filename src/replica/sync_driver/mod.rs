@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -31,6 +31,7 @@ use super::room::{DiffAndSv, Outgoing, RoomError, RoomHandle};
 use super::rooms::Rooms;
 use super::store::Store;
 use crate::actor::ask;
+use crate::core::access::NameRecord;
 use crate::core::doc::DocId;
 use crate::core::limits::PeerGuard;
 use crate::core::sync::members::Member;
@@ -81,6 +82,8 @@ pub(crate) struct SyncSettings {
     pub(crate) identity: libp2p_identity::ed25519::Keypair,
     /// Woken whenever a peer connects (a waiting join tries again at once).
     pub(crate) peer_connected: Arc<Notify>,
+    /// This node's signed display name, as the node last set it (sent in member exchanges).
+    pub(crate) name: watch::Receiver<Option<NameRecord>>,
 }
 
 /// Sync state of one document with one peer, for `status`.

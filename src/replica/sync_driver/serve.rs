@@ -183,8 +183,13 @@ impl SyncDriver {
         let reports = self.reports.clone();
         self.spawn_task(async move {
             let mut asked = asked;
-            let (certs, grants) = (asked.roster.certs.clone(), asked.roster.grants.clone());
-            asked.news = match asked.room.add_records(certs, grants).await {
+            let roster = &asked.roster;
+            let (certs, grants, names) = (
+                roster.certs.clone(),
+                roster.grants.clone(),
+                roster.names.clone(),
+            );
+            asked.news = match asked.room.add_records(certs, grants, names).await {
                 Ok(new) => new > 0,
                 Err(e) => {
                     tracing::warn!(doc = %asked.room.id, peer = %asked.peer, "cannot store certificates: {e}");
@@ -211,11 +216,15 @@ impl SyncDriver {
         }
         self.vouch(peer);
         self.heard_roster(peer, room.id);
-        let ours = members::page(
+        let mut ours = members::page(
             &room.access().membership,
             self.known_members(&room.topic, peer),
             roster.page,
         );
+        if ours.page == 0 {
+            let name = self.settings.name.borrow().clone();
+            ours.names.splice(0..0, name);
+        }
         let keys = room.keys().answering(epoch);
         self.respond(
             peer,

@@ -246,3 +246,48 @@ fn the_owner_revokes_a_member_and_the_invitation_it_came_with() {
     .unwrap();
     assert_eq!(m.role_of_key(&owner), Some(Role::Owner));
 }
+
+#[test]
+fn members_name_themselves_and_strangers_cannot() {
+    let doc = DocId::random();
+    let (owner_kp, owner, _) = node();
+    let mut m = Membership::new(doc, owner);
+    let (writer_kp, writer, _) = node();
+    m.add(Cert::issue(
+        doc,
+        CertKind::Member,
+        Role::Writer,
+        writer,
+        &owner_kp,
+    ))
+    .unwrap();
+    let now = 1_800_000_000_000;
+
+    let named = NameRecord::sign("Wren", now, &writer_kp).unwrap();
+    assert_eq!(m.add_name(named.clone(), now), Ok(true));
+    assert_eq!(m.add_name(named, now), Ok(false), "a duplicate is not new");
+    assert_eq!(m.name_of(&writer), Some("Wren"));
+    // An older record does not undo a newer one, whatever order they arrive in.
+    let older = NameRecord::sign("Old name", now - 1, &writer_kp).unwrap();
+    assert_eq!(m.add_name(older, now), Ok(false));
+    assert_eq!(m.name_of(&writer), Some("Wren"));
+
+    // A stranger's record is refused, and so is one dated days ahead.
+    let (stranger_kp, stranger, _) = node();
+    let stray = NameRecord::sign("Owner", now, &stranger_kp).unwrap();
+    assert_eq!(m.add_name(stray, now), Err(NameError::NotMember));
+    assert_eq!(m.name_of(&stranger), None);
+    let ahead = NameRecord::sign("Later", now + 2 * MAX_FUTURE_MS, &owner_kp).unwrap();
+    assert_eq!(m.add_name(ahead, now), Err(NameError::FromTheFuture));
+
+    // A removed member's name stays, for what it wrote before.
+    m.add(Cert::issue(
+        doc,
+        CertKind::Revocation,
+        Role::Reader,
+        writer,
+        &owner_kp,
+    ))
+    .unwrap();
+    assert_eq!(m.name_of(&writer), Some("Wren"));
+}
