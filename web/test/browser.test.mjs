@@ -21,8 +21,12 @@ async function openPage (node, name) {
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error(`[${name}] page error: ${e.message}`))
   await page.goto(node.editor)
+  // The field shows the node's name once loaded (until then an anonymous placeholder).
+  await page.waitForFunction(() => document.getElementById('my-name').placeholder !== '')
   await page.fill('#my-name', name)
   await page.dispatchEvent('#my-name', 'change')
+  // The node keeps it: it is the node's name, which it signs for the members.
+  await waitFor(`${name} kept by the node`, async () => (await node.api('GET', '/api/name')).name === name)
   return page
 }
 
@@ -101,6 +105,13 @@ test('two browsers on two nodes co-edit with visible cursors', async () => {
   await waitFor('A sees who is here', async () =>
     (await pageA.textContent('#status-peers')) === 'With Bob')
   await waitFor('saved', async () => (await pageA.textContent('#status-sync')) === 'saved')
+
+  // The members list shows names, signed by each node, not peer ids.
+  await pageB.click('#share-btn')
+  await waitFor('B lists Alice as the owner', async () =>
+    (await pageB.textContent('#member-list')).includes('Alice · owner'))
+  assert.match(await pageB.textContent('#member-list'), /Bob · writer \(you\)/)
+  await pageB.click('#share-close')
 
   // What the browsers typed is what the node stores.
   const docs = await a.api('GET', '/api/docs')
