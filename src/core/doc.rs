@@ -43,6 +43,13 @@ pub enum DocError {
     BadStateVector(String),
     #[error("the CRDT library panicked while applying an update; the update was rejected")]
     Panicked,
+    #[error("malformed version: {0}")]
+    BadVersion(String),
+    #[error(
+        "this node does not hold all of that version's edits yet: wait until it has synced with \
+         the member that made it"
+    )]
+    VersionAhead,
 }
 
 /// A document's random 128-bit identity. Shown as 32 lowercase hex characters.
@@ -130,10 +137,12 @@ impl Default for Document {
 
 impl Document {
     /// An empty document with a fresh random yrs client id (never reused across restarts,
-    /// so a crash can never make two different edits share an id).
+    /// so a crash can never make two different edits share an id). Deleted content is kept
+    /// (no garbage collection): versions are rebuilt from it (`history`).
     pub fn new() -> Self {
         Self::with_options(Options {
             offset_kind: OffsetKind::Utf16,
+            skip_gc: true,
             ..Options::default()
         })
     }
@@ -142,6 +151,7 @@ impl Document {
     pub fn with_client_id(client_id: u64) -> Self {
         Self::with_options(Options {
             offset_kind: OffsetKind::Utf16,
+            skip_gc: true,
             ..Options::with_client_id(yrs::ClientID::new(client_id))
         })
     }
@@ -425,6 +435,7 @@ impl Document {
 }
 
 mod cut;
+pub mod history;
 pub mod rich;
 mod text_diff;
 pub use cut::Voided;

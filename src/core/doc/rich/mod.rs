@@ -159,6 +159,32 @@ impl Document {
         txn.has_changes().then(|| txn.encode_update_v1())
     }
 
+    /// Replaces the rich text with `wanted`, changing only the blocks that differ (as trees:
+    /// what Markdown cannot tell apart is compared too). Returns the update, if any.
+    pub fn replace_blocks(&mut self, wanted: &[Block]) -> Option<Vec<u8>> {
+        let wanted_keys: Vec<Vec<Block>> = wanted.iter().map(|b| vec![b.clone()]).collect();
+        let mut txn = self.doc.transact_mut();
+        let current: Vec<Vec<Block>> = self
+            .rich
+            .children(&txn)
+            .map(|child| xml::read_node(&child, &txn))
+            .collect();
+        let mut shift: i64 = 0;
+        for op in similar::capture_diff_slices(similar::Algorithm::Myers, &current, &wanted_keys) {
+            if op.tag() == similar::DiffTag::Equal {
+                continue;
+            }
+            let (old, new) = (op.old_range(), op.new_range());
+            let at = (old.start as i64 + shift) as u32;
+            if !old.is_empty() {
+                self.rich.remove_range(&mut txn, at, old.len() as u32);
+            }
+            xml::write_blocks(&self.rich, &mut txn, at, &wanted[new.clone()]);
+            shift += new.len() as i64 - old.len() as i64;
+        }
+        txn.has_changes().then(|| txn.encode_update_v1())
+    }
+
     /// Appends Markdown's blocks at the end of the rich text. Returns the update, if any.
     pub fn append_markdown(&mut self, more: &str) -> Option<Vec<u8>> {
         let blocks = markdown::parse(more);

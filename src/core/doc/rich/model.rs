@@ -9,7 +9,7 @@
 pub const MAX_DEPTH: usize = 32;
 
 /// A block of the document (TipTap's node names in the comments).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Block {
     /// `paragraph`
     Paragraph(Vec<Inline>),
@@ -33,7 +33,7 @@ pub enum Block {
 }
 
 /// A run of text with its marks, or a line break inside a block.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Inline {
     Text(String, Marks),
     /// `hardBreak`
@@ -42,7 +42,7 @@ pub enum Inline {
 
 /// The marks on a run of text (TipTap's `bold`, `italic`, `strike`, `underline`, `code` and
 /// `link` with its `href`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Marks {
     pub bold: bool,
     pub italic: bool,
