@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use peerdoc::api::dto::{DocInfo, MemberInfo, NodeName, PeerStatus, Removed, Status};
+use peerdoc::api::dto::{DocInfo, MemberInfo, NodeName, PeerStatus, Removed, Status, VersionInfo};
 use peerdoc::api::MAX_BODY_BYTES;
 use peerdoc::{api_addr_path, api_token_path};
 
@@ -171,6 +171,68 @@ impl Client {
         )?;
         self.json(r)
     }
+    pub(crate) fn versions(&self, doc: &str) -> Result<Vec<VersionInfo>, ClientError> {
+        self.get(&format!("{}/versions", Self::doc_path(doc)))
+    }
+    /// Records a version (named or not); returns its id.
+    pub(crate) fn record_version(
+        &self,
+        doc: &str,
+        name: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let path = format!("{}/versions", Self::doc_path(doc));
+        let r = self.check(
+            self.request("POST", &path)
+                .send_json(serde_json::json!({ "name": name })),
+        )?;
+        let v: serde_json::Value = self.json(r)?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    }
+    /// Names a version; returns its id.
+    pub(crate) fn name_version(
+        &self,
+        doc: &str,
+        version: &str,
+        name: &str,
+    ) -> Result<String, ClientError> {
+        let path = format!("{}/versions/{}", Self::doc_path(doc), urlencode(version));
+        let r = self.check(
+            self.request("PATCH", &path)
+                .send_json(serde_json::json!({ "name": name })),
+        )?;
+        let v: serde_json::Value = self.json(r)?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    }
+    /// Restores a version; returns the restore's version id (`None`: nothing changed).
+    pub(crate) fn restore(&self, doc: &str, version: &str) -> Result<Option<String>, ClientError> {
+        let path = format!(
+            "{}/versions/{}/restore",
+            Self::doc_path(doc),
+            urlencode(version)
+        );
+        let r = self.check(self.request("POST", &path).call())?;
+        let v: serde_json::Value = self.json(r)?;
+        Ok(v["id"].as_str().map(str::to_string))
+    }
+    /// A unified diff from version `from` to `to` (or now).
+    pub(crate) fn diff(
+        &self,
+        doc: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let mut request = self
+            .request("GET", &format!("{}/diff", Self::doc_path(doc)))
+            .query("from", from);
+        if let Some(to) = to {
+            request = request.query("to", to);
+        }
+        let r = self.check(request.call())?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut r.into_reader(), &mut text)
+            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(text)
+    }
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
         self.get(&format!("{}/members", Self::doc_path(doc)))
     }
@@ -192,10 +254,18 @@ impl Client {
         self.get(&Self::doc_path(doc))
     }
     /// The content, or the document in `format` (`markdown`, `html`, `text`).
-    pub(crate) fn text(&self, doc: &str, format: Option<&str>) -> Result<String, ClientError> {
+    pub(crate) fn text(
+        &self,
+        doc: &str,
+        format: Option<&str>,
+        at: Option<&str>,
+    ) -> Result<String, ClientError> {
         let mut request = self.request("GET", &format!("{}/text", Self::doc_path(doc)));
         if let Some(format) = format {
             request = request.query("format", format);
+        }
+        if let Some(at) = at {
+            request = request.query("at", at);
         }
         let r = self.check(request.call())?;
         // Not `into_string`: it refuses bodies over 10 MB, and documents can be larger.

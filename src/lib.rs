@@ -63,8 +63,9 @@ pub use net::{DhtMode, NatStatus, NetError, RelayLimits};
 #[cfg(feature = "test-faults")]
 pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
-    Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Node,
-    PeerStatus, Removed, Session, Standing, Status, SyncState,
+    Author, Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Node,
+    PeerStatus, PreviewSpan, Removed, Session, SpanChange, Standing, Status, SyncState,
+    VersionChanges, VersionInfo,
 };
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;

@@ -14,6 +14,7 @@ mod it {
     pub mod daemon;
     pub mod discovery;
     pub mod editor;
+    pub mod history;
     pub mod hostile;
     pub mod http;
     pub mod join;

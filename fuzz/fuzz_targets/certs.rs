@@ -3,10 +3,13 @@
 //! subjects and issuers from a fixed set of keys, so signatures verify and the role derivation
 //! itself is exercised), client claims and cuts among them. Invariants: the owner stays the only
 //! owner, the roles do not depend on the order certificates arrive in, and the owner can always
-//! remove any member, its cut included.
+//! remove any member, its cut included. Display-name records decode only when signed, and are
+//! taken only from members.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use peerdoc::core::access::{peer_of, Cert, CertKind, KeyGrant, Membership, RemovalPlan, Role};
+use peerdoc::core::access::{
+    peer_of, Cert, CertKind, KeyGrant, Membership, NameRecord, RemovalPlan, Role,
+};
 use peerdoc::core::doc::DocId;
 use peerdoc::core::sync::members;
 use yrs::encoding::read::Cursor;
@@ -32,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
         let _ = membership.add_grant(grant);
     }
     let _ = members::decode(&mut Cursor::new(data));
+    if let Ok(record) = NameRecord::decode(data) {
+        // Only a member names itself: the owner's record is the only one a fresh document takes.
+        let added = membership.add_name(record.clone(), u64::MAX);
+        assert_eq!(added.is_ok(), record.member == public(0));
+    }
 
     let mut certs = Vec::new();
     for op in data.chunks_exact(3) {

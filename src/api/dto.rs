@@ -62,6 +62,85 @@ pub struct Removed {
     pub tickets_closed: usize,
 }
 
+/// A version of a document (`GET /api/docs/{doc}/versions`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VersionInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// Unix time in ms, by the recording node's clock.
+    pub at: u64,
+    /// For a restore: the version it restored.
+    #[serde(default)]
+    pub restored_from: Option<String>,
+    /// Characters inserted and deleted since the version before; `null` while this node lacks
+    /// edits the version names.
+    pub inserted: Option<usize>,
+    pub deleted: Option<usize>,
+    /// Who inserted text: `{"peer", "label"}` (`peer` is `null` for an unclaimed client).
+    #[serde(default)]
+    pub authors: Vec<Author>,
+}
+
+/// A span of a version's preview (`GET /api/docs/{doc}/versions/{version}/preview`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PreviewSpan {
+    pub text: String,
+    /// `same`, `inserted` or `deleted` (since the version before).
+    pub change: String,
+    /// Who wrote the text, for a change.
+    pub author: Option<Author>,
+}
+
+impl From<node::PreviewSpan> for PreviewSpan {
+    fn from(s: node::PreviewSpan) -> PreviewSpan {
+        PreviewSpan {
+            text: s.text,
+            change: match s.change {
+                node::SpanChange::Same => "same",
+                node::SpanChange::Inserted => "inserted",
+                node::SpanChange::Deleted => "deleted",
+            }
+            .into(),
+            author: s.author.map(|a| Author {
+                peer: a.peer.map(|p| p.to_string()),
+                label: a.label,
+            }),
+        }
+    }
+}
+
+/// A member who wrote in a version.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Author {
+    pub peer: Option<String>,
+    pub label: String,
+}
+
+impl From<node::VersionInfo> for VersionInfo {
+    fn from(v: node::VersionInfo) -> VersionInfo {
+        VersionInfo {
+            id: v.id,
+            name: v.name,
+            at: v.at_ms,
+            restored_from: v.restored_from,
+            inserted: v.changes.as_ref().map(|c| c.inserted),
+            deleted: v.changes.as_ref().map(|c| c.deleted),
+            authors: v
+                .changes
+                .map(|c| {
+                    c.authors
+                        .into_iter()
+                        .map(|a| Author {
+                            peer: a.peer.map(|p| p.to_string()),
+                            label: a.label,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// This node's display name (`GET`/`PUT /api/name`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct NodeName {

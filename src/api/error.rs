@@ -9,7 +9,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use crate::core::doc::history::VersionError;
+use crate::core::doc::DocError;
 use crate::node::{Error, ErrorKind};
+use crate::replica::room::RoomError;
 
 /// Most of an error body axum or a rejection wrote that is read back (they are one line).
 const MAX_PLAIN_ERROR: usize = 16 << 10;
@@ -85,6 +88,13 @@ impl From<Error> for ApiError {
             Error::ReaderCannotShare => (S::FORBIDDEN, "reader_cannot_share"),
             Error::NotOwner => (S::FORBIDDEN, "not_owner"),
             Error::RemoveOwner => (S::FORBIDDEN, "remove_owner"),
+            Error::Room(RoomError::Version(VersionError::Unknown(_))) => {
+                (S::NOT_FOUND, "unknown_version")
+            }
+            Error::Room(RoomError::Version(VersionError::Ambiguous(..))) => {
+                (S::CONFLICT, "ambiguous_version")
+            }
+            Error::Room(RoomError::Doc(DocError::VersionAhead)) => (S::CONFLICT, "version_ahead"),
             _ => match e.kind() {
                 ErrorKind::NameTaken => (S::CONFLICT, "name_taken"),
                 ErrorKind::ReadOnly => (S::FORBIDDEN, "read_only"),

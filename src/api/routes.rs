@@ -13,7 +13,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -62,6 +62,20 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/docs/{doc}/text", get(get_text).put(put_text))
         .route("/api/docs/{doc}/ticket", post(ticket))
         .route("/api/docs/{doc}/members", get(members))
+        .route(
+            "/api/docs/{doc}/versions",
+            get(list_versions).post(record_version),
+        )
+        .route("/api/docs/{doc}/versions/{version}", patch(name_version))
+        .route(
+            "/api/docs/{doc}/versions/{version}/restore",
+            post(restore_version),
+        )
+        .route(
+            "/api/docs/{doc}/versions/{version}/preview",
+            get(preview_version),
+        )
+        .route("/api/docs/{doc}/diff", get(diff_versions))
         .route(
             "/api/docs/{doc}/members/{peer}",
             axum::routing::delete(revoke),
@@ -237,7 +251,10 @@ async fn get_text(
             ))
         }
     };
-    let text = app.node.export(info.id, format).await?;
+    let text = match query.get("at") {
+        Some(version) => app.node.export_at(info.id, version, format).await?,
+        None => app.node.export(info.id, format).await?,
+    };
     let mut response = ([(header::CONTENT_TYPE, content_type)], text).into_response();
     let headers = response.headers_mut();
     // Exported HTML is the members' content: it runs nothing, on this origin or any.
@@ -374,6 +391,80 @@ async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<i
     Ok(Json(all::<dto::MemberInfo, _>(
         app.node.members(&doc).await?,
     )))
+}
+
+async fn list_versions(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(all::<dto::VersionInfo, _>(
+        app.node.versions(&doc).await?,
+    )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VersionBody {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// Records a version now (`{"name": …}` optional): `201 {"id"}`.
+async fn record_version(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Json(body): Json<VersionBody>,
+) -> ApiResult<impl IntoResponse> {
+    let id = app.node.record_version(&doc, body.name.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
+}
+
+/// Names a version: `{"name"}` → `{"id"}`.
+async fn name_version(
+    State(app): State<App>,
+    Path((doc, version)): Path<(String, String)>,
+    Json(body): Json<NameBody>,
+) -> ApiResult<impl IntoResponse> {
+    let id = app.node.name_version(&doc, &version, &body.name).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
+/// A version's text in spans marked with what changed since the version before.
+async fn preview_version(
+    State(app): State<App>,
+    Path((doc, version)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(Json(all::<dto::PreviewSpan, _>(
+        app.node.preview(&doc, &version).await?,
+    )))
+}
+
+/// Restores a version: `{"id"}`, the restore's own version (`null`: nothing to change).
+async fn restore_version(
+    State(app): State<App>,
+    Path((doc, version)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let id = app.node.restore(&doc, &version).await?;
+    Ok(Json(serde_json::json!({ "id": id })))
+}
+
+/// `?from=VERSION[&to=VERSION]`: a unified diff of the content (`to`: now, if absent).
+async fn diff_versions(
+    State(app): State<App>,
+    Path(doc): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let Some(from) = query.get("from") else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "say which version to compare from: ?from=VERSION (and &to=VERSION, or now)",
+        ));
+    };
+    let diff = app
+        .node
+        .diff_versions(&doc, from, query.get("to").map(String::as_str))
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
 }
 
 /// `?keep=PEER,PEER` keeps members admitted through the removed one.

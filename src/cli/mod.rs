@@ -110,6 +110,49 @@ pub(crate) enum Command {
         /// Print it as markdown, html or text (without formatting) instead.
         #[arg(long, value_name = "FORMAT", value_parser = ["markdown", "html", "text"])]
         format: Option<String>,
+        /// Print it as it was at this version (its id, a unique prefix, or its name; see
+        /// `history`).
+        #[arg(long, value_name = "VERSION")]
+        at: Option<String>,
+    },
+    /// Record a version of DOC now, named NAME if given (versions are also recorded by
+    /// themselves after each burst of editing); with --of, give an existing version a name.
+    /// Every member sees the same versions.
+    Version {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// A name for the version (at most 64 bytes).
+        name: Option<String>,
+        /// Name this existing version (id, unique prefix or name) instead of recording one.
+        #[arg(long, value_name = "VERSION", requires = "name")]
+        of: Option<String>,
+    },
+    /// List DOC's versions, oldest first: id, time, name, who wrote in it, and the characters
+    /// inserted (+) and deleted (-) since the version before.
+    History {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed from version FROM to version TO (or to now) as a unified diff of the
+    /// Markdown (the text, for a plain document).
+    Diff {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The older version (id, unique prefix or name).
+        from: String,
+        /// The newer version [default: the document as it is now].
+        to: Option<String>,
+    },
+    /// Make DOC equal to VERSION again, by a change that syncs to every member like any edit:
+    /// nothing is rewritten, the versions since stay, and the restore is a version itself.
+    Restore {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The version to go back to (id, unique prefix or name).
+        version: String,
     },
     /// Replace the document with stdin, or append stdin with --append: Markdown for a rich
     /// document (only the blocks that differ change; --append adds blocks), text for a plain
@@ -146,6 +189,56 @@ pub(crate) enum Command {
     },
     /// Connected peers.
     Peers,
+}
+
+/// `history`: one line per version, oldest first.
+fn print_history(versions: &[peerdoc::api::dto::VersionInfo]) {
+    if versions.is_empty() {
+        eprintln!(
+            "no versions yet: one is recorded after each burst of editing, or now with \
+             `peerdoc version DOC [NAME]`"
+        );
+        return;
+    }
+    for v in versions {
+        let what = match (&v.name, &v.restored_from) {
+            (Some(name), _) => format!("\"{name}\""),
+            (None, Some(from)) => format!("restore of {from}"),
+            (None, None) => "-".into(),
+        };
+        let changes = match (v.inserted, v.deleted) {
+            (Some(i), Some(d)) => format!("+{i} -{d}"),
+            _ => "(not synced here yet)".into(),
+        };
+        let authors: Vec<&str> = v.authors.iter().map(|a| a.label.as_str()).collect();
+        let authors = if authors.is_empty() {
+            "-".to_string()
+        } else {
+            authors.join(", ")
+        };
+        println!(
+            "{}  {}  {what}  {authors}  {changes}",
+            v.id,
+            utc_minute(v.at / 1000)
+        );
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM UTC`.
+fn utc_minute(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
 
 /// `members`: one line per member: what to call it, its role, its peer id.
@@ -290,9 +383,38 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             let doc = doc?;
             println!("joined {} ({})", doc.name, doc.id);
         }
-        Command::Cat { doc, format } => {
+        Command::Version { doc, name, of } => match of {
+            Some(version) => {
+                let id = client.name_version(&doc, &version, name.as_deref().unwrap_or(""))?;
+                println!("{id}");
+            }
+            None => println!("{}", client.record_version(&doc, name.as_deref())?),
+        },
+        Command::History { doc, json } => {
+            let versions = client.versions(&doc)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&versions)?);
+            } else {
+                print_history(&versions);
+            }
+        }
+        Command::Diff { doc, from, to } => {
             use std::io::Write;
-            let text = client.text(&doc, format.as_deref())?;
+            let diff = client.diff(&doc, &from, to.as_deref())?;
+            if diff.is_empty() {
+                eprintln!("no differences");
+            }
+            let mut out = std::io::stdout().lock();
+            out.write_all(diff.as_bytes())?;
+            out.flush()?;
+        }
+        Command::Restore { doc, version } => match client.restore(&doc, &version)? {
+            Some(id) => println!("restored {version}; the restore is version {id}"),
+            None => println!("{doc} already equals {version}: nothing changed"),
+        },
+        Command::Cat { doc, format, at } => {
+            use std::io::Write;
+            let text = client.text(&doc, format.as_deref(), at.as_deref())?;
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;
             out.flush()?;

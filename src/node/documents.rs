@@ -125,7 +125,7 @@ impl Node {
 
     /// Refuses a document whose waiting join has not completed: it has no text yet, and an
     /// empty one would pass for the document's.
-    async fn not_joining(&self, doc: DocRef<'_>) -> Result<(), Error> {
+    pub(super) async fn not_joining(&self, doc: DocRef<'_>) -> Result<(), Error> {
         if unpoisoned(self.inner.joining.lock()).is_empty() {
             return Ok(());
         }

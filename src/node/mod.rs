@@ -35,6 +35,7 @@ mod display_name;
 mod doc;
 mod documents;
 mod error;
+mod history;
 mod join;
 mod members;
 pub(crate) mod names;
@@ -49,6 +50,7 @@ use startup::{split_peer_addr, start_net};
 
 pub use doc::{Doc, Event, Session};
 pub use error::{Error, ErrorKind};
+pub use history::{Author, PreviewSpan, SpanChange, VersionChanges, VersionInfo};
 
 /// The role a node shows for a document the owner removed it from.
 pub use types::{

@@ -23,6 +23,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
 use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, NameRecord};
+use crate::core::doc::history::VersionTimer;
 use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
@@ -32,6 +33,8 @@ use crate::metrics::Metrics;
 
 /// How often a room whose last store write failed tries again.
 const FLUSH_RETRY: Duration = Duration::from_secs(5);
+/// How often a room with edits not in a version yet checks whether one is due.
+const VERSION_CHECK: Duration = Duration::from_secs(5);
 /// How often presence expiry runs.
 const PRESENCE_CHECK: Duration = Duration::from_secs(5);
 /// Most bytes a document may hold in the store (snapshot and log), whoever writes: a writer
@@ -83,6 +86,21 @@ enum Command {
     /// Makes a new document rich (its first edit).
     MakeRich(oneshot::Sender<Result<(), RoomError>>),
     Kind(oneshot::Sender<Result<Kind, RoomError>>),
+    /// Records a version now, named or not; answers its id.
+    RecordVersion(Option<String>, oneshot::Sender<Result<String, RoomError>>),
+    /// Names a version (by id, prefix or name); answers its id.
+    NameVersion(String, String, oneshot::Sender<Result<String, RoomError>>),
+    Versions(oneshot::Sender<Result<Vec<VersionEntry>, RoomError>>),
+    /// A version's content in a format.
+    ExportAt(String, Format, oneshot::Sender<Result<String, RoomError>>),
+    /// A version's text marked with what changed since the version before.
+    Preview(
+        String,
+        oneshot::Sender<Result<Vec<crate::core::doc::history::Span>, RoomError>>,
+    ),
+    /// Makes the document equal to a version; answers the restore's version id (`None`: it
+    /// was equal already).
+    Restore(String, oneshot::Sender<Result<Option<String>, RoomError>>),
     StateVector(oneshot::Sender<Result<Vec<u8>, RoomError>>),
     Summary(oneshot::Sender<Result<Summary, RoomError>>),
     /// What a replica at a state vector lacks (nothing if its digest says it is in our state),
@@ -195,6 +213,13 @@ struct Room {
     pending: commits::CommitQueue,
     /// How far the removal cuts' deletions cover each voided client in the loaded document.
     cut_done: std::collections::HashMap<u64, u64>,
+    /// When to record a version of the edits made through this node.
+    versions: VersionTimer,
+    /// What changed between versions, as computed so far.
+    history_cache: history::ChangesCache,
+    /// Who asked the room to close: told once it has finished (commits settled, the last
+    /// version recorded, the snapshot stored).
+    closing: Option<oneshot::Sender<()>>,
 }
 
 /// What woke a room's task.
@@ -202,6 +227,7 @@ enum Wake {
     Command(Command),
     Committed(Result<i64, StoreError>, commits::Pending),
     FlushRetry,
+    VersionCheck,
     IdleCheck,
     PresenceCheck,
     Stop,
@@ -221,11 +247,14 @@ impl Room {
         let mut idle_check =
             tokio::time::interval(lifecycle::idle_check_every(self.ctx.unload_after));
         idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut version_check = tokio::time::interval(VERSION_CHECK);
+        version_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = tokio::select! {
                 cmd = rx.recv() => cmd.map_or(Wake::Stop, Wake::Command),
                 (result, pending) = self.pending.next() => Wake::Committed(result, pending),
                 _ = flush_retry.tick(), if self.unsaved => Wake::FlushRetry,
+                _ = version_check.tick(), if self.versions.pending() => Wake::VersionCheck,
                 _ = idle_check.tick() => Wake::IdleCheck,
                 _ = presence_check.tick() => Wake::PresenceCheck,
             };
@@ -240,6 +269,7 @@ impl Room {
                     // When the disk accepts writes again, what it missed is stored.
                     let _ = self.flush().await;
                 }
+                Wake::VersionCheck => self.record_version_if_due(false).await,
                 Wake::IdleCheck => {
                     if self.doc.is_some() {
                         self.unload_if_idle().await;
@@ -255,8 +285,12 @@ impl Room {
             }
         }
         self.settle_commits().await;
+        self.record_version_if_due(true).await;
         self.compact_before_close().await;
         *crate::actor::unpoisoned(slot.lock()) = Slot::Closed;
+        if let Some(reply) = self.closing.take() {
+            let _ = reply.send(());
+        }
         tracing::debug!(doc = %self.id, "room closed");
     }
 
@@ -289,7 +323,14 @@ impl Room {
                 let _ = reply.send(written);
             }
             Command::AddRecords(certs, grants, names, reply) => {
-                let _ = reply.send(self.add_records(certs, grants, names).await);
+                let was_shared = self.access.membership.is_shared();
+                let added = self.add_records(certs, grants, names).await;
+                let me = self.ctx.identity.public().to_bytes();
+                let owner = self.access.membership.owner() == me;
+                if owner && !was_shared && self.access.membership.is_shared() {
+                    self.claim_history().await;
+                }
+                let _ = reply.send(added);
             }
             Command::Revoke(member, keep, reply) => {
                 let _ = reply.send(self.revoke(member, keep).await);
@@ -313,6 +354,24 @@ impl Room {
             Command::Kind(reply) => {
                 let _ = reply.send(self.loaded().await.map(|doc| doc.kind()));
             }
+            Command::RecordVersion(name, reply) => {
+                let _ = reply.send(self.record_version(name.as_deref(), None).await);
+            }
+            Command::NameVersion(version, name, reply) => {
+                let _ = reply.send(self.name_version(&version, &name).await);
+            }
+            Command::Versions(reply) => {
+                let _ = reply.send(self.versions().await);
+            }
+            Command::ExportAt(version, format, reply) => {
+                let _ = reply.send(self.export_at(&version, format).await);
+            }
+            Command::Preview(version, reply) => {
+                let _ = reply.send(self.preview(&version).await);
+            }
+            Command::Restore(version, reply) => {
+                let _ = reply.send(self.restore(&version).await);
+            }
             Command::StateVector(reply) => {
                 let _ = reply.send(self.summary().await.map(|s| s.sv));
             }
@@ -329,7 +388,7 @@ impl Room {
                 let _ = reply.send(changes.subscribe());
             }
             Command::Close(reply) => {
-                let _ = reply.send(());
+                self.closing = Some(reply);
                 return std::ops::ControlFlow::Break(());
             }
             #[cfg(test)]
@@ -430,11 +489,13 @@ mod cut;
 mod error;
 mod fan_out;
 mod handle;
+mod history;
 mod lifecycle;
 
 pub use error::RoomError;
 
 pub(crate) use change::{Change, Origin, Outgoing, Stage};
+pub(crate) use history::VersionEntry;
 use lifecycle::{park, Slot};
 mod storage;
 #[cfg(test)]

@@ -378,6 +378,99 @@ async function showMembers () {
   }))
 }
 
+// --- history: versions, a preview of what changed in one, restore and name -------------------
+
+let chosenVersion = null
+
+function when (ms) {
+  return new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })
+}
+
+async function showVersions () {
+  const versions = await api('GET', `/api/docs/${current.id}/versions`)
+  const readOnly = current.role === 'reader' || current.role === 'removed'
+  $('version-save').hidden = readOnly
+  $('version-restore').hidden = readOnly
+  $('version-name').hidden = readOnly
+  if (versions.length === 0) {
+    $('version-list').replaceChildren()
+    $('version-title').textContent = 'No versions yet: one is saved after each burst of editing, or now with "Save a version now".'
+    return
+  }
+  $('version-list').replaceChildren(...versions.slice().reverse().map((v) => {
+    const li = document.createElement('li')
+    li.dataset.id = v.id
+    const title = v.name || (v.restored_from ? `Restore of ${v.restored_from.slice(0, 6)}` : 'Version')
+    const by = v.authors.map((a) => a.label).join(', ')
+    const changes = v.inserted === null ? 'not synced here yet' : `+${v.inserted} −${v.deleted}`
+    const whenEl = document.createElement('span')
+    whenEl.className = 'when'
+    whenEl.textContent = `${when(v.at)} · ${changes}${by ? ' · ' + by : ''}`
+    li.append(title, whenEl)
+    if (v.id === chosenVersion) li.classList.add('selected')
+    li.onclick = () => previewVersion(v).catch(showError)
+    return li
+  }))
+}
+
+async function previewVersion (v) {
+  chosenVersion = v.id
+  for (const li of $('version-list').children) li.classList.toggle('selected', li.dataset.id === v.id)
+  const spans = await api('GET', `/api/docs/${current.id}/versions/${v.id}/preview`)
+  $('version-title').textContent = `${v.name || 'Version ' + v.id.slice(0, 6)}, ${when(v.at)}: insertions underlined and deletions struck through, in each author's colour`
+  $('version-preview').replaceChildren(...spans.map((span) => {
+    if (span.change === 'same') return document.createTextNode(span.text)
+    const el = document.createElement(span.change === 'inserted' ? 'ins' : 'del')
+    el.textContent = span.text
+    const label = span.author ? span.author.label : 'someone unknown'
+    el.style.setProperty('--c', colorOf(label))
+    el.title = `${span.change === 'inserted' ? 'Written' : 'Deleted text written'} by ${label}`
+    return el
+  }))
+  $('version-restore').disabled = false
+  $('version-name').disabled = false
+}
+
+$('history-btn').onclick = async () => {
+  try {
+    chosenVersion = null
+    $('history-note').textContent = ''
+    $('version-preview').replaceChildren()
+    $('version-title').textContent = 'Choose a version to see what changed in it.'
+    $('version-restore').disabled = true
+    $('version-name').disabled = true
+    $('history-dialog').showModal()
+    await showVersions()
+  } catch (err) { showError(err) }
+}
+$('history-close').onclick = () => $('history-dialog').close()
+$('version-save').onclick = async () => {
+  try {
+    const name = prompt('A name for this version (optional)') || undefined
+    const { id } = await api('POST', `/api/docs/${current.id}/versions`, { name })
+    $('history-note').textContent = `Saved version ${id.slice(0, 6)}.`
+    await showVersions()
+  } catch (err) { showError(err) }
+}
+$('version-name').onclick = async () => {
+  if (!chosenVersion) return
+  const name = prompt('Name this version')
+  if (!name) return
+  try {
+    await api('PATCH', `/api/docs/${current.id}/versions/${chosenVersion}`, { name })
+    await showVersions()
+  } catch (err) { showError(err) }
+}
+$('version-restore').onclick = async () => {
+  if (!chosenVersion) return
+  if (!confirm('Make the document as it was at this version? Everyone sees the change; the versions since stay in the history.')) return
+  try {
+    const { id } = await api('POST', `/api/docs/${current.id}/versions/${chosenVersion}/restore`)
+    $('history-note').textContent = id ? 'Restored: the document is as it was at that version (saved as a new version).' : 'The document already is as it was at that version.'
+    await showVersions()
+  } catch (err) { showError(err) }
+}
+
 $('share-btn').onclick = async () => {
   try {
     $('share-read-write').checked = true

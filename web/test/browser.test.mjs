@@ -503,3 +503,43 @@ test('a rich document: toolbar and shortcuts, Markdown on the node, Markdown pas
   await page.context().close()
   await other.context().close()
 })
+
+test('history: versions listed with their authors, a preview in the author\'s colour, restore', async () => {
+  const node = await startNode()
+  nodes.push(node)
+  const page = await openPage(node, 'Alice')
+  page.on('dialog', (dialog) => dialog.accept())
+  await page.fill('#new-name', 'Story')
+  await page.click('#new-btn')
+  await page.waitForSelector(EDITOR)
+  await waitFor('connected', async () => (await page.textContent('#status-conn')) === 'connected')
+  const [doc] = await node.api('GET', '/api/docs')
+  await page.click(EDITOR)
+  await page.keyboard.type('Once upon a time.')
+  await waitFor('stored', async () => (await nodeText(node, doc.id)) === 'Once upon a time.')
+  await node.api('POST', `/api/docs/${doc.id}/versions`, { name: 'start' })
+  await page.keyboard.type(' The end.')
+  await waitFor('stored again', async () => (await nodeText(node, doc.id)) === 'Once upon a time. The end.')
+  await node.api('POST', `/api/docs/${doc.id}/versions`, {})
+
+  await page.click('#history-btn')
+  await waitFor('two versions listed', async () => (await page.locator('#version-list li').count()) === 2)
+  const newest = page.locator('#version-list li').first()
+  assert.match(await newest.textContent(), /\+9 −0 · Alice/)
+  await newest.click()
+  await waitFor('the preview marks what Alice added', async () =>
+    (await page.locator('#version-preview ins').allTextContents()).join('') === ' The end.')
+  assert.equal(await page.getAttribute('#version-preview ins', 'title'), 'Written by Alice')
+  assert.equal(await page.textContent('#version-preview'), 'Once upon a time. The end.')
+  await page.screenshot({ path: `${ARTIFACTS}/browser-history.png` })
+
+  // Back to "start": a forward change, seen in the editor, and a version of its own.
+  await page.locator('#version-list li', { hasText: 'start' }).click()
+  await page.click('#version-restore')
+  await waitFor('the editor is back at "start"', async () => (await editorText(page)) === 'Once upon a time.')
+  await waitFor('the node too', async () => (await nodeText(node, doc.id)) === 'Once upon a time.')
+  await waitFor('the restore is listed', async () =>
+    (await page.locator('#version-list li').first().textContent()).startsWith('Restore of'))
+  await page.click('#history-close')
+  await page.context().close()
+})

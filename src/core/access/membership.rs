@@ -341,6 +341,21 @@ impl Membership {
         self.claimed.contains(&client)
     }
 
+    /// Who wrote through Yjs client `client`: the member whose claim of it counts (a member
+    /// that may write, or one the owner removed; on a collision, the smallest key). `None` if
+    /// no member claimed it.
+    pub fn claimant(&self, client: u64) -> Option<KeyBytes> {
+        self.certs
+            .iter()
+            .filter(|c| c.kind == CertKind::Claim && c.client() == Some(client))
+            .map(|c| c.issuer)
+            .filter(|issuer| {
+                self.members.get(issuer).is_some_and(|r| r.may_write())
+                    || self.revoked.contains(issuer)
+            })
+            .min()
+    }
+
     /// Whether the document was ever shared: a ticket was made for it (an invitation), or this
     /// node joined it, so it holds certificates. A document never shared is announced nowhere.
     pub fn is_shared(&self) -> bool {

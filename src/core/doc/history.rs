@@ -227,22 +227,27 @@ impl Document {
     pub fn spans(&mut self, older: Option<&Snapshot>, newer: &Snapshot) -> Vec<Span> {
         let empty = Snapshot::default();
         let older = older.unwrap_or(&empty);
-        let mut txn = self.doc.transact_mut();
-        let mut spans = Vec::new();
-        match self.kind_in(&txn) {
-            Kind::Plain => text_spans(&self.text, &mut txn, older, newer, &mut spans),
-            Kind::Rich => {
-                let mut texts = Vec::new();
-                collect_texts(self.rich.children(&txn).collect(), &txn, &mut texts, 0);
-                for (i, text) in texts.iter().enumerate() {
-                    if i > 0 {
-                        spans.push(Span::Same("\n".into()));
+        // Snapshots come from writers: a panic in the CRDT library on a hostile one must not
+        // take the node down (this is a throwaway replica, see `at`).
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = self.doc.transact_mut();
+            let mut spans = Vec::new();
+            match self.kind_in(&txn) {
+                Kind::Plain => text_spans(&self.text, &mut txn, older, newer, &mut spans),
+                Kind::Rich => {
+                    let mut texts = Vec::new();
+                    collect_texts(self.rich.children(&txn).collect(), &txn, &mut texts, 0);
+                    for (i, text) in texts.iter().enumerate() {
+                        if i > 0 {
+                            spans.push(Span::Same("\n".into()));
+                        }
+                        text_spans(text, &mut txn, older, newer, &mut spans);
                     }
-                    text_spans(text, &mut txn, older, newer, &mut spans);
                 }
             }
-        }
-        spans
+            spans
+        }))
+        .unwrap_or_default()
     }
 
     fn kind_in<T: ReadTxn>(&self, txn: &T) -> Kind {
@@ -336,6 +341,68 @@ fn char_changes(before: &str, after: &str) -> (usize, usize) {
         }
     }
     (inserted, deleted)
+}
+
+/// Why a version named by a caller is not found.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum VersionError {
+    #[error(
+        "no version {0:?} in this document (name a version by its id, a unique prefix of 4+ \
+         characters, or its name; `history` lists them)"
+    )]
+    Unknown(String),
+    #[error("{0:?} is the start of several versions' ids ({1}); give more of it")]
+    Ambiguous(String, String),
+}
+
+/// The version `wanted` names: its id, then its name (the newest version of that name), then a
+/// unique prefix (4+ characters) of its id.
+pub fn find_version<'a>(
+    versions: &'a [Version],
+    wanted: &str,
+) -> Result<&'a Version, VersionError> {
+    if let Some(v) = versions.iter().find(|v| v.id == wanted) {
+        return Ok(v);
+    }
+    if let Some(v) = versions
+        .iter()
+        .rev()
+        .find(|v| v.name.as_deref() == Some(wanted))
+    {
+        return Ok(v);
+    }
+    let matching: Vec<&Version> = if wanted.len() >= 4 {
+        versions
+            .iter()
+            .filter(|v| v.id.starts_with(wanted))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => Err(VersionError::Unknown(wanted.to_string())),
+        many => Err(VersionError::Ambiguous(
+            wanted.to_string(),
+            many.iter()
+                .map(|v| v.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        )),
+    }
+}
+
+/// A unified diff (3 lines of context) from `old` to `new`, with the given labels; empty when
+/// they are equal.
+pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> String {
+    let diff = similar::TextDiff::configure()
+        .deadline(Instant::now() + DIFF_DEADLINE)
+        .diff_lines(old, new);
+    diff.unified_diff()
+        .context_radius(3)
+        .header(old_label, new_label)
+        .missing_newline_hint(false)
+        .to_string()
 }
 
 /// Decodes a version's snapshot from untrusted bytes.

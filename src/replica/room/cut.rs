@@ -14,7 +14,9 @@ use super::{Outgoing, Room};
 
 impl Room {
     /// The Yjs clients a change writes through, when they matter: on a shared document (a
-    /// document never shared has neither claims nor cuts). Empty otherwise.
+    /// document never shared has neither claims nor cuts; when it is first shared, its owner
+    /// claims every client in it, see [`Room::claim_history`]). Empty otherwise. Claimed, a
+    /// client's text is attributed to its member (history) and a removal can name it (the cut).
     pub(super) fn clients_of(&self, delta: &[u8]) -> Vec<u64> {
         if !self.access.membership.is_shared() {
             return Vec::new();
@@ -54,6 +56,25 @@ impl Room {
             }
             Err(e) => tracing::warn!(doc = %self.id, "cannot store a client claim: {e}"),
         }
+    }
+
+    /// The document was just shared: before, only this node (the owner) wrote in it, through
+    /// every client its state names. It claims them all, so that history attributes that text.
+    pub(super) async fn claim_history(&mut self) {
+        let clients = match self.summary().await {
+            Ok(summary) => crate::core::doc::decode_sv(&summary.sv)
+                .map(|sv| {
+                    sv.iter()
+                        .map(|(client, _)| client.get())
+                        .collect::<Vec<u64>>()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(doc = %self.id, "cannot claim the document's clients: {e}");
+                return;
+            }
+        };
+        self.claim_clients(&clients).await;
     }
 
     /// A peer's change: stored and shown ([`Room::persist_remote`]), then what it brought from

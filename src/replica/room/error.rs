@@ -35,4 +35,6 @@ pub enum RoomError {
     Removed(DocId),
     #[error("cannot remove the member from document {0}: {1}")]
     Removal(DocId, crate::core::access::RemovalError),
+    #[error(transparent)]
+    Version(crate::core::doc::history::VersionError),
 }

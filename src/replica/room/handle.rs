@@ -77,6 +77,9 @@ impl RoomHandle {
             changes: None,
             pending: super::commits::CommitQueue::new(super::MAX_IN_FLIGHT),
             cut_done: std::collections::HashMap::new(),
+            versions: Default::default(),
+            history_cache: Default::default(),
+            closing: None,
         };
         // Dormant until the first request.
         Ok(RoomHandle {
@@ -236,6 +239,43 @@ impl RoomHandle {
     /// The document in `format`.
     pub(crate) async fn export(&self, format: Format) -> Result<String, RoomError> {
         self.call(|r| Command::Export(format, r)).await?
+    }
+    /// Records a version now (named, or not); returns its id once durable.
+    pub(crate) async fn record_version(&self, name: Option<String>) -> Result<String, RoomError> {
+        self.call(|r| Command::RecordVersion(name, r)).await?
+    }
+    /// Names a version (by id, unique id prefix or name); returns its id once durable.
+    pub(crate) async fn name_version(
+        &self,
+        version: String,
+        name: String,
+    ) -> Result<String, RoomError> {
+        self.call(|r| Command::NameVersion(version, name, r))
+            .await?
+    }
+    /// Every version, oldest first, with what changed since the one before.
+    pub(crate) async fn versions(&self) -> Result<Vec<super::VersionEntry>, RoomError> {
+        self.call(Command::Versions).await?
+    }
+    /// A version's content in `format`.
+    pub(crate) async fn export_at(
+        &self,
+        version: String,
+        format: Format,
+    ) -> Result<String, RoomError> {
+        self.call(|r| Command::ExportAt(version, format, r)).await?
+    }
+    /// A version's text marked with what changed since the version before.
+    pub(crate) async fn preview(
+        &self,
+        version: String,
+    ) -> Result<Vec<crate::core::doc::history::Span>, RoomError> {
+        self.call(|r| Command::Preview(version, r)).await?
+    }
+    /// Makes the document equal to a version (a forward change, recorded as a version whose
+    /// id it returns; `None` if it was equal already).
+    pub(crate) async fn restore(&self, version: String) -> Result<Option<String>, RoomError> {
+        self.call(|r| Command::Restore(version, r)).await?
     }
     /// Makes a new document rich; returns once durable.
     pub(crate) async fn make_rich(&self) -> Result<(), RoomError> {

@@ -140,6 +140,8 @@ impl Room {
         {
             return;
         }
+        // Edits made through this node since the last version go into one before it unloads.
+        self.record_version_if_due(true).await;
         if !self.summary_stored {
             if let Err(e) = self.store_snapshot().await {
                 tracing::warn!(doc = %self.id, "keeping the document loaded: cannot store its snapshot: {e}");

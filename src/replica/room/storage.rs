@@ -63,6 +63,7 @@ impl Room {
         self.claim_clients(&clients).await;
         self.ctx.metrics.edit("local");
         self.changed();
+        self.versions.edited(tokio::time::Instant::now().into_std());
         let message = Frame::new(YMessage::Update(delta.clone()));
         self.tell(Change::applied(origin, message.clone()));
         if let Some(doc) = &self.doc {

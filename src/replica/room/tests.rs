@@ -479,6 +479,8 @@ async fn a_sleeping_room_tells_its_summary_without_waking() {
     ctx.unload_after = Duration::from_millis(200);
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
     room.append_text("hello\n".into()).await.unwrap();
+    // In a version now: unloading records none (which would change the summary).
+    room.record_version(None).await.unwrap();
     let summary = room.summary().await.unwrap();
     let mut waited = 0;
     while !room.is_dormant() {

@@ -291,3 +291,48 @@ fn members_name_themselves_and_strangers_cannot() {
     .unwrap();
     assert_eq!(m.name_of(&writer), Some("Wren"));
 }
+
+#[test]
+fn a_client_is_attributed_to_the_writer_that_claimed_it() {
+    let doc = DocId::random();
+    let (owner_kp, owner, _) = node();
+    let mut m = Membership::new(doc, owner);
+    let (writer_kp, writer, _) = node();
+    let (reader_kp, reader, _) = node();
+    m.add(Cert::issue(
+        doc,
+        CertKind::Member,
+        Role::Writer,
+        writer,
+        &owner_kp,
+    ))
+    .unwrap();
+    m.add(Cert::issue(
+        doc,
+        CertKind::Member,
+        Role::Reader,
+        reader,
+        &owner_kp,
+    ))
+    .unwrap();
+    m.add_all([
+        Cert::claim(doc, 7, &writer_kp),
+        Cert::claim(doc, 1, &owner_kp),
+    ]);
+    // A reader's claim is not stored: readers write nothing.
+    assert!(m.add(Cert::claim(doc, 9, &reader_kp)).is_err());
+    assert_eq!(m.claimant(7), Some(writer));
+    assert_eq!(m.claimant(1), Some(owner));
+    assert_eq!(m.claimant(9), None);
+    assert_eq!(m.claimant(8), None);
+    // Removed, it is still who wrote what it wrote.
+    m.add(Cert::issue(
+        doc,
+        CertKind::Revocation,
+        Role::Reader,
+        writer,
+        &owner_kp,
+    ))
+    .unwrap();
+    assert_eq!(m.claimant(7), Some(writer));
+}

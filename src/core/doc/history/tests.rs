@@ -159,3 +159,35 @@ fn a_version_is_due_after_a_quiet_spell_or_a_long_burst() {
     timer.recorded();
     assert!(!timer.pending() && !timer.due(now + MAX_BURST));
 }
+
+#[test]
+fn versions_are_found_by_id_name_or_prefix_and_diffs_are_unified() {
+    let mut a = Document::with_client_id(1);
+    a.record_version("a1b2c3d4e5f6", 1, Some("draft"), None);
+    a.record_version("a1b2ffffffff", 2, Some("draft"), None);
+    a.record_version("0123456789ab", 3, None, None);
+    let v = a.versions();
+    assert_eq!(find_version(&v, "0123456789ab").unwrap().at_ms, 3);
+    assert_eq!(
+        find_version(&v, "draft").unwrap().at_ms,
+        2,
+        "the newest of that name"
+    );
+    assert_eq!(find_version(&v, "a1b2c").unwrap().at_ms, 1);
+    assert!(matches!(
+        find_version(&v, "a1b2"),
+        Err(VersionError::Ambiguous(..))
+    ));
+    assert!(
+        matches!(find_version(&v, "012"), Err(VersionError::Unknown(_))),
+        "too short"
+    );
+    assert!(matches!(
+        find_version(&v, "nope"),
+        Err(VersionError::Unknown(_))
+    ));
+
+    let diff = unified_diff("a\nb\nc\n", "a\nB\nc\n", "v1", "now");
+    assert_eq!(diff, "--- v1\n+++ now\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
+    assert_eq!(unified_diff("same\n", "same\n", "x", "y"), "");
+}
