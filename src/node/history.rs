@@ -245,7 +245,8 @@ impl Node {
     }
 
     /// A unified diff of the content (Markdown, or the plain text) from version `from` to
-    /// version `to` (`None`: the document as it is now). Empty when they are equal.
+    /// version `to` (`None`: the document as it is now), after a line naming who wrote in the
+    /// versions between. Empty when they are equal.
     pub async fn diff_versions<'a>(
         &self,
         doc: impl Into<DocRef<'a>>,
@@ -260,7 +261,40 @@ impl Node {
             Some(to) => room.export_at(to.to_string(), Format::Markdown).await?,
             None => room.export(Format::Markdown).await?,
         };
-        Ok(unified_diff(&old, &new, from, to.unwrap_or("now")))
+        let diff = unified_diff(&old, &new, from, to.unwrap_or("now"));
+        if diff.is_empty() {
+            return Ok(diff);
+        }
+        // Who wrote in the versions after `from`, up to `to` (or the last one).
+        let versions = self.versions(doc).await?;
+        // As `core::doc::history::find_version` resolves them (the room did, to export).
+        let position = |wanted: &str| {
+            versions
+                .iter()
+                .position(|v| v.id == wanted)
+                .or_else(|| {
+                    versions
+                        .iter()
+                        .rposition(|v| v.name.as_deref() == Some(wanted))
+                })
+                .or_else(|| versions.iter().position(|v| v.id.starts_with(wanted)))
+        };
+        let start = position(from).map_or(0, |i| i + 1);
+        let end = to.and_then(position).map_or(versions.len(), |i| i + 1);
+        let mut authors: Vec<String> = Vec::new();
+        for version in versions.get(start..end).unwrap_or_default() {
+            for author in version.changes.iter().flat_map(|c| &c.authors) {
+                if !authors.contains(&author.label) {
+                    authors.push(author.label.clone());
+                }
+            }
+        }
+        let by = if authors.is_empty() {
+            "no one recorded".to_string()
+        } else {
+            authors.join(", ")
+        };
+        Ok(format!("written by: {by}\n{diff}"))
     }
 
     /// Makes the document equal to a version by a forward change that syncs to every member

@@ -69,7 +69,9 @@ async fn versions_are_shared_attributed_compared_and_restored() {
     );
     let diff = a.diff_versions(&doc.id, "draft", None).await.unwrap();
     assert!(
-        diff.contains("-First idea.") && diff.contains("+Second idea, **better**."),
+        diff.starts_with("written by: Bo\n")
+            && diff.contains("-First idea.")
+            && diff.contains("+Second idea, **better**."),
         "{diff}"
     );
     assert_eq!(a.diff_versions(&doc.id, &second, None).await.unwrap(), "");

@@ -417,7 +417,17 @@ async function previewVersion (v) {
   chosenVersion = v.id
   for (const li of $('version-list').children) li.classList.toggle('selected', li.dataset.id === v.id)
   const spans = await api('GET', `/api/docs/${current.id}/versions/${v.id}/preview`)
-  $('version-title').textContent = `${v.name || 'Version ' + v.id.slice(0, 6)}, ${when(v.at)}: insertions underlined and deletions struck through, in each author's colour`
+  $('version-title').textContent = `${v.name || 'Version ' + v.id.slice(0, 6)}, ${when(v.at)}: insertions underlined and deletions struck through, in each author's colour. `
+  // Who wrote what changed, in their colours.
+  const authors = [...new Set(spans.filter((s) => s.change !== 'same')
+    .map((s) => s.author ? s.author.label : 'someone unknown'))]
+  $('version-title').append(...authors.map((label) => {
+    const dot = document.createElement('span')
+    dot.className = 'person'
+    dot.style.setProperty('--color', colorOf(label))
+    dot.textContent = label
+    return dot
+  }))
   $('version-preview').replaceChildren(...spans.map((span) => {
     if (span.change === 'same') return document.createTextNode(span.text)
     const el = document.createElement(span.change === 'inserted' ? 'ins' : 'del')
