@@ -132,42 +132,35 @@ impl Document {
     /// Replaces the rich text with `new` (Markdown), changing only the blocks that differ.
     /// Returns the update, if anything changed.
     pub fn replace_markdown(&mut self, new: &str) -> Option<Vec<u8>> {
-        let wanted = markdown::parse(new);
-        let wanted_text: Vec<String> = wanted.iter().map(markdown::render_block).collect();
-        let mut txn = self.doc.transact_mut();
-        // Each child of the fragment, as the Markdown it renders to.
-        let current: Vec<String> = self
-            .rich
-            .children(&txn)
-            .map(|child| markdown::render(&xml::read_node(&child, &txn)))
-            .map(|text| text.trim_end().to_string())
-            .collect();
-        let mut shift: i64 = 0;
-        for op in similar::capture_diff_slices(similar::Algorithm::Myers, &current, &wanted_text) {
-            if op.tag() == similar::DiffTag::Equal {
-                continue;
-            }
-            let (old, new) = (op.old_range(), op.new_range());
-            let (old_index, old_len) = (old.start, old.len());
-            let at = (old_index as i64 + shift) as u32;
-            if old_len > 0 {
-                self.rich.remove_range(&mut txn, at, old_len as u32);
-            }
-            xml::write_blocks(&self.rich, &mut txn, at, &wanted[new.clone()]);
-            shift += new.len() as i64 - old_len as i64;
-        }
-        txn.has_changes().then(|| txn.encode_update_v1())
+        // Blocks compare as the Markdown they render to.
+        self.replace_blocks_by(&markdown::parse(new), |blocks| {
+            markdown::render(blocks).trim_end().to_string()
+        })
     }
 
     /// Replaces the rich text with `wanted`, changing only the blocks that differ (as trees:
     /// what Markdown cannot tell apart is compared too). Returns the update, if any.
     pub fn replace_blocks(&mut self, wanted: &[Block]) -> Option<Vec<u8>> {
-        let wanted_keys: Vec<Vec<Block>> = wanted.iter().map(|b| vec![b.clone()]).collect();
+        self.replace_blocks_by(wanted, <[Block]>::to_vec)
+    }
+
+    /// Replaces the fragment's children with `wanted` by a Myers diff of their `key`s (a child
+    /// read as its blocks, a wanted block alone): only the blocks that differ change, so a
+    /// concurrent edit in another block survives.
+    fn replace_blocks_by<K: std::hash::Hash + Ord>(
+        &mut self,
+        wanted: &[Block],
+        key: impl Fn(&[Block]) -> K,
+    ) -> Option<Vec<u8>> {
+        let wanted_keys: Vec<K> = wanted
+            .iter()
+            .map(|b| key(std::slice::from_ref(b)))
+            .collect();
         let mut txn = self.doc.transact_mut();
-        let current: Vec<Vec<Block>> = self
+        let current: Vec<K> = self
             .rich
             .children(&txn)
-            .map(|child| xml::read_node(&child, &txn))
+            .map(|child| key(&xml::read_node(&child, &txn)))
             .collect();
         let mut shift: i64 = 0;
         for op in similar::capture_diff_slices(similar::Algorithm::Myers, &current, &wanted_keys) {
