@@ -12,7 +12,7 @@ pub use crate::core::state::{
     check_leading_count, decode_sv, holds_our_state, sv_gap, sv_has_unseen, sv_text, Summary,
     EMPTY_UPDATE,
 };
-use crate::core::update_check::{check_update_v1, dependencies_v1, Dependencies};
+use crate::core::update_check::{check_update_v1, dependencies_v1, type_depth_v1, Dependencies};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rand::RngCore;
@@ -26,6 +26,9 @@ use yrs::{
 
 /// Name of the shared `Y.Text` that `cat`/`write` and the web editor use.
 pub const TEXT_NAME: &str = "content";
+/// How deep this node's own writes may nest shared types: rich text's blocks nest at most
+/// `rich::model::MAX_DEPTH` deep, a few types each.
+const LOCAL_TYPE_DEPTH: usize = 3 * rich::model::MAX_DEPTH;
 /// Longest document name, in bytes (local names and the name carried in a ticket).
 pub const MAX_NAME_LEN: usize = 200;
 
@@ -127,6 +130,9 @@ pub struct Document {
     text: TextRef,
     rich: XmlFragmentRef,
     meta: MapRef,
+    /// How deep shared types may nest in it (a bound, raised by each update applied): updates
+    /// that would nest them past [`crate::core::update_check::MAX_TYPE_DEPTH`] are refused.
+    type_depth: usize,
 }
 
 impl Default for Document {
@@ -168,6 +174,7 @@ impl Document {
             text,
             rich,
             meta,
+            type_depth: LOCAL_TYPE_DEPTH,
         }
     }
 
@@ -206,7 +213,7 @@ impl Document {
                 incomplete: true,
             });
         }
-        self.apply_checked(update)
+        self.apply_checked(update, deps)
     }
 
     fn has_dependencies(&self, deps: &Dependencies) -> bool {
@@ -241,13 +248,18 @@ impl Document {
     pub fn apply(&mut self, update: &[u8]) -> Result<Applied, DocError> {
         // yrs decodes and integrates untrusted bytes: bound what it may allocate and how deep
         // it recurses first.
-        check_update_v1(update).map_err(DocError::BadUpdate)?;
-        self.apply_checked(update)
+        let deps = dependencies_v1(update).map_err(DocError::BadUpdate)?;
+        self.apply_checked(update, &deps)
     }
 
-    /// [`Document::apply`] of bytes that passed [`check_update_v1`]. A panic in yrs must not
-    /// take the node down.
-    fn apply_checked(&mut self, update: &[u8]) -> Result<Applied, DocError> {
+    /// [`Document::apply`] of bytes that passed [`check_update_v1`] (`deps`: what it found).
+    /// Types must not nest too deep; a panic in yrs must not take the node down.
+    fn apply_checked(&mut self, update: &[u8], deps: &Dependencies) -> Result<Applied, DocError> {
+        let type_depth = match deps.has_types {
+            true => type_depth_v1(update, self.type_depth).map_err(DocError::BadUpdate)?,
+            false => 0,
+        };
+        self.type_depth = self.type_depth.max(type_depth);
         let doc = &self.doc;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let update =

@@ -4,9 +4,14 @@
 //! gigabytes, and a value nested 100,000 deep (200 KB) overflows the stack (checked: an abort
 //! of the whole process, which no `catch_unwind` stops). [`check_update_v1`] walks the encoding once without allocating and
 //! refuses an update whose counts exceed the bytes left, whose values nest deeper than
-//! [`MAX_DEPTH`], or that has bytes after its end.
+//! [`MAX_DEPTH`], or that has bytes after its end. Shared types nesting too deep is the other
+//! way to overflow yrs's stack: `depth` ([`type_depth_v1`]).
 
 use yrs::encoding::read::{Cursor, Read};
+
+mod depth;
+pub use depth::{type_depth_v1, MAX_TYPE_DEPTH};
+use depth::{BlockRef, Parent};
 
 /// Deepest nesting of arrays and maps inside a value (Yjs documents hold text; JSON content is
 /// parsed by serde_json, which stops at 128).
@@ -29,29 +34,44 @@ pub struct Dependencies {
     pub refs: Vec<(u64, u64)>,
     /// The update has a skip block: a hole its sender did not have.
     pub has_skip: bool,
+    /// The update holds shared types (then check how deep they nest: [`type_depth_v1`]).
+    pub has_types: bool,
 }
 
 /// [`check_update_v1`], and what the update builds on.
 pub fn dependencies_v1(bytes: &[u8]) -> Result<Dependencies, String> {
-    let mut r = Walker(Cursor::new(bytes), Dependencies::default());
+    let mut r = Walker::new(bytes);
     r.update().map_err(|e| format!("bad update: {e}"))?;
-    if r.0.has_content() {
+    if r.r.has_content() {
         return Err("bad update: bytes after its end".into());
     }
-    Ok(r.1)
+    Ok(r.deps)
 }
 
-struct Walker<'a>(Cursor<'a>, Dependencies);
+struct Walker<'a> {
+    r: Cursor<'a>,
+    deps: Dependencies,
+    /// Every block, when the type depth is checked (`depth`).
+    blocks: Option<Vec<BlockRef>>,
+}
 
 type Walk = Result<(), String>;
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Walker {
+            r: Cursor::new(bytes),
+            deps: Dependencies::default(),
+            blocks: None,
+        }
+    }
+
     fn remaining(&self) -> usize {
-        self.0.buf.len().saturating_sub(self.0.next)
+        self.r.buf.len().saturating_sub(self.r.next)
     }
 
     fn var(&mut self) -> Result<u64, String> {
-        self.0.read_var::<u64>().map_err(|e| e.to_string())
+        self.r.read_var::<u64>().map_err(|e| e.to_string())
     }
 
     /// A count of things that each take at least `min` bytes.
@@ -67,19 +87,19 @@ impl Walker<'_> {
     }
 
     fn u8(&mut self) -> Result<u8, String> {
-        self.0.read_u8().map_err(|e| e.to_string())
+        self.r.read_u8().map_err(|e| e.to_string())
     }
 
     fn buf(&mut self) -> Walk {
-        self.0.read_buf().map(|_| ()).map_err(|e| e.to_string())
+        self.r.read_buf().map(|_| ()).map_err(|e| e.to_string())
     }
 
     fn string(&mut self) -> Walk {
-        self.0.read_string().map(|_| ()).map_err(|e| e.to_string())
+        self.r.read_string().map(|_| ()).map_err(|e| e.to_string())
     }
 
     fn skip(&mut self, n: usize) -> Walk {
-        self.0.read_exact(n).map(|_| ()).map_err(|e| e.to_string())
+        self.r.read_exact(n).map(|_| ()).map_err(|e| e.to_string())
     }
 
     fn update(&mut self) -> Walk {
@@ -92,12 +112,12 @@ impl Walker<'_> {
             let first = self.var()?;
             let mut clock = first;
             for _ in 0..blocks {
-                clock = clock.saturating_add(self.block()?);
+                clock = clock.saturating_add(self.block(client, clock)?);
                 if clock > u64::from(u32::MAX) {
                     return Err("block clocks overflow".into());
                 }
             }
-            self.1.sections.push((client, first, clock));
+            self.deps.sections.push((client, first, clock));
         }
         let clients = self.count("delete set clients", 2)?;
         for _ in 0..clients {
@@ -113,8 +133,24 @@ impl Walker<'_> {
         Ok(())
     }
 
-    /// Walks one block; returns its length in clock units (as yrs counts it).
-    fn block(&mut self) -> Result<u64, String> {
+    /// Walks one block (`client`'s, at `clock`); returns its length in clock units (as yrs
+    /// counts it).
+    fn block(&mut self, client: u64, clock: u64) -> Result<u64, String> {
+        let (len, parent, is_type) = self.block_parts()?;
+        if let Some(blocks) = &mut self.blocks {
+            blocks.push(BlockRef {
+                client,
+                clock,
+                len,
+                parent,
+                is_type,
+            });
+        }
+        Ok(len)
+    }
+
+    /// One block's length, where it sits and whether it holds a shared type.
+    fn block_parts(&mut self) -> Result<(u64, Parent, bool), String> {
         const GC: u8 = 0;
         const SKIP: u8 = 10;
         const HAS_ORIGIN: u8 = 0b1000_0000;
@@ -122,31 +158,40 @@ impl Walker<'_> {
         const HAS_PARENT_SUB: u8 = 0b0010_0000;
         let info = self.u8()?;
         if info == SKIP {
-            self.1.has_skip = true;
+            self.deps.has_skip = true;
         }
         if info == GC || info == SKIP {
-            return self.var(); // length
+            return Ok((self.var()?, Parent::Unknown, false)); // length
         }
+        let mut parent = Parent::Unknown;
         if info & HAS_ORIGIN != 0 {
             let id = (self.var()?, self.var()?);
-            self.1.refs.push(id);
+            self.deps.refs.push(id);
+            parent = Parent::Beside(id.0, id.1);
         }
         if info & HAS_RIGHT_ORIGIN != 0 {
             let id = (self.var()?, self.var()?);
-            self.1.refs.push(id);
+            self.deps.refs.push(id);
+            if let Parent::Unknown = parent {
+                parent = Parent::Beside(id.0, id.1);
+            }
         }
         if info & (HAS_ORIGIN | HAS_RIGHT_ORIGIN) == 0 {
             if self.var()? == 1 {
                 self.string()?; // named root type
+                parent = Parent::Root;
             } else {
                 let id = (self.var()?, self.var()?); // parent item id
-                self.1.refs.push(id);
+                self.deps.refs.push(id);
+                parent = Parent::Item(id.0, id.1);
             }
             if info & HAS_PARENT_SUB != 0 {
                 self.string()?;
             }
         }
-        match info & 0b1111 {
+        let is_type = info & 0b1111 == 7;
+        self.deps.has_types |= is_type;
+        let len = match info & 0b1111 {
             1 => self.var(), // deleted length
             2 => {
                 // JSON: yrs reads count + 1 strings.
@@ -159,7 +204,7 @@ impl Walker<'_> {
             3 => self.buf().map(|_| 1),
             4 => {
                 // A string's length is in UTF-16 code units.
-                let s = self.0.read_string().map_err(|e| e.to_string())?;
+                let s = self.r.read_string().map_err(|e| e.to_string())?;
                 Ok(s.encode_utf16().count() as u64)
             }
             5 => self.string().map(|_| 1), // embed (JSON text)
@@ -186,7 +231,8 @@ impl Walker<'_> {
                 self.any(0).map(|_| 1) // its options
             }
             other => Err(format!("unknown content type {other}")),
-        }
+        }?;
+        Ok((len, parent, is_type))
     }
 
     fn any(&mut self, depth: usize) -> Walk {
@@ -196,7 +242,7 @@ impl Walker<'_> {
         match self.u8()? {
             127 | 126 | 121 | 120 => Ok(()), // undefined, null, false, true
             125 => self
-                .0
+                .r
                 .read_var::<i64>()
                 .map(|_| ())
                 .map_err(|e| e.to_string()),

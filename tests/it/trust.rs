@@ -540,3 +540,77 @@ async fn a_member_back_from_offline_takes_no_edit_before_it_heard_a_roster() {
         node.shutdown().await;
     }
 }
+
+/// Elements nested `depth` deep in TipTap's fragment, written by Yjs client `client`.
+fn nested_elements(client: u64, depth: usize) -> Vec<u8> {
+    use yrs::{ReadTxn, StateVector, Transact, XmlElementPrelim, XmlFragment};
+    let doc = yrs::Doc::with_client_id(client);
+    let frag = doc.get_or_insert_xml_fragment("default");
+    {
+        let mut txn = doc.transact_mut();
+        let mut el = frag.insert(&mut txn, 0, XmlElementPrelim::empty("blockquote"));
+        for _ in 1..depth {
+            el = el.insert(&mut txn, 0, XmlElementPrelim::empty("blockquote"));
+        }
+    }
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    update
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writers_types_nested_too_deep_are_refused_where_they_arrive() {
+    // yrs deletes nested types recursively: elements nested some 20,000 deep, then deleted,
+    // overflow the stack and abort the node. A writer's node, modified, publishes elements
+    // nested past the bound; the owner refuses them (counted) and goes on.
+    let d = dirs(1);
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("deep").await.unwrap();
+    let ticket = Ticket::decode(&a.ticket(&doc.id).await.unwrap()).unwrap();
+    let cancel = CancellationToken::new();
+    let (evil, key) = bare_net_keyed_drained(&cancel).await;
+    evil.dial(ticket.peer, ticket.addrs.clone()).await.unwrap();
+    evil.subscribe(ticket.doc.topic_name()).await;
+    // A writer: admitted with the ticket, its Yjs client claimed, its roster heard.
+    const CLIENT: u64 = 4242;
+    let mine = Roster {
+        certs: vec![
+            ticket.invitation_cert().unwrap(),
+            ticket.admit(key_of(&evil.peer_id()).unwrap()).unwrap(),
+            peerdoc::core::access::Cert::claim(ticket.doc, CLIENT, &key),
+        ],
+        ..Roster::default()
+    };
+    let topic = ticket.doc.topic();
+    evil.request(
+        ticket.peer,
+        members::request(&ticket.keyring(), &topic, mine),
+    )
+    .await
+    .unwrap();
+    let deep = nested_elements(CLIENT, peerdoc::core::update_check::MAX_TYPE_DEPTH + 50);
+    let before = refused(&a, "gossip", "malformed");
+    wait_until("A refuses the deep elements", async || {
+        let sealed = ticket.keyring().seal(
+            &topic,
+            Purpose::Gossip,
+            &YMessage::Update(deep.clone()).encode(),
+        );
+        let signed = peerdoc::core::sync::gossip::sign(&key, &topic, &sealed);
+        let _ = evil.publish(ticket.doc.topic_name(), signed).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        refused(&a, "gossip", "malformed") > before
+    })
+    .await;
+    // Elements nested within the bound are an edit like any other.
+    let shallow = nested_elements(CLIENT + 1, 3);
+    let mut check = Document::new();
+    check.apply(&shallow).unwrap();
+    a.write(&doc.id, "still here\n".into(), false)
+        .await
+        .unwrap();
+    assert_eq!(a.text(&doc.id).await.unwrap(), "still here\n");
+    cancel.cancel();
+    a.shutdown().await;
+}

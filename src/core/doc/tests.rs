@@ -247,3 +247,47 @@ fn network_input_is_applied_only_when_what_it_builds_on_is_here() {
     assert!(behind.apply_complete(&reply).unwrap().incomplete);
     assert_eq!(behind.text(), "<0>");
 }
+
+/// Elements nested `depth` deep in TipTap's fragment, written by Yjs client `client`.
+fn nested_elements(client: u64, depth: usize) -> Vec<u8> {
+    use yrs::{XmlElementPrelim, XmlFragment};
+    let doc = Doc::with_client_id(client);
+    let frag = doc.get_or_insert_xml_fragment("default");
+    {
+        let mut txn = doc.transact_mut();
+        let mut el = frag.insert(&mut txn, 0, XmlElementPrelim::empty("blockquote"));
+        for _ in 1..depth {
+            el = el.insert(&mut txn, 0, XmlElementPrelim::empty("blockquote"));
+        }
+    }
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    update
+}
+
+#[test]
+fn types_nested_too_deep_are_refused_before_yrs_sees_them() {
+    // Taken, these would abort the process at the deletion below (yrs deletes nested types
+    // recursively: a stack overflow, which no `catch_unwind` stops).
+    let mut doc = Document::new();
+    let err = doc.apply(&nested_elements(9, 20_000)).unwrap_err();
+    assert!(
+        matches!(&err, DocError::BadUpdate(m) if m.contains("nest")),
+        "{err}"
+    );
+    // The writer's next update deletes the outermost element (client 9, clock 0): a delete
+    // set alone, which finds nothing here.
+    let delete = [0, 1, 9, 1, 0, 1];
+    let top_level = |doc: &Document| {
+        use yrs::XmlFragment;
+        doc.rich.len(&doc.doc.transact())
+    };
+    doc.apply(&delete).unwrap();
+    assert_eq!(top_level(&doc), 0);
+    // Nesting within the bound is taken, and deleted like anything else.
+    doc.apply(&nested_elements(10, 60)).unwrap();
+    assert_eq!(top_level(&doc), 1);
+    doc.apply(&[0, 1, 10, 1, 0, 1]).unwrap();
+    assert_eq!(top_level(&doc), 0);
+}

@@ -238,6 +238,10 @@ fn verdict_of(
             MessageAcceptance::Ignore
         }
         Err(e) => {
+            if let RoomError::Doc(_) = e {
+                // Bytes no replica takes (malformed, or shared types nested too deep).
+                metrics.refused("gossip", "malformed", 1);
+            }
             tracing::warn!(%doc, peer = %author, "dropped gossip: {e}");
             MessageAcceptance::Reject
         }
