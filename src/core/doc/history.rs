@@ -405,14 +405,50 @@ pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> S
         .to_string()
 }
 
-/// Decodes a version's snapshot from untrusted bytes.
+/// Decodes a version's snapshot from untrusted bytes: its counts are checked against the bytes
+/// left first (yrs reserves memory for what a count claims before reading it).
 pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, DocError> {
     if bytes.len() > MAX_SNAPSHOT_BYTES {
         return Err(DocError::BadVersion("snapshot too large".into()));
     }
+    check_snapshot_v1(bytes).map_err(DocError::BadVersion)?;
     catch_unwind(|| Snapshot::decode_v1(bytes))
         .map_err(|_| DocError::Panicked)?
         .map_err(|e| DocError::BadVersion(e.to_string()))
+}
+
+/// Walks a snapshot's v1 encoding (the delete set: clients, each with its ranges of clock and
+/// length; then the state vector: client and clock pairs) without allocating: every count must
+/// fit in the bytes left (each counted thing takes 2 bytes at least), and nothing may follow.
+fn check_snapshot_v1(bytes: &[u8]) -> Result<(), String> {
+    use yrs::encoding::read::{Cursor, Read};
+    let mut r = Cursor::new(bytes);
+    let var = |r: &mut Cursor| r.read_var::<u64>().map_err(|e| e.to_string());
+    let count = |r: &mut Cursor, n: u64, what: &str| {
+        let left = r.buf.len().saturating_sub(r.next) as u64;
+        if n > left / 2 {
+            return Err(format!("claims {n} {what} with {left} bytes left"));
+        }
+        Ok(n)
+    };
+    let clients = var(&mut r)?;
+    for _ in 0..count(&mut r, clients, "deleting clients")? {
+        var(&mut r)?; // client
+        let ranges = var(&mut r)?;
+        for _ in 0..count(&mut r, ranges, "deleted ranges")? {
+            var(&mut r)?; // clock
+            var(&mut r)?; // length
+        }
+    }
+    let entries = var(&mut r)?;
+    for _ in 0..count(&mut r, entries, "state vector entries")? {
+        var(&mut r)?; // client
+        var(&mut r)?; // clock
+    }
+    if r.has_content() {
+        return Err("bytes after the snapshot".into());
+    }
+    Ok(())
 }
 
 /// When a node records a version of the edits made through it: once a burst of editing has

@@ -191,3 +191,24 @@ fn versions_are_found_by_id_name_or_prefix_and_diffs_are_unified() {
     assert_eq!(diff, "--- v1\n+++ now\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n");
     assert_eq!(unified_diff("same\n", "same\n", "x", "y"), "");
 }
+
+#[test]
+fn a_snapshot_claiming_more_than_its_bytes_is_refused_before_decoding() {
+    // Found by the fuzz target: an empty delete set, then a state vector claiming 26 billion
+    // clients in 26 bytes. yrs reserved for them (1 GB of memory touched) before failing.
+    let bomb = [
+        0x00, 0xff, 0xff, 0xff, 0xff, 0x62, 0xff, 0xff, 0xff, 0xff, 0x5c, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x28, 0x28, 0x28, 0x28, 0x28, 0x28,
+        0x28, 0x28,
+    ];
+    let err = decode_snapshot(&bomb).unwrap_err();
+    assert!(err.to_string().contains("claims"), "{err}");
+    // So is one that claims many deleted ranges, and one with bytes after its end.
+    assert!(decode_snapshot(&[1, 5, 0xff, 0xff, 0x7f, 0, 0]).is_err());
+    let mut a = Document::with_client_id(1);
+    a.replace_text("abc");
+    a.replace_text("a");
+    let good = a.doc.transact().snapshot().encode_v1();
+    assert!(decode_snapshot(&good).is_ok());
+    assert!(decode_snapshot(&[good, vec![0]].concat()).is_err());
+}
