@@ -25,8 +25,13 @@ use super::error::{json_errors, ApiError};
 use super::{dto, ws, MAX_BODY_BYTES};
 use crate::node::Node;
 use crate::{DocKind, Format};
+use versions::{
+    diff_versions, list_versions, name_version, preview_version, record_version, restore_version,
+};
 
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
+mod versions;
+
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
 const APP_CSS: &str = include_str!("../../web/dist/app.css");
@@ -391,80 +396,6 @@ async fn members(State(app): State<App>, Path(doc): Path<String>) -> ApiResult<i
     Ok(Json(all::<dto::MemberInfo, _>(
         app.node.members(&doc).await?,
     )))
-}
-
-async fn list_versions(
-    State(app): State<App>,
-    Path(doc): Path<String>,
-) -> ApiResult<impl IntoResponse> {
-    Ok(Json(all::<dto::VersionInfo, _>(
-        app.node.versions(&doc).await?,
-    )))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VersionBody {
-    #[serde(default)]
-    name: Option<String>,
-}
-
-/// Records a version now (`{"name": …}` optional): `201 {"id"}`.
-async fn record_version(
-    State(app): State<App>,
-    Path(doc): Path<String>,
-    Json(body): Json<VersionBody>,
-) -> ApiResult<impl IntoResponse> {
-    let id = app.node.record_version(&doc, body.name.as_deref()).await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))))
-}
-
-/// Names a version: `{"name"}` → `{"id"}`.
-async fn name_version(
-    State(app): State<App>,
-    Path((doc, version)): Path<(String, String)>,
-    Json(body): Json<NameBody>,
-) -> ApiResult<impl IntoResponse> {
-    let id = app.node.name_version(&doc, &version, &body.name).await?;
-    Ok(Json(serde_json::json!({ "id": id })))
-}
-
-/// A version's text in spans marked with what changed since the version before.
-async fn preview_version(
-    State(app): State<App>,
-    Path((doc, version)): Path<(String, String)>,
-) -> ApiResult<impl IntoResponse> {
-    Ok(Json(all::<dto::PreviewSpan, _>(
-        app.node.preview(&doc, &version).await?,
-    )))
-}
-
-/// Restores a version: `{"id"}`, the restore's own version (`null`: nothing to change).
-async fn restore_version(
-    State(app): State<App>,
-    Path((doc, version)): Path<(String, String)>,
-) -> ApiResult<impl IntoResponse> {
-    let id = app.node.restore(&doc, &version).await?;
-    Ok(Json(serde_json::json!({ "id": id })))
-}
-
-/// `?from=VERSION[&to=VERSION]`: a unified diff of the content (`to`: now, if absent).
-async fn diff_versions(
-    State(app): State<App>,
-    Path(doc): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Response> {
-    let Some(from) = query.get("from") else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "say which version to compare from: ?from=VERSION (and &to=VERSION, or now)",
-        ));
-    };
-    let diff = app
-        .node
-        .diff_versions(&doc, from, query.get("to").map(String::as_str))
-        .await?;
-    Ok(([(header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], diff).into_response())
 }
 
 /// `?keep=PEER,PEER` keeps members admitted through the removed one.

@@ -22,9 +22,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::presence::{Owner, Presence};
 use super::store::{Store, StoreError};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, NameRecord};
+use crate::core::access::{KeyBytes, Membership};
 use crate::core::doc::history::VersionTimer;
-use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
@@ -66,78 +65,6 @@ pub(crate) type GossipDone = Box<dyn FnOnce(Result<Received, RoomError>) + Send>
 
 /// A diff and the state vector it was taken at.
 pub(crate) type DiffAndSv = (Vec<u8>, Vec<u8>);
-
-enum Command {
-    /// A gossip message from its author; `done` gets the outcome once it is applied.
-    ReceiveGossip(Gossip, PeerId, GossipDone),
-    ApplyRemote(Vec<u8>, oneshot::Sender<Result<Applied, RoomError>>),
-    ApplyLocal(Vec<u8>, Origin, oneshot::Sender<Result<(), RoomError>>),
-    Replace(String, oneshot::Sender<Result<(), RoomError>>),
-    Append(String, oneshot::Sender<Result<(), RoomError>>),
-    ApplyAwareness(
-        Vec<u8>,
-        Origin,
-        oneshot::Sender<Result<Vec<u64>, RoomError>>,
-    ),
-    AwarenessState(oneshot::Sender<Option<Vec<u8>>>),
-    RemoveAwareness(Vec<u64>, Origin, oneshot::Sender<()>),
-    /// The document in a format (`Markdown`: what `cat` prints, Markdown or plain text).
-    Export(Format, oneshot::Sender<Result<String, RoomError>>),
-    /// Makes a new document rich (its first edit).
-    MakeRich(oneshot::Sender<Result<(), RoomError>>),
-    Kind(oneshot::Sender<Result<Kind, RoomError>>),
-    /// Records a version now, named or not; answers its id.
-    RecordVersion(Option<String>, oneshot::Sender<Result<String, RoomError>>),
-    /// Names a version (by id, prefix or name); answers its id.
-    NameVersion(String, String, oneshot::Sender<Result<String, RoomError>>),
-    Versions(oneshot::Sender<Result<Vec<VersionEntry>, RoomError>>),
-    /// A version's content in a format.
-    ExportAt(String, Format, oneshot::Sender<Result<String, RoomError>>),
-    /// A version's text marked with what changed since the version before.
-    Preview(
-        String,
-        oneshot::Sender<Result<Vec<crate::core::doc::history::Span>, RoomError>>,
-    ),
-    /// Makes the document equal to a version; answers the restore's version id (`None`: it
-    /// was equal already).
-    Restore(String, oneshot::Sender<Result<Option<String>, RoomError>>),
-    StateVector(oneshot::Sender<Result<Vec<u8>, RoomError>>),
-    Summary(oneshot::Sender<Result<Summary, RoomError>>),
-    /// What a replica at a state vector lacks (nothing if its digest says it is in our state),
-    /// and our state vector.
-    Diff(
-        Vec<u8>,
-        Option<[u8; 32]>,
-        oneshot::Sender<Result<DiffAndSv, RoomError>>,
-    ),
-    /// A receiver of every change from now on (editor sessions).
-    Subscribe(oneshot::Sender<broadcast::Receiver<Change>>),
-    /// Certificates, key grants and display names from a ticket or a peer; answers how many
-    /// were new.
-    AddRecords(
-        Vec<Cert>,
-        Vec<KeyGrant>,
-        Vec<NameRecord>,
-        oneshot::Sender<Result<usize, RoomError>>,
-    ),
-    /// The owner removes a member (by key), keeping the listed members it admitted:
-    /// revocations, a new epoch, grants.
-    Revoke(
-        KeyBytes,
-        Vec<KeyBytes>,
-        oneshot::Sender<Result<Removal, RoomError>>,
-    ),
-    Close(oneshot::Sender<()>),
-    /// Test hook: the room does nothing else until `release` fires (a busy or stuck room).
-    #[cfg(test)]
-    Stall(oneshot::Receiver<()>),
-    /// Test hook: whether the document is loaded.
-    #[cfg(test)]
-    IsLoaded(oneshot::Sender<bool>),
-    /// Test hook: the periodic presence check, now.
-    #[cfg(test)]
-    CheckPresence(oneshot::Sender<()>),
-}
 
 /// What a room publishes for those that must not wait for it: who may do what, and the keys.
 #[derive(Debug, Clone)]
@@ -484,6 +411,7 @@ impl Room {
 
 mod access;
 mod change;
+mod command;
 mod commits;
 mod cut;
 mod error;
@@ -495,6 +423,7 @@ mod lifecycle;
 pub use error::RoomError;
 
 pub(crate) use change::{Change, Origin, Outgoing, Stage};
+use command::Command;
 pub(crate) use history::VersionEntry;
 use lifecycle::{park, Slot};
 mod storage;

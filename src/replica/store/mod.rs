@@ -12,7 +12,7 @@
 //! settings: this node's own signed name).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 
 use prometheus_client::metrics::histogram::Histogram;
@@ -24,67 +24,16 @@ use crate::core::access::KeyBytes;
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
+mod error;
 mod schema;
 mod sql;
+
+pub use error::{CommitFailure, StoreError};
 
 /// Most commands committed in one transaction.
 const MAX_BATCH: usize = 256;
 /// Commands waiting for the writer thread.
 const COMMAND_QUEUE: usize = 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(
-        "database {path} is corrupt or not a peerdoc database ({source}); move it aside and \
-         restart to begin empty, or restore it from a backup"
-    )]
-    Corrupt {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
-    #[error("database {path} was written by a newer peerdoc (schema {found}); upgrade peerdoc")]
-    TooNew { path: PathBuf, found: i64 },
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("could not commit to the database ({}); nothing of this change was stored", .0.reason)]
-    Commit(CommitFailure),
-    #[error("cannot start the database writer thread: {0}")]
-    Thread(std::io::Error),
-    #[error("a document named {0:?} already exists; choose another name")]
-    NameTaken(String),
-    #[error("document {0} already exists in this node")]
-    DocExists(DocId),
-    #[error("the store has shut down")]
-    Closed,
-}
-
-impl StoreError {
-    /// The disk (or the database's size limit) is full: the write may succeed later.
-    pub fn is_full(&self) -> bool {
-        match self {
-            StoreError::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
-            StoreError::Commit(failure) => failure.full,
-            _ => false,
-        }
-    }
-}
-
-/// Why a batch of writes was not stored (each of its writes fails with it).
-#[derive(Debug, Clone)]
-pub struct CommitFailure {
-    pub reason: String,
-    /// The disk (or the database's size limit) was full.
-    pub full: bool,
-}
-
-impl CommitFailure {
-    pub(super) fn of(error: &StoreError) -> CommitFailure {
-        CommitFailure {
-            reason: error.to_string(),
-            full: error.is_full(),
-        }
-    }
-}
 
 /// A document's stored metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
