@@ -2,24 +2,16 @@
 //! from the config file at start or by [`Node::set_name`], and published to the sync driver
 //! (which sends it in member exchanges) through a `watch` channel that only the node writes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use libp2p_identity::ed25519;
 
 use super::{Error, Node};
 use crate::core::access::NameRecord;
-use crate::replica::store::Store;
+use crate::replica::store::{unix_now_ms, Store};
 
 /// The store's `meta` key for this node's own signed name.
 const META_KEY: &str = "name";
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// The name to start with: the config file's (signed anew when it differs from the kept
 /// one), else the one kept from the last [`Node::set_name`].
@@ -64,7 +56,7 @@ async fn sign_and_keep(
     previous: Option<&NameRecord>,
     identity: &ed25519::Keypair,
 ) -> Result<NameRecord, Error> {
-    let at = now_ms().max(previous.map_or(0, |p| p.at_ms + 1));
+    let at = unix_now_ms().max(previous.map_or(0, |p| p.at_ms + 1));
     let record = NameRecord::sign(name, at, identity)?;
     store
         .set_meta(META_KEY, Some(URL_SAFE_NO_PAD.encode(record.encode())))

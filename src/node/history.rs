@@ -8,7 +8,7 @@ use libp2p::PeerId;
 
 use super::{DocRef, Error, Node};
 use crate::core::access::{key_of, labels, name::check_name, peer_of, KeyBytes};
-use crate::core::doc::history::{unified_diff, Span};
+use crate::core::doc::history::{find_in, unified_diff, Span};
 use crate::core::doc::rich::Format;
 
 /// A version of a document ([`Node::versions`]).
@@ -267,18 +267,12 @@ impl Node {
         }
         // Who wrote in the versions after `from`, up to `to` (or the last one).
         let versions = self.versions(doc).await?;
-        // As `core::doc::history::find_version` resolves them (the room did, to export).
-        let position = |wanted: &str| {
-            versions
-                .iter()
-                .position(|v| v.id == wanted)
-                .or_else(|| {
-                    versions
-                        .iter()
-                        .rposition(|v| v.name.as_deref() == Some(wanted))
-                })
-                .or_else(|| versions.iter().position(|v| v.id.starts_with(wanted)))
-        };
+        // Named as the room resolved them to export.
+        let labels: Vec<(&str, Option<&str>)> = versions
+            .iter()
+            .map(|v| (v.id.as_str(), v.name.as_deref()))
+            .collect();
+        let position = |wanted: &str| find_in(&labels, wanted).ok();
         let start = position(from).map_or(0, |i| i + 1);
         let end = to.and_then(position).map_or(versions.len(), |i| i + 1);
         let mut authors: Vec<String> = Vec::new();

@@ -361,31 +361,35 @@ pub fn find_version<'a>(
     versions: &'a [Version],
     wanted: &str,
 ) -> Result<&'a Version, VersionError> {
-    if let Some(v) = versions.iter().find(|v| v.id == wanted) {
-        return Ok(v);
-    }
-    if let Some(v) = versions
+    let labels: Vec<(&str, Option<&str>)> = versions
         .iter()
-        .rev()
-        .find(|v| v.name.as_deref() == Some(wanted))
-    {
-        return Ok(v);
+        .map(|v| (v.id.as_str(), v.name.as_deref()))
+        .collect();
+    find_in(&labels, wanted).map(|i| &versions[i])
+}
+
+/// [`find_version`] over (id, name) pairs, oldest first: the index of the version named.
+pub fn find_in(versions: &[(&str, Option<&str>)], wanted: &str) -> Result<usize, VersionError> {
+    if let Some(i) = versions.iter().position(|(id, _)| *id == wanted) {
+        return Ok(i);
     }
-    let matching: Vec<&Version> = if wanted.len() >= 4 {
-        versions
-            .iter()
-            .filter(|v| v.id.starts_with(wanted))
+    if let Some(i) = versions.iter().rposition(|(_, name)| *name == Some(wanted)) {
+        return Ok(i);
+    }
+    let matching: Vec<usize> = if wanted.len() >= 4 {
+        (0..versions.len())
+            .filter(|&i| versions[i].0.starts_with(wanted))
             .collect()
     } else {
         Vec::new()
     };
     match matching.as_slice() {
-        [one] => Ok(one),
+        [one] => Ok(*one),
         [] => Err(VersionError::Unknown(wanted.to_string())),
         many => Err(VersionError::Ambiguous(
             wanted.to_string(),
             many.iter()
-                .map(|v| v.id.as_str())
+                .map(|&i| versions[i].0)
                 .collect::<Vec<_>>()
                 .join(", "),
         )),

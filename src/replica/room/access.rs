@@ -118,9 +118,7 @@ impl Room {
         membership: &mut Membership,
         names: Vec<NameRecord>,
     ) -> Vec<(KeyBytes, Vec<u8>)> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::replica::store::unix_now_ms();
         let mut fresh = Vec::new();
         for record in names {
             match membership.add_name(record.clone(), now_ms) {

@@ -3,12 +3,12 @@
 //! a version's content, a restore). The rules are the core's ([`crate::core::doc::history`]).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Origin, Room, RoomError};
 use crate::core::doc::history::{find_version, Changes, Span, Version, VersionError};
 use crate::core::doc::rich::Format;
 use crate::core::doc::DocError;
+use crate::replica::store::unix_now_ms;
 
 /// A version as the room lists it: the version and what changed since the one before.
 #[derive(Debug, Clone)]
@@ -19,12 +19,6 @@ pub(crate) struct VersionEntry {
 
 /// What changed between two versions, kept once computed (versions do not change).
 pub(super) type ChangesCache = HashMap<(Option<String>, String), Changes>;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 fn fresh_id() -> String {
     format!("{:012x}", rand::random::<u64>() >> 16)
@@ -43,7 +37,7 @@ impl Room {
         let delta = self
             .loaded()
             .await?
-            .record_version(&id, now_ms(), name, restored_from);
+            .record_version(&id, unix_now_ms(), name, restored_from);
         self.local_change(Some(delta), Origin::Api).await?;
         // The version holds every edit made so far: the burst is over.
         self.versions.recorded();

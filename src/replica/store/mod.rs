@@ -446,10 +446,14 @@ fn writer(mut conn: Connection, mut rx: mpsc::Receiver<Command>, commit_time: Op
 pub(crate) const FORGET_PEERS_AFTER: i64 = 90 * 24 * 3600;
 
 pub(crate) fn unix_now() -> i64 {
+    (unix_now_ms() / 1000) as i64
+}
+
+/// Unix time in milliseconds (what signed names and versions carry).
+pub(crate) fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]
