@@ -353,3 +353,15 @@ fn emphasis_the_delimiters_cannot_carry_is_written_as_tags_and_reads_back() {
     let spaced = "&#32;&#32;indented\n";
     assert_eq!(render(&parse(spaced)), spaced);
 }
+
+/// Found by the fuzz target: text in a paragraph at the nesting limit kept its marks when
+/// parsed and lost them when read back from the document.
+#[test]
+fn text_at_the_nesting_limit_keeps_its_marks() {
+    let text = "****foo \"*bao \"aaa\nbbb\n\n@c^\ndddbb\n>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>>*bar****foor*\" f>>oo";
+    let blocks = parse(text);
+    let mut doc = Document::new();
+    doc.make_rich();
+    doc.replace_markdown(text);
+    assert_eq!(doc.blocks(), blocks);
+}

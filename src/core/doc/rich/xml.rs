@@ -85,7 +85,13 @@ fn paragraph_unless_empty(inlines: Vec<Inline>) -> Vec<Block> {
 }
 
 fn read_element<T: ReadTxn>(el: &XmlElementRef, txn: &T, depth: usize) -> Vec<Block> {
-    if depth >= MAX_DEPTH {
+    // A block that holds no blocks (text with its marks, code, a rule) is read as itself at any
+    // depth, as the Markdown parser keeps it: reading it recurses no further.
+    let leaf = matches!(
+        el.tag().as_ref(),
+        "paragraph" | "heading" | "codeBlock" | "horizontalRule"
+    );
+    if depth >= MAX_DEPTH && !leaf {
         let mut inlines = Vec::new();
         push_text(&mut inlines, &text_of(el, txn), &Marks::default());
         return paragraph_unless_empty(inlines);
