@@ -45,6 +45,8 @@ pub enum Purpose {
     SyncResponse = 3,
     /// A member list answering a member exchange.
     Members = 4,
+    /// A change kept by a holder (a blind replica) for the document's members.
+    Held = 5,
 }
 
 /// A document's 256-bit content key. Never printed.

@@ -9,6 +9,7 @@
 //! | [`addrs`] | bounded address lists on the wire (tickets, member lists) |
 //! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
+//! | [`hold`] | holders (blind replicas): signed sealed entries, hold messages, what a holder admits, changes in parts |
 //! | [`limits`] | per-peer rate and fault limits of the sync protocol |
 //! | [`state`] | a replica's state as sync compares it: state vector and digest, the empty update |
 //! | [`ticket`] | share tickets |
@@ -19,6 +20,7 @@ pub mod access;
 pub mod addrs;
 pub mod doc;
 pub mod envelope;
+pub mod hold;
 pub mod limits;
 pub mod state;
 pub mod sync;

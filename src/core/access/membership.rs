@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use libp2p_identity::PeerId;
 
 use super::{
-    key_of, name::MAX_FUTURE_MS, peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant,
-    NameError, NameRecord, Role, MAX_CERTS_PER_ISSUER, MAX_CLAIMS_PER_MEMBER, MAX_GRANTS,
+    hold::{HoldError, HoldRecord},
+    key_of,
+    name::MAX_FUTURE_MS,
+    peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, NameError, NameRecord, Role, MAX_CERTS_PER_ISSUER, MAX_CLAIMS_PER_MEMBER, MAX_GRANTS,
     MAX_MEMBER_CLAIMS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
 };
 use crate::core::doc::DocId;
@@ -28,6 +30,8 @@ pub struct Membership {
     grants: HashMap<(u32, KeyBytes), KeyGrant>,
     /// Members' display names: the newest record each signed.
     names: HashMap<KeyBytes, NameRecord>,
+    /// Holders of the document's sealed data: the newest record about each.
+    holds: HashMap<KeyBytes, HoldRecord>,
     /// Derived: members' roles (the owner included).
     members: HashMap<KeyBytes, Role>,
     /// Derived: live invitations and the role each may admit up to.
@@ -82,6 +86,7 @@ impl Membership {
             by_members: (0, 0),
             grants: HashMap::new(),
             names: HashMap::new(),
+            holds: HashMap::new(),
             members: HashMap::new(),
             invitations: HashMap::new(),
             revoked: HashSet::new(),
@@ -474,6 +479,54 @@ impl Membership {
     /// Every display name held.
     pub fn names(&self) -> impl Iterator<Item = &NameRecord> {
         self.names.values()
+    }
+
+    /// Adds a hold record if it is newer than the one held about its holder. Only the owner
+    /// or a writer decides where the document is kept; `now_ms` bounds how far ahead a record
+    /// may be dated. Returns whether it was new.
+    pub fn add_hold(&mut self, record: HoldRecord, now_ms: u64) -> Result<bool, HoldError> {
+        if record.doc != self.doc {
+            return Err(HoldError::OtherDocument);
+        }
+        if !self
+            .members
+            .get(&record.issuer)
+            .is_some_and(|role| role.may_write())
+        {
+            return Err(HoldError::NotWriter);
+        }
+        if record.at_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(HoldError::FromTheFuture);
+        }
+        match self.holds.get(&record.holder) {
+            Some(held) if !record.replaces(held) => Ok(false),
+            _ => {
+                self.holds.insert(record.holder, record);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Every hold record held (the newest about each holder, holding or released).
+    pub fn holds(&self) -> impl Iterator<Item = &HoldRecord> {
+        self.holds.values()
+    }
+
+    /// The keys of the nodes that hold the document now, in key order.
+    pub fn holders(&self) -> Vec<KeyBytes> {
+        let mut keys: Vec<KeyBytes> = self
+            .holds
+            .values()
+            .filter(|r| r.holds)
+            .map(|r| r.holder)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    /// Whether `holder` holds the document now.
+    pub fn is_holder(&self, holder: &KeyBytes) -> bool {
+        self.holds.get(holder).is_some_and(|r| r.holds)
     }
 
     /// Every certificate held (valid or still waiting for its issuer's).

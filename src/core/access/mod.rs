@@ -13,7 +13,8 @@
 //! - a *cut* (the owner's only, part of a removal) voids a client's operations from a clock on.
 //!
 //! Beside them, each member signs its own display name (`name`): who it says it is, never
-//! what it may do.
+//! what it may do; and owners and writers sign which nodes hold the document's sealed data
+//! for its members (`hold`), which makes those nodes no members.
 //!
 //! [`Membership`] is the grow-only set of a document's certificates and the roles they prove,
 //! derived from the owner: a certificate counts only if its issuer's role may grant it (the
@@ -31,6 +32,7 @@ use crate::core::doc::DocId;
 
 pub mod admission;
 mod grant;
+pub mod hold;
 mod membership;
 pub mod name;
 mod removal;
@@ -38,6 +40,7 @@ mod removal;
 mod sim;
 
 pub use grant::{KeyGrant, GRANT_LEN};
+pub use hold::{HoldError, HoldRecord, HOLD_LEN};
 pub use membership::{Added, Membership};
 pub use name::{labels, short_peer, NameError, NameRecord};
 pub use removal::{RemovalError, RemovalPlan};

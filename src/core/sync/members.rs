@@ -15,7 +15,9 @@ use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
 use crate::core::access::name::MAX_RECORD_LEN;
-use crate::core::access::{Cert, KeyGrant, Membership, NameRecord, CERT_LEN, GRANT_LEN};
+use crate::core::access::{
+    Cert, HoldRecord, KeyGrant, Membership, NameRecord, CERT_LEN, GRANT_LEN, HOLD_LEN,
+};
 use crate::core::addrs::{read_addrs, write_addrs};
 
 use super::{malformed, PullError, RequestBody, SyncError, SyncRequest, SyncResponse};
@@ -30,6 +32,8 @@ pub const MAX_MEMBER_ADDRS: usize = 8;
 pub const ROSTER_PAGE: usize = 1024;
 /// Most display names in one roster (page 0 only).
 pub const MAX_NAMES: usize = 256;
+/// Most hold records in one roster (page 0 only): holders, and those released.
+pub const MAX_HOLDS: usize = 64;
 /// Most pages of one roster: 131,072 certificates, more than a document's limits let exist.
 pub const MAX_ROSTER_PAGES: u32 = 128;
 
@@ -42,6 +46,8 @@ pub struct Roster {
     pub grants: Vec<KeyGrant>,
     /// Members' signed display names (on page 0).
     pub names: Vec<NameRecord>,
+    /// Which nodes hold the document's sealed data (on page 0).
+    pub holds: Vec<HoldRecord>,
     /// This page's number, from 0.
     pub page: u32,
     /// How many pages the sender's roster has (0 is read as 1).
@@ -80,6 +86,11 @@ pub fn page(membership: &Membership, members: Vec<Member>, page: u32) -> Roster 
         grants,
         names: if page == 0 {
             membership.names().take(MAX_NAMES).cloned().collect()
+        } else {
+            Vec::new()
+        },
+        holds: if page == 0 {
+            membership.holds().take(MAX_HOLDS).cloned().collect()
         } else {
             Vec::new()
         },
@@ -123,6 +134,11 @@ pub fn encode(roster: &Roster, out: &mut Vec<u8>) {
     out.write_var(names.len() as u32);
     for name in names {
         out.write_buf(name.encode());
+    }
+    let holds = &roster.holds[..roster.holds.len().min(MAX_HOLDS)];
+    out.write_var(holds.len() as u32);
+    for hold in holds {
+        out.write_all(&hold.encode());
     }
 }
 
@@ -171,11 +187,23 @@ pub fn decode(r: &mut Cursor) -> Result<Roster, SyncError> {
         }
         names.push(NameRecord::decode(bytes).map_err(|_| SyncError::Malformed("bad name record"))?);
     }
+    let count: u32 = r.read_var().map_err(malformed("truncated hold count"))?;
+    if count as usize > MAX_HOLDS {
+        return Err(SyncError::Malformed("too many hold records"));
+    }
+    let mut holds = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let bytes = r
+            .read_exact(HOLD_LEN)
+            .map_err(malformed("truncated hold record"))?;
+        holds.push(HoldRecord::decode(bytes).map_err(|_| SyncError::Malformed("bad hold record"))?);
+    }
     Ok(Roster {
         members,
         certs,
         grants,
         names,
+        holds,
         page,
         pages,
     })
@@ -297,6 +325,13 @@ mod tests {
             )
             .unwrap()],
             names: vec![NameRecord::sign("Ana", 7, &owner).unwrap()],
+            holds: vec![HoldRecord::sign(
+                crate::core::doc::DocId::random(),
+                [8; 32],
+                9,
+                true,
+                &owner,
+            )],
             page: 2,
             pages: 3,
         };
