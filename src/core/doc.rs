@@ -447,6 +447,7 @@ impl Document {
 }
 
 mod cut;
+pub mod since;
 pub mod history;
 pub mod rich;
 mod text_diff;

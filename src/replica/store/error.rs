@@ -29,6 +29,8 @@ pub enum StoreError {
     DocExists(DocId),
     #[error("the store has shut down")]
     Closed,
+    #[error("damaged row in the database ({0}); restore it from a backup")]
+    Damaged(&'static str),
 }
 
 impl StoreError {

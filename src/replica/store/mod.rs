@@ -28,6 +28,10 @@ mod error;
 mod schema;
 mod sql;
 
+pub(crate) use sql::held::{HeldDoc, HeldKey, HeldLimits, HolderRow};
+use sql::held::HeldSql;
+use crate::core::hold::HeldState;
+
 pub use error::{CommitFailure, StoreError};
 
 /// Most commands committed in one transaction.
@@ -148,6 +152,8 @@ enum Sql {
     SetMeta(&'static str, Option<String>, Reply<()>),
     Meta(&'static str, Reply<Option<String>>),
     AdoptLegacy(KeyBytes, Reply<usize>),
+    /// What holders keep, and what members know of their holders (`sql::held`).
+    Held(sql::held::HeldSql),
 }
 
 /// Cloneable handle to the store's writer thread.
@@ -320,6 +326,59 @@ impl Store {
     /// Makes `owner` the owner of documents stored before roles existed; returns how many.
     pub(crate) async fn adopt_legacy(&self, owner: KeyBytes) -> Result<usize, StoreError> {
         self.call(|r| Sql::AdoptLegacy(owner, r)).await
+    }
+    async fn held<T>(&self, make: impl FnOnce(Reply<T>) -> HeldSql) -> Result<T, StoreError> {
+        self.call(|r| Sql::Held(make(r))).await
+    }
+    /// A document this node holds for others, with its membership records.
+    pub(crate) async fn held_doc(&self, key: HeldKey) -> Result<Option<HeldDoc>, StoreError> {
+        self.held(|r| HeldSql::Load(key, r)).await
+    }
+    /// The documents this node holds for others (without their records).
+    pub(crate) async fn held_docs(&self) -> Result<Vec<HeldDoc>, StoreError> {
+        self.held(HeldSql::List).await
+    }
+    /// Holds a document (if within `limits`; `None` when not) and adds membership records.
+    pub(crate) async fn keep_held(
+        &self,
+        key: HeldKey,
+        doc: DocId,
+        records: Vec<(u8, Vec<u8>)>,
+        limits: HeldLimits,
+    ) -> Result<Option<HeldState>, StoreError> {
+        self.held(|r| HeldSql::Keep(key, doc, records, limits, r)).await
+    }
+    /// Keeps an entry durably at the next offset; `None` when over a limit.
+    pub(crate) async fn append_held(
+        &self,
+        key: HeldKey,
+        uploader: KeyBytes,
+        entry: Vec<u8>,
+        limits: HeldLimits,
+    ) -> Result<Option<HeldState>, StoreError> {
+        let now = unix_now_ms();
+        self.held(|r| HeldSql::Append(key, uploader, entry, now, limits, r))
+            .await
+    }
+    /// Entries of a held document from `from` on, about `max_bytes` of them.
+    pub(crate) async fn fetch_held(
+        &self,
+        key: HeldKey,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<(HeldState, Vec<(u64, Vec<u8>)>), StoreError> {
+        self.held(|r| HeldSql::Fetch(key, from, max_bytes, r)).await
+    }
+    /// Forgets a held document and everything kept for it.
+    pub(crate) async fn drop_held(&self, key: HeldKey) -> Result<(), StoreError> {
+        self.held(|r| HeldSql::Drop(key, r)).await
+    }
+    /// What this node knows of the holders of `doc`.
+    pub(crate) async fn holders(&self, doc: DocId) -> Result<Vec<HolderRow>, StoreError> {
+        self.held(|r| HeldSql::Holders(doc, r)).await
+    }
+    pub(crate) async fn save_holder(&self, doc: DocId, row: HolderRow) -> Result<(), StoreError> {
+        self.held(|r| HeldSql::SaveHolder(doc, row, r)).await
     }
     /// Test hook: from now on the database may grow by at most `extra_pages` (None: no limit).
     #[cfg(test)]

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 /// SQLite's page cache, in KiB (its default is 2000).
 const CACHE_KIB: i64 = 256;
 
@@ -121,6 +121,36 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
                  member BLOB NOT NULL, record BLOB NOT NULL, PRIMARY KEY (doc, member));
              PRAGMA user_version = 6;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 7 {
+        // Holders: the documents this node keeps sealed for others (`held*`), and what this
+        // node knows of the holders of its own documents (`holders`).
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS held (
+                 topic BLOB NOT NULL, owner BLOB NOT NULL, doc BLOB NOT NULL,
+                 created INTEGER NOT NULL, next INTEGER NOT NULL DEFAULT 0,
+                 bytes INTEGER NOT NULL DEFAULT 0, last_write INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (topic, owner));
+             CREATE TABLE IF NOT EXISTS held_records (
+                 topic BLOB NOT NULL, owner BLOB NOT NULL, kind INTEGER NOT NULL,
+                 record BLOB NOT NULL, PRIMARY KEY (topic, owner, kind, record),
+                 FOREIGN KEY (topic, owner) REFERENCES held ON DELETE CASCADE);
+             CREATE TABLE IF NOT EXISTS held_entries (
+                 topic BLOB NOT NULL, owner BLOB NOT NULL, offset INTEGER NOT NULL,
+                 uploader BLOB NOT NULL, entry BLOB NOT NULL,
+                 PRIMARY KEY (topic, owner, offset),
+                 FOREIGN KEY (topic, owner) REFERENCES held ON DELETE CASCADE);
+             CREATE TABLE IF NOT EXISTS holders (
+                 doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,
+                 peer TEXT NOT NULL, cursor INTEGER NOT NULL DEFAULT 0, known BLOB,
+                 reached INTEGER NOT NULL DEFAULT 0, head INTEGER NOT NULL DEFAULT 0,
+                 bytes INTEGER NOT NULL DEFAULT 0, last_write INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (doc, peer));
+             PRAGMA user_version = 7;
              COMMIT;",
         )
         .map_err(corrupt)?;

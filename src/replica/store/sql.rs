@@ -8,11 +8,39 @@ use super::{
 };
 use crate::core::doc::{DocId, Summary};
 mod docs;
+pub(super) mod held;
 use docs::{doc_stats, find_docs, list_docs};
 
 /// Sends a command's result once the batch's commit outcome (an error message, if it failed)
 /// is known.
 pub(super) type DeferredReply = Box<dyn FnOnce(Option<&CommitFailure>)>;
+
+/// How to reply with `result` once the batch's commit outcome is known, and its error.
+pub(super) fn finish<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, StoreError>,
+) -> (DeferredReply, Option<CommitFailure>) {
+    let error = result.as_ref().err().map(CommitFailure::of);
+    let reply: DeferredReply = Box::new(move |commit_failure| {
+        let result = match commit_failure {
+            Some(failure) => Err(StoreError::Commit(failure.clone())),
+            None => result,
+        };
+        let _ = reply.send(result);
+    });
+    (reply, error)
+}
+
+/// A command's reply when its batch failed before it ran.
+pub(super) fn fail<T: Send + 'static>(reply: Reply<T>) -> DeferredReply {
+    Box::new(move |failure| {
+        let failure = failure.cloned().unwrap_or_else(|| CommitFailure {
+            reason: "the batch was rolled back".into(),
+            full: false,
+        });
+        let _ = reply.send(Err(StoreError::Commit(failure)));
+    })
+}
 
 /// Runs one command inside the batch transaction; returns how to reply once the commit is
 /// known, and the command's own error, if any.
@@ -20,21 +48,8 @@ pub(super) fn execute(
     tx: &rusqlite::Transaction,
     cmd: Sql,
 ) -> (DeferredReply, Option<CommitFailure>) {
-    fn finish<T: Send + 'static>(
-        reply: Reply<T>,
-        result: Result<T, StoreError>,
-    ) -> (DeferredReply, Option<CommitFailure>) {
-        let error = result.as_ref().err().map(CommitFailure::of);
-        let reply: DeferredReply = Box::new(move |commit_failure| {
-            let result = match commit_failure {
-                Some(failure) => Err(StoreError::Commit(failure.clone())),
-                None => result,
-            };
-            let _ = reply.send(result);
-        });
-        (reply, error)
-    }
     match cmd {
+        Sql::Held(held) => held.execute(tx),
         Sql::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
         Sql::ListDocs(r) => finish(r, list_docs(tx)),
         Sql::FindDocs(query, r) => finish(r, find_docs(tx, &query)),
@@ -363,16 +378,8 @@ fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>,
 /// A command that is not run because the batch's transaction is already gone: it fails with the
 /// batch's failure.
 pub(super) fn refuse(cmd: Sql) -> DeferredReply {
-    fn fail<T: Send + 'static>(reply: Reply<T>) -> DeferredReply {
-        Box::new(move |failure| {
-            let failure = failure.cloned().unwrap_or_else(|| CommitFailure {
-                reason: "the batch was rolled back".into(),
-                full: false,
-            });
-            let _ = reply.send(Err(StoreError::Commit(failure)));
-        })
-    }
     match cmd {
+        Sql::Held(held) => held.refuse(),
         Sql::CreateDoc(_, r) | Sql::RenameDoc(_, _, r) | Sql::DeleteDoc(_, r) => fail(r),
         Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, _, r) => fail(r),
         Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),
