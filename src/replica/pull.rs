@@ -176,6 +176,7 @@ pub(crate) async fn exchange(
             .add_records(theirs.certs, theirs.grants, theirs.names)
             .await?
             > 0;
+        news |= room.add_holds(theirs.holds).await? > 0;
         learned.extend(theirs.members);
         page += 1;
         if page >= pages {

@@ -259,6 +259,16 @@ impl Room {
                 }
                 let _ = reply.send(added);
             }
+            Command::AddHolds(holds, reply) => {
+                let _ = reply.send(self.add_holds(holds).await);
+            }
+            Command::ChangesSince(known, reply) => {
+                let since = match self.loaded().await {
+                    Ok(doc) => doc.changes_since(known.as_deref()).map_err(RoomError::from),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(since);
+            }
             Command::Revoke(member, keep, reply) => {
                 let _ = reply.send(self.revoke(member, keep).await);
             }

@@ -4,7 +4,7 @@
 
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{ReadTxn, Snapshot, Transact};
+use yrs::{ReadTxn, Snapshot, Transact, Update};
 
 use super::{DocError, Document};
 
@@ -60,6 +60,34 @@ impl Document {
     }
 }
 
+/// The state a receiver holds once it has `update` on top of `known` (both encoded): its
+/// operations count only where they continue what `known` holds for their client (a holder's
+/// entries arrive in order, each after what it builds on), and its deletions all count.
+pub fn known_plus(known: Option<&[u8]>, update: &[u8]) -> Result<Vec<u8>, DocError> {
+    let mut known = match known {
+        Some(bytes) => Snapshot::decode_v1(bytes)
+            .map_err(|e| DocError::BadStateVector(format!("known state: {e}")))?,
+        None => Snapshot::default(),
+    };
+    let update = Update::decode_v1(update).map_err(|e| DocError::BadUpdate(e.to_string()))?;
+    // `Update::state_vector` counts only clients whose blocks start at clock 0: take the
+    // extent of each client's insertions instead.
+    for (client, ranges) in update.insertions(true).iter() {
+        let mut ranges: Vec<std::ops::Range<u32>> = ranges.iter().cloned().collect();
+        ranges.sort_unstable_by_key(|r| r.start);
+        let mut held = known.state_map.get(client);
+        for range in ranges {
+            if range.start > held {
+                break;
+            }
+            held = held.max(range.end);
+        }
+        known.state_map.set_max(*client, held);
+    }
+    known.delete_set.merge_with(update.delete_set().clone());
+    Ok(known.encode_v1())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +124,27 @@ mod tests {
         holder_view.apply(&third.update).unwrap();
         assert_eq!(holder_view.text(), a.text());
         assert!(a.changes_since(Some(&[0xff, 0xff])).is_err());
+    }
+
+    #[test]
+    fn a_known_state_grows_by_what_it_is_given_in_order_only() {
+        let mut a = Document::with_client_id(1);
+        a.insert(0, "one ");
+        let first = a.changes_since(None).unwrap().unwrap();
+        a.insert(4, "two ");
+        a.delete(0, 2);
+        let second = a.changes_since(Some(&first.state)).unwrap().unwrap();
+        // In order: the receiver's state is the sender's.
+        let known = known_plus(None, &first.update).unwrap();
+        let known = known_plus(Some(&known), &second.update).unwrap();
+        assert_eq!(a.changes_since(Some(&known)).unwrap(), None);
+        // The second alone does not continue an empty state: its operations do not count,
+        // its deletions do.
+        let gap = known_plus(None, &second.update).unwrap();
+        let lacking = a.changes_since(Some(&gap)).unwrap().expect("the first operations");
+        let mut b = Document::with_client_id(2);
+        b.apply(&lacking.update).unwrap();
+        b.apply(&second.update).unwrap();
+        assert_eq!(b.text(), a.text());
     }
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use super::{Access, Removal, Room, RoomError};
 use crate::core::access::{
-    Cert, KeyBytes, KeyGrant, Membership, NameError, NameRecord, RemovalPlan,
+    Cert, HoldError, HoldRecord, KeyBytes, KeyGrant, Membership, NameError, NameRecord,
+    RemovalPlan,
 };
 use crate::core::envelope::DocKey;
 
@@ -109,6 +110,39 @@ impl Room {
             self.enforce_cut().await;
         }
         Ok(fresh.len() + new_keys.len() + new_names.len())
+    }
+
+    /// Adds hold records newer than those held (signed by the owner or a writer), stores
+    /// them, and publishes the new [`super::Access`]. Others are refused and counted.
+    pub(super) async fn add_holds(&mut self, holds: Vec<HoldRecord>) -> Result<usize, RoomError> {
+        let now_ms = crate::replica::store::unix_now_ms();
+        let mut next = self.access.membership.clone();
+        let mut fresh = Vec::new();
+        for hold in holds {
+            match next.add_hold(hold.clone(), now_ms) {
+                Ok(true) => fresh.push(hold.encode()),
+                Ok(false) => {}
+                Err(e) => {
+                    let why = match e {
+                        HoldError::NotWriter => "not_writer",
+                        HoldError::FromTheFuture => "from_the_future",
+                        _ => "invalid",
+                    };
+                    self.ctx.metrics.refused("hold", why, 1);
+                    tracing::debug!(doc = %self.id, "hold record refused: {e}");
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        self.ctx.store.add_certs(self.id, fresh.clone()).await?;
+        self.access = Arc::new(Access {
+            membership: next,
+            keys: self.access.keys.clone(),
+        });
+        *crate::actor::unpoisoned(self.published.write()) = self.access.clone();
+        Ok(fresh.len())
     }
 
     /// Adds members' display names newer than those held; returns the new ones to store.

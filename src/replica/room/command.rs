@@ -5,8 +5,9 @@ use libp2p::PeerId;
 use tokio::sync::{broadcast, oneshot};
 
 use super::{Change, DiffAndSv, GossipDone, Origin, Removal, RoomError, VersionEntry};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, NameRecord};
+use crate::core::access::{Cert, HoldRecord, KeyBytes, KeyGrant, NameRecord};
 use crate::core::doc::rich::{Format, Kind};
+use crate::core::doc::since::Since;
 use crate::core::doc::{Applied, Summary};
 use crate::core::sync::gossip::Gossip;
 
@@ -62,6 +63,13 @@ pub(super) enum Command {
         Vec<KeyGrant>,
         Vec<NameRecord>,
         oneshot::Sender<Result<usize, RoomError>>,
+    ),
+    /// Hold records (which nodes keep the document sealed); answers how many were new.
+    AddHolds(Vec<HoldRecord>, oneshot::Sender<Result<usize, RoomError>>),
+    /// What the document holds beyond a known state (see [`Since`]).
+    ChangesSince(
+        Option<Vec<u8>>,
+        oneshot::Sender<Result<Option<Since>, RoomError>>,
     ),
     /// The owner removes a member (by key), keeping the listed members it admitted:
     /// revocations, a new epoch, grants.

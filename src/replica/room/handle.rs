@@ -11,7 +11,10 @@ use super::{
     RoomHandle, Slot, COMMAND_QUEUE,
 };
 use crate::actor::{ask, unpoisoned};
-use crate::core::access::{Cert, KeyBytes, KeyGrant, Membership, NameRecord, GRANT_LEN};
+use crate::core::access::{
+    AccessError, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord, GRANT_LEN, HOLD_LEN,
+};
+use crate::core::doc::since::Since;
 use crate::core::doc::rich::{Format, Kind};
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
@@ -25,10 +28,15 @@ impl RoomHandle {
         let stored = ctx.store.load_access(meta.id).await?;
         let mut membership = Membership::new(meta.id, meta.owner);
         let mut certs = Vec::new();
+        let mut holds = Vec::new();
         for bytes in &stored.certs {
             // Stored records were checked when added; a bad one is damage, not fatal.
             let decoded = if bytes.len() == GRANT_LEN {
                 KeyGrant::decode(bytes).and_then(|g| membership.add_grant(g).map(|_| ()))
+            } else if bytes.len() == HOLD_LEN {
+                HoldRecord::decode(bytes)
+                    .map(|h| holds.push(h))
+                    .map_err(|_| AccessError::Malformed("hold record"))
             } else {
                 Cert::decode(bytes).map(|c| certs.push(c))
             };
@@ -40,6 +48,12 @@ impl RoomHandle {
         if added.refused() > 0 {
             // Stored by a version that kept certificates whose issuer was unknown.
             tracing::debug!(doc = %meta.id, ?added, "stored certificates that do not chain to the owner are ignored");
+        }
+        for hold in holds {
+            // After the certificates: a hold record counts once its issuer's role does.
+            if let Err(e) = membership.add_hold(hold, u64::MAX) {
+                tracing::error!(doc = %meta.id, "skipping a stored hold record: {e}");
+            }
         }
         for bytes in &stored.names {
             // Checked when added (its date too: a clock set back since is no reason to drop it).
@@ -116,6 +130,22 @@ impl RoomHandle {
     ) -> Result<usize, RoomError> {
         self.call(|r| Command::AddRecords(certs, grants, names, r))
             .await?
+    }
+
+    /// Adds hold records (checked, stored); returns how many were new.
+    pub(crate) async fn add_holds(&self, holds: Vec<HoldRecord>) -> Result<usize, RoomError> {
+        if holds.is_empty() {
+            return Ok(0);
+        }
+        self.call(|r| Command::AddHolds(holds, r)).await?
+    }
+
+    /// What the document holds beyond `known` (an encoded state), if anything.
+    pub(crate) async fn changes_since(
+        &self,
+        known: Option<Vec<u8>>,
+    ) -> Result<Option<Since>, RoomError> {
+        self.call(|r| Command::ChangesSince(known, r)).await?
     }
 
     /// Removes a member (owner only) as [`crate::core::access::RemovalPlan`] decides (with it

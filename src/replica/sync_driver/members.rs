@@ -23,8 +23,21 @@ const FAILED_EXCHANGE_PAUSE: std::time::Duration = std::time::Duration::from_mil
 const EPOCH_TRIES: usize = 3;
 
 impl SyncDriver {
-    /// The members we know for a document: ourselves first, then connected peers sharing it.
+    /// The members we know for a document: ourselves first, then connected peers sharing it,
+    /// then its connected holders (so members that never met a holder learn where it is).
     pub(super) fn known_members(&self, topic: &[u8; 32], except: PeerId) -> Vec<Member> {
+        let holders = self
+            .rooms
+            .by_topic(topic)
+            .map(|room| room.access().membership.holders())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|key| crate::core::access::peer_of(&key))
+            .filter(|peer| *peer != except && self.connected.contains(peer))
+            .map(|peer| Member {
+                peer,
+                addrs: self.addresses.addrs_of(&peer),
+            });
         let me = Member {
             peer: self.net.peer_id(),
             addrs: self.own_addrs.clone(),
@@ -37,7 +50,7 @@ impl SyncDriver {
                 peer,
                 addrs: self.addresses.addrs_of(&peer),
             });
-        std::iter::once(me).chain(others).collect()
+        std::iter::once(me).chain(others).chain(holders).collect()
     }
 
     /// Exchanges rosters with `peer` for `doc`, unless done recently (`urgent`: a peer whose

@@ -189,7 +189,13 @@ impl SyncDriver {
                 roster.grants.clone(),
                 roster.names.clone(),
             );
-            asked.news = match asked.room.add_records(certs, grants, names).await {
+            let holds = roster.holds.clone();
+            let added = match asked.room.add_records(certs, grants, names).await {
+                // Hold records after the certificates that make their issuers writers.
+                Ok(new) => asked.room.add_holds(holds).await.map(|holds| new + holds),
+                Err(e) => Err(e),
+            };
+            asked.news = match added {
                 Ok(new) => new > 0,
                 Err(e) => {
                     tracing::warn!(doc = %asked.room.id, peer = %asked.peer, "cannot store certificates: {e}");

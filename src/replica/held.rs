@@ -1,0 +1,469 @@
+//! The holder's side (a node started with `--replica`, or a relay): the actor that keeps
+//! documents sealed for their members and answers hold requests. It owns each held
+//! document's [`Membership`] (rebuilt from the stored records on first use), decides with
+//! [`admit`], and leaves the store work (commit, then answer) to tracked tasks, so its loop
+//! never waits. It never holds a document key: it stores and serves signed, sealed entries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use libp2p::request_response::ResponseChannel;
+use libp2p::PeerId;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::store::{HeldDoc, HeldKey, HeldLimits, Store, StoreError};
+use crate::core::access::{key_of, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord};
+use crate::core::hold::wire::HoldBody;
+use crate::core::hold::{admit, Asked, Entry, EntryError, HoldRequest, HoldResponse, Refusal};
+use crate::core::hold::FETCH_BYTES;
+use crate::core::sync::members::{self, Roster};
+use crate::metrics::Metrics;
+use crate::net::Net;
+
+/// Requests waiting for the holder's loop; beyond it they are refused as busy.
+const REQUEST_QUEUE: usize = 256;
+/// Reports from its tasks.
+const REPORT_QUEUE: usize = 256;
+
+/// Stored record kinds (`held_records.kind`).
+const CERT: u8 = 0;
+const GRANT: u8 = 1;
+const HOLD: u8 = 2;
+const NAME: u8 = 3;
+
+/// A document the holder keeps, as its loop knows it.
+#[derive(Clone)]
+struct Held {
+    doc: crate::core::doc::DocId,
+    membership: Arc<Membership>,
+}
+
+enum Slot {
+    /// Being read from the store; these requests wait for it.
+    Loading(Vec<Asking>),
+    /// Not held.
+    Absent,
+    Ready(Held),
+}
+
+struct Asking {
+    peer: PeerId,
+    request: HoldRequest,
+    channel: ResponseChannel<Vec<u8>>,
+}
+
+enum Input {
+    Request(PeerId, Vec<u8>, ResponseChannel<Vec<u8>>),
+    List(oneshot::Sender<Result<Vec<HeldDoc>, StoreError>>),
+}
+
+enum Report {
+    Loaded(HeldKey, Result<Option<HeldDoc>, StoreError>),
+    /// A write failed: forget what the loop assumed, read it again next time.
+    Forget(HeldKey),
+}
+
+/// Cloneable handle to the holder's loop.
+#[derive(Clone)]
+pub(crate) struct HeldHandle {
+    tx: mpsc::Sender<Input>,
+}
+
+impl HeldHandle {
+    /// Hands over a hold request without waiting; a full queue answers "busy".
+    pub(crate) fn try_request(
+        &self,
+        net: &Net,
+        peer: PeerId,
+        data: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if let Err(e) = self.tx.try_send(Input::Request(peer, data, channel)) {
+            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) = e;
+            if let Input::Request(_, _, channel) = input {
+                let busy = HoldResponse::Refused(Refusal::Busy).encode();
+                let _ = net.try_respond(channel, busy);
+            }
+        }
+    }
+
+    /// The documents this node keeps sealed for others.
+    pub(crate) async fn list(&self) -> Result<Vec<HeldDoc>, StoreError> {
+        crate::actor::ask(&self.tx, Input::List)
+            .await
+            .unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+/// The holder's loop.
+pub(crate) struct HeldService {
+    me: KeyBytes,
+    net: Net,
+    store: Store,
+    limits: HeldLimits,
+    metrics: Metrics,
+    slots: HashMap<HeldKey, Slot>,
+    reports: mpsc::Sender<Report>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl HeldService {
+    pub(crate) fn spawn(
+        me: KeyBytes,
+        net: Net,
+        store: Store,
+        limits: HeldLimits,
+        metrics: Metrics,
+        cancel: CancellationToken,
+    ) -> (HeldHandle, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+        let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let service = HeldService {
+            me,
+            net,
+            store,
+            limits,
+            metrics,
+            slots: HashMap::new(),
+            reports,
+            tasks: TaskTracker::new(),
+            cancel,
+        };
+        let task = tokio::spawn(service.run(rx, reports_rx));
+        (HeldHandle { tx }, task)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut reports: mpsc::Receiver<Report>) {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                Some(input) = rx.recv() => self.on_input(input),
+                Some(report) = reports.recv() => self.on_report(report),
+            }
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.wait()).await;
+    }
+
+    fn spawn_task(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            cancel.run_until_cancelled(work).await;
+        });
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::List(reply) => {
+                let store = self.store.clone();
+                self.spawn_task(async move {
+                    let _ = reply.send(store.held_docs().await);
+                });
+            }
+            Input::Request(peer, data, channel) => match HoldRequest::decode(&data) {
+                Ok(request) => self.on_request(Asking {
+                    peer,
+                    request,
+                    channel,
+                }),
+                Err(e) => {
+                    tracing::debug!(%peer, "malformed hold request: {e}");
+                    self.refuse(peer, channel, Refusal::Malformed);
+                }
+            },
+        }
+    }
+
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Loaded(key, result) => {
+                let waiting = match self.slots.remove(&key) {
+                    Some(Slot::Loading(waiting)) => waiting,
+                    _ => Vec::new(),
+                };
+                let slot = match result {
+                    Ok(Some(held)) => Slot::Ready(rebuild(&held)),
+                    Ok(None) => Slot::Absent,
+                    Err(e) => {
+                        tracing::error!("cannot read a held document: {e}");
+                        for asking in waiting {
+                            self.refuse(asking.peer, asking.channel, Refusal::Busy);
+                        }
+                        return;
+                    }
+                };
+                self.slots.insert(key, slot);
+                for asking in waiting {
+                    self.on_request(asking);
+                }
+            }
+            Report::Forget(key) => {
+                self.slots.remove(&key);
+            }
+        }
+    }
+
+    fn respond(&self, channel: ResponseChannel<Vec<u8>>, response: HoldResponse) {
+        if let Err(e) = self.net.try_respond(channel, response.encode()) {
+            tracing::debug!("hold response dropped: {e}");
+        }
+    }
+
+    fn refuse(&self, peer: PeerId, channel: ResponseChannel<Vec<u8>>, why: Refusal) {
+        self.metrics.refused("held", why.as_str(), 1);
+        tracing::debug!(%peer, "hold request refused: {why}");
+        self.respond(channel, HoldResponse::Refused(why));
+    }
+
+    fn on_request(&mut self, asking: Asking) {
+        let key = HeldKey {
+            topic: asking.request.topic,
+            owner: asking.request.owner,
+        };
+        let held = match self.slots.get_mut(&key) {
+            Some(Slot::Loading(waiting)) => return waiting.push(asking),
+            Some(Slot::Ready(held)) => Some(held.clone()),
+            Some(Slot::Absent) => None,
+            None => {
+                self.slots.insert(key, Slot::Loading(vec![asking]));
+                let store = self.store.clone();
+                let reports = self.reports.clone();
+                self.spawn_task(async move {
+                    let loaded = store.held_doc(key).await;
+                    let _ = reports.send(Report::Loaded(key, loaded)).await;
+                });
+                return;
+            }
+        };
+        let Ok(requester) = key_of(&asking.peer) else {
+            return self.refuse(asking.peer, asking.channel, Refusal::NotMember);
+        };
+        let Asking {
+            peer,
+            request,
+            channel,
+        } = asking;
+        match request.body {
+            HoldBody::Records { doc, roster } => {
+                self.on_records(key, held, peer, requester, doc, roster, channel)
+            }
+            body => {
+                let Some(held) = held else {
+                    return self.refuse(peer, channel, Refusal::UnknownDoc);
+                };
+                let asked = match body {
+                    HoldBody::Append { .. } => Asked::Append,
+                    _ => Asked::Read,
+                };
+                if let Err(why) = admit(&held.membership, &self.me, &requester, asked) {
+                    return self.refuse(peer, channel, why);
+                }
+                match body {
+                    HoldBody::Append { entry } => {
+                        self.on_append(key, peer, requester, entry, channel)
+                    }
+                    HoldBody::Fetch { from } => self.on_fetch(key, from, channel),
+                    HoldBody::Roster { page } => {
+                        let roster = members::page(&held.membership, Vec::new(), page);
+                        self.respond(channel, HoldResponse::Roster(roster));
+                    }
+                    HoldBody::Records { .. } => unreachable!("handled above"),
+                }
+            }
+        }
+    }
+
+    /// Membership records from a member: added (the first time, holding starts if a writer
+    /// asked this node), stored, then answered; a release makes the holder drop the document.
+    #[allow(clippy::too_many_arguments)]
+    fn on_records(
+        &mut self,
+        key: HeldKey,
+        held: Option<Held>,
+        peer: PeerId,
+        requester: KeyBytes,
+        doc: crate::core::doc::DocId,
+        roster: Roster,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if doc.topic() != key.topic || held.as_ref().is_some_and(|h| h.doc != doc) {
+            return self.refuse(peer, channel, Refusal::Malformed);
+        }
+        let mut next = held
+            .as_ref()
+            .map_or_else(|| Membership::new(doc, key.owner), |h| (*h.membership).clone());
+        let fresh = add_roster(&mut next, roster, &self.metrics);
+        let was_holding = held.is_some();
+        if was_holding && !next.is_holder(&self.me) {
+            // Released by an owner or a writer: drop everything kept for it.
+            self.slots.insert(key, Slot::Absent);
+            let store = self.store.clone();
+            let net = self.net.clone();
+            self.spawn_task(async move {
+                if let Err(e) = store.drop_held(key).await {
+                    tracing::error!("cannot drop a released document: {e}");
+                }
+                tracing::info!(doc = %doc, "released: no longer holding the document");
+                let _ = net.try_respond(
+                    channel,
+                    HoldResponse::Refused(Refusal::NotAsked).encode(),
+                );
+            });
+            return;
+        }
+        if let Err(why) = admit(&next, &self.me, &requester, Asked::Records) {
+            return self.refuse(peer, channel, why);
+        }
+        let membership = Arc::new(next);
+        self.slots.insert(
+            key,
+            Slot::Ready(Held {
+                doc,
+                membership: membership.clone(),
+            }),
+        );
+        let store = self.store.clone();
+        let limits = self.limits;
+        let reports = self.reports.clone();
+        let metrics = self.metrics.clone();
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            let response = match store.keep_held(key, doc, fresh, limits).await {
+                Ok(Some(state)) => {
+                    if !was_holding {
+                        tracing::info!(doc = %doc, %peer, "now holding the document, sealed");
+                    }
+                    HoldResponse::Held(state)
+                }
+                Ok(None) => {
+                    metrics.refused("held", Refusal::Full.as_str(), 1);
+                    let _ = reports.send(Report::Forget(key)).await;
+                    HoldResponse::Refused(Refusal::Full)
+                }
+                Err(e) => {
+                    let why = if e.is_full() { Refusal::Full } else { Refusal::Busy };
+                    tracing::warn!(doc = %doc, "cannot store a held document's records: {e}");
+                    metrics.refused("held", why.as_str(), 1);
+                    let _ = reports.send(Report::Forget(key)).await;
+                    HoldResponse::Refused(why)
+                }
+            };
+            let _ = net.try_respond(channel, response.encode());
+        });
+    }
+
+    /// An entry from a writer: checked (signed by the requester, for this document), kept
+    /// durably, then acknowledged.
+    fn on_append(
+        &mut self,
+        key: HeldKey,
+        peer: PeerId,
+        requester: KeyBytes,
+        bytes: Vec<u8>,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        match Entry::decode(&key.topic, &bytes) {
+            Ok(entry) if entry.uploader == requester => {}
+            Ok(_) | Err(EntryError::BadSignature) => {
+                return self.refuse(peer, channel, Refusal::BadSignature)
+            }
+            Err(EntryError::Malformed(_)) => return self.refuse(peer, channel, Refusal::Malformed),
+        }
+        let store = self.store.clone();
+        let limits = self.limits;
+        let metrics = self.metrics.clone();
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            let response = match store.append_held(key, requester, bytes, limits).await {
+                Ok(Some(state)) => HoldResponse::Held(state),
+                Ok(None) => {
+                    metrics.refused("held", Refusal::Full.as_str(), 1);
+                    HoldResponse::Refused(Refusal::Full)
+                }
+                Err(e) => {
+                    let why = if e.is_full() { Refusal::Full } else { Refusal::Busy };
+                    tracing::warn!(%peer, "cannot keep a held entry: {e}");
+                    metrics.refused("held", why.as_str(), 1);
+                    HoldResponse::Refused(why)
+                }
+            };
+            let _ = net.try_respond(channel, response.encode());
+        });
+    }
+
+    fn on_fetch(&mut self, key: HeldKey, from: u64, channel: ResponseChannel<Vec<u8>>) {
+        let store = self.store.clone();
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            let response = match store.fetch_held(key, from, FETCH_BYTES).await {
+                Ok((state, entries)) => HoldResponse::Entries { state, entries },
+                Err(e) => {
+                    tracing::warn!("cannot read held entries: {e}");
+                    HoldResponse::Refused(Refusal::Busy)
+                }
+            };
+            let _ = net.try_respond(channel, response.encode());
+        });
+    }
+}
+
+/// Adds a roster's records to a held document's membership; returns the new ones to store.
+fn add_roster(membership: &mut Membership, roster: Roster, metrics: &Metrics) -> Vec<(u8, Vec<u8>)> {
+    let now_ms = super::store::unix_now_ms();
+    let added = membership.add_all(roster.certs);
+    metrics.refused("certificate", "unchained", added.unchained as u64);
+    metrics.refused("certificate", "invalid", added.invalid as u64);
+    let mut fresh: Vec<(u8, Vec<u8>)> = added.stored.iter().map(|c| (CERT, c.encode())).collect();
+    for grant in roster.grants {
+        if let Ok(true) = membership.add_grant(grant.clone()) {
+            fresh.push((GRANT, grant.encode()));
+        }
+    }
+    for hold in roster.holds {
+        match membership.add_hold(hold.clone(), now_ms) {
+            Ok(true) => fresh.push((HOLD, hold.encode())),
+            Ok(false) => {}
+            Err(_) => metrics.refused("hold", "not_writer", 1),
+        }
+    }
+    for name in roster.names {
+        if let Ok(true) = membership.add_name(name.clone(), now_ms) {
+            fresh.push((NAME, name.encode()));
+        }
+    }
+    fresh
+}
+
+/// A held document's membership from its stored records.
+fn rebuild(held: &HeldDoc) -> Held {
+    let mut membership = Membership::new(held.doc, held.key.owner);
+    let mut certs = Vec::new();
+    let (mut grants, mut holds, mut names) = (Vec::new(), Vec::new(), Vec::new());
+    for (kind, bytes) in &held.records {
+        match *kind {
+            CERT => certs.extend(Cert::decode(bytes).ok()),
+            GRANT => grants.extend(KeyGrant::decode(bytes).ok()),
+            HOLD => holds.extend(HoldRecord::decode(bytes).ok()),
+            NAME => names.extend(NameRecord::decode(bytes).ok()),
+            _ => tracing::error!("skipping a held record of unknown kind {kind}"),
+        }
+    }
+    membership.add_all(certs);
+    for grant in grants {
+        let _ = membership.add_grant(grant);
+    }
+    for hold in holds {
+        let _ = membership.add_hold(hold, u64::MAX);
+    }
+    for name in names {
+        let _ = membership.add_name(name, u64::MAX);
+    }
+    Held {
+        doc: held.doc,
+        membership: Arc::new(membership),
+    }
+}
