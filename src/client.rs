@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use peerdoc::api::dto::{DocInfo, MemberInfo, NodeName, PeerStatus, Removed, Status, VersionInfo};
+use peerdoc::api::dto::{
+    DocInfo, HeldInfo, HolderInfo, MemberInfo, NodeName, PeerStatus, Removed, Status, VersionInfo,
+};
 use peerdoc::api::MAX_BODY_BYTES;
 use peerdoc::{api_addr_path, api_token_path};
 
@@ -85,6 +87,10 @@ impl Client {
                 let hint = match body["code"].as_str().unwrap_or_default() {
                     "unknown_doc" => "; list documents with `peerdoc ls`",
                     "not_a_member" => "; list them with `peerdoc members DOC`",
+                    "not_a_holder" => "; list them with `peerdoc replicas DOC`",
+                    "holder_refused" | "holder_unreachable" => {
+                        "; the holder must run `peerdoc serve --replica` (or --relay)"
+                    }
                     "own_ticket" => " (one with another --data dir)",
                     "unreachable" | "no_writer" | "join_failed" => {
                         "; run the same command with --wait to keep the document and finish the \
@@ -232,6 +238,27 @@ impl Client {
         std::io::Read::read_to_string(&mut r.into_reader(), &mut text)
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(text)
+    }
+    pub(crate) fn replicas(&self, doc: &str) -> Result<Vec<HolderInfo>, ClientError> {
+        self.get(&format!("{}/replicas", Self::doc_path(doc)))
+    }
+    pub(crate) fn replicate(&self, doc: &str, holder: &str) -> Result<HolderInfo, ClientError> {
+        let path = format!("{}/replicas", Self::doc_path(doc));
+        let r = self.check(
+            self.request("POST", &path)
+                .send_json(serde_json::json!({ "holder": holder })),
+        )?;
+        self.json(r)
+    }
+    /// Lets a holder go; whether it confirmed.
+    pub(crate) fn unreplicate(&self, doc: &str, peer: &str) -> Result<bool, ClientError> {
+        let path = format!("{}/replicas/{}", Self::doc_path(doc), urlencode(peer));
+        let r = self.check(self.request("DELETE", &path).call())?;
+        let v: serde_json::Value = self.json(r)?;
+        Ok(v["confirmed"].as_bool().unwrap_or(false))
+    }
+    pub(crate) fn held(&self) -> Result<Vec<HeldInfo>, ClientError> {
+        self.get("/api/held")
     }
     pub(crate) fn members(&self, doc: &str) -> Result<Vec<MemberInfo>, ClientError> {
         self.get(&format!("{}/members", Self::doc_path(doc)))

@@ -38,6 +38,9 @@ pub struct Config {
     pub upnp: bool,
     /// Be a circuit relay server for NATed peers, with these limits (`serve --relay`).
     pub relay: Option<RelayLimits>,
+    /// Keep documents sealed for their members (a holder, `serve --replica`; a relay is one
+    /// by default), within these limits. `None`: hold nothing for others.
+    pub replica: Option<ReplicaLimits>,
     /// Peers to stay connected to, as `/ip4/…/tcp/…/p2p/<peer id>` addresses.
     pub bootstrap: Vec<Multiaddr>,
     /// Anti-entropy period: each document is pulled from each peer sharing it this often.
@@ -70,6 +73,7 @@ impl Config {
             dht: DhtMode::Auto,
             upnp: true,
             relay: None,
+            replica: None,
             bootstrap: Vec::new(),
             sync_interval: Duration::from_secs(10),
             redial_interval: Duration::from_secs(30),
@@ -93,6 +97,29 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config::new(Config::default_data_dir())
+    }
+}
+
+/// What a holder (`serve --replica`, or a relay) keeps for others at most. Each member's
+/// requests are rate-limited like every sync request (PROTOCOL.md, abuse limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicaLimits {
+    /// Documents held at once.
+    pub max_docs: u64,
+    /// Bytes kept for one document.
+    pub max_doc_bytes: u64,
+    /// Bytes kept for all documents together.
+    pub max_bytes: u64,
+}
+
+impl Default for ReplicaLimits {
+    fn default() -> Self {
+        ReplicaLimits {
+            max_docs: 1000,
+            max_doc_bytes: 512 << 20,
+            max_bytes: 16 << 30,
+        }
     }
 }
 
@@ -125,12 +152,18 @@ pub enum ConfigError {
 /// dht = "auto"          # or "server", "client"
 /// sync_interval = 10    # seconds
 /// redial_interval = 30  # seconds
-/// relay = false         # be a relay server for NATed peers
+/// relay = false         # be a relay server for NATed peers (and a holder)
+/// replica = false       # keep documents sealed for their members (default: as `relay`)
 /// max_connections = 256 # inbound peer connections at most
 /// unload_after = 300    # seconds: unload idle documents from memory
 ///
 /// [relay_limits]        # only with relay = true; every key optional
 /// max_circuit_bytes = 1073741824
+///
+/// [replica_limits]      # only for a holder; every key optional
+/// max_docs = 1000
+/// max_doc_bytes = 536870912
+/// max_bytes = 17179869184
 /// ```
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,6 +191,10 @@ pub struct ConfigFile {
     pub unload_after: Option<Duration>,
     /// The relay server's limits (defaults: [`RelayLimits::default`]).
     pub relay_limits: Option<RelayLimits>,
+    /// Keep documents sealed for their members (default: on for a relay, off otherwise).
+    pub replica: Option<bool>,
+    /// A holder's limits (defaults: [`ReplicaLimits::default`]).
+    pub replica_limits: Option<ReplicaLimits>,
 }
 
 impl ConfigFile {
@@ -221,7 +258,25 @@ impl ConfigFile {
                     .into(),
             ));
         }
+        if self.replica_limits.is_some() && self.replica == Some(false) {
+            return Err((
+                "replica_limits",
+                "replica limits apply only to a holder: remove `replica = false`, or the \
+                 [replica_limits] table"
+                    .into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether a node with these settings (and `--replica` or `--relay` given or not) holds
+    /// documents for others, and within which limits. A relay does unless `replica = false`.
+    pub fn replica(&self, flag: bool, relay: bool) -> Option<ReplicaLimits> {
+        let holds = match self.replica {
+            Some(setting) => flag || setting,
+            None => flag || relay || self.replica_limits.is_some(),
+        };
+        holds.then(|| self.replica_limits.unwrap_or_default())
     }
 
     /// Applies the file's settings to `config`.
@@ -244,6 +299,7 @@ impl ConfigFile {
         if self.relay == Some(true) {
             config.relay = Some(self.relay_limits.clone().unwrap_or_default());
         }
+        config.replica = self.replica(false, config.relay.is_some());
         if let Some(dht) = self.dht {
             config.dht = dht;
         }

@@ -55,7 +55,7 @@ mod net;
 mod node;
 mod replica;
 
-pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, CONFIG_FILE};
+pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, ReplicaLimits, CONFIG_FILE};
 pub use core::doc::rich::{Format, Kind as DocKind};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, check_not_in_use, DataDirError};
@@ -63,9 +63,9 @@ pub use net::{DhtMode, NatStatus, NetError, RelayLimits};
 #[cfg(feature = "test-faults")]
 pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
-    Author, Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, MemberInfo, Node,
-    PeerStatus, PreviewSpan, Removed, Session, SpanChange, Standing, Status, SyncState,
-    VersionChanges, VersionInfo,
+    Author, Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, HeldInfo,
+    HolderInfo, MemberInfo, Node, PeerStatus, PreviewSpan, Removed, Session, SpanChange, Standing,
+    Status, SyncState, VersionChanges, VersionInfo,
 };
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;

@@ -88,6 +88,14 @@ impl From<Error> for ApiError {
             Error::ReaderCannotShare => (S::FORBIDDEN, "reader_cannot_share"),
             Error::NotOwner => (S::FORBIDDEN, "not_owner"),
             Error::RemoveOwner => (S::FORBIDDEN, "remove_owner"),
+            Error::NotWriterForHolders => (S::FORBIDDEN, "not_writer"),
+            Error::BadHolder(_) => (S::BAD_REQUEST, "bad_holder"),
+            Error::HolderIsSelf => (S::BAD_REQUEST, "holder_is_self"),
+            Error::TooManyHolders => (S::CONFLICT, "too_many_holders"),
+            Error::NotAHolder(_) => (S::NOT_FOUND, "not_a_holder"),
+            Error::HolderRefused(..) => (S::BAD_GATEWAY, "holder_refused"),
+            Error::HolderUnreachable(..) => (S::BAD_GATEWAY, "holder_unreachable"),
+            Error::HeldSealed(_) => (S::FORBIDDEN, "sealed"),
             Error::Room(RoomError::Version(VersionError::Unknown(_))) => {
                 (S::NOT_FOUND, "unknown_version")
             }

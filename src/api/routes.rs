@@ -25,10 +25,12 @@ use super::error::{json_errors, ApiError};
 use super::{dto, ws, MAX_BODY_BYTES};
 use crate::node::Node;
 use crate::{DocKind, Format};
+use holders::{held, replicas, replicate, unreplicate};
 use versions::{
     diff_versions, list_versions, name_version, preview_version, record_version, restore_version,
 };
 
+mod holders;
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
 mod versions;
 
@@ -85,6 +87,12 @@ pub(crate) fn router(app: App) -> Router {
             "/api/docs/{doc}/members/{peer}",
             axum::routing::delete(revoke),
         )
+        .route("/api/docs/{doc}/replicas", get(replicas).post(replicate))
+        .route(
+            "/api/docs/{doc}/replicas/{peer}",
+            axum::routing::delete(unreplicate),
+        )
+        .route("/api/held", get(held))
         .route("/api/join", post(join))
         .route("/metrics", get(metrics))
         .route("/ws/{doc}", get(websocket))

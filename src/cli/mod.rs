@@ -22,6 +22,8 @@ use serve::serve;
 pub(crate) use serve::ServeArgs;
 use status::print_status;
 
+mod holders;
+
 /// peerdoc: peer-to-peer collaborative documents, end-to-end encrypted
 ///
 /// Run `peerdoc serve` to start a node, then use the other commands (from another terminal) to
@@ -53,7 +55,8 @@ pub(crate) enum Command {
         #[arg(long)]
         plain: bool,
     },
-    /// List documents.
+    /// List documents, and those this node keeps sealed for others (a holder cannot read
+    /// them).
     Ls,
     /// Print a ticket that lets another node join DOC: as a writer, or with --read-only as a
     /// reader (it can read and follow the document, never change it). Only the owner and
@@ -89,6 +92,32 @@ pub(crate) enum Command {
         /// Keep this member although it was admitted through the removed one (repeatable).
         #[arg(long, value_name = "PEER")]
         keep: Vec<String>,
+    },
+    /// Ask the node at HOLDER to keep DOC sealed for its members (owner or writer): edits meet
+    /// there even when members are never online together, and it cannot read them. HOLDER is
+    /// a peer id, or an address ending in /p2p/<peer id>; the node must run with `--replica`
+    /// (or `--relay`).
+    Replicate {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The holder: a peer id, or /ip4/…/tcp/…/p2p/<peer id>.
+        holder: String,
+    },
+    /// List DOC's holders: what each keeps (bytes, entries, how many this node has read), when
+    /// this node last reached it, and why the last exchange failed if it did.
+    Replicas {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a holder of DOC go (owner or writer): it drops what it kept for DOC.
+    Unreplicate {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The holder's peer id (see `peerdoc replicas DOC`).
+        peer: String,
     },
     /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
     /// finds if the sharer does not answer.
@@ -259,7 +288,10 @@ fn print_members(members: &[peerdoc::api::dto::MemberInfo]) {
 
 /// `ls`: one line per document (id, name, this node's role, stored size, last change), or a
 /// hint when there is none.
-fn print_docs(docs: &[peerdoc::api::dto::DocInfo]) {
+fn print_docs(docs: &[peerdoc::api::dto::DocInfo], holds_others: bool) {
+    if docs.is_empty() && holds_others {
+        return;
+    }
     if docs.is_empty() {
         eprintln!(
             "no documents yet: create one with `peerdoc new NAME`, or join one with \
@@ -322,7 +354,32 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             let doc = client.create(&name, plain)?;
             println!("{}", doc.id);
         }
-        Command::Ls => print_docs(&client.list()?),
+        Command::Ls => {
+            let held = client.held()?;
+            print_docs(&client.list()?, !held.is_empty());
+            holders::print_held(&held);
+        }
+        Command::Replicate { doc, holder } => {
+            holders::print_replicated(&client.replicate(&doc, &holder)?)
+        }
+        Command::Replicas { doc, json } => {
+            let replicas = client.replicas(&doc)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&replicas)?);
+            } else {
+                holders::print_replicas(&replicas);
+            }
+        }
+        Command::Unreplicate { doc, peer } => {
+            if client.unreplicate(&doc, &peer)? {
+                println!("{peer} no longer holds the document and dropped what it kept");
+            } else {
+                println!(
+                    "{peer} no longer holds the document; it was not reached, so it keeps the \
+                     sealed data until told: run this again once it is online"
+                );
+            }
+        }
         Command::Share { doc, read_only } => println!("{}", client.ticket(&doc, read_only)?),
         Command::Revoke { doc, peer, keep } => {
             let removed = client.revoke(&doc, &peer, &keep)?;

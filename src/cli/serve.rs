@@ -57,6 +57,11 @@ pub(crate) struct ServeArgs {
     /// come from `[relay_limits]` in the config file.
     #[arg(long)]
     pub(crate) relay: bool,
+    /// Keep documents sealed for their members (a holder: members' edits meet here even when
+    /// they are never online together; this node cannot read them). A relay is one by default.
+    /// Limits come from `[replica_limits]` in the config file.
+    #[arg(long)]
+    pub(crate) replica: bool,
     /// Whether to serve the DHT: auto (once publicly reachable), server, client. [default: auto]
     #[arg(long, value_name = "MODE")]
     pub(crate) dht: Option<DhtArg>,
@@ -129,6 +134,7 @@ impl ServeArgs {
         if self.relay && config.relay.is_none() {
             config.relay = Some(file.relay_limits.clone().unwrap_or_default());
         }
+        config.replica = file.replica(self.replica, config.relay.is_some());
         if let Some(dht) = self.dht {
             config.dht = dht.into();
         }

@@ -447,9 +447,9 @@ impl Document {
 }
 
 mod cut;
-pub mod since;
 pub mod history;
 pub mod rich;
+pub mod since;
 mod text_diff;
 pub use cut::Voided;
 use text_diff::{floor_char_boundary, text_edits, utf16_len};

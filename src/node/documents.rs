@@ -81,7 +81,10 @@ impl Node {
     /// Finds a document by id, local name, or unique id prefix (in that order).
     pub(crate) async fn resolve(&self, doc: DocRef<'_>) -> Result<DocMeta, Error> {
         let query = doc.to_string();
-        names::find(self.inner.store.find_docs(&query).await?, &query)
+        match names::find(self.inner.store.find_docs(&query).await?, &query) {
+            Err(Error::UnknownDoc(q)) if self.holds_sealed(&q).await => Err(Error::HeldSealed(q)),
+            found => found,
+        }
     }
 
     /// The room of a document (a typed id whose room is open is not looked up).

@@ -80,6 +80,31 @@ pub enum Error {
          restart the node"
     )]
     NameInConfig(String),
+    #[error("only the document's owner and writers choose where it is held")]
+    NotWriterForHolders,
+    #[error(
+        "{0:?} names no node: give a peer id, or an address ending in /p2p/<peer id> \
+         (e.g. /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW…)"
+    )]
+    BadHolder(String),
+    #[error("a node does not hold its own documents for itself; name another node")]
+    HolderIsSelf,
+    #[error(
+        "the document has {max} holders already; let one go first (`unreplicate`)",
+        max = crate::core::access::MAX_HOLDERS
+    )]
+    TooManyHolders,
+    #[error("{0} is no holder of this document (`replicas` lists them)")]
+    NotAHolder(String),
+    #[error("the holder {0} refused: {1}")]
+    HolderRefused(PeerId, crate::core::hold::Refusal),
+    #[error("cannot reach the holder {0}: {1}; check that it is running and the address is right")]
+    HolderUnreachable(PeerId, String),
+    #[error(
+        "this node keeps {0} sealed for its members; it cannot read it (it has no key: only \
+         members can)"
+    )]
+    HeldSealed(String),
 }
 
 /// What a refused or failed document operation means for a caller that acts on it (an HTTP

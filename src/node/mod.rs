@@ -25,8 +25,11 @@ use crate::core::doc::DocId;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
 use crate::net::Net;
+use crate::replica::held::{HeldHandle, HeldService};
+use crate::replica::holding::{Holding, HoldingHandle};
 use crate::replica::room::{RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
+use crate::replica::store::HeldLimits;
 use crate::replica::store::Store;
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
@@ -36,6 +39,7 @@ mod doc;
 mod documents;
 mod error;
 mod history;
+mod holders;
 mod join;
 mod members;
 pub(crate) mod names;
@@ -51,6 +55,7 @@ use startup::{split_peer_addr, start_net};
 pub use doc::{Doc, Event, Session};
 pub use error::{Error, ErrorKind};
 pub use history::{Author, PreviewSpan, SpanChange, VersionChanges, VersionInfo};
+pub use holders::{HeldInfo, HolderInfo};
 
 /// The role a node shows for a document the owner removed it from.
 pub use types::{
@@ -94,6 +99,10 @@ struct Inner {
     data_dir: Mutex<Option<DataDir>>,
     /// This node's identity key: it signs certificates and invitations.
     identity: ed25519::Keypair,
+    /// The holder's side (`--replica`): documents kept sealed for others.
+    held: Option<HeldHandle>,
+    /// The member's side of holders: this node's documents kept current at their holders.
+    holding: HoldingHandle,
     /// The node's metrics (the network's are in `net`).
     registry: Registry,
 }
@@ -152,7 +161,36 @@ impl Node {
             }
         }
         let peer_connected = Arc::new(tokio::sync::Notify::new());
+        let mut held = config.replica.map(|limits| {
+            HeldService::spawn(
+                identity.public().to_bytes(),
+                net.clone(),
+                store.clone(),
+                HeldLimits {
+                    max_docs: limits.max_docs,
+                    max_doc_bytes: limits.max_doc_bytes,
+                    max_bytes: limits.max_bytes,
+                },
+                metrics.clone(),
+                cancel.child_token(),
+            )
+        });
+        let (holding, holding_task) = Holding::spawn(
+            net.clone(),
+            rooms.clone(),
+            store.clone(),
+            identity.clone(),
+            metrics.clone(),
+            config.sync_interval,
+            cancel.child_token(),
+        );
+        let (held_handle, held_task) = match held.take() {
+            Some((handle, task)) => (Some(handle), Some(task)),
+            None => (None, None),
+        };
         let settings = SyncSettings {
+            held: held_handle.clone(),
+            holding: holding.clone(),
             identity: identity.clone(),
             metrics: metrics.clone(),
             sync_interval: config.sync_interval,
@@ -183,8 +221,20 @@ impl Node {
                 sync,
                 room_ctx,
                 cancel,
-                // The driver stops first: it uses the network.
-                tasks: Mutex::new(vec![sync_task, net_task]),
+                // The driver and the holders' sides stop first: they use the network.
+                tasks: Mutex::new(
+                    [
+                        Some(sync_task),
+                        Some(holding_task),
+                        held_task,
+                        Some(net_task),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+                ),
+                held: held_handle,
+                holding,
                 joins: TaskTracker::new(),
                 data_dir: Mutex::new(Some(data_dir)),
                 identity,
@@ -206,6 +256,9 @@ impl Node {
         if inner.cancel.is_cancelled() {
             return;
         }
+        // Edits made here reach the document's holders before the node goes (members may
+        // not be online again before this one is).
+        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, inner.holding.flush()).await;
         inner.cancel.cancel();
         inner.joins.close();
         let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, inner.joins.wait()).await;

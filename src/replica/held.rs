@@ -17,8 +17,8 @@ use tokio_util::task::TaskTracker;
 use super::store::{HeldDoc, HeldKey, HeldLimits, Store, StoreError};
 use crate::core::access::{key_of, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord};
 use crate::core::hold::wire::HoldBody;
-use crate::core::hold::{admit, Asked, Entry, EntryError, HoldRequest, HoldResponse, Refusal};
 use crate::core::hold::FETCH_BYTES;
+use crate::core::hold::{admit, Asked, Entry, EntryError, HoldRequest, HoldResponse, Refusal};
 use crate::core::sync::members::{self, Roster};
 use crate::metrics::Metrics;
 use crate::net::Net;
@@ -67,7 +67,7 @@ enum Report {
 }
 
 /// Cloneable handle to the holder's loop.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct HeldHandle {
     tx: mpsc::Sender<Input>,
 }
@@ -82,7 +82,8 @@ impl HeldHandle {
         channel: ResponseChannel<Vec<u8>>,
     ) {
         if let Err(e) = self.tx.try_send(Input::Request(peer, data, channel)) {
-            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) = e;
+            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
+                e;
             if let Input::Request(_, _, channel) = input {
                 let busy = HoldResponse::Refused(Refusal::Busy).encode();
                 let _ = net.try_respond(channel, busy);
@@ -293,9 +294,10 @@ impl HeldService {
         if doc.topic() != key.topic || held.as_ref().is_some_and(|h| h.doc != doc) {
             return self.refuse(peer, channel, Refusal::Malformed);
         }
-        let mut next = held
-            .as_ref()
-            .map_or_else(|| Membership::new(doc, key.owner), |h| (*h.membership).clone());
+        let mut next = held.as_ref().map_or_else(
+            || Membership::new(doc, key.owner),
+            |h| (*h.membership).clone(),
+        );
         let fresh = add_roster(&mut next, roster, &self.metrics);
         let was_holding = held.is_some();
         if was_holding && !next.is_holder(&self.me) {
@@ -308,10 +310,7 @@ impl HeldService {
                     tracing::error!("cannot drop a released document: {e}");
                 }
                 tracing::info!(doc = %doc, "released: no longer holding the document");
-                let _ = net.try_respond(
-                    channel,
-                    HoldResponse::Refused(Refusal::NotAsked).encode(),
-                );
+                let _ = net.try_respond(channel, HoldResponse::Refused(Refusal::NotAsked).encode());
             });
             return;
         }
@@ -345,7 +344,11 @@ impl HeldService {
                     HoldResponse::Refused(Refusal::Full)
                 }
                 Err(e) => {
-                    let why = if e.is_full() { Refusal::Full } else { Refusal::Busy };
+                    let why = if e.is_full() {
+                        Refusal::Full
+                    } else {
+                        Refusal::Busy
+                    };
                     tracing::warn!(doc = %doc, "cannot store a held document's records: {e}");
                     metrics.refused("held", why.as_str(), 1);
                     let _ = reports.send(Report::Forget(key)).await;
@@ -385,7 +388,11 @@ impl HeldService {
                     HoldResponse::Refused(Refusal::Full)
                 }
                 Err(e) => {
-                    let why = if e.is_full() { Refusal::Full } else { Refusal::Busy };
+                    let why = if e.is_full() {
+                        Refusal::Full
+                    } else {
+                        Refusal::Busy
+                    };
                     tracing::warn!(%peer, "cannot keep a held entry: {e}");
                     metrics.refused("held", why.as_str(), 1);
                     HoldResponse::Refused(why)
@@ -412,7 +419,11 @@ impl HeldService {
 }
 
 /// Adds a roster's records to a held document's membership; returns the new ones to store.
-fn add_roster(membership: &mut Membership, roster: Roster, metrics: &Metrics) -> Vec<(u8, Vec<u8>)> {
+fn add_roster(
+    membership: &mut Membership,
+    roster: Roster,
+    metrics: &Metrics,
+) -> Vec<(u8, Vec<u8>)> {
     let now_ms = super::store::unix_now_ms();
     let added = membership.add_all(roster.certs);
     metrics.refused("certificate", "unchained", added.unchained as u64);

@@ -7,8 +7,12 @@
 //! | [`rooms`] | the registry of rooms, by id and by topic |
 //! | [`sync_driver`] | the actor between network and rooms: gossip (checked against roles), serving (per-peer limits), pulls (from writers), roster exchanges, redials |
 //! | [`pull`] | one pull of one document from one writer; one roster exchange |
+//! | [`held`] | the holder's side: documents kept sealed for their members (records, entries, what it admits) |
+//! | [`holding`] | the member's side: each holder of each document kept current (records, new entries read, changes uploaded) |
 //! | [`store`] | SQLite: the writer thread (group commit), docs, update log, snapshots, certificates, epoch keys, peers |
 
+pub(crate) mod held;
+pub(crate) mod holding;
 pub(crate) mod presence;
 pub(crate) mod pull;
 pub(crate) mod room;

@@ -103,7 +103,9 @@ impl HoldRecord {
             at_ms: u64::from_be_bytes(field(49, 8).try_into().map_err(|_| malformed("time"))?),
             holds,
             issuer: field(58, 32).try_into().map_err(|_| malformed("issuer"))?,
-            signature: field(90, 64).try_into().map_err(|_| malformed("signature"))?,
+            signature: field(90, 64)
+                .try_into()
+                .map_err(|_| malformed("signature"))?,
         };
         let key = ed25519::PublicKey::try_from_bytes(&record.issuer)
             .map_err(|_| HoldError::BadSignature)?;

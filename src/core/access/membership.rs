@@ -8,8 +8,9 @@ use super::{
     hold::{HoldError, HoldRecord},
     key_of,
     name::MAX_FUTURE_MS,
-    peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, NameError, NameRecord, Role, MAX_CERTS_PER_ISSUER, MAX_CLAIMS_PER_MEMBER, MAX_GRANTS,
-    MAX_MEMBER_CLAIMS, MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
+    peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, NameError, NameRecord, Role,
+    MAX_CERTS_PER_ISSUER, MAX_CLAIMS_PER_MEMBER, MAX_GRANTS, MAX_MEMBER_CLAIMS,
+    MAX_MEMBER_ISSUED_CERTS, MAX_OWNER_CERTS,
 };
 use crate::core::doc::DocId;
 

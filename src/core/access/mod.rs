@@ -40,7 +40,7 @@ mod removal;
 mod sim;
 
 pub use grant::{KeyGrant, GRANT_LEN};
-pub use hold::{HoldError, HoldRecord, HOLD_LEN};
+pub use hold::{HoldError, HoldRecord, HOLD_LEN, MAX_HOLDERS};
 pub use membership::{Added, Membership};
 pub use name::{labels, short_peer, NameError, NameRecord};
 pub use removal::{RemovalError, RemovalPlan};

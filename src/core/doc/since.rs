@@ -141,7 +141,10 @@ mod tests {
         // The second alone does not continue an empty state: its operations do not count,
         // its deletions do.
         let gap = known_plus(None, &second.update).unwrap();
-        let lacking = a.changes_since(Some(&gap)).unwrap().expect("the first operations");
+        let lacking = a
+            .changes_since(Some(&gap))
+            .unwrap()
+            .expect("the first operations");
         let mut b = Document::with_client_id(2);
         b.apply(&lacking.update).unwrap();
         b.apply(&second.update).unwrap();

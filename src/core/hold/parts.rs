@@ -55,7 +55,9 @@ impl Part {
         let mut r = Cursor::new(plain);
         let upload: u64 = r.read_var().map_err(|_| PartError("truncated upload id"))?;
         let part: u32 = r.read_var().map_err(|_| PartError("truncated part"))?;
-        let parts: u32 = r.read_var().map_err(|_| PartError("truncated part count"))?;
+        let parts: u32 = r
+            .read_var()
+            .map_err(|_| PartError("truncated part count"))?;
         if parts == 0 || parts > MAX_PARTS || part >= parts {
             return Err(PartError("bad part number"));
         }

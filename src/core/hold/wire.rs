@@ -105,7 +105,9 @@ impl HoldRequest {
         let mut r = Cursor::new(rest);
         let body = match kind {
             0 => {
-                let doc = r.read_exact(16).map_err(|_| WireError("truncated doc id"))?;
+                let doc = r
+                    .read_exact(16)
+                    .map_err(|_| WireError("truncated doc id"))?;
                 let doc = DocId(doc.try_into().map_err(|_| WireError("doc id"))?);
                 let roster = members::decode(&mut r).map_err(|_| WireError("bad roster"))?;
                 HoldBody::Records { doc, roster }
@@ -145,7 +147,8 @@ fn write_state(out: &mut Vec<u8>, state: &HeldState) {
 }
 
 fn read_state(r: &mut Cursor) -> Result<HeldState, WireError> {
-    let mut next = || -> Result<u64, WireError> { r.read_var().map_err(|_| WireError("truncated state")) };
+    let mut next =
+        || -> Result<u64, WireError> { r.read_var().map_err(|_| WireError("truncated state")) };
     Ok(HeldState {
         head: next()?,
         bytes: next()?,
@@ -224,7 +227,9 @@ impl HoldResponse {
                 }
                 HoldResponse::Entries { state, entries }
             }
-            2 => HoldResponse::Roster(members::decode(&mut r).map_err(|_| WireError("bad roster"))?),
+            2 => {
+                HoldResponse::Roster(members::decode(&mut r).map_err(|_| WireError("bad roster"))?)
+            }
             3 => {
                 let code = r.read_u8().map_err(|_| WireError("truncated refusal"))?;
                 HoldResponse::Refused(Refusal::from_code(code).ok_or(WireError("unknown refusal"))?)

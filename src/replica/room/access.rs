@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use super::{Access, Removal, Room, RoomError};
 use crate::core::access::{
-    Cert, HoldError, HoldRecord, KeyBytes, KeyGrant, Membership, NameError, NameRecord,
-    RemovalPlan,
+    Cert, HoldError, HoldRecord, KeyBytes, KeyGrant, Membership, NameError, NameRecord, RemovalPlan,
 };
 use crate::core::envelope::DocKey;
 

@@ -14,8 +14,8 @@ use crate::actor::{ask, unpoisoned};
 use crate::core::access::{
     AccessError, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord, GRANT_LEN, HOLD_LEN,
 };
-use crate::core::doc::since::Since;
 use crate::core::doc::rich::{Format, Kind};
+use crate::core::doc::since::Since;
 use crate::core::doc::{Applied, Document, Summary};
 use crate::core::envelope::{DocKey, Keyring};
 use crate::core::sync::gossip::Gossip;

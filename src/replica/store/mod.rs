@@ -28,9 +28,9 @@ mod error;
 mod schema;
 mod sql;
 
-pub(crate) use sql::held::{HeldDoc, HeldKey, HeldLimits, HolderRow};
-use sql::held::HeldSql;
 use crate::core::hold::HeldState;
+use sql::held::HeldSql;
+pub(crate) use sql::held::{HeldDoc, HeldKey, HeldLimits, HolderRow};
 
 pub use error::{CommitFailure, StoreError};
 
@@ -346,7 +346,8 @@ impl Store {
         records: Vec<(u8, Vec<u8>)>,
         limits: HeldLimits,
     ) -> Result<Option<HeldState>, StoreError> {
-        self.held(|r| HeldSql::Keep(key, doc, records, limits, r)).await
+        self.held(|r| HeldSql::Keep(key, doc, records, limits, r))
+            .await
     }
     /// Keeps an entry durably at the next offset; `None` when over a limit.
     pub(crate) async fn append_held(

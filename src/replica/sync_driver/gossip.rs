@@ -59,6 +59,8 @@ impl SyncDriver {
             self.spread_records(doc);
         }
         for (doc, gossip) in docs {
+            // Local edits go to the document's holders too (nothing to do without holders).
+            self.settings.holding.changed(doc);
             for gossip in gossip::coalesce(gossip) {
                 self.publish(doc, &gossip);
             }

@@ -84,6 +84,10 @@ pub(crate) struct SyncSettings {
     pub(crate) peer_connected: Arc<Notify>,
     /// This node's signed display name, as the node last set it (sent in member exchanges).
     pub(crate) name: watch::Receiver<Option<NameRecord>>,
+    /// The holder's side, on a node that keeps documents for others (hold requests go there).
+    pub(crate) held: Option<super::held::HeldHandle>,
+    /// The member's side of holders (told of local changes to upload).
+    pub(crate) holding: super::holding::HoldingHandle,
 }
 
 /// Sync state of one document with one peer, for `status`.

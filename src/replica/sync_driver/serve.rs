@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use super::{Report, SyncDriver};
 use crate::core::access::admission::{admit, records_for, Admission, Asked};
 use crate::core::access::{key_of, Cert};
+use crate::core::hold::{HoldResponse, Refusal as HoldRefusal, HOLD_WIRE};
 use crate::core::limits::Verdict;
 use crate::core::sync::members::{self, Roster};
 use crate::core::sync::responder::{Opened, Refusal};
@@ -56,6 +57,20 @@ impl SyncDriver {
             // Dropping the channel fails the request at the requester.
             Verdict::Refuse => return,
             Verdict::Ban => return self.ban(peer, "floods sync requests"),
+        }
+        if data.first() == Some(&HOLD_WIRE) {
+            return match &self.settings.held {
+                Some(held) => held.try_request(&self.net, peer, data.to_vec(), channel),
+                None => {
+                    self.settings
+                        .metrics
+                        .refused("held", HoldRefusal::NotAHolder.as_str(), 1);
+                    let refused = HoldResponse::Refused(HoldRefusal::NotAHolder).encode();
+                    if let Err(e) = self.net.try_respond(channel, refused) {
+                        tracing::debug!(%peer, "hold response dropped: {e}");
+                    }
+                }
+            };
         }
         let mut room = None;
         let opened = Responder::open(data, |topic| {

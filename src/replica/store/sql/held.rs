@@ -56,9 +56,22 @@ pub(crate) enum HeldSql {
     Load(HeldKey, Reply<Option<HeldDoc>>),
     List(Reply<Vec<HeldDoc>>),
     /// Starts holding (within the limits: `None` when full) and adds records.
-    Keep(HeldKey, DocId, Vec<(u8, Vec<u8>)>, HeldLimits, Reply<Option<HeldState>>),
+    Keep(
+        HeldKey,
+        DocId,
+        Vec<(u8, Vec<u8>)>,
+        HeldLimits,
+        Reply<Option<HeldState>>,
+    ),
     /// Keeps an entry at the next offset (`None`: over a limit), at a Unix time in ms.
-    Append(HeldKey, KeyBytes, Vec<u8>, u64, HeldLimits, Reply<Option<HeldState>>),
+    Append(
+        HeldKey,
+        KeyBytes,
+        Vec<u8>,
+        u64,
+        HeldLimits,
+        Reply<Option<HeldState>>,
+    ),
     /// Entries from an offset on, up to about this many bytes.
     Fetch(HeldKey, u64, usize, Reply<(HeldState, Vec<(u64, Vec<u8>)>)>),
     Drop(HeldKey, Reply<()>),
@@ -67,7 +80,10 @@ pub(crate) enum HeldSql {
 }
 
 impl HeldSql {
-    pub(super) fn execute(self, tx: &rusqlite::Transaction) -> (DeferredReply, Option<CommitFailure>) {
+    pub(super) fn execute(
+        self,
+        tx: &rusqlite::Transaction,
+    ) -> (DeferredReply, Option<CommitFailure>) {
         match self {
             HeldSql::Load(key, r) => finish(r, load(tx, key)),
             HeldSql::List(r) => finish(r, list(tx)),
@@ -159,7 +175,10 @@ fn load(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldDoc>, Sto
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(HeldDoc {
         key,
-        doc: DocId(doc.try_into().map_err(|_| StoreError::Damaged("held doc id"))?),
+        doc: DocId(
+            doc.try_into()
+                .map_err(|_| StoreError::Damaged("held doc id"))?,
+        ),
         created,
         state,
         records,

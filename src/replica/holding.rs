@@ -1,0 +1,455 @@
+//! The member's side of holders: the actor that keeps each holder of each document current.
+//! For every document with holders it runs a [`round`] with each holder now and then (every
+//! sync interval: records, new entries, uploads), and an upload-only round soon after a local
+//! change; once more when the node stops. A round runs in a tracked task and reports back; one
+//! runs per document and holder at a time, and one more is queued if asked for meanwhile.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p_identity::ed25519;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::room::{RoomError, RoomHandle};
+use super::rooms::Rooms;
+use super::store::{HolderRow, Store, StoreError};
+use crate::core::access::{peer_of, HoldRecord};
+use crate::core::doc::DocId;
+use crate::core::hold::wire::WireError;
+use crate::core::hold::{HeldState, Refusal};
+use crate::metrics::Metrics;
+use crate::net::{Net, NetError};
+
+mod round;
+
+pub(crate) use round::RoundOutcome;
+use round::{Plan, Round};
+
+/// Commands waiting for the loop.
+const COMMAND_QUEUE: usize = 256;
+/// Reports from rounds.
+const REPORT_QUEUE: usize = 256;
+/// How long a round may take before it counts as failed.
+const ROUND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a dial to a holder may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HoldingError {
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the holder refused: {0}")]
+    Refused(Refusal),
+    #[error("the holder answered something malformed: {0}")]
+    Wire(#[from] WireError),
+    #[error("the holder broke the protocol: {0}")]
+    Protocol(&'static str),
+    #[error("the holder did not answer in time")]
+    Timeout,
+}
+
+enum Command {
+    /// A local change in this document: upload it to its holders soon.
+    Changed(DocId),
+    /// A full round with one holder now; the reply once it ended.
+    RoundNow(
+        RoomHandle,
+        PeerId,
+        oneshot::Sender<Result<RoundOutcome, HoldingError>>,
+    ),
+    /// The last error of each holder of a document (none after a round that succeeded).
+    Errors(DocId, oneshot::Sender<HashMap<PeerId, String>>),
+    /// Upload what changed to every holder, then reply (the node is stopping).
+    Flush(oneshot::Sender<()>),
+}
+
+struct Done {
+    doc: DocId,
+    holder: PeerId,
+    result: Result<RoundOutcome, HoldingError>,
+    reply: Option<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
+}
+
+/// Cloneable handle to the holding loop.
+#[derive(Clone, Debug)]
+pub(crate) struct HoldingHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl HoldingHandle {
+    /// A local change: without waiting (a full queue drops it; the periodic round covers it).
+    pub(crate) fn changed(&self, doc: DocId) {
+        let _ = self.tx.try_send(Command::Changed(doc));
+    }
+
+    /// Runs a full round with `holder` now and returns its outcome.
+    pub(crate) async fn round_now(
+        &self,
+        room: RoomHandle,
+        holder: PeerId,
+    ) -> Result<RoundOutcome, HoldingError> {
+        crate::actor::ask(&self.tx, |r| Command::RoundNow(room, holder, r))
+            .await
+            .unwrap_or(Err(HoldingError::Net(NetError::Stopped)))
+    }
+
+    pub(crate) async fn errors(&self, doc: DocId) -> HashMap<PeerId, String> {
+        crate::actor::ask(&self.tx, |r| Command::Errors(doc, r))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Uploads what changed to every holder reachable; returns when done (or given up).
+    pub(crate) async fn flush(&self) {
+        let _ = crate::actor::ask(&self.tx, Command::Flush).await;
+    }
+}
+
+/// What the loop knows of one holder of one document.
+#[derive(Default)]
+struct Tracked {
+    running: bool,
+    /// Another round was asked for while one ran.
+    again: Option<Plan>,
+    /// The room's digest when the holder last held everything this node had.
+    pushed: Option<[u8; 32]>,
+    /// Membership records this node had when it last sent them (a count of records).
+    records_sent: Option<usize>,
+    last_error: Option<String>,
+    last_round: Option<Instant>,
+}
+
+pub(crate) struct Holding {
+    net: Net,
+    rooms: Rooms,
+    store: Store,
+    identity: ed25519::Keypair,
+    metrics: Metrics,
+    interval: Duration,
+    tracked: HashMap<(DocId, PeerId), Tracked>,
+    reports: mpsc::Sender<Done>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    /// Flushes waiting for their rounds: the rounds still running, and the reply.
+    flushes: Vec<(HashSet<(DocId, PeerId)>, oneshot::Sender<()>)>,
+}
+
+impl Holding {
+    pub(crate) fn spawn(
+        net: Net,
+        rooms: Rooms,
+        store: Store,
+        identity: ed25519::Keypair,
+        metrics: Metrics,
+        interval: Duration,
+        cancel: CancellationToken,
+    ) -> (HoldingHandle, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let holding = Holding {
+            net,
+            rooms,
+            store,
+            identity,
+            metrics,
+            interval,
+            tracked: HashMap::new(),
+            reports,
+            tasks: TaskTracker::new(),
+            cancel,
+            flushes: Vec::new(),
+        };
+        let task = tokio::spawn(holding.run(rx, reports_rx));
+        (HoldingHandle { tx }, task)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut reports: mpsc::Receiver<Done>) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                _ = tick.tick() => self.on_tick(),
+                Some(cmd) = rx.recv() => self.on_command(cmd),
+                Some(done) = reports.recv() => self.on_done(done),
+            }
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+    }
+
+    /// The holders of a document other than this node.
+    fn holders_of(&self, room: &RoomHandle) -> Vec<PeerId> {
+        let me = self.net.peer_id();
+        room.access()
+            .membership
+            .holders()
+            .iter()
+            .filter_map(peer_of)
+            .filter(|peer| *peer != me)
+            .collect()
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for room in self.rooms.all() {
+            for holder in self.holders_of(&room) {
+                let due = self
+                    .tracked
+                    .get(&(room.id, holder))
+                    .and_then(|t| t.last_round)
+                    .is_none_or(|at| now.duration_since(at) >= self.interval);
+                if due {
+                    let plan = self.full_plan(&room, holder);
+                    self.start(room.clone(), holder, plan, None);
+                }
+            }
+        }
+        // Holders released or documents deleted: forget them.
+        let rooms = &self.rooms;
+        self.tracked
+            .retain(|(doc, _), t| t.running || rooms.get(doc).is_some());
+    }
+
+    /// A periodic round: records only if there are new ones since they were last sent.
+    fn full_plan(&self, room: &RoomHandle, holder: PeerId) -> Plan {
+        let sent = self
+            .tracked
+            .get(&(room.id, holder))
+            .and_then(|t| t.records_sent);
+        Plan {
+            records: sent != Some(record_count(room)),
+            fetch: true,
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Changed(doc) => {
+                let Some(room) = self.rooms.get(&doc) else {
+                    return;
+                };
+                for holder in self.holders_of(&room) {
+                    let plan = Plan {
+                        records: false,
+                        fetch: false,
+                    };
+                    self.start(room.clone(), holder, plan, None);
+                }
+            }
+            Command::RoundNow(room, holder, reply) => {
+                let plan = Plan {
+                    records: true,
+                    fetch: true,
+                };
+                self.start(room, holder, plan, Some(reply));
+            }
+            Command::Errors(doc, reply) => {
+                let errors = self
+                    .tracked
+                    .iter()
+                    .filter(|((d, _), _)| *d == doc)
+                    .filter_map(|((_, peer), t)| Some((*peer, t.last_error.clone()?)))
+                    .collect();
+                let _ = reply.send(errors);
+            }
+            Command::Flush(reply) => {
+                let mut waiting = HashSet::new();
+                for room in self.rooms.all() {
+                    for holder in self.holders_of(&room) {
+                        let plan = Plan {
+                            records: false,
+                            fetch: false,
+                        };
+                        self.start(room.clone(), holder, plan, None);
+                        waiting.insert((room.id, holder));
+                    }
+                }
+                if waiting.is_empty() {
+                    let _ = reply.send(());
+                } else {
+                    self.flushes.push((waiting, reply));
+                }
+            }
+        }
+    }
+
+    /// Starts a round unless one runs (then one more follows it, with the wider plan).
+    fn start(
+        &mut self,
+        room: RoomHandle,
+        holder: PeerId,
+        plan: Plan,
+        reply: Option<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
+    ) {
+        let tracked = self.tracked.entry((room.id, holder)).or_default();
+        if tracked.running && reply.is_none() {
+            let again = tracked.again.unwrap_or(Plan {
+                records: false,
+                fetch: false,
+            });
+            tracked.again = Some(Plan {
+                records: again.records || plan.records,
+                fetch: again.fetch || plan.fetch,
+            });
+            return;
+        }
+        tracked.running = true;
+        tracked.last_round = Some(Instant::now());
+        let pushed = tracked.pushed;
+        let records = record_count(&room);
+        let net = self.net.clone();
+        let store = self.store.clone();
+        let identity = self.identity.clone();
+        let metrics = self.metrics.clone();
+        let reports = self.reports.clone();
+        let cancel = self.cancel.clone();
+        self.tasks.spawn(async move {
+            let work = async {
+                // Nothing to upload and nothing else asked: no need to reach the holder.
+                if !plan.records && !plan.fetch {
+                    let digest = room.summary().await.ok().map(|s| s.digest);
+                    if digest.is_some() && digest == pushed {
+                        return Ok(RoundOutcome {
+                            digest,
+                            ..RoundOutcome::default()
+                        });
+                    }
+                }
+                let row = store
+                    .holders(room.id)
+                    .await?
+                    .into_iter()
+                    .find(|row| row.peer == holder.to_string())
+                    .unwrap_or(HolderRow {
+                        peer: holder.to_string(),
+                        ..HolderRow::default()
+                    });
+                let round = Round {
+                    net: &net,
+                    room: &room,
+                    holder,
+                    identity: &identity,
+                    metrics: &metrics,
+                };
+                reach(&net, &store, holder).await;
+                let mut outcome = round.run(row, plan).await?;
+                outcome.row.peer = holder.to_string();
+                store.save_holder(room.id, outcome.row.clone()).await?;
+                if plan.records {
+                    outcome.records_sent = Some(records);
+                }
+                Ok(outcome)
+            };
+            let result = match cancel
+                .run_until_cancelled(tokio::time::timeout(ROUND_TIMEOUT, work))
+                .await
+            {
+                Some(Ok(result)) => result,
+                Some(Err(_)) => Err(HoldingError::Timeout),
+                None => Err(HoldingError::Net(NetError::Stopped)),
+            };
+            let _ = reports
+                .send(Done {
+                    doc: room.id,
+                    holder,
+                    result,
+                    reply,
+                })
+                .await;
+        });
+    }
+
+    fn on_done(&mut self, done: Done) {
+        let key = (done.doc, done.holder);
+        let tracked = self.tracked.entry(key).or_default();
+        tracked.running = false;
+        match &done.result {
+            Ok(outcome) => {
+                if outcome.digest.is_some() {
+                    tracked.pushed = outcome.digest;
+                }
+                if outcome.records_sent.is_some() {
+                    tracked.records_sent = outcome.records_sent;
+                }
+                tracked.last_error = None;
+                if outcome.applied > 0 || outcome.uploaded > 0 {
+                    tracing::debug!(doc = %done.doc, holder = %done.holder, applied = outcome.applied, uploaded = outcome.uploaded, "holder round");
+                }
+            }
+            Err(e) => {
+                tracing::debug!(doc = %done.doc, holder = %done.holder, "holder round failed: {e}");
+                tracked.last_error = Some(e.to_string());
+            }
+        }
+        let again = tracked.again.take();
+        if let Some(reply) = done.reply {
+            let _ = reply.send(done.result);
+        }
+        for (waiting, _) in &mut self.flushes {
+            waiting.remove(&key);
+        }
+        let (finished, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|(waiting, _)| waiting.is_empty());
+        self.flushes = waiting;
+        for (_, reply) in finished {
+            let _ = reply.send(());
+        }
+        if let (Some(plan), Some(room)) = (again, self.rooms.get(&done.doc)) {
+            self.start(room, done.holder, plan, None);
+        }
+    }
+}
+
+/// Connects to a holder (its stored addresses, or those libp2p knows) unless connected.
+async fn reach(net: &Net, store: &Store, holder: PeerId) {
+    let addrs = store
+        .known_peers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .find(|(peer, _)| *peer == holder.to_string())
+        .map(|(_, addrs)| addrs.iter().filter_map(|a| a.parse().ok()).collect())
+        .unwrap_or_default();
+    match tokio::time::timeout(DIAL_TIMEOUT, net.dial(holder, addrs)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%holder, "cannot reach a holder: {e}"),
+        Err(_) => tracing::debug!(%holder, "reaching a holder timed out"),
+    }
+}
+
+/// How many membership records a room holds (a change means the holders may lack some).
+fn record_count(room: &RoomHandle) -> usize {
+    let access = room.access();
+    let m = &access.membership;
+    m.certs().count() + m.grants().count() + m.holds().count() + m.names().count()
+}
+
+/// Asks `holder` to hold `room`'s document: sends the roster with `record` (signed by this
+/// node) and returns the holder's state once it accepted.
+pub(crate) async fn ask_to_hold(
+    net: &Net,
+    room: &RoomHandle,
+    holder: PeerId,
+    record: &HoldRecord,
+    identity: &ed25519::Keypair,
+    metrics: &Metrics,
+) -> Result<HeldState, HoldingError> {
+    let round = Round {
+        net,
+        room,
+        holder,
+        identity,
+        metrics,
+    };
+    round.send_records(std::slice::from_ref(record)).await
+}

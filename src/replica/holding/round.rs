@@ -1,0 +1,293 @@
+//! One exchange of a member with one holder of one document: send the membership records
+//! the holder lacks, read the entries after the member's cursor (each checked: signed by a
+//! writer, sealed with a key of the document, a well-formed change) and apply them, then
+//! upload what the holder is not known to hold. Each step commits before the next relies on
+//! it; the cursor and the known state are saved last, so an exchange cut short is repeated,
+//! never skipped.
+
+use libp2p::PeerId;
+use libp2p_identity::ed25519;
+use rand::RngCore;
+
+use super::HoldingError;
+use crate::core::access::KeyBytes;
+use crate::core::doc::since::known_plus;
+use crate::core::envelope::{EnvelopeError, Purpose};
+use crate::core::hold::parts::{split, Assembler, Joined, Part};
+use crate::core::hold::wire::HoldBody;
+use crate::core::hold::{Entry, EntryKind, HeldState, HoldRequest, HoldResponse, Refusal};
+use crate::core::sync::members::{self, Roster};
+use crate::metrics::Metrics;
+use crate::net::Net;
+use crate::replica::room::RoomHandle;
+use crate::replica::store::{unix_now, HolderRow};
+
+/// What a round may skip.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Plan {
+    /// Send our roster first (the holder may lack records).
+    pub(super) records: bool,
+    /// Read the holder's new entries.
+    pub(super) fetch: bool,
+}
+
+/// What a round did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RoundOutcome {
+    pub(crate) row: HolderRow,
+    /// Changes applied here from the holder.
+    pub(crate) applied: usize,
+    /// Bytes uploaded.
+    pub(crate) uploaded: usize,
+    /// The room's digest once the holder held what this node had then.
+    pub(crate) digest: Option<[u8; 32]>,
+    /// Membership records sent (a count of what the room held), when the round sent them.
+    pub(crate) records_sent: Option<usize>,
+}
+
+pub(super) struct Round<'a> {
+    pub(super) net: &'a Net,
+    pub(super) room: &'a RoomHandle,
+    pub(super) holder: PeerId,
+    pub(super) identity: &'a ed25519::Keypair,
+    pub(super) metrics: &'a Metrics,
+}
+
+impl Round<'_> {
+    async fn ask(&self, body: HoldBody) -> Result<HoldResponse, HoldingError> {
+        let request = HoldRequest {
+            topic: self.room.topic,
+            owner: self.room.access().membership.owner(),
+            body,
+        };
+        let bytes = self.net.request(self.holder, request.encode()).await?;
+        match HoldResponse::decode(&bytes)? {
+            HoldResponse::Refused(why) => Err(HoldingError::Refused(why)),
+            response => Ok(response),
+        }
+    }
+
+    /// Sends our whole roster, page by page, with `extra` hold records on the first page
+    /// (asking the holder to hold the document, or to let it go). Answers the holder's state.
+    pub(super) async fn send_records(
+        &self,
+        extra: &[crate::core::access::HoldRecord],
+    ) -> Result<HeldState, HoldingError> {
+        let membership = self.room.access().membership.clone();
+        let mut page = 0;
+        loop {
+            let mut roster = members::page(&membership, Vec::new(), page);
+            if page == 0 {
+                roster.holds.extend(extra.iter().cloned());
+            }
+            let pages = roster.pages.max(1);
+            let body = HoldBody::Records {
+                doc: self.room.id,
+                roster,
+            };
+            let state = match self.ask(body).await? {
+                HoldResponse::Held(state) => state,
+                _ => {
+                    return Err(HoldingError::Protocol(
+                        "records answered with something else",
+                    ))
+                }
+            };
+            page += 1;
+            if page >= pages {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// Adds the holder's roster to the room: the roles of uploaders this node has not heard
+    /// of yet (a member that joined while this node was away).
+    async fn take_roster(&self) -> Result<(), HoldingError> {
+        let mut page = 0;
+        loop {
+            let roster: Roster = match self.ask(HoldBody::Roster { page }).await? {
+                HoldResponse::Roster(roster) => roster,
+                _ => {
+                    return Err(HoldingError::Protocol(
+                        "roster answered with something else",
+                    ))
+                }
+            };
+            let pages = roster.pages.max(1);
+            self.room
+                .add_records(roster.certs, roster.grants, roster.names)
+                .await?;
+            self.room.add_holds(roster.holds).await?;
+            page += 1;
+            if page >= pages {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The whole round; `row` is what this node knew of the holder before it.
+    pub(super) async fn run(
+        &self,
+        mut row: HolderRow,
+        plan: Plan,
+    ) -> Result<RoundOutcome, HoldingError> {
+        let mut outcome = RoundOutcome::default();
+        if plan.records {
+            row.state = self.send_records(&[]).await?;
+        }
+        if plan.fetch {
+            outcome.applied = self.fetch(&mut row).await?;
+        }
+        // Every change applied above is queued for the store before this answers (the room
+        // takes commands in order), so the cursor saved after it never runs ahead.
+        let summary = self.room.summary().await?;
+        let me = self.identity.public().to_bytes();
+        let writes = self
+            .room
+            .access()
+            .membership
+            .role_of_key(&me)
+            .is_some_and(|role| role.may_write());
+        if writes {
+            if let Some(since) = self.room.changes_since(row.known.clone()).await? {
+                outcome.uploaded = self.upload(&since.update, &mut row).await?;
+                row.known = Some(since.state);
+            }
+        }
+        outcome.digest = Some(summary.digest);
+        row.reached = unix_now();
+        outcome.row = row;
+        Ok(outcome)
+    }
+
+    /// Reads and applies the entries after `row.cursor`; returns how many changes it applied.
+    async fn fetch(&self, row: &mut HolderRow) -> Result<usize, HoldingError> {
+        let mut assembler = Assembler::default();
+        let mut from = row.cursor;
+        let mut applied = 0;
+        let mut roster_taken = false;
+        let mut waiting_for_key = None;
+        'pages: loop {
+            let (state, entries) = match self.ask(HoldBody::Fetch { from }).await? {
+                HoldResponse::Entries { state, entries } => (state, entries),
+                _ => return Err(HoldingError::Protocol("fetch answered with something else")),
+            };
+            row.state = state;
+            if entries.is_empty() {
+                break;
+            }
+            for (offset, bytes) in entries {
+                from = offset + 1;
+                let entry = match Entry::decode(&self.room.topic, &bytes) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        self.refused("invalid", offset, &e.to_string());
+                        continue;
+                    }
+                };
+                if !self.may_write(&entry.uploader) && !roster_taken {
+                    // Perhaps a writer this node has not heard of: ask the holder once.
+                    roster_taken = true;
+                    self.take_roster().await?;
+                }
+                if !self.may_write(&entry.uploader) {
+                    self.refused("not_writer", offset, "its uploader may not write");
+                    continue;
+                }
+                let plain = match self.room.keys().open(
+                    &self.room.topic,
+                    Purpose::Held,
+                    &entry.envelope,
+                ) {
+                    Ok(plain) => plain,
+                    Err(EnvelopeError::UnknownEpoch(epoch)) => {
+                        // A key this node has not received yet: read from here again later.
+                        tracing::debug!(doc = %self.room.id, epoch, "held entry in an epoch not held yet");
+                        waiting_for_key = Some(offset);
+                        break 'pages;
+                    }
+                    Err(e) => {
+                        self.refused("invalid", offset, &e.to_string());
+                        continue;
+                    }
+                };
+                let part = match Part::decode(&plain) {
+                    Ok(part) => part,
+                    Err(e) => {
+                        self.refused("invalid", offset, &e.to_string());
+                        continue;
+                    }
+                };
+                let update = match assembler.push(entry.uploader, offset, part) {
+                    Joined::Complete(update) => update,
+                    Joined::Waiting => continue,
+                    Joined::Broken => {
+                        self.refused("invalid", offset, "a part out of order");
+                        continue;
+                    }
+                };
+                match self.room.apply_remote(update.clone()).await {
+                    Ok(_) => {
+                        applied += 1;
+                        match known_plus(row.known.as_deref(), &update) {
+                            Ok(known) => row.known = Some(known),
+                            Err(e) => tracing::debug!("held change not counted as known: {e}"),
+                        }
+                    }
+                    Err(e) => self.refused("invalid", offset, &e.to_string()),
+                }
+            }
+            if from >= row.state.head {
+                break;
+            }
+        }
+        // Parts of an upload not complete yet are read again next time, from its first.
+        row.cursor = [waiting_for_key, assembler.resume_from(), Some(from)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(from);
+        Ok(applied)
+    }
+
+    fn may_write(&self, key: &KeyBytes) -> bool {
+        self.room
+            .access()
+            .membership
+            .role_of_key(key)
+            .is_some_and(|role| role.may_write())
+    }
+
+    fn refused(&self, reason: &'static str, offset: u64, why: &str) {
+        self.metrics.refused("held_entry", reason, 1);
+        tracing::warn!(doc = %self.room.id, holder = %self.holder, offset, "held entry refused: {why}");
+    }
+
+    /// Uploads a change in parts; returns the bytes sent.
+    async fn upload(&self, update: &[u8], row: &mut HolderRow) -> Result<usize, HoldingError> {
+        let upload = rand::thread_rng().next_u64();
+        let keys = self.room.keys();
+        let mut sent = 0;
+        for plain in split(update, upload) {
+            let sealed = keys.seal(&self.room.topic, Purpose::Held, &plain);
+            let entry =
+                Entry::sign(&self.room.topic, EntryKind::Update, sealed, self.identity).encode();
+            sent += entry.len();
+            match self.ask(HoldBody::Append { entry }).await? {
+                HoldResponse::Held(state) => row.state = state,
+                _ => {
+                    return Err(HoldingError::Protocol(
+                        "append answered with something else",
+                    ))
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+impl From<Refusal> for HoldingError {
+    fn from(why: Refusal) -> HoldingError {
+        HoldingError::Refused(why)
+    }
+}
