@@ -20,6 +20,7 @@ mod it {
     pub mod join;
     pub mod lab;
     pub mod names;
+    pub mod replicas;
     pub mod resources;
     pub mod roles;
     pub mod soak;

@@ -1,0 +1,258 @@
+//! Holders (issue 23): an always-on node keeps a document sealed for its members, so members
+//! that are never online together still meet, and the holder never reads a byte of it. What it
+//! refuses (a stranger's write, a removed member's read) is counted where it arrives.
+
+use super::common::*;
+use peerdoc::core::access::key_of;
+use peerdoc::core::doc::DocId;
+use peerdoc::core::envelope::Purpose;
+use peerdoc::core::hold::parts::split;
+use peerdoc::core::hold::wire::HoldBody;
+use peerdoc::core::hold::{Entry, EntryKind, HoldRequest, HoldResponse, Refusal};
+use peerdoc::{Config, Error, Node, ReplicaLimits};
+use tokio_util::sync::CancellationToken;
+
+/// Words no peerdoc byte contains by chance: found in a holder's files, they would be a leak.
+const MARKER: &str = "plaintext-marker-q7xz";
+
+fn holder_config(dir: &std::path::Path, port: u16) -> Config {
+    let mut config = test_config(dir, port);
+    config.replica = Some(ReplicaLimits::default());
+    config
+}
+
+/// A bare network node with identity `who`, connected to `holder`.
+async fn connected_as(
+    cancel: &CancellationToken,
+    who: libp2p::identity::ed25519::Keypair,
+    holder: &Node,
+) -> peerdoc::testing::Net {
+    let (net, mut events) = bare_net_as(cancel, who).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    net.dial(holder.peer_id(), vec![dial_addr(holder).await])
+        .await
+        .unwrap();
+    net
+}
+
+/// A Fetch from offset 0 sent straight to `holder`; its answer.
+async fn raw_fetch(
+    net: &peerdoc::testing::Net,
+    holder: &Node,
+    doc: &DocId,
+    owner: [u8; 32],
+) -> HoldResponse {
+    let request = HoldRequest {
+        topic: doc.topic(),
+        owner,
+        body: HoldBody::Fetch { from: 0 },
+    };
+    let bytes = net
+        .request(holder.peer_id(), request.encode())
+        .await
+        .unwrap();
+    HoldResponse::decode(&bytes).unwrap()
+}
+
+fn refused(node: &Node, reason: &str) -> f64 {
+    metric_value(
+        &node.metrics_text(),
+        &format!("peerdoc_access_refused_total{{what=\"held\",reason=\"{reason}\"}}"),
+    )
+}
+
+/// Every file under `dir`, searched for `needle`.
+fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_never_online_together_meet_through_a_holder_that_cannot_read() {
+    let d = dirs(3);
+    let (a_dir, b_dir, r_dir) = (&d.paths[0], &d.paths[1], &d.paths[2]);
+    let r = start_with(holder_config(r_dir, 0)).await;
+    let r_port = tcp_port(&r).await;
+    let a = start(a_dir).await;
+    let doc = a.create_doc("notes").await.unwrap();
+    a.write(&doc.id, format!("{MARKER} start"), false)
+        .await
+        .unwrap();
+    let b = start(b_dir).await;
+    b.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+
+    // A asks R to hold the document; B hears of it while both are online.
+    let holder = a
+        .replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    assert!(holder.holds && holder.bytes > 0, "{holder:?}");
+    wait_until("B has exchanged with the holder", async || {
+        b.replicas(&doc.id)
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.peer == r.peer_id() && h.reached.is_some())
+    })
+    .await;
+    b.shutdown().await;
+
+    // From here on, A and B are never online at the same time.
+    let mut r = r;
+    let mut online = a;
+    let mut expected = format!("{MARKER} start");
+    for round in 0..10 {
+        let (writer_dir, name) = if round % 2 == 0 {
+            (a_dir, "a")
+        } else {
+            (b_dir, "b")
+        };
+        if round > 0 {
+            online = start(writer_dir).await;
+        }
+        // The node coming online gets what the other wrote while it was away.
+        wait_until(
+            format!("round {round}: {name} has {expected:?}"),
+            async || online.text(&doc.id).await.unwrap() == expected,
+        )
+        .await;
+        let line = format!(" {name}{round}");
+        online.write(&doc.id, line.clone(), true).await.unwrap();
+        expected.push_str(&line);
+        online.shutdown().await;
+        if round == 5 {
+            // The holder restarts (same address): it loses nothing.
+            r.shutdown().await;
+            r = start_with(holder_config(r_dir, r_port)).await;
+        }
+    }
+    let a = start(a_dir).await;
+    let b = start(b_dir).await;
+    wait_converged(&[&a, &b], &doc.id, |t| t == expected).await;
+
+    // The holder keeps it sealed: it lists it, refuses to read it, and none of its files
+    // hold a byte of the text.
+    let held = r.held().await.unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].doc, doc.id);
+    assert!(held[0].entries >= 10, "{held:?}");
+    assert!(matches!(r.text(&doc.id).await, Err(Error::HeldSealed(_))));
+    let short = &doc.id.to_string()[..8];
+    assert!(matches!(r.text(short).await, Err(Error::HeldSealed(_))));
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // What it answers a member holds none either.
+    let cancel = CancellationToken::new();
+    let owner = key_of(&a.peer_id()).unwrap();
+    let as_b = connected_as(&cancel, identity_of(b_dir), &r).await;
+    let answer = raw_fetch(&as_b, &r, &doc.id, owner).await;
+    let HoldResponse::Entries { entries, .. } = &answer else {
+        panic!("a member's fetch is answered with entries, not {answer:?}")
+    };
+    assert!(!entries.is_empty());
+    let bytes = answer.encode();
+    assert!(
+        !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
+        "the holder's answer holds plaintext"
+    );
+    r.shutdown().await;
+    let leaks = files_containing(r_dir, MARKER.as_bytes());
+    assert!(
+        leaks.is_empty(),
+        "plaintext in the holder's files: {leaks:?}"
+    );
+    // The check can fail: the members' own files hold the text.
+    assert!(!files_containing(a_dir, MARKER.as_bytes()).is_empty());
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_them() {
+    let d = dirs(3);
+    let r = start_with(holder_config(&d.paths[2], 0)).await;
+    let a = start(&d.paths[0]).await;
+    let b = start(&d.paths[1]).await;
+    let doc = a.create_doc("plans").await.unwrap();
+    a.write(&doc.id, "before".into(), false).await.unwrap();
+    b.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    let owner = key_of(&a.peer_id()).unwrap();
+    let cancel = CancellationToken::new();
+
+    // A stranger's write arrives and is refused: it is no member.
+    let (stranger, mut events, identity) = bare_net_keyed(&cancel).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    stranger
+        .dial(r.peer_id(), vec![dial_addr(&r).await])
+        .await
+        .unwrap();
+    let topic = doc.id.topic();
+    let sealed = peerdoc::core::envelope::Keyring::from(peerdoc::core::envelope::DocKey([9; 32]))
+        .seal(&topic, Purpose::Held, &split(b"junk", 1)[0]);
+    let entry = Entry::sign(&topic, EntryKind::Update, sealed, &identity).encode();
+    let before = refused(&r, "not_member");
+    let request = HoldRequest {
+        topic,
+        owner,
+        body: HoldBody::Append { entry },
+    };
+    let answer = stranger
+        .request(r.peer_id(), request.encode())
+        .await
+        .unwrap();
+    assert_eq!(
+        HoldResponse::decode(&answer).unwrap(),
+        HoldResponse::Refused(Refusal::NotMember)
+    );
+    assert_eq!(refused(&r, "not_member"), before + 1.0);
+
+    // B, a member, reads; once the owner removed it, the holder refuses it.
+    let b_identity = identity_of(&d.paths[1]);
+    b.shutdown().await;
+    let as_b = connected_as(&cancel, b_identity.clone(), &r).await;
+    assert!(matches!(
+        raw_fetch(&as_b, &r, &doc.id, owner).await,
+        HoldResponse::Entries { .. }
+    ));
+    a.revoke(&doc.id, &b.peer_id().to_string(), &[])
+        .await
+        .unwrap();
+    a.write(&doc.id, " after".into(), true).await.unwrap();
+    let removed_before = refused(&r, "removed");
+    wait_until("the holder refuses the removed member", async || {
+        raw_fetch(&as_b, &r, &doc.id, owner).await == HoldResponse::Refused(Refusal::Removed)
+    })
+    .await;
+    assert!(refused(&r, "removed") > removed_before);
+
+    // A node that holds nothing for others says so, and counts it.
+    let to_a = connected_as(&cancel, b_identity, &a).await;
+    assert_eq!(
+        raw_fetch(&to_a, &a, &doc.id, owner).await,
+        HoldResponse::Refused(Refusal::NotAHolder)
+    );
+    assert_eq!(refused(&a, "not_a_holder"), 1.0);
+    cancel.cancel();
+    a.shutdown().await;
+    r.shutdown().await;
+}
