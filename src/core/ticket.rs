@@ -20,11 +20,17 @@ use crate::core::envelope::{DocKey, Keyring};
 /// Text every ticket starts with; the digit is the version of this outer encoding (base58 with a
 /// checksum).
 pub const TICKET_PREFIX: &str = "peerdoc1";
-/// Version of the ticket's content (1: before roles; no longer accepted).
-const TICKET_VERSION: u8 = 2;
+/// Version of the ticket's content (1: before roles, no longer accepted; 2: before holders,
+/// still read).
+const TICKET_VERSION: u8 = 3;
+/// The oldest content version still read.
+const OLDEST_VERSION: u8 = 2;
 const TICKET_CHECKSUM_LEN: usize = 4;
 /// Limits that keep tickets short and decoding bounded.
 pub const MAX_TICKET_ADDRS: usize = 8;
+/// Holders a ticket names at most, and addresses per holder.
+pub const MAX_TICKET_HOLDERS: usize = 4;
+pub const MAX_HOLDER_ADDRS: usize = 4;
 const MAX_TICKET_LEN: usize = 4096;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +82,9 @@ pub struct Ticket {
     pub invitation: [u8; 32],
     /// The sharer's signature of the invitation certificate.
     pub invitation_signature: [u8; 64],
+    /// Nodes that keep the document sealed for its members, and where they listen: a joiner
+    /// gets the document from them when no member is online.
+    pub holders: Vec<(PeerId, Vec<Multiaddr>)>,
 }
 
 impl Ticket {
@@ -112,6 +121,7 @@ impl Ticket {
             owner,
             invitation: seed,
             invitation_signature: cert.signature,
+            holders: Vec::new(),
         };
         (ticket, cert)
     }
@@ -172,6 +182,12 @@ impl Ticket {
         body.write_all(&self.owner);
         body.write_all(&self.invitation);
         body.write_all(&self.invitation_signature);
+        let holders = &self.holders[..self.holders.len().min(MAX_TICKET_HOLDERS)];
+        body.write_var(holders.len() as u32);
+        for (peer, addrs) in holders {
+            body.write_buf(peer.to_bytes());
+            write_addrs(&mut body, addrs, MAX_HOLDER_ADDRS);
+        }
         let checksum = blake3::hash(&body);
         body.write_all(&checksum.as_bytes()[..TICKET_CHECKSUM_LEN]);
         format!("{TICKET_PREFIX}{}", bs58::encode(body).into_string())
@@ -198,7 +214,7 @@ impl Ticket {
         let mut r = Cursor::new(body);
         let truncated = |_| TicketError::Damaged("truncated");
         let version = r.read_u8().map_err(truncated)?;
-        if version < TICKET_VERSION {
+        if version < OLDEST_VERSION {
             return Err(TicketError::Old);
         }
         if version > TICKET_VERSION {
@@ -247,6 +263,19 @@ impl Ticket {
         let invitation_signature = fixed(64)?
             .try_into()
             .map_err(|_| TicketError::Damaged("invitation"))?;
+        let mut holders = Vec::new();
+        if version >= 3 {
+            let count: u32 = r.read_var().map_err(truncated)?;
+            if count as usize > MAX_TICKET_HOLDERS {
+                return Err(TicketError::Damaged("too many holders"));
+            }
+            for _ in 0..count {
+                let peer = PeerId::from_bytes(r.read_buf().map_err(truncated)?)
+                    .map_err(|_| TicketError::Damaged("bad holder id"))?;
+                let addrs = read_addrs(&mut r, MAX_HOLDER_ADDRS).map_err(TicketError::Damaged)?;
+                holders.push((peer, addrs));
+            }
+        }
         if r.has_content() {
             return Err(TicketError::Damaged("trailing bytes"));
         }
@@ -261,6 +290,7 @@ impl Ticket {
             owner,
             invitation,
             invitation_signature,
+            holders,
         })
     }
 }
@@ -362,6 +392,28 @@ mod tests {
             Ticket::decode(&s[..s.len() - 5]),
             Err(TicketError::Damaged(_))
         ));
+    }
+
+    #[test]
+    fn tickets_carry_holders_and_version_2_tickets_still_read() {
+        let mut t = ticket("held", &[4001]);
+        let holder = PublicKey::from(ed25519::Keypair::generate().public()).to_peer_id();
+        let addr: Multiaddr = "/ip4/203.0.113.7/tcp/4001".parse().unwrap();
+        t.holders = vec![(holder, vec![addr]); 6];
+        let back = Ticket::decode(&t.encode()).unwrap();
+        assert_eq!(back.holders.len(), MAX_TICKET_HOLDERS);
+        assert_eq!(back.holders[0], t.holders[0]);
+        // A version 2 body: the same fields without the holders section.
+        let v2 = ticket("old", &[4001]);
+        let encoded = v2.encode();
+        let raw = bs58::decode(&encoded[TICKET_PREFIX.len()..])
+            .into_vec()
+            .unwrap();
+        let mut body = raw[..raw.len() - TICKET_CHECKSUM_LEN - 1].to_vec();
+        body[0] = 2;
+        body.extend_from_slice(&blake3::hash(&body).as_bytes()[..TICKET_CHECKSUM_LEN]);
+        let old = format!("{TICKET_PREFIX}{}", bs58::encode(body).into_string());
+        assert_eq!(Ticket::decode(&old).unwrap(), v2);
     }
 
     #[test]

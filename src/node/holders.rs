@@ -7,11 +7,14 @@ use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 
 use super::{DocRef, Error, Node};
+use crate::core::access::Cert;
 use crate::core::access::{key_of, peer_of, HoldRecord, MAX_HOLDERS};
 use crate::core::doc::DocId;
 use crate::core::hold::Refusal;
-use crate::replica::holding::{ask_to_hold, HoldingError};
-use crate::replica::store::unix_now_ms;
+use crate::core::ticket::{Ticket, MAX_HOLDER_ADDRS, MAX_TICKET_HOLDERS};
+use crate::replica::holding::{ask_to_hold, join_from, HoldingError};
+use crate::replica::room::RoomHandle;
+use crate::replica::store::{unix_now_ms, DocMeta};
 
 /// A holder of one of this node's documents, as this node knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +217,89 @@ impl Node {
                 last_write_ms: Some(h.state.last_write_ms).filter(|at| *at > 0),
             })
             .collect())
+    }
+
+    /// Joins from the ticket's holders (no member online): admits this node at the first that
+    /// answers with `certs`, and reads the whole document from it.
+    pub(super) async fn join_from_holders(
+        &self,
+        meta: &DocMeta,
+        ticket: &Ticket,
+        certs: Vec<Cert>,
+    ) -> Result<(), Error> {
+        let (room, listed) = match self.inner.rooms.get(&meta.id) {
+            Some(room) => (room, true),
+            None => (
+                RoomHandle::open(meta, self.inner.room_ctx.clone()).await?,
+                false,
+            ),
+        };
+        let net = &self.inner.net;
+        let mut failure = Error::NoWriter;
+        for (holder, addrs) in &ticket.holders {
+            let saved = addrs.iter().map(|a| a.to_string()).collect();
+            self.inner
+                .store
+                .save_peer(holder.to_string(), saved)
+                .await?;
+            if let Err(e) = net.dial(*holder, addrs.clone()).await {
+                failure = Error::HolderUnreachable(*holder, e.to_string());
+                continue;
+            }
+            let joined = join_from(
+                net,
+                &self.inner.store,
+                &room,
+                *holder,
+                &certs,
+                &self.inner.identity,
+                self.metrics(),
+            )
+            .await;
+            match joined {
+                Ok(applied) => {
+                    // Its own certificates chain now that the holder's roster is in.
+                    room.add_certs(certs).await?;
+                    tracing::info!(doc = %meta.id, %holder, applied, "joined from a holder: no member was online");
+                    if !listed {
+                        self.list_room(&room).await;
+                    }
+                    return Ok(());
+                }
+                Err(e) => failure = holder_error(*holder, e),
+            }
+        }
+        if !listed {
+            room.close().await;
+        }
+        Err(failure)
+    }
+
+    /// Holders to name in a ticket: each holder of the document with up to
+    /// [`MAX_HOLDER_ADDRS`] of the addresses this node knows for it.
+    pub(super) async fn ticket_holders(&self, room: &RoomHandle) -> Vec<(PeerId, Vec<Multiaddr>)> {
+        let known = self.inner.store.known_peers().await.unwrap_or_default();
+        room.access()
+            .membership
+            .holders()
+            .iter()
+            .filter_map(peer_of)
+            .take(MAX_TICKET_HOLDERS)
+            .map(|peer| {
+                let addrs = known
+                    .iter()
+                    .find(|(p, _)| *p == peer.to_string())
+                    .map(|(_, addrs)| {
+                        addrs
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .take(MAX_HOLDER_ADDRS)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (peer, addrs)
+            })
+            .collect()
     }
 
     /// Whether `query` names a document this node holds sealed (by id, id prefix or topic).

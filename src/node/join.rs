@@ -76,11 +76,17 @@ impl Node {
             unpoisoned(self.inner.joining.lock()).insert(meta.id);
         }
         let members = self.reach_members(&ticket).await;
-        if !wait && members.is_ok() {
+        // No member online: the document's holders (the ticket names them) keep it sealed.
+        let from_holders = members.is_err() && !ticket.holders.is_empty();
+        if !wait && (members.is_ok() || from_holders) {
             self.inner.store.create_doc(meta.clone()).await?;
         }
         let result = match members {
             Ok(members) => self.first_pull(&meta, &members, certs.clone()).await,
+            Err(e) if from_holders => self
+                .join_from_holders(&meta, &ticket, certs.clone())
+                .await
+                .map_err(|held| unreachable_and(e, &held)),
             Err(e) => Err(e),
         };
         match result {
@@ -204,12 +210,18 @@ impl Node {
             return Ok(false);
         };
         let ticket = Ticket::decode(ticket_text)?;
-        let members = self.reach_members(&ticket).await?;
         let certs = vec![
             ticket.invitation_cert()?,
             ticket.admit(self.inner.identity.public().to_bytes())?,
         ];
-        self.first_pull(&meta, &members, certs).await?;
+        match self.reach_members(&ticket).await {
+            Ok(members) => self.first_pull(&meta, &members, certs).await?,
+            Err(e) if !ticket.holders.is_empty() => self
+                .join_from_holders(&meta, &ticket, certs)
+                .await
+                .map_err(|held| unreachable_and(e, &held))?,
+            Err(e) => return Err(e),
+        }
         self.inner.store.set_pending_join(doc, None).await?;
         self.joined(&ticket, &meta).await;
         Ok(true)
@@ -401,6 +413,17 @@ impl Node {
                 || own
                     .iter()
                     .any(|c| c.subject == me && membership.is_revoked_key(&c.issuer)))
+    }
+}
+
+/// A join that reached neither a member nor a holder: what each said.
+fn unreachable_and(members: Error, holders: &Error) -> Error {
+    match members {
+        Error::Unreachable { peer, reason } => Error::Unreachable {
+            peer,
+            reason: format!("{reason}; and the document's holders: {holders}"),
+        },
+        other => other,
     }
 }
 

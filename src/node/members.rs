@@ -38,7 +38,7 @@ impl Node {
             Capability::ReadWrite
         };
         let (epoch, key) = room.keys().current_owned();
-        let (ticket, invitation) = Ticket::issue(
+        let (mut ticket, invitation) = Ticket::issue(
             meta.id,
             epoch,
             key,
@@ -48,8 +48,11 @@ impl Node {
             addrs,
             meta.owner,
         );
+        ticket.holders = self.ticket_holders(&room).await;
         // Members learn the invitation from us, so they can check whom it admits.
         room.add_certs(vec![invitation]).await?;
+        // Holders learn it too: they admit joiners that come while no member is online.
+        self.inner.holding.changed(room.id);
         // Shared now: announced from now on (gossip topic, DHT provider record).
         self.announce(&room).await;
         self.metrics().tickets_issued.inc();

@@ -57,7 +57,8 @@ pub(crate) enum HoldingError {
 }
 
 enum Command {
-    /// A local change in this document: upload it to its holders soon.
+    /// A local change in this document (an edit, or new membership records): upload it to its
+    /// holders soon.
     Changed(DocId),
     /// A full round with one holder now; the reply once it ended.
     RoundNow(
@@ -238,9 +239,10 @@ impl Holding {
                     return;
                 };
                 for holder in self.holders_of(&room) {
+                    // Uploads, and records if there are new ones (a ticket made, a removal).
                     let plan = Plan {
-                        records: false,
                         fetch: false,
+                        ..self.full_plan(&room, holder)
                     };
                     self.start(room.clone(), holder, plan, None);
                 }
@@ -265,9 +267,11 @@ impl Holding {
                 let mut waiting = HashSet::new();
                 for room in self.rooms.all() {
                     for holder in self.holders_of(&room) {
+                        // New records too (a ticket just made: its invitation admits joiners
+                        // at the holder), but no reading: the node is stopping.
                         let plan = Plan {
-                            records: false,
                             fetch: false,
+                            ..self.full_plan(&room, holder)
                         };
                         self.start(room.clone(), holder, plan, None);
                         waiting.insert((room.id, holder));
@@ -451,5 +455,38 @@ pub(crate) async fn ask_to_hold(
         identity,
         metrics,
     };
-    round.send_records(std::slice::from_ref(record)).await
+    round.send_records(std::slice::from_ref(record), &[]).await
+}
+
+/// A joiner's first exchange with a holder (no member online): admits itself there with its
+/// own certificates (`certs`: the ticket's invitation and its member certificate), takes the
+/// holder's roster, and reads every entry. Returns what it knows of the holder then, and how
+/// many changes it applied.
+pub(crate) async fn join_from(
+    net: &Net,
+    store: &Store,
+    room: &RoomHandle,
+    holder: PeerId,
+    certs: &[crate::core::access::Cert],
+    identity: &ed25519::Keypair,
+    metrics: &Metrics,
+) -> Result<usize, HoldingError> {
+    let round = Round {
+        net,
+        room,
+        holder,
+        identity,
+        metrics,
+    };
+    let mut row = HolderRow {
+        peer: holder.to_string(),
+        ..HolderRow::default()
+    };
+    row.state = round.send_records(&[], certs).await?;
+    round.take_roster().await?;
+    let applied = round.fetch(&mut row).await?;
+    room.summary().await?;
+    row.reached = super::store::unix_now();
+    store.save_holder(room.id, row).await?;
+    Ok(applied)
 }

@@ -256,3 +256,39 @@ async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_
     a.shutdown().await;
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_the_whole_document_from_the_holder_while_every_member_is_offline() {
+    let d = dirs(3);
+    let r = start_with(holder_config(&d.paths[2], 0)).await;
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("handbook").await.unwrap();
+    let text: String = (0..200)
+        .map(|i| format!("line {i} of the handbook\n"))
+        .collect();
+    a.write(&doc.id, text.clone(), false).await.unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    // The ticket names the holder and where it listens.
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    let decoded = peerdoc::core::ticket::Ticket::decode(&ticket).unwrap();
+    assert_eq!(decoded.holders.len(), 1);
+    assert_eq!(decoded.holders[0].0, r.peer_id());
+    a.shutdown().await;
+
+    // No member is online: C joins from the holder.
+    let c = start(&d.paths[1]).await;
+    let joined = c.join(&ticket, None).await.unwrap();
+    assert_eq!(c.text(&joined.id).await.unwrap(), text);
+    // C is a writer there: its edit reaches the holder, and A gets it when it comes back.
+    c.write(&doc.id, "from C\n".into(), true).await.unwrap();
+    c.shutdown().await;
+    let a = start(&d.paths[0]).await;
+    wait_until("A has C's edit, through the holder", async || {
+        a.text(&doc.id).await.unwrap().ends_with("from C\n")
+    })
+    .await;
+    a.shutdown().await;
+    r.shutdown().await;
+}

@@ -67,18 +67,21 @@ impl Round<'_> {
         }
     }
 
-    /// Sends our whole roster, page by page, with `extra` hold records on the first page
-    /// (asking the holder to hold the document, or to let it go). Answers the holder's state.
+    /// Sends our whole roster, page by page, with `holds` and `certs` on the first page
+    /// (asking the holder to hold the document or to let it go; a joiner's own certificates,
+    /// which do not chain here yet). Answers the holder's state.
     pub(super) async fn send_records(
         &self,
-        extra: &[crate::core::access::HoldRecord],
+        holds: &[crate::core::access::HoldRecord],
+        certs: &[crate::core::access::Cert],
     ) -> Result<HeldState, HoldingError> {
         let membership = self.room.access().membership.clone();
         let mut page = 0;
         loop {
             let mut roster = members::page(&membership, Vec::new(), page);
             if page == 0 {
-                roster.holds.extend(extra.iter().cloned());
+                roster.holds.extend(holds.iter().cloned());
+                roster.certs.splice(0..0, certs.iter().cloned());
             }
             let pages = roster.pages.max(1);
             let body = HoldBody::Records {
@@ -102,7 +105,7 @@ impl Round<'_> {
 
     /// Adds the holder's roster to the room: the roles of uploaders this node has not heard
     /// of yet (a member that joined while this node was away).
-    async fn take_roster(&self) -> Result<(), HoldingError> {
+    pub(super) async fn take_roster(&self) -> Result<(), HoldingError> {
         let mut page = 0;
         loop {
             let roster: Roster = match self.ask(HoldBody::Roster { page }).await? {
@@ -133,7 +136,7 @@ impl Round<'_> {
     ) -> Result<RoundOutcome, HoldingError> {
         let mut outcome = RoundOutcome::default();
         if plan.records {
-            row.state = self.send_records(&[]).await?;
+            row.state = self.send_records(&[], &[]).await?;
         }
         if plan.fetch {
             outcome.applied = self.fetch(&mut row).await?;
@@ -161,7 +164,7 @@ impl Round<'_> {
     }
 
     /// Reads and applies the entries after `row.cursor`; returns how many changes it applied.
-    async fn fetch(&self, row: &mut HolderRow) -> Result<usize, HoldingError> {
+    pub(super) async fn fetch(&self, row: &mut HolderRow) -> Result<usize, HoldingError> {
         let mut assembler = Assembler::default();
         let mut from = row.cursor;
         let mut applied = 0;
