@@ -274,6 +274,9 @@ pub struct HeldInfo {
     pub created: i64,
     pub bytes: u64,
     pub entries: u64,
+    /// Entries below this offset were replaced by a member's snapshot.
+    #[serde(default)]
+    pub compacted_below: u64,
     pub last_write_ms: Option<u64>,
 }
 
@@ -303,6 +306,7 @@ impl From<node::HeldInfo> for HeldInfo {
             created: h.created,
             bytes: h.bytes,
             entries: h.entries,
+            compacted_below: h.compacted_below,
             last_write_ms: h.last_write_ms,
         }
     }

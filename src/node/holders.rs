@@ -49,6 +49,8 @@ pub struct HeldInfo {
     pub created: i64,
     pub bytes: u64,
     pub entries: u64,
+    /// Entries below this offset were replaced by a member's snapshot (0: none yet).
+    pub compacted_below: u64,
     pub last_write_ms: Option<u64>,
 }
 
@@ -214,6 +216,7 @@ impl Node {
                 created: h.created,
                 bytes: h.state.bytes,
                 entries: h.state.head,
+                compacted_below: h.state.base,
                 last_write_ms: Some(h.state.last_write_ms).filter(|at| *at > 0),
             })
             .collect())

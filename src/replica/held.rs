@@ -14,11 +14,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::store::{HeldDoc, HeldKey, HeldLimits, Store, StoreError};
+use super::store::{HeldDoc, HeldKey, HeldLimits, SnapshotPart, Store, StoreError};
 use crate::core::access::{key_of, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord};
 use crate::core::hold::wire::HoldBody;
 use crate::core::hold::FETCH_BYTES;
-use crate::core::hold::{admit, Asked, Entry, EntryError, HoldRequest, HoldResponse, Refusal};
+use crate::core::hold::{
+    admit, Asked, Entry, EntryError, EntryKind, HoldRequest, HoldResponse, Refusal,
+};
 use crate::core::sync::members::{self, Roster};
 use crate::metrics::Metrics;
 use crate::net::Net;
@@ -257,7 +259,7 @@ impl HeldService {
                     return self.refuse(peer, channel, Refusal::UnknownDoc);
                 };
                 let asked = match body {
-                    HoldBody::Append { .. } => Asked::Append,
+                    HoldBody::Append { .. } | HoldBody::Snapshot { .. } => Asked::Append,
                     _ => Asked::Read,
                 };
                 if let Err(why) = admit(&held.membership, &self.me, &requester, asked) {
@@ -267,6 +269,22 @@ impl HeldService {
                     HoldBody::Append { entry } => {
                         self.on_append(key, peer, requester, entry, channel)
                     }
+                    HoldBody::Snapshot {
+                        covers,
+                        part,
+                        parts,
+                        entry,
+                    } => {
+                        let part = SnapshotPart {
+                            uploader: requester,
+                            covers,
+                            part,
+                            parts,
+                            entry,
+                        };
+                        self.on_snapshot(key, peer, part, channel)
+                    }
+                    HoldBody::FetchSnapshot { part } => self.on_fetch_snapshot(key, part, channel),
                     HoldBody::Fetch { from } => self.on_fetch(key, from, channel),
                     HoldBody::Roster { page } => {
                         let roster = members::page(&held.membership, Vec::new(), page);
@@ -369,12 +387,8 @@ impl HeldService {
         bytes: Vec<u8>,
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        match Entry::decode(&key.topic, &bytes) {
-            Ok(entry) if entry.uploader == requester => {}
-            Ok(_) | Err(EntryError::BadSignature) => {
-                return self.refuse(peer, channel, Refusal::BadSignature)
-            }
-            Err(EntryError::Malformed(_)) => return self.refuse(peer, channel, Refusal::Malformed),
+        if let Err(why) = check_entry(&key, &bytes, &requester, EntryKind::Update) {
+            return self.refuse(peer, channel, why);
         }
         let store = self.store.clone();
         let limits = self.limits;
@@ -402,6 +416,76 @@ impl HeldService {
         });
     }
 
+    /// A part of a snapshot from a writer: checked like an entry, kept; its last part makes
+    /// the snapshot replace the entries below its offset (in the same commit).
+    fn on_snapshot(
+        &mut self,
+        key: HeldKey,
+        peer: PeerId,
+        part: SnapshotPart,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if let Err(why) = check_entry(&key, &part.entry, &part.uploader, EntryKind::Snapshot) {
+            return self.refuse(peer, channel, why);
+        }
+        let store = self.store.clone();
+        let limits = self.limits;
+        let metrics = self.metrics.clone();
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            let last = part.part + 1 == part.parts;
+            let response = match store.snapshot_part(key, part, limits).await {
+                Ok(Some(state)) => {
+                    if last {
+                        tracing::debug!(
+                            base = state.base,
+                            bytes = state.bytes,
+                            "held document compacted"
+                        );
+                    }
+                    HoldResponse::Held(state)
+                }
+                Ok(None) => {
+                    metrics.refused("held", Refusal::Full.as_str(), 1);
+                    HoldResponse::Refused(Refusal::Full)
+                }
+                Err(e) => {
+                    let why = if e.is_full() {
+                        Refusal::Full
+                    } else {
+                        Refusal::Busy
+                    };
+                    tracing::warn!(%peer, "cannot keep a snapshot part: {e}");
+                    metrics.refused("held", why.as_str(), 1);
+                    HoldResponse::Refused(why)
+                }
+            };
+            let _ = net.try_respond(channel, response.encode());
+        });
+    }
+
+    fn on_fetch_snapshot(&mut self, key: HeldKey, part: u32, channel: ResponseChannel<Vec<u8>>) {
+        let store = self.store.clone();
+        let net = self.net.clone();
+        self.spawn_task(async move {
+            let response = match store.fetch_snapshot(key, part).await {
+                Ok(Some(p)) => HoldResponse::SnapshotPart {
+                    covers: p.covers,
+                    part: p.part,
+                    parts: p.parts,
+                    entry: p.entry,
+                },
+                // Replaced meanwhile, or never made: the reader starts over.
+                Ok(None) => HoldResponse::Refused(Refusal::UnknownDoc),
+                Err(e) => {
+                    tracing::warn!("cannot read a held snapshot: {e}");
+                    HoldResponse::Refused(Refusal::Busy)
+                }
+            };
+            let _ = net.try_respond(channel, response.encode());
+        });
+    }
+
     fn on_fetch(&mut self, key: HeldKey, from: u64, channel: ResponseChannel<Vec<u8>>) {
         let store = self.store.clone();
         let net = self.net.clone();
@@ -415,6 +499,22 @@ impl HeldService {
             };
             let _ = net.try_respond(channel, response.encode());
         });
+    }
+}
+
+/// An entry a writer sends: of the kind its request says, signed by the requester, for this
+/// document.
+fn check_entry(
+    key: &HeldKey,
+    bytes: &[u8],
+    requester: &KeyBytes,
+    kind: EntryKind,
+) -> Result<(), Refusal> {
+    match Entry::decode(&key.topic, bytes) {
+        Ok(entry) if entry.uploader == *requester && entry.kind == kind => Ok(()),
+        Ok(entry) if entry.uploader == *requester => Err(Refusal::Malformed),
+        Ok(_) | Err(EntryError::BadSignature) => Err(Refusal::BadSignature),
+        Err(EntryError::Malformed(_)) => Err(Refusal::Malformed),
     }
 }
 

@@ -54,6 +54,10 @@ pub(crate) enum HoldingError {
     Protocol(&'static str),
     #[error("the holder did not answer in time")]
     Timeout,
+    #[error("a held entry is malformed: {0}")]
+    Entry(#[from] crate::core::hold::EntryError),
+    #[error("a held change is malformed: {0}")]
+    Doc(#[from] crate::core::doc::DocError),
 }
 
 enum Command {
@@ -128,6 +132,9 @@ struct Tracked {
     last_round: Option<Instant>,
 }
 
+/// A flush waiting for its rounds: those still running, and the reply.
+type Flush = (HashSet<(DocId, PeerId)>, oneshot::Sender<()>);
+
 pub(crate) struct Holding {
     net: Net,
     rooms: Rooms,
@@ -139,8 +146,8 @@ pub(crate) struct Holding {
     reports: mpsc::Sender<Done>,
     tasks: TaskTracker,
     cancel: CancellationToken,
-    /// Flushes waiting for their rounds: the rounds still running, and the reply.
-    flushes: Vec<(HashSet<(DocId, PeerId)>, oneshot::Sender<()>)>,
+    /// Flushes waiting for their rounds.
+    flushes: Vec<Flush>,
 }
 
 impl Holding {

@@ -35,17 +35,18 @@ async fn connected_as(
     net
 }
 
-/// A Fetch from offset 0 sent straight to `holder`; its answer.
+/// A Fetch from offset `from` sent straight to `holder`; its answer.
 async fn raw_fetch(
     net: &peerdoc::testing::Net,
     holder: &Node,
     doc: &DocId,
     owner: [u8; 32],
+    from: u64,
 ) -> HoldResponse {
     let request = HoldRequest {
         topic: doc.topic(),
         owner,
-        body: HoldBody::Fetch { from: 0 },
+        body: HoldBody::Fetch { from },
     };
     let bytes = net
         .request(holder.peer_id(), request.encode())
@@ -161,16 +162,42 @@ async fn members_never_online_together_meet_through_a_holder_that_cannot_read() 
     let cancel = CancellationToken::new();
     let owner = key_of(&a.peer_id()).unwrap();
     let as_b = connected_as(&cancel, identity_of(b_dir), &r).await;
-    let answer = raw_fetch(&as_b, &r, &doc.id, owner).await;
-    let HoldResponse::Entries { entries, .. } = &answer else {
+    let mut answers = Vec::new();
+    let answer = raw_fetch(&as_b, &r, &doc.id, owner, 0).await;
+    let HoldResponse::Entries { state, .. } = &answer else {
         panic!("a member's fetch is answered with entries, not {answer:?}")
     };
-    assert!(!entries.is_empty());
-    let bytes = answer.encode();
-    assert!(
-        !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
-        "the holder's answer holds plaintext"
-    );
+    let base = state.base;
+    answers.push(answer);
+    if base > 0 {
+        // Compacted: the snapshot, then the entries after it.
+        let request = HoldRequest {
+            topic: doc.id.topic(),
+            owner,
+            body: HoldBody::FetchSnapshot { part: 0 },
+        };
+        let bytes = as_b.request(r.peer_id(), request.encode()).await.unwrap();
+        answers.push(HoldResponse::decode(&bytes).unwrap());
+        answers.push(raw_fetch(&as_b, &r, &doc.id, owner, base).await);
+    }
+    let held: usize = answers
+        .iter()
+        .map(|a| match a {
+            HoldResponse::Entries { entries, .. } => entries.len(),
+            HoldResponse::SnapshotPart { .. } => 1,
+            other => panic!("unexpected answer {other:?}"),
+        })
+        .sum();
+    assert!(held > 0, "the holder answered nothing");
+    for answer in &answers {
+        assert!(
+            !answer
+                .encode()
+                .windows(MARKER.len())
+                .any(|w| w == MARKER.as_bytes()),
+            "the holder's answer holds plaintext"
+        );
+    }
     r.shutdown().await;
     let leaks = files_containing(r_dir, MARKER.as_bytes());
     assert!(
@@ -231,7 +258,7 @@ async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_
     b.shutdown().await;
     let as_b = connected_as(&cancel, b_identity.clone(), &r).await;
     assert!(matches!(
-        raw_fetch(&as_b, &r, &doc.id, owner).await,
+        raw_fetch(&as_b, &r, &doc.id, owner, 0).await,
         HoldResponse::Entries { .. }
     ));
     a.revoke(&doc.id, &b.peer_id().to_string(), &[])
@@ -240,7 +267,7 @@ async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_
     a.write(&doc.id, " after".into(), true).await.unwrap();
     let removed_before = refused(&r, "removed");
     wait_until("the holder refuses the removed member", async || {
-        raw_fetch(&as_b, &r, &doc.id, owner).await == HoldResponse::Refused(Refusal::Removed)
+        raw_fetch(&as_b, &r, &doc.id, owner, 0).await == HoldResponse::Refused(Refusal::Removed)
     })
     .await;
     assert!(refused(&r, "removed") > removed_before);
@@ -248,7 +275,7 @@ async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_
     // A node that holds nothing for others says so, and counts it.
     let to_a = connected_as(&cancel, b_identity, &a).await;
     assert_eq!(
-        raw_fetch(&to_a, &a, &doc.id, owner).await,
+        raw_fetch(&to_a, &a, &doc.id, owner, 0).await,
         HoldResponse::Refused(Refusal::NotAHolder)
     );
     assert_eq!(refused(&a, "not_a_holder"), 1.0);
@@ -290,5 +317,75 @@ async fn a_joiner_gets_the_whole_document_from_the_holder_while_every_member_is_
     })
     .await;
     a.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_replaces_the_log_under_concurrent_writes_and_history_survives() {
+    let d = dirs(4);
+    let r = start_with(holder_config(&d.paths[3], 0)).await;
+    let a = start(&d.paths[0]).await;
+    let b = start(&d.paths[1]).await;
+    let doc = a.create_doc("log").await.unwrap();
+    a.write(&doc.id, "first draft\n".into(), false)
+        .await
+        .unwrap();
+    let v1 = a.record_version(&doc.id, Some("draft")).await.unwrap();
+    b.join(&a.ticket(&doc.id).await.unwrap(), None)
+        .await
+        .unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    // Both write at once, one entry per write, well past the point where a member compacts.
+    let writes = |node: Node, who: &'static str| async move {
+        for i in 0..40 {
+            node.write(&doc.id, format!("{who} {i}\n"), true)
+                .await
+                .unwrap();
+        }
+        node
+    };
+    let (a, b) = tokio::join!(tokio::spawn(writes(a, "a")), tokio::spawn(writes(b, "b")));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let text = wait_converged(&[&a, &b], &doc.id, |t| t.lines().count() == 81).await;
+    let last = std::sync::Mutex::new(None);
+    wait_until(
+        format_args!("a member's snapshot replaced the holder's log: {last:?}"),
+        async || {
+            let held = r.held().await.unwrap().remove(0);
+            let done = held.compacted_below > 0;
+            *last.lock().unwrap() = Some(held);
+            done
+        },
+    )
+    .await;
+    // Later writes land after the snapshot, and the holder keeps them.
+    a.write(&doc.id, "after the snapshot\n".into(), true)
+        .await
+        .unwrap();
+    let text = format!("{text}after the snapshot\n");
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // A joiner gets everything from the holder alone: the snapshot, then what came after it.
+    let c = start(&d.paths[2]).await;
+    c.join(&ticket, None).await.unwrap();
+    assert_eq!(c.text(&doc.id).await.unwrap(), text);
+    let versions = c.versions(&doc.id).await.unwrap();
+    assert!(versions.iter().any(|v| v.id == v1), "{versions:?}");
+    assert_eq!(
+        c.export_at(&doc.id, "draft", peerdoc::Format::Markdown)
+            .await
+            .unwrap(),
+        "first draft\n"
+    );
+    let held = &r.held().await.unwrap()[0];
+    assert!(
+        held.compacted_below > 0 && held.entries > held.compacted_below,
+        "{held:?}"
+    );
+    c.shutdown().await;
     r.shutdown().await;
 }

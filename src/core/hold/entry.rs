@@ -29,6 +29,8 @@ pub enum EntryError {
 pub enum EntryKind {
     /// A change (a Yjs update, or a part of one).
     Update = 0,
+    /// The whole document (or a part of it) replacing the entries before an offset.
+    Snapshot = 1,
 }
 
 /// A sealed change as a holder keeps it.
@@ -99,6 +101,7 @@ impl Entry {
         }
         let kind = match kind {
             0 => EntryKind::Update,
+            1 => EntryKind::Snapshot,
             _ => return Err(malformed("unknown kind")),
         };
         if rest.len() < 32 {

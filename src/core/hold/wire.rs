@@ -7,6 +7,7 @@
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
 
+use super::parts::MAX_PARTS;
 use super::{Refusal, FETCH_BYTES, HOLD_WIRE, MAX_ENTRY};
 use crate::core::access::KeyBytes;
 use crate::core::doc::DocId;
@@ -40,6 +41,17 @@ pub enum HoldBody {
     Fetch { from: u64 },
     /// `0x03`: page `page` of the holder's roster of the document.
     Roster { page: u32 },
+    /// `0x04`: part `part` of `parts` of a snapshot (an encoded [`super::Entry`] of kind
+    /// snapshot, signed by the requester) that replaces every entry below offset `covers`;
+    /// it takes effect when its last part is kept.
+    Snapshot {
+        covers: u64,
+        part: u32,
+        parts: u32,
+        entry: Vec<u8>,
+    },
+    /// `0x05`: part `part` of the snapshot that replaced the entries below `state.base`.
+    FetchSnapshot { part: u32 },
 }
 
 /// A holder's account of a document it keeps.
@@ -51,6 +63,8 @@ pub struct HeldState {
     pub bytes: u64,
     /// Unix time in ms of the last entry kept (0: none).
     pub last_write_ms: u64,
+    /// Entries below this offset were replaced by a snapshot (0: none was).
+    pub base: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +81,13 @@ pub enum HoldResponse {
     Roster(Roster),
     /// `0x03`: refused, and why.
     Refused(Refusal),
+    /// `0x04`: a part of the snapshot that replaced the entries below `covers`.
+    SnapshotPart {
+        covers: u64,
+        part: u32,
+        parts: u32,
+        entry: Vec<u8>,
+    },
 }
 
 impl HoldRequest {
@@ -77,6 +98,8 @@ impl HoldRequest {
             HoldBody::Append { .. } => 1,
             HoldBody::Fetch { .. } => 2,
             HoldBody::Roster { .. } => 3,
+            HoldBody::Snapshot { .. } => 4,
+            HoldBody::FetchSnapshot { .. } => 5,
         };
         out.push(kind);
         out.extend_from_slice(&self.topic);
@@ -89,6 +112,18 @@ impl HoldRequest {
             HoldBody::Append { entry } => out.write_buf(entry),
             HoldBody::Fetch { from } => out.write_var(*from),
             HoldBody::Roster { page } => out.write_var(*page),
+            HoldBody::Snapshot {
+                covers,
+                part,
+                parts,
+                entry,
+            } => {
+                out.write_var(*covers);
+                out.write_var(*part);
+                out.write_var(*parts);
+                out.write_buf(entry);
+            }
+            HoldBody::FetchSnapshot { part } => out.write_var(*part),
         }
         out
     }
@@ -127,6 +162,23 @@ impl HoldRequest {
             3 => HoldBody::Roster {
                 page: r.read_var().map_err(|_| WireError("truncated page"))?,
             },
+            4 => {
+                let covers = r.read_var().map_err(|_| WireError("truncated offset"))?;
+                let (part, parts) = read_part(&mut r)?;
+                let entry = r.read_buf().map_err(|_| WireError("truncated entry"))?;
+                if entry.len() > MAX_ENTRY {
+                    return Err(WireError("entry too long"));
+                }
+                HoldBody::Snapshot {
+                    covers,
+                    part,
+                    parts,
+                    entry: entry.to_vec(),
+                }
+            }
+            5 => HoldBody::FetchSnapshot {
+                part: r.read_var().map_err(|_| WireError("truncated part"))?,
+            },
             _ => return Err(WireError("unknown request kind")),
         };
         if r.has_content() {
@@ -144,16 +196,34 @@ fn write_state(out: &mut Vec<u8>, state: &HeldState) {
     out.write_var(state.head);
     out.write_var(state.bytes);
     out.write_var(state.last_write_ms);
+    out.write_var(state.base);
+}
+
+/// A part number and a part count: `part < parts <= MAX_PARTS`.
+fn read_part(r: &mut Cursor) -> Result<(u32, u32), WireError> {
+    let part: u32 = r.read_var().map_err(|_| WireError("truncated part"))?;
+    let parts: u32 = r
+        .read_var()
+        .map_err(|_| WireError("truncated part count"))?;
+    if parts == 0 || parts > MAX_PARTS || part >= parts {
+        return Err(WireError("bad part number"));
+    }
+    Ok((part, parts))
 }
 
 fn read_state(r: &mut Cursor) -> Result<HeldState, WireError> {
     let mut next =
         || -> Result<u64, WireError> { r.read_var().map_err(|_| WireError("truncated state")) };
-    Ok(HeldState {
+    let state = HeldState {
         head: next()?,
         bytes: next()?,
         last_write_ms: next()?,
-    })
+        base: next()?,
+    };
+    if state.base > state.head {
+        return Err(WireError("base beyond head"));
+    }
+    Ok(state)
 }
 
 impl HoldResponse {
@@ -190,6 +260,18 @@ impl HoldResponse {
             HoldResponse::Refused(why) => {
                 out.push(3);
                 out.push(*why as u8);
+            }
+            HoldResponse::SnapshotPart {
+                covers,
+                part,
+                parts,
+                entry,
+            } => {
+                out.push(4);
+                out.write_var(*covers);
+                out.write_var(*part);
+                out.write_var(*parts);
+                out.write_buf(entry);
             }
         }
         out
@@ -234,6 +316,20 @@ impl HoldResponse {
                 let code = r.read_u8().map_err(|_| WireError("truncated refusal"))?;
                 HoldResponse::Refused(Refusal::from_code(code).ok_or(WireError("unknown refusal"))?)
             }
+            4 => {
+                let covers = r.read_var().map_err(|_| WireError("truncated offset"))?;
+                let (part, parts) = read_part(&mut r)?;
+                let entry = r.read_buf().map_err(|_| WireError("truncated entry"))?;
+                if entry.len() > MAX_ENTRY {
+                    return Err(WireError("entry too long"));
+                }
+                HoldResponse::SnapshotPart {
+                    covers,
+                    part,
+                    parts,
+                    entry: entry.to_vec(),
+                }
+            }
             _ => return Err(WireError("unknown status")),
         };
         if r.has_content() {
@@ -269,6 +365,13 @@ mod tests {
             },
             HoldBody::Fetch { from: 300 },
             HoldBody::Roster { page: 2 },
+            HoldBody::Snapshot {
+                covers: 40,
+                part: 1,
+                parts: 3,
+                entry: vec![4; 9],
+            },
+            HoldBody::FetchSnapshot { part: 2 },
         ];
         for body in bodies {
             let request = HoldRequest {
@@ -287,6 +390,7 @@ mod tests {
             head: 9,
             bytes: 1000,
             last_write_ms: 1_700_000_000_000,
+            base: 4,
         };
         let responses = [
             HoldResponse::Held(state),
@@ -296,6 +400,12 @@ mod tests {
             },
             HoldResponse::Roster(roster),
             HoldResponse::Refused(Refusal::NotWriter),
+            HoldResponse::SnapshotPart {
+                covers: 4,
+                part: 0,
+                parts: 1,
+                entry: vec![1, 2],
+            },
         ];
         for response in responses {
             let bytes = response.encode();

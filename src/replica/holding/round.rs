@@ -22,6 +22,14 @@ use crate::net::Net;
 use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now, HolderRow};
 
+/// Entries after the holder's snapshot (or its start) before a member considers a new one.
+pub(crate) const COMPACT_AFTER: u64 = 8;
+/// A member uploads a snapshot once the holder keeps more than 1.5 times its size, so what a
+/// holder keeps stays near the document's own encoding.
+fn worth_compacting(held_bytes: u64, snapshot_bytes: u64) -> bool {
+    held_bytes * 2 > snapshot_bytes * 3
+}
+
 /// What a round may skip.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Plan {
@@ -156,6 +164,16 @@ impl Round<'_> {
                 outcome.uploaded = self.upload(&since.update, &mut row).await?;
                 row.known = Some(since.state);
             }
+            // Everything below the cursor is in this replica: a snapshot of it may replace
+            // those entries (never the ones after, which may be others' and not read yet).
+            if plan.fetch && row.cursor >= row.state.base + COMPACT_AFTER {
+                if let Some(whole) = self.room.changes_since(None).await? {
+                    let size = whole.update.len() as u64;
+                    if worth_compacting(row.state.bytes, size) {
+                        outcome.uploaded += self.compact(&whole.update, &mut row).await?;
+                    }
+                }
+            }
         }
         outcome.digest = Some(summary.digest);
         row.reached = unix_now();
@@ -176,6 +194,12 @@ impl Round<'_> {
                 _ => return Err(HoldingError::Protocol("fetch answered with something else")),
             };
             row.state = state;
+            if from < state.base {
+                // What this node has not read was compacted: the snapshot brings it.
+                applied += self.take_snapshot(row, &mut roster_taken).await?;
+                from = row.state.base;
+                continue;
+            }
             if entries.is_empty() {
                 break;
             }
@@ -251,6 +275,111 @@ impl Round<'_> {
             .min()
             .unwrap_or(from);
         Ok(applied)
+    }
+
+    /// Reads and applies the holder's snapshot, part by part; the known state becomes the
+    /// snapshot's. Returns 1 if it applied one.
+    async fn take_snapshot(
+        &self,
+        row: &mut HolderRow,
+        roster_taken: &mut bool,
+    ) -> Result<usize, HoldingError> {
+        let mut assembler = Assembler::default();
+        let mut covers = None;
+        let mut part = 0;
+        loop {
+            let (at, this, parts, bytes) = match self.ask(HoldBody::FetchSnapshot { part }).await? {
+                HoldResponse::SnapshotPart {
+                    covers,
+                    part,
+                    parts,
+                    entry,
+                } => (covers, part, parts, entry),
+                _ => {
+                    return Err(HoldingError::Protocol(
+                        "snapshot answered with something else",
+                    ))
+                }
+            };
+            if this != part || covers.is_some_and(|c| c != at) {
+                return Err(HoldingError::Protocol(
+                    "the snapshot changed while it was read",
+                ));
+            }
+            covers = Some(at);
+            let entry = Entry::decode(&self.room.topic, &bytes)?;
+            if entry.kind != EntryKind::Snapshot {
+                return Err(HoldingError::Protocol("a snapshot part is no snapshot"));
+            }
+            if !self.may_write(&entry.uploader) && !*roster_taken {
+                *roster_taken = true;
+                self.take_roster().await?;
+            }
+            if !self.may_write(&entry.uploader) {
+                self.refused("not_writer", at, "the snapshot's uploader may not write");
+                return Err(HoldingError::Protocol(
+                    "a snapshot by a member that may not write",
+                ));
+            }
+            let plain = self
+                .room
+                .keys()
+                .open(&self.room.topic, Purpose::Held, &entry.envelope)
+                .map_err(|e| {
+                    self.refused("invalid", at, &e.to_string());
+                    HoldingError::Protocol("a snapshot this node cannot open")
+                })?;
+            let piece = Part::decode(&plain).map_err(|_| HoldingError::Protocol("a bad part"))?;
+            match assembler.push(entry.uploader, u64::from(this), piece) {
+                Joined::Complete(update) => {
+                    self.room.apply_remote(update.clone()).await?;
+                    row.known = Some(known_plus(None, &update)?);
+                    row.cursor = at;
+                    return Ok(1);
+                }
+                Joined::Waiting => {}
+                Joined::Broken => {
+                    return Err(HoldingError::Protocol("snapshot parts out of order"))
+                }
+            }
+            part += 1;
+            if part >= parts {
+                return Err(HoldingError::Protocol("a snapshot with missing parts"));
+            }
+        }
+    }
+
+    /// Uploads `whole` (this replica's state) as a snapshot replacing the entries below the
+    /// cursor; returns the bytes sent.
+    async fn compact(&self, whole: &[u8], row: &mut HolderRow) -> Result<usize, HoldingError> {
+        let covers = row.cursor;
+        let upload = rand::thread_rng().next_u64();
+        let keys = self.room.keys();
+        let plains = split(whole, upload);
+        let parts = plains.len() as u32;
+        let mut sent = 0;
+        for (part, plain) in plains.into_iter().enumerate() {
+            let sealed = keys.seal(&self.room.topic, Purpose::Held, &plain);
+            let entry =
+                Entry::sign(&self.room.topic, EntryKind::Snapshot, sealed, self.identity).encode();
+            sent += entry.len();
+            let body = HoldBody::Snapshot {
+                covers,
+                part: part as u32,
+                parts,
+                entry,
+            };
+            match self.ask(body).await? {
+                HoldResponse::Held(state) => row.state = state,
+                _ => {
+                    return Err(HoldingError::Protocol(
+                        "snapshot answered with something else",
+                    ))
+                }
+            }
+        }
+        tracing::debug!(doc = %self.room.id, holder = %self.holder, covers, sent, "uploaded a snapshot");
+        Ok(sent)
     }
 
     fn may_write(&self, key: &KeyBytes) -> bool {

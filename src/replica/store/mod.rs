@@ -30,7 +30,7 @@ mod sql;
 
 use crate::core::hold::HeldState;
 use sql::held::HeldSql;
-pub(crate) use sql::held::{HeldDoc, HeldKey, HeldLimits, HolderRow};
+pub(crate) use sql::held::{Fetched, HeldDoc, HeldKey, HeldLimits, HolderRow, SnapshotPart};
 
 pub use error::{CommitFailure, StoreError};
 
@@ -367,8 +367,27 @@ impl Store {
         key: HeldKey,
         from: u64,
         max_bytes: usize,
-    ) -> Result<(HeldState, Vec<(u64, Vec<u8>)>), StoreError> {
+    ) -> Result<Fetched, StoreError> {
         self.held(|r| HeldSql::Fetch(key, from, max_bytes, r)).await
+    }
+    /// Keeps a part of a snapshot; its last part makes it replace the entries it covers.
+    /// `None` when over a limit.
+    pub(crate) async fn snapshot_part(
+        &self,
+        key: HeldKey,
+        part: SnapshotPart,
+        limits: HeldLimits,
+    ) -> Result<Option<HeldState>, StoreError> {
+        self.held(|r| HeldSql::SnapshotPart(key, part, limits, r))
+            .await
+    }
+    /// A part of the snapshot in effect for a held document.
+    pub(crate) async fn fetch_snapshot(
+        &self,
+        key: HeldKey,
+        part: u32,
+    ) -> Result<Option<SnapshotPart>, StoreError> {
+        self.held(|r| HeldSql::FetchSnapshot(key, part, r)).await
     }
     /// Forgets a held document and everything kept for it.
     pub(crate) async fn drop_held(&self, key: HeldKey) -> Result<(), StoreError> {

@@ -134,6 +134,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  topic BLOB NOT NULL, owner BLOB NOT NULL, doc BLOB NOT NULL,
                  created INTEGER NOT NULL, next INTEGER NOT NULL DEFAULT 0,
                  bytes INTEGER NOT NULL DEFAULT 0, last_write INTEGER NOT NULL DEFAULT 0,
+                 base INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (topic, owner));
              CREATE TABLE IF NOT EXISTS held_records (
                  topic BLOB NOT NULL, owner BLOB NOT NULL, kind INTEGER NOT NULL,
@@ -143,6 +144,12 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  topic BLOB NOT NULL, owner BLOB NOT NULL, offset INTEGER NOT NULL,
                  uploader BLOB NOT NULL, entry BLOB NOT NULL,
                  PRIMARY KEY (topic, owner, offset),
+                 FOREIGN KEY (topic, owner) REFERENCES held ON DELETE CASCADE);
+             CREATE TABLE IF NOT EXISTS held_snapshots (
+                 topic BLOB NOT NULL, owner BLOB NOT NULL, pending INTEGER NOT NULL,
+                 uploader BLOB NOT NULL, covers INTEGER NOT NULL, part INTEGER NOT NULL,
+                 parts INTEGER NOT NULL, entry BLOB NOT NULL,
+                 PRIMARY KEY (topic, owner, pending, uploader, covers, part),
                  FOREIGN KEY (topic, owner) REFERENCES held ON DELETE CASCADE);
              CREATE TABLE IF NOT EXISTS holders (
                  doc BLOB NOT NULL REFERENCES docs(id) ON DELETE CASCADE,

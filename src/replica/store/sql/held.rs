@@ -1,6 +1,7 @@
 //! The store's part of holding: the documents this node keeps sealed for others (`held`, their
-//! membership records in `held_records`, their entries in `held_entries`), and what this node
-//! knows of the holders of its own documents (`holders`).
+//! membership records in `held_records`, their entries in `held_entries`, the snapshot that
+//! replaced the entries below `held.base` in `held_snapshots`, with the parts of snapshots
+//! still arriving), and what this node knows of the holders of its own documents (`holders`).
 
 use rusqlite::{params, OptionalExtension};
 
@@ -52,6 +53,20 @@ pub(crate) struct HeldLimits {
     pub(crate) max_bytes: u64,
 }
 
+/// A fetch's answer: the held document's state, and entries by offset.
+pub(crate) type Fetched = (HeldState, Vec<(u64, Vec<u8>)>);
+
+/// A part of a snapshot as a holder keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SnapshotPart {
+    pub(crate) uploader: KeyBytes,
+    /// The snapshot replaces the entries below this offset.
+    pub(crate) covers: u64,
+    pub(crate) part: u32,
+    pub(crate) parts: u32,
+    pub(crate) entry: Vec<u8>,
+}
+
 pub(crate) enum HeldSql {
     Load(HeldKey, Reply<Option<HeldDoc>>),
     List(Reply<Vec<HeldDoc>>),
@@ -73,7 +88,12 @@ pub(crate) enum HeldSql {
         Reply<Option<HeldState>>,
     ),
     /// Entries from an offset on, up to about this many bytes.
-    Fetch(HeldKey, u64, usize, Reply<(HeldState, Vec<(u64, Vec<u8>)>)>),
+    Fetch(HeldKey, u64, usize, Reply<Fetched>),
+    /// Keeps a part of a snapshot; with its last part, the snapshot replaces the entries
+    /// below its offset.
+    SnapshotPart(HeldKey, SnapshotPart, HeldLimits, Reply<Option<HeldState>>),
+    /// A part of the snapshot in effect: (covers, part, parts, entry).
+    FetchSnapshot(HeldKey, u32, Reply<Option<SnapshotPart>>),
     Drop(HeldKey, Reply<()>),
     Holders(DocId, Reply<Vec<HolderRow>>),
     SaveHolder(DocId, HolderRow, Reply<()>),
@@ -94,6 +114,10 @@ impl HeldSql {
                 finish(r, append(tx, key, &uploader, &entry, now_ms, limits))
             }
             HeldSql::Fetch(key, from, max, r) => finish(r, fetch(tx, key, from, max)),
+            HeldSql::SnapshotPart(key, part, limits, r) => {
+                finish(r, snapshot_part(tx, key, &part, limits))
+            }
+            HeldSql::FetchSnapshot(key, part, r) => finish(r, fetch_snapshot(tx, key, part)),
             HeldSql::Drop(key, r) => {
                 let result = tx
                     .execute(
@@ -135,6 +159,8 @@ impl HeldSql {
             HeldSql::List(r) => fail(r),
             HeldSql::Keep(_, _, _, _, r) | HeldSql::Append(_, _, _, _, _, r) => fail(r),
             HeldSql::Fetch(_, _, _, r) => fail(r),
+            HeldSql::SnapshotPart(_, _, _, r) => fail(r),
+            HeldSql::FetchSnapshot(_, _, r) => fail(r),
             HeldSql::Drop(_, r) | HeldSql::SaveHolder(_, _, r) => fail(r),
             HeldSql::Holders(_, r) => fail(r),
         }
@@ -144,13 +170,14 @@ impl HeldSql {
 fn state(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldState>, StoreError> {
     Ok(tx
         .query_row(
-            "SELECT next, bytes, last_write FROM held WHERE topic = ?1 AND owner = ?2",
+            "SELECT next, bytes, last_write, base FROM held WHERE topic = ?1 AND owner = ?2",
             params![&key.topic[..], &key.owner[..]],
             |row| {
                 Ok(HeldState {
                     head: row.get::<_, i64>(0)? as u64,
                     bytes: row.get::<_, i64>(1)? as u64,
                     last_write_ms: row.get::<_, i64>(2)? as u64,
+                    base: row.get::<_, i64>(3)? as u64,
                 })
             },
         )
@@ -187,7 +214,8 @@ fn load(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldDoc>, Sto
 
 fn list(tx: &rusqlite::Transaction) -> Result<Vec<HeldDoc>, StoreError> {
     let mut stmt = tx.prepare(
-        "SELECT topic, owner, doc, created, next, bytes, last_write FROM held ORDER BY created",
+        "SELECT topic, owner, doc, created, next, bytes, last_write, base FROM held
+         ORDER BY created",
     )?;
     let rows = stmt.query_map([], |row| {
         Ok((
@@ -199,6 +227,7 @@ fn list(tx: &rusqlite::Transaction) -> Result<Vec<HeldDoc>, StoreError> {
                 head: row.get::<_, i64>(4)? as u64,
                 bytes: row.get::<_, i64>(5)? as u64,
                 last_write_ms: row.get::<_, i64>(6)? as u64,
+                base: row.get::<_, i64>(7)? as u64,
             },
         ))
     })?;
@@ -294,8 +323,12 @@ fn fetch(
     key: HeldKey,
     from: u64,
     max_bytes: usize,
-) -> Result<(HeldState, Vec<(u64, Vec<u8>)>), StoreError> {
+) -> Result<Fetched, StoreError> {
     let state = state(tx, key)?.unwrap_or_default();
+    if from < state.base {
+        // Behind the snapshot: the reader takes it first.
+        return Ok((state, Vec::new()));
+    }
     let mut stmt = tx.prepare(
         "SELECT offset, entry FROM held_entries WHERE topic = ?1 AND owner = ?2 AND offset >= ?3
          ORDER BY offset",
@@ -314,6 +347,112 @@ fn fetch(
     Ok((state, entries))
 }
 
+fn snapshot_part(
+    tx: &rusqlite::Transaction,
+    key: HeldKey,
+    part: &SnapshotPart,
+    limits: HeldLimits,
+) -> Result<Option<HeldState>, StoreError> {
+    let Some(before) = state(tx, key)? else {
+        return Ok(None);
+    };
+    if part.covers <= before.base || part.covers > before.head {
+        // Overtaken by a newer snapshot, or covering entries that do not exist: nothing to do.
+        return Ok(Some(before));
+    }
+    let total: i64 = tx.query_row("SELECT coalesce(sum(bytes), 0) FROM held", [], |row| {
+        row.get(0)
+    })?;
+    // A snapshot shrinks what is kept: only the node's own limit applies while it arrives.
+    if total as u64 + part.entry.len() as u64 > limits.max_bytes {
+        return Ok(None);
+    }
+    let k = (&key.topic[..], &key.owner[..]);
+    tx.execute(
+        "INSERT OR REPLACE INTO held_snapshots
+         (topic, owner, pending, uploader, covers, part, parts, entry)
+         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            k.0,
+            k.1,
+            &part.uploader[..],
+            part.covers as i64,
+            part.part,
+            part.parts,
+            part.entry
+        ],
+    )?;
+    let arrived: i64 = tx.query_row(
+        "SELECT count(*) FROM held_snapshots WHERE topic = ?1 AND owner = ?2 AND pending = 1
+         AND uploader = ?3 AND covers = ?4 AND parts = ?5",
+        params![k.0, k.1, &part.uploader[..], part.covers as i64, part.parts],
+        |row| row.get(0),
+    )?;
+    if arrived as u32 == part.parts {
+        // Complete: it replaces the snapshot before it and every entry below its offset.
+        tx.execute(
+            "DELETE FROM held_snapshots WHERE topic = ?1 AND owner = ?2 AND (pending = 0
+             OR (pending = 1 AND covers <= ?3 AND NOT (uploader = ?4 AND covers = ?3)))",
+            params![k.0, k.1, part.covers as i64, &part.uploader[..]],
+        )?;
+        tx.execute(
+            "UPDATE held_snapshots SET pending = 0 WHERE topic = ?1 AND owner = ?2
+             AND uploader = ?3 AND covers = ?4",
+            params![k.0, k.1, &part.uploader[..], part.covers as i64],
+        )?;
+        tx.execute(
+            "DELETE FROM held_entries WHERE topic = ?1 AND owner = ?2 AND offset < ?3",
+            params![k.0, k.1, part.covers as i64],
+        )?;
+        tx.execute(
+            "UPDATE held SET base = ?3 WHERE topic = ?1 AND owner = ?2",
+            params![k.0, k.1, part.covers as i64],
+        )?;
+    }
+    tx.execute(
+        "UPDATE held SET bytes =
+             (SELECT coalesce(sum(length(entry)), 0) FROM held_entries
+              WHERE topic = ?1 AND owner = ?2)
+             + (SELECT coalesce(sum(length(entry)), 0) FROM held_snapshots
+              WHERE topic = ?1 AND owner = ?2)
+         WHERE topic = ?1 AND owner = ?2",
+        params![k.0, k.1],
+    )?;
+    state(tx, key)
+}
+
+fn fetch_snapshot(
+    tx: &rusqlite::Transaction,
+    key: HeldKey,
+    part: u32,
+) -> Result<Option<SnapshotPart>, StoreError> {
+    Ok(tx
+        .query_row(
+            "SELECT uploader, covers, part, parts, entry FROM held_snapshots
+             WHERE topic = ?1 AND owner = ?2 AND pending = 0 AND part = ?3",
+            params![&key.topic[..], &key.owner[..], part],
+            |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, u32>(2)?,
+                    row.get::<_, u32>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                ))
+            },
+        )
+        .optional()?
+        .and_then(|(uploader, covers, part, parts, entry)| {
+            Some(SnapshotPart {
+                uploader: uploader.try_into().ok()?,
+                covers: covers as u64,
+                part,
+                parts,
+                entry,
+            })
+        }))
+}
+
 fn holders(tx: &rusqlite::Transaction, doc: DocId) -> Result<Vec<HolderRow>, StoreError> {
     let mut stmt = tx.prepare(
         "SELECT peer, cursor, known, reached, head, bytes, last_write FROM holders WHERE doc = ?1",
@@ -328,6 +467,7 @@ fn holders(tx: &rusqlite::Transaction, doc: DocId) -> Result<Vec<HolderRow>, Sto
                 head: row.get::<_, i64>(4)? as u64,
                 bytes: row.get::<_, i64>(5)? as u64,
                 last_write_ms: row.get::<_, i64>(6)? as u64,
+                base: 0,
             },
         })
     })?;
