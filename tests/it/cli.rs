@@ -1,9 +1,9 @@
 //! The `peerdoc` binary as a user runs it: real daemons, the README walkthrough, `kill -9`
 //! durability, and one-line errors with non-zero exit codes.
 
-use super::common::wait_until_blocking;
+use super::common::{wait_until_blocking, SmallDisk};
 use super::daemon::{bearer, peerdoc, peerdoc_id, serve_command, unsafe_sigterm, Daemon, BIN};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The data dir holds every document's key and text: only its owner may read it.
@@ -495,42 +495,6 @@ fn the_config_file_sets_defaults_that_flags_override() {
     let published = std::fs::read_to_string(data.join("api.addr")).unwrap();
     assert_ne!(published.trim(), format!("127.0.0.1:{port}"));
     daemon.stop();
-}
-
-/// A small tmpfs mounted for the test and unmounted when dropped (needs root, as the network
-/// lab does).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount (the test suite runs as root)");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        SmallDisk { dir }
-    }
-
-    /// Fills the disk up; returns the filler file.
-    fn fill(&self) -> PathBuf {
-        let filler = self.dir.path().join("filler");
-        let _ = Command::new("dd")
-            .args(["if=/dev/zero", "bs=64k"])
-            .arg(format!("of={}", filler.display()))
-            .stderr(Stdio::null())
-            .status();
-        filler
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
 }
 
 #[test]

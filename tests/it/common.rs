@@ -374,3 +374,41 @@ pub async fn owner_and_two_writers(
     wait_converged(&[&a, &b, &c], &doc.id, |t| t == text).await;
     (a, b, c, doc)
 }
+
+/// A small tmpfs mounted for the test and unmounted when dropped (needs root, as the network
+/// lab does).
+pub struct SmallDisk {
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount (the test suite runs as root)");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallDisk { dir }
+    }
+
+    /// Fills the disk up; returns the filler file.
+    pub fn fill(&self) -> PathBuf {
+        let filler = self.dir.path().join("filler");
+        let _ = std::process::Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display()))
+            .stderr(std::process::Stdio::null())
+            .status();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -389,3 +389,164 @@ async fn a_snapshot_replaces_the_log_under_concurrent_writes_and_history_survive
     c.shutdown().await;
     r.shutdown().await;
 }
+
+/// What `node` says of its holder `holder` of `doc`.
+async fn holder_seen(node: &Node, doc: &DocId, holder: &Node) -> peerdoc::HolderInfo {
+    node.replicas(doc)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.peer == holder.peer_id())
+        .expect("a holder of the document")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_at_its_limit_refuses_new_data_and_keeps_what_it_acknowledged() {
+    let d = dirs(2);
+    let mut config = holder_config(&d.paths[1], 0);
+    config.replica = Some(ReplicaLimits {
+        max_doc_bytes: 64 * 1024,
+        ..ReplicaLimits::default()
+    });
+    let r = start_with(config).await;
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("big").await.unwrap();
+    a.write(&doc.id, "small start\n".into(), false)
+        .await
+        .unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    let kept = r.held().await.unwrap()[0].entries;
+    let before = refused(&r, "full");
+    // Over the holder's limit for one document: refused where it arrives, and said so.
+    let big: String = (0..5000)
+        .map(|i| format!("line {i} is long enough\n"))
+        .collect();
+    a.write(&doc.id, big, true).await.unwrap();
+    wait_until("the holder refuses the change as full", async || {
+        refused(&r, "full") > before
+    })
+    .await;
+    wait_until("the member shows why", async || {
+        holder_seen(&a, &doc.id, &r)
+            .await
+            .error
+            .is_some_and(|e| e.contains("full"))
+    })
+    .await;
+    // What it acknowledged before is still there, nothing half-kept after it.
+    let held = &r.held().await.unwrap()[0];
+    assert_eq!(held.entries, kept, "{held:?}");
+    assert!(held.bytes <= 64 * 1024, "{held:?}");
+    a.shutdown().await;
+    r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_holders_are_both_kept_current_and_either_alone_serves_a_joiner() {
+    let d = dirs(5);
+    let r1 = start_with(holder_config(&d.paths[3], 0)).await;
+    let r2 = start_with(holder_config(&d.paths[4], 0)).await;
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("twice").await.unwrap();
+    a.write(&doc.id, "one\n".into(), false).await.unwrap();
+    for r in [&r1, &r2] {
+        a.replicate(&doc.id, &dial_addr(r).await.to_string())
+            .await
+            .unwrap();
+    }
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    assert_eq!(
+        peerdoc::core::ticket::Ticket::decode(&ticket)
+            .unwrap()
+            .holders
+            .len(),
+        2
+    );
+    a.write(&doc.id, "two\n".into(), true).await.unwrap();
+    a.shutdown().await;
+
+    // R1 is down: a joiner gets everything from R2 alone.
+    let r1_port = tcp_port(&r1).await;
+    r1.shutdown().await;
+    let b = start(&d.paths[1]).await;
+    b.join(&ticket, None).await.unwrap();
+    assert_eq!(b.text(&doc.id).await.unwrap(), "one\ntwo\n");
+    b.write(&doc.id, "three\n".into(), true).await.unwrap();
+    // R1 comes back: B brings it up to date too.
+    let r1 = start_with(holder_config(&d.paths[3], r1_port)).await;
+    wait_until("B reached both holders since its write", async || {
+        let one = holder_seen(&b, &doc.id, &r1).await;
+        let two = holder_seen(&b, &doc.id, &r2).await;
+        one.error.is_none() && one.reached.is_some() && two.reached.is_some()
+    })
+    .await;
+    b.shutdown().await;
+    // R2 is down now: another joiner gets everything from R1 alone.
+    r2.shutdown().await;
+    let c = start(&d.paths[2]).await;
+    c.join(&ticket, None).await.unwrap();
+    wait_until("C has everything from R1", async || {
+        c.text(&doc.id).await.unwrap() == "one\ntwo\nthree\n"
+    })
+    .await;
+    c.shutdown().await;
+    r1.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 2: needs root to mount a small disk (scripts/test.sh runs it)"]
+async fn a_holder_with_a_full_disk_refuses_new_data_loses_nothing_and_resumes() {
+    let disk = SmallDisk::mount("8m");
+    let r_dir = disk.dir.path().join("holder");
+    let d = dirs(2);
+    let r = start_with(holder_config(&r_dir, 0)).await;
+    let r_port = tcp_port(&r).await;
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("diary").await.unwrap();
+    a.write(&doc.id, "monday\n".into(), false).await.unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    let kept = r.held().await.unwrap()[0].entries;
+
+    let filler = disk.fill();
+    let before = refused(&r, "full");
+    // Large, so it cannot fit in space SQLite already holds.
+    let big = "x".repeat(300_000) + "\n";
+    a.write(&doc.id, big.clone(), true).await.unwrap();
+    wait_until(
+        "the holder refuses the change: its disk is full",
+        async || refused(&r, "full") > before,
+    )
+    .await;
+    assert_eq!(r.held().await.unwrap()[0].entries, kept);
+
+    // Space returns: the member's next round is kept, without a restart of either.
+    std::fs::remove_file(filler).unwrap();
+    a.write(&doc.id, "tuesday\n".into(), true).await.unwrap();
+    wait_until(
+        "the holder keeps the changes once it has space",
+        async || r.held().await.unwrap()[0].entries > kept,
+    )
+    .await;
+    wait_until("the member's last exchange succeeded", async || {
+        let seen = holder_seen(&a, &doc.id, &r).await;
+        seen.error.is_none() && seen.entries > kept
+    })
+    .await;
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    a.shutdown().await;
+    // Nothing acknowledged is lost across a restart of the holder.
+    r.shutdown().await;
+    let r = start_with(holder_config(&r_dir, r_port)).await;
+    let b = start(&d.paths[1]).await;
+    b.join(&ticket, None).await.unwrap();
+    assert_eq!(
+        b.text(&doc.id).await.unwrap(),
+        format!("monday\n{big}tuesday\n")
+    );
+    b.shutdown().await;
+    r.shutdown().await;
+}
