@@ -1,10 +1,11 @@
 //! [`Node`]: starts and wires the parts (data dir, store, network, rooms, sync driver), owns
 //! cancellation, and is the API that apps embed and the HTTP layer calls: documents
 //! (`documents`: create, list, resolve, read, write, rename, delete), sharing and members
-//! (`members`), joining (`join`), `status`. It does not know the HTTP
+//! (`members`), joining (`join`), holders (`holders`: where a document is kept sealed, and what
+//! this node keeps for others), `status`. It does not know the HTTP
 //! server exists: the binary (or an embedding app) wires `Node` and `peerdoc::api::Server`.
 //!
-//! Shutdown order: stop sync and the swarm, close rooms (their queued writes finish first),
+//! Shutdown order: upload what changed to the documents' holders, stop sync and the swarm, close rooms (their queued writes finish first),
 //! close the store, release the data dir. Stop the HTTP server before the node.
 
 use std::collections::HashSet;
