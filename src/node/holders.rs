@@ -239,12 +239,8 @@ impl Node {
         };
         let net = &self.inner.net;
         let mut failure = Error::NoWriter;
+        self.remember_holders(ticket).await;
         for (holder, addrs) in &ticket.holders {
-            let saved = addrs.iter().map(|a| a.to_string()).collect();
-            self.inner
-                .store
-                .save_peer(holder.to_string(), saved)
-                .await?;
             if let Err(e) = net.dial(*holder, addrs.clone()).await {
                 failure = Error::HolderUnreachable(*holder, e.to_string());
                 continue;
@@ -276,6 +272,16 @@ impl Node {
             room.close().await;
         }
         Err(failure)
+    }
+
+    /// Stores where the ticket's holders listen (the member's rounds with each reach it there).
+    pub(super) async fn remember_holders(&self, ticket: &Ticket) {
+        for (holder, addrs) in &ticket.holders {
+            let saved = addrs.iter().map(|a| a.to_string()).collect();
+            if let Err(e) = self.inner.store.save_peer(holder.to_string(), saved).await {
+                tracing::warn!(%holder, "cannot remember a holder's addresses: {e}");
+            }
+        }
     }
 
     /// Holders to name in a ticket: each holder of the document with up to

@@ -111,6 +111,7 @@ impl Node {
     /// The end of a join: the sharer's addresses remembered, the document synced from now on.
     async fn joined(&self, ticket: &Ticket, meta: &DocMeta) {
         self.remember_sharer(ticket).await;
+        self.remember_holders(ticket).await;
         // Its kind came with its content: listed from now on without loading it.
         if let Some(room) = self.inner.rooms.get(&meta.id) {
             if room.kind().await.is_ok_and(|kind| kind == DocKind::Rich) {

@@ -96,6 +96,9 @@ impl Node {
             .collect::<Result<Vec<_>, _>>()?;
         let removal = room.revoke(key, keep).await?;
         self.inner.sync.changed(meta.id).await;
+        // Holders get the removal, and a snapshot in the new epoch (entries sealed in older
+        // ones are unreadable to members that join with newer tickets).
+        self.inner.holding.compact(meta.id);
         // Keys in a membership are valid Ed25519 keys (checked when their certificate was).
         let access = room.access();
         let info = |(key, role): (KeyBytes, Role)| {

@@ -70,6 +70,9 @@ enum Command {
         PeerId,
         oneshot::Sender<Result<RoundOutcome, HoldingError>>,
     ),
+    /// The key epoch changed (a removal here): a snapshot in the new epoch to every holder, so
+    /// joiners with newer tickets can read it all.
+    Compact(DocId),
     /// The last error of each holder of a document (none after a round that succeeded).
     Errors(DocId, oneshot::Sender<HashMap<PeerId, String>>),
     /// Upload what changed to every holder, then reply (the node is stopping).
@@ -93,6 +96,11 @@ impl HoldingHandle {
     /// A local change: without waiting (a full queue drops it; the periodic round covers it).
     pub(crate) fn changed(&self, doc: DocId) {
         let _ = self.tx.try_send(Command::Changed(doc));
+    }
+
+    /// After a removal: every holder gets a snapshot sealed in the new epoch.
+    pub(crate) fn compact(&self, doc: DocId) {
+        let _ = self.tx.try_send(Command::Compact(doc));
     }
 
     /// Runs a full round with `holder` now and returns its outcome.
@@ -236,6 +244,7 @@ impl Holding {
         Plan {
             records: sent != Some(record_count(room)),
             fetch: true,
+            compact: false,
         }
     }
 
@@ -258,8 +267,22 @@ impl Holding {
                 let plan = Plan {
                     records: true,
                     fetch: true,
+                    compact: false,
                 };
                 self.start(room, holder, plan, Some(reply));
+            }
+            Command::Compact(doc) => {
+                let Some(room) = self.rooms.get(&doc) else {
+                    return;
+                };
+                for holder in self.holders_of(&room) {
+                    let plan = Plan {
+                        records: true,
+                        fetch: true,
+                        compact: true,
+                    };
+                    self.start(room.clone(), holder, plan, None);
+                }
             }
             Command::Errors(doc, reply) => {
                 let errors = self
@@ -303,14 +326,7 @@ impl Holding {
     ) {
         let tracked = self.tracked.entry((room.id, holder)).or_default();
         if tracked.running && reply.is_none() {
-            let again = tracked.again.unwrap_or(Plan {
-                records: false,
-                fetch: false,
-            });
-            tracked.again = Some(Plan {
-                records: again.records || plan.records,
-                fetch: again.fetch || plan.fetch,
-            });
+            tracked.again = Some(tracked.again.unwrap_or(Plan::UPLOAD).and(plan));
             return;
         }
         tracked.running = true;

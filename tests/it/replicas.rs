@@ -211,7 +211,7 @@ async fn members_never_online_together_meet_through_a_holder_that_cannot_read() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_them() {
-    let d = dirs(3);
+    let d = dirs(4);
     let r = start_with(holder_config(&d.paths[2], 0)).await;
     let a = start(&d.paths[0]).await;
     let b = start(&d.paths[1]).await;
@@ -279,8 +279,26 @@ async fn a_holder_refuses_strangers_writes_and_removed_members_reads_and_counts_
         HoldResponse::Refused(Refusal::NotAHolder)
     );
     assert_eq!(refused(&a, "not_a_holder"), 1.0);
-    cancel.cancel();
+
+    // The removal began a new key epoch: the owner gave the holder a snapshot sealed in it, so
+    // a member joining with a new ticket reads everything, also what was written before.
+    wait_until("the holder has a snapshot in the new epoch", async || {
+        r.held().await.unwrap()[0].compacted_below > 0
+    })
+    .await;
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    assert_eq!(
+        peerdoc::core::ticket::Ticket::decode(&ticket)
+            .unwrap()
+            .epoch,
+        1
+    );
     a.shutdown().await;
+    let c = start(&d.paths[3]).await;
+    c.join(&ticket, None).await.unwrap();
+    assert_eq!(c.text(&doc.id).await.unwrap(), "before after");
+    cancel.cancel();
+    c.shutdown().await;
     r.shutdown().await;
 }
 
@@ -337,17 +355,26 @@ async fn a_snapshot_replaces_the_log_under_concurrent_writes_and_history_survive
     a.replicate(&doc.id, &dial_addr(&r).await.to_string())
         .await
         .unwrap();
-    // Both write at once, one entry per write, well past the point where a member compacts.
-    let writes = |node: Node, who: &'static str| async move {
+    // B writes all along; A writes a line at a time, each kept by the holder as an entry of
+    // its own, well past the point where a member compacts.
+    let b_writes = tokio::spawn(async move {
         for i in 0..40 {
-            node.write(&doc.id, format!("{who} {i}\n"), true)
-                .await
-                .unwrap();
+            b.write(&doc.id, format!("b {i}\n"), true).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        node
-    };
-    let (a, b) = tokio::join!(tokio::spawn(writes(a, "a")), tokio::spawn(writes(b, "b")));
-    let (a, b) = (a.unwrap(), b.unwrap());
+        b
+    });
+    for i in 0..40 {
+        let before = r.held().await.unwrap()[0].entries;
+        a.write(&doc.id, format!("a {i}\n"), true).await.unwrap();
+        if i < 12 {
+            wait_until("the holder keeps A's line", async || {
+                r.held().await.unwrap()[0].entries > before
+            })
+            .await;
+        }
+    }
+    let b = b_writes.await.unwrap();
     let text = wait_converged(&[&a, &b], &doc.id, |t| t.lines().count() == 81).await;
     let last = std::sync::Mutex::new(None);
     wait_until(
@@ -457,12 +484,13 @@ async fn two_holders_are_both_kept_current_and_either_alone_serves_a_joiner() {
             .unwrap();
     }
     let ticket = a.ticket(&doc.id).await.unwrap();
-    assert_eq!(
-        peerdoc::core::ticket::Ticket::decode(&ticket)
-            .unwrap()
-            .holders
-            .len(),
-        2
+    let holders = peerdoc::core::ticket::Ticket::decode(&ticket)
+        .unwrap()
+        .holders;
+    assert_eq!(holders.len(), 2);
+    assert!(
+        holders.iter().all(|(_, addrs)| !addrs.is_empty()),
+        "{holders:?}"
     );
     a.write(&doc.id, "two\n".into(), true).await.unwrap();
     a.shutdown().await;
@@ -476,11 +504,17 @@ async fn two_holders_are_both_kept_current_and_either_alone_serves_a_joiner() {
     b.write(&doc.id, "three\n".into(), true).await.unwrap();
     // R1 comes back: B brings it up to date too.
     let r1 = start_with(holder_config(&d.paths[3], r1_port)).await;
-    wait_until("B reached both holders since its write", async || {
-        let one = holder_seen(&b, &doc.id, &r1).await;
-        let two = holder_seen(&b, &doc.id, &r2).await;
-        one.error.is_none() && one.reached.is_some() && two.reached.is_some()
-    })
+    let last = std::sync::Mutex::new(None);
+    wait_until(
+        format_args!("B reached both holders since its write: {last:?}"),
+        async || {
+            let one = holder_seen(&b, &doc.id, &r1).await;
+            let two = holder_seen(&b, &doc.id, &r2).await;
+            let done = one.error.is_none() && one.reached.is_some() && two.reached.is_some();
+            *last.lock().unwrap() = Some((one, two));
+            done
+        },
+    )
     .await;
     b.shutdown().await;
     // R2 is down now: another joiner gets everything from R1 alone.

@@ -37,6 +37,27 @@ pub(super) struct Plan {
     pub(super) records: bool,
     /// Read the holder's new entries.
     pub(super) fetch: bool,
+    /// Upload a snapshot whatever the sizes (the key epoch changed: joiners with newer
+    /// tickets cannot open older entries).
+    pub(super) compact: bool,
+}
+
+impl Plan {
+    /// Uploads only.
+    pub(super) const UPLOAD: Plan = Plan {
+        records: false,
+        fetch: false,
+        compact: false,
+    };
+
+    /// Everything either plan asks for.
+    pub(super) fn and(self, other: Plan) -> Plan {
+        Plan {
+            records: self.records || other.records,
+            fetch: self.fetch || other.fetch,
+            compact: self.compact || other.compact,
+        }
+    }
 }
 
 /// What a round did.
@@ -166,10 +187,11 @@ impl Round<'_> {
             }
             // Everything below the cursor is in this replica: a snapshot of it may replace
             // those entries (never the ones after, which may be others' and not read yet).
-            if plan.fetch && row.cursor >= row.state.base + COMPACT_AFTER {
+            let due = row.cursor >= row.state.base + COMPACT_AFTER;
+            if plan.fetch && (due || plan.compact) && row.cursor > row.state.base {
                 if let Some(whole) = self.room.changes_since(None).await? {
                     let size = whole.update.len() as u64;
-                    if worth_compacting(row.state.bytes, size) {
+                    if plan.compact || worth_compacting(row.state.bytes, size) {
                         outcome.uploaded += self.compact(&whole.update, &mut row).await?;
                     }
                 }
@@ -227,11 +249,19 @@ impl Round<'_> {
                     &entry.envelope,
                 ) {
                     Ok(plain) => plain,
-                    Err(EnvelopeError::UnknownEpoch(epoch)) => {
+                    Err(EnvelopeError::UnknownEpoch(epoch))
+                        if epoch > self.room.keys().current().0 =>
+                    {
                         // A key this node has not received yet: read from here again later.
                         tracing::debug!(doc = %self.room.id, epoch, "held entry in an epoch not held yet");
                         waiting_for_key = Some(offset);
                         break 'pages;
+                    }
+                    Err(EnvelopeError::UnknownEpoch(epoch)) => {
+                        // Older than this node's ticket: it never gets that key (a writer's
+                        // snapshot in a newer epoch brings the content).
+                        self.refused("old_epoch", offset, &format!("sealed in epoch {epoch}"));
+                        continue;
                     }
                     Err(e) => {
                         self.refused("invalid", offset, &e.to_string());
