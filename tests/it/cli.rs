@@ -1021,3 +1021,72 @@ fn rich_documents_speak_markdown_through_the_cli() {
     a.stop();
     b.stop();
 }
+
+/// A daemon's peer id and a loopback TCP address to dial it at, from `status --json`.
+fn dial_address(daemon: &Daemon) -> String {
+    let status: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["status", "--json"], None)).unwrap();
+    let peer = status["peer_id"].as_str().unwrap();
+    let addr = status["listen_addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.starts_with("/ip4/127.0.0.1/tcp/"))
+        .unwrap();
+    format!("{addr}/p2p/{peer}")
+}
+
+#[test]
+fn holders_from_the_command_line() {
+    let root = tempfile::tempdir().unwrap();
+    let r = Daemon::start_with(&root.path().join("r"), &["--replica"]);
+    let plain = Daemon::start(&root.path().join("plain"));
+    let a = Daemon::start(&root.path().join("a"));
+    a.ok(&["new", "plans"], None);
+    a.ok(&["write", "plans"], Some("# Plans\n\nsecret plans\n"));
+
+    // A node that holds nothing for others says so; a bad address is a usage error.
+    let out = a.run(&["replicate", "plans", &dial_address(&plain)], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--replica"), "{stderr}");
+    let out = a.run(&["replicate", "plans", "nowhere"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/p2p/"));
+
+    let held = a.ok(&["replicate", "plans", &dial_address(&r)], None);
+    assert!(held.contains("holds the document now"), "{held}");
+    let replicas = a.ok(&["replicas", "plans"], None);
+    assert!(
+        replicas.lines().nth(1).unwrap().contains("holds"),
+        "{replicas}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&a.ok(&["replicas", "plans", "--json"], None)).unwrap();
+    assert_eq!(json[0]["holds"], true);
+    assert!(json[0]["bytes"].as_u64().unwrap() > 0);
+
+    // On the holder: listed as sealed, and unreadable.
+    let ls = r.ok(&["ls"], None);
+    assert!(ls.contains("sealed"), "{ls}");
+    let id = peerdoc_id(&a.data, "plans");
+    assert!(ls.contains(&id), "{ls}");
+    let out = r.run(&["cat", &id], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot read it"), "{stderr}");
+
+    // Let it go: it drops what it kept.
+    let r_id = dial_address(&r).rsplit('/').next().unwrap().to_string();
+    let out = a.ok(&["unreplicate", "plans", &r_id], None);
+    assert!(out.contains("dropped what it kept"), "{out}");
+    let ls = r.run(&["ls"], None);
+    assert!(ls.status.success());
+    assert!(!String::from_utf8_lossy(&ls.stdout).contains(&id));
+    let replicas = a.ok(&["replicas", "plans"], None);
+    assert!(replicas.contains("released"), "{replicas}");
+    a.stop();
+    r.stop();
+    plain.stop();
+}

@@ -164,3 +164,38 @@ fn strip_addresses(ticket: &str) -> String {
     ticket.addrs.clear();
     ticket.encode()
 }
+
+#[test]
+#[ignore = "tier 2: needs root and the network lab (scripts/test.sh runs it)"]
+fn behind_symmetric_nats_and_never_online_together_members_meet_through_the_relay_as_holder() {
+    let (mut lab, relay, a, b, bootstrap) = two_homes(Nat::Symmetric, "10.0.1", "10.0.2");
+    let doc = share(&lab, a, b, "monday\n");
+    // The relay holds documents by default; Alice asks it to hold this one.
+    let held = lab.ok(a, &["replicate", &doc, &bootstrap], None);
+    assert!(held.contains("holds the document now"), "{held}");
+    lab.wait_status(b, "has heard of the holder", |_| {
+        let json = lab.ok(b, &["replicas", &doc, "--json"], None);
+        let replicas: serde_json::Value = serde_json::from_str(&json).unwrap();
+        replicas[0]["reached"].is_number()
+    });
+    lab.stop(b);
+    // From here on, never both online: each writes, stops, and the other reads it from the relay.
+    let mut expected = "monday\n".to_string();
+    for (round, (writer, reader)) in [(a, b), (b, a), (a, b), (b, a)].into_iter().enumerate() {
+        let line = format!("round {round}\n");
+        lab.ok(writer, &["write", "--append", &doc], Some(&line));
+        expected.push_str(&line);
+        lab.stop(writer);
+        lab.restart(reader);
+        let want = expected.trim_end().to_string();
+        lab.wait_status(reader, "has what the other wrote, from the holder", |_| {
+            lab.ok(reader, &["cat", &doc], None) == want
+        });
+    }
+    // The relay keeps it sealed.
+    let ls = lab.ok(relay, &["ls"], None);
+    assert!(ls.contains("sealed") && ls.contains(&doc), "{ls}");
+    let out = lab.cli(relay, &["cat", &doc], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read it"));
+}
