@@ -36,7 +36,7 @@ if $smoke; then
   cargo build --locked -p peerdoc -p peerdoc-bench --bins --quiet
   bin=target/debug
   ./$bin/peerdoc-bench run --trace "$trace" --edits 2000 --runs 1 --keystrokes 200 --copies 2 \
-    --fanout-nodes 10 --fanout-messages 5 \
+    --fanout-nodes 10 --fanout-messages 5 --holder-edits 20 \
     --json "$out/inproc.json" >/dev/null
   node bench/editors/main.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json" \
     --notes "$out/editors-notes.md"

@@ -1,4 +1,4 @@
-//! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9–11 of
+//! `peerdoc-bench`: the in-process half of peerdoc's benchmark harness (rows 1–4, 9–11, 14 of
 //! BENCHMARKS.md). Every figure is a ratio against a reference measured in the same run. The
 //! editor rows (stock Yjs clients against peerdoc daemons and the central y-websocket server)
 //! are in `bench/editors/` (one file per row); `scripts/bench.sh` runs both and `peerdoc-bench report` joins
@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod docs;
 mod fanout;
+mod holders;
 mod nodes;
 mod report;
 mod trace;
@@ -58,6 +59,9 @@ enum Command {
         /// Messages timed in row 11.
         #[arg(long, default_value_t = 50)]
         fanout_messages: u32,
+        /// Edits written for row 14's CPU figure.
+        #[arg(long, default_value_t = 300)]
+        holder_edits: usize,
         /// Write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -68,6 +72,21 @@ enum Command {
         nodes: usize,
         #[arg(long, default_value_t = 50)]
         messages: u32,
+        /// Write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Only row 14, a holder (the trace's document kept, compacted, caught up from; CPU).
+    Holders {
+        /// A sequential editing trace.
+        #[arg(long)]
+        trace: PathBuf,
+        #[arg(long)]
+        edits: Option<usize>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long, default_value_t = 300)]
+        holder_edits: usize,
         /// Write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -102,13 +121,30 @@ fn main() -> anyhow::Result<()> {
             copies,
             fanout_nodes,
             fanout_messages,
+            holder_edits,
             json,
         } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let trace = trace::load(&trace, edits)?;
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
             let fanout = (fanout_nodes, fanout_messages);
-            emit(&run(&trace, runs, keystrokes, copies, fanout)?, json)?;
+            let rows = run(&trace, runs, keystrokes, copies, fanout, holder_edits)?;
+            emit(&rows, json)?;
+        }
+        Command::Holders {
+            trace,
+            edits,
+            runs,
+            holder_edits,
+            json,
+        } => {
+            anyhow::ensure!(runs > 0, "--runs must be at least 1");
+            let trace = trace::load(&trace, edits)?;
+            let (_, doc) = docs::replay(&trace, 1)?;
+            let mut rows = tokio::runtime::Runtime::new()?
+                .block_on(holders::holders(&trace, &doc, runs))?;
+            rows.push(holders::holder_cpu(holder_edits)?);
+            emit(&rows, json)?;
         }
         Command::Fanout {
             nodes,
@@ -155,6 +191,7 @@ fn run(
     keystrokes: usize,
     copies: usize,
     (fanout_nodes, fanout_messages): (usize, u32),
+    holder_edits: usize,
 ) -> anyhow::Result<Vec<report::Row>> {
     let mut rows = Vec::new();
     eprintln!("row 1: replay");
@@ -173,7 +210,11 @@ fn run(
         rows.extend(nodes::memory(&doc, copies).await?);
         eprintln!("row 11: fan-out among {fanout_nodes} nodes");
         rows.extend(fanout::fanout(fanout_nodes, FANOUT_DEGREE, fanout_messages).await?);
+        eprintln!("row 14: a holder");
+        rows.extend(holders::holders(trace, &doc, runs).await?);
         anyhow::Ok(())
     })?;
+    eprintln!("row 14: a holder's CPU (real processes)");
+    rows.push(holders::holder_cpu(holder_edits)?);
     Ok(rows)
 }

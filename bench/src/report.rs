@@ -67,6 +67,32 @@ impl Row {
         }
     }
 
+    /// A row that is measured and compared, with no target (a figure the issue asks for).
+    pub fn info(
+        row: &str,
+        measurement: &str,
+        unit: &str,
+        peerdoc: f64,
+        reference: f64,
+        reference_name: &str,
+    ) -> Row {
+        Row {
+            row: row.into(),
+            measurement: measurement.into(),
+            unit: unit.into(),
+            peerdoc,
+            reference,
+            reference_name: reference_name.into(),
+            ratio: if reference > 0.0 {
+                peerdoc / reference
+            } else {
+                f64::NAN
+            },
+            target: "none: a figure".into(),
+            met: true,
+        }
+    }
+
     /// A row whose target is an absolute bound: nothing to compare against in the same run.
     pub fn bound(row: &str, measurement: &str, unit: &str, peerdoc: f64, max: f64) -> Row {
         Row {

@@ -231,7 +231,8 @@ impl Node {
     /// Connects to members of the ticket's document: the sharer at the ticket's addresses, or
     /// whoever the DHT says holds the document. Both are tried again until `request_timeout`
     /// (the sharer may come back meanwhile; a node that just started may not have reached its
-    /// DHT peers yet). Returns them, the sharer first.
+    /// DHT peers yet), or once, for a third of it, when the ticket names holders (they serve
+    /// the document when no member does). Returns them, the sharer first.
     async fn reach_members(&self, ticket: &Ticket) -> Result<Vec<PeerId>, Error> {
         let timeout = self.inner.config.request_timeout;
         let net = &self.inner.net;
@@ -241,6 +242,11 @@ impl Node {
         let mut sharer = String::new();
         loop {
             let dial_until = deadline.min(tokio::time::Instant::now() + per_dial);
+            let lookup_until = if ticket.holders.is_empty() {
+                deadline
+            } else {
+                tokio::time::Instant::now() + per_dial
+            };
             let dial = net.dial(ticket.peer, ticket.addrs.clone());
             let reason = match tokio::time::timeout_at(dial_until, dial).await {
                 Ok(Ok(())) => return Ok(vec![ticket.peer]),
@@ -254,12 +260,12 @@ impl Node {
                 sharer = reason;
             }
             let lookup = net.find_providers(ticket.doc.topic());
-            let found = tokio::time::timeout_at(deadline, lookup).await;
+            let found = tokio::time::timeout_at(lookup_until, lookup).await;
             let mut reached = Vec::new();
             for peer in found.ok().and_then(Result::ok).unwrap_or_default() {
                 // The lookup has started dialling them; this waits for the outcome.
                 if let Ok(Ok(())) =
-                    tokio::time::timeout_at(deadline, net.dial(peer, Vec::new())).await
+                    tokio::time::timeout_at(lookup_until, net.dial(peer, Vec::new())).await
                 {
                     reached.push(peer);
                 }
@@ -267,7 +273,8 @@ impl Node {
             if !reached.is_empty() {
                 return Ok(reached);
             }
-            if tokio::time::Instant::now() + DHT_RETRY >= deadline {
+            // The document's holders serve it when no member does: one look is enough.
+            if !ticket.holders.is_empty() || tokio::time::Instant::now() + DHT_RETRY >= deadline {
                 return Err(Error::Unreachable {
                     peer: ticket.peer,
                     reason: format!("{sharer}; the DHT knows no other member online"),
