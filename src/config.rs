@@ -363,6 +363,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_relay_holds_documents_unless_told_not_to_and_limits_need_a_holder() {
+        let parse = |text: &str| ConfigFile::parse(text).unwrap();
+        assert_eq!(parse("").replica(false, false), None);
+        assert_eq!(
+            parse("").replica(true, false),
+            Some(ReplicaLimits::default()),
+            "--replica"
+        );
+        assert_eq!(
+            parse("").replica(false, true),
+            Some(ReplicaLimits::default()),
+            "a relay holds by default"
+        );
+        assert_eq!(parse("replica = false").replica(false, true), None);
+        let limits = parse("[replica_limits]\nmax_docs = 3").replica(false, false);
+        assert_eq!(limits.map(|l| l.max_docs), Some(3), "limits make a holder");
+        let (_, key, _) =
+            ConfigFile::parse("replica = false\n[replica_limits]\nmax_docs = 3").unwrap_err();
+        assert_eq!(key, "replica_limits");
+        let (_, key, _) = ConfigFile::parse("[replica_limits]\nmax_doks = 3").unwrap_err();
+        assert!(key.starts_with("replica_limits"), "{key}");
+    }
+
+    #[test]
     fn a_file_changes_defaults_and_unknown_or_bad_keys_are_named() {
         let file = ConfigFile::parse(
             "listen = [\"/ip4/0.0.0.0/tcp/4001\"]\nmdns = false\ndht = \"server\"\nsync_interval = 3\n\

@@ -87,7 +87,10 @@ pub async fn holders(trace: &Trace, doc: &Document, runs: usize) -> anyhow::Resu
     let held = holder.held().await?.remove(0);
     let before = held.bytes as f64;
     let a = Node::spawn(config(&a_dir, false)?).await?;
-    anyhow::ensure!(a.text(DOC).await? == doc.text(), "the writer's copy differs");
+    anyhow::ensure!(
+        a.text(DOC).await? == doc.text(),
+        "the writer's copy differs"
+    );
     // A full exchange: a member that sees a log over 1.5x the document replaces it.
     a.replicate(DOC, &dial_addr(&holder).await?).await?;
     let held = holder.held().await?.remove(0);
@@ -121,7 +124,10 @@ pub async fn holders(trace: &Trace, doc: &Document, runs: usize) -> anyhow::Resu
         joiner.join(&ticket, None).await?;
         holder_ms.push(ms(start));
         holder_bytes.push(bytes_out(&holder) - sent);
-        anyhow::ensure!(joiner.text(DOC).await? == doc.text(), "copy from the holder differs");
+        anyhow::ensure!(
+            joiner.text(DOC).await? == doc.text(),
+            "copy from the holder differs"
+        );
         joiner.shutdown().await;
     }
     holder.shutdown().await;
@@ -178,7 +184,13 @@ impl Daemon {
         let child = Command::new(bin)
             .arg("--data")
             .arg(data)
-            .args(["serve", "--http", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
             .args(["--no-mdns", "--no-upnp", "--sync-interval", "10"])
             .args(extra)
             .stdout(Stdio::null())
@@ -219,7 +231,8 @@ impl Daemon {
     }
 
     fn address(&self) -> anyhow::Result<String> {
-        let status: serde_json::Value = serde_json::from_str(&self.cli(&["status", "--json"], None)?)?;
+        let status: serde_json::Value =
+            serde_json::from_str(&self.cli(&["status", "--json"], None)?)?;
         let peer = status["peer_id"].as_str().unwrap_or_default().to_string();
         let addr = status["listen_addrs"]
             .as_array()
@@ -281,7 +294,10 @@ pub fn holder_cpu(edits: usize) -> anyhow::Result<Row> {
     let last = format!("line {}", edits - 1);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !b.cli(&["cat", DOC], None)?.ends_with(&last) {
-        anyhow::ensure!(Instant::now() < deadline, "the member did not get every edit");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the member did not get every edit"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // The holder has them when the writer's last exchange with it read back its head.

@@ -141,8 +141,8 @@ fn main() -> anyhow::Result<()> {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let trace = trace::load(&trace, edits)?;
             let (_, doc) = docs::replay(&trace, 1)?;
-            let mut rows = tokio::runtime::Runtime::new()?
-                .block_on(holders::holders(&trace, &doc, runs))?;
+            let mut rows =
+                tokio::runtime::Runtime::new()?.block_on(holders::holders(&trace, &doc, runs))?;
             rows.push(holders::holder_cpu(holder_edits)?);
             emit(&rows, json)?;
         }

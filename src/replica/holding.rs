@@ -54,6 +54,8 @@ pub(crate) enum HoldingError {
     Protocol(&'static str),
     #[error("the holder did not answer in time")]
     Timeout,
+    #[error("{0}")]
+    Failed(String),
     #[error("a held entry is malformed: {0}")]
     Entry(#[from] crate::core::hold::EntryError),
     #[error("a held change is malformed: {0}")]
@@ -83,7 +85,7 @@ struct Done {
     doc: DocId,
     holder: PeerId,
     result: Result<RoundOutcome, HoldingError>,
-    reply: Option<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
+    reply: Vec<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
 }
 
 /// Cloneable handle to the holding loop.
@@ -130,8 +132,9 @@ impl HoldingHandle {
 #[derive(Default)]
 struct Tracked {
     running: bool,
-    /// Another round was asked for while one ran.
+    /// Another round was asked for while one ran, and who waits for its outcome.
     again: Option<Plan>,
+    waiting: Vec<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
     /// The room's digest when the holder last held everything this node had.
     pushed: Option<[u8; 32]>,
     /// Membership records this node had when it last sent them (a count of records).
@@ -325,10 +328,13 @@ impl Holding {
         reply: Option<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
     ) {
         let tracked = self.tracked.entry((room.id, holder)).or_default();
-        if tracked.running && reply.is_none() {
+        if tracked.running {
+            // One round at a time per document and holder: this one follows it.
             tracked.again = Some(tracked.again.unwrap_or(Plan::UPLOAD).and(plan));
+            tracked.waiting.extend(reply);
             return;
         }
+        let reply: Vec<_> = reply.into_iter().chain(tracked.waiting.drain(..)).collect();
         tracked.running = true;
         tracked.last_round = Some(Instant::now());
         let pushed = tracked.pushed;
@@ -418,8 +424,9 @@ impl Holding {
             }
         }
         let again = tracked.again.take();
-        if let Some(reply) = done.reply {
-            let _ = reply.send(done.result);
+        let followers = std::mem::take(&mut tracked.waiting);
+        for reply in done.reply {
+            let _ = reply.send(clone_result(&done.result));
         }
         for (waiting, _) in &mut self.flushes {
             waiting.remove(&key);
@@ -431,9 +438,26 @@ impl Holding {
         for (_, reply) in finished {
             let _ = reply.send(());
         }
-        if let (Some(plan), Some(room)) = (again, self.rooms.get(&done.doc)) {
-            self.start(room, done.holder, plan, None);
+        match (again, self.rooms.get(&done.doc)) {
+            (Some(plan), Some(room)) => {
+                self.tracked.entry(key).or_default().waiting = followers;
+                self.start(room, done.holder, plan, None);
+            }
+            _ => {
+                for reply in followers {
+                    let _ = reply.send(Err(HoldingError::Failed("the document is gone".into())));
+                }
+            }
         }
+    }
+}
+
+/// A round's outcome for each that waits for it (errors are not `Clone`: their words are).
+fn clone_result(result: &Result<RoundOutcome, HoldingError>) -> Result<RoundOutcome, HoldingError> {
+    match result {
+        Ok(outcome) => Ok(outcome.clone()),
+        Err(HoldingError::Refused(why)) => Err(HoldingError::Refused(*why)),
+        Err(e) => Err(HoldingError::Failed(e.to_string())),
     }
 }
 

@@ -167,7 +167,9 @@ impl Round<'_> {
         if plan.records {
             row.state = self.send_records(&[], &[]).await?;
         }
-        if plan.fetch {
+        // A holder this node never read from: what it holds is unknown until read (uploading
+        // the whole document instead would store it there twice).
+        if plan.fetch || row.known.is_none() {
             outcome.applied = self.fetch(&mut row).await?;
         }
         // Every change applied above is queued for the store before this answers (the room
@@ -435,8 +437,16 @@ impl Round<'_> {
             let entry =
                 Entry::sign(&self.room.topic, EntryKind::Update, sealed, self.identity).encode();
             sent += entry.len();
+            let caught_up = row.cursor == row.state.head;
             match self.ask(HoldBody::Append { entry }).await? {
-                HoldResponse::Held(state) => row.state = state,
+                HoldResponse::Held(state) => {
+                    // Nothing came between what this node read and its own entry: no need to
+                    // read its own entry back.
+                    if caught_up && state.head == row.state.head + 1 {
+                        row.cursor = state.head;
+                    }
+                    row.state = state;
+                }
                 _ => {
                     return Err(HoldingError::Protocol(
                         "append answered with something else",
