@@ -85,6 +85,7 @@ pub async fn holders(trace: &Trace, doc: &Document, runs: usize) -> anyhow::Resu
     }
     a.shutdown().await;
     let held = holder.held().await?.remove(0);
+    let held_trace = held.doc;
     let before = held.bytes as f64;
     let a = Node::spawn(config(&a_dir, false)?).await?;
     anyhow::ensure!(
@@ -130,10 +131,35 @@ pub async fn holders(trace: &Trace, doc: &Document, runs: usize) -> anyhow::Resu
         );
         joiner.shutdown().await;
     }
-    holder.shutdown().await;
     eprintln!(
         "row 14: a join from the holder includes the look for members first (1 s at most here)"
     );
+
+    // Many small changes, each its own entry (an editor typing a line at a time): a log of
+    // entries much larger than the document, until a snapshot replaces it.
+    let a = Node::spawn(config(&root.path().join("lines"), false)?).await?;
+    a.create_doc("lines").await?;
+    a.write("lines", "start\n".into(), false).await?;
+    a.replicate("lines", &dial_addr(&holder).await?).await?;
+    let kept = |held: Vec<peerdoc::HeldInfo>| {
+        held.into_iter()
+            .find(|h| h.entries > 0 && h.doc != held_trace)
+            .map_or(0, |h| h.bytes)
+    };
+    for i in 0..300 {
+        let before = holder.held().await?.iter().map(|h| h.entries).sum::<u64>();
+        a.write("lines", format!("line {i}\n"), true).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while holder.held().await?.iter().map(|h| h.entries).sum::<u64>() == before {
+            anyhow::ensure!(Instant::now() < deadline, "the holder did not get a line");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let lines_before = kept(holder.held().await?) as f64;
+    a.replicate("lines", &dial_addr(&holder).await?).await?;
+    let lines_after = kept(holder.held().await?) as f64;
+    a.shutdown().await;
+    holder.shutdown().await;
     Ok(vec![
         Row::info(
             "14 log",
@@ -152,6 +178,14 @@ pub async fn holders(trace: &Trace, doc: &Document, runs: usize) -> anyhow::Resu
             "the encoded state",
             1.5,
             None,
+        ),
+        Row::info(
+            "14 lines",
+            "holder: bytes kept for a document written a line at a time (300 entries), before a snapshot",
+            "KB",
+            lines_before / 1e3,
+            lines_after / 1e3,
+            "the same once a member's snapshot replaced the log",
         ),
         Row::info(
             "14 catch-up",

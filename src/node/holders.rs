@@ -63,18 +63,9 @@ impl Node {
         doc: impl Into<DocRef<'a>>,
         target: &str,
     ) -> Result<HolderInfo, Error> {
-        let room = self.room(doc.into()).await?;
-        let me = self.peer_id();
-        if !room
-            .access()
-            .membership
-            .role_of(&me)
-            .is_some_and(|role| role.may_write())
-        {
-            return Err(Error::NotWriterForHolders);
-        }
+        let room = self.room_choosing_holders(doc.into()).await?;
         let (holder, addrs) = parse_target(target)?;
-        if holder == me {
+        if holder == self.peer_id() {
             return Err(Error::HolderIsSelf);
         }
         let key = key_of(&holder).map_err(|_| Error::BadHolder(target.to_string()))?;
@@ -157,16 +148,7 @@ impl Node {
         doc: impl Into<DocRef<'a>>,
         peer: &str,
     ) -> Result<bool, Error> {
-        let room = self.room(doc.into()).await?;
-        let me = self.peer_id();
-        if !room
-            .access()
-            .membership
-            .role_of(&me)
-            .is_some_and(|role| role.may_write())
-        {
-            return Err(Error::NotWriterForHolders);
-        }
+        let room = self.room_choosing_holders(doc.into()).await?;
         let (holder, addrs) = parse_target(peer)?;
         let key = key_of(&holder).map_err(|_| Error::BadHolder(peer.to_string()))?;
         let known = room.access().membership.holds().any(|r| r.holder == key);
@@ -220,6 +202,20 @@ impl Node {
                 last_write_ms: Some(h.state.last_write_ms).filter(|at| *at > 0),
             })
             .collect())
+    }
+
+    /// The document's room, if this node may choose its holders (the owner or a writer).
+    async fn room_choosing_holders(&self, doc: DocRef<'_>) -> Result<RoomHandle, Error> {
+        let room = self.room(doc).await?;
+        let writes = room
+            .access()
+            .membership
+            .role_of(&self.peer_id())
+            .is_some_and(|role| role.may_write());
+        if !writes {
+            return Err(Error::NotWriterForHolders);
+        }
+        Ok(room)
     }
 
     /// Joins from the ticket's holders (no member online): admits this node at the first that

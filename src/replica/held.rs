@@ -17,10 +17,10 @@ use tokio_util::task::TaskTracker;
 use super::store::{HeldDoc, HeldKey, HeldLimits, SnapshotPart, Store, StoreError};
 use crate::core::access::{key_of, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord};
 use crate::core::hold::wire::HoldBody;
-use crate::core::hold::FETCH_BYTES;
 use crate::core::hold::{
     admit, Asked, Entry, EntryError, EntryKind, HoldRequest, HoldResponse, Refusal,
 };
+use crate::core::hold::{HeldState, FETCH_BYTES};
 use crate::core::sync::members::{self, Roster};
 use crate::metrics::Metrics;
 use crate::net::Net;
@@ -349,30 +349,16 @@ impl HeldService {
         let metrics = self.metrics.clone();
         let net = self.net.clone();
         self.spawn_task(async move {
-            let response = match store.keep_held(key, doc, fresh, limits).await {
-                Ok(Some(state)) => {
-                    if !was_holding {
-                        tracing::info!(doc = %doc, %peer, "now holding the document, sealed");
-                    }
-                    HoldResponse::Held(state)
+            let kept = store.keep_held(key, doc, fresh, limits).await;
+            if kept.as_ref().is_ok_and(Option::is_some) {
+                if !was_holding {
+                    tracing::info!(doc = %doc, %peer, "now holding the document, sealed");
                 }
-                Ok(None) => {
-                    metrics.refused("held", Refusal::Full.as_str(), 1);
-                    let _ = reports.send(Report::Forget(key)).await;
-                    HoldResponse::Refused(Refusal::Full)
-                }
-                Err(e) => {
-                    let why = if e.is_full() {
-                        Refusal::Full
-                    } else {
-                        Refusal::Busy
-                    };
-                    tracing::warn!(doc = %doc, "cannot store a held document's records: {e}");
-                    metrics.refused("held", why.as_str(), 1);
-                    let _ = reports.send(Report::Forget(key)).await;
-                    HoldResponse::Refused(why)
-                }
-            };
+            } else {
+                // Not stored: what the loop assumed goes.
+                let _ = reports.send(Report::Forget(key)).await;
+            }
+            let response = answer_kept(kept, &metrics, peer, "membership records");
             let _ = net.try_respond(channel, response.encode());
         });
     }
@@ -395,23 +381,8 @@ impl HeldService {
         let metrics = self.metrics.clone();
         let net = self.net.clone();
         self.spawn_task(async move {
-            let response = match store.append_held(key, requester, bytes, limits).await {
-                Ok(Some(state)) => HoldResponse::Held(state),
-                Ok(None) => {
-                    metrics.refused("held", Refusal::Full.as_str(), 1);
-                    HoldResponse::Refused(Refusal::Full)
-                }
-                Err(e) => {
-                    let why = if e.is_full() {
-                        Refusal::Full
-                    } else {
-                        Refusal::Busy
-                    };
-                    tracing::warn!(%peer, "cannot keep a held entry: {e}");
-                    metrics.refused("held", why.as_str(), 1);
-                    HoldResponse::Refused(why)
-                }
-            };
+            let kept = store.append_held(key, requester, bytes, limits).await;
+            let response = answer_kept(kept, &metrics, peer, "an entry");
             let _ = net.try_respond(channel, response.encode());
         });
     }
@@ -434,32 +405,15 @@ impl HeldService {
         let net = self.net.clone();
         self.spawn_task(async move {
             let last = part.part + 1 == part.parts;
-            let response = match store.snapshot_part(key, part, limits).await {
-                Ok(Some(state)) => {
-                    if last {
-                        tracing::debug!(
-                            base = state.base,
-                            bytes = state.bytes,
-                            "held document compacted"
-                        );
-                    }
-                    HoldResponse::Held(state)
-                }
-                Ok(None) => {
-                    metrics.refused("held", Refusal::Full.as_str(), 1);
-                    HoldResponse::Refused(Refusal::Full)
-                }
-                Err(e) => {
-                    let why = if e.is_full() {
-                        Refusal::Full
-                    } else {
-                        Refusal::Busy
-                    };
-                    tracing::warn!(%peer, "cannot keep a snapshot part: {e}");
-                    metrics.refused("held", why.as_str(), 1);
-                    HoldResponse::Refused(why)
-                }
-            };
+            let kept = store.snapshot_part(key, part, limits).await;
+            if let (true, Ok(Some(state))) = (last, &kept) {
+                tracing::debug!(
+                    base = state.base,
+                    bytes = state.bytes,
+                    "held document compacted"
+                );
+            }
+            let response = answer_kept(kept, &metrics, peer, "a snapshot part");
             let _ = net.try_respond(channel, response.encode());
         });
     }
@@ -500,6 +454,30 @@ impl HeldService {
             let _ = net.try_respond(channel, response.encode());
         });
     }
+}
+
+/// The answer to a write once the store is done: the document's state, or why it was not
+/// kept (full: a limit or the disk; busy: anything else), counted.
+fn answer_kept(
+    kept: Result<Option<HeldState>, StoreError>,
+    metrics: &Metrics,
+    peer: PeerId,
+    what: &str,
+) -> HoldResponse {
+    let why = match kept {
+        Ok(Some(state)) => return HoldResponse::Held(state),
+        Ok(None) => Refusal::Full,
+        Err(e) => {
+            tracing::warn!(%peer, "cannot keep {what}: {e}");
+            if e.is_full() {
+                Refusal::Full
+            } else {
+                Refusal::Busy
+            }
+        }
+    };
+    metrics.refused("held", why.as_str(), 1);
+    HoldResponse::Refused(why)
 }
 
 /// An entry a writer sends: of the kind its request says, signed by the requester, for this

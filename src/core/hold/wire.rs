@@ -117,12 +117,7 @@ impl HoldRequest {
                 part,
                 parts,
                 entry,
-            } => {
-                out.write_var(*covers);
-                out.write_var(*part);
-                out.write_var(*parts);
-                out.write_buf(entry);
-            }
+            } => write_snapshot_part(&mut out, *covers, *part, *parts, entry),
             HoldBody::FetchSnapshot { part } => out.write_var(*part),
         }
         out
@@ -163,17 +158,12 @@ impl HoldRequest {
                 page: r.read_var().map_err(|_| WireError("truncated page"))?,
             },
             4 => {
-                let covers = r.read_var().map_err(|_| WireError("truncated offset"))?;
-                let (part, parts) = read_part(&mut r)?;
-                let entry = r.read_buf().map_err(|_| WireError("truncated entry"))?;
-                if entry.len() > MAX_ENTRY {
-                    return Err(WireError("entry too long"));
-                }
+                let (covers, part, parts, entry) = read_snapshot_part(&mut r)?;
                 HoldBody::Snapshot {
                     covers,
                     part,
                     parts,
-                    entry: entry.to_vec(),
+                    entry,
                 }
             }
             5 => HoldBody::FetchSnapshot {
@@ -199,8 +189,17 @@ fn write_state(out: &mut Vec<u8>, state: &HeldState) {
     out.write_var(state.base);
 }
 
-/// A part number and a part count: `part < parts <= MAX_PARTS`.
-fn read_part(r: &mut Cursor) -> Result<(u32, u32), WireError> {
+/// `varuint covers · varuint part · varuint parts · varbuf entry`.
+fn write_snapshot_part(out: &mut Vec<u8>, covers: u64, part: u32, parts: u32, entry: &[u8]) {
+    out.write_var(covers);
+    out.write_var(part);
+    out.write_var(parts);
+    out.write_buf(entry);
+}
+
+/// [`write_snapshot_part`]'s fields, with `part < parts <= MAX_PARTS`.
+fn read_snapshot_part(r: &mut Cursor) -> Result<(u64, u32, u32, Vec<u8>), WireError> {
+    let covers = r.read_var().map_err(|_| WireError("truncated offset"))?;
     let part: u32 = r.read_var().map_err(|_| WireError("truncated part"))?;
     let parts: u32 = r
         .read_var()
@@ -208,7 +207,11 @@ fn read_part(r: &mut Cursor) -> Result<(u32, u32), WireError> {
     if parts == 0 || parts > MAX_PARTS || part >= parts {
         return Err(WireError("bad part number"));
     }
-    Ok((part, parts))
+    let entry = r.read_buf().map_err(|_| WireError("truncated entry"))?;
+    if entry.len() > MAX_ENTRY {
+        return Err(WireError("entry too long"));
+    }
+    Ok((covers, part, parts, entry.to_vec()))
 }
 
 fn read_state(r: &mut Cursor) -> Result<HeldState, WireError> {
@@ -268,10 +271,7 @@ impl HoldResponse {
                 entry,
             } => {
                 out.push(4);
-                out.write_var(*covers);
-                out.write_var(*part);
-                out.write_var(*parts);
-                out.write_buf(entry);
+                write_snapshot_part(&mut out, *covers, *part, *parts, entry);
             }
         }
         out
@@ -317,17 +317,12 @@ impl HoldResponse {
                 HoldResponse::Refused(Refusal::from_code(code).ok_or(WireError("unknown refusal"))?)
             }
             4 => {
-                let covers = r.read_var().map_err(|_| WireError("truncated offset"))?;
-                let (part, parts) = read_part(&mut r)?;
-                let entry = r.read_buf().map_err(|_| WireError("truncated entry"))?;
-                if entry.len() > MAX_ENTRY {
-                    return Err(WireError("entry too long"));
-                }
+                let (covers, part, parts, entry) = read_snapshot_part(&mut r)?;
                 HoldResponse::SnapshotPart {
                     covers,
                     part,
                     parts,
-                    entry: entry.to_vec(),
+                    entry,
                 }
             }
             _ => return Err(WireError("unknown status")),
