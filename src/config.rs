@@ -102,7 +102,7 @@ impl Default for Config {
 
 /// What a holder (`serve --replica`, or a relay) keeps for others at most. Each member's
 /// requests are rate-limited like every sync request (PROTOCOL.md, abuse limits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReplicaLimits {
     /// Documents held at once.
@@ -111,6 +111,8 @@ pub struct ReplicaLimits {
     pub max_doc_bytes: u64,
     /// Bytes kept for all documents together.
     pub max_bytes: u64,
+    /// Only these nodes (peer ids) may ask this one to hold a new document; empty: any node.
+    pub allow: Vec<String>,
 }
 
 impl Default for ReplicaLimits {
@@ -119,6 +121,7 @@ impl Default for ReplicaLimits {
             max_docs: 1000,
             max_doc_bytes: 512 << 20,
             max_bytes: 16 << 30,
+            allow: Vec::new(),
         }
     }
 }
@@ -161,6 +164,7 @@ pub enum ConfigError {
 /// max_circuit_bytes = 1073741824
 ///
 /// [replica_limits]      # only for a holder; every key optional
+/// allow = ["12D3KooW..."] # only these nodes may ask it to hold a document (default: any)
 /// max_docs = 1000
 /// max_doc_bytes = 536870912
 /// max_bytes = 17179869184
@@ -258,6 +262,14 @@ impl ConfigFile {
                     .into(),
             ));
         }
+        for peer in self.replica_limits.iter().flat_map(|l| &l.allow) {
+            if peer.parse::<libp2p::PeerId>().is_err() {
+                return Err((
+                    "replica_limits",
+                    format!("{peer:?} in `allow` is not a peer id (`peerdoc status` prints one)"),
+                ));
+            }
+        }
         if self.replica_limits.is_some() && self.replica == Some(false) {
             return Err((
                 "replica_limits",
@@ -276,7 +288,7 @@ impl ConfigFile {
             Some(setting) => flag || setting,
             None => flag || relay || self.replica_limits.is_some(),
         };
-        holds.then(|| self.replica_limits.unwrap_or_default())
+        holds.then(|| self.replica_limits.clone().unwrap_or_default())
     }
 
     /// Applies the file's settings to `config`.
@@ -384,6 +396,10 @@ mod tests {
         assert_eq!(key, "replica_limits");
         let (_, key, _) = ConfigFile::parse("[replica_limits]\nmax_doks = 3").unwrap_err();
         assert!(key.starts_with("replica_limits"), "{key}");
+        let (_, key, message) =
+            ConfigFile::parse("[replica_limits]\nallow = [\"nobody\"]").unwrap_err();
+        assert_eq!(key, "replica_limits");
+        assert!(message.contains("not a peer id"), "{message}");
     }
 
     #[test]

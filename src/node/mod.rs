@@ -162,16 +162,23 @@ impl Node {
             }
         }
         let peer_connected = Arc::new(tokio::sync::Notify::new());
-        let mut held = config.replica.map(|limits| {
+        let mut held = config.replica.as_ref().map(|limits| {
+            let allow = limits
+                .allow
+                .iter()
+                .filter_map(|peer| peer.parse().ok())
+                .filter_map(|peer| crate::core::access::key_of(&peer).ok())
+                .collect();
+            let held_limits = HeldLimits {
+                max_docs: limits.max_docs,
+                max_doc_bytes: limits.max_doc_bytes,
+                max_bytes: limits.max_bytes,
+            };
             HeldService::spawn(
                 identity.public().to_bytes(),
                 net.clone(),
                 store.clone(),
-                HeldLimits {
-                    max_docs: limits.max_docs,
-                    max_doc_bytes: limits.max_doc_bytes,
-                    max_bytes: limits.max_bytes,
-                },
+                (held_limits, allow),
                 metrics.clone(),
                 cancel.child_token(),
             )

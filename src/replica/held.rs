@@ -4,7 +4,7 @@
 //! [`admit`], and leaves the store work (commit, then answer) to tracked tasks, so its loop
 //! never waits. It never holds a document key: it stores and serves signed, sealed entries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use libp2p::request_response::ResponseChannel;
@@ -107,6 +107,8 @@ pub(crate) struct HeldService {
     net: Net,
     store: Store,
     limits: HeldLimits,
+    /// Who may ask it to hold a new document (empty: anyone).
+    allow: HashSet<KeyBytes>,
     metrics: Metrics,
     slots: HashMap<HeldKey, Slot>,
     reports: mpsc::Sender<Report>,
@@ -119,7 +121,7 @@ impl HeldService {
         me: KeyBytes,
         net: Net,
         store: Store,
-        limits: HeldLimits,
+        (limits, allow): (HeldLimits, HashSet<KeyBytes>),
         metrics: Metrics,
         cancel: CancellationToken,
     ) -> (HeldHandle, JoinHandle<()>) {
@@ -130,6 +132,7 @@ impl HeldService {
             net,
             store,
             limits,
+            allow,
             metrics,
             slots: HashMap::new(),
             reports,
@@ -334,6 +337,9 @@ impl HeldService {
         }
         if let Err(why) = admit(&next, &self.me, &requester, Asked::Records) {
             return self.refuse(peer, channel, why);
+        }
+        if !was_holding && !self.allow.is_empty() && !self.allow.contains(&requester) {
+            return self.refuse(peer, channel, Refusal::NotAllowed);
         }
         let membership = Arc::new(next);
         self.slots.insert(

@@ -584,3 +584,32 @@ async fn a_holder_with_a_full_disk_refuses_new_data_loses_nothing_and_resumes() 
     b.shutdown().await;
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_allows_only_some_nodes_refuses_the_others_and_counts_them() {
+    let d = dirs(3);
+    let a = start(&d.paths[0]).await;
+    let b = start(&d.paths[1]).await;
+    let mut config = holder_config(&d.paths[2], 0);
+    config.replica = Some(ReplicaLimits {
+        allow: vec![a.peer_id().to_string()],
+        ..ReplicaLimits::default()
+    });
+    let r = start_with(config).await;
+    let target = dial_addr(&r).await.to_string();
+    let theirs = b.create_doc("theirs").await.unwrap();
+    let before = refused(&r, "not_allowed");
+    let err = b.replicate(&theirs.id, &target).await.unwrap_err();
+    assert!(
+        matches!(err, Error::HolderRefused(_, Refusal::NotAllowed)),
+        "{err}"
+    );
+    assert_eq!(refused(&r, "not_allowed"), before + 1.0);
+    assert!(r.held().await.unwrap().is_empty());
+    let ours = a.create_doc("ours").await.unwrap();
+    a.replicate(&ours.id, &target).await.unwrap();
+    assert_eq!(r.held().await.unwrap().len(), 1);
+    for node in [a, b, r] {
+        node.shutdown().await;
+    }
+}

@@ -38,6 +38,8 @@ pub enum Refusal {
     NotAHolder = 9,
     #[error("the holder could not do it now; try again")]
     Busy = 10,
+    #[error("this holder keeps documents only for the nodes its operator allows")]
+    NotAllowed = 11,
 }
 
 impl Refusal {
@@ -53,6 +55,7 @@ impl Refusal {
             8 => Refusal::BadSignature,
             9 => Refusal::NotAHolder,
             10 => Refusal::Busy,
+            11 => Refusal::NotAllowed,
             _ => return None,
         })
     }
@@ -70,6 +73,7 @@ impl Refusal {
             Refusal::BadSignature => "bad_signature",
             Refusal::NotAHolder => "not_a_holder",
             Refusal::Busy => "busy",
+            Refusal::NotAllowed => "not_allowed",
         }
     }
 }
