@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -29,6 +29,8 @@ use crate::net::Net;
 const REQUEST_QUEUE: usize = 256;
 /// Reports from its tasks.
 const REPORT_QUEUE: usize = 256;
+/// Store tasks (each answers one request) running at once.
+const MAX_TASKS: usize = 64;
 
 /// Stored record kinds (`held_records.kind`).
 const CERT: u8 = 0;
@@ -113,6 +115,8 @@ pub(crate) struct HeldService {
     slots: HashMap<HeldKey, Slot>,
     reports: mpsc::Sender<Report>,
     tasks: TaskTracker,
+    /// Tasks running at once at most.
+    permits: Arc<Semaphore>,
     cancel: CancellationToken,
 }
 
@@ -137,6 +141,7 @@ impl HeldService {
             slots: HashMap::new(),
             reports,
             tasks: TaskTracker::new(),
+            permits: Arc::new(Semaphore::new(MAX_TASKS)),
             cancel,
         };
         let task = tokio::spawn(service.run(rx, reports_rx));
@@ -155,10 +160,18 @@ impl HeldService {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.tasks.wait()).await;
     }
 
+    /// Runs store work in a tracked task, at most [`MAX_TASKS`] at once: past that the work
+    /// is dropped, and with it the request's channel (the requester's request fails; it tries
+    /// again at its next round).
     fn spawn_task(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            tracing::debug!("holder busy: a request dropped");
+            return;
+        };
         let cancel = self.cancel.clone();
         self.tasks.spawn(async move {
             cancel.run_until_cancelled(work).await;
+            drop(permit);
         });
     }
 
@@ -205,6 +218,10 @@ impl HeldService {
                 self.slots.insert(key, slot);
                 for asking in waiting {
                     self.on_request(asking);
+                }
+                // Not kept for documents it does not hold: anyone can name any number.
+                if matches!(self.slots.get(&key), Some(Slot::Absent)) {
+                    self.slots.remove(&key);
                 }
             }
             Report::Forget(key) => {
@@ -321,7 +338,10 @@ impl HeldService {
         );
         let fresh = add_roster(&mut next, roster, &self.metrics);
         let was_holding = held.is_some();
-        if was_holding && !next.is_holder(&self.me) {
+        let released = next.holds().any(|r| r.holder == self.me && !r.holds);
+        // Only a member's word, carrying a release signed by an owner or a writer, drops it.
+        let member = next.role_of_key(&requester).is_some();
+        if was_holding && released && member {
             // Released by an owner or a writer: drop everything kept for it.
             self.slots.insert(key, Slot::Absent);
             let store = self.store.clone();
@@ -522,7 +542,7 @@ fn add_roster(
         match membership.add_hold(hold.clone(), now_ms) {
             Ok(true) => fresh.push((HOLD, hold.encode())),
             Ok(false) => {}
-            Err(_) => metrics.refused("hold", "not_writer", 1),
+            Err(e) => metrics.refused("hold", hold_refusal(&e), 1),
         }
     }
     for name in roster.names {
@@ -531,6 +551,17 @@ fn add_roster(
         }
     }
     fresh
+}
+
+/// A refused hold record's reason in metrics.
+pub(crate) fn hold_refusal(e: &crate::core::access::HoldError) -> &'static str {
+    use crate::core::access::HoldError;
+    match e {
+        HoldError::NotWriter => "not_writer",
+        HoldError::FromTheFuture => "from_the_future",
+        HoldError::TooMany => "too_many",
+        _ => "invalid",
+    }
 }
 
 /// A held document's membership from its stored records.
@@ -552,7 +583,7 @@ fn rebuild(held: &HeldDoc) -> Held {
         let _ = membership.add_grant(grant);
     }
     for hold in holds {
-        let _ = membership.add_hold(hold, u64::MAX);
+        membership.restore_hold(hold);
     }
     for name in names {
         let _ = membership.add_name(name, u64::MAX);

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use libp2p::PeerId;
 use libp2p_identity::ed25519;
 use tokio::sync::{mpsc, oneshot};
@@ -382,12 +383,14 @@ impl Holding {
                 }
                 Ok(outcome)
             };
-            let result = match cancel
-                .run_until_cancelled(tokio::time::timeout(ROUND_TIMEOUT, work))
-                .await
-            {
-                Some(Ok(result)) => result,
-                Some(Err(_)) => Err(HoldingError::Timeout),
+            // A round that panics still reports its end, or its holder would never be reached
+            // again.
+            let guarded = std::panic::AssertUnwindSafe(tokio::time::timeout(ROUND_TIMEOUT, work))
+                .catch_unwind();
+            let result = match cancel.run_until_cancelled(guarded).await {
+                Some(Ok(Ok(result))) => result,
+                Some(Ok(Err(_))) => Err(HoldingError::Timeout),
+                Some(Err(_)) => Err(HoldingError::Failed("the round failed (a bug)".into())),
                 None => Err(HoldingError::Net(NetError::Stopped)),
             };
             let _ = reports

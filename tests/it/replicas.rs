@@ -613,3 +613,30 @@ async fn a_holder_that_allows_only_some_nodes_refuses_the_others_and_counts_them
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_let_go_and_asked_again_gets_the_whole_document_again() {
+    let d = dirs(3);
+    let r = start_with(holder_config(&d.paths[2], 0)).await;
+    let a = start(&d.paths[0]).await;
+    let doc = a.create_doc("again").await.unwrap();
+    a.write(&doc.id, "first\n".into(), false).await.unwrap();
+    let target = dial_addr(&r).await.to_string();
+    a.replicate(&doc.id, &target).await.unwrap();
+    assert!(a
+        .unreplicate(&doc.id, &r.peer_id().to_string())
+        .await
+        .unwrap());
+    assert!(r.held().await.unwrap().is_empty(), "dropped");
+    // Asked again: it starts over (another incarnation), and A uploads everything again, not
+    // only what it wrote since.
+    a.replicate(&doc.id, &target).await.unwrap();
+    a.write(&doc.id, "second\n".into(), true).await.unwrap();
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    a.shutdown().await;
+    let b = start(&d.paths[1]).await;
+    b.join(&ticket, None).await.unwrap();
+    assert_eq!(b.text(&doc.id).await.unwrap(), "first\nsecond\n");
+    b.shutdown().await;
+    r.shutdown().await;
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use libp2p_identity::PeerId;
 
 use super::{
-    hold::{HoldError, HoldRecord},
+    hold::{HoldError, HoldRecord, MAX_HOLDERS},
     key_of,
     name::MAX_FUTURE_MS,
     peer_of, AccessError, Cert, CertKind, KeyBytes, KeyGrant, NameError, NameRecord, Role,
@@ -499,13 +499,33 @@ impl Membership {
         if record.at_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
             return Err(HoldError::FromTheFuture);
         }
+        let active = self.holds.values().filter(|r| r.holds).count();
+        if record.holds && !self.is_holder(&record.holder) && active >= MAX_HOLDERS {
+            return Err(HoldError::TooMany);
+        }
+        Ok(self.restore_hold(record))
+    }
+
+    /// Adds a hold record read back from storage (checked when it arrived: its issuer may
+    /// have been removed since, and the decision stands). Returns whether it was new.
+    pub fn restore_hold(&mut self, record: HoldRecord) -> bool {
+        if record.doc != self.doc {
+            return false;
+        }
         match self.holds.get(&record.holder) {
-            Some(held) if !record.replaces(held) => Ok(false),
+            Some(held) if !record.replaces(held) => false,
             _ => {
                 self.holds.insert(record.holder, record);
-                Ok(true)
+                true
             }
         }
+    }
+
+    /// The hold records to send in a roster: those of the holders first, the newest first.
+    pub fn holds_to_send(&self) -> Vec<&HoldRecord> {
+        let mut holds: Vec<&HoldRecord> = self.holds.values().collect();
+        holds.sort_by_key(|r| (std::cmp::Reverse(r.holds), std::cmp::Reverse(r.at_ms)));
+        holds
     }
 
     /// Every hold record held (the newest about each holder, holding or released).

@@ -163,6 +163,17 @@ mod tests {
             Err(Refusal::Removed)
         );
 
+        // At most eight holders at once: a ninth is refused where it arrives.
+        for i in 0..7u8 {
+            let other = HoldRecord::sign(doc, [i; 32], 10, true, &writer);
+            assert_eq!(m.add_hold(other, 10), Ok(true));
+        }
+        let ninth = HoldRecord::sign(doc, [200; 32], 10, true, &writer);
+        assert_eq!(
+            m.add_hold(ninth, 10),
+            Err(crate::core::access::HoldError::TooMany)
+        );
+
         let release = HoldRecord::sign(doc, holder, 11, false, &owner);
         assert_eq!(m.add_hold(release, 11), Ok(true));
         assert_eq!(

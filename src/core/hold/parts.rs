@@ -14,6 +14,11 @@ use crate::core::access::KeyBytes;
 
 /// Most parts of one upload: more than a document's 512 MiB at [`PART_SIZE`].
 pub const MAX_PARTS: u32 = 1024;
+/// Bytes of uploads not complete yet a reader holds at most (a document's size limit).
+pub const MAX_OPEN_BYTES: usize = 512 << 20;
+/// An upload begun this many entries before the one being read is given up: its uploader
+/// stopped, and re-reading from its first part for ever would pin every reader there.
+pub const ABANDONED_AFTER: u64 = 4 * MAX_PARTS as u64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("malformed part of a held change: {0}")]
@@ -97,6 +102,18 @@ impl Assembler {
     /// Adds the part read at holder `offset` from `uploader`.
     pub fn push(&mut self, uploader: KeyBytes, offset: u64, part: Part) -> Joined {
         let key = (uploader, part.upload);
+        // An uploader sends one upload at a time: a new one means the one before was cut
+        // short (it sends the change again in this one).
+        if part.part == 0 {
+            self.open.retain(|(who, _), _| *who != uploader);
+        }
+        self.open
+            .retain(|_, (first, _, _)| first.saturating_add(ABANDONED_AFTER) > offset);
+        let open_bytes: usize = self.open.values().map(|(_, _, bytes)| bytes.len()).sum();
+        if open_bytes + part.bytes.len() > MAX_OPEN_BYTES {
+            self.open.remove(&key);
+            return Joined::Broken;
+        }
         let expected = self.open.get(&key).map_or(0, |(_, got, _)| *got);
         if part.part != expected {
             self.open.remove(&key);
@@ -150,6 +167,32 @@ mod tests {
             joiner.push(me, 0, Part::decode(&small[0]).unwrap()),
             Joined::Complete(b"tiny".to_vec())
         );
+    }
+
+    #[test]
+    fn a_cut_short_upload_is_given_up_once_its_uploader_starts_another_or_long_after() {
+        let update = vec![7u8; PART_SIZE + 1];
+        let me = [3; 32];
+        let mut joiner = Assembler::default();
+        let first = split(&update, 1);
+        assert_eq!(
+            joiner.push(me, 5, Part::decode(&first[0]).unwrap()),
+            Joined::Waiting
+        );
+        assert_eq!(joiner.resume_from(), Some(5));
+        // The same uploader starts again: the first upload is not waited for any more.
+        let second = split(&update, 2);
+        assert_eq!(
+            joiner.push(me, 9, Part::decode(&second[0]).unwrap()),
+            Joined::Waiting
+        );
+        assert_eq!(joiner.resume_from(), Some(9));
+        // Another uploader's upload, cut short long ago, is given up too.
+        let other = split(&update, 3);
+        let mut joiner = Assembler::default();
+        joiner.push([4; 32], 0, Part::decode(&other[0]).unwrap());
+        joiner.push(me, ABANDONED_AFTER + 1, Part::decode(&second[0]).unwrap());
+        assert_eq!(joiner.resume_from(), Some(ABANDONED_AFTER + 1));
     }
 
     #[test]

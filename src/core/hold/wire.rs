@@ -65,6 +65,10 @@ pub struct HeldState {
     pub last_write_ms: u64,
     /// Entries below this offset were replaced by a snapshot (0: none was).
     pub base: u64,
+    /// A number the holder drew when it began to hold the document: another one means it
+    /// started over (released and asked again, or its store restored), and a member reads it
+    /// from the start again.
+    pub incarnation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +191,7 @@ fn write_state(out: &mut Vec<u8>, state: &HeldState) {
     out.write_var(state.bytes);
     out.write_var(state.last_write_ms);
     out.write_var(state.base);
+    out.write_var(state.incarnation);
 }
 
 /// `varuint covers · varuint part · varuint parts · varbuf entry`.
@@ -222,6 +227,7 @@ fn read_state(r: &mut Cursor) -> Result<HeldState, WireError> {
         bytes: next()?,
         last_write_ms: next()?,
         base: next()?,
+        incarnation: next()?,
     };
     if state.base > state.head {
         return Err(WireError("base beyond head"));
@@ -386,6 +392,7 @@ mod tests {
             bytes: 1000,
             last_write_ms: 1_700_000_000_000,
             base: 4,
+            incarnation: 77,
         };
         let responses = [
             HoldResponse::Held(state),

@@ -90,7 +90,12 @@ pub fn page(membership: &Membership, members: Vec<Member>, page: u32) -> Roster 
             Vec::new()
         },
         holds: if page == 0 {
-            membership.holds().take(MAX_HOLDS).cloned().collect()
+            membership
+                .holds_to_send()
+                .into_iter()
+                .take(MAX_HOLDS)
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         },

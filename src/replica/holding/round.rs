@@ -27,7 +27,7 @@ pub(crate) const COMPACT_AFTER: u64 = 8;
 /// A member uploads a snapshot once the holder keeps more than 1.5 times its size, so what a
 /// holder keeps stays near the document's own encoding.
 fn worth_compacting(held_bytes: u64, snapshot_bytes: u64) -> bool {
-    held_bytes * 2 > snapshot_bytes * 3
+    held_bytes.saturating_mul(2) > snapshot_bytes.saturating_mul(3)
 }
 
 /// What a round may skip.
@@ -165,7 +165,8 @@ impl Round<'_> {
     ) -> Result<RoundOutcome, HoldingError> {
         let mut outcome = RoundOutcome::default();
         if plan.records {
-            row.state = self.send_records(&[], &[]).await?;
+            let state = self.send_records(&[], &[]).await?;
+            adopt(&mut row, state);
         }
         // A holder this node never read from: what it holds is unknown until read (uploading
         // the whole document instead would store it there twice).
@@ -189,8 +190,12 @@ impl Round<'_> {
             }
             // Everything below the cursor is in this replica: a snapshot of it may replace
             // those entries (never the ones after, which may be others' and not read yet).
-            let due = row.cursor >= row.state.base + COMPACT_AFTER;
-            if plan.fetch && (due || plan.compact) && row.cursor > row.state.base {
+            let due = row.cursor >= row.state.base.saturating_add(COMPACT_AFTER);
+            // A member that joined with a later key skipped the entries of earlier epochs:
+            // its snapshot would not hold them, so it never replaces them.
+            let keys = self.room.keys();
+            let every_key = (0..=keys.current().0).all(|epoch| keys.get(epoch).is_some());
+            if plan.fetch && (due || plan.compact) && row.cursor > row.state.base && every_key {
                 if let Some(whole) = self.room.changes_since(None).await? {
                     let size = whole.update.len() as u64;
                     if plan.compact || worth_compacting(row.state.bytes, size) {
@@ -217,7 +222,12 @@ impl Round<'_> {
                 HoldResponse::Entries { state, entries } => (state, entries),
                 _ => return Err(HoldingError::Protocol("fetch answered with something else")),
             };
-            row.state = state;
+            if adopt(row, state) && from > 0 {
+                // The holder started over: read it from the start.
+                from = 0;
+                assembler = Assembler::default();
+                continue;
+            }
             if from < state.base {
                 // What this node has not read was compacted: the snapshot brings it.
                 applied += self.take_snapshot(row, &mut roster_taken).await?;
@@ -347,8 +357,15 @@ impl Round<'_> {
                 *roster_taken = true;
                 self.take_roster().await?;
             }
-            if !self.may_write(&entry.uploader) {
-                self.refused("not_writer", at, "the snapshot's uploader may not write");
+            // A snapshot stays readable when its writer is removed later: what that writer
+            // wrote after its removal is voided by the cut, like anywhere else.
+            let removed = self
+                .room
+                .access()
+                .membership
+                .is_revoked_key(&entry.uploader);
+            if !self.may_write(&entry.uploader) && !removed {
+                self.refused("not_writer", at, "the snapshot's uploader never wrote");
                 return Err(HoldingError::Protocol(
                     "a snapshot by a member that may not write",
                 ));
@@ -402,7 +419,9 @@ impl Round<'_> {
                 entry,
             };
             match self.ask(body).await? {
-                HoldResponse::Held(state) => row.state = state,
+                HoldResponse::Held(state) => {
+                    adopt(row, state);
+                }
                 _ => {
                     return Err(HoldingError::Protocol(
                         "snapshot answered with something else",
@@ -442,10 +461,10 @@ impl Round<'_> {
                 HoldResponse::Held(state) => {
                     // Nothing came between what this node read and its own entry: no need to
                     // read its own entry back.
-                    if caught_up && state.head == row.state.head + 1 {
+                    let next = row.state.head.checked_add(1);
+                    if !adopt(row, state) && caught_up && Some(state.head) == next {
                         row.cursor = state.head;
                     }
-                    row.state = state;
                 }
                 _ => {
                     return Err(HoldingError::Protocol(
@@ -456,6 +475,20 @@ impl Round<'_> {
         }
         Ok(sent)
     }
+}
+
+/// Takes the holder's account of itself. If the holder started over (another incarnation),
+/// what this node knew of it no longer holds: it reads from the start, and knows nothing of
+/// what the holder keeps. Returns whether it started over.
+fn adopt(row: &mut HolderRow, state: HeldState) -> bool {
+    let restarted = row.state.incarnation != 0 && state.incarnation != row.state.incarnation;
+    if restarted {
+        tracing::info!(holder = %row.peer, "the holder started over: reading it from the start");
+        row.cursor = 0;
+        row.known = None;
+    }
+    row.state = state;
+    restarted
 }
 
 impl From<Refusal> for HoldingError {

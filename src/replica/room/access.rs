@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{Access, Removal, Room, RoomError};
 use crate::core::access::{
-    Cert, HoldError, HoldRecord, KeyBytes, KeyGrant, Membership, NameError, NameRecord, RemovalPlan,
+    Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameError, NameRecord, RemovalPlan,
 };
 use crate::core::envelope::DocKey;
 
@@ -122,11 +122,7 @@ impl Room {
                 Ok(true) => fresh.push(hold.encode()),
                 Ok(false) => {}
                 Err(e) => {
-                    let why = match e {
-                        HoldError::NotWriter => "not_writer",
-                        HoldError::FromTheFuture => "from_the_future",
-                        _ => "invalid",
-                    };
+                    let why = crate::replica::held::hold_refusal(&e);
                     self.ctx.metrics.refused("hold", why, 1);
                     tracing::debug!(doc = %self.id, "hold record refused: {e}");
                 }

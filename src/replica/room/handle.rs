@@ -50,10 +50,7 @@ impl RoomHandle {
             tracing::debug!(doc = %meta.id, ?added, "stored certificates that do not chain to the owner are ignored");
         }
         for hold in holds {
-            // After the certificates: a hold record counts once its issuer's role does.
-            if let Err(e) = membership.add_hold(hold, u64::MAX) {
-                tracing::error!(doc = %meta.id, "skipping a stored hold record: {e}");
-            }
+            membership.restore_hold(hold);
         }
         for bytes in &stored.names {
             // Checked when added (its date too: a clock set back since is no reason to drop it).

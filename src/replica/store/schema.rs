@@ -134,7 +134,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  topic BLOB NOT NULL, owner BLOB NOT NULL, doc BLOB NOT NULL,
                  created INTEGER NOT NULL, next INTEGER NOT NULL DEFAULT 0,
                  bytes INTEGER NOT NULL DEFAULT 0, last_write INTEGER NOT NULL DEFAULT 0,
-                 base INTEGER NOT NULL DEFAULT 0,
+                 base INTEGER NOT NULL DEFAULT 0, incarnation INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (topic, owner));
              CREATE TABLE IF NOT EXISTS held_records (
                  topic BLOB NOT NULL, owner BLOB NOT NULL, kind INTEGER NOT NULL,
@@ -156,6 +156,7 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  peer TEXT NOT NULL, cursor INTEGER NOT NULL DEFAULT 0, known BLOB,
                  reached INTEGER NOT NULL DEFAULT 0, head INTEGER NOT NULL DEFAULT 0,
                  bytes INTEGER NOT NULL DEFAULT 0, last_write INTEGER NOT NULL DEFAULT 0,
+                 incarnation INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (doc, peer));
              PRAGMA user_version = 7;
              COMMIT;",

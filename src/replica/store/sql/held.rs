@@ -133,8 +133,8 @@ impl HeldSql {
                 let result = tx
                     .execute(
                         "INSERT OR REPLACE INTO holders
-                         (doc, peer, cursor, known, reached, head, bytes, last_write)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                         (doc, peer, cursor, known, reached, head, bytes, last_write, incarnation)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         params![
                             &doc.0[..],
                             row.peer,
@@ -143,7 +143,8 @@ impl HeldSql {
                             row.reached,
                             row.state.head as i64,
                             row.state.bytes as i64,
-                            row.state.last_write_ms as i64
+                            row.state.last_write_ms as i64,
+                            row.state.incarnation as i64
                         ],
                     )
                     .map(|_| ())
@@ -170,7 +171,8 @@ impl HeldSql {
 fn state(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldState>, StoreError> {
     Ok(tx
         .query_row(
-            "SELECT next, bytes, last_write, base FROM held WHERE topic = ?1 AND owner = ?2",
+            "SELECT next, bytes, last_write, base, incarnation FROM held
+             WHERE topic = ?1 AND owner = ?2",
             params![&key.topic[..], &key.owner[..]],
             |row| {
                 Ok(HeldState {
@@ -178,6 +180,7 @@ fn state(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldState>, 
                     bytes: row.get::<_, i64>(1)? as u64,
                     last_write_ms: row.get::<_, i64>(2)? as u64,
                     base: row.get::<_, i64>(3)? as u64,
+                    incarnation: row.get::<_, i64>(4)? as u64,
                 })
             },
         )
@@ -214,7 +217,7 @@ fn load(tx: &rusqlite::Transaction, key: HeldKey) -> Result<Option<HeldDoc>, Sto
 
 fn list(tx: &rusqlite::Transaction) -> Result<Vec<HeldDoc>, StoreError> {
     let mut stmt = tx.prepare(
-        "SELECT topic, owner, doc, created, next, bytes, last_write, base FROM held
+        "SELECT topic, owner, doc, created, next, bytes, last_write, base, incarnation FROM held
          ORDER BY created",
     )?;
     let rows = stmt.query_map([], |row| {
@@ -228,6 +231,7 @@ fn list(tx: &rusqlite::Transaction) -> Result<Vec<HeldDoc>, StoreError> {
                 bytes: row.get::<_, i64>(5)? as u64,
                 last_write_ms: row.get::<_, i64>(6)? as u64,
                 base: row.get::<_, i64>(7)? as u64,
+                incarnation: row.get::<_, i64>(8)? as u64,
             },
         ))
     })?;
@@ -266,9 +270,12 @@ fn keep(
         if count as u64 >= limits.max_docs || bytes as u64 >= limits.max_bytes {
             return Ok(None);
         }
+        // Nonzero and positive in SQLite's signed integers.
+        let incarnation = i64::from(rand::random::<u32>()) + 1;
         tx.execute(
-            "INSERT INTO held (topic, owner, doc, created) VALUES (?1, ?2, ?3, unixepoch())",
-            params![&key.topic[..], &key.owner[..], &doc.0[..]],
+            "INSERT INTO held (topic, owner, doc, created, incarnation)
+             VALUES (?1, ?2, ?3, unixepoch(), ?4)",
+            params![&key.topic[..], &key.owner[..], &doc.0[..], incarnation],
         )?;
     }
     for (kind, record) in records {
@@ -363,11 +370,27 @@ fn snapshot_part(
     let total: i64 = tx.query_row("SELECT coalesce(sum(bytes), 0) FROM held", [], |row| {
         row.get(0)
     })?;
-    // A snapshot shrinks what is kept: only the node's own limit applies while it arrives.
+    // A snapshot shrinks what is kept: while it arrives, its parts count against the node's
+    // own limit and the document's (apart from the entries it will replace).
     if total as u64 + part.entry.len() as u64 > limits.max_bytes {
         return Ok(None);
     }
     let k = (&key.topic[..], &key.owner[..]);
+    // One snapshot arriving per uploader: one it began before and did not finish goes.
+    tx.execute(
+        "DELETE FROM held_snapshots WHERE topic = ?1 AND owner = ?2 AND pending = 1
+         AND uploader = ?3 AND covers != ?4",
+        params![k.0, k.1, &part.uploader[..], part.covers as i64],
+    )?;
+    let pending: i64 = tx.query_row(
+        "SELECT coalesce(sum(length(entry)), 0) FROM held_snapshots
+         WHERE topic = ?1 AND owner = ?2 AND pending = 1",
+        params![k.0, k.1],
+        |row| row.get(0),
+    )?;
+    if pending as u64 + part.entry.len() as u64 > limits.max_doc_bytes {
+        return Ok(None);
+    }
     tx.execute(
         "INSERT OR REPLACE INTO held_snapshots
          (topic, owner, pending, uploader, covers, part, parts, entry)
@@ -455,7 +478,8 @@ fn fetch_snapshot(
 
 fn holders(tx: &rusqlite::Transaction, doc: DocId) -> Result<Vec<HolderRow>, StoreError> {
     let mut stmt = tx.prepare(
-        "SELECT peer, cursor, known, reached, head, bytes, last_write FROM holders WHERE doc = ?1",
+        "SELECT peer, cursor, known, reached, head, bytes, last_write, incarnation FROM holders
+         WHERE doc = ?1",
     )?;
     let rows = stmt.query_map([&doc.0[..]], |row| {
         Ok(HolderRow {
@@ -468,6 +492,7 @@ fn holders(tx: &rusqlite::Transaction, doc: DocId) -> Result<Vec<HolderRow>, Sto
                 bytes: row.get::<_, i64>(5)? as u64,
                 last_write_ms: row.get::<_, i64>(6)? as u64,
                 base: 0,
+                incarnation: row.get::<_, i64>(7)? as u64,
             },
         })
     })?;
