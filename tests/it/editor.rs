@@ -504,6 +504,9 @@ async fn an_editors_update_reaches_others_comes_back_once_stored_and_is_counted(
     let doc = node.create_doc("echo").await.unwrap().id;
     let ticket = node.share(&doc, false).await.unwrap();
     peer.join(&ticket, None).await.unwrap();
+    // Gossip goes only to peers known to have subscribed (others pull): wait for it, so the
+    // edit below is gossiped and counted.
+    wait_doc_peer(&node, &doc, &peer).await;
     let mut typing = connect(&node, &doc).await;
     let mut watching = connect(&node, &doc).await;
     next_message(&mut typing).await; // sync step 1
@@ -521,14 +524,21 @@ async fn an_editors_update_reaches_others_comes_back_once_stored_and_is_counted(
     assert_eq!(next_update_text(&mut typing).await, "typed");
     assert_eq!(node.text(&doc).await.unwrap(), "typed");
 
-    let text = metrics(&node).await;
-    for expected in [
+    let expected = [
         "peerdoc_edits_applied_total{origin=\"local\"} 1\n",
         "peerdoc_store_commit_seconds_count ",
         "peerdoc_peers_connected 1\n",
         "libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp",
         "gossipsub_topic_msg_sent_counts_total{hash=\"pd1/",
-    ] {
+    ];
+    // The echo may come before the driver has published: the counters follow soon.
+    wait_until("every counter shows", async || {
+        let text = metrics(&node).await;
+        expected.iter().all(|e| text.contains(e))
+    })
+    .await;
+    let text = metrics(&node).await;
+    for expected in expected {
         assert!(text.contains(expected), "no {expected:?} in:\n{text}");
     }
     // The peer applied the edit from gossip or a pull, and its anti-entropy syncs are timed.
