@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     pub(crate) api_connections_refused: Counter,
     /// Tickets issued by this node (each adds an invitation certificate to its document).
     pub(crate) tickets_issued: Counter,
+    /// Documents loaded from the store into memory (they unload when idle).
+    pub(crate) documents_loaded: Counter,
 }
 
 impl Metrics {
@@ -70,6 +72,7 @@ impl Metrics {
             api_refused: Family::default(),
             api_connections_refused: Counter::default(),
             tickets_issued: Counter::default(),
+            documents_loaded: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -107,6 +110,11 @@ impl Metrics {
             "tickets_issued",
             "Tickets issued by this node",
             metrics.tickets_issued.clone(),
+        );
+        registry.register(
+            "documents_loaded",
+            "Documents loaded from the store into memory (idle ones unload)",
+            metrics.documents_loaded.clone(),
         );
         metrics
     }

@@ -375,7 +375,7 @@ impl Holding {
                     metrics: &metrics,
                 };
                 reach(&net, &store, holder).await;
-                let mut outcome = round.run(row, plan).await?;
+                let mut outcome = round.run(row, plan, pushed).await?;
                 outcome.row.peer = holder.to_string();
                 store.save_holder(room.id, outcome.row.clone()).await?;
                 if plan.records {

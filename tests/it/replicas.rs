@@ -640,3 +640,47 @@ async fn a_holder_let_go_and_asked_again_gets_the_whole_document_again() {
     b.shutdown().await;
     r.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_document_stays_unloaded_however_often_its_holder_is_visited() {
+    let d = dirs(2);
+    let r = start_with(holder_config(&d.paths[1], 0)).await;
+    let mut config = test_config(&d.paths[0], 0);
+    config.unload_after = std::time::Duration::from_millis(300);
+    let a = start_with(config).await;
+    let doc = a.create_doc("idle").await.unwrap();
+    a.write(&doc.id, "quiet now\n".into(), false).await.unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    let loads = || metric_value(&a.metrics_text(), "peerdoc_documents_loaded_total");
+    let reached = async || {
+        a.replicas(&doc.id).await.unwrap()[0]
+            .reached
+            .unwrap_or_default()
+    };
+    // Idle: it unloads, then rounds with the holder go on (the witness: each one's time)
+    // without loading it again.
+    wait_until("the document unloaded after its last use", async || {
+        let before = loads();
+        let since = reached().await;
+        wait_until("a round with the holder", async || reached().await > since).await;
+        loads() == before
+    })
+    .await;
+    let before = loads();
+    for _ in 0..2 {
+        let since = reached().await;
+        wait_until("another round with the holder", async || {
+            reached().await > since
+        })
+        .await;
+    }
+    assert_eq!(
+        loads(),
+        before,
+        "a round with nothing new loaded the document"
+    );
+    a.shutdown().await;
+    r.shutdown().await;
+}

@@ -158,10 +158,12 @@ impl Round<'_> {
     }
 
     /// The whole round; `row` is what this node knew of the holder before it.
+    /// `pushed`: the room's digest when the holder last held everything this node had.
     pub(super) async fn run(
         &self,
         mut row: HolderRow,
         plan: Plan,
+        pushed: Option<[u8; 32]>,
     ) -> Result<RoundOutcome, HoldingError> {
         let mut outcome = RoundOutcome::default();
         if plan.records {
@@ -183,7 +185,11 @@ impl Round<'_> {
             .membership
             .role_of_key(&me)
             .is_some_and(|role| role.may_write());
-        if writes {
+        // Nothing new on either side: the document is not loaded (idle documents stay
+        // unloaded however often their holders are visited).
+        let unchanged =
+            pushed == Some(summary.digest) && outcome.applied == 0 && row.known.is_some();
+        if writes && (!unchanged || plan.compact) {
             if let Some(since) = self.room.changes_since(row.known.clone()).await? {
                 outcome.uploaded = self.upload(&since.update, &mut row).await?;
                 row.known = Some(since.state);

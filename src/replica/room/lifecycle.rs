@@ -79,6 +79,7 @@ impl Room {
         self.stored_bytes = stored.in_order().map(<[u8]>::len).sum();
         self.unsaved = false;
         self.doc = Some(doc);
+        self.ctx.metrics.documents_loaded.inc();
         // Covered again on the next change (deleting what is deleted changes nothing).
         self.cut_done.clear();
         tracing::debug!(doc = %self.id, bytes = self.stored_bytes, "document loaded");
