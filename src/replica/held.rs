@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::store::{HeldDoc, HeldKey, HeldLimits, SnapshotPart, Store, StoreError};
-use crate::core::access::{key_of, Cert, HoldRecord, KeyBytes, KeyGrant, Membership, NameRecord};
+use crate::core::access::{key_of, KeyBytes, Membership};
 use crate::core::hold::wire::HoldBody;
 use crate::core::hold::{
     admit, Asked, Entry, EntryError, EntryKind, HoldRequest, HoldResponse, Refusal,
@@ -23,7 +23,13 @@ use crate::core::hold::{
 use crate::core::hold::{HeldState, FETCH_BYTES};
 use crate::core::sync::members::{self, Roster};
 use crate::metrics::Metrics;
+
+mod records;
+mod snapshots;
+
 use crate::net::Net;
+pub(crate) use records::hold_refusal;
+use records::{add_roster, rebuild};
 
 /// Requests waiting for the holder's loop; beyond it they are refused as busy.
 const REQUEST_QUEUE: usize = 256;
@@ -31,12 +37,6 @@ const REQUEST_QUEUE: usize = 256;
 const REPORT_QUEUE: usize = 256;
 /// Store tasks (each answers one request) running at once.
 const MAX_TASKS: usize = 64;
-
-/// Stored record kinds (`held_records.kind`).
-const CERT: u8 = 0;
-const GRANT: u8 = 1;
-const HOLD: u8 = 2;
-const NAME: u8 = 3;
 
 /// A document the holder keeps, as its loop knows it.
 #[derive(Clone)]
@@ -413,59 +413,6 @@ impl HeldService {
         });
     }
 
-    /// A part of a snapshot from a writer: checked like an entry, kept; its last part makes
-    /// the snapshot replace the entries below its offset (in the same commit).
-    fn on_snapshot(
-        &mut self,
-        key: HeldKey,
-        peer: PeerId,
-        part: SnapshotPart,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
-        if let Err(why) = check_entry(&key, &part.entry, &part.uploader, EntryKind::Snapshot) {
-            return self.refuse(peer, channel, why);
-        }
-        let store = self.store.clone();
-        let limits = self.limits;
-        let metrics = self.metrics.clone();
-        let net = self.net.clone();
-        self.spawn_task(async move {
-            let last = part.part + 1 == part.parts;
-            let kept = store.snapshot_part(key, part, limits).await;
-            if let (true, Ok(Some(state))) = (last, &kept) {
-                tracing::debug!(
-                    base = state.base,
-                    bytes = state.bytes,
-                    "held document compacted"
-                );
-            }
-            let response = answer_kept(kept, &metrics, peer, "a snapshot part");
-            let _ = net.try_respond(channel, response.encode());
-        });
-    }
-
-    fn on_fetch_snapshot(&mut self, key: HeldKey, part: u32, channel: ResponseChannel<Vec<u8>>) {
-        let store = self.store.clone();
-        let net = self.net.clone();
-        self.spawn_task(async move {
-            let response = match store.fetch_snapshot(key, part).await {
-                Ok(Some(p)) => HoldResponse::SnapshotPart {
-                    covers: p.covers,
-                    part: p.part,
-                    parts: p.parts,
-                    entry: p.entry,
-                },
-                // Replaced meanwhile, or never made: the reader starts over.
-                Ok(None) => HoldResponse::Refused(Refusal::UnknownDoc),
-                Err(e) => {
-                    tracing::warn!("cannot read a held snapshot: {e}");
-                    HoldResponse::Refused(Refusal::Busy)
-                }
-            };
-            let _ = net.try_respond(channel, response.encode());
-        });
-    }
-
     fn on_fetch(&mut self, key: HeldKey, from: u64, channel: ResponseChannel<Vec<u8>>) {
         let store = self.store.clone();
         let net = self.net.clone();
@@ -519,77 +466,5 @@ fn check_entry(
         Ok(entry) if entry.uploader == *requester => Err(Refusal::Malformed),
         Ok(_) | Err(EntryError::BadSignature) => Err(Refusal::BadSignature),
         Err(EntryError::Malformed(_)) => Err(Refusal::Malformed),
-    }
-}
-
-/// Adds a roster's records to a held document's membership; returns the new ones to store.
-fn add_roster(
-    membership: &mut Membership,
-    roster: Roster,
-    metrics: &Metrics,
-) -> Vec<(u8, Vec<u8>)> {
-    let now_ms = super::store::unix_now_ms();
-    let added = membership.add_all(roster.certs);
-    metrics.refused("certificate", "unchained", added.unchained as u64);
-    metrics.refused("certificate", "invalid", added.invalid as u64);
-    let mut fresh: Vec<(u8, Vec<u8>)> = added.stored.iter().map(|c| (CERT, c.encode())).collect();
-    for grant in roster.grants {
-        if let Ok(true) = membership.add_grant(grant.clone()) {
-            fresh.push((GRANT, grant.encode()));
-        }
-    }
-    for hold in roster.holds {
-        match membership.add_hold(hold.clone(), now_ms) {
-            Ok(true) => fresh.push((HOLD, hold.encode())),
-            Ok(false) => {}
-            Err(e) => metrics.refused("hold", hold_refusal(&e), 1),
-        }
-    }
-    for name in roster.names {
-        if let Ok(true) = membership.add_name(name.clone(), now_ms) {
-            fresh.push((NAME, name.encode()));
-        }
-    }
-    fresh
-}
-
-/// A refused hold record's reason in metrics.
-pub(crate) fn hold_refusal(e: &crate::core::access::HoldError) -> &'static str {
-    use crate::core::access::HoldError;
-    match e {
-        HoldError::NotWriter => "not_writer",
-        HoldError::FromTheFuture => "from_the_future",
-        HoldError::TooMany => "too_many",
-        _ => "invalid",
-    }
-}
-
-/// A held document's membership from its stored records.
-fn rebuild(held: &HeldDoc) -> Held {
-    let mut membership = Membership::new(held.doc, held.key.owner);
-    let mut certs = Vec::new();
-    let (mut grants, mut holds, mut names) = (Vec::new(), Vec::new(), Vec::new());
-    for (kind, bytes) in &held.records {
-        match *kind {
-            CERT => certs.extend(Cert::decode(bytes).ok()),
-            GRANT => grants.extend(KeyGrant::decode(bytes).ok()),
-            HOLD => holds.extend(HoldRecord::decode(bytes).ok()),
-            NAME => names.extend(NameRecord::decode(bytes).ok()),
-            _ => tracing::error!("skipping a held record of unknown kind {kind}"),
-        }
-    }
-    membership.add_all(certs);
-    for grant in grants {
-        let _ = membership.add_grant(grant);
-    }
-    for hold in holds {
-        membership.restore_hold(hold);
-    }
-    for name in names {
-        let _ = membership.add_name(name, u64::MAX);
-    }
-    Held {
-        doc: held.doc,
-        membership: Arc::new(membership),
     }
 }

@@ -18,14 +18,18 @@ use tokio_util::task::TaskTracker;
 use super::room::{RoomError, RoomHandle};
 use super::rooms::Rooms;
 use super::store::{HolderRow, Store, StoreError};
-use crate::core::access::{peer_of, HoldRecord};
+use crate::core::access::peer_of;
 use crate::core::doc::DocId;
 use crate::core::hold::wire::WireError;
-use crate::core::hold::{HeldState, Refusal};
+use crate::core::hold::Refusal;
 use crate::metrics::Metrics;
 use crate::net::{Net, NetError};
 
+mod once;
 mod round;
+mod snapshot;
+
+pub(crate) use once::{ask_to_hold, join_from};
 
 pub(crate) use round::RoundOutcome;
 use round::{Plan, Round};
@@ -486,57 +490,4 @@ fn record_count(room: &RoomHandle) -> usize {
     let access = room.access();
     let m = &access.membership;
     m.certs().count() + m.grants().count() + m.holds().count() + m.names().count()
-}
-
-/// Asks `holder` to hold `room`'s document: sends the roster with `record` (signed by this
-/// node) and returns the holder's state once it accepted.
-pub(crate) async fn ask_to_hold(
-    net: &Net,
-    room: &RoomHandle,
-    holder: PeerId,
-    record: &HoldRecord,
-    identity: &ed25519::Keypair,
-    metrics: &Metrics,
-) -> Result<HeldState, HoldingError> {
-    let round = Round {
-        net,
-        room,
-        holder,
-        identity,
-        metrics,
-    };
-    round.send_records(std::slice::from_ref(record), &[]).await
-}
-
-/// A joiner's first exchange with a holder (no member online): admits itself there with its
-/// own certificates (`certs`: the ticket's invitation and its member certificate), takes the
-/// holder's roster, and reads every entry. Returns what it knows of the holder then, and how
-/// many changes it applied.
-pub(crate) async fn join_from(
-    net: &Net,
-    store: &Store,
-    room: &RoomHandle,
-    holder: PeerId,
-    certs: &[crate::core::access::Cert],
-    identity: &ed25519::Keypair,
-    metrics: &Metrics,
-) -> Result<usize, HoldingError> {
-    let round = Round {
-        net,
-        room,
-        holder,
-        identity,
-        metrics,
-    };
-    let mut row = HolderRow {
-        peer: holder.to_string(),
-        ..HolderRow::default()
-    };
-    row.state = round.send_records(&[], certs).await?;
-    round.take_roster().await?;
-    let applied = round.fetch(&mut row).await?;
-    room.summary().await?;
-    row.reached = super::store::unix_now();
-    store.save_holder(room.id, row).await?;
-    Ok(applied)
 }

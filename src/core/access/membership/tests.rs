@@ -1,5 +1,6 @@
 use super::super::tests::node;
 use super::*;
+use crate::core::access::{name::MAX_FUTURE_MS, NameError};
 use libp2p_identity::ed25519;
 
 #[test]
