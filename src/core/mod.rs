@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`access`] | roles (owner, writer, reader), certificates, a document's membership |
 //! | [`addrs`] | bounded address lists on the wire (tickets, member lists) |
+//! | [`blob`] | attachments: references, sealing, pieces and their verification, the multi-source download plan, blob messages |
 //! | [`doc`] | `DocId`, topics, `Document` (yrs doc + `content` text): apply, diff, minimal-diff writes |
 //! | [`envelope`] | `DocKey`, seal/open (XChaCha20-Poly1305) |
 //! | [`hold`] | holders (blind replicas): signed sealed entries, hold messages, what a holder admits, changes in parts |
@@ -18,6 +19,7 @@
 
 pub mod access;
 pub mod addrs;
+pub mod blob;
 pub mod doc;
 pub mod envelope;
 pub mod hold;
