@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 use peerdoc::api::dto::{
-    DocInfo, HeldInfo, HolderInfo, MemberInfo, NodeName, PeerStatus, Removed, Status, VersionInfo,
+    Attached, BlobInfo, DocInfo, GcReport, HeldInfo, HolderInfo, MemberInfo, NodeName, PeerStatus,
+    Removed, Status, Transfer, VersionInfo,
 };
 use peerdoc::api::MAX_BODY_BYTES;
 use peerdoc::{api_addr_path, api_token_path};
@@ -363,6 +364,87 @@ impl Client {
     pub(crate) fn delete(&self, doc: &str) -> Result<(), ClientError> {
         self.check(self.request("DELETE", &Self::doc_path(doc)).call())?;
         Ok(())
+    }
+
+    /// Sends the file at `path` as an attachment of `doc`; `sent` is told the bytes sent.
+    pub(crate) fn attach(
+        &self,
+        doc: &str,
+        path: &Path,
+        name: Option<&str>,
+        insert: bool,
+        sent: &dyn Fn(u64),
+    ) -> Result<Attached, ClientError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| ClientError::Api(format!("cannot read {}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .map_err(|e| ClientError::Api(format!("cannot read {}: {e}", path.display())))?
+            .len();
+        let mut request = self
+            .request("POST", &format!("{}/blobs", Self::doc_path(doc)))
+            .query("insert", if insert { "true" } else { "false" })
+            .set("Content-Type", "application/octet-stream")
+            .set("Content-Length", &len.to_string());
+        let name = name
+            .map(str::to_string)
+            .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()));
+        if let Some(name) = &name {
+            request = request.query("name", name);
+        }
+        let reader = CountedFile {
+            file,
+            read: 0,
+            report: sent,
+        };
+        let r = self.check(request.send(reader))?;
+        self.json(r)
+    }
+    pub(crate) fn blobs(&self, doc: &str) -> Result<Vec<BlobInfo>, ClientError> {
+        self.get(&format!("{}/blobs", Self::doc_path(doc)))
+    }
+    /// Starts (or watches) the download of an attachment here.
+    pub(crate) fn transfer(&self, doc: &str, reference: &str) -> Result<Transfer, ClientError> {
+        self.get(&format!(
+            "{}/transfers/{}",
+            Self::doc_path(doc),
+            urlencode(reference)
+        ))
+    }
+    /// Copies an attachment that is here into `out`; the bytes copied.
+    pub(crate) fn download(
+        &self,
+        doc: &str,
+        reference: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, ClientError> {
+        let path = format!("{}/blobs/{}", Self::doc_path(doc), urlencode(reference));
+        let r = self.check(self.request("GET", &path).call())?;
+        std::io::copy(&mut r.into_reader(), out).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+    pub(crate) fn gc(&self, grace: Option<i64>) -> Result<GcReport, ClientError> {
+        let mut request = self.request("POST", "/api/gc");
+        if let Some(grace) = grace {
+            request = request.query("grace", &grace.to_string());
+        }
+        let r = self.check(request.call())?;
+        self.json(r)
+    }
+}
+
+/// A file sent as a request body, reporting how much of it has been read (sent).
+struct CountedFile<'a> {
+    file: std::fs::File,
+    read: u64,
+    report: &'a dyn Fn(u64),
+}
+
+impl std::io::Read for CountedFile<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        (self.report)(self.read);
+        Ok(n)
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Config {
     /// Keep documents sealed for their members (a holder, `serve --replica`; a relay is one
     /// by default), within these limits. `None`: hold nothing for others.
     pub replica: Option<ReplicaLimits>,
+    /// Attachments: how large, and how fast they are sent to one peer.
+    pub attachments: AttachmentLimits,
     /// Peers to stay connected to, as `/ip4/…/tcp/…/p2p/<peer id>` addresses.
     pub bootstrap: Vec<Multiaddr>,
     /// Anti-entropy period: each document is pulled from each peer sharing it this often.
@@ -60,6 +62,10 @@ pub struct Config {
     /// harness sets it; `None` in normal use).
     #[cfg(feature = "test-faults")]
     pub message_faults: Option<MessageFaults>,
+    /// Test only: every attachment piece this node sends has a byte flipped (a hostile
+    /// holder, for the test that shows downloads catch it).
+    #[cfg(feature = "test-faults")]
+    pub corrupt_blob_pieces: bool,
 }
 
 impl Config {
@@ -74,6 +80,7 @@ impl Config {
             upnp: true,
             relay: None,
             replica: None,
+            attachments: AttachmentLimits::default(),
             bootstrap: Vec::new(),
             sync_interval: Duration::from_secs(10),
             redial_interval: Duration::from_secs(30),
@@ -83,6 +90,8 @@ impl Config {
             unload_after: Duration::from_secs(300),
             #[cfg(feature = "test-faults")]
             message_faults: None,
+            #[cfg(feature = "test-faults")]
+            corrupt_blob_pieces: false,
         }
     }
 
@@ -122,6 +131,28 @@ impl Default for ReplicaLimits {
             max_doc_bytes: 512 << 20,
             max_bytes: 16 << 30,
             allow: Vec::new(),
+        }
+    }
+}
+
+/// Attachment limits (`[attachments]` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttachmentLimits {
+    /// Largest attachment this node adds or fetches, in bytes.
+    pub max_attachment_bytes: u64,
+    /// Attachments of one document together, in bytes, that this node adds or fetches.
+    pub max_doc_bytes: u64,
+    /// Bytes per second sent to one peer at most (0: no limit).
+    pub serve_rate: u64,
+}
+
+impl Default for AttachmentLimits {
+    fn default() -> Self {
+        AttachmentLimits {
+            max_attachment_bytes: 4 << 30,
+            max_doc_bytes: 64 << 30,
+            serve_rate: 0,
         }
     }
 }
@@ -168,6 +199,11 @@ pub enum ConfigError {
 /// max_docs = 1000
 /// max_doc_bytes = 536870912
 /// max_bytes = 17179869184
+///
+/// [attachments]         # every key optional
+/// max_attachment_bytes = 4294967296
+/// max_doc_bytes = 68719476736 # all attachments of one document
+/// serve_rate = 0        # bytes per second to one peer at most (0: no limit)
 /// ```
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +235,8 @@ pub struct ConfigFile {
     pub replica: Option<bool>,
     /// A holder's limits (defaults: [`ReplicaLimits::default`]).
     pub replica_limits: Option<ReplicaLimits>,
+    /// Attachment limits.
+    pub attachments: Option<AttachmentLimits>,
 }
 
 impl ConfigFile {
@@ -326,6 +364,9 @@ impl ConfigFile {
         }
         if let Some(after) = self.unload_after {
             config.unload_after = after;
+        }
+        if let Some(limits) = self.attachments {
+            config.attachments = limits;
         }
     }
 }

@@ -56,7 +56,9 @@ mod net;
 mod node;
 mod replica;
 
-pub use config::{bootstrap_peer, Config, ConfigError, ConfigFile, ReplicaLimits, CONFIG_FILE};
+pub use config::{
+    bootstrap_peer, AttachmentLimits, Config, ConfigError, ConfigFile, ReplicaLimits, CONFIG_FILE,
+};
 pub use core::doc::rich::{Format, Kind as DocKind};
 pub use core::doc::DocId;
 pub use data_dir::{api_addr_path, api_token_path, check_not_in_use, DataDirError};
@@ -64,10 +66,12 @@ pub use net::{DhtMode, NatStatus, NetError, RelayLimits};
 #[cfg(feature = "test-faults")]
 pub use net::{FaultsParseError, MessageFaults};
 pub use node::{
-    Author, Doc, DocInfo, DocPeer, DocRef, DocStatus, Error, ErrorKind, Event, HeldInfo,
-    HolderInfo, MemberInfo, Node, PeerStatus, PreviewSpan, Removed, Session, SpanChange, Standing,
-    Status, SyncState, VersionChanges, VersionInfo,
+    blob_link, content_type, is_image, Attached, Author, BlobInfo, Doc, DocInfo, DocPeer, DocRef,
+    DocStatus, Error, ErrorKind, Event, GcReport, HeldInfo, HolderInfo, MemberInfo, Node,
+    PeerStatus, PreviewSpan, Removed, Session, SpanChange, Standing, Status, SyncState,
+    VersionChanges, VersionInfo, GC_GRACE_SECS,
 };
+pub use replica::blobs::{Transfer, TransferSource, TransferState};
 pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
 pub use replica::store::{CommitFailure, StoreError};

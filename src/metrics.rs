@@ -56,6 +56,9 @@ pub(crate) struct Metrics {
     pub(crate) tickets_issued: Counter,
     /// Documents loaded from the store into memory (they unload when idle).
     pub(crate) documents_loaded: Counter,
+    /// Attachment bytes sent in pieces to other nodes, and verified bytes received.
+    pub(crate) blob_bytes_sent: Counter,
+    pub(crate) blob_bytes_received: Counter,
 }
 
 impl Metrics {
@@ -73,6 +76,8 @@ impl Metrics {
             api_connections_refused: Counter::default(),
             tickets_issued: Counter::default(),
             documents_loaded: Counter::default(),
+            blob_bytes_sent: Counter::default(),
+            blob_bytes_received: Counter::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -115,6 +120,16 @@ impl Metrics {
             "documents_loaded",
             "Documents loaded from the store into memory (idle ones unload)",
             metrics.documents_loaded.clone(),
+        );
+        registry.register(
+            "blob_bytes_sent",
+            "Attachment bytes sent to other nodes (ciphertext pieces)",
+            metrics.blob_bytes_sent.clone(),
+        );
+        registry.register(
+            "blob_bytes_received",
+            "Attachment bytes received and verified against their hash",
+            metrics.blob_bytes_received.clone(),
         );
         metrics
     }

@@ -7,6 +7,7 @@
 
 mod it {
     pub mod abuse;
+    pub mod blobs;
     pub mod chaos;
     pub mod cli;
     pub mod cluster;

@@ -30,6 +30,7 @@ use versions::{
     diff_versions, list_versions, name_version, preview_version, record_version, restore_version,
 };
 
+mod blobs;
 mod holders;
 // The web editor, built from web/ by `npm run build` and committed (see scripts/test.sh).
 mod versions;
@@ -92,6 +93,20 @@ pub(crate) fn router(app: App) -> Router {
             "/api/docs/{doc}/replicas/{peer}",
             axum::routing::delete(unreplicate),
         )
+        .route(
+            "/api/docs/{doc}/blobs",
+            get(blobs::list)
+                .post(blobs::attach)
+                // An upload is as large as the attachment limit allows (checked as it comes).
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/docs/{doc}/blobs/{blob}", get(blobs::content))
+        .route(
+            "/api/docs/{doc}/blobs/{blob}/{name}",
+            get(blobs::named_content),
+        )
+        .route("/api/docs/{doc}/transfers/{blob}", get(blobs::transfer))
+        .route("/api/gc", post(blobs::gc))
         .route("/api/held", get(held))
         .route("/api/join", post(join))
         .route("/metrics", get(metrics))

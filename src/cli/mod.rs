@@ -22,6 +22,7 @@ use serve::serve;
 pub(crate) use serve::ServeArgs;
 use status::print_status;
 
+mod blobs;
 mod holders;
 mod lists;
 
@@ -121,6 +122,49 @@ pub(crate) enum Command {
         doc: String,
         /// The holder's peer id (see `peerdoc replicas DOC`).
         peer: String,
+    },
+    /// Add FILE to DOC as an attachment (owner or writer): it is sealed for DOC's members,
+    /// kept here, and fetched by other members from every peer that has it. Prints its
+    /// reference and the link that shows it; with --insert, also adds that link (an image
+    /// for image files) to the end of DOC.
+    Attach {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The file to add.
+        file: PathBuf,
+        /// Add a link to it (an image for images) to the end of the document.
+        #[arg(long)]
+        insert: bool,
+        /// The name it is shown under (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Fetch an attachment of DOC (from every online peer that has it, a range from each) and
+    /// write it to FILE, or to its name in the current directory.
+    Get {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// The reference (`b1.…`, from `attach` or `blobs`), or a link that holds one.
+        reference: String,
+        /// Where to write it (`-` for standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// List DOC's attachments: size, name, how much of each is here, and which online peers
+    /// have it.
+    Blobs {
+        /// The document: its name, its id, or the first 4+ characters of its id.
+        doc: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the attachments no document here refers to any more (now or in a version) and
+    /// that were added more than a day ago (or --grace seconds).
+    Gc {
+        /// Seconds an attachment nothing refers to is kept after it was added.
+        #[arg(long)]
+        grace: Option<i64>,
     },
     /// Join a document from a ticket: fetch it from the sharer, or from any member the DHT
     /// finds if the sharer does not answer.
@@ -243,6 +287,32 @@ fn client_command(data: PathBuf, command: Command) -> Result<()> {
             let held = client.held()?;
             print_docs(&client.list()?, !held.is_empty());
             holders::print_held(&held);
+        }
+        Command::Attach {
+            doc,
+            file,
+            insert,
+            name,
+        } => blobs::attach(&client, &doc, &file, name.as_deref(), insert)?,
+        Command::Get {
+            doc,
+            reference,
+            output,
+        } => blobs::get(&client, &doc, &reference, output)?,
+        Command::Blobs { doc, json } => {
+            let blobs = client.blobs(&doc)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&blobs)?);
+            } else {
+                blobs::print_blobs(&blobs);
+            }
+        }
+        Command::Gc { grace } => {
+            let report = client.gc(grace)?;
+            println!(
+                "removed {} attachment(s), {} bytes; kept {}",
+                report.removed, report.bytes, report.kept
+            );
         }
         Command::Replicate { doc, holder } => {
             holders::print_replicated(&client.replicate(&doc, &holder)?)

@@ -105,6 +105,22 @@ pub enum Error {
          members can)"
     )]
     HeldSealed(String),
+    #[error("only the document's owner and writers add attachments")]
+    NotWriterForAttachments,
+    #[error("the file is {size} bytes; attachments may be at most {max} bytes (`max_attachment_bytes` under [attachments] in the config file)")]
+    AttachmentTooLarge { size: u64, max: u64 },
+    #[error("the document's attachments take {used} bytes; {adding} more would pass its limit of {max} (`max_doc_bytes` under [attachments] in the config file)")]
+    DocAttachmentsFull { used: u64, adding: u64, max: u64 },
+    #[error(transparent)]
+    BadBlobRef(#[from] crate::core::blob::BadRef),
+    #[error("cannot fetch the attachment: {0}")]
+    AttachmentUnavailable(String),
+    #[error("attachment {0} is not here whole yet; fetch it first")]
+    AttachmentNotHere(String),
+    #[error("the disk is full; nothing was added ({0})")]
+    AttachmentDiskFull(String),
+    #[error("attachment store: {0}")]
+    AttachmentIo(String),
 }
 
 /// What a refused or failed document operation means for a caller that acts on it (an HTTP
@@ -141,6 +157,11 @@ impl Error {
             Error::Room(RoomError::Store(e)) | Error::Store(e) if e.is_full() => {
                 ErrorKind::DiskFull
             }
+            Error::AttachmentDiskFull(_) => ErrorKind::DiskFull,
+            Error::AttachmentTooLarge { .. } | Error::DocAttachmentsFull { .. } => {
+                ErrorKind::TooLarge
+            }
+            Error::NotWriterForAttachments => ErrorKind::ReadOnly,
             Error::Store(StoreError::NameTaken(_)) => ErrorKind::NameTaken,
             Error::Room(RoomError::Store(_)) => ErrorKind::StorageUnavailable,
             _ => ErrorKind::Other,

@@ -207,15 +207,18 @@ impl Node {
     /// The document's room, if this node may choose its holders (the owner or a writer).
     async fn room_choosing_holders(&self, doc: DocRef<'_>) -> Result<RoomHandle, Error> {
         let room = self.room(doc).await?;
-        let writes = room
-            .access()
-            .membership
-            .role_of(&self.peer_id())
-            .is_some_and(|role| role.may_write());
-        if !writes {
+        if !self.may_write(&room) {
             return Err(Error::NotWriterForHolders);
         }
         Ok(room)
+    }
+
+    /// Whether this node is the document's owner or a writer.
+    pub(super) fn may_write(&self, room: &RoomHandle) -> bool {
+        room.access()
+            .membership
+            .role_of(&self.peer_id())
+            .is_some_and(|role| role.may_write())
     }
 
     /// Joins from the ticket's holders (no member online): admits this node at the first that

@@ -26,6 +26,8 @@ use crate::core::doc::DocId;
 use crate::data_dir::DataDir;
 use crate::metrics::Metrics;
 use crate::net::Net;
+use crate::replica::blobs::files::BlobFiles;
+use crate::replica::blobs::{BlobContext, BlobLimits, BlobService, BlobsHandle};
 use crate::replica::held::{HeldHandle, HeldService};
 use crate::replica::holding::{Holding, HoldingHandle};
 use crate::replica::room::{RoomContext, RoomHandle};
@@ -35,6 +37,7 @@ use crate::replica::store::Store;
 use crate::replica::sync_driver::{SyncDriver, SyncHandle, SyncSettings};
 use prometheus_client::registry::Registry;
 
+mod blobs;
 mod display_name;
 mod doc;
 mod documents;
@@ -53,6 +56,7 @@ mod types;
 
 use startup::{split_peer_addr, start_net};
 
+pub use blobs::{blob_link, content_type, is_image, Attached, BlobInfo, GcReport, GC_GRACE_SECS};
 pub use doc::{Doc, Event, Session};
 pub use error::{Error, ErrorKind};
 pub use history::{Author, PreviewSpan, SpanChange, VersionChanges, VersionInfo};
@@ -104,6 +108,10 @@ struct Inner {
     held: Option<HeldHandle>,
     /// The member's side of holders: this node's documents kept current at their holders.
     holding: HoldingHandle,
+    /// Attachments: served to members, fetched from peers (`replica::blobs`).
+    blobs: BlobsHandle,
+    /// The secret that keys this node's sealing of attachments (from its identity key).
+    blob_secret: [u8; 32],
     /// The node's metrics (the network's are in `net`).
     registry: Registry,
 }
@@ -192,12 +200,37 @@ impl Node {
             config.sync_interval,
             cancel.child_token(),
         );
+        let blob_files = BlobFiles::open(&config.data_dir).map_err(|e| {
+            Error::AttachmentIo(format!(
+                "cannot open the attachment store in {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let (blobs, blobs_task) = BlobService::spawn(
+            BlobContext {
+                me: identity.public().to_bytes(),
+                net: net.clone(),
+                store: store.clone(),
+                files: blob_files,
+                metrics: metrics.clone(),
+                limits: BlobLimits {
+                    max_bytes: config.attachments.max_attachment_bytes,
+                    serve_rate: Some(config.attachments.serve_rate).filter(|&r| r > 0),
+                },
+                #[cfg(feature = "test-faults")]
+                corrupt_pieces: config.corrupt_blob_pieces,
+            },
+            rooms.clone(),
+            cancel.child_token(),
+        );
+        let blob_secret = crate::core::blob::seal::node_secret(identity.secret().as_ref());
         let (held_handle, held_task) = match held.take() {
             Some((handle, task)) => (Some(handle), Some(task)),
             None => (None, None),
         };
         let settings = SyncSettings {
             held: held_handle.clone(),
+            blobs: blobs.clone(),
             holding: holding.clone(),
             identity: identity.clone(),
             metrics: metrics.clone(),
@@ -235,6 +268,7 @@ impl Node {
                         Some(sync_task),
                         Some(holding_task),
                         held_task,
+                        Some(blobs_task),
                         Some(net_task),
                     ]
                     .into_iter()
@@ -243,6 +277,8 @@ impl Node {
                 ),
                 held: held_handle,
                 holding,
+                blobs,
+                blob_secret,
                 joins: TaskTracker::new(),
                 data_dir: Mutex::new(Some(data_dir)),
                 identity,

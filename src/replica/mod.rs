@@ -11,6 +11,7 @@
 //! | [`holding`] | the member's side: each holder of each document kept current (records, new entries read, changes uploaded) |
 //! | [`store`] | SQLite: the writer thread (group commit), docs, update log, snapshots, certificates, epoch keys, peers |
 
+pub(crate) mod blobs;
 pub(crate) mod held;
 pub(crate) mod holding;
 pub(crate) mod presence;

@@ -193,9 +193,8 @@ mod tests {
     fn references_are_found_in_links_and_file_names() {
         let r = sample();
         let other = BlobRef { size: 5, ..r };
-        let text = format!(
-            "![a](/api/docs/x/blobs/{r}/a.png) and [b]({other}) again {r} and b1.broken"
-        );
+        let text =
+            format!("![a](/api/docs/x/blobs/{r}/a.png) and [b]({other}) again {r} and b1.broken");
         assert_eq!(refs_in(&text), vec![r, other]);
         assert_eq!(refs_in(&format!("{r}.png")), vec![r]);
         assert!(refs_in("nothing here b1.").is_empty());

@@ -203,15 +203,24 @@ mod tests {
             let mut bad = good.clone();
             bad[at] ^= 1;
             assert!(
-                matches!(decode_piece(&hash, size as u64, 1, &bad), Err(PieceError::Corrupt(_))),
+                matches!(
+                    decode_piece(&hash, size as u64, 1, &bad),
+                    Err(PieceError::Corrupt(_))
+                ),
                 "byte {at}"
             );
         }
         let mut long = good.clone();
         long.push(0);
-        assert_eq!(decode_piece(&hash, size as u64, 1, &long), Err(PieceError::Trailing));
+        assert_eq!(
+            decode_piece(&hash, size as u64, 1, &long),
+            Err(PieceError::Trailing)
+        );
         assert!(decode_piece(&hash, size as u64, 1, &good[..good.len() - 1]).is_err());
-        assert_eq!(decode_piece(&hash, size as u64, 3, &good), Err(PieceError::OutOfRange(3)));
+        assert_eq!(
+            decode_piece(&hash, size as u64, 3, &good),
+            Err(PieceError::OutOfRange(3))
+        );
         // Another piece's slice is no proof of this one.
         assert!(decode_piece(&hash, size as u64, 0, &good).is_err());
     }

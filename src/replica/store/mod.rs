@@ -9,7 +9,8 @@
 //! document's membership certificates), `epoch_keys` (content keys of later epochs), `peers`
 //! (known addresses), `pending_joins` (tickets of joins waiting for a member), `names` (each
 //! document's members' signed display names, the newest per member), `meta` (small key/value
-//! settings: this node's own signed name).
+//! settings: this node's own signed name), `blobs` and `blob_docs` (attachments kept here and
+//! the documents they are attached to).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,11 +25,13 @@ use crate::core::access::KeyBytes;
 use crate::core::doc::{DocId, Summary};
 use crate::core::envelope::DocKey;
 
+mod blobs;
 mod error;
 mod held;
 mod schema;
 mod sql;
 
+pub(crate) use sql::blobs::BlobRow;
 pub(crate) use sql::held::{HeldDoc, HeldKey, HeldLimits, HolderRow, SnapshotPart};
 
 pub use error::{CommitFailure, StoreError};
@@ -153,6 +156,7 @@ enum Sql {
     AdoptLegacy(KeyBytes, Reply<usize>),
     /// What holders keep, and what members know of their holders (`sql::held`).
     Held(sql::held::HeldSql),
+    Blob(sql::blobs::BlobSql),
 }
 
 /// Cloneable handle to the store's writer thread.

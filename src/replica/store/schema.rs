@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::StoreError;
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 /// SQLite's page cache, in KiB (its default is 2000).
 const CACHE_KIB: i64 = 256;
 
@@ -159,6 +159,23 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  incarnation INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (doc, peer));
              PRAGMA user_version = 7;
+             COMMIT;",
+        )
+        .map_err(corrupt)?;
+    }
+    if version < 8 {
+        // Attachments: the blobs this node keeps (their bytes are files beside the database)
+        // and the documents (by topic) each is attached to.
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS blobs (
+                 hash BLOB PRIMARY KEY, size INTEGER NOT NULL, have BLOB NOT NULL,
+                 complete INTEGER NOT NULL, added INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS blob_docs (
+                 hash BLOB NOT NULL REFERENCES blobs(hash) ON DELETE CASCADE,
+                 topic BLOB NOT NULL, PRIMARY KEY (hash, topic));
+             CREATE INDEX IF NOT EXISTS blob_docs_by_topic ON blob_docs(topic);
+             PRAGMA user_version = 8;
              COMMIT;",
         )
         .map_err(corrupt)?;

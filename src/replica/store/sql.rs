@@ -7,6 +7,7 @@ use super::{
     CommitFailure, DocMeta, Reply, Sql, StoreError, StoredAccess, StoredDoc, FORGET_PEERS_AFTER,
 };
 use crate::core::doc::{DocId, Summary};
+pub(super) mod blobs;
 mod docs;
 pub(super) mod held;
 use docs::{doc_stats, find_docs, list_docs};
@@ -50,6 +51,7 @@ pub(super) fn execute(
 ) -> (DeferredReply, Option<CommitFailure>) {
     match cmd {
         Sql::Held(held) => held.execute(tx),
+        Sql::Blob(blob) => blob.execute(tx),
         Sql::CreateDoc(meta, r) => finish(r, create_doc(tx, &meta)),
         Sql::ListDocs(r) => finish(r, list_docs(tx)),
         Sql::FindDocs(query, r) => finish(r, find_docs(tx, &query)),
@@ -380,6 +382,7 @@ fn known_peers(tx: &rusqlite::Transaction) -> Result<Vec<(String, Vec<String>)>,
 pub(super) fn refuse(cmd: Sql) -> DeferredReply {
     match cmd {
         Sql::Held(held) => held.refuse(),
+        Sql::Blob(blob) => blob.refuse(),
         Sql::CreateDoc(_, r) | Sql::RenameDoc(_, _, r) | Sql::DeleteDoc(_, r) => fail(r),
         Sql::Compact(_, _, _, _, r) | Sql::SavePeer(_, _, _, r) => fail(r),
         Sql::AddCerts(_, _, r) | Sql::AddKey(_, _, _, r) => fail(r),

@@ -86,6 +86,8 @@ pub(crate) struct SyncSettings {
     pub(crate) name: watch::Receiver<Option<NameRecord>>,
     /// The holder's side, on a node that keeps documents for others (hold requests go there).
     pub(crate) held: Option<super::held::HeldHandle>,
+    /// Attachments: blob requests go to it.
+    pub(crate) blobs: super::blobs::BlobsHandle,
     /// The member's side of holders (told of local changes to upload).
     pub(crate) holding: super::holding::HoldingHandle,
 }

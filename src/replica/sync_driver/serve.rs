@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use super::{Report, SyncDriver};
 use crate::core::access::admission::{admit, records_for, Admission, Asked};
 use crate::core::access::{key_of, Cert};
+use crate::core::blob::BLOB_WIRE;
 use crate::core::hold::{HoldResponse, Refusal as HoldRefusal, HOLD_WIRE};
 use crate::core::limits::Verdict;
 use crate::core::sync::members::{self, Roster};
@@ -57,6 +58,12 @@ impl SyncDriver {
             // Dropping the channel fails the request at the requester.
             Verdict::Refuse => return,
             Verdict::Ban => return self.ban(peer, "floods sync requests"),
+        }
+        if data.first() == Some(&BLOB_WIRE) {
+            return self
+                .settings
+                .blobs
+                .try_request(&self.net, peer, data.to_vec(), channel);
         }
         if data.first() == Some(&HOLD_WIRE) {
             return match &self.settings.held {
