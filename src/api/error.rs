@@ -96,6 +96,10 @@ impl From<Error> for ApiError {
             Error::HolderRefused(..) => (S::BAD_GATEWAY, "holder_refused"),
             Error::HolderUnreachable(..) => (S::BAD_GATEWAY, "holder_unreachable"),
             Error::HeldSealed(_) => (S::FORBIDDEN, "sealed"),
+            Error::NotWriterForAttachments => (S::FORBIDDEN, "not_writer"),
+            Error::BadBlobRef(_) => (S::BAD_REQUEST, "bad_reference"),
+            Error::AttachmentUnavailable(_) => (S::BAD_GATEWAY, "attachment_unavailable"),
+            Error::AttachmentNotHere(_) => (S::NOT_FOUND, "not_here"),
             Error::Room(RoomError::Version(VersionError::Unknown(_))) => {
                 (S::NOT_FOUND, "unknown_version")
             }

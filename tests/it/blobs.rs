@@ -332,6 +332,18 @@ async fn limits_roles_and_garbage_collection() {
         r.attach(&doc.id, &p0, None, false).await,
         Err(Error::NotWriterForAttachments)
     ));
+    // An attachment nobody online has: a clear error, and nothing kept.
+    let nowhere = BlobRef {
+        hash: peerdoc::core::blob::BlobHash([9; 32]),
+        key: [1; 32],
+        size: 5000,
+    };
+    match r.fetch_blob_and_wait(&doc.id, nowhere).await {
+        Err(Error::AttachmentUnavailable(why)) => {
+            assert!(why.contains("no online peer"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Garbage collection: the grace period keeps everything young…
     assert_eq!(a.gc_blobs(None).await.unwrap().removed, 0);
     // …then what the document never referred to goes; the inserted one (now in a version

@@ -10,6 +10,7 @@ import { EditorView, basicSetup } from 'codemirror'
 import { EditorState } from '@codemirror/state'
 import { yCollab } from 'y-codemirror.next'
 import { richEditor } from './rich.js'
+import { attachments } from './attachments.js'
 import './style.css'
 
 const $ = (id) => document.getElementById(id)
@@ -88,6 +89,7 @@ let current = null // { id, name, ydoc, provider, view, local, saved }
 
 function closeDoc () {
   if (!current) return
+  if (current.attachments) current.attachments.stop()
   current.view.destroy()
   $('rich').replaceChildren()
   $('toolbar').replaceChildren()
@@ -209,7 +211,15 @@ function openDoc (doc) {
   $('editor').hidden = rich
   $('rich').hidden = !rich
   const view = rich
-    ? richEditor({ element: $('rich'), toolbar: $('toolbar'), ydoc, provider, user: user(), readOnly })
+    ? richEditor({
+      element: $('rich'),
+      toolbar: $('toolbar'),
+      ydoc,
+      provider,
+      user: user(),
+      readOnly,
+      onFiles: (files, at) => current && current.attachments && current.attachments.add(files, at)
+    })
     : new EditorView({
       state: EditorState.create({
         doc: '',
@@ -227,7 +237,10 @@ function openDoc (doc) {
   const download = (format) => `/api/docs/${encodeURIComponent(doc.id)}/text?format=${format}&download=1`
   $('download-md').href = download('markdown')
   $('download-html').href = download('html')
-  current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view, local, saved }
+  const files = rich
+    ? attachments({ editor: view, docId: doc.id, status: $('status-files'), withToken, readOnly })
+    : null
+  current = { id: doc.id, name: doc.name, role: doc.role, ydoc, provider, view, local, saved, attachments: files }
   $('doc-title').textContent = doc.name
   $('read-only').hidden = !readOnly
   $('read-only').textContent = removed ? 'removed' : 'read-only'

@@ -8,6 +8,7 @@ import CollaborationCaret from '@tiptap/extension-collaboration-caret'
 import { TaskList, TaskItem } from '@tiptap/extension-list'
 import { TableKit } from '@tiptap/extension-table'
 import { Markdown } from '@tiptap/markdown'
+import Image from '@tiptap/extension-image'
 
 // Plain text that reads as Markdown (a heading, a list, a quote, a fence, a table, emphasis):
 // pasted as structure rather than as one paragraph of symbols.
@@ -44,9 +45,9 @@ function askLink (editor) {
 
 /**
  * A rich editor in `element` on `ydoc`, with presence through `provider`; `toolbar` gets the
- * buttons (hidden when `readOnly`). Returns the TipTap editor (`destroy()` when done).
+ * buttons (hidden when `readOnly`); files pasted or dropped go to `onFiles(files, position)`. Returns the TipTap editor (`destroy()` when done).
  */
-export function richEditor ({ element, toolbar, ydoc, provider, user, readOnly }) {
+export function richEditor ({ element, toolbar, ydoc, provider, user, readOnly, onFiles }) {
   const editor = new Editor({
     element,
     editable: !readOnly,
@@ -57,6 +58,8 @@ export function richEditor ({ element, toolbar, ydoc, provider, user, readOnly }
       TaskItem.configure({ nested: true }),
       TableKit.configure({ table: { resizable: false } }),
       Markdown,
+      // Attachments' images (`attachments.js` uploads and inserts them).
+      Image.configure({ allowBase64: false }),
       Collaboration.configure({ document: ydoc, field: 'default' }),
       CollaborationCaret.configure({ provider, user })
     ],
@@ -64,10 +67,21 @@ export function richEditor ({ element, toolbar, ydoc, provider, user, readOnly }
       attributes: { class: 'prose', spellcheck: 'true' },
       handlePaste: (view, event) => {
         const data = event.clipboardData
+        if (data && data.files.length && onFiles) { // files become attachments (attachments.js)
+          onFiles([...data.files])
+          return true
+        }
         if (!data || data.types.includes('text/html')) return false // a web page keeps its structure
         const text = data.getData('text/plain')
         if (!MARKDOWN_HINT.test(text)) return false
         editor.commands.insertContent(text, { contentType: 'markdown' })
+        return true
+      },
+      handleDrop: (view, event) => {
+        const files = event.dataTransfer ? [...event.dataTransfer.files] : []
+        if (!files.length || !onFiles) return false
+        const at = view.posAtCoords({ left: event.clientX, top: event.clientY })
+        onFiles(files, at ? at.pos : undefined)
         return true
       },
       handleKeyDown: (view, event) => {

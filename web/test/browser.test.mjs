@@ -16,7 +16,19 @@ after(async () => {
   for (const n of nodes) await n.stop()
 })
 
+/** Starts the browser, once (the first test that runs does). */
+async function launch () {
+  if (browser) return
+  mkdirSync(ARTIFACTS, { recursive: true })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run']
+  })
+}
+
 async function openPage (node, name) {
+  await launch()
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 } })
   const page = await context.newPage()
   page.on('pageerror', (e) => console.error(`[${name}] page error: ${e.message}`))
@@ -52,12 +64,7 @@ const editorText = (page) => page.evaluate(() => {
 const nodeText = async (node, id) => (await node.api('GET', `/api/docs/${id}/text`)).replace(/\n$/, '')
 
 test('two browsers on two nodes co-edit with visible cursors', async () => {
-  mkdirSync(ARTIFACTS, { recursive: true })
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--no-first-run']
-  })
+  await launch()
   const a = await startNode()
   const b = await startNode()
   nodes.push(a, b)
@@ -542,4 +549,51 @@ test('history: versions listed with their authors, a preview in the author\'s co
     (await page.locator('#version-list li').first().textContent()).startsWith('Restore of'))
   await page.click('#history-close')
   await page.context().close()
+})
+
+test('an image pasted on one node is rendered on the other, fetched from the first', async () => {
+  const a = await startNode()
+  const b = await startNode()
+  nodes.push(a, b)
+  const doc = await a.api('POST', '/api/docs', { name: 'Photos' })
+  assert.equal(doc.kind, 'rich')
+  const { ticket } = await a.api('POST', `/api/docs/${doc.id}/ticket`)
+  await b.api('POST', '/api/join', { ticket })
+  const pageA = await openPage(a, 'Alice')
+  const pageB = await openPage(b, 'Bob')
+  for (const [page, node] of [[pageA, a], [pageB, b]]) {
+    await page.goto(`${node.http}/#${doc.id}`)
+    await page.waitForSelector(EDITOR)
+  }
+  await pageA.click(EDITOR)
+  // A 64×48 red PNG, pasted as a file.
+  await pageA.evaluate(async () => {
+    const canvas = document.createElement('canvas')
+    canvas.width = 64
+    canvas.height = 48
+    const ctx = canvas.getContext('2d')
+    ctx.fillStyle = '#e33'
+    ctx.fillRect(0, 0, 64, 48)
+    const png = await new Promise((resolve) => canvas.toBlob(resolve, 'image/png'))
+    const data = new DataTransfer()
+    data.items.add(new File([png], 'red.png', { type: 'image/png' }))
+    document.querySelector('.ProseMirror').dispatchEvent(
+      new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true }))
+  })
+  const rendered = (page) => page.evaluate(() => {
+    const img = document.querySelector('.ProseMirror img')
+    return !!img && img.complete && img.naturalWidth === 64 && img.naturalHeight === 48
+  })
+  await waitFor('A shows the pasted image', () => rendered(pageA))
+  await waitFor('B renders it, fetched from A', () => rendered(pageB), 60000)
+  await pageB.screenshot({ path: `${ARTIFACTS}/browser-attachment.png` })
+  // B's node keeps it whole now, and both nodes' text links it.
+  const [listed] = await b.api('GET', `/api/docs/${doc.id}/blobs`)
+  assert.equal(listed.here, listed.size)
+  assert.equal(listed.name, 'red.png')
+  assert.match(await nodeText(b, doc.id), /\/blobs\/b1\.[0-9a-f]{64}\./)
+  const metric = await b.metric('peerdoc_blob_bytes_received_total')
+  assert.equal(metric, listed.size, 'B fetched it from A over the network')
+  await pageA.context().close()
+  await pageB.context().close()
 })
