@@ -1,6 +1,7 @@
 //! The attachment commands' work and output: `attach` (with a bar while the file is sent),
 //! `get` (a bar while it is fetched from the document's peers), `blobs`.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -40,6 +41,10 @@ pub(super) fn attach(
     let attached = client.attach(doc, file, name, insert, &|n| bar.set_position(n))?;
     bar.finish_and_clear();
     println!("{}", attached.reference);
+    // On a terminal, what it is; in a pipe, the reference alone.
+    if !std::io::stderr().is_terminal() {
+        return Ok(());
+    }
     eprintln!(
         "{} ({} bytes) added{}; link: {}",
         attached.name,
@@ -90,7 +95,8 @@ pub(super) fn get(
             format!("{} ({} bytes{banned})", short(&s.peer), s.bytes)
         })
         .collect();
-    if !from.is_empty() {
+    let terminal = std::io::stderr().is_terminal();
+    if !from.is_empty() && terminal {
         eprintln!("fetched from {}", from.join(", "));
     }
     let output = output.unwrap_or_else(|| PathBuf::from(default_name(reference)));
@@ -105,7 +111,9 @@ pub(super) fn get(
         file.sync_all()?;
         std::fs::rename(&partial, &output)
             .with_context(|| format!("cannot write {}", output.display()))?;
-        eprintln!("{} bytes written to {}", bytes, output.display());
+        if terminal {
+            eprintln!("{} bytes written to {}", bytes, output.display());
+        }
         bytes
     };
     if bytes != transfer.size {

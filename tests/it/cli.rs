@@ -13,7 +13,9 @@ fn assert_private(data: &Path) {
     assert_eq!(mode(data), 0o700, "{}", data.display());
     for entry in std::fs::read_dir(data).unwrap() {
         let path = entry.unwrap().path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        // Folders (attachments') are the owner's alone too.
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
     }
     assert!(
         data.join("peerdoc.db-wal").exists(),
@@ -1089,4 +1091,88 @@ fn holders_from_the_command_line() {
     a.stop();
     r.stop();
     plain.stop();
+}
+
+#[test]
+fn attachments_from_the_command_line_and_the_http_api() {
+    let root = tempfile::tempdir().unwrap();
+    let a = Daemon::start(&root.path().join("a"));
+    let b = Daemon::start(&root.path().join("b"));
+    a.ok(&["new", "album"], None);
+    let ticket = a.ok(&["share", "album"], None).trim().to_string();
+    b.ok(&["join", &ticket], None);
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let file = root.path().join("photo.png");
+    std::fs::write(&file, &bytes).unwrap();
+    let file = file.to_str().unwrap();
+
+    let reference = a.ok(&["attach", "album", file, "--insert"], None);
+    let reference = reference.trim();
+    assert!(reference.starts_with("b1."), "{reference}");
+    // The link travels with the document; B fetches the file from A.
+    wait_until_blocking("B has the link", || {
+        b.ok(&["cat", "album"], None).contains(reference)
+    });
+    let got = root.path().join("got.png");
+    b.ok(
+        &["get", "album", reference, "-o", got.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), bytes);
+    let listed = b.ok(&["blobs", "album"], None);
+    assert!(
+        listed.contains("photo.png") && listed.contains("all"),
+        "{listed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&b.ok(&["blobs", "album", "--json"], None)).unwrap();
+    assert_eq!(json[0]["here"], 3_000_000);
+    assert_eq!(json[0]["reference"], reference);
+
+    // The API serves it with its type, a range of it, and never as something to run.
+    let id = peerdoc_id(&a.data, "album");
+    let url = format!(
+        "http://{}/api/docs/{id}/blobs/{reference}/photo.png",
+        b.addr()
+    );
+    let r = ureq::get(&url)
+        .set("Authorization", &b.bearer())
+        .set("Range", "bytes=10-19")
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.header("Content-Type"), Some("image/png"));
+    assert_eq!(r.header("Content-Range"), Some("bytes 10-19/3000000"));
+    assert!(r
+        .header("Content-Security-Policy")
+        .unwrap()
+        .contains("sandbox"));
+    let mut part = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut part).unwrap();
+    assert_eq!(part, bytes[10..20]);
+    let r = ureq::get(&url)
+        .set("Authorization", &b.bearer())
+        .set("Range", "bytes=3000000-")
+        .call();
+    assert!(matches!(r, Err(ureq::Error::Status(416, _))), "{r:?}");
+
+    // Bad input: a clear error, a non-zero exit.
+    for (args, says) in [
+        (vec!["get", "album", "b1.nothing"], "reference"),
+        (vec!["attach", "album", "/no/such/file"], "cannot read"),
+    ] {
+        let out = b.run(&args, None);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+
+    // Garbage collection takes what no document refers to (here: added without --insert).
+    let other = root.path().join("other.bin");
+    std::fs::write(&other, b"not in the document").unwrap();
+    a.ok(&["attach", "album", other.to_str().unwrap()], None);
+    let gc = a.ok(&["gc", "--grace", "0"], None);
+    assert!(gc.contains("removed 1 attachment"), "{gc}");
+    a.stop();
+    b.stop();
 }

@@ -51,12 +51,16 @@ impl BlobFiles {
     /// The attachment store under `data_dir`; files left half-sealed by a crash are removed.
     pub(crate) fn open(data_dir: &Path) -> io::Result<BlobFiles> {
         let dir = data_dir.join("blobs");
-        fs::create_dir_all(dir.join("partial"))?;
+        let private = |p: &Path| {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(p)
+        };
+        private(&dir.join("partial"))?;
         let tmp = dir.join("tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
+        private(&tmp)?;
         Ok(BlobFiles { dir })
     }
 
@@ -112,8 +116,8 @@ impl BlobFiles {
         let tmp = self.scratch();
         let tmp_ob = tmp.with_extension("obao");
         let result = (|| {
-            let data = File::create(&tmp).map_err(write_err(&tmp))?;
-            let ob = File::create(&tmp_ob).map_err(write_err(&tmp_ob))?;
+            let data = create_private(&tmp).map_err(write_err(&tmp))?;
+            let ob = create_private(&tmp_ob).map_err(write_err(&tmp_ob))?;
             let reader = SealingReader {
                 source: File::open(source).map_err(read_err)?,
                 sink: data,
@@ -185,14 +189,7 @@ impl BlobFiles {
     pub(crate) fn write_piece(&self, hash: &BlobHash, piece: &Verified) -> Result<(), FilesError> {
         use std::os::unix::fs::FileExt;
         let (data, ob) = self.paths(hash, false);
-        let open = |p: &Path| {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(p)
-                .map_err(write_err(p))
-        };
+        let open = |p: &Path| open_private(p).map_err(write_err(p));
         open(&data)?
             .write_all_at(&piece.data, piece.offset)
             .map_err(write_err(&data))?;
@@ -221,12 +218,7 @@ impl BlobFiles {
         let (data, ob) = self.paths(hash, false);
         // An empty blob (or one whose outboard has no parents) has files of its own anyway.
         for p in [&data, &ob] {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(p)
-                .map_err(write_err(p))?;
+            let f = open_private(p).map_err(write_err(p))?;
             if *p == data {
                 f.set_len(size).map_err(write_err(p))?;
             }
@@ -266,6 +258,28 @@ impl BlobFiles {
         }
         Ok(())
     }
+}
+
+/// A new file only this user can read (the data dir's rule), replacing any.
+fn create_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// A file only this user can read, opened for writing at any offset (created if missing).
+fn open_private(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
