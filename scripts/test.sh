@@ -86,6 +86,7 @@ fuzz sync_messages 200000
 fuzz certs 20000 -max_len=300
 fuzz markdown 50000
 fuzz hold 100000
+fuzz blob 100000
 # yrs asks for huge buffers for counts inside an update (fallible try_reserve; in production the
 # allocation fails and the update is refused): let the sanitizer's allocator fail the same way
 # instead of aborting. Infallible allocations still abort, and resident memory is still capped.

@@ -1,4 +1,4 @@
-//! Markdown (CommonMark with GFM tables, task lists and strikethrough) to and from [`Block`]s.
+//! Markdown (CommonMark with GFM tables, task lists and strikethrough) to and from [`Block`](super::model::Block)s.
 //!
 //! Parsing keeps what TipTap's schema can hold and turns the rest into something it can, so no
 //! text is lost: an image becomes a link to it, an HTML block a code block of its source, inline
