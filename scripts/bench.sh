@@ -37,6 +37,7 @@ if $smoke; then
   bin=target/debug
   ./$bin/peerdoc-bench run --trace "$trace" --edits 2000 --runs 1 --keystrokes 200 --copies 2 \
     --fanout-nodes 10 --fanout-messages 5 --holder-edits 20 \
+    --blob-mb 2 --blob-rate-mb 4 --blob-big-mb 8 \
     --json "$out/inproc.json" >/dev/null
   node bench/editors/main.mjs --bin $bin/peerdoc --trace "$trace" --smoke --json "$out/editors.json" \
     --notes "$out/editors-notes.md"

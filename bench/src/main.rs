@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+mod blobs;
 mod docs;
 mod fanout;
 mod holders;
@@ -31,6 +32,33 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Row 15's sizes.
+#[derive(clap::Args, Clone, Copy)]
+struct BlobSizes {
+    /// MB fetched in row 15's throughput and three-source figures.
+    #[arg(long, default_value_t = 100)]
+    blob_mb: u64,
+    /// MB per second each source sends at most in the three-source figure.
+    #[arg(long, default_value_t = 16)]
+    blob_rate_mb: u64,
+    /// MB transferred in row 15's memory figure.
+    #[arg(long, default_value_t = 1000)]
+    blob_big_mb: u64,
+}
+
+impl BlobSizes {
+    async fn rows(self, runs: usize) -> anyhow::Result<Vec<report::Row>> {
+        let mb = 1_000_000;
+        blobs::blobs(
+            self.blob_mb * mb,
+            self.blob_rate_mb * mb,
+            self.blob_big_mb * mb,
+            runs,
+        )
+        .await
+    }
 }
 
 #[derive(Subcommand)]
@@ -62,6 +90,18 @@ enum Command {
         /// Edits written for row 14's CPU figure.
         #[arg(long, default_value_t = 300)]
         holder_edits: usize,
+        #[command(flatten)]
+        blobs: BlobSizes,
+        /// Write the rows as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Only row 15, attachments (throughput, three sources, memory).
+    Blobs {
+        #[command(flatten)]
+        sizes: BlobSizes,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Write the rows as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -122,13 +162,15 @@ fn main() -> anyhow::Result<()> {
             fanout_nodes,
             fanout_messages,
             holder_edits,
+            blobs,
             json,
         } => {
             anyhow::ensure!(runs > 0, "--runs must be at least 1");
             let trace = trace::load(&trace, edits)?;
             eprintln!("{}: {} edits", trace.name, trace.edits.len());
             let fanout = (fanout_nodes, fanout_messages);
-            let rows = run(&trace, runs, keystrokes, copies, fanout, holder_edits)?;
+            let mut rows = run(&trace, runs, keystrokes, copies, fanout, holder_edits)?;
+            rows.extend(tokio::runtime::Runtime::new()?.block_on(blobs.rows(runs))?);
             emit(&rows, json)?;
         }
         Command::Holders {
@@ -144,6 +186,11 @@ fn main() -> anyhow::Result<()> {
             let mut rows =
                 tokio::runtime::Runtime::new()?.block_on(holders::holders(&trace, &doc, runs))?;
             rows.push(holders::holder_cpu(holder_edits)?);
+            emit(&rows, json)?;
+        }
+        Command::Blobs { sizes, runs, json } => {
+            anyhow::ensure!(runs > 0, "--runs must be at least 1");
+            let rows = tokio::runtime::Runtime::new()?.block_on(sizes.rows(runs))?;
             emit(&rows, json)?;
         }
         Command::Fanout {

@@ -234,7 +234,7 @@ pub fn stored_size(stored: &Stored, doc: &Document) -> anyhow::Result<Row> {
     ))
 }
 
-fn rss_mb() -> f64 {
+pub fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -93,8 +93,10 @@ impl FromStr for BlobRef {
         if parts.next() != Some("b1") {
             return Err(BadRef("it does not start with b1."));
         }
+        // One text per reference: lowercase hex, a size without leading zeros.
         let hash = parts
             .next()
+            .filter(|h| !h.bytes().any(|b| b.is_ascii_uppercase()))
             .and_then(BlobHash::from_hex)
             .ok_or(BadRef("bad hash"))?;
         let key = parts
@@ -105,6 +107,7 @@ impl FromStr for BlobRef {
         let size = parts
             .next()
             .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|n| *n == "0" || !n.starts_with('0'))
             .and_then(|n| n.parse().ok())
             .filter(|&n| n <= MAX_BLOB_BYTES)
             .ok_or(BadRef("bad size"))?;
@@ -182,6 +185,8 @@ mod tests {
             &format!("{good}x"),
             &good.replacen("0707", "zz07", 1),
             "b1.0707.AAAA.1",
+            &good.replacen("0707", "0A07", 1),
+            &good.replace(".123456", ".0123456"),
         ] {
             assert!(bad.parse::<BlobRef>().is_err(), "{bad}");
         }

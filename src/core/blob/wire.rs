@@ -164,13 +164,14 @@ fn write_var(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-/// A LEB128 varuint of at most 10 bytes, and the bytes it took.
+/// A LEB128 varuint of at most 10 bytes in its shortest form, and the bytes it took.
 fn read_var(bytes: &[u8]) -> Option<(u64, usize)> {
     let mut n = 0u64;
     for (i, b) in bytes.iter().enumerate().take(10) {
         n |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
         if b & 0x80 == 0 {
-            return Some((n, i + 1));
+            // The shortest form only: one encoding per number.
+            return (i == 0 || *b != 0).then_some((n, i + 1));
         }
     }
     None
@@ -215,6 +216,13 @@ mod tests {
         let mut long = bytes.clone();
         long.push(0);
         assert!(BlobRequest::decode(&long).is_err());
+        let mut padded = request(BlobAsk::Have).encode();
+        padded[1] = 1;
+        padded.extend_from_slice(&[0x81, 0x00]);
+        assert_eq!(
+            BlobRequest::decode(&padded),
+            Err(WireError("bad piece number"))
+        );
         let mut have = request(BlobAsk::Have).encode();
         have.push(1);
         assert!(BlobRequest::decode(&have).is_err());
