@@ -15,7 +15,7 @@ use crate::core::blob::{refs_in, BlobHash, BlobRef};
 use crate::core::doc::rich::Format;
 use crate::core::doc::DocId;
 use crate::replica::blobs::files::FilesError;
-use crate::replica::blobs::{FetchJob, Transfer, TransferState};
+use crate::replica::blobs::{FetchJob, Offer, Transfer, TransferState};
 use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now_ms, BlobRow};
 
@@ -165,6 +165,8 @@ impl Node {
                 room.topic,
             )
             .await?;
+        self.offer_to_holders(&room, blob.hash, blob.size, None)
+            .await;
         let link = blob_link(&room.id, &blob, &name);
         if insert {
             let label = name.replace(['[', ']'], "");
@@ -176,6 +178,49 @@ impl Node {
             room.append_text(text).await?;
         }
         Ok(Attached { blob, name, link })
+    }
+
+    /// Asks the document's holders (or only `holder`) to keep an attachment: each fetches it
+    /// from this node, in the background.
+    pub(super) async fn offer_to_holders(
+        &self,
+        room: &RoomHandle,
+        hash: BlobHash,
+        size: u64,
+        holder: Option<PeerId>,
+    ) {
+        let membership = room.access().membership.clone();
+        let holders: Vec<PeerId> = membership
+            .holders()
+            .iter()
+            .filter_map(crate::core::access::peer_of)
+            .filter(|p| holder.is_none_or(|h| h == *p))
+            .collect();
+        if holders.is_empty() {
+            return;
+        }
+        self.inner
+            .blobs
+            .offer(Offer {
+                topic: room.topic,
+                owner: membership.owner(),
+                hash,
+                size,
+                holders,
+            })
+            .await;
+    }
+
+    /// Asks a holder to keep every attachment of the document that is here whole (a holder
+    /// just chosen gets what was added before it).
+    pub(super) async fn offer_all(&self, room: &RoomHandle, holder: PeerId) -> Result<(), Error> {
+        for row in self.inner.store.doc_blobs(room.topic).await? {
+            if row.complete {
+                self.offer_to_holders(room, row.hash, row.size, Some(holder))
+                    .await;
+            }
+        }
+        Ok(())
     }
 
     /// The attachments of a document together stay within `max_doc_bytes`.
@@ -227,7 +272,8 @@ impl Node {
         self.check_doc_room(&room, blob.size).await?;
         let sources = self.blob_sources(&room).await;
         let job = FetchJob {
-            blob,
+            hash: blob.hash,
+            size: blob.size,
             topic: room.topic,
             owner: room.access().membership.owner(),
             sources,
@@ -413,9 +459,10 @@ impl Node {
         Ok(out)
     }
 
-    /// Removes the attachments that no document here refers to (now or in a version) and
-    /// that were added more than [`GC_GRACE_SECS`] ago (`grace_secs` overrides it), with
-    /// their files; downloads running are left alone.
+    /// Removes the attachments that no document here refers to (now or in a version), that
+    /// are not attached to a document this node holds for others, and that were added more
+    /// than [`GC_GRACE_SECS`] ago (`grace_secs` overrides it), with their files; downloads
+    /// running are left alone.
     pub async fn gc_blobs(&self, grace_secs: Option<i64>) -> Result<GcReport, Error> {
         let mut referenced: HashSet<BlobHash> = HashSet::new();
         for meta in self.inner.store.list_docs().await? {
@@ -427,10 +474,16 @@ impl Node {
                     .map(|(b, _)| b.hash),
             );
         }
+        // A holder keeps what it was asked to keep while it holds the document.
+        let held: HashSet<[u8; 32]> = match &self.inner.held {
+            Some(held) => held.list().await?.iter().map(|h| h.key.topic).collect(),
+            None => HashSet::new(),
+        };
         let cutoff = unix_now_ms() as i64 / 1000 - grace_secs.unwrap_or(GC_GRACE_SECS);
         let mut report = GcReport::default();
-        for (row, _topics) in self.inner.store.all_blobs().await? {
+        for (row, topics) in self.inner.store.all_blobs().await? {
             if referenced.contains(&row.hash)
+                || topics.iter().any(|t| held.contains(t))
                 || row.added > cutoff
                 || self.inner.blobs.is_running(row.hash).await
             {

@@ -103,6 +103,8 @@ impl Node {
             .round_now(room.clone(), holder)
             .await
             .map_err(|e| holder_error(holder, e))?;
+        // The attachments added before it was chosen: it fetches them in the background.
+        self.offer_all(&room, holder).await?;
         self.replicas(room.id)
             .await?
             .into_iter()

@@ -170,6 +170,30 @@ impl Node {
             }
         }
         let peer_connected = Arc::new(tokio::sync::Notify::new());
+        let blob_files = BlobFiles::open(&config.data_dir).map_err(|e| {
+            Error::AttachmentIo(format!(
+                "cannot open the attachment store in {}: {e}",
+                config.data_dir.display()
+            ))
+        })?;
+        let (blobs, blobs_task) = BlobService::spawn(
+            BlobContext {
+                me: identity.public().to_bytes(),
+                net: net.clone(),
+                store: store.clone(),
+                files: blob_files,
+                metrics: metrics.clone(),
+                limits: BlobLimits {
+                    max_bytes: config.attachments.max_attachment_bytes,
+                    max_doc_bytes: config.attachments.max_doc_bytes,
+                    serve_rate: Some(config.attachments.serve_rate).filter(|&r| r > 0),
+                },
+                #[cfg(feature = "test-faults")]
+                corrupt_pieces: config.corrupt_blob_pieces,
+            },
+            rooms.clone(),
+            cancel.child_token(),
+        );
         let mut held = config.replica.as_ref().map(|limits| {
             let allow = limits
                 .allow
@@ -186,6 +210,7 @@ impl Node {
                 identity.public().to_bytes(),
                 net.clone(),
                 store.clone(),
+                blobs.clone(),
                 (held_limits, allow),
                 metrics.clone(),
                 cancel.child_token(),
@@ -198,29 +223,6 @@ impl Node {
             identity.clone(),
             metrics.clone(),
             config.sync_interval,
-            cancel.child_token(),
-        );
-        let blob_files = BlobFiles::open(&config.data_dir).map_err(|e| {
-            Error::AttachmentIo(format!(
-                "cannot open the attachment store in {}: {e}",
-                config.data_dir.display()
-            ))
-        })?;
-        let (blobs, blobs_task) = BlobService::spawn(
-            BlobContext {
-                me: identity.public().to_bytes(),
-                net: net.clone(),
-                store: store.clone(),
-                files: blob_files,
-                metrics: metrics.clone(),
-                limits: BlobLimits {
-                    max_bytes: config.attachments.max_attachment_bytes,
-                    serve_rate: Some(config.attachments.serve_rate).filter(|&r| r > 0),
-                },
-                #[cfg(feature = "test-faults")]
-                corrupt_pieces: config.corrupt_blob_pieces,
-            },
-            rooms.clone(),
             cancel.child_token(),
         );
         let blob_secret = crate::core::blob::seal::node_secret(identity.secret().as_ref());

@@ -72,13 +72,21 @@ pub enum TransferState {
 pub(crate) struct BlobLimits {
     /// Largest attachment this node seals or fetches.
     pub(crate) max_bytes: u64,
+    /// Attachments of one document together, at most (a holder keeps within it too).
+    pub(crate) max_doc_bytes: u64,
     /// Bytes per second sent to one peer at most (`None`: no limit).
     pub(crate) serve_rate: Option<u64>,
 }
 
 enum Input {
     Request(PeerId, Vec<u8>, ResponseChannel<Vec<u8>>),
+    /// A request for a document this node holds for others, admitted by the holder's actor.
+    Admitted(PeerId, BlobRequest, ResponseChannel<Vec<u8>>),
+    /// Ask the document's holders to keep a blob (they fetch it from this node).
+    Offer(Offer),
     Fetch(FetchJob, oneshot::Sender<watch::Receiver<Transfer>>),
+    /// A download nobody watches (a holder keeping what a writer asked it to).
+    FetchQuietly(FetchJob),
     Running(BlobHash, oneshot::Sender<bool>),
     Finished(BlobHash),
 }
@@ -113,6 +121,29 @@ impl BlobsHandle {
                 let _ = net.try_respond(channel, BlobResponse::Refused(Refusal::Busy).encode());
             }
         }
+    }
+
+    /// Hands over a request for a document this node holds, admitted by the holder's actor.
+    pub(crate) fn try_admitted(
+        &self,
+        net: &Net,
+        peer: PeerId,
+        request: BlobRequest,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if let Err(e) = self.tx.try_send(Input::Admitted(peer, request, channel)) {
+            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
+                e;
+            if let Input::Admitted(_, _, channel) = input {
+                let _ = net.try_respond(channel, BlobResponse::Refused(Refusal::Busy).encode());
+            }
+        }
+    }
+
+    /// Asks `holders` to keep a blob of the document (in the background: each fetches it from
+    /// this node; what they answer is logged).
+    pub(crate) async fn offer(&self, offer: Offer) {
+        let _ = self.tx.send(Input::Offer(offer)).await;
     }
 
     /// Starts (or joins) the download of a blob; how it goes.
@@ -156,6 +187,43 @@ impl BlobsHandle {
         crate::actor::ask(&self.tx, |r| Input::Running(hash, r))
             .await
             .unwrap_or(true)
+    }
+}
+
+/// A blob to offer to a document's holders.
+#[derive(Debug, Clone)]
+pub(crate) struct Offer {
+    pub(crate) topic: [u8; 32],
+    pub(crate) owner: KeyBytes,
+    pub(crate) hash: BlobHash,
+    pub(crate) size: u64,
+    pub(crate) holders: Vec<PeerId>,
+}
+
+impl Offer {
+    async fn send(self, ctx: &BlobContext) {
+        let request = BlobRequest {
+            topic: self.topic,
+            owner: self.owner,
+            hash: self.hash,
+            body: BlobAsk::Keep(self.size),
+        }
+        .encode();
+        for holder in self.holders {
+            let answer = tokio::time::timeout(
+                Duration::from_secs(10),
+                ctx.net.request(holder, request.clone()),
+            )
+            .await;
+            match answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))) {
+                Ok(Ok(Ok(BlobResponse::Have { .. }))) => {
+                    tracing::debug!(blob = %self.hash, %holder, "a holder keeps the attachment")
+                }
+                other => {
+                    tracing::info!(blob = %self.hash, %holder, "a holder did not take the attachment: {other:?}")
+                }
+            }
+        }
     }
 }
 
@@ -231,14 +299,26 @@ impl BlobService {
                     self.refuse(peer, channel, Refusal::Malformed);
                 }
             },
+            Input::Admitted(peer, request, channel) => self.serve(peer, request, channel, true),
+            Input::Offer(offer) => {
+                let ctx = self.ctx.clone();
+                let cancel = self.cancel.clone();
+                self.tasks.spawn(async move {
+                    cancel.run_until_cancelled(offer.send(&ctx)).await;
+                });
+            }
+            Input::FetchQuietly(job) => {
+                let (reply, _) = oneshot::channel();
+                self.on_input(Input::Fetch(job, reply));
+            }
             Input::Fetch(job, reply) => {
-                let hash = job.blob.hash;
+                let hash = job.hash;
                 if let Some(running) = self.downloads.get(&hash) {
                     let _ = reply.send(running.clone());
                     return;
                 }
                 let (tx, rx) = watch::channel(Transfer {
-                    size: job.blob.size,
+                    size: job.size,
                     have: 0,
                     sources: Vec::new(),
                     state: TransferState::Looking,
@@ -292,19 +372,42 @@ impl BlobService {
             current,
             Asked::Content,
         );
+        // A holder of the document fetches what it is asked to keep (it reads, sealed).
+        let holder = access.membership.is_holder(&key) && !matches!(request.body, BlobAsk::Keep(_));
         if let Admission::RecordsOnly(why) = admission {
             let refusal = match why {
                 Why::Removed => Refusal::Removed,
                 _ => Refusal::NotMember,
             };
-            return self.refuse(peer, channel, refusal);
+            if !(holder && refusal == Refusal::NotMember) {
+                return self.refuse(peer, channel, refusal);
+            }
+        }
+        if let BlobAsk::Keep(_) = request.body {
+            // Members keep what they add or fetch themselves; only holders keep for others.
+            return self.refuse(peer, channel, Refusal::Missing);
+        }
+        self.serve(peer, request, channel, false);
+    }
+
+    /// Answers an admitted request: a piece (throttled per peer), whether the blob is here, or,
+    /// on a holder, a writer's ask to keep one.
+    fn serve(
+        &mut self,
+        peer: PeerId,
+        request: BlobRequest,
+        channel: ResponseChannel<Vec<u8>>,
+        holding: bool,
+    ) {
+        if let (BlobAsk::Keep(size), true) = (request.body, holding) {
+            return self.keep(peer, request, size, channel);
         }
         let Ok(permit) = self.serving.clone().try_acquire_owned() else {
             return self.refuse(peer, channel, Refusal::Busy);
         };
         let delay = match request.body {
             BlobAsk::Piece(_) => self.throttle(peer),
-            BlobAsk::Have => Duration::ZERO,
+            BlobAsk::Have | BlobAsk::Keep(_) => Duration::ZERO,
         };
         let ctx = self.ctx.clone();
         let cancel = self.cancel.clone();
@@ -326,6 +429,66 @@ impl BlobService {
                 let _ = ctx.net.try_respond(channel, answer.encode());
             }
             drop(permit);
+        });
+    }
+
+    /// A writer asks this holder to keep a blob: within the limits, it fetches it from the
+    /// writer (and says whether it has it whole already).
+    fn keep(
+        &mut self,
+        peer: PeerId,
+        request: BlobRequest,
+        size: u64,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if size > self.ctx.limits.max_bytes {
+            return self.refuse(peer, channel, Refusal::Full);
+        }
+        let (ctx, finished) = (self.ctx.clone(), self.finished.clone());
+        let cancel = self.cancel.clone();
+        let running = self.downloads.contains_key(&request.hash);
+        self.tasks.spawn(async move {
+            let answer = cancel
+                .run_until_cancelled(async {
+                    let kept: u64 = match ctx.store.doc_blobs(request.topic).await {
+                        Ok(rows) => rows
+                            .iter()
+                            .filter(|r| r.hash != request.hash)
+                            .map(|r| r.size)
+                            .sum(),
+                        Err(_) => return BlobResponse::Refused(Refusal::Busy),
+                    };
+                    if kept.saturating_add(size) > ctx.limits.max_doc_bytes {
+                        return BlobResponse::Refused(Refusal::Full);
+                    }
+                    let complete = matches!(
+                        ctx.store.blob(request.hash).await,
+                        Ok(Some(row)) if row.complete && ctx.files.has_complete(&request.hash)
+                    );
+                    if !complete && !running {
+                        let job = FetchJob {
+                            hash: request.hash,
+                            size,
+                            topic: request.topic,
+                            owner: request.owner,
+                            sources: vec![peer],
+                        };
+                        let _ = finished.send(Input::FetchQuietly(job)).await;
+                    } else if complete {
+                        // Here already (for another document): attached to this one too.
+                        if let Ok(Some(row)) = ctx.store.blob(request.hash).await {
+                            let _ = ctx.store.put_blob(row, request.topic).await;
+                        }
+                    }
+                    BlobResponse::Have { complete }
+                })
+                .await;
+            if let Some(answer) = answer {
+                if let BlobResponse::Refused(why) = &answer {
+                    ctx.metrics.refused("blob", why.as_str(), 1);
+                }
+                let _ = ctx.net.try_respond(channel, answer.encode());
+            }
         });
     }
 
@@ -360,6 +523,8 @@ async fn answer(ctx: &BlobContext, request: &BlobRequest) -> BlobResponse {
         BlobAsk::Have => BlobResponse::Have {
             complete: row.complete,
         },
+        // Answered by `BlobService::keep` (holders), refused elsewhere before this.
+        BlobAsk::Keep(_) => missing,
         BlobAsk::Piece(piece) => {
             let count = piece_count(row.size);
             let have = row.complete

@@ -14,8 +14,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::blobs::BlobsHandle;
 use super::store::{HeldDoc, HeldKey, HeldLimits, SnapshotPart, Store, StoreError};
 use crate::core::access::{key_of, KeyBytes, Membership};
+use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal as BlobRefusal};
 use crate::core::hold::wire::HoldBody;
 use crate::core::hold::{
     admit, Asked, Entry, EntryError, EntryKind, HoldRequest, HoldResponse, Refusal,
@@ -47,7 +49,7 @@ struct Held {
 
 enum Slot {
     /// Being read from the store; these requests wait for it.
-    Loading(Vec<Asking>),
+    Loading(Vec<Waiting>),
     /// Not held.
     Absent,
     Ready(Held),
@@ -59,8 +61,16 @@ struct Asking {
     channel: ResponseChannel<Vec<u8>>,
 }
 
+/// A request waiting for a held document's membership: a hold request, or a blob request.
+enum Waiting {
+    Hold(Asking),
+    Blob(PeerId, BlobRequest, ResponseChannel<Vec<u8>>),
+}
+
 enum Input {
     Request(PeerId, Vec<u8>, ResponseChannel<Vec<u8>>),
+    /// A blob request for a document this node may hold: admitted here, served by `blobs`.
+    Blob(PeerId, BlobRequest, ResponseChannel<Vec<u8>>),
     List(oneshot::Sender<Result<Vec<HeldDoc>, StoreError>>),
 }
 
@@ -95,6 +105,25 @@ impl HeldHandle {
         }
     }
 
+    /// Hands over a blob request for a document this node has no room for: if it holds it, the
+    /// requester is admitted by the document's roster and `blobs` answers.
+    pub(crate) fn try_blob(
+        &self,
+        net: &Net,
+        peer: PeerId,
+        request: BlobRequest,
+        channel: ResponseChannel<Vec<u8>>,
+    ) {
+        if let Err(e) = self.tx.try_send(Input::Blob(peer, request, channel)) {
+            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
+                e;
+            if let Input::Blob(_, _, channel) = input {
+                let busy = BlobResponse::Refused(BlobRefusal::Busy).encode();
+                let _ = net.try_respond(channel, busy);
+            }
+        }
+    }
+
     /// The documents this node keeps sealed for others.
     pub(crate) async fn list(&self) -> Result<Vec<HeldDoc>, StoreError> {
         crate::actor::ask(&self.tx, Input::List)
@@ -108,6 +137,7 @@ pub(crate) struct HeldService {
     me: KeyBytes,
     net: Net,
     store: Store,
+    blobs: BlobsHandle,
     limits: HeldLimits,
     /// Who may ask it to hold a new document (empty: anyone).
     allow: HashSet<KeyBytes>,
@@ -125,6 +155,7 @@ impl HeldService {
         me: KeyBytes,
         net: Net,
         store: Store,
+        blobs: BlobsHandle,
         (limits, allow): (HeldLimits, HashSet<KeyBytes>),
         metrics: Metrics,
         cancel: CancellationToken,
@@ -135,6 +166,7 @@ impl HeldService {
             me,
             net,
             store,
+            blobs,
             limits,
             allow,
             metrics,
@@ -183,6 +215,7 @@ impl HeldService {
                     let _ = reply.send(store.held_docs().await);
                 });
             }
+            Input::Blob(peer, request, channel) => self.on_blob(peer, request, channel),
             Input::Request(peer, data, channel) => match HoldRequest::decode(&data) {
                 Ok(request) => self.on_request(Asking {
                     peer,
@@ -209,15 +242,28 @@ impl HeldService {
                     Ok(None) => Slot::Absent,
                     Err(e) => {
                         tracing::error!("cannot read a held document: {e}");
-                        for asking in waiting {
-                            self.refuse(asking.peer, asking.channel, Refusal::Busy);
+                        for waiting in waiting {
+                            match waiting {
+                                Waiting::Hold(asking) => {
+                                    self.refuse(asking.peer, asking.channel, Refusal::Busy)
+                                }
+                                Waiting::Blob(_, _, channel) => {
+                                    let busy = BlobResponse::Refused(BlobRefusal::Busy);
+                                    let _ = self.net.try_respond(channel, busy.encode());
+                                }
+                            }
                         }
                         return;
                     }
                 };
                 self.slots.insert(key, slot);
-                for asking in waiting {
-                    self.on_request(asking);
+                for waiting in waiting {
+                    match waiting {
+                        Waiting::Hold(asking) => self.on_request(asking),
+                        Waiting::Blob(peer, request, channel) => {
+                            self.on_blob(peer, request, channel)
+                        }
+                    }
                 }
                 // Not kept for documents it does not hold: anyone can name any number.
                 if matches!(self.slots.get(&key), Some(Slot::Absent)) {
@@ -242,25 +288,76 @@ impl HeldService {
         self.respond(channel, HoldResponse::Refused(why));
     }
 
-    fn on_request(&mut self, asking: Asking) {
-        let key = HeldKey {
-            topic: asking.request.topic,
-            owner: asking.request.owner,
-        };
+    /// The held document of `key` for a request: with it (`None` inside: not held) and the
+    /// request back, or `None` when the request now waits for the document to be read.
+    fn slot(&mut self, key: HeldKey, waiting: Waiting) -> Option<(Option<Held>, Waiting)> {
         let held = match self.slots.get_mut(&key) {
-            Some(Slot::Loading(waiting)) => return waiting.push(asking),
+            Some(Slot::Loading(queue)) => {
+                queue.push(waiting);
+                return None;
+            }
             Some(Slot::Ready(held)) => Some(held.clone()),
             Some(Slot::Absent) => None,
             None => {
-                self.slots.insert(key, Slot::Loading(vec![asking]));
+                self.slots.insert(key, Slot::Loading(vec![waiting]));
                 let store = self.store.clone();
                 let reports = self.reports.clone();
                 self.spawn_task(async move {
                     let loaded = store.held_doc(key).await;
                     let _ = reports.send(Report::Loaded(key, loaded)).await;
                 });
-                return;
+                return None;
             }
+        };
+        Some((held, waiting))
+    }
+
+    /// A blob request for a document this node may hold: members read, writers ask it to
+    /// keep; refusals are counted as the member side counts them (`what="blob"`).
+    fn on_blob(&mut self, peer: PeerId, request: BlobRequest, channel: ResponseChannel<Vec<u8>>) {
+        let key = HeldKey {
+            topic: request.topic,
+            owner: request.owner,
+        };
+        let (held, request, channel) = match self.slot(key, Waiting::Blob(peer, request, channel)) {
+            Some((held, Waiting::Blob(_, request, channel))) => (held, request, channel),
+            _ => return,
+        };
+        let refuse = |why: BlobRefusal, channel| {
+            self.metrics.refused("blob", why.as_str(), 1);
+            tracing::info!(%peer, reason = why.as_str(), "blob request refused (held document)");
+            let _ = self
+                .net
+                .try_respond(channel, BlobResponse::Refused(why).encode());
+        };
+        let Some(held) = held else {
+            return refuse(BlobRefusal::Missing, channel);
+        };
+        let Ok(requester) = key_of(&peer) else {
+            return refuse(BlobRefusal::NotMember, channel);
+        };
+        let asked = match request.body {
+            BlobAsk::Keep(_) => Asked::Append,
+            BlobAsk::Have | BlobAsk::Piece(_) => Asked::Read,
+        };
+        if let Err(why) = admit(&held.membership, &self.me, &requester, asked) {
+            let refusal = match why {
+                Refusal::Removed => BlobRefusal::Removed,
+                _ => BlobRefusal::NotMember,
+            };
+            return refuse(refusal, channel);
+        }
+        self.blobs.try_admitted(&self.net, peer, request, channel);
+    }
+
+    fn on_request(&mut self, asking: Asking) {
+        let key = HeldKey {
+            topic: asking.request.topic,
+            owner: asking.request.owner,
+        };
+        let (held, asking) = match self.slot(key, Waiting::Hold(asking)) {
+            Some((held, Waiting::Hold(asking))) => (held, asking),
+            _ => return,
         };
         let Ok(requester) = key_of(&asking.peer) else {
             return self.refuse(asking.peer, asking.channel, Refusal::NotMember);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::common::*;
 use peerdoc::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
 use peerdoc::core::blob::{BlobRef, PIECE_BYTES};
-use peerdoc::{Config, Error, Node, Transfer, TransferState};
+use peerdoc::{Config, Error, Node, ReplicaLimits, Transfer, TransferState};
 use tokio_util::sync::CancellationToken;
 
 /// Bytes no sealed byte stream contains by chance: found in a file, they are plaintext.
@@ -396,4 +396,75 @@ async fn a_source_sending_a_corrupted_piece_is_banned_and_worked_around() {
     for n in [&c, &h, &a] {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_keeps_attachments_sealed_and_serves_them_while_every_member_is_offline() {
+    let d = dirs(4);
+    let a = start(&d.paths[0]).await;
+    let mut holder = test_config(&d.paths[1], 0);
+    holder.replica = Some(ReplicaLimits::default());
+    let r = start_with(holder).await;
+    let doc = a.create_doc("album").await.unwrap();
+    a.write(&doc.id, "# Album\n".into(), false).await.unwrap();
+    let (early, _) = make_file(&d.paths[3], "before.png", 300_000, 30);
+    let before = a.attach(&doc.id, &early, None, true).await.unwrap().blob;
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    // Added after the holder was chosen: offered to it at once; the one before, when chosen.
+    let (path, want) = make_file(&d.paths[3], "photo.png", 3 << 20, 31);
+    let blob = a.attach(&doc.id, &path, None, true).await.unwrap().blob;
+    let received = |n: &Node| metric_value(&n.metrics_text(), "peerdoc_blob_bytes_received_total");
+    wait_until("the holder keeps both attachments", async || {
+        received(&r) >= (blob.size + before.size) as f64
+    })
+    .await;
+    // It keeps them sealed.
+    assert_eq!(files_containing(&d.paths[1], MARKER), Vec::<String>::new());
+    // Garbage collection on the holder keeps what it holds for others.
+    assert_eq!(r.gc_blobs(Some(-1)).await.unwrap().removed, 0);
+    let ticket = a.ticket(&doc.id).await.unwrap();
+    a.shutdown().await;
+
+    // B joins from the holder alone and fetches the attachment from it.
+    let b = start(&d.paths[2]).await;
+    b.join(&ticket, None).await.unwrap();
+    let text = b.text(&doc.id).await.unwrap();
+    assert!(text.contains(&blob.to_string()), "{text}");
+    let done = b.fetch_blob_and_wait(&doc.id, blob).await.unwrap();
+    assert_eq!(done.sources.len(), 1);
+    assert_eq!(done.sources[0].peer, r.peer_id());
+    assert_eq!(done.sources[0].bytes, blob.size);
+    assert_eq!(read_hash(&b, &doc.id, blob).await, want);
+
+    // A stranger asking the holder is refused, and counted there.
+    let cancel = CancellationToken::new();
+    let stranger = bare_net_drained(&cancel).await;
+    stranger
+        .dial(r.peer_id(), vec![dial_addr(&r).await])
+        .await
+        .unwrap();
+    let owner = peerdoc::core::access::key_of(&a.peer_id()).unwrap();
+    let before_refused = refused(&r, "blob", "not_member");
+    for body in [BlobAsk::Have, BlobAsk::Piece(0), BlobAsk::Keep(10)] {
+        let request = BlobRequest {
+            topic: doc.id.topic(),
+            owner,
+            hash: blob.hash,
+            body,
+        };
+        let answer = stranger
+            .request(r.peer_id(), request.encode())
+            .await
+            .unwrap();
+        assert_eq!(
+            BlobResponse::decode(&answer).unwrap(),
+            BlobResponse::Refused(Refusal::NotMember)
+        );
+    }
+    assert_eq!(refused(&r, "blob", "not_member") - before_refused, 3.0);
+    cancel.cancel();
+    b.shutdown().await;
+    r.shutdown().await;
 }

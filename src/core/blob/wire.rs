@@ -25,6 +25,9 @@ pub enum BlobAsk {
     Have,
     /// `0x01`: piece `n` (`varuint n`).
     Piece(u32),
+    /// `0x02`: keep this blob of `size` bytes for the document (`varuint size`): asked of a
+    /// holder by a writer, which the holder then fetches it from.
+    Keep(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub enum Refusal {
     Busy = 4,
     /// The request did not decode.
     Malformed = 5,
+    /// A holder's limits leave no room for it.
+    Full = 6,
 }
 
 impl Refusal {
@@ -60,6 +65,7 @@ impl Refusal {
             Refusal::Missing => "missing",
             Refusal::Busy => "busy",
             Refusal::Malformed => "malformed",
+            Refusal::Full => "full",
         }
     }
     fn from_code(code: u8) -> Option<Refusal> {
@@ -69,6 +75,7 @@ impl Refusal {
             3 => Refusal::Missing,
             4 => Refusal::Busy,
             5 => Refusal::Malformed,
+            6 => Refusal::Full,
             _ => return None,
         })
     }
@@ -80,14 +87,17 @@ impl BlobRequest {
         let kind = match self.body {
             BlobAsk::Have => 0,
             BlobAsk::Piece(_) => 1,
+            BlobAsk::Keep(_) => 2,
         };
         let mut out = Vec::with_capacity(2 + 96 + 5);
         out.extend_from_slice(&[BLOB_WIRE, kind]);
         out.extend_from_slice(&self.topic);
         out.extend_from_slice(&self.owner);
         out.extend_from_slice(&self.hash.0);
-        if let BlobAsk::Piece(n) = self.body {
-            write_var(&mut out, u64::from(n));
+        match self.body {
+            BlobAsk::Have => {}
+            BlobAsk::Piece(n) => write_var(&mut out, u64::from(n)),
+            BlobAsk::Keep(size) => write_var(&mut out, size),
         }
         out
     }
@@ -105,16 +115,27 @@ impl BlobRequest {
             a.copy_from_slice(&ids[at..at + 32]);
             a
         };
+        let number = |what| -> Result<u64, WireError> {
+            let (n, used) = read_var(rest).ok_or(WireError(what))?;
+            if used != rest.len() {
+                return Err(WireError("trailing bytes"));
+            }
+            Ok(n)
+        };
         let body = match kind {
             0 if rest.is_empty() => BlobAsk::Have,
-            1 => {
-                let (n, used) = read_var(rest).ok_or(WireError("bad piece number"))?;
-                if used != rest.len() {
-                    return Err(WireError("trailing bytes"));
-                }
-                BlobAsk::Piece(u32::try_from(n).map_err(|_| WireError("piece number too big"))?)
-            }
             0 => return Err(WireError("trailing bytes")),
+            1 => BlobAsk::Piece(
+                u32::try_from(number("bad piece number")?)
+                    .map_err(|_| WireError("piece number too big"))?,
+            ),
+            2 => {
+                let size = number("bad size")?;
+                if size > super::MAX_BLOB_BYTES {
+                    return Err(WireError("size too big"));
+                }
+                BlobAsk::Keep(size)
+            }
             _ => return Err(WireError("unknown request kind")),
         };
         Ok(BlobRequest {
@@ -192,7 +213,13 @@ mod tests {
 
     #[test]
     fn requests_and_responses_round_trip() {
-        for body in [BlobAsk::Have, BlobAsk::Piece(0), BlobAsk::Piece(300_000)] {
+        for body in [
+            BlobAsk::Have,
+            BlobAsk::Piece(0),
+            BlobAsk::Piece(300_000),
+            BlobAsk::Keep(0),
+            BlobAsk::Keep(100 << 20),
+        ] {
             let r = request(body);
             assert_eq!(BlobRequest::decode(&r.encode()), Ok(r));
         }

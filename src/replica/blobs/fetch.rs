@@ -14,7 +14,7 @@ use super::{BlobContext, Transfer, TransferSource, TransferState};
 use crate::core::access::KeyBytes;
 use crate::core::blob::pieces::{decode_piece, piece_count, piece_span, PieceError};
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
-use crate::core::blob::{Bitmap, BlobRef, Schedule};
+use crate::core::blob::{Bitmap, BlobHash, Schedule};
 use crate::replica::store::{unix_now_ms, BlobRow};
 
 /// Pieces kept between two syncs of the partial files at most…
@@ -37,10 +37,12 @@ enum Written {
     Local(FilesError),
 }
 
-/// A download to run: the blob, the document it is attached to, and who to ask.
+/// A download to run: the blob (by its hash and size: the ciphertext is what travels, so a
+/// holder fetches without a key), the document it is attached to, and who to ask.
 #[derive(Debug, Clone)]
 pub(crate) struct FetchJob {
-    pub(crate) blob: BlobRef,
+    pub(crate) hash: BlobHash,
+    pub(crate) size: u64,
     pub(crate) topic: [u8; 32],
     pub(crate) owner: KeyBytes,
     pub(crate) sources: Vec<PeerId>,
@@ -80,8 +82,7 @@ async fn fetch(
     job: &FetchJob,
     progress: &watch::Sender<Transfer>,
 ) -> Result<(), FetchError> {
-    let blob = job.blob;
-    let (hash, size) = (blob.hash, blob.size);
+    let (hash, size) = (job.hash, job.size);
     let local = |e: &dyn std::fmt::Display| FetchError::Local(e.to_string());
     if size > ctx.limits.max_bytes {
         return Err(FetchError::Local(format!(
@@ -267,7 +268,7 @@ async fn fetch(
 /// Makes the pieces written so far durable, then records them.
 async fn persist(ctx: &BlobContext, job: &FetchJob, row: BlobRow) -> Result<(), FetchError> {
     let files = ctx.files.clone();
-    let hash = job.blob.hash;
+    let hash = job.hash;
     tokio::task::spawn_blocking(move || files.sync_partial(&hash))
         .await
         .map_err(|e| FetchError::Local(e.to_string()))?

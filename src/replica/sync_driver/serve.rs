@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use super::{Report, SyncDriver};
 use crate::core::access::admission::{admit, records_for, Admission, Asked};
 use crate::core::access::{key_of, Cert};
+use crate::core::blob::wire::BlobRequest;
 use crate::core::blob::BLOB_WIRE;
 use crate::core::hold::{HoldResponse, Refusal as HoldRefusal, HOLD_WIRE};
 use crate::core::limits::Verdict;
@@ -60,6 +61,12 @@ impl SyncDriver {
             Verdict::Ban => return self.ban(peer, "floods sync requests"),
         }
         if data.first() == Some(&BLOB_WIRE) {
+            // A document without a room here may be one this node holds for others.
+            if let (Ok(request), Some(held)) = (BlobRequest::decode(data), &self.settings.held) {
+                if self.rooms.by_topic(&request.topic).is_none() {
+                    return held.try_blob(&self.net, peer, request, channel);
+                }
+            }
             return self
                 .settings
                 .blobs
