@@ -1,6 +1,7 @@
 //! Per-peer abuse limits of the sync protocol: [`PeerGuard`] decides, per request, whether to
-//! serve it, refuse it, or ban the peer. Each peer has two token buckets: requests (generous:
-//! an honest peer's anti-entropy and chunked catch-up stay far below) and faults (requests that
+//! serve it, refuse it, or ban the peer. Each peer has three token buckets: requests (generous:
+//! an honest peer's anti-entropy and chunked catch-up stay far below), attachment pieces (a
+//! budget of their own, sized for fast downloads) and faults (requests that
 //! are malformed or do not open with the document's key, and requests over the rate). A peer
 //! that runs out of faults is banned. Time is an argument.
 
@@ -12,6 +13,12 @@ use std::time::Instant;
 pub const REQUESTS_PER_SEC: f64 = 200.0;
 /// …and at once.
 pub const REQUEST_BURST: f64 = 400.0;
+/// Attachment requests (a piece each, 256 KiB: 1 GB/s) a peer may send per second on average…
+/// (apart from sync requests: a download runs many, and a source that refused them would
+/// count them as faults and ban the downloader)
+pub const PIECE_REQUESTS_PER_SEC: f64 = 4000.0;
+/// …and at once.
+pub const PIECE_REQUEST_BURST: f64 = 8000.0;
 /// Faults a peer may commit per second on average…
 pub const FAULTS_PER_SEC: f64 = 0.5;
 /// …and at once, before it is banned.
@@ -104,6 +111,7 @@ impl<K: Hash + Eq + Clone> RateLimits<K> {
 #[derive(Debug)]
 pub struct PeerGuard<K> {
     requests: RateLimits<K>,
+    pieces: RateLimits<K>,
     faults: RateLimits<K>,
 }
 
@@ -111,6 +119,7 @@ impl<K: Hash + Eq + Clone> Default for PeerGuard<K> {
     fn default() -> Self {
         PeerGuard {
             requests: RateLimits::new(REQUESTS_PER_SEC, REQUEST_BURST),
+            pieces: RateLimits::new(PIECE_REQUESTS_PER_SEC, PIECE_REQUEST_BURST),
             faults: RateLimits::new(FAULTS_PER_SEC, FAULT_BURST),
         }
     }
@@ -120,6 +129,15 @@ impl<K: Hash + Eq + Clone> PeerGuard<K> {
     /// A request arrived from `peer`.
     pub fn request(&mut self, peer: &K, now: Instant) -> Verdict {
         if self.requests.take(peer, now) {
+            Verdict::Serve
+        } else {
+            self.fault(peer, now)
+        }
+    }
+
+    /// An attachment request arrived from `peer`.
+    pub fn piece_request(&mut self, peer: &K, now: Instant) -> Verdict {
+        if self.pieces.take(peer, now) {
             Verdict::Serve
         } else {
             self.fault(peer, now)
@@ -139,6 +157,7 @@ impl<K: Hash + Eq + Clone> PeerGuard<K> {
     /// cannot reconnect while banned).
     pub fn forget(&mut self, peer: &K) {
         self.requests.forget(peer);
+        self.pieces.forget(peer);
         self.faults.forget(peer);
     }
 }
@@ -184,6 +203,27 @@ mod tests {
         assert!(first_refused >= REQUEST_BURST as usize);
         assert!(verdicts.contains(&Verdict::Refuse));
         assert_eq!(verdicts.last(), Some(&Verdict::Ban));
+    }
+
+    #[test]
+    fn a_download_s_piece_requests_do_not_spend_the_sync_budget() {
+        let t0 = Instant::now();
+        let mut guard = PeerGuard::default();
+        // A second of a fast download: 1000 pieces (256 MB/s).
+        for i in 0..1000u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            assert_eq!(guard.piece_request(&1, now), Verdict::Serve);
+        }
+        assert_eq!(
+            guard.request(&1, t0 + Duration::from_secs(1)),
+            Verdict::Serve
+        );
+        // A flood of them is refused and then banned like any flood.
+        let mut last = Verdict::Serve;
+        for _ in 0..20_000 {
+            last = guard.piece_request(&2, t0);
+        }
+        assert_eq!(last, Verdict::Ban);
     }
 
     #[test]

@@ -54,7 +54,12 @@ impl SyncDriver {
         data: &[u8],
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        match self.guard.request(&peer, Instant::now()) {
+        let verdict = if data.first() == Some(&BLOB_WIRE) {
+            self.guard.piece_request(&peer, Instant::now())
+        } else {
+            self.guard.request(&peer, Instant::now())
+        };
+        match verdict {
             Verdict::Serve => {}
             // Dropping the channel fails the request at the requester.
             Verdict::Refuse => return,
