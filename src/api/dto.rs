@@ -436,6 +436,9 @@ pub struct BlobInfo {
     pub here: u64,
     /// Online peers of the document that have it whole.
     pub peers: Vec<String>,
+    /// The document's holders that keep it whole.
+    #[serde(default)]
+    pub replicas: Vec<String>,
 }
 
 impl From<node::BlobInfo> for BlobInfo {
@@ -448,6 +451,7 @@ impl From<node::BlobInfo> for BlobInfo {
             referenced: b.referenced,
             here: b.here,
             peers: b.peers.iter().map(ToString::to_string).collect(),
+            replicas: b.replicas.iter().map(ToString::to_string).collect(),
         }
     }
 }

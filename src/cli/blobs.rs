@@ -157,8 +157,8 @@ pub(super) fn print_blobs(blobs: &[BlobInfo]) {
         return;
     }
     println!(
-        "{:<18} {:>12} {:>6}  {:<24} {:<6} REFERENCE",
-        "HASH", "SIZE", "HERE", "NAME", "PEERS"
+        "{:<18} {:>12} {:>6}  {:<24} {:<6} {:<9} REFERENCE",
+        "HASH", "SIZE", "HERE", "NAME", "PEERS", "REPLICAS"
     );
     for b in blobs {
         let here = if b.size == 0 || b.here >= b.size {
@@ -174,12 +174,13 @@ pub(super) fn print_blobs(blobs: &[BlobInfo]) {
             }
         });
         println!(
-            "{:<18} {:>12} {:>6}  {:<24} {:<6} {}",
+            "{:<18} {:>12} {:>6}  {:<24} {:<6} {:<9} {}",
             &b.hash[..16],
             b.size,
             here,
             name,
             b.peers.len(),
+            b.replicas.len(),
             b.reference.as_deref().unwrap_or("-")
         );
     }

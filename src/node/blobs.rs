@@ -47,8 +47,10 @@ pub struct BlobInfo {
     pub referenced: bool,
     /// Bytes of it this node keeps (`size` when whole).
     pub here: u64,
-    /// Online peers of the document that have it whole (asked now).
+    /// Online peers of the document that have it whole (asked now), holders apart.
     pub peers: Vec<PeerId>,
+    /// The document's holders that keep it whole (asked now).
+    pub replicas: Vec<PeerId>,
 }
 
 /// What garbage collection removed.
@@ -390,6 +392,7 @@ impl Node {
                 referenced: true,
                 here: 0,
                 peers: Vec::new(),
+                replicas: Vec::new(),
             });
         }
         for row in kept.values() {
@@ -403,6 +406,7 @@ impl Node {
                     referenced: false,
                     here: 0,
                     peers: Vec::new(),
+                    replicas: Vec::new(),
                 });
             }
         }
@@ -423,16 +427,17 @@ impl Node {
                 }
                 None => 0,
             };
-            info.peers = self
+            let membership = room.access().membership.clone();
+            let (replicas, peers) = self
                 .inner
                 .blobs
-                .who_has(
-                    room.topic,
-                    room.access().membership.owner(),
-                    info.hash,
-                    &sources,
-                )
-                .await;
+                .who_has(room.topic, membership.owner(), info.hash, &sources)
+                .await
+                .into_iter()
+                .partition(|p| {
+                    crate::core::access::key_of(p).is_ok_and(|k| membership.is_holder(&k))
+                });
+            (info.peers, info.replicas) = (peers, replicas);
         }
         Ok(out)
     }

@@ -422,6 +422,12 @@ async fn a_holder_keeps_attachments_sealed_and_serves_them_while_every_member_is
     .await;
     // It keeps them sealed.
     assert_eq!(files_containing(&d.paths[1], MARKER), Vec::<String>::new());
+    // A member lists where each attachment is held.
+    let listed = a.blobs(&doc.id).await.unwrap();
+    assert!(
+        listed.iter().all(|b| b.replicas == vec![r.peer_id()]),
+        "{listed:?}"
+    );
     // Garbage collection on the holder keeps what it holds for others.
     assert_eq!(r.gc_blobs(Some(-1)).await.unwrap().removed, 0);
     let ticket = a.ticket(&doc.id).await.unwrap();
