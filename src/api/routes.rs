@@ -111,10 +111,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/api/join", post(join))
         .route("/metrics", get(metrics))
         .route("/ws/{doc}", get(websocket))
-        .route(
-            "/",
-            get(|| async { web_asset("text/html; charset=utf-8", INDEX_HTML.as_bytes()) }),
-        )
+        .route("/", get(|| async { editor_page() }))
         .route(
             "/assets/app.js",
             get(|| async { web_asset("text/javascript", APP_JS.as_bytes()) }),
@@ -137,6 +134,17 @@ pub(crate) fn router(app: App) -> Router {
         // the token).
         .layer(middleware::from_fn(json_errors))
         .with_state(app)
+}
+
+/// The editor's page: images only from this node (an attachment), so that a link a writer
+/// puts in a document cannot tell another site who reads it and when.
+fn editor_page() -> Response {
+    let mut page = web_asset("text/html; charset=utf-8", INDEX_HTML.as_bytes());
+    page.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("frame-ancestors 'none'; img-src 'self' data:"),
+    );
+    page
 }
 
 fn web_asset(content_type: &'static str, body: &'static [u8]) -> Response {

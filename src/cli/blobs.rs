@@ -99,7 +99,15 @@ pub(super) fn get(
     if !from.is_empty() && terminal {
         eprintln!("fetched from {}", from.join(", "));
     }
+    let chosen = output.is_some();
     let output = output.unwrap_or_else(|| PathBuf::from(default_name(reference)));
+    if !chosen && output.exists() {
+        // The name came from the link (a writer chose it): never over another file.
+        bail!(
+            "{} exists here; give another name with -o FILE",
+            output.display()
+        );
+    }
     let bytes = if output.as_os_str() == "-" {
         client.download(doc, reference, &mut std::io::stdout().lock())?
     } else {
@@ -132,7 +140,8 @@ fn default_name(reference: &str) -> String {
         let text = r.to_string();
         if let Some(at) = reference.find(&text) {
             let name = reference[at + text.len()..].trim_start_matches('/');
-            if !name.is_empty() && !name.contains('/') && name != "." && name != ".." {
+            // A plain file name only: no folders, no hidden files.
+            if !name.is_empty() && !name.contains(['/', '\\']) && !name.starts_with('.') {
                 return name.to_string();
             }
         }

@@ -17,7 +17,7 @@ use crate::core::doc::DocId;
 use crate::replica::blobs::files::FilesError;
 use crate::replica::blobs::{FetchJob, Offer, Transfer, TransferState};
 use crate::replica::room::RoomHandle;
-use crate::replica::store::{unix_now_ms, BlobRow};
+use crate::replica::store::{unix_now_ms, BlobRow, HeldKey};
 
 /// Unreferenced blobs younger than this are kept by garbage collection: an attachment added
 /// without `--insert` has this long to be put into the document.
@@ -76,6 +76,14 @@ pub fn blob_link(doc: &DocId, blob: &BlobRef, name: &str) -> String {
     format!("/api/docs/{doc}/blobs/{blob}/{name}")
 }
 
+/// The document as the network (and the attachment tables) name it: topic and owner.
+fn doc_key(room: &RoomHandle) -> HeldKey {
+    HeldKey {
+        topic: room.topic,
+        owner: room.access().membership.owner(),
+    }
+}
+
 fn files_error(e: FilesError) -> Error {
     match e {
         FilesError::TooLarge { size, max } => Error::AttachmentTooLarge { size, max },
@@ -85,6 +93,54 @@ fn files_error(e: FilesError) -> Error {
 }
 
 impl Node {
+    /// Seals the file at `path` into the attachment store; its reference.
+    async fn seal(&self, path: &Path) -> Result<BlobRef, Error> {
+        let blobs = &self.inner.blobs;
+        let (files, secret, source, max) = (
+            blobs.files.clone(),
+            self.inner.blob_secret,
+            path.to_path_buf(),
+            blobs.limits.max_bytes,
+        );
+        tokio::task::spawn_blocking(move || files.seal(&secret, &source, max))
+            .await
+            .map_err(|e| Error::AttachmentIo(e.to_string()))?
+            .map_err(files_error)
+    }
+
+    /// Records a sealed blob as whole here and attached to the document, within the
+    /// document's limit (a blob sealed for nothing is removed again).
+    async fn record_attached(&self, room: &RoomHandle, blob: BlobRef) -> Result<(), Error> {
+        let count = crate::core::blob::pieces::piece_count(blob.size);
+        let mut have = crate::core::blob::Bitmap::new(count);
+        (0..count).for_each(|p| have.set(p));
+        let existing = self.inner.store.blob(blob.hash).await?;
+        let attached = self
+            .inner
+            .store
+            .attached_blob(blob.hash, doc_key(room))
+            .await?
+            .is_some();
+        if !attached {
+            if let Err(e) = self.check_doc_room(room, blob.size).await {
+                if existing.is_none() {
+                    let files = self.inner.blobs.files.clone();
+                    let _ = tokio::task::spawn_blocking(move || files.remove(&blob.hash)).await;
+                }
+                return Err(e);
+            }
+        }
+        let row = BlobRow {
+            hash: blob.hash,
+            size: blob.size,
+            have: have.as_bytes().to_vec(),
+            complete: true,
+            added: unix_now_ms() as i64 / 1000,
+        };
+        self.inner.store.put_blob(row, doc_key(room)).await?;
+        Ok(())
+    }
+
     /// A fresh path in the attachment store's scratch folder, for an upload to be written to
     /// before [`Node::attach`] seals it (removed at the next start if left behind).
     pub fn blob_scratch(&self) -> std::path::PathBuf {
@@ -123,50 +179,22 @@ impl Node {
                 max: max_doc,
             });
         }
-        let (files, secret, source, max) = (
-            blobs.files.clone(),
-            self.inner.blob_secret,
-            path.to_path_buf(),
-            blobs.limits.max_bytes,
-        );
-        let blob = tokio::task::spawn_blocking(move || files.seal(&secret, &source, max))
-            .await
-            .map_err(|e| Error::AttachmentIo(e.to_string()))?
-            .map_err(files_error)?;
-        let count = crate::core::blob::pieces::piece_count(blob.size);
-        let mut have = crate::core::blob::Bitmap::new(count);
-        (0..count).for_each(|p| have.set(p));
-        let existing = self.inner.store.blob(blob.hash).await?;
-        let attached = self
-            .inner
-            .store
-            .attached_blob(blob.hash, room.topic)
-            .await?
-            .is_some();
-        if !attached {
-            if let Err(e) = self.check_doc_room(&room, blob.size).await {
-                if existing.is_none() {
-                    // Sealed for nothing: no document here has it.
-                    let files = blobs.files.clone();
-                    let _ = tokio::task::spawn_blocking(move || files.remove(&blob.hash)).await;
-                }
-                return Err(e);
+        // Sealed, then recorded (with this moment: garbage collection leaves it a day). If a
+        // collection removed the files in between, they are sealed again.
+        let mut sealed = None;
+        for _ in 0..2 {
+            let blob = self.seal(path).await?;
+            self.record_attached(&room, blob).await?;
+            if blobs.files.has_complete(&blob.hash) {
+                sealed = Some(blob);
+                break;
             }
         }
-        let added = existing.map_or(unix_now_ms() as i64 / 1000, |r| r.added);
-        self.inner
-            .store
-            .put_blob(
-                BlobRow {
-                    hash: blob.hash,
-                    size: blob.size,
-                    have: have.as_bytes().to_vec(),
-                    complete: true,
-                    added,
-                },
-                room.topic,
+        let blob = sealed.ok_or_else(|| {
+            Error::AttachmentIo(
+                "the attachment's files went while it was added; add it again".into(),
             )
-            .await?;
+        })?;
         self.offer_to_holders(&room, blob.hash, blob.size, None)
             .await;
         let link = blob_link(&room.id, &blob, &name);
@@ -216,7 +244,7 @@ impl Node {
     /// Asks a holder to keep every attachment of the document that is here whole (a holder
     /// just chosen gets what was added before it).
     pub(super) async fn offer_all(&self, room: &RoomHandle, holder: PeerId) -> Result<(), Error> {
-        for row in self.inner.store.doc_blobs(room.topic).await? {
+        for row in self.inner.store.doc_blobs(doc_key(room)).await? {
             if row.complete {
                 self.offer_to_holders(room, row.hash, row.size, Some(holder))
                     .await;
@@ -230,7 +258,7 @@ impl Node {
         let used: u64 = self
             .inner
             .store
-            .doc_blobs(room.topic)
+            .doc_blobs(doc_key(room))
             .await?
             .iter()
             .map(|b| b.size)
@@ -279,6 +307,7 @@ impl Node {
             topic: room.topic,
             owner: room.access().membership.owner(),
             sources,
+            quiet: false,
         };
         self.inner
             .blobs
@@ -289,7 +318,7 @@ impl Node {
 
     async fn attach_existing(&self, room: &RoomHandle, blob: BlobRef) -> Result<(), Error> {
         if let Some(row) = self.inner.store.blob(blob.hash).await? {
-            self.inner.store.put_blob(row, room.topic).await?;
+            self.inner.store.put_blob(row, doc_key(room)).await?;
         }
         Ok(())
     }
@@ -349,7 +378,7 @@ impl Node {
         if self
             .inner
             .store
-            .attached_blob(blob.hash, room.topic)
+            .attached_blob(blob.hash, doc_key(&room))
             .await?
             .is_none_or(|r| !r.complete)
         {
@@ -375,7 +404,7 @@ impl Node {
         let kept: HashMap<BlobHash, BlobRow> = self
             .inner
             .store
-            .doc_blobs(room.topic)
+            .doc_blobs(doc_key(&room))
             .await?
             .into_iter()
             .map(|r| (r.hash, r))
@@ -411,7 +440,15 @@ impl Node {
             }
         }
         let sources = self.blob_sources(&room).await;
-        for info in &mut out {
+        let membership = room.access().membership.clone();
+        let (topic, owner) = (room.topic, membership.owner());
+        // Each attachment's sources are asked at once (one slow peer costs one timeout).
+        let held = futures::future::join_all(
+            out.iter()
+                .map(|info| self.inner.blobs.who_has(topic, owner, info.hash, &sources)),
+        )
+        .await;
+        for (info, has) in out.iter_mut().zip(held) {
             info.here = match kept.get(&info.hash) {
                 Some(r) if r.complete => r.size,
                 Some(r) => {
@@ -427,16 +464,9 @@ impl Node {
                 }
                 None => 0,
             };
-            let membership = room.access().membership.clone();
-            let (replicas, peers) = self
-                .inner
-                .blobs
-                .who_has(room.topic, membership.owner(), info.hash, &sources)
-                .await
-                .into_iter()
-                .partition(|p| {
-                    crate::core::access::key_of(p).is_ok_and(|k| membership.is_holder(&k))
-                });
+            let (replicas, peers) = has.into_iter().partition(|p| {
+                crate::core::access::key_of(p).is_ok_and(|k| membership.is_holder(&k))
+            });
             (info.peers, info.replicas) = (peers, replicas);
         }
         Ok(out)
@@ -480,22 +510,26 @@ impl Node {
             );
         }
         // A holder keeps what it was asked to keep while it holds the document.
-        let held: HashSet<[u8; 32]> = match &self.inner.held {
-            Some(held) => held.list().await?.iter().map(|h| h.key.topic).collect(),
+        let held: HashSet<HeldKey> = match &self.inner.held {
+            Some(held) => held.list().await?.iter().map(|h| h.key).collect(),
             None => HashSet::new(),
         };
         let cutoff = unix_now_ms() as i64 / 1000 - grace_secs.unwrap_or(GC_GRACE_SECS);
         let mut report = GcReport::default();
-        for (row, topics) in self.inner.store.all_blobs().await? {
+        for (row, docs) in self.inner.store.all_blobs().await? {
             if referenced.contains(&row.hash)
-                || topics.iter().any(|t| held.contains(t))
+                || docs.iter().any(|d| held.contains(d))
                 || row.added > cutoff
                 || self.inner.blobs.is_running(row.hash).await
             {
                 report.kept += 1;
                 continue;
             }
-            self.inner.store.delete_blob(row.hash).await?;
+            // Only if nothing added or fetched it since this listing.
+            if !self.inner.store.delete_blob(row.hash, row.added).await? {
+                report.kept += 1;
+                continue;
+            }
             let files = self.inner.blobs.files.clone();
             let hash = row.hash;
             tokio::task::spawn_blocking(move || files.remove(&hash))

@@ -185,7 +185,13 @@ impl Node {
                 metrics: metrics.clone(),
                 limits: BlobLimits {
                     max_bytes: config.attachments.max_attachment_bytes,
-                    max_doc_bytes: config.attachments.max_doc_bytes,
+                    max_doc_bytes: config
+                        .replica
+                        .as_ref()
+                        .map_or(config.attachments.max_doc_bytes, |r| {
+                            r.max_doc_bytes.min(config.attachments.max_doc_bytes)
+                        }),
+                    held_total: config.replica.as_ref().map(|r| r.max_bytes),
                     serve_rate: Some(config.attachments.serve_rate).filter(|&r| r > 0),
                 },
                 #[cfg(feature = "test-faults")]

@@ -16,10 +16,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::rooms::Rooms;
-use super::store::Store;
+use super::store::{HeldKey, Store};
 use crate::core::access::admission::{admit, Admission, Asked, Why};
 use crate::core::access::{key_of, KeyBytes};
 use crate::core::blob::pieces::piece_count;
+
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
 use crate::core::blob::{Bitmap, BlobHash};
 use crate::metrics::Metrics;
@@ -37,6 +38,11 @@ const REQUEST_QUEUE: usize = 256;
 const MAX_SERVING: usize = 32;
 /// Peers whose sending rate is tracked at most.
 const MAX_RATED_PEERS: usize = 4096;
+/// Downloads running at once at most (a holder refuses more asks to keep as busy).
+const MAX_DOWNLOADS: usize = 16;
+/// A piece held back longer than this by the throttle is refused as busy instead (a
+/// requester waits 15 s at most).
+const MAX_THROTTLE_DELAY: Duration = Duration::from_secs(5);
 
 /// How a download goes, as its watchers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +80,8 @@ pub(crate) struct BlobLimits {
     pub(crate) max_bytes: u64,
     /// Attachments of one document together, at most (a holder keeps within it too).
     pub(crate) max_doc_bytes: u64,
+    /// On a holder: all blobs together at most (its `max_bytes`).
+    pub(crate) held_total: Option<u64>,
     /// Bytes per second sent to one peer at most (`None`: no limit).
     pub(crate) serve_rate: Option<u64>,
 }
@@ -85,8 +93,6 @@ enum Input {
     /// Ask the document's holders to keep a blob (they fetch it from this node).
     Offer(Offer),
     Fetch(FetchJob, oneshot::Sender<watch::Receiver<Transfer>>),
-    /// A download nobody watches (a holder keeping what a writer asked it to).
-    FetchQuietly(FetchJob),
     Running(BlobHash, oneshot::Sender<bool>),
     Finished(BlobHash),
 }
@@ -307,10 +313,6 @@ impl BlobService {
                     cancel.run_until_cancelled(offer.send(&ctx)).await;
                 });
             }
-            Input::FetchQuietly(job) => {
-                let (reply, _) = oneshot::channel();
-                self.on_input(Input::Fetch(job, reply));
-            }
             Input::Fetch(job, reply) => {
                 let hash = job.hash;
                 if let Some(running) = self.downloads.get(&hash) {
@@ -362,6 +364,10 @@ impl BlobService {
             return self.refuse(peer, channel, Refusal::Missing);
         };
         let access = room.access();
+        // Another owner's document of the same topic is not this one.
+        if access.membership.owner() != request.owner {
+            return self.refuse(peer, channel, Refusal::Missing);
+        }
         let key = key_of(&peer).unwrap_or([0; 32]);
         let current = access.keys.current().0;
         let admission = admit(
@@ -402,12 +408,16 @@ impl BlobService {
         if let (BlobAsk::Keep(size), true) = (request.body, holding) {
             return self.keep(peer, request, size, channel);
         }
+        let delay = match request.body {
+            BlobAsk::Piece(_) => match self.throttle(peer) {
+                Some(delay) => delay,
+                // Asked faster than the rate allows for longer than a request waits.
+                None => return self.refuse(peer, channel, Refusal::Busy),
+            },
+            BlobAsk::Have | BlobAsk::Keep(_) => Duration::ZERO,
+        };
         let Ok(permit) = self.serving.clone().try_acquire_owned() else {
             return self.refuse(peer, channel, Refusal::Busy);
-        };
-        let delay = match request.body {
-            BlobAsk::Piece(_) => self.throttle(peer),
-            BlobAsk::Have | BlobAsk::Keep(_) => Duration::ZERO,
         };
         let ctx = self.ctx.clone();
         let cancel = self.cancel.clone();
@@ -415,6 +425,8 @@ impl BlobService {
             let answer = cancel
                 .run_until_cancelled(async {
                     let answer = answer(&ctx, &request).await;
+                    // The permit bounds reads at once, not the throttle's waits.
+                    drop(permit);
                     tokio::time::sleep(delay).await;
                     answer
                 })
@@ -428,12 +440,13 @@ impl BlobService {
                 }
                 let _ = ctx.net.try_respond(channel, answer.encode());
             }
-            drop(permit);
         });
     }
 
     /// A writer asks this holder to keep a blob: within the limits, it fetches it from the
-    /// writer (and says whether it has it whole already).
+    /// writer (and says whether it has it whole already). A blob here already (kept for
+    /// another document) is attached only once the writer shows it has it: a piece of it,
+    /// chosen at random, that verifies (knowing a hash is not having the blob).
     fn keep(
         &mut self,
         peer: PeerId,
@@ -444,41 +457,54 @@ impl BlobService {
         if size > self.ctx.limits.max_bytes {
             return self.refuse(peer, channel, Refusal::Full);
         }
+        let running = self.downloads.contains_key(&request.hash);
+        if !running && self.downloads.len() >= MAX_DOWNLOADS {
+            return self.refuse(peer, channel, Refusal::Busy);
+        }
         let (ctx, finished) = (self.ctx.clone(), self.finished.clone());
         let cancel = self.cancel.clone();
-        let running = self.downloads.contains_key(&request.hash);
         self.tasks.spawn(async move {
+            let doc = HeldKey {
+                topic: request.topic,
+                owner: request.owner,
+            };
             let answer = cancel
                 .run_until_cancelled(async {
-                    let kept: u64 = match ctx.store.doc_blobs(request.topic).await {
-                        Ok(rows) => rows
-                            .iter()
-                            .filter(|r| r.hash != request.hash)
-                            .map(|r| r.size)
-                            .sum(),
+                    match room_for(&ctx, doc, request.hash, size).await {
+                        Ok(true) => {}
+                        Ok(false) => return BlobResponse::Refused(Refusal::Full),
+                        Err(_) => return BlobResponse::Refused(Refusal::Busy),
+                    }
+                    let here = match ctx.store.blob(request.hash).await {
+                        Ok(row) => row,
                         Err(_) => return BlobResponse::Refused(Refusal::Busy),
                     };
-                    if kept.saturating_add(size) > ctx.limits.max_doc_bytes {
-                        return BlobResponse::Refused(Refusal::Full);
+                    if let Some(row) = here.as_ref().filter(|r| r.size != size && r.complete) {
+                        tracing::info!(blob = %request.hash, "a Keep names {size} bytes; the blob here has {}", row.size);
+                        return BlobResponse::Refused(Refusal::Missing);
                     }
-                    let complete = matches!(
-                        ctx.store.blob(request.hash).await,
-                        Ok(Some(row)) if row.complete && ctx.files.has_complete(&request.hash)
-                    );
-                    if !complete && !running {
+                    let complete = here
+                        .as_ref()
+                        .is_some_and(|r| r.complete && ctx.files.has_complete(&request.hash));
+                    if complete {
+                        if !possesses(&ctx, peer, &request, size).await {
+                            return BlobResponse::Refused(Refusal::Missing);
+                        }
+                        if let Some(mut row) = here {
+                            row.added = crate::replica::store::unix_now_ms() as i64 / 1000;
+                            let _ = ctx.store.put_blob(row, doc).await;
+                        }
+                    } else if !running {
                         let job = FetchJob {
                             hash: request.hash,
                             size,
                             topic: request.topic,
                             owner: request.owner,
                             sources: vec![peer],
+                            quiet: true,
                         };
-                        let _ = finished.send(Input::FetchQuietly(job)).await;
-                    } else if complete {
-                        // Here already (for another document): attached to this one too.
-                        if let Ok(Some(row)) = ctx.store.blob(request.hash).await {
-                            let _ = ctx.store.put_blob(row, request.topic).await;
-                        }
+                        let (reply, _) = oneshot::channel();
+                        let _ = finished.send(Input::Fetch(job, reply)).await;
                     }
                     BlobResponse::Have { complete }
                 })
@@ -492,10 +518,11 @@ impl BlobService {
         });
     }
 
-    /// How long to hold a piece back so that `peer` gets at most `serve_rate` bytes a second.
-    fn throttle(&mut self, peer: PeerId) -> Duration {
+    /// How long to hold a piece back so that `peer` gets at most `serve_rate` bytes a second;
+    /// `None` when that is longer than a requester waits (it is refused as busy instead).
+    fn throttle(&mut self, peer: PeerId) -> Option<Duration> {
         let Some(rate) = self.ctx.limits.serve_rate.filter(|&r| r > 0) else {
-            return Duration::ZERO;
+            return Some(Duration::ZERO);
         };
         let now = Instant::now();
         if self.paid_until.len() >= MAX_RATED_PEERS {
@@ -503,15 +530,87 @@ impl BlobService {
         }
         let cost = Duration::from_secs_f64(crate::core::blob::PIECE_BYTES as f64 / rate as f64);
         let until = self.paid_until.entry(peer).or_insert(now);
-        *until = (*until).max(now) + cost;
-        until.saturating_duration_since(now + cost)
+        let next = (*until).max(now) + cost;
+        let delay = next.saturating_duration_since(now + cost);
+        if delay > MAX_THROTTLE_DELAY {
+            return None;
+        }
+        *until = next;
+        Some(delay)
     }
+}
+
+/// Whether a holder has room for a blob of `size` for `doc`: its attachments for the document,
+/// and all the blobs it keeps, within its limits.
+async fn room_for(
+    ctx: &BlobContext,
+    doc: HeldKey,
+    hash: BlobHash,
+    size: u64,
+) -> Result<bool, crate::replica::store::StoreError> {
+    let per_doc: u64 = ctx
+        .store
+        .doc_blobs(doc)
+        .await?
+        .iter()
+        .filter(|r| r.hash != hash)
+        .map(|r| r.size)
+        .sum();
+    if per_doc.saturating_add(size) > ctx.limits.max_doc_bytes {
+        return Ok(false);
+    }
+    let Some(total_max) = ctx.limits.held_total else {
+        return Ok(true);
+    };
+    let total: u64 = ctx
+        .store
+        .all_blobs()
+        .await?
+        .iter()
+        .filter(|(r, _)| r.hash != hash)
+        .map(|(r, _)| r.size)
+        .sum();
+    Ok(total.saturating_add(size) <= total_max)
+}
+
+/// Whether `peer` has the blob: it sends a piece of it, chosen at random, that verifies.
+async fn possesses(ctx: &BlobContext, peer: PeerId, request: &BlobRequest, size: u64) -> bool {
+    let piece = rand::random::<u32>() % piece_count(size);
+    let ask = BlobRequest {
+        body: BlobAsk::Piece(piece),
+        ..request.clone()
+    }
+    .encode();
+    let Ok(Ok(bytes)) =
+        tokio::time::timeout(Duration::from_secs(15), ctx.net.request(peer, ask)).await
+    else {
+        return false;
+    };
+    let Ok(BlobResponse::Piece(slice)) = BlobResponse::decode(&bytes) else {
+        return false;
+    };
+    let hash = request.hash;
+    tokio::task::spawn_blocking(move || {
+        crate::core::blob::pieces::decode_piece(&hash, size, piece, &slice).is_ok()
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The answer to an admitted request.
 async fn answer(ctx: &BlobContext, request: &BlobRequest) -> BlobResponse {
     let missing = BlobResponse::Refused(Refusal::Missing);
-    let row = match ctx.store.attached_blob(request.hash, request.topic).await {
+    let row = match ctx
+        .store
+        .attached_blob(
+            request.hash,
+            HeldKey {
+                topic: request.topic,
+                owner: request.owner,
+            },
+        )
+        .await
+    {
         Ok(Some(row)) => row,
         Ok(None) => return missing,
         Err(e) => {

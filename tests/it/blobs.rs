@@ -470,6 +470,57 @@ async fn a_holder_keeps_attachments_sealed_and_serves_them_while_every_member_is
         );
     }
     assert_eq!(refused(&r, "blob", "not_member") - before_refused, 3.0);
+
+    // The stranger makes the holder keep a document of its own under the same topic (it is
+    // its owner there): the blobs of the real one stay apart, and a hash it merely knows
+    // gets it nothing (asked to keep it, the holder wants a piece of it first).
+    let (fake, mut events, fake_identity) = bare_net_keyed(&cancel).await;
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    fake.dial(r.peer_id(), vec![dial_addr(&r).await])
+        .await
+        .unwrap();
+    let fake_owner = peerdoc::core::access::key_of(&fake.peer_id()).unwrap();
+    let r_key = peerdoc::core::access::key_of(&r.peer_id()).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let hold = peerdoc::core::access::HoldRecord::sign(doc.id, r_key, now_ms, true, &fake_identity);
+    let records = peerdoc::core::hold::HoldRequest {
+        topic: doc.id.topic(),
+        owner: fake_owner,
+        body: peerdoc::core::hold::wire::HoldBody::Records {
+            doc: doc.id,
+            roster: peerdoc::core::sync::members::Roster {
+                holds: vec![hold],
+                ..Default::default()
+            },
+        },
+    };
+    let answer = fake.request(r.peer_id(), records.encode()).await.unwrap();
+    assert!(
+        matches!(
+            peerdoc::core::hold::HoldResponse::decode(&answer),
+            Ok(peerdoc::core::hold::HoldResponse::Held(_))
+        ),
+        "the holder keeps the stranger's own document"
+    );
+    let missing_before = refused(&r, "blob", "missing");
+    for body in [BlobAsk::Have, BlobAsk::Piece(0), BlobAsk::Keep(blob.size)] {
+        let request = BlobRequest {
+            topic: doc.id.topic(),
+            owner: fake_owner,
+            hash: blob.hash,
+            body,
+        };
+        let answer = fake.request(r.peer_id(), request.encode()).await.unwrap();
+        assert_eq!(
+            BlobResponse::decode(&answer).unwrap(),
+            BlobResponse::Refused(Refusal::Missing),
+            "{body:?}"
+        );
+    }
+    assert_eq!(refused(&r, "blob", "missing") - missing_before, 3.0);
     cancel.cancel();
     b.shutdown().await;
     r.shutdown().await;

@@ -67,7 +67,9 @@ export function richEditor ({ element, toolbar, ydoc, provider, user, readOnly, 
       attributes: { class: 'prose', spellcheck: 'true' },
       handlePaste: (view, event) => {
         const data = event.clipboardData
-        if (data && data.files.length && onFiles) { // files become attachments (attachments.js)
+        // Files become attachments (attachments.js); but a spreadsheet's or a word processor's
+        // copy also carries a picture of itself beside its HTML: that pastes as content.
+        if (data && data.files.length && onFiles && !data.types.includes('text/html')) {
           onFiles([...data.files])
           return true
         }

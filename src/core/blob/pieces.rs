@@ -115,6 +115,8 @@ pub fn decode_piece(
 pub struct Bitmap {
     bits: Vec<u8>,
     len: u32,
+    /// Bits set (kept as they are set: a large blob's bitmap is asked this after every piece).
+    ones: u32,
 }
 
 impl Bitmap {
@@ -122,14 +124,21 @@ impl Bitmap {
         Bitmap {
             bits: vec![0; (len as usize).div_ceil(8)],
             len,
+            ones: 0,
         }
     }
     /// A stored bitmap for `len` pieces; `None` if its size does not fit.
     pub fn from_bytes(len: u32, bytes: &[u8]) -> Option<Bitmap> {
-        (bytes.len() == (len as usize).div_ceil(8)).then(|| Bitmap {
-            bits: bytes.to_vec(),
-            len,
-        })
+        if bytes.len() != (len as usize).div_ceil(8) {
+            return None;
+        }
+        let mut map = Bitmap::new(len);
+        for i in 0..len {
+            if bytes[(i / 8) as usize] & (1 << (i % 8)) != 0 {
+                map.set(i);
+            }
+        }
+        Some(map)
     }
     pub fn as_bytes(&self) -> &[u8] {
         &self.bits
@@ -144,12 +153,13 @@ impl Bitmap {
         i < self.len && self.bits[(i / 8) as usize] & (1 << (i % 8)) != 0
     }
     pub fn set(&mut self, i: u32) {
-        if i < self.len {
+        if i < self.len && !self.get(i) {
             self.bits[(i / 8) as usize] |= 1 << (i % 8);
+            self.ones += 1;
         }
     }
     pub fn count(&self) -> u32 {
-        (0..self.len).filter(|&i| self.get(i)).count() as u32
+        self.ones
     }
     pub fn is_full(&self) -> bool {
         self.count() == self.len

@@ -64,6 +64,7 @@ impl Schedule {
             .enumerate()
             .filter(|(i, _)| *i != source)
             .flat_map(|(_, s)| s.in_flight.iter().copied())
+            .filter(|&p| !self.have.get(p))
             .filter(|&p| !self.sources[source].in_flight.contains(&p))
             .filter(|&p| self.askers(p) < 2)
             .collect();
@@ -206,6 +207,18 @@ mod tests {
         assert_eq!(s.next(fast), Some(0), "the end: asked twice");
         assert!(s.arrived(fast, 0, 1));
         assert!(!s.arrived(slow, 0, 1), "the duplicate is not new");
+    }
+
+    #[test]
+    fn a_piece_that_arrived_is_not_asked_again_while_a_slow_source_still_has_it() {
+        let mut s = Schedule::new(Bitmap::new(2));
+        let (slow, fast) = (s.add_source(), s.add_source());
+        assert_eq!(s.next(slow), Some(0));
+        assert_eq!(s.next(slow), Some(1));
+        assert_eq!(s.next(fast), Some(0));
+        assert!(s.arrived(fast, 0, 1));
+        assert_eq!(s.next(fast), Some(1), "only the missing piece");
+        assert_eq!(s.next(fast), None, "not piece 0 again");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::core::access::KeyBytes;
 use crate::core::blob::pieces::{decode_piece, piece_count, piece_span, PieceError};
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
 use crate::core::blob::{Bitmap, BlobHash, Schedule};
-use crate::replica::store::{unix_now_ms, BlobRow};
+use crate::replica::store::{unix_now_ms, BlobRow, HeldKey};
 
 /// Pieces kept between two syncs of the partial files at most…
 const SYNC_EVERY_PIECES: u32 = 32;
@@ -23,10 +23,24 @@ const SYNC_EVERY_PIECES: u32 = 32;
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Failed requests after which a source is asked nothing more in this download.
 const MAX_FAILURES: u32 = 3;
-/// How long a source that said "busy" is left alone.
+/// How long a source that said "busy" is left alone…
 const BUSY_PAUSE: Duration = Duration::from_millis(200);
+/// …and how often it may say so before it is asked nothing more.
+const MAX_BUSY: u32 = 50;
+/// A download in which no answer came for this long gives up (what it has is kept).
+const STALLED_AFTER: Duration = Duration::from_secs(60);
 /// How long a source has to say whether it has the blob.
 const HAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl FetchJob {
+    /// The document the blob is attached to, as the tables name it.
+    pub(crate) fn doc(&self) -> HeldKey {
+        HeldKey {
+            topic: self.topic,
+            owner: self.owner,
+        }
+    }
+}
 
 /// What became of a piece that arrived.
 enum Written {
@@ -46,6 +60,9 @@ pub(crate) struct FetchJob {
     pub(crate) topic: [u8; 32],
     pub(crate) owner: KeyBytes,
     pub(crate) sources: Vec<PeerId>,
+    /// Nobody watches it (a holder keeping what a writer asked it to): if it fails, what it
+    /// fetched goes, so that a blob nobody sends does not hold room for ever.
+    pub(crate) quiet: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,12 +73,25 @@ enum FetchError {
         "every peer that had this attachment failed or left ({0} of {1} bytes kept for next time)"
     )]
     SourcesFailed(u64, u64),
+    #[error("no peer answered for a minute ({0} of {1} bytes kept for next time)")]
+    Stalled(u64, u64),
     #[error("{0}")]
     Local(String),
 }
 
 pub(super) async fn run(ctx: BlobContext, job: FetchJob, progress: watch::Sender<Transfer>) {
     let result = fetch(&ctx, &job, &progress).await;
+    if let (Err(e), true) = (&result, job.quiet) {
+        tracing::info!(blob = %job.hash, "a blob asked to be kept could not be fetched: {e}");
+        if let Ok(Some(row)) = ctx.store.blob(job.hash).await {
+            if !row.complete && matches!(ctx.store.delete_blob(job.hash, row.added).await, Ok(true))
+            {
+                let files = ctx.files.clone();
+                let hash = job.hash;
+                let _ = tokio::task::spawn_blocking(move || files.remove_partial(&hash)).await;
+            }
+        }
+    }
     progress.send_modify(|t| {
         t.state = match result {
             Ok(()) => TransferState::Done,
@@ -92,23 +122,77 @@ async fn fetch(
     }
     let count = piece_count(size);
     let row = ctx.store.blob(hash).await.map_err(|e| local(&e))?;
-    let added = row
-        .as_ref()
-        .map_or(unix_now_ms() as i64 / 1000, |r| r.added);
-    if let Some(row) = row.as_ref().filter(|r| r.complete) {
-        if ctx.files.has_complete(&hash) {
-            // Here already (perhaps for another document): attach it to this one too.
+    // Fetched now: garbage collection leaves it alone for its grace period.
+    let added = unix_now_ms() as i64 / 1000;
+    if let Some(row) = row.as_ref().filter(|r| r.size != size) {
+        if row.complete {
+            return Err(FetchError::Local(format!(
+                "this node has this attachment with {} bytes, not {size}: the reference is wrong",
+                row.size
+            )));
+        }
+        // A wrong size asked before (a bad reference): what was fetched for it goes.
+        let files = ctx.files.clone();
+        tokio::task::spawn_blocking(move || files.remove_partial(&hash))
+            .await
+            .map_err(|e| local(&e))?
+            .map_err(|e| local(&e))?;
+    }
+    let row = row.filter(|r| r.size == size);
+    if let Some(mut row) = row
+        .clone()
+        .filter(|r| r.complete && ctx.files.has_complete(&hash))
+    {
+        // Here already (perhaps for another document): attach it to this one too.
+        row.added = added;
+        ctx.store
+            .put_blob(row, job.doc())
+            .await
+            .map_err(|e| local(&e))?;
+        progress.send_modify(|t| t.have = size);
+        return Ok(());
+    }
+    if ctx.files.has_complete(&hash) {
+        // Renamed into place, but stopped before the store said so: checked, then kept.
+        let files = ctx.files.clone();
+        let whole = tokio::task::spawn_blocking(move || files.verify_complete(&hash, size))
+            .await
+            .map_err(|e| local(&e))?;
+        if whole {
+            let mut all = Bitmap::new(count);
+            (0..count).for_each(|p| all.set(p));
+            let row = BlobRow {
+                hash,
+                size,
+                have: all.as_bytes().to_vec(),
+                complete: true,
+                added,
+            };
             ctx.store
-                .put_blob(row.clone(), job.topic)
+                .put_blob(row, job.doc())
                 .await
                 .map_err(|e| local(&e))?;
             progress.send_modify(|t| t.have = size);
             return Ok(());
         }
     }
+    // Pieces the store says are here must be in the partial file (a file lost or cut short
+    // since: fetched again).
+    let partial_len = {
+        let files = ctx.files.clone();
+        tokio::task::spawn_blocking(move || files.partial_len(&hash))
+            .await
+            .map_err(|e| local(&e))?
+    };
     let have = row
         .filter(|r| !r.complete)
         .and_then(|r| Bitmap::from_bytes(count, &r.have))
+        .filter(|have| {
+            (0..count).filter(|&p| have.get(p)).all(|p| {
+                let (start, len) = piece_span(size, p);
+                partial_len >= start + len
+            })
+        })
         .unwrap_or_else(|| Bitmap::new(count));
     let save = |have: &Bitmap, complete: bool| BlobRow {
         hash,
@@ -118,7 +202,7 @@ async fn fetch(
         added,
     };
     ctx.store
-        .put_blob(save(&have, false), job.topic)
+        .put_blob(save(&have, false), job.doc())
         .await
         .map_err(|e| local(&e))?;
     progress.send_modify(|t| t.have = have_bytes(&have, size));
@@ -161,6 +245,7 @@ async fn fetch(
         return Err(FetchError::NoSource);
     }
     let mut failures = vec![0u32; peers.len()];
+    let mut busy = vec![0u32; peers.len()];
     let report = |schedule: &Schedule, state: TransferState| {
         let sources = peers
             .iter()
@@ -185,13 +270,24 @@ async fn fetch(
         for (i, &peer) in peers.iter().enumerate() {
             while let Some(piece) = schedule.next(i) {
                 let request = ask(peer, BlobAsk::Piece(piece));
-                flying.push(async move { (i, piece, request.await) });
+                flying.push(async move {
+                    let answer = request.await;
+                    // A busy source keeps its slot a moment: the others go on meanwhile.
+                    if matches!(answer, Ok(BlobResponse::Refused(Refusal::Busy))) {
+                        tokio::time::sleep(BUSY_PAUSE).await;
+                    }
+                    (i, piece, answer)
+                });
             }
         }
         if schedule.is_done() {
             break;
         }
-        let Some((i, piece, answer)) = flying.next().await else {
+        let next = match tokio::time::timeout(STALLED_AFTER, flying.next()).await {
+            Ok(next) => next,
+            Err(_) => return Err(FetchError::Stalled(have_bytes(schedule.have(), size), size)),
+        };
+        let Some((i, piece, answer)) = next else {
             return Err(FetchError::SourcesFailed(
                 have_bytes(schedule.have(), size),
                 size,
@@ -232,8 +328,12 @@ async fn fetch(
                 }
             }
             Ok(BlobResponse::Refused(Refusal::Busy)) => {
-                tokio::time::sleep(BUSY_PAUSE).await;
-                schedule.failed(i, piece);
+                busy[i] += 1;
+                if busy[i] >= MAX_BUSY {
+                    schedule.gone(i);
+                } else {
+                    schedule.failed(i, piece);
+                }
             }
             other => {
                 tracing::debug!(blob = %hash, peer = %peers[i], piece, "piece request failed: {other:?}");
@@ -258,7 +358,7 @@ async fn fetch(
         .map_err(|e| local(&e))?
         .map_err(|e| local(&e))?;
     ctx.store
-        .put_blob(save(schedule.have(), true), job.topic)
+        .put_blob(save(schedule.have(), true), job.doc())
         .await
         .map_err(|e| local(&e))?;
     report(&schedule, TransferState::Fetching);
@@ -274,7 +374,7 @@ async fn persist(ctx: &BlobContext, job: &FetchJob, row: BlobRow) -> Result<(), 
         .map_err(|e| FetchError::Local(e.to_string()))?
         .map_err(|e| FetchError::Local(e.to_string()))?;
     ctx.store
-        .put_blob(row, job.topic)
+        .put_blob(row, job.doc())
         .await
         .map_err(|e| FetchError::Local(e.to_string()))
 }

@@ -200,7 +200,7 @@ impl BlobFiles {
         Ok(())
     }
 
-    /// Makes the pieces written so far durable.
+    /// Makes the pieces written so far durable (the files, and their names in the folder).
     pub(crate) fn sync_partial(&self, hash: &BlobHash) -> Result<(), FilesError> {
         let (data, ob) = self.paths(hash, false);
         for p in [&data, &ob] {
@@ -210,7 +210,38 @@ impl BlobFiles {
                     .map_err(write_err(p))?;
             }
         }
+        let dir = self.dir.join("partial");
+        sync_dir(&dir).map_err(write_err(&dir))
+    }
+
+    /// The length of a partial blob's data file (0: none).
+    pub(crate) fn partial_len(&self, hash: &BlobHash) -> u64 {
+        let (data, _) = self.paths(hash, false);
+        fs::metadata(data).map_or(0, |m| m.len())
+    }
+
+    /// Removes a partial blob's files.
+    pub(crate) fn remove_partial(&self, hash: &BlobHash) -> io::Result<()> {
+        let (data, ob) = self.paths(hash, false);
+        for p in [data, ob] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         Ok(())
+    }
+
+    /// Whether the complete blob's data hashes to `hash` and has `size` bytes (false: its
+    /// files are removed).
+    pub(crate) fn verify_complete(&self, hash: &BlobHash, size: u64) -> bool {
+        let (data, ob) = self.paths(hash, true);
+        let good = hash_file(&data).is_ok_and(|(h, n)| h == *hash && n == size);
+        if !good {
+            let _ = fs::remove_file(&data);
+            let _ = fs::remove_file(&ob);
+        }
+        good
     }
 
     /// A partial blob whose every piece is in becomes complete (durably).
@@ -223,6 +254,26 @@ impl BlobFiles {
                 f.set_len(size).map_err(write_err(p))?;
             }
             f.sync_all().map_err(write_err(p))?;
+        }
+        // Every piece was verified as it came; the whole is checked once more before it is
+        // named complete (a partial file changed under the node is caught here).
+        match hash_file(&data) {
+            Ok((h, n)) if h == *hash && n == size => {}
+            Ok(_) => {
+                let _ = self.remove_partial(hash);
+                return Err(FilesError::Read {
+                    path: data,
+                    source: io::Error::other(
+                        "the assembled file does not match its hash; fetch it again",
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(FilesError::Read {
+                    path: data,
+                    source: e,
+                })
+            }
         }
         let (done_data, done_ob) = self.paths(hash, true);
         fs::rename(&ob, &done_ob).map_err(write_err(&done_ob))?;
@@ -280,6 +331,23 @@ fn open_private(path: &Path) -> io::Result<File> {
         .write(true)
         .mode(0o600)
         .open(path)
+}
+
+/// The BLAKE3 hash and length of a file.
+fn hash_file(path: &Path) -> io::Result<(BlobHash, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = File::open(path)?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    Ok((BlobHash(*hasher.finalize().as_bytes()), len))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -358,6 +426,19 @@ mod tests {
                 max: 10
             })
         ));
+    }
+
+    #[test]
+    fn a_complete_blob_is_checked_whole_and_a_damaged_one_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = BlobFiles::open(dir.path()).unwrap();
+        let src = dir.path().join("file");
+        fs::write(&src, vec![3u8; 100_000]).unwrap();
+        let r = a.seal(&[1; 32], &src, u64::MAX).unwrap();
+        assert!(a.verify_complete(&r.hash, r.size));
+        assert!(!a.verify_complete(&r.hash, r.size + 1), "another size");
+        assert!(!a.has_complete(&r.hash), "removed");
+        assert_eq!(a.partial_len(&r.hash), 0);
     }
 
     #[test]

@@ -165,7 +165,8 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     }
     if version < 8 {
         // Attachments: the blobs this node keeps (their bytes are files beside the database)
-        // and the documents (by topic) each is attached to.
+        // and the documents (by topic and owner, as the network names them) each is attached
+        // to.
         conn.execute_batch(
             "BEGIN;
              CREATE TABLE IF NOT EXISTS blobs (
@@ -173,8 +174,9 @@ pub(super) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
                  complete INTEGER NOT NULL, added INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS blob_docs (
                  hash BLOB NOT NULL REFERENCES blobs(hash) ON DELETE CASCADE,
-                 topic BLOB NOT NULL, PRIMARY KEY (hash, topic));
-             CREATE INDEX IF NOT EXISTS blob_docs_by_topic ON blob_docs(topic);
+                 topic BLOB NOT NULL, owner BLOB NOT NULL,
+                 PRIMARY KEY (hash, topic, owner));
+             CREATE INDEX IF NOT EXISTS blob_docs_by_doc ON blob_docs(topic, owner);
              PRAGMA user_version = 8;
              COMMIT;",
         )

@@ -1,10 +1,12 @@
 //! The store's part of attachments: which blobs this node keeps (`blobs`: size, the pieces it
-//! has verified and made durable, whether it is complete) and which documents each is attached
-//! to (`blob_docs`, by topic: only members of those documents are served it). The bytes live
+//! has verified and made durable, whether it is complete, when it was last added or fetched)
+//! and which documents each is attached to (`blob_docs`, by topic and owner, as the network
+//! names a document: only members of those documents are served it). The bytes live
 //! in files beside the database (`replica::blobs::files`).
 
 use rusqlite::{params, OptionalExtension};
 
+use super::held::HeldKey as DocKey;
 use super::{fail, finish, DeferredReply};
 use crate::core::blob::BlobHash;
 use crate::replica::store::{CommitFailure, Reply, StoreError};
@@ -17,22 +19,24 @@ pub(crate) struct BlobRow {
     /// The pieces verified and durable (a `core::blob::Bitmap`'s bytes).
     pub(crate) have: Vec<u8>,
     pub(crate) complete: bool,
-    /// Unix seconds when this node first kept (a part of) it.
+    /// Unix seconds when it was last added or fetched here (garbage collection leaves young
+    /// ones alone).
     pub(crate) added: i64,
 }
 
 pub(crate) enum BlobSql {
     Get(BlobHash, Reply<Option<BlobRow>>),
-    /// The blob if it is attached to the document of this topic.
-    Attached(BlobHash, [u8; 32], Reply<Option<BlobRow>>),
-    /// Keeps a blob's row (its pieces and completeness) and attaches it to a topic.
-    Put(BlobRow, [u8; 32], Reply<()>),
-    /// The blobs attached to a topic.
-    List([u8; 32], Reply<Vec<BlobRow>>),
-    /// Every blob, with the topics it is attached to.
-    All(Reply<Vec<(BlobRow, Vec<[u8; 32]>)>>),
-    /// Forgets a blob (its files are the caller's).
-    Delete(BlobHash, Reply<()>),
+    /// The blob if it is attached to this document.
+    Attached(BlobHash, DocKey, Reply<Option<BlobRow>>),
+    /// Keeps a blob's row (its pieces, completeness, time) and attaches it to a document.
+    Put(BlobRow, DocKey, Reply<()>),
+    /// The blobs attached to a document.
+    List(DocKey, Reply<Vec<BlobRow>>),
+    /// Every blob, with the documents it is attached to.
+    All(Reply<Attachments>),
+    /// Forgets a blob if its row is still `added` as given (nothing added or fetched it since);
+    /// whether it did (its files are the caller's).
+    Delete(BlobHash, i64, Reply<bool>),
 }
 
 const COLUMNS: &str = "hash, size, have, complete, added";
@@ -58,37 +62,42 @@ impl BlobSql {
     ) -> (DeferredReply, Option<CommitFailure>) {
         match self {
             BlobSql::Get(hash, r) => finish(r, get(tx, hash)),
-            BlobSql::Attached(hash, topic, r) => {
+            BlobSql::Attached(hash, doc, r) => {
                 let result = tx
                     .query_row(
                         &format!(
                             "SELECT {COLUMNS} FROM blobs WHERE hash = ?1 AND EXISTS
-                             (SELECT 1 FROM blob_docs WHERE hash = ?1 AND topic = ?2)"
+                             (SELECT 1 FROM blob_docs WHERE hash = ?1 AND topic = ?2
+                              AND owner = ?3)"
                         ),
-                        params![&hash.0[..], &topic[..]],
+                        params![&hash.0[..], &doc.topic[..], &doc.owner[..]],
                         row,
                     )
                     .optional()
                     .map_err(StoreError::from);
                 finish(r, result)
             }
-            BlobSql::Put(blob, topic, r) => finish(r, put(tx, &blob, &topic)),
-            BlobSql::List(topic, r) => {
+            BlobSql::Put(blob, doc, r) => finish(r, put(tx, &blob, &doc)),
+            BlobSql::List(doc, r) => {
                 let result = (|| {
                     let mut stmt = tx.prepare(&format!(
                         "SELECT {COLUMNS} FROM blobs WHERE hash IN
-                         (SELECT hash FROM blob_docs WHERE topic = ?1) ORDER BY added, hash"
+                         (SELECT hash FROM blob_docs WHERE topic = ?1 AND owner = ?2)
+                         ORDER BY added, hash"
                     ))?;
-                    let rows = stmt.query_map(params![&topic[..]], row)?;
+                    let rows = stmt.query_map(params![&doc.topic[..], &doc.owner[..]], row)?;
                     Ok(rows.collect::<Result<Vec<_>, _>>()?)
                 })();
                 finish(r, result)
             }
             BlobSql::All(r) => finish(r, all(tx)),
-            BlobSql::Delete(hash, r) => {
+            BlobSql::Delete(hash, added, r) => {
                 let result = tx
-                    .execute("DELETE FROM blobs WHERE hash = ?1", params![&hash.0[..]])
-                    .map(|_| ())
+                    .execute(
+                        "DELETE FROM blobs WHERE hash = ?1 AND added = ?2",
+                        params![&hash.0[..], added],
+                    )
+                    .map(|n| n > 0)
                     .map_err(StoreError::from);
                 finish(r, result)
             }
@@ -98,7 +107,8 @@ impl BlobSql {
     pub(super) fn refuse(self) -> DeferredReply {
         match self {
             BlobSql::Get(_, r) | BlobSql::Attached(_, _, r) => fail(r),
-            BlobSql::Put(_, _, r) | BlobSql::Delete(_, r) => fail(r),
+            BlobSql::Put(_, _, r) => fail(r),
+            BlobSql::Delete(_, _, r) => fail(r),
             BlobSql::List(_, r) => fail(r),
             BlobSql::All(r) => fail(r),
         }
@@ -115,10 +125,11 @@ fn get(tx: &rusqlite::Transaction, hash: BlobHash) -> Result<Option<BlobRow>, St
         .optional()?)
 }
 
-fn put(tx: &rusqlite::Transaction, blob: &BlobRow, topic: &[u8; 32]) -> Result<(), StoreError> {
+fn put(tx: &rusqlite::Transaction, blob: &BlobRow, doc: &DocKey) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO blobs (hash, size, have, complete, added) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (hash) DO UPDATE SET have = excluded.have, complete = excluded.complete",
+         ON CONFLICT (hash) DO UPDATE SET size = excluded.size, have = excluded.have,
+             complete = excluded.complete, added = max(added, excluded.added)",
         params![
             &blob.hash.0[..],
             blob.size as i64,
@@ -128,23 +139,32 @@ fn put(tx: &rusqlite::Transaction, blob: &BlobRow, topic: &[u8; 32]) -> Result<(
         ],
     )?;
     tx.execute(
-        "INSERT OR IGNORE INTO blob_docs (hash, topic) VALUES (?1, ?2)",
-        params![&blob.hash.0[..], &topic[..]],
+        "INSERT OR IGNORE INTO blob_docs (hash, topic, owner) VALUES (?1, ?2, ?3)",
+        params![&blob.hash.0[..], &doc.topic[..], &doc.owner[..]],
     )?;
     Ok(())
 }
 
-type Attachments = Vec<(BlobRow, Vec<[u8; 32]>)>;
+/// Every blob, with the documents it is attached to.
+pub(crate) type Attachments = Vec<(BlobRow, Vec<DocKey>)>;
 
 fn all(tx: &rusqlite::Transaction) -> Result<Attachments, StoreError> {
     let mut stmt = tx.prepare(&format!("SELECT {COLUMNS} FROM blobs ORDER BY hash"))?;
     let blobs = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
-    let mut topics = tx.prepare("SELECT topic FROM blob_docs WHERE hash = ?1")?;
+    let mut docs = tx.prepare("SELECT topic, owner FROM blob_docs WHERE hash = ?1")?;
     let mut out = Vec::with_capacity(blobs.len());
     for blob in blobs {
-        let attached = topics
-            .query_map(params![&blob.hash.0[..]], |r| r.get::<_, Vec<u8>>(0))?
-            .filter_map(|t| t.ok().and_then(|t| <[u8; 32]>::try_from(t.as_slice()).ok()))
+        let attached = docs
+            .query_map(params![&blob.hash.0[..]], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?
+            .filter_map(|d| {
+                let (topic, owner) = d.ok()?;
+                Some(DocKey {
+                    topic: topic.as_slice().try_into().ok()?,
+                    owner: owner.as_slice().try_into().ok()?,
+                })
+            })
             .collect();
         out.push((blob, attached));
     }
