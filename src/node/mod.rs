@@ -192,6 +192,7 @@ impl Node {
                             r.max_doc_bytes.min(config.attachments.max_doc_bytes)
                         }),
                     held_total: config.replica.as_ref().map(|r| r.max_bytes),
+                    reoffer_every: config.sync_interval * 6,
                     serve_rate: Some(config.attachments.serve_rate).filter(|&r| r > 0),
                 },
                 #[cfg(feature = "test-faults")]

@@ -82,6 +82,9 @@ pub(crate) struct BlobLimits {
     pub(crate) max_doc_bytes: u64,
     /// On a holder: all blobs together at most (its `max_bytes`).
     pub(crate) held_total: Option<u64>,
+    /// How often this node checks that the holders of its documents keep their attachments
+    /// (one that was offline when one was added, or restarted while fetching it, gets it then).
+    pub(crate) reoffer_every: Duration,
     /// Bytes per second sent to one peer at most (`None`: no limit).
     pub(crate) serve_rate: Option<u64>,
 }
@@ -226,7 +229,7 @@ impl Offer {
                     tracing::debug!(blob = %self.hash, %holder, "a holder keeps the attachment")
                 }
                 other => {
-                    tracing::info!(blob = %self.hash, %holder, "a holder did not take the attachment: {other:?}")
+                    tracing::debug!(blob = %self.hash, %holder, "a holder did not take the attachment: {other:?}")
                 }
             }
         }
@@ -286,10 +289,23 @@ impl BlobService {
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut reoffer = tokio::time::interval(self.ctx.limits.reoffer_every);
+        reoffer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reoffering: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 Some(input) = rx.recv() => self.on_input(input),
+                _ = reoffer.tick() => {
+                    // One pass at a time: a slow one is not stacked.
+                    if reoffering.as_ref().is_none_or(|t| t.is_finished()) {
+                        let (ctx, rooms, cancel) =
+                            (self.ctx.clone(), self.rooms.clone(), self.cancel.clone());
+                        reoffering = Some(self.tasks.spawn(async move {
+                            cancel.run_until_cancelled(reoffer_all(&ctx, &rooms)).await;
+                        }));
+                    }
+                }
             }
         }
         self.tasks.close();
@@ -537,6 +553,67 @@ impl BlobService {
         }
         *until = next;
         Some(delay)
+    }
+}
+
+/// Asks each holder of each document here whether it keeps each attachment this node has
+/// whole, and asks those that do not to keep it (they fetch it from this node).
+async fn reoffer_all(ctx: &BlobContext, rooms: &Rooms) {
+    let Ok(all) = ctx.store.all_blobs().await else {
+        return;
+    };
+    for room in rooms.all() {
+        let membership = room.access().membership.clone();
+        let holders: Vec<PeerId> = membership
+            .holders()
+            .iter()
+            .filter_map(crate::core::access::peer_of)
+            .collect();
+        if holders.is_empty()
+            || !membership
+                .role_of_key(&ctx.me)
+                .is_some_and(|r| r.may_write())
+        {
+            continue;
+        }
+        let doc = HeldKey {
+            topic: room.topic,
+            owner: membership.owner(),
+        };
+        for (row, _) in all
+            .iter()
+            .filter(|(r, docs)| r.complete && docs.contains(&doc))
+        {
+            for &holder in &holders {
+                let have = BlobRequest {
+                    topic: doc.topic,
+                    owner: doc.owner,
+                    hash: row.hash,
+                    body: BlobAsk::Have,
+                };
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    ctx.net.request(holder, have.encode()),
+                )
+                .await;
+                let kept = matches!(
+                    answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))),
+                    Ok(Ok(Ok(BlobResponse::Have { complete: true })))
+                );
+                // Unreachable or missing: asked to keep it (unreachable ones fail quietly).
+                if !kept {
+                    Offer {
+                        topic: doc.topic,
+                        owner: doc.owner,
+                        hash: row.hash,
+                        size: row.size,
+                        holders: vec![holder],
+                    }
+                    .send(ctx)
+                    .await;
+                }
+            }
+        }
     }
 }
 

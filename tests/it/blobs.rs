@@ -415,19 +415,15 @@ async fn a_holder_keeps_attachments_sealed_and_serves_them_while_every_member_is
     // Added after the holder was chosen: offered to it at once; the one before, when chosen.
     let (path, want) = make_file(&d.paths[3], "photo.png", 3 << 20, 31);
     let blob = a.attach(&doc.id, &path, None, true).await.unwrap().blob;
-    let received = |n: &Node| metric_value(&n.metrics_text(), "peerdoc_blob_bytes_received_total");
-    wait_until("the holder keeps both attachments", async || {
-        received(&r) >= (blob.size + before.size) as f64
+    wait_until("the holder keeps both attachments whole", async || {
+        let listed = a.blobs(&doc.id).await.unwrap();
+        listed.len() == 2 && listed.iter().all(|b| b.replicas == vec![r.peer_id()])
     })
     .await;
+    let received = metric_value(&r.metrics_text(), "peerdoc_blob_bytes_received_total");
+    assert!(received >= (blob.size + before.size) as f64, "{received}");
     // It keeps them sealed.
     assert_eq!(files_containing(&d.paths[1], MARKER), Vec::<String>::new());
-    // A member lists where each attachment is held.
-    let listed = a.blobs(&doc.id).await.unwrap();
-    assert!(
-        listed.iter().all(|b| b.replicas == vec![r.peer_id()]),
-        "{listed:?}"
-    );
     // Garbage collection on the holder keeps what it holds for others.
     assert_eq!(r.gc_blobs(Some(-1)).await.unwrap().removed, 0);
     let ticket = a.ticket(&doc.id).await.unwrap();
@@ -524,4 +520,41 @@ async fn a_holder_keeps_attachments_sealed_and_serves_them_while_every_member_is
     cancel.cancel();
     b.shutdown().await;
     r.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_offline_when_an_attachment_was_added_gets_it_when_it_is_back() {
+    let d = dirs(3);
+    let a = start(&d.paths[0]).await;
+    let mut holder = test_config(&d.paths[1], 0);
+    holder.replica = Some(ReplicaLimits::default());
+    let r = start_with(holder.clone()).await;
+    let doc = a.create_doc("album").await.unwrap();
+    a.replicate(&doc.id, &dial_addr(&r).await.to_string())
+        .await
+        .unwrap();
+    r.shutdown().await;
+    let (path, _) = make_file(&d.paths[2], "late.png", 700_000, 41);
+    let blob = a.attach(&doc.id, &path, None, true).await.unwrap().blob;
+    // The ask made while it was away gives up (a request waits for a connection until its
+    // timeout, 5 s here): only a later check can reach it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Back at another address: it dials A, and A's next check finds it lacks the attachment.
+    let mut again = holder;
+    again.bootstrap = vec![dial_addr(&a).await];
+    let r = start_with(again).await;
+    assert_eq!(
+        metric_value(&r.metrics_text(), "peerdoc_blob_bytes_received_total"),
+        0.0
+    );
+    wait_until(
+        "the holder keeps the attachment it missed, whole",
+        async || a.blobs(&doc.id).await.unwrap()[0].replicas == vec![r.peer_id()],
+    )
+    .await;
+    assert!(
+        metric_value(&r.metrics_text(), "peerdoc_blob_bytes_received_total") >= blob.size as f64
+    );
+    r.shutdown().await;
+    a.shutdown().await;
 }
