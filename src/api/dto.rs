@@ -6,6 +6,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::node;
 
+mod blobs;
+mod holders;
+
+pub use blobs::{Attached, BlobInfo, GcReport, Transfer, TransferSource};
+pub use holders::{HeldInfo, HolderInfo};
+
 /// A document as listed by the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DocInfo {
@@ -243,75 +249,6 @@ impl From<node::DocInfo> for DocInfo {
     }
 }
 
-/// A holder of a document (`GET /api/docs/{doc}/replicas`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HolderInfo {
-    pub peer: String,
-    /// It holds the document now (`false`: it was let go).
-    pub holds: bool,
-    /// The owner or writer that decided it, and when (Unix ms).
-    pub decided_by: Option<String>,
-    pub decided_at_ms: u64,
-    /// Unix seconds of the last exchange with it that succeeded (`null`: never).
-    pub reached: Option<i64>,
-    /// Bytes and entries it kept then, and how many of them this node has read.
-    pub bytes: u64,
-    pub entries: u64,
-    pub read: u64,
-    /// Unix ms of the last entry it kept.
-    pub last_write_ms: Option<u64>,
-    /// Why the last exchange with it failed, if it did.
-    pub error: Option<String>,
-}
-
-/// A document this node keeps sealed for others (`GET /api/held`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct HeldInfo {
-    pub doc: String,
-    pub topic: String,
-    pub owner: Option<String>,
-    /// Unix seconds when this node began to hold it.
-    pub created: i64,
-    pub bytes: u64,
-    pub entries: u64,
-    /// Entries below this offset were replaced by a member's snapshot.
-    #[serde(default)]
-    pub compacted_below: u64,
-    pub last_write_ms: Option<u64>,
-}
-
-impl From<node::HolderInfo> for HolderInfo {
-    fn from(h: node::HolderInfo) -> HolderInfo {
-        HolderInfo {
-            peer: h.peer.to_string(),
-            holds: h.holds,
-            decided_by: h.decided_by.map(|p| p.to_string()),
-            decided_at_ms: h.decided_at_ms,
-            reached: h.reached,
-            bytes: h.bytes,
-            entries: h.entries,
-            read: h.read,
-            last_write_ms: h.last_write_ms,
-            error: h.error,
-        }
-    }
-}
-
-impl From<node::HeldInfo> for HeldInfo {
-    fn from(h: node::HeldInfo) -> HeldInfo {
-        HeldInfo {
-            doc: h.doc.to_string(),
-            topic: h.topic,
-            owner: h.owner.map(|p| p.to_string()),
-            created: h.created,
-            bytes: h.bytes,
-            entries: h.entries,
-            compacted_below: h.compacted_below,
-            last_write_ms: h.last_write_ms,
-        }
-    }
-}
-
 impl From<node::MemberInfo> for MemberInfo {
     fn from(m: node::MemberInfo) -> MemberInfo {
         MemberInfo {
@@ -396,127 +333,4 @@ impl Status {
 
 fn strings(addrs: &[libp2p::Multiaddr]) -> Vec<String> {
     addrs.iter().map(ToString::to_string).collect()
-}
-
-/// An attachment just added (`POST /api/docs/{doc}/blobs`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Attached {
-    /// The reference: `b1.<hash>.<key>.<size>`.
-    pub reference: String,
-    pub hash: String,
-    pub size: u64,
-    pub name: String,
-    /// The link that shows it in the document.
-    pub link: String,
-}
-
-impl From<node::Attached> for Attached {
-    fn from(a: node::Attached) -> Self {
-        Attached {
-            reference: a.blob.to_string(),
-            hash: a.blob.hash.to_hex(),
-            size: a.blob.size,
-            name: a.name,
-            link: a.link,
-        }
-    }
-}
-
-/// An attachment of a document (`GET /api/docs/{doc}/blobs`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub hash: String,
-    pub size: u64,
-    /// The reference, when the document's text gives it.
-    pub reference: Option<String>,
-    pub name: Option<String>,
-    /// The document refers to it, now or in a version.
-    pub referenced: bool,
-    /// Bytes of it kept on this node (`size` when whole).
-    pub here: u64,
-    /// Online peers of the document that have it whole.
-    pub peers: Vec<String>,
-    /// The document's holders that keep it whole.
-    #[serde(default)]
-    pub replicas: Vec<String>,
-}
-
-impl From<node::BlobInfo> for BlobInfo {
-    fn from(b: node::BlobInfo) -> Self {
-        BlobInfo {
-            hash: b.hash.to_hex(),
-            size: b.size,
-            reference: b.blob.map(|r| r.to_string()),
-            name: b.name,
-            referenced: b.referenced,
-            here: b.here,
-            peers: b.peers.iter().map(ToString::to_string).collect(),
-            replicas: b.replicas.iter().map(ToString::to_string).collect(),
-        }
-    }
-}
-
-/// A download (`GET /api/docs/{doc}/blobs/{ref}/transfer`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Transfer {
-    pub size: u64,
-    /// Bytes verified and kept so far.
-    pub have: u64,
-    /// `looking`, `fetching`, `done` or `failed`.
-    pub state: String,
-    /// Why it failed.
-    pub error: Option<String>,
-    /// Each source with the verified bytes it sent, and whether it was banned for a bad piece.
-    pub sources: Vec<TransferSource>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TransferSource {
-    pub peer: String,
-    pub bytes: u64,
-    pub banned: bool,
-}
-
-impl From<crate::Transfer> for Transfer {
-    fn from(t: crate::Transfer) -> Self {
-        let (state, error) = match t.state {
-            crate::TransferState::Looking => ("looking", None),
-            crate::TransferState::Fetching => ("fetching", None),
-            crate::TransferState::Done => ("done", None),
-            crate::TransferState::Failed(why) => ("failed", Some(why)),
-        };
-        Transfer {
-            size: t.size,
-            have: t.have,
-            state: state.into(),
-            error,
-            sources: t
-                .sources
-                .into_iter()
-                .map(|s| TransferSource {
-                    peer: s.peer.to_string(),
-                    bytes: s.bytes,
-                    banned: s.banned,
-                })
-                .collect(),
-        }
-    }
-}
-
-/// What `POST /api/gc` removed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct GcReport {
-    pub removed: usize,
-    pub bytes: u64,
-    pub kept: usize,
-}
-
-impl From<node::GcReport> for GcReport {
-    fn from(r: node::GcReport) -> Self {
-        GcReport {
-            removed: r.removed,
-            bytes: r.bytes,
-            kept: r.kept,
-        }
-    }
 }

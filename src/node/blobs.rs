@@ -4,24 +4,24 @@
 //! ([`Node::gc_blobs`]). The formats and rules are `core::blob`'s; the transfers are
 //! `replica::blobs`'.
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use libp2p::PeerId;
 use tokio::sync::watch;
 
+mod links;
+mod listing;
+
+use links::human_size;
+pub use links::{blob_link, content_type, is_image};
+pub use listing::{BlobInfo, GcReport, GC_GRACE_SECS};
+
 use super::{DocRef, Error, Node};
-use crate::core::blob::{refs_in, BlobHash, BlobRef};
-use crate::core::doc::rich::Format;
-use crate::core::doc::DocId;
+use crate::core::blob::{BlobHash, BlobRef};
 use crate::replica::blobs::files::FilesError;
 use crate::replica::blobs::{FetchJob, Offer, Transfer, TransferState};
 use crate::replica::room::RoomHandle;
 use crate::replica::store::{unix_now_ms, BlobRow, HeldKey};
-
-/// Unreferenced blobs younger than this are kept by garbage collection: an attachment added
-/// without `--insert` has this long to be put into the document.
-pub const GC_GRACE_SECS: i64 = 24 * 3600;
 
 /// An attachment added to a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,49 +31,6 @@ pub struct Attached {
     pub name: String,
     /// The link that shows it in the document: `/api/docs/<doc>/blobs/<reference>/<name>`.
     pub link: String,
-}
-
-/// An attachment of a document, as this node knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobInfo {
-    pub hash: BlobHash,
-    pub size: u64,
-    /// The reference, when the document's text gives it (an attachment added here without
-    /// `--insert` is listed by hash only until a link to it is written).
-    pub blob: Option<BlobRef>,
-    /// The file name a link in the document gives it, if one does.
-    pub name: Option<String>,
-    /// The document (now, or in a version) refers to it.
-    pub referenced: bool,
-    /// Bytes of it this node keeps (`size` when whole).
-    pub here: u64,
-    /// Online peers of the document that have it whole (asked now), holders apart.
-    pub peers: Vec<PeerId>,
-    /// The document's holders that keep it whole (asked now).
-    pub replicas: Vec<PeerId>,
-}
-
-/// What garbage collection removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GcReport {
-    pub removed: usize,
-    pub bytes: u64,
-    pub kept: usize,
-}
-
-/// The link a document holds for an attachment.
-pub fn blob_link(doc: &DocId, blob: &BlobRef, name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("/api/docs/{doc}/blobs/{blob}/{name}")
 }
 
 /// The document as the network (and the attachment tables) name it: topic and owner.
@@ -391,243 +348,5 @@ impl Node {
             .await
             .map_err(|e| Error::AttachmentIo(e.to_string()))?
             .map_err(|e| Error::AttachmentIo(format!("cannot read the attachment: {e}")))
-    }
-
-    /// The attachments of a document: every one its text refers to now or in a version, and
-    /// every one added or fetched here for it, with what this node keeps of each and which
-    /// online peers have it.
-    pub async fn blobs<'a>(&self, doc: impl Into<DocRef<'a>>) -> Result<Vec<BlobInfo>, Error> {
-        let doc = doc.into();
-        self.not_joining(doc).await?;
-        let room = self.room(doc).await?;
-        let referenced = self.referenced(&room).await?;
-        let kept: HashMap<BlobHash, BlobRow> = self
-            .inner
-            .store
-            .doc_blobs(doc_key(&room))
-            .await?
-            .into_iter()
-            .map(|r| (r.hash, r))
-            .collect();
-        let mut out: Vec<BlobInfo> = Vec::new();
-        let mut seen = HashSet::new();
-        for (blob, name) in referenced.iter() {
-            seen.insert(blob.hash);
-            out.push(BlobInfo {
-                hash: blob.hash,
-                size: blob.size,
-                blob: Some(*blob),
-                name: name.clone(),
-                referenced: true,
-                here: 0,
-                peers: Vec::new(),
-                replicas: Vec::new(),
-            });
-        }
-        for row in kept.values() {
-            if !seen.contains(&row.hash) {
-                // Added here but not (yet) in the document: the key is not known from a link.
-                out.push(BlobInfo {
-                    hash: row.hash,
-                    size: row.size,
-                    blob: None,
-                    name: None,
-                    referenced: false,
-                    here: 0,
-                    peers: Vec::new(),
-                    replicas: Vec::new(),
-                });
-            }
-        }
-        let sources = self.blob_sources(&room).await;
-        let membership = room.access().membership.clone();
-        let (topic, owner) = (room.topic, membership.owner());
-        // Each attachment's sources are asked at once (one slow peer costs one timeout).
-        let held = futures::future::join_all(
-            out.iter()
-                .map(|info| self.inner.blobs.who_has(topic, owner, info.hash, &sources)),
-        )
-        .await;
-        for (info, has) in out.iter_mut().zip(held) {
-            info.here = match kept.get(&info.hash) {
-                Some(r) if r.complete => r.size,
-                Some(r) => {
-                    let count = crate::core::blob::pieces::piece_count(r.size);
-                    crate::core::blob::Bitmap::from_bytes(count, &r.have)
-                        .map(|have| {
-                            (0..count)
-                                .filter(|&p| have.get(p))
-                                .map(|p| crate::core::blob::pieces::piece_span(r.size, p).1)
-                                .sum()
-                        })
-                        .unwrap_or(0)
-                }
-                None => 0,
-            };
-            let (replicas, peers) = has.into_iter().partition(|p| {
-                crate::core::access::key_of(p).is_ok_and(|k| membership.is_holder(&k))
-            });
-            (info.peers, info.replicas) = (peers, replicas);
-        }
-        Ok(out)
-    }
-
-    /// Every attachment the document refers to, now or in one of its versions, with the name
-    /// its link gives it.
-    async fn referenced(&self, room: &RoomHandle) -> Result<Vec<(BlobRef, Option<String>)>, Error> {
-        let mut texts = vec![room.export(Format::Markdown).await?];
-        for version in room.versions().await? {
-            texts.push(
-                room.export_at(version.version.id.clone(), Format::Markdown)
-                    .await?,
-            );
-        }
-        let mut out: Vec<(BlobRef, Option<String>)> = Vec::new();
-        for text in &texts {
-            let names = link_names(text);
-            for blob in refs_in(text) {
-                if !out.iter().any(|(b, _)| *b == blob) {
-                    out.push((blob, names.get(&blob).cloned()));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes the attachments that no document here refers to (now or in a version), that
-    /// are not attached to a document this node holds for others, and that were added more
-    /// than [`GC_GRACE_SECS`] ago (`grace_secs` overrides it), with their files; downloads
-    /// running are left alone.
-    pub async fn gc_blobs(&self, grace_secs: Option<i64>) -> Result<GcReport, Error> {
-        let mut referenced: HashSet<BlobHash> = HashSet::new();
-        for meta in self.inner.store.list_docs().await? {
-            let room = self.room_of(&meta).await?;
-            referenced.extend(
-                self.referenced(&room)
-                    .await?
-                    .into_iter()
-                    .map(|(b, _)| b.hash),
-            );
-        }
-        // A holder keeps what it was asked to keep while it holds the document.
-        let held: HashSet<HeldKey> = match &self.inner.held {
-            Some(held) => held.list().await?.iter().map(|h| h.key).collect(),
-            None => HashSet::new(),
-        };
-        let cutoff = unix_now_ms() as i64 / 1000 - grace_secs.unwrap_or(GC_GRACE_SECS);
-        let mut report = GcReport::default();
-        for (row, docs) in self.inner.store.all_blobs().await? {
-            if referenced.contains(&row.hash)
-                || docs.iter().any(|d| held.contains(d))
-                || row.added > cutoff
-                || self.inner.blobs.is_running(row.hash).await
-            {
-                report.kept += 1;
-                continue;
-            }
-            // Only if nothing added or fetched it since this listing.
-            if !self.inner.store.delete_blob(row.hash, row.added).await? {
-                report.kept += 1;
-                continue;
-            }
-            let files = self.inner.blobs.files.clone();
-            let hash = row.hash;
-            tokio::task::spawn_blocking(move || files.remove(&hash))
-                .await
-                .map_err(|e| Error::AttachmentIo(e.to_string()))?
-                .map_err(|e| {
-                    Error::AttachmentIo(format!("cannot remove an attachment's files: {e}"))
-                })?;
-            report.removed += 1;
-            report.bytes += row.size;
-        }
-        Ok(report)
-    }
-}
-
-/// File names links give their attachments: the last segment of `…/blobs/<ref>/<name>`.
-fn link_names(text: &str) -> HashMap<BlobRef, String> {
-    let mut out = HashMap::new();
-    for blob in refs_in(text) {
-        let marker = format!("{blob}/");
-        if let Some(at) = text.find(&marker) {
-            let rest = &text[at + marker.len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| !c.is_whitespace() && !")]\"'<>".contains(*c))
-                .collect();
-            if !name.is_empty() {
-                out.insert(blob, name);
-            }
-        }
-    }
-    out
-}
-
-/// Whether a file name is an image a browser shows inline.
-pub fn is_image(name: &str) -> bool {
-    matches!(
-        content_type(name),
-        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif"
-    )
-}
-
-/// The content type an attachment is served with, by its name. Types a browser would run
-/// (HTML, SVG) are served as downloads.
-pub fn content_type(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "webp" => "image/webp",
-        "avif" => "image/avif",
-        "pdf" => "application/pdf",
-        "txt" | "md" | "csv" => "text/plain; charset=utf-8",
-        "json" => "application/json",
-        "mp4" => "video/mp4",
-        "webm" => "video/webm",
-        "mp3" => "audio/mpeg",
-        "ogg" => "audio/ogg",
-        "zip" => "application/zip",
-        _ => "application/octet-stream",
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / f64::from(1u32 << 30)),
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / f64::from(1u32 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KB", b as f64 / 1024.0),
-        b => format!("{b} bytes"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn links_name_their_files_and_dangerous_types_download() {
-        let blob = BlobRef {
-            hash: BlobHash([1; 32]),
-            key: [2; 32],
-            size: 3,
-        };
-        let doc = DocId([4; 16]);
-        let link = blob_link(&doc, &blob, "my photo (1).png");
-        assert!(link.ends_with("/my_photo__1_.png"), "{link}");
-        let text = format!("![x]({link}) and [y]({blob})");
-        assert_eq!(
-            link_names(&text).get(&blob).map(String::as_str),
-            Some("my_photo__1_.png")
-        );
-        assert!(is_image("a.PNG"));
-        assert_eq!(content_type("x.svg"), "application/octet-stream");
-        assert_eq!(content_type("x.html"), "application/octet-stream");
-        assert_eq!(human_size(1536), "1.5 KB");
     }
 }

@@ -19,18 +19,23 @@ use super::rooms::Rooms;
 use super::store::{HeldKey, Store};
 use crate::core::access::admission::{admit, Admission, Asked, Why};
 use crate::core::access::{key_of, KeyBytes};
-use crate::core::blob::pieces::piece_count;
 
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
-use crate::core::blob::{Bitmap, BlobHash};
+use crate::core::blob::BlobHash;
 use crate::metrics::Metrics;
 use crate::net::Net;
 
+mod answer;
 mod fetch;
 pub(crate) mod files;
+mod holders;
 
+use answer::answer;
 pub(crate) use fetch::FetchJob;
+pub use fetch::{Transfer, TransferSource, TransferState};
 use files::BlobFiles;
+pub(crate) use holders::Offer;
+use holders::{possesses, reoffer_all, room_for};
 
 /// Requests waiting for the loop; beyond it they are refused as busy.
 const REQUEST_QUEUE: usize = 256;
@@ -43,35 +48,6 @@ const MAX_DOWNLOADS: usize = 16;
 /// A piece held back longer than this by the throttle is refused as busy instead (a
 /// requester waits 15 s at most).
 const MAX_THROTTLE_DELAY: Duration = Duration::from_secs(5);
-
-/// How a download goes, as its watchers see it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transfer {
-    pub size: u64,
-    /// Bytes verified and kept so far (pieces from before a restart included).
-    pub have: u64,
-    /// Each source asked, with the verified bytes it sent in this download.
-    pub sources: Vec<TransferSource>,
-    pub state: TransferState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TransferSource {
-    pub peer: PeerId,
-    pub bytes: u64,
-    /// It sent a piece that did not match the hash: asked nothing more.
-    pub banned: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferState {
-    /// Asking the document's peers and holders who has it.
-    Looking,
-    Fetching,
-    Done,
-    /// No source has it, or every source failed; what was fetched is kept for next time.
-    Failed(String),
-}
 
 /// The blob settings of a node.
 #[derive(Debug, Clone, Copy)]
@@ -196,43 +172,6 @@ impl BlobsHandle {
         crate::actor::ask(&self.tx, |r| Input::Running(hash, r))
             .await
             .unwrap_or(true)
-    }
-}
-
-/// A blob to offer to a document's holders.
-#[derive(Debug, Clone)]
-pub(crate) struct Offer {
-    pub(crate) topic: [u8; 32],
-    pub(crate) owner: KeyBytes,
-    pub(crate) hash: BlobHash,
-    pub(crate) size: u64,
-    pub(crate) holders: Vec<PeerId>,
-}
-
-impl Offer {
-    async fn send(self, ctx: &BlobContext) {
-        let request = BlobRequest {
-            topic: self.topic,
-            owner: self.owner,
-            hash: self.hash,
-            body: BlobAsk::Keep(self.size),
-        }
-        .encode();
-        for holder in self.holders {
-            let answer = tokio::time::timeout(
-                Duration::from_secs(10),
-                ctx.net.request(holder, request.clone()),
-            )
-            .await;
-            match answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))) {
-                Ok(Ok(Ok(BlobResponse::Have { .. }))) => {
-                    tracing::debug!(blob = %self.hash, %holder, "a holder keeps the attachment")
-                }
-                other => {
-                    tracing::debug!(blob = %self.hash, %holder, "a holder did not take the attachment: {other:?}")
-                }
-            }
-        }
     }
 }
 
@@ -553,185 +492,5 @@ impl BlobService {
         }
         *until = next;
         Some(delay)
-    }
-}
-
-/// Asks each holder of each document here whether it keeps each attachment this node has
-/// whole, and asks those that do not to keep it (they fetch it from this node).
-async fn reoffer_all(ctx: &BlobContext, rooms: &Rooms) {
-    let Ok(all) = ctx.store.all_blobs().await else {
-        return;
-    };
-    for room in rooms.all() {
-        let membership = room.access().membership.clone();
-        let holders: Vec<PeerId> = membership
-            .holders()
-            .iter()
-            .filter_map(crate::core::access::peer_of)
-            .collect();
-        if holders.is_empty()
-            || !membership
-                .role_of_key(&ctx.me)
-                .is_some_and(|r| r.may_write())
-        {
-            continue;
-        }
-        let doc = HeldKey {
-            topic: room.topic,
-            owner: membership.owner(),
-        };
-        for (row, _) in all
-            .iter()
-            .filter(|(r, docs)| r.complete && docs.contains(&doc))
-        {
-            for &holder in &holders {
-                let have = BlobRequest {
-                    topic: doc.topic,
-                    owner: doc.owner,
-                    hash: row.hash,
-                    body: BlobAsk::Have,
-                };
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    ctx.net.request(holder, have.encode()),
-                )
-                .await;
-                let kept = matches!(
-                    answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))),
-                    Ok(Ok(Ok(BlobResponse::Have { complete: true })))
-                );
-                // Unreachable or missing: asked to keep it (unreachable ones fail quietly).
-                if !kept {
-                    Offer {
-                        topic: doc.topic,
-                        owner: doc.owner,
-                        hash: row.hash,
-                        size: row.size,
-                        holders: vec![holder],
-                    }
-                    .send(ctx)
-                    .await;
-                }
-            }
-        }
-    }
-}
-
-/// Whether a holder has room for a blob of `size` for `doc`: its attachments for the document,
-/// and all the blobs it keeps, within its limits.
-async fn room_for(
-    ctx: &BlobContext,
-    doc: HeldKey,
-    hash: BlobHash,
-    size: u64,
-) -> Result<bool, crate::replica::store::StoreError> {
-    let per_doc: u64 = ctx
-        .store
-        .doc_blobs(doc)
-        .await?
-        .iter()
-        .filter(|r| r.hash != hash)
-        .map(|r| r.size)
-        .sum();
-    if per_doc.saturating_add(size) > ctx.limits.max_doc_bytes {
-        return Ok(false);
-    }
-    let Some(total_max) = ctx.limits.held_total else {
-        return Ok(true);
-    };
-    let total: u64 = ctx
-        .store
-        .all_blobs()
-        .await?
-        .iter()
-        .filter(|(r, _)| r.hash != hash)
-        .map(|(r, _)| r.size)
-        .sum();
-    Ok(total.saturating_add(size) <= total_max)
-}
-
-/// Whether `peer` has the blob: it sends a piece of it, chosen at random, that verifies.
-async fn possesses(ctx: &BlobContext, peer: PeerId, request: &BlobRequest, size: u64) -> bool {
-    let piece = rand::random::<u32>() % piece_count(size);
-    let ask = BlobRequest {
-        body: BlobAsk::Piece(piece),
-        ..request.clone()
-    }
-    .encode();
-    let Ok(Ok(bytes)) =
-        tokio::time::timeout(Duration::from_secs(15), ctx.net.request(peer, ask)).await
-    else {
-        return false;
-    };
-    let Ok(BlobResponse::Piece(slice)) = BlobResponse::decode(&bytes) else {
-        return false;
-    };
-    let hash = request.hash;
-    tokio::task::spawn_blocking(move || {
-        crate::core::blob::pieces::decode_piece(&hash, size, piece, &slice).is_ok()
-    })
-    .await
-    .unwrap_or(false)
-}
-
-/// The answer to an admitted request.
-async fn answer(ctx: &BlobContext, request: &BlobRequest) -> BlobResponse {
-    let missing = BlobResponse::Refused(Refusal::Missing);
-    let row = match ctx
-        .store
-        .attached_blob(
-            request.hash,
-            HeldKey {
-                topic: request.topic,
-                owner: request.owner,
-            },
-        )
-        .await
-    {
-        Ok(Some(row)) => row,
-        Ok(None) => return missing,
-        Err(e) => {
-            tracing::warn!("cannot read the blob table: {e}");
-            return BlobResponse::Refused(Refusal::Busy);
-        }
-    };
-    match request.body {
-        BlobAsk::Have => BlobResponse::Have {
-            complete: row.complete,
-        },
-        // Answered by `BlobService::keep` (holders), refused elsewhere before this.
-        BlobAsk::Keep(_) => missing,
-        BlobAsk::Piece(piece) => {
-            let count = piece_count(row.size);
-            let have = row.complete
-                || Bitmap::from_bytes(count, &row.have).is_some_and(|have| have.get(piece));
-            if !have {
-                return missing;
-            }
-            let files = ctx.files.clone();
-            let hash = request.hash;
-            let complete = row.complete;
-            let size = row.size;
-            match tokio::task::spawn_blocking(move || {
-                files.encode_piece(&hash, size, complete, piece)
-            })
-            .await
-            {
-                #[cfg(feature = "test-faults")]
-                Ok(Ok(mut slice)) if ctx.corrupt_pieces => {
-                    let at = slice.len() / 2;
-                    if let Some(b) = slice.get_mut(at) {
-                        *b ^= 0x40;
-                    }
-                    BlobResponse::Piece(slice)
-                }
-                Ok(Ok(slice)) => BlobResponse::Piece(slice),
-                Ok(Err(e)) => {
-                    tracing::warn!(blob = %hash, piece, "cannot serve a piece (damaged file?): {e}");
-                    missing
-                }
-                Err(_) => missing,
-            }
-        }
     }
 }

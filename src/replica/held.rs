@@ -17,17 +17,18 @@ use tokio_util::task::TaskTracker;
 use super::blobs::BlobsHandle;
 use super::store::{HeldDoc, HeldKey, HeldLimits, SnapshotPart, Store, StoreError};
 use crate::core::access::{key_of, KeyBytes, Membership};
-use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal as BlobRefusal};
+use crate::core::blob::wire::{BlobRequest, BlobResponse, Refusal as BlobRefusal};
 use crate::core::hold::wire::HoldBody;
-use crate::core::hold::{
-    admit, Asked, Entry, EntryError, EntryKind, HoldRequest, HoldResponse, Refusal,
-};
-use crate::core::hold::{HeldState, FETCH_BYTES};
+use crate::core::hold::{admit, Asked, HoldRequest, HoldResponse, Refusal};
 use crate::core::sync::members::{self, Roster};
 use crate::metrics::Metrics;
 
+mod blobs;
+mod entries;
 mod records;
 mod snapshots;
+
+use entries::answer_kept;
 
 use crate::net::Net;
 pub(crate) use records::hold_refusal;
@@ -312,44 +313,6 @@ impl HeldService {
         Some((held, waiting))
     }
 
-    /// A blob request for a document this node may hold: members read, writers ask it to
-    /// keep; refusals are counted as the member side counts them (`what="blob"`).
-    fn on_blob(&mut self, peer: PeerId, request: BlobRequest, channel: ResponseChannel<Vec<u8>>) {
-        let key = HeldKey {
-            topic: request.topic,
-            owner: request.owner,
-        };
-        let (held, request, channel) = match self.slot(key, Waiting::Blob(peer, request, channel)) {
-            Some((held, Waiting::Blob(_, request, channel))) => (held, request, channel),
-            _ => return,
-        };
-        let refuse = |why: BlobRefusal, channel| {
-            self.metrics.refused("blob", why.as_str(), 1);
-            tracing::info!(%peer, reason = why.as_str(), "blob request refused (held document)");
-            let _ = self
-                .net
-                .try_respond(channel, BlobResponse::Refused(why).encode());
-        };
-        let Some(held) = held else {
-            return refuse(BlobRefusal::Missing, channel);
-        };
-        let Ok(requester) = key_of(&peer) else {
-            return refuse(BlobRefusal::NotMember, channel);
-        };
-        let asked = match request.body {
-            BlobAsk::Keep(_) => Asked::Append,
-            BlobAsk::Have | BlobAsk::Piece(_) => Asked::Read,
-        };
-        if let Err(why) = admit(&held.membership, &self.me, &requester, asked) {
-            let refusal = match why {
-                Refusal::Removed => BlobRefusal::Removed,
-                _ => BlobRefusal::NotMember,
-            };
-            return refuse(refusal, channel);
-        }
-        self.blobs.try_admitted(&self.net, peer, request, channel);
-    }
-
     fn on_request(&mut self, asking: Asking) {
         let key = HeldKey {
             topic: asking.request.topic,
@@ -484,84 +447,5 @@ impl HeldService {
             let response = answer_kept(kept, &metrics, peer, "membership records");
             let _ = net.try_respond(channel, response.encode());
         });
-    }
-
-    /// An entry from a writer: checked (signed by the requester, for this document), kept
-    /// durably, then acknowledged.
-    fn on_append(
-        &mut self,
-        key: HeldKey,
-        peer: PeerId,
-        requester: KeyBytes,
-        bytes: Vec<u8>,
-        channel: ResponseChannel<Vec<u8>>,
-    ) {
-        if let Err(why) = check_entry(&key, &bytes, &requester, EntryKind::Update) {
-            return self.refuse(peer, channel, why);
-        }
-        let store = self.store.clone();
-        let limits = self.limits;
-        let metrics = self.metrics.clone();
-        let net = self.net.clone();
-        self.spawn_task(async move {
-            let kept = store.append_held(key, requester, bytes, limits).await;
-            let response = answer_kept(kept, &metrics, peer, "an entry");
-            let _ = net.try_respond(channel, response.encode());
-        });
-    }
-
-    fn on_fetch(&mut self, key: HeldKey, from: u64, channel: ResponseChannel<Vec<u8>>) {
-        let store = self.store.clone();
-        let net = self.net.clone();
-        self.spawn_task(async move {
-            let response = match store.fetch_held(key, from, FETCH_BYTES).await {
-                Ok((state, entries)) => HoldResponse::Entries { state, entries },
-                Err(e) => {
-                    tracing::warn!("cannot read held entries: {e}");
-                    HoldResponse::Refused(Refusal::Busy)
-                }
-            };
-            let _ = net.try_respond(channel, response.encode());
-        });
-    }
-}
-
-/// The answer to a write once the store is done: the document's state, or why it was not
-/// kept (full: a limit or the disk; busy: anything else), counted.
-fn answer_kept(
-    kept: Result<Option<HeldState>, StoreError>,
-    metrics: &Metrics,
-    peer: PeerId,
-    what: &str,
-) -> HoldResponse {
-    let why = match kept {
-        Ok(Some(state)) => return HoldResponse::Held(state),
-        Ok(None) => Refusal::Full,
-        Err(e) => {
-            tracing::warn!(%peer, "cannot keep {what}: {e}");
-            if e.is_full() {
-                Refusal::Full
-            } else {
-                Refusal::Busy
-            }
-        }
-    };
-    metrics.refused("held", why.as_str(), 1);
-    HoldResponse::Refused(why)
-}
-
-/// An entry a writer sends: of the kind its request says, signed by the requester, for this
-/// document.
-fn check_entry(
-    key: &HeldKey,
-    bytes: &[u8],
-    requester: &KeyBytes,
-    kind: EntryKind,
-) -> Result<(), Refusal> {
-    match Entry::decode(&key.topic, bytes) {
-        Ok(entry) if entry.uploader == *requester && entry.kind == kind => Ok(()),
-        Ok(entry) if entry.uploader == *requester => Err(Refusal::Malformed),
-        Ok(_) | Err(EntryError::BadSignature) => Err(Refusal::BadSignature),
-        Err(EntryError::Malformed(_)) => Err(Refusal::Malformed),
     }
 }

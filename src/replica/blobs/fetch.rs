@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use tokio::sync::watch;
 
 use super::files::FilesError;
-use super::{BlobContext, Transfer, TransferSource, TransferState};
+use super::BlobContext;
 use crate::core::access::KeyBytes;
 use crate::core::blob::pieces::{decode_piece, piece_count, piece_span, PieceError};
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse, Refusal};
@@ -40,6 +40,35 @@ impl FetchJob {
             owner: self.owner,
         }
     }
+}
+
+/// How a download goes, as its watchers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transfer {
+    pub size: u64,
+    /// Bytes verified and kept so far (pieces from before a restart included).
+    pub have: u64,
+    /// Each source asked, with the verified bytes it sent in this download.
+    pub sources: Vec<TransferSource>,
+    pub state: TransferState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferSource {
+    pub peer: PeerId,
+    pub bytes: u64,
+    /// It sent a piece that did not match the hash: asked nothing more.
+    pub banned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferState {
+    /// Asking the document's peers and holders who has it.
+    Looking,
+    Fetching,
+    Done,
+    /// No source has it, or every source failed; what was fetched is kept for next time.
+    Failed(String),
 }
 
 /// What became of a piece that arrived.

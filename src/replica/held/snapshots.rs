@@ -4,7 +4,8 @@
 use libp2p::request_response::ResponseChannel;
 use libp2p::PeerId;
 
-use super::{answer_kept, check_entry, HeldService};
+use super::entries::{answer_kept, check_entry};
+use super::HeldService;
 use crate::core::hold::{EntryKind, HoldResponse, Refusal};
 use crate::replica::store::{HeldKey, SnapshotPart};
 
