@@ -68,9 +68,8 @@ impl Node {
     /// Records a sealed blob as whole here and attached to the document, within the
     /// document's limit (a blob sealed for nothing is removed again).
     async fn record_attached(&self, room: &RoomHandle, blob: BlobRef) -> Result<(), Error> {
-        let count = crate::core::blob::pieces::piece_count(blob.size);
-        let mut have = crate::core::blob::Bitmap::new(count);
-        (0..count).for_each(|p| have.set(p));
+        let have =
+            crate::core::blob::Bitmap::full(crate::core::blob::pieces::piece_count(blob.size));
         let existing = self.inner.store.blob(blob.hash).await?;
         let attached = self
             .inner

@@ -99,13 +99,16 @@ impl BlobsHandle {
         data: Vec<u8>,
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        if let Err(e) = self.tx.try_send(Input::Request(peer, data, channel)) {
-            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
-                e;
-            if let Input::Request(_, _, channel) = input {
-                let _ = net.try_respond(channel, BlobResponse::Refused(Refusal::Busy).encode());
-            }
-        }
+        super::hand_over(
+            &self.tx,
+            Input::Request(peer, data, channel),
+            net,
+            BlobResponse::Refused(Refusal::Busy).encode(),
+            |input| match input {
+                Input::Request(_, _, channel) => Some(channel),
+                _ => None,
+            },
+        );
     }
 
     /// Hands over a request for a document this node holds, admitted by the holder's actor.
@@ -116,13 +119,16 @@ impl BlobsHandle {
         request: BlobRequest,
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        if let Err(e) = self.tx.try_send(Input::Admitted(peer, request, channel)) {
-            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
-                e;
-            if let Input::Admitted(_, _, channel) = input {
-                let _ = net.try_respond(channel, BlobResponse::Refused(Refusal::Busy).encode());
-            }
-        }
+        super::hand_over(
+            &self.tx,
+            Input::Admitted(peer, request, channel),
+            net,
+            BlobResponse::Refused(Refusal::Busy).encode(),
+            |input| match input {
+                Input::Admitted(_, _, channel) => Some(channel),
+                _ => None,
+            },
+        );
     }
 
     /// Asks `holders` to keep a blob of the document (in the background: each fetches it from
@@ -152,16 +158,8 @@ impl BlobsHandle {
         }
         .encode();
         let answers = futures::future::join_all(peers.iter().map(|&peer| {
-            let (net, request) = (self.net.clone(), request.clone());
-            async move {
-                let answer =
-                    tokio::time::timeout(Duration::from_secs(5), net.request(peer, request)).await;
-                let has = matches!(
-                    answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))),
-                    Ok(Ok(Ok(BlobResponse::Have { complete: true })))
-                );
-                has.then_some(peer)
-            }
+            let request = request.clone();
+            async move { has_whole(&self.net, peer, request).await.then_some(peer) }
         }))
         .await;
         answers.into_iter().flatten().collect()
@@ -173,6 +171,15 @@ impl BlobsHandle {
             .await
             .unwrap_or(true)
     }
+}
+
+/// Whether `peer` answers an encoded Have request (within 5 s) that it has the blob whole.
+async fn has_whole(net: &Net, peer: PeerId, have: Vec<u8>) -> bool {
+    let answer = tokio::time::timeout(Duration::from_secs(5), net.request(peer, have)).await;
+    matches!(
+        answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))),
+        Ok(Ok(Ok(BlobResponse::Have { complete: true })))
+    )
 }
 
 /// What the loop's tasks need.

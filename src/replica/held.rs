@@ -96,14 +96,16 @@ impl HeldHandle {
         data: Vec<u8>,
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        if let Err(e) = self.tx.try_send(Input::Request(peer, data, channel)) {
-            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
-                e;
-            if let Input::Request(_, _, channel) = input {
-                let busy = HoldResponse::Refused(Refusal::Busy).encode();
-                let _ = net.try_respond(channel, busy);
-            }
-        }
+        super::hand_over(
+            &self.tx,
+            Input::Request(peer, data, channel),
+            net,
+            HoldResponse::Refused(Refusal::Busy).encode(),
+            |input| match input {
+                Input::Request(_, _, channel) => Some(channel),
+                _ => None,
+            },
+        );
     }
 
     /// Hands over a blob request for a document this node has no room for: if it holds it, the
@@ -115,14 +117,16 @@ impl HeldHandle {
         request: BlobRequest,
         channel: ResponseChannel<Vec<u8>>,
     ) {
-        if let Err(e) = self.tx.try_send(Input::Blob(peer, request, channel)) {
-            let (mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
-                e;
-            if let Input::Blob(_, _, channel) = input {
-                let busy = BlobResponse::Refused(BlobRefusal::Busy).encode();
-                let _ = net.try_respond(channel, busy);
-            }
-        }
+        super::hand_over(
+            &self.tx,
+            Input::Blob(peer, request, channel),
+            net,
+            BlobResponse::Refused(BlobRefusal::Busy).encode(),
+            |input| match input {
+                Input::Blob(_, _, channel) => Some(channel),
+                _ => None,
+            },
+        );
     }
 
     /// The documents this node keeps sealed for others.

@@ -20,3 +20,27 @@ pub(crate) mod room;
 pub(crate) mod rooms;
 pub(crate) mod store;
 pub(crate) mod sync_driver;
+
+use libp2p::request_response::ResponseChannel;
+use tokio::sync::mpsc;
+
+use crate::net::Net;
+
+/// Hands a peer's request to an actor without waiting. A full queue (or a stopped actor)
+/// answers the request at once with `busy`; `channel_of` takes its response channel back out
+/// of the input.
+pub(crate) fn hand_over<I>(
+    tx: &mpsc::Sender<I>,
+    input: I,
+    net: &Net,
+    busy: Vec<u8>,
+    channel_of: impl FnOnce(I) -> Option<ResponseChannel<Vec<u8>>>,
+) {
+    if let Err(mpsc::error::TrySendError::Full(input) | mpsc::error::TrySendError::Closed(input)) =
+        tx.try_send(input)
+    {
+        if let Some(channel) = channel_of(input) {
+            let _ = net.try_respond(channel, busy);
+        }
+    }
+}

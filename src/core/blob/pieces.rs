@@ -127,6 +127,12 @@ impl Bitmap {
             ones: 0,
         }
     }
+    /// Every one of `len` pieces.
+    pub fn full(len: u32) -> Bitmap {
+        let mut map = Bitmap::new(len);
+        (0..len).for_each(|i| map.set(i));
+        map
+    }
     /// A stored bitmap for `len` pieces; `None` if its size does not fit.
     pub fn from_bytes(len: u32, bytes: &[u8]) -> Option<Bitmap> {
         if bytes.len() != (len as usize).div_ceil(8) {

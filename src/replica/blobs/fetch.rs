@@ -9,7 +9,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use libp2p::PeerId;
 use tokio::sync::watch;
 
-use super::files::FilesError;
+use super::files::{BlobFiles, FilesError};
 use super::BlobContext;
 use crate::core::access::KeyBytes;
 use crate::core::blob::pieces::{decode_piece, piece_count, piece_span, PieceError};
@@ -115,9 +115,8 @@ pub(super) async fn run(ctx: BlobContext, job: FetchJob, progress: watch::Sender
         if let Ok(Some(row)) = ctx.store.blob(job.hash).await {
             if !row.complete && matches!(ctx.store.delete_blob(job.hash, row.added).await, Ok(true))
             {
-                let files = ctx.files.clone();
                 let hash = job.hash;
-                let _ = tokio::task::spawn_blocking(move || files.remove_partial(&hash)).await;
+                let _ = on_files(&ctx, move |f| f.remove_partial(&hash)).await;
             }
         }
     }
@@ -161,10 +160,8 @@ async fn fetch(
             )));
         }
         // A wrong size asked before (a bad reference): what was fetched for it goes.
-        let files = ctx.files.clone();
-        tokio::task::spawn_blocking(move || files.remove_partial(&hash))
-            .await
-            .map_err(|e| local(&e))?
+        on_files(ctx, move |f| f.remove_partial(&hash))
+            .await?
             .map_err(|e| local(&e))?;
     }
     let row = row.filter(|r| r.size == size);
@@ -183,17 +180,11 @@ async fn fetch(
     }
     if ctx.files.has_complete(&hash) {
         // Renamed into place, but stopped before the store said so: checked, then kept.
-        let files = ctx.files.clone();
-        let whole = tokio::task::spawn_blocking(move || files.verify_complete(&hash, size))
-            .await
-            .map_err(|e| local(&e))?;
-        if whole {
-            let mut all = Bitmap::new(count);
-            (0..count).for_each(|p| all.set(p));
+        if on_files(ctx, move |f| f.verify_complete(&hash, size)).await? {
             let row = BlobRow {
                 hash,
                 size,
-                have: all.as_bytes().to_vec(),
+                have: Bitmap::full(count).as_bytes().to_vec(),
                 complete: true,
                 added,
             };
@@ -207,12 +198,7 @@ async fn fetch(
     }
     // Pieces the store says are here must be in the partial file (a file lost or cut short
     // since: fetched again).
-    let partial_len = {
-        let files = ctx.files.clone();
-        tokio::task::spawn_blocking(move || files.partial_len(&hash))
-            .await
-            .map_err(|e| local(&e))?
-    };
+    let partial_len = on_files(ctx, move |f| f.partial_len(&hash)).await?;
     let have = row
         .filter(|r| !r.complete)
         .and_then(|r| Bitmap::from_bytes(count, &r.have))
@@ -381,10 +367,8 @@ async fn fetch(
             report(&schedule, TransferState::Fetching);
         }
     }
-    let files = ctx.files.clone();
-    tokio::task::spawn_blocking(move || files.complete(&hash, size))
-        .await
-        .map_err(|e| local(&e))?
+    on_files(ctx, move |f| f.complete(&hash, size))
+        .await?
         .map_err(|e| local(&e))?;
     ctx.store
         .put_blob(save(schedule.have(), true), job.doc())
@@ -394,13 +378,22 @@ async fn fetch(
     Ok(())
 }
 
+/// Runs file work on the blocking pool (the files block; the download's task must not).
+async fn on_files<T: Send + 'static>(
+    ctx: &BlobContext,
+    work: impl FnOnce(&BlobFiles) -> T + Send + 'static,
+) -> Result<T, FetchError> {
+    let files = ctx.files.clone();
+    tokio::task::spawn_blocking(move || work(&files))
+        .await
+        .map_err(|e| FetchError::Local(e.to_string()))
+}
+
 /// Makes the pieces written so far durable, then records them.
 async fn persist(ctx: &BlobContext, job: &FetchJob, row: BlobRow) -> Result<(), FetchError> {
-    let files = ctx.files.clone();
     let hash = job.hash;
-    tokio::task::spawn_blocking(move || files.sync_partial(&hash))
-        .await
-        .map_err(|e| FetchError::Local(e.to_string()))?
+    on_files(ctx, move |f| f.sync_partial(&hash))
+        .await?
         .map_err(|e| FetchError::Local(e.to_string()))?;
     ctx.store
         .put_blob(row, job.doc())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 
-use super::BlobContext;
+use super::{has_whole, BlobContext};
 use crate::core::access::KeyBytes;
 use crate::core::blob::pieces::piece_count;
 use crate::core::blob::wire::{BlobAsk, BlobRequest, BlobResponse};
@@ -86,17 +86,8 @@ pub(super) async fn reoffer_all(ctx: &BlobContext, rooms: &Rooms) {
                     hash: row.hash,
                     body: BlobAsk::Have,
                 };
-                let answer = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    ctx.net.request(holder, have.encode()),
-                )
-                .await;
-                let kept = matches!(
-                    answer.map(|r| r.map(|bytes| BlobResponse::decode(&bytes))),
-                    Ok(Ok(Ok(BlobResponse::Have { complete: true })))
-                );
                 // Unreachable or missing: asked to keep it (unreachable ones fail quietly).
-                if !kept {
+                if !has_whole(&ctx.net, holder, have.encode()).await {
                     Offer {
                         topic: doc.topic,
                         owner: doc.owner,
