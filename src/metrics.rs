@@ -35,6 +35,14 @@ pub(crate) struct ApiRefusalLabels {
     pub(crate) reason: &'static str,
 }
 
+/// How the upload to one holder ended when the node stopped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StopUploadLabels {
+    /// `uploaded` (the holder has everything this node had) or `failed` (it did not answer,
+    /// or refused; the next start uploads it).
+    pub(crate) result: &'static str,
+}
+
 /// Handles to the node's metrics.
 #[derive(Clone, Debug)]
 pub(crate) struct Metrics {
@@ -59,6 +67,8 @@ pub(crate) struct Metrics {
     /// Attachment bytes sent in pieces to other nodes, and verified bytes received.
     pub(crate) blob_bytes_sent: Counter,
     pub(crate) blob_bytes_received: Counter,
+    /// At a stop, the upload to each holder of each document, by how it ended.
+    pub(crate) stop_uploads: Family<StopUploadLabels, Counter>,
 }
 
 impl Metrics {
@@ -78,6 +88,7 @@ impl Metrics {
             documents_loaded: Counter::default(),
             blob_bytes_sent: Counter::default(),
             blob_bytes_received: Counter::default(),
+            stop_uploads: Family::default(),
         };
         let registry = registry.sub_registry_with_prefix("peerdoc");
         registry.register(
@@ -130,6 +141,11 @@ impl Metrics {
             "blob_bytes_received",
             "Attachment bytes received and verified against their hash",
             metrics.blob_bytes_received.clone(),
+        );
+        registry.register(
+            "holder_uploads_at_stop",
+            "Uploads to a document's holders as the node stopped, by result (uploaded, failed)",
+            metrics.stop_uploads.clone(),
         );
         metrics
     }

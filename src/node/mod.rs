@@ -311,7 +311,14 @@ impl Node {
         }
         // Edits made here reach the document's holders before the node goes (members may
         // not be online again before this one is).
-        let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, inner.holding.flush()).await;
+        if tokio::time::timeout(TASK_STOP_TIMEOUT, inner.holding.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "stopping before every holder answered; the next start uploads what they miss"
+            );
+        }
         inner.cancel.cancel();
         inner.joins.close();
         let _ = tokio::time::timeout(TASK_STOP_TIMEOUT, inner.joins.wait()).await;

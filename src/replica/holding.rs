@@ -4,7 +4,7 @@
 //! change; once more when the node stops. A round runs in a tracked task and reports back; one
 //! runs per document and holder at a time, and one more is queued if asked for meanwhile.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -22,7 +22,7 @@ use crate::core::access::peer_of;
 use crate::core::doc::DocId;
 use crate::core::hold::wire::WireError;
 use crate::core::hold::Refusal;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StopUploadLabels};
 use crate::net::{Net, NetError};
 
 mod once;
@@ -89,6 +89,8 @@ enum Command {
 struct Done {
     doc: DocId,
     holder: PeerId,
+    /// Which round of this document and holder it was (see [`Tracked::rounds`]).
+    round: u64,
     result: Result<RoundOutcome, HoldingError>,
     reply: Vec<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
 }
@@ -146,10 +148,14 @@ struct Tracked {
     records_sent: Option<usize>,
     last_error: Option<String>,
     last_round: Option<Instant>,
+    /// Rounds started so far; a round is known by this count when it started.
+    rounds: u64,
 }
 
-/// A flush waiting for its rounds: those still running, and the reply.
-type Flush = (HashSet<(DocId, PeerId)>, oneshot::Sender<()>);
+/// A flush waiting for its rounds: for each document and holder, the round that carries
+/// everything up to the flush (a round already running may have started before the last
+/// edit, so it is the one queued after it), and the reply.
+type Flush = (HashMap<(DocId, PeerId), u64>, oneshot::Sender<()>);
 
 pub(crate) struct Holding {
     net: Net,
@@ -302,7 +308,7 @@ impl Holding {
                 let _ = reply.send(errors);
             }
             Command::Flush(reply) => {
-                let mut waiting = HashSet::new();
+                let mut waiting = HashMap::new();
                 for room in self.rooms.all() {
                     for holder in self.holders_of(&room) {
                         // New records too (a ticket just made: its invitation admits joiners
@@ -311,8 +317,9 @@ impl Holding {
                             fetch: false,
                             ..self.full_plan(&room, holder)
                         };
-                        self.start(room.clone(), holder, plan, None);
-                        waiting.insert((room.id, holder));
+                        let id = room.id;
+                        let round = self.start(room.clone(), holder, plan, None);
+                        waiting.insert((id, holder), round);
                     }
                 }
                 if waiting.is_empty() {
@@ -324,22 +331,25 @@ impl Holding {
         }
     }
 
-    /// Starts a round unless one runs (then one more follows it, with the wider plan).
+    /// Starts a round unless one runs (then one more follows it, with the wider plan). Returns
+    /// the number of the round that will carry `plan`.
     fn start(
         &mut self,
         room: RoomHandle,
         holder: PeerId,
         plan: Plan,
         reply: Option<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
-    ) {
+    ) -> u64 {
         let tracked = self.tracked.entry((room.id, holder)).or_default();
         if tracked.running {
             // One round at a time per document and holder: this one follows it.
             tracked.again = Some(tracked.again.unwrap_or(Plan::UPLOAD).and(plan));
             tracked.waiting.extend(reply);
-            return;
+            return tracked.rounds + 1;
         }
         let reply: Vec<_> = reply.into_iter().chain(tracked.waiting.drain(..)).collect();
+        tracked.rounds += 1;
+        let number = tracked.rounds;
         tracked.running = true;
         tracked.last_round = Some(Instant::now());
         let pushed = tracked.pushed;
@@ -401,11 +411,13 @@ impl Holding {
                 .send(Done {
                     doc: room.id,
                     holder,
+                    round: number,
                     result,
                     reply,
                 })
                 .await;
         });
+        number
     }
 
     fn on_done(&mut self, done: Done) {
@@ -435,8 +447,54 @@ impl Holding {
         for reply in done.reply {
             let _ = reply.send(clone_result(&done.result));
         }
+        let next = match (again, self.rooms.get(&done.doc)) {
+            (Some(plan), Some(room)) => {
+                self.tracked.entry(key).or_default().waiting = followers;
+                Some(self.start(room, done.holder, plan, None))
+            }
+            _ => {
+                for reply in followers {
+                    let _ = reply.send(Err(HoldingError::Failed("the document is gone".into())));
+                }
+                None
+            }
+        };
+        self.end_flushes(key, done.round, next, &done.result);
+    }
+
+    /// Round `round` of `key` ended and `next` (if any) follows it: flushes that waited for
+    /// this round, or for one that will not run, are answered once nothing else is left.
+    fn end_flushes(
+        &mut self,
+        key: (DocId, PeerId),
+        round: u64,
+        next: Option<u64>,
+        result: &Result<RoundOutcome, HoldingError>,
+    ) {
+        let (doc, holder) = key;
         for (waiting, _) in &mut self.flushes {
+            let Some(&needed) = waiting.get(&key) else {
+                continue;
+            };
+            if round < needed && next.is_some() {
+                continue; // a later round carries the flush
+            }
+            let result = match result {
+                Ok(_) if round >= needed => "uploaded",
+                Ok(_) => {
+                    tracing::warn!(%doc, %holder, "stopping before this node's latest edits reached a holder: the document is gone");
+                    "failed"
+                }
+                Err(e) => {
+                    tracing::warn!(%doc, %holder, "stopping before this node's latest edits reached a holder ({e}); the next start uploads them");
+                    "failed"
+                }
+            };
             waiting.remove(&key);
+            self.metrics
+                .stop_uploads
+                .get_or_create(&StopUploadLabels { result })
+                .inc();
         }
         let (finished, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
             .into_iter()
@@ -444,17 +502,6 @@ impl Holding {
         self.flushes = waiting;
         for (_, reply) in finished {
             let _ = reply.send(());
-        }
-        match (again, self.rooms.get(&done.doc)) {
-            (Some(plan), Some(room)) => {
-                self.tracked.entry(key).or_default().waiting = followers;
-                self.start(room, done.holder, plan, None);
-            }
-            _ => {
-                for reply in followers {
-                    let _ = reply.send(Err(HoldingError::Failed("the document is gone".into())));
-                }
-            }
         }
     }
 }

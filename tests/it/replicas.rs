@@ -98,6 +98,8 @@ async fn members_never_online_together_meet_through_a_holder_that_cannot_read() 
     let mut r = r;
     let mut online = a;
     let mut expected = format!("{MARKER} start");
+    let held_entries = async |r: &Node| r.held().await.unwrap()[0].entries;
+    let mut entries = held_entries(&r).await;
     for round in 0..10 {
         let (writer_dir, name) = if round % 2 == 0 {
             (a_dir, "a")
@@ -117,6 +119,18 @@ async fn members_never_online_together_meet_through_a_holder_that_cannot_read() 
         online.write(&doc.id, line.clone(), true).await.unwrap();
         expected.push_str(&line);
         online.shutdown().await;
+        // The stop itself carried the line to the holder: nothing else is online to.
+        let uploaded = metric_value(
+            &online.metrics_text(),
+            "peerdoc_holder_uploads_at_stop_total{result=\"uploaded\"}",
+        );
+        assert_eq!(
+            uploaded, 1.0,
+            "round {round}: {name}'s stop uploaded nothing"
+        );
+        let now = held_entries(&r).await;
+        assert!(now > entries, "round {round}: {entries} → {now} entries");
+        entries = now;
         if round == 5 {
             // The holder restarts (same address): it loses nothing.
             r.shutdown().await;
