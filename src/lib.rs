@@ -52,6 +52,8 @@ mod config;
 pub mod core;
 mod data_dir;
 mod metrics;
+// Its `pub` items are what `testing` re-exports; without that feature they stay in the crate.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 mod net;
 mod node;
 mod replica;
@@ -76,7 +78,9 @@ pub use replica::pull::PullFailure;
 pub use replica::room::RoomError;
 pub use replica::store::{CommitFailure, StoreError};
 
-/// The network handle, for integration tests that play a hostile peer. Not a stable API.
+/// The network handle, for integration tests that play a hostile peer. Only with the `testing`
+/// feature, which the integration tests and the benchmark turn on; not a stable API.
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing {
     pub use crate::net::{Net, NetConfig, NetEvent, MESH_DEGREE};

@@ -33,6 +33,7 @@ mod guard;
 mod reachability;
 mod stall;
 
+#[cfg(feature = "testing")]
 pub use behaviour::MESH_DEGREE;
 #[cfg(feature = "test-faults")]
 pub use faults::{FaultsParseError, MessageFaults};
@@ -89,6 +90,7 @@ pub struct NetConfig {
 impl NetConfig {
     /// Listening on `listen` only: no LAN discovery, no UPnP, a DHT client, no relay service,
     /// the default connection limit. (Tests and benchmarks change what they need.)
+    #[cfg(any(test, feature = "testing"))]
     pub fn new(listen: Vec<Multiaddr>) -> NetConfig {
         NetConfig {
             listen,
@@ -255,6 +257,7 @@ impl Net {
     }
 
     /// [`Net::registry`] as OpenMetrics text (the benchmark reads gossipsub's counters).
+    #[cfg(feature = "testing")]
     pub fn metrics_text(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail.
@@ -333,6 +336,7 @@ impl Net {
         self.send(Command::Unsubscribe(topic)).await
     }
     /// Publishes and waits for gossipsub's verdict (e.g. no peer subscribed yet).
+    #[cfg(any(test, feature = "testing"))]
     pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
         self.call(|r| Command::Publish(topic, data, Some(r))).await
     }
