@@ -238,6 +238,23 @@ enum Command {
     FindProviders(DhtKey, Option<oneshot::Sender<Vec<PeerId>>>),
 }
 
+/// What a [`Net::detached`] handle was asked to publish (unit tests).
+#[cfg(test)]
+pub(crate) struct Published(mpsc::Receiver<Command>);
+
+#[cfg(test)]
+impl Published {
+    /// The next message published: its topic name and bytes (other commands are skipped).
+    pub(crate) async fn next(&mut self) -> Option<(String, Vec<u8>)> {
+        while let Some(cmd) = self.0.recv().await {
+            if let Command::Publish(topic, data, _) = cmd {
+                return Some((topic, data));
+            }
+        }
+        None
+    }
+}
+
 /// A DHT key: 32 bytes (peerdoc provides document topics).
 pub(crate) type DhtKey = [u8; 32];
 
@@ -306,6 +323,18 @@ impl Net {
 
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// A handle with no network behind it, and what is published through it (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached(peer_id: PeerId) -> (Net, Published) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let net = Net {
+            tx,
+            peer_id,
+            registry: Arc::default(),
+        };
+        (net, Published(rx))
     }
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, NetError> {

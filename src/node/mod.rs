@@ -29,7 +29,7 @@ use crate::net::Net;
 use crate::replica::blobs::files::BlobFiles;
 use crate::replica::blobs::{BlobContext, BlobLimits, BlobService, BlobsHandle};
 use crate::replica::held::{HeldHandle, HeldService};
-use crate::replica::holding::{Holding, HoldingHandle};
+use crate::replica::holding::{Holding, HoldingHandle, HoldingSettings};
 use crate::replica::room::{RoomContext, RoomHandle};
 use crate::replica::rooms::Rooms;
 use crate::replica::store::HeldLimits;
@@ -143,9 +143,12 @@ impl Node {
             start_net(&config, &data_dir, keypair, cancel.child_token()).await?;
 
         let rooms = Rooms::default();
+        let (holding, holding_inbox) = Holding::channel();
         let (outbox, outbox_rx) = mpsc::channel(OUTBOX_QUEUE);
         let room_ctx = RoomContext {
             store: store.clone(),
+            net: net.clone(),
+            holding: holding.clone(),
             outbox,
             compact_every: config.compact_every,
             me: net.peer_id(),
@@ -223,13 +226,16 @@ impl Node {
                 cancel.child_token(),
             )
         });
-        let (holding, holding_task) = Holding::spawn(
+        let holding_task = Holding::spawn(
+            holding_inbox,
             net.clone(),
             rooms.clone(),
             store.clone(),
-            identity.clone(),
-            metrics.clone(),
-            config.sync_interval,
+            HoldingSettings {
+                identity: identity.clone(),
+                metrics: metrics.clone(),
+                interval: config.sync_interval,
+            },
             cancel.child_token(),
         );
         let blob_secret = crate::core::blob::seal::node_secret(identity.secret().as_ref());
@@ -240,7 +246,6 @@ impl Node {
         let settings = SyncSettings {
             held: held_handle.clone(),
             blobs: blobs.clone(),
-            holding: holding.clone(),
             identity: identity.clone(),
             metrics: metrics.clone(),
             sync_interval: config.sync_interval,

@@ -95,6 +95,16 @@ struct Done {
     reply: Vec<oneshot::Sender<Result<RoundOutcome, HoldingError>>>,
 }
 
+/// What the holding loop signs with, counts in, and how often it runs a round with each holder.
+pub(crate) struct HoldingSettings {
+    pub(crate) identity: ed25519::Keypair,
+    pub(crate) metrics: Metrics,
+    pub(crate) interval: Duration,
+}
+
+/// Commands for the holding loop, queued until it runs (see [`Holding::channel`]).
+pub(crate) struct HoldingInbox(mpsc::Receiver<Command>);
+
 /// Cloneable handle to the holding loop.
 #[derive(Clone, Debug)]
 pub(crate) struct HoldingHandle {
@@ -102,6 +112,12 @@ pub(crate) struct HoldingHandle {
 }
 
 impl HoldingHandle {
+    /// A handle whose loop never runs: what it is told is dropped (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached() -> HoldingHandle {
+        Holding::channel().0
+    }
+
     /// A local change: without waiting (a full queue drops it; the periodic round covers it).
     pub(crate) fn changed(&self, doc: DocId) {
         let _ = self.tx.try_send(Command::Changed(doc));
@@ -173,17 +189,27 @@ pub(crate) struct Holding {
 }
 
 impl Holding {
+    /// The loop's handle and its inbox, before the loop runs: rooms opened at start-up hold
+    /// the handle, and the loop starts once they are all open (its first round covers them).
+    pub(crate) fn channel() -> (HoldingHandle, HoldingInbox) {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        (HoldingHandle { tx }, HoldingInbox(rx))
+    }
+
     pub(crate) fn spawn(
+        inbox: HoldingInbox,
         net: Net,
         rooms: Rooms,
         store: Store,
-        identity: ed25519::Keypair,
-        metrics: Metrics,
-        interval: Duration,
+        settings: HoldingSettings,
         cancel: CancellationToken,
-    ) -> (HoldingHandle, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    ) -> JoinHandle<()> {
         let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let HoldingSettings {
+            identity,
+            metrics,
+            interval,
+        } = settings;
         let holding = Holding {
             net,
             rooms,
@@ -197,8 +223,7 @@ impl Holding {
             cancel,
             flushes: Vec::new(),
         };
-        let task = tokio::spawn(holding.run(rx, reports_rx));
-        (HoldingHandle { tx }, task)
+        tokio::spawn(holding.run(inbox.0, reports_rx))
     }
 
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, mut reports: mpsc::Receiver<Done>) {

@@ -3,14 +3,15 @@
 //! and remote updates, persists them through the [`Store`] (see `storage`: an API write is
 //! committed before anyone sees it; an editor's or a peer's change is fanned out at once and its
 //! commit queued, the editor's own echo sent once it is durable), compacts the log, and fans
-//! changes out: local edits and presence to the network outbox, every change to local
-//! subscribers (editor sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
+//! changes out: local edits and presence to the network (sealed, signed and published by the
+//! room itself, see `publish`), every change to local subscribers (editor sessions). What a gossip message asks for, and whether a local edit is gossiped or announced,
 //! is decided by [`crate::core::sync::gossip`], the code the simulation runs. It also owns the
 //! document's membership and keys ([`Access`]): it adds certificates and key grants (opening
 //! grants addressed to this node), refuses local edits on a reader's node, and on the owner's
 //! node removes members (a new key epoch, granted to everyone else). Others read the latest
 //! `Access` the room publishes (see [`Published`]) without waiting for the room.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,9 @@ use crate::core::doc::{Applied, DocId, Document, Summary, EMPTY_UPDATE};
 use crate::core::envelope::Keyring;
 use crate::core::sync::gossip::{self, Gossip, Received};
 
+use super::holding::HoldingHandle;
 use crate::metrics::Metrics;
+use crate::net::Net;
 
 /// How often a room whose last store write failed tries again.
 const FLUSH_RETRY: Duration = Duration::from_secs(5);
@@ -84,6 +87,9 @@ pub(crate) struct RoomHandle {
     slot: Arc<std::sync::Mutex<Slot>>,
     /// The room's latest membership and keys, readable without asking the room.
     access: Published,
+    /// Some peer subscribed to the document's topic (the sync driver sets it; the room reads
+    /// it before sealing gossip).
+    listened: Arc<AtomicBool>,
 }
 
 /// The room's latest [`Access`], for readers that must not wait for the room: the room
@@ -94,6 +100,11 @@ type Published = Arc<std::sync::RwLock<Arc<Access>>>;
 #[derive(Clone)]
 pub(crate) struct RoomContext {
     pub(crate) store: Store,
+    /// Where the room's own gossip goes (see `publish`).
+    pub(crate) net: Net,
+    /// Told of local edits in documents with holders.
+    pub(crate) holding: HoldingHandle,
+    /// Work for the sync driver (records to spread).
     pub(crate) outbox: mpsc::Sender<Outgoing>,
     /// Compact the log into a snapshot after this many appended updates.
     pub(crate) compact_every: usize,
@@ -147,6 +158,8 @@ struct Room {
     /// Who asked the room to close: told once it has finished (commits settled, the last
     /// version recorded, the snapshot stored).
     closing: Option<oneshot::Sender<()>>,
+    /// Local edits and presence waiting to be published.
+    publisher: publish::Publisher,
 }
 
 /// What woke a room's task.
@@ -177,6 +190,11 @@ impl Room {
         let mut version_check = tokio::time::interval(VERSION_CHECK);
         version_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // What the last commands queued goes out once no other command waits (or the
+            // queue is full): runs of edits leave merged.
+            if self.publisher.due(!rx.is_empty()) {
+                self.publish_queued();
+            }
             let wake = tokio::select! {
                 cmd = rx.recv() => cmd.map_or(Wake::Stop, Wake::Command),
                 (result, pending) = self.pending.next() => Wake::Committed(result, pending),
@@ -187,6 +205,7 @@ impl Room {
             };
             match wake {
                 Wake::Command(cmd) => {
+                    self.publisher.busy = !rx.is_empty();
                     if self.on_command(cmd).await.is_break() {
                         break;
                     }
@@ -210,6 +229,9 @@ impl Room {
                 Wake::PresenceCheck => self.expire_presence(),
                 Wake::Stop => break,
             }
+        }
+        if self.publisher.due(false) {
+            self.publish_queued();
         }
         self.settle_commits().await;
         self.record_version_if_due(true).await;
@@ -429,6 +451,7 @@ mod fan_out;
 mod handle;
 mod history;
 mod lifecycle;
+mod publish;
 
 pub use error::RoomError;
 

@@ -1,9 +1,9 @@
 //! The seeded convergence simulation: replicas exchanging sealed gossip and chunked pulls over
 //! a lossy, duplicating, reordering, partitioning network, with a virtual clock that makes
 //! transfers expire mid-pull. Every protocol decision goes through the functions the node calls:
-//! [`gossip`] (gossip-or-announce, merging queued edits into one message as the sync driver
+//! [`gossip`] (gossip-or-announce, merging queued edits into one message as a room
 //! does, seal/open, when to pull), [`Responder`] (with the digest check that answers "nothing
-//! new") and [`Pull`]. Only the network, the clock and the driver's queue are simulated.
+//! new") and [`Pull`]. Only the network, the clock and a room's publish queue are simulated.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ struct Sim {
     group: Vec<usize>,
     /// In-flight gossip: (from, to, sealed payload).
     queue: Vec<(usize, usize, Vec<u8>)>,
-    /// Each replica's gossip not sent yet (the sync driver's queue, while it is busy).
+    /// Each replica's gossip not sent yet (a room's publish queue, while more commands wait).
     outbox: Vec<Vec<Gossip>>,
     /// The virtual clock the responders see.
     now: Instant,
@@ -119,14 +119,14 @@ impl Sim {
         if matches!(message, Gossip::Have(_)) {
             self.reach.announced += 1;
         }
-        // The driver sends at once when idle, and merges what queued up while it was busy.
+        // A room sends at once when idle, and merges what queued up while it was busy.
         self.outbox[i].push(message);
         if self.chance(40) {
             self.send_queued(i);
         }
     }
 
-    /// Sends what replica `i` has queued, merged as the sync driver merges it.
+    /// Sends what replica `i` has queued, merged as a room merges it.
     fn send_queued(&mut self, i: usize) {
         let queued = std::mem::take(&mut self.outbox[i]);
         let updates = queued

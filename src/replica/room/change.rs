@@ -1,8 +1,7 @@
 //! What a room tells others: a [`Change`] for its editor sessions (with its [`Origin`] and
-//! [`Stage`]), and [`Outgoing`] work for the network (gossip, or records to spread).
+//! [`Stage`]), and [`Outgoing`] work for the sync driver (records to spread).
 
 use crate::core::doc::DocId;
-use crate::core::sync::gossip::Gossip;
 use crate::core::sync::Frame;
 
 /// Where a change came from, so subscribers can skip their own echoes.
@@ -49,23 +48,10 @@ pub(crate) enum Stage {
     NotStored,
 }
 
-/// What a room asks of the network.
+/// What a room asks of the sync driver (its gossip it publishes itself).
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    /// A local edit or presence change: the doc and what to gossip about it.
-    Gossip { doc: DocId, gossip: Gossip },
     /// The room signed membership records of its own (a claim of a Yjs client this node
     /// writes through): send them to the members at once.
     Records(DocId),
-}
-
-impl Outgoing {
-    /// The gossip, if this is gossip (tests).
-    #[cfg(test)]
-    pub(crate) fn gossip(self) -> Option<Gossip> {
-        match self {
-            Outgoing::Gossip { gossip, .. } => Some(gossip),
-            Outgoing::Records(_) => None,
-        }
-    }
 }

@@ -1,8 +1,8 @@
 //! What the room tells others: local subscribers (editor sessions) every change, the network
-//! its local edits and presence; and presence itself (awareness updates applied, what changed
+//! (through `publish`) its local edits and presence; and presence itself (awareness updates applied, what changed
 //! fanned out).
 
-use super::{Change, Origin, Outgoing, Room, RoomError};
+use super::{Change, Origin, Room, RoomError};
 use crate::core::sync::gossip::Gossip;
 use crate::core::sync::{Frame, YMessage};
 use crate::replica::presence::{Owner, Presence};
@@ -12,16 +12,6 @@ impl Room {
     pub(super) fn tell(&self, change: Change) {
         if let Some(changes) = &self.changes {
             let _ = changes.send(change);
-        }
-    }
-
-    pub(super) fn send_out(&self, gossip: Gossip) {
-        // A full outbox only delays peers until the next anti-entropy round; never block edits.
-        if let Err(e) = self.ctx.outbox.try_send(Outgoing::Gossip {
-            doc: self.id,
-            gossip,
-        }) {
-            tracing::debug!(doc = %self.id, "outbox full, peers catch up by sync: {e}");
         }
     }
 
@@ -51,7 +41,7 @@ impl Room {
     }
 
     /// Tells local sessions about a presence change and, if `announce`, peers.
-    pub(super) fn fan_out_presence(&self, update: Vec<u8>, origin: Origin, announce: bool) {
+    pub(super) fn fan_out_presence(&mut self, update: Vec<u8>, origin: Origin, announce: bool) {
         self.tell(Change::applied(
             origin,
             Frame::new(YMessage::Awareness(update.clone())),

@@ -1,6 +1,7 @@
 //! [`RoomHandle`]: opening a room (loading its membership and keys from the store and starting
 //! its task; the document itself loads on first use) and every request to it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
@@ -71,7 +72,9 @@ impl RoomHandle {
             None if !stored.has_content => Some(Document::new().summary()),
             None => None,
         };
+        let listened = Arc::new(AtomicBool::new(false));
         let room = Room {
+            publisher: super::publish::Publisher::new(meta.id, listened.clone()),
             id: meta.id,
             doc: None,
             summary_stored: summary.is_some(),
@@ -99,7 +102,14 @@ impl RoomHandle {
             topic_name: meta.id.topic_name(),
             slot: Arc::new(Mutex::new(Slot::Dormant(Box::new(room)))),
             access: published,
+            listened,
         })
+    }
+
+    /// Whether any peer subscribed to the document's topic (the sync driver tells): the room
+    /// seals and publishes its gossip only then.
+    pub(crate) fn set_listened(&self, listened: bool) {
+        self.listened.store(listened, Ordering::Relaxed);
     }
 
     /// The document's membership and keys as the room last derived them.

@@ -68,7 +68,7 @@ impl Room {
         self.tell(Change::applied(origin, message.clone()));
         if let Some(doc) = &self.doc {
             self.send_out(gossip::for_local_edit(doc, delta));
-            tracing::trace!(target: "peerdoc::stage", "room: applied, to the sync driver");
+            tracing::trace!(target: "peerdoc::stage", "room: applied, queued to publish");
         }
         if origin == Origin::Api {
             self.compact_if_due().await;

@@ -2,36 +2,45 @@
 
 use super::*;
 use crate::core::sync::{decode_awareness, YMessage, MAX_GOSSIP_UPDATE};
+use crate::net::{Net, Published};
 use crate::replica::presence::tests::presence_update as presence;
 use crate::replica::presence::PRESENCE_TIMEOUT_MS;
 use crate::replica::store::DocMeta;
 use libp2p::PeerId;
 
-async fn setup(
-    compact_every: usize,
-) -> (
-    tempfile::TempDir,
-    RoomContext,
-    mpsc::Receiver<Outgoing>,
-    DocMeta,
-) {
+async fn setup(compact_every: usize) -> (tempfile::TempDir, RoomContext, Published, DocMeta) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("db")).unwrap();
     let meta = DocMeta::new_for_test("n");
     store.create_doc(meta.clone()).await.unwrap();
-    let (outbox, out_rx) = mpsc::channel(16);
+    let (outbox, _) = mpsc::channel(16);
+    let me = libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id();
+    let (net, published) = Net::detached(me);
     let ctx = RoomContext {
         store,
+        net,
+        holding: crate::replica::holding::HoldingHandle::detached(),
         outbox,
         compact_every,
-        me: libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id(),
+        me,
         identity: DocMeta::test_owner(),
         max_doc_bytes: crate::replica::room::MAX_DOC_BYTES,
         clock: crate::replica::presence::system_clock(),
         unload_after: Duration::from_secs(300),
         metrics: crate::metrics::Metrics::unregistered(),
     };
-    (dir, ctx, out_rx, meta)
+    (dir, ctx, published, meta)
+}
+
+/// The next gossip `room` published, checked as a peer checks it: its topic, its signature,
+/// opened with the document's keys.
+async fn published(out: &mut Published, room: &RoomHandle) -> Gossip {
+    let (topic_name, data) = out.next().await.unwrap();
+    assert_eq!(topic_name, room.topic_name);
+    let (author, sealed) = gossip::verify(&room.topic, &data).unwrap();
+    let me = libp2p::identity::PublicKey::from(DocMeta::test_owner().public()).to_peer_id();
+    assert_eq!(author, me, "signed by this node");
+    gossip::open(&room.keys(), &room.topic, sealed).unwrap()
 }
 
 /// The text the store holds once `room` is closed: what a restarted node would show.
@@ -49,13 +58,14 @@ async fn stored_text(room: RoomHandle, meta: &DocMeta, ctx: RoomContext) -> Stri
 async fn local_edits_are_stored_announced_and_survive_reload_with_compaction() {
     let (_dir, ctx, mut out, meta) = setup(3).await;
     let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    room.set_listened(true);
     let mut changes = room.subscribe().await.unwrap();
     for i in 0..7 {
         room.append_text(format!("{i}")).await.unwrap();
     }
     room.replace_text("0123456".into()).await.unwrap(); // no-op: nothing stored or sent
     assert!(matches!(
-        out.recv().await.unwrap().gossip().unwrap(),
+        published(&mut out, &room).await,
         Gossip::Update(_)
     ));
     assert_eq!(changes.recv().await.unwrap().origin, Origin::Api);
@@ -102,16 +112,29 @@ async fn a_panicking_update_leaves_the_room_working() {
 }
 
 #[tokio::test]
+async fn nothing_is_sealed_or_published_while_no_peer_listens() {
+    let (_dir, ctx, mut out, meta) = setup(100).await;
+    let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.append_text("alone".into()).await.unwrap();
+    room.set_listened(true);
+    room.apply_awareness(presence(9, 1, "{}"), Origin::Session(1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(published(&mut out, &room).await, Gossip::Awareness(_)),
+        "the edit made while no peer listened was not published"
+    );
+}
+
+#[tokio::test]
 async fn big_local_edits_are_announced_not_gossiped() {
     let (_dir, ctx, mut out, meta) = setup(100).await;
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.set_listened(true);
     room.append_text("x".repeat(MAX_GOSSIP_UPDATE + 1))
         .await
         .unwrap();
-    assert!(matches!(
-        out.recv().await.unwrap().gossip().unwrap(),
-        Gossip::Have(_)
-    ));
+    assert!(matches!(published(&mut out, &room).await, Gossip::Have(_)));
 }
 
 #[tokio::test]
@@ -119,6 +142,7 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
     let (_dir, ctx, mut out, meta) = setup(100).await;
     let store = ctx.store.clone();
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.set_listened(true);
     let mut changes = room.subscribe().await.unwrap();
 
     assert_eq!(room.awareness_state().await.unwrap(), None);
@@ -135,10 +159,7 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
         YMessage::Awareness(_)
     ));
     assert!(
-        matches!(
-            out.recv().await.unwrap().gossip().unwrap(),
-            Gossip::Awareness(_)
-        ),
+        matches!(published(&mut out, &room).await, Gossip::Awareness(_)),
         "local presence goes to peers"
     );
     let state = room.awareness_state().await.unwrap().expect("one client");
@@ -149,10 +170,6 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
         .await
         .unwrap();
     changes.recv().await.unwrap();
-    assert!(
-        out.try_recv().is_err(),
-        "remote presence is not re-gossiped"
-    );
 
     // Garbage is refused.
     assert!(room
@@ -165,10 +182,21 @@ async fn presence_is_shared_announced_removed_and_never_stored() {
         .await
         .unwrap();
     changes.recv().await.unwrap();
-    assert!(matches!(
-        out.recv().await.unwrap().gossip().unwrap(),
-        Gossip::Awareness(_)
-    ));
+    // What goes out next is the removal alone: the peer's presence (client 8) was not
+    // gossiped back.
+    let Gossip::Awareness(removal) = published(&mut out, &room).await else {
+        panic!("the removal goes to peers");
+    };
+    let named: Vec<yrs::ClientID> = decode_awareness(&removal)
+        .unwrap()
+        .clients
+        .into_keys()
+        .collect();
+    assert_eq!(
+        named,
+        vec![yrs::ClientID::new(7)],
+        "remote presence is not re-gossiped"
+    );
     let state = room.awareness_state().await.unwrap().expect("bob remains");
     assert_eq!(decode_awareness(&state).unwrap().clients.len(), 1);
     assert!(
@@ -182,6 +210,7 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
     let (_dir, ctx, mut out, meta) = setup(100).await;
     let store = ctx.store.clone();
     let room = RoomHandle::open(&meta, ctx).await.unwrap();
+    room.set_listened(true);
     let mut author = Document::new();
     let first = author.append_text("one ").unwrap();
     let second = author.append_text("two").unwrap();
@@ -221,8 +250,13 @@ async fn gossip_is_applied_stored_and_asks_for_pulls_only_when_something_is_miss
         2,
         "each change stored once"
     );
+    // The next thing the room publishes is a local presence change: the remote edits before
+    // it were not re-gossiped.
+    room.apply_awareness(presence(9, 1, "{}"), Origin::Session(1))
+        .await
+        .unwrap();
     assert!(
-        out.try_recv().is_err(),
+        matches!(published(&mut out, &room).await, Gossip::Awareness(_)),
         "remote edits are not re-gossiped by the room"
     );
 }
@@ -297,6 +331,7 @@ async fn a_document_stops_growing_at_its_size_limit_whoever_writes() {
 async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after() {
     let (_dir, ctx, mut out, meta) = setup(1000).await;
     let room = RoomHandle::open(&meta, ctx.clone()).await.unwrap();
+    room.set_listened(true);
     assert_eq!(
         room.text().await.unwrap(),
         "",
@@ -314,7 +349,7 @@ async fn an_editors_change_reaches_others_before_its_commit_and_its_echo_after()
         (Origin::Session(7), Stage::Applied)
     );
     assert!(matches!(
-        out.recv().await.unwrap().gossip().unwrap(),
+        published(&mut out, &room).await,
         Gossip::Update(_)
     ));
     assert_eq!(room.text().await.unwrap(), "typed");

@@ -9,6 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 use super::{SyncDriver, DIAL_TIMEOUT};
 use crate::core::doc::parse_topic_name;
 use crate::net::Net;
+use crate::replica::room::RoomHandle;
 
 impl SyncDriver {
     /// Connected peers that share the document: those subscribed to its topic, and the
@@ -50,8 +51,18 @@ impl SyncDriver {
         };
         self.topic_peers.entry(topic).or_default().insert(peer);
         if let Some(room) = self.rooms.by_topic(&topic) {
+            room.set_listened(true);
             self.want_pull(peer, room.id);
         }
+    }
+
+    /// Tells `room` whether any peer subscribed to its topic (it publishes only then).
+    pub(super) fn tell_listened(&self, room: &RoomHandle) {
+        room.set_listened(
+            self.topic_peers
+                .get(&room.topic)
+                .is_some_and(|peers| !peers.is_empty()),
+        );
     }
 
     pub(super) fn connected(&mut self, peer: PeerId) {
@@ -67,8 +78,12 @@ impl SyncDriver {
         self.settings.metrics.peers.set(self.connected.len() as i64);
         self.addresses.disconnected(&peer);
         self.guard.forget(&peer);
-        for peers in self.topic_peers.values_mut() {
-            peers.remove(&peer);
+        for (topic, peers) in &mut self.topic_peers {
+            if peers.remove(&peer) && peers.is_empty() {
+                if let Some(room) = self.rooms.by_topic(topic) {
+                    room.set_listened(false);
+                }
+            }
         }
         self.rosters.disconnected(&peer);
         self.synced.retain(|(_, p), _| *p != peer);

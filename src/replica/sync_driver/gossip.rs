@@ -1,6 +1,6 @@
-//! The sync driver's gossip: publishing local edits and presence, and handing received gossip
-//! to its room (bounded by the room's queue), which reports the verdict to gossipsub. Edits
-//! are accepted only from authors the document's membership makes writers.
+//! The sync driver's gossip: handing received gossip to its room (bounded by the room's
+//! queue), which reports the verdict to gossipsub. Edits are accepted only from authors the
+//! document's membership makes writers. (A room publishes its own gossip: `room/publish`.)
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
 use libp2p::PeerId;
@@ -15,81 +15,9 @@ use crate::core::sync::gossip::{self, Gossip, Received};
 use crate::core::sync::SyncError;
 use crate::metrics::Metrics;
 use crate::net::Net;
-use crate::replica::room::{Outgoing, RoomError};
-
-/// Most queued messages taken from the outbox at once.
-const PUBLISH_BATCH: usize = 64;
+use crate::replica::room::RoomError;
 
 impl SyncDriver {
-    /// Publishes `first` and whatever else is already queued, each document's runs of updates
-    /// merged into one message ([`gossip::coalesce`]): under load, fewer and larger messages;
-    /// when idle, `first` goes out alone and at once.
-    pub(super) fn publish_queued(
-        &mut self,
-        first: Outgoing,
-        outbox: &mut mpsc::Receiver<Outgoing>,
-    ) {
-        tracing::trace!(target: "peerdoc::stage", "sync driver: publishing");
-        let mut queued = vec![first];
-        while queued.len() < PUBLISH_BATCH {
-            match outbox.try_recv() {
-                Ok(out) => queued.push(out),
-                Err(_) => break,
-            }
-        }
-        // Per document, in order; documents' messages are independent of each other.
-        let mut docs: Vec<(DocId, Vec<Gossip>)> = Vec::new();
-        let mut records: Vec<DocId> = Vec::new();
-        for out in queued {
-            let (doc, message) = match out {
-                Outgoing::Gossip { doc, gossip } => (doc, gossip),
-                Outgoing::Records(doc) => {
-                    records.push(doc);
-                    continue;
-                }
-            };
-            match docs.iter_mut().find(|(d, _)| *d == doc) {
-                Some((_, gossip)) => gossip.push(message),
-                None => docs.push((doc, vec![message])),
-            }
-        }
-        // A new claim goes out before the edit it came with, where the network keeps order.
-        records.dedup();
-        for doc in records {
-            self.spread_records(doc);
-        }
-        for (doc, gossip) in docs {
-            // Local edits go to the document's holders too (nothing to do without holders).
-            self.settings.holding.changed(doc);
-            for gossip in gossip::coalesce(gossip) {
-                self.publish(doc, &gossip);
-            }
-        }
-    }
-
-    pub(super) fn publish(&self, doc: DocId, gossip: &Gossip) {
-        let Some(room) = self.rooms.get(&doc) else {
-            return;
-        };
-        // No peer subscribed (a document open on this node alone): gossipsub would send it to
-        // no one, so it is neither sealed nor signed. Peers that subscribe later pull.
-        if self
-            .topic_peers
-            .get(&room.topic)
-            .is_none_or(|peers| peers.is_empty())
-        {
-            return;
-        }
-        // The published access, not a copy of the keyring, per message.
-        let sealed = gossip::seal(&room.access().keys, &room.topic, gossip);
-        let signed = gossip::sign(&self.settings.identity, &room.topic, &sealed);
-        if let Err(e) = self.net.try_publish(room.topic_name.clone(), signed) {
-            // Peers catch up at the next anti-entropy round.
-            tracing::debug!(doc = %room.id, "gossip not sent: {e}");
-        }
-        tracing::trace!(target: "peerdoc::stage", "sync driver: sealed, signed, to the net");
-    }
-
     /// Opens one gossip message and hands it to its room in a task; the task reports the
     /// verdict to gossipsub (accept: forward, reject: penalise the sender, ignore: neither).
     pub(super) fn on_gossip(&mut self, topic: &str, via: PeerId, id: MessageId, data: &[u8]) {

@@ -88,8 +88,6 @@ pub(crate) struct SyncSettings {
     pub(crate) held: Option<super::held::HeldHandle>,
     /// Attachments: blob requests go to it.
     pub(crate) blobs: super::blobs::BlobsHandle,
-    /// The member's side of holders (told of local changes to upload).
-    pub(crate) holding: super::holding::HoldingHandle,
 }
 
 /// Sync state of one document with one peer, for `status`.
@@ -258,7 +256,7 @@ impl SyncDriver {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(event) = events.recv() => self.on_net_event(event),
-                Some(out) = outbox.recv() => self.publish_queued(out, &mut outbox),
+                Some(Outgoing::Records(doc)) = outbox.recv() => self.spread_records(doc),
                 Some(cmd) = commands.recv() => self.on_command(cmd),
                 Some(report) = reports.recv() => self.on_report(report),
                 _ = sync_tick.tick() => self.anti_entropy(),
@@ -290,6 +288,7 @@ impl SyncDriver {
             }
             Command::Opened(doc) => {
                 if let Some(room) = self.rooms.get(&doc) {
+                    self.tell_listened(&room);
                     for peer in self.peers_sharing(&room.topic) {
                         self.want_pull(peer, doc);
                     }
@@ -370,6 +369,8 @@ impl SyncDriver {
         self.addresses
             .forget_unless(|peer| connected.contains(peer));
         for room in rooms {
+            // Rooms opened or reopened since a subscription came learn of it here at the latest.
+            self.tell_listened(&room);
             for peer in self.peers_sharing(&room.topic) {
                 self.want_pull(peer, room.id);
             }
