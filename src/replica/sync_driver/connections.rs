@@ -2,7 +2,7 @@
 //! members a document's membership names, which survive reconnects), what a connect or a
 //! disconnect changes in the driver, and keeping connected (redial rounds, DHT lookups).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use libp2p::{Multiaddr, PeerId};
 
@@ -10,6 +10,61 @@ use super::{SyncDriver, DIAL_TIMEOUT};
 use crate::core::doc::parse_topic_name;
 use crate::net::Net;
 use crate::replica::room::RoomHandle;
+
+/// Who is connected, and which of them subscribed to which topic (as gossipsub told). A topic
+/// no connected peer listens on is forgotten.
+#[derive(Default)]
+pub(super) struct Connected {
+    peers: HashSet<PeerId>,
+    topics: HashMap<[u8; 32], HashSet<PeerId>>,
+}
+
+impl Connected {
+    pub(super) fn contains(&self, peer: &PeerId) -> bool {
+        self.peers.contains(peer)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    pub(super) fn peers(&self) -> &HashSet<PeerId> {
+        &self.peers
+    }
+
+    pub(super) fn connected(&mut self, peer: PeerId) {
+        self.peers.insert(peer);
+    }
+
+    /// `peer` subscribed to `topic`; returns whether it is the topic's first listener.
+    pub(super) fn subscribed(&mut self, peer: PeerId, topic: [u8; 32]) -> bool {
+        let listeners = self.topics.entry(topic).or_default();
+        listeners.insert(peer) && listeners.len() == 1
+    }
+
+    /// Forgets `peer` and its subscriptions; returns the topics no one listens on any more.
+    pub(super) fn disconnected(&mut self, peer: &PeerId) -> Vec<[u8; 32]> {
+        self.peers.remove(peer);
+        let mut silent = Vec::new();
+        self.topics.retain(|topic, listeners| {
+            if listeners.remove(peer) && listeners.is_empty() {
+                silent.push(*topic);
+            }
+            !listeners.is_empty()
+        });
+        silent
+    }
+
+    /// The peers subscribed to `topic`.
+    pub(super) fn on_topic(&self, topic: &[u8; 32]) -> impl Iterator<Item = PeerId> + '_ {
+        self.topics.get(topic).into_iter().flatten().copied()
+    }
+
+    /// Whether any peer subscribed to `topic`.
+    pub(super) fn listened(&self, topic: &[u8; 32]) -> bool {
+        self.topics.contains_key(topic)
+    }
+}
 
 impl SyncDriver {
     /// Connected peers that share the document: those subscribed to its topic, and the
@@ -29,7 +84,7 @@ impl SyncDriver {
 
     /// [`SyncDriver::peers_sharing`], removed members included (to tell them).
     pub(super) fn peers_on_topic(&self, topic: &[u8; 32]) -> Vec<PeerId> {
-        let mut peers: HashSet<PeerId> = self.topic_peers.get(topic).cloned().unwrap_or_default();
+        let mut peers: HashSet<PeerId> = self.connected.on_topic(topic).collect();
         if let Some(room) = self.rooms.by_topic(topic) {
             let me = self.net.peer_id();
             peers.extend(
@@ -49,7 +104,7 @@ impl SyncDriver {
         let Some(topic) = parse_topic_name(topic) else {
             return;
         };
-        self.topic_peers.entry(topic).or_default().insert(peer);
+        self.connected.subscribed(peer, topic);
         if let Some(room) = self.rooms.by_topic(&topic) {
             room.set_listened(true);
             self.want_pull(peer, room.id);
@@ -58,15 +113,11 @@ impl SyncDriver {
 
     /// Tells `room` whether any peer subscribed to its topic (it publishes only then).
     pub(super) fn tell_listened(&self, room: &RoomHandle) {
-        room.set_listened(
-            self.topic_peers
-                .get(&room.topic)
-                .is_some_and(|peers| !peers.is_empty()),
-        );
+        room.set_listened(self.connected.listened(&room.topic));
     }
 
     pub(super) fn connected(&mut self, peer: PeerId) {
-        self.connected.insert(peer);
+        self.connected.connected(peer);
         self.settings.metrics.peers.set(self.connected.len() as i64);
         self.settings.peer_connected.notify_waiters();
     }
@@ -74,17 +125,14 @@ impl SyncDriver {
     /// `peer` disconnected: what we knew of it for this connection goes, and a member is
     /// dialled again soon.
     pub(super) fn disconnected(&mut self, peer: PeerId) {
-        self.connected.remove(&peer);
+        for topic in self.connected.disconnected(&peer) {
+            if let Some(room) = self.rooms.by_topic(&topic) {
+                room.set_listened(false);
+            }
+        }
         self.settings.metrics.peers.set(self.connected.len() as i64);
         self.addresses.disconnected(&peer);
         self.guard.forget(&peer);
-        for (topic, peers) in &mut self.topic_peers {
-            if peers.remove(&peer) && peers.is_empty() {
-                if let Some(room) = self.rooms.by_topic(topic) {
-                    room.set_listened(false);
-                }
-            }
-        }
         self.rosters.disconnected(&peer);
         self.synced.retain(|(_, p), _| *p != peer);
         self.redial_soon(peer);
@@ -105,7 +153,7 @@ impl SyncDriver {
         }
         let net = self.net.clone();
         let store = self.store.clone();
-        let connected = self.connected.clone();
+        let connected = self.connected.peers().clone();
         let mut targets = self.settings.bootstrap.clone();
         self.spawn_task(async move {
             match store.known_peers().await {
@@ -133,5 +181,36 @@ pub(super) async fn dial(net: Net, peer: PeerId, addrs: Vec<Multiaddr>) {
         Ok(Ok(())) => tracing::debug!(%peer, "reconnected"),
         Ok(Err(e)) => tracing::debug!(%peer, "redial failed: {e}"),
         Err(_) => tracing::debug!(%peer, "redial timed out"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_is_listened_while_a_connected_peer_subscribed_and_forgotten_after() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let (doc, other) = ([1; 32], [2; 32]);
+        let mut connected = Connected::default();
+        connected.connected(a);
+        connected.connected(b);
+        assert!(connected.subscribed(a, doc), "the first listener");
+        assert!(!connected.subscribed(b, doc));
+        assert!(!connected.subscribed(b, doc), "again: nothing new");
+        assert!(connected.subscribed(b, other));
+        assert!(connected.listened(&doc) && connected.listened(&other));
+
+        assert_eq!(
+            connected.disconnected(&b),
+            vec![other],
+            "only `other` fell silent"
+        );
+        assert!(!connected.contains(&b));
+        assert_eq!(connected.on_topic(&doc).collect::<Vec<_>>(), vec![a]);
+        assert!(!connected.listened(&other));
+        assert_eq!(connected.disconnected(&a), vec![doc]);
+        assert!(connected.topics.is_empty(), "no topic kept for no one");
+        assert_eq!(connected.len(), 0);
     }
 }
