@@ -8,16 +8,18 @@ root=$(pwd)
 # A run builds from scratch in CI: incremental caches would only take disk (a clean run needs
 # about 6.5 GB free; see README).
 export CARGO_INCREMENTAL=0
+# Each stage's header says how long the run has taken so far (where CI's time goes).
+stage() { echo "== $* [$((SECONDS / 60))m$((SECONDS % 60))s]"; }
 echo "== disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free where the build goes"
 
-echo "== formatting"
+stage "formatting"
 cargo fmt --all -- --check
 
-echo "== lints"
+stage "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --all-targets --locked --features test-faults -- -D warnings
 
-echo "== tools: ip and nft for the network lab (root; namespaces), chromium for the browser tests"
+stage "tools: ip and nft for the network lab (root; namespaces), chromium for the browser tests"
 missing=()
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
@@ -27,18 +29,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-echo "== tier 1: unit, property and integration tests (plain 'cargo test': no root, no network lab)"
+stage "tier 1: unit, property and integration tests (plain 'cargo test': no root, no network lab)"
 cargo test --locked
 cargo test --locked -p peerdoc-bench
 # The embedding example co-edits between two nodes and fails if an edit does not arrive.
 cargo run --locked --quiet --example embed >/dev/null
 
-echo "== tier 2: the network lab (namespaces, NAT), chaos, a full disk, soak and memory (root)"
+stage "tier 2: the network lab (namespaces, NAT), chaos, a full disk, soak and memory (root)"
 # With test-only message faults (serve --inject-faults), which a normal build does not have.
 cargo test --locked --features test-faults --test tests -- --ignored
 cargo build --locked --bin peerdoc
 
-echo "== web editor bundle is current"
+stage "web editor bundle is current"
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 if [ -n "$(git status --porcelain -- web/dist)" ]; then
   git status --short -- web/dist
@@ -46,17 +48,17 @@ if [ -n "$(git status --porcelain -- web/dist)" ]; then
   exit 1
 fi
 
-echo "== yjs/y-websocket clients and browser end-to-end tests"
+stage "yjs/y-websocket clients and browser end-to-end tests"
 # A hung test process fails the run rather than stalling CI.
 (cd web && PEERDOC_BIN="$root/target/debug/peerdoc" CHROMIUM="$(command -v chromium)" \
   timeout 600 npm test --silent)
 
-echo "== benchmark harness: a smoke run (tiny sizes, debug build) so that it cannot rot"
+stage "benchmark harness: a smoke run (tiny sizes, debug build) so that it cannot rot"
 # Measures nothing; the real run and its figures: BENCHMARKS.md.
 # On a synthetic trace the harness writes: nothing beside the clone is needed.
 bash scripts/bench.sh --smoke >/dev/null
 
-echo "== fuzz targets: a bounded, reproducible run of each, from the committed seeds"
+stage "fuzz targets: a bounded, reproducible run of each, from the committed seeds"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 # Stable toolchain: RUSTC_BOOTSTRAP lets cargo fuzz use the sanitizer flags it needs.
 # Fixed seed and run count: the same inputs every time (a long exploratory run: see README).
@@ -94,4 +96,4 @@ export ASAN_OPTIONS=allocator_may_return_null=1
 fuzz doc_update 50000 -malloc_limit_mb=1000000 -rss_limit_mb=1024
 unset ASAN_OPTIONS
 
-echo "all checks passed"
+echo "all checks passed [$((SECONDS / 60))m$((SECONDS % 60))s]"
