@@ -103,7 +103,14 @@ async fn a_flooding_peer_is_banned_and_honest_peers_keep_converging() {
         answered < 1000,
         "most of the 8,000 flood requests go unanswered, {answered} were answered"
     );
+    // Its dial arrives and is refused (counted), and no connection stays.
+    let refused = || metric_value(&a.metrics_text(), "peerdoc_connections_refused_total");
+    let before = refused();
     let _ = evil.dial(ticket.peer, ticket.addrs.clone()).await;
+    wait_until("A refuses the banned attacker's new connection", async || {
+        refused() > before
+    })
+    .await;
     for _ in 0..20 {
         assert!(!is_connected().await, "A let the banned attacker back in");
         tokio::time::sleep(Duration::from_millis(100)).await;
