@@ -107,9 +107,10 @@ async fn a_flooding_peer_is_banned_and_honest_peers_keep_converging() {
     let refused = || metric_value(&a.metrics_text(), "peerdoc_connections_refused_total");
     let before = refused();
     let _ = evil.dial(ticket.peer, ticket.addrs.clone()).await;
-    wait_until("A refuses the banned attacker's new connection", async || {
-        refused() > before
-    })
+    wait_until(
+        "A refuses the banned attacker's new connection",
+        async || refused() > before,
+    )
     .await;
     for _ in 0..20 {
         assert!(!is_connected().await, "A let the banned attacker back in");
