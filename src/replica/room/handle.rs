@@ -73,8 +73,10 @@ impl RoomHandle {
             None => None,
         };
         let listened = Arc::new(AtomicBool::new(false));
+        // Computed once (a BLAKE3 hash): the handle and the room's publisher name it.
+        let (topic, topic_name) = (meta.id.topic(), meta.id.topic_name());
         let room = Room {
-            publisher: super::publish::Publisher::new(meta.id, listened.clone()),
+            publisher: super::publish::Publisher::new(topic, topic_name.clone(), listened.clone()),
             id: meta.id,
             doc: None,
             summary_stored: summary.is_some(),
@@ -98,8 +100,8 @@ impl RoomHandle {
         // Dormant until the first request.
         Ok(RoomHandle {
             id: meta.id,
-            topic: meta.id.topic(),
-            topic_name: meta.id.topic_name(),
+            topic,
+            topic_name,
             slot: Arc::new(Mutex::new(Slot::Dormant(Box::new(room)))),
             access: published,
             listened,

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::Room;
-use crate::core::doc::DocId;
 use crate::core::sync::gossip::{self, Gossip};
 
 /// Most messages a room queues before it publishes, however many commands still wait.
@@ -30,10 +29,10 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    pub(super) fn new(doc: DocId, listened: Arc<AtomicBool>) -> Publisher {
+    pub(super) fn new(topic: [u8; 32], topic_name: String, listened: Arc<AtomicBool>) -> Publisher {
         Publisher {
-            topic: doc.topic(),
-            topic_name: doc.topic_name(),
+            topic,
+            topic_name,
             listened,
             queued: Vec::new(),
             busy: false,
@@ -63,7 +62,7 @@ impl Room {
         let edits = queued
             .iter()
             .any(|g| matches!(g, Gossip::Update(_) | Gossip::Have(_)));
-        if edits && !self.access.membership.holders().is_empty() {
+        if edits && self.access.membership.holds().any(|hold| hold.holds) {
             self.ctx.holding.changed(self.id);
         }
         if !self.publisher.listened.load(Ordering::Relaxed) {

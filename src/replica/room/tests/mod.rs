@@ -48,6 +48,17 @@ pub(super) async fn published(out: &mut Published, room: &RoomHandle) -> Gossip 
     gossip::open(&room.keys(), &room.topic, sealed).unwrap()
 }
 
+/// A replica of the room's document, as a peer that synced it from scratch holds it.
+async fn copy_of(room: &RoomHandle) -> Document {
+    let (diff, _) = room
+        .diff(Document::new().state_vector(), None)
+        .await
+        .unwrap();
+    let mut copy = Document::new();
+    copy.apply(&diff).unwrap();
+    copy
+}
+
 /// The text the store holds once `room` is closed: what a restarted node would show.
 async fn stored_text(room: RoomHandle, meta: &DocMeta, ctx: RoomContext) -> String {
     room.close().await;
@@ -107,13 +118,7 @@ async fn a_panicking_update_leaves_the_room_working() {
         .is_err());
     assert_eq!(room.text().await.unwrap(), "before\n");
     room.append_text("after\n".into()).await.unwrap();
-    let (diff, _) = room
-        .diff(Document::new().state_vector(), None)
-        .await
-        .unwrap();
-    let mut copy = Document::new();
-    copy.apply(&diff).unwrap();
-    assert_eq!(copy.text(), "before\nafter\n");
+    assert_eq!(copy_of(&room).await.text(), "before\nafter\n");
 }
 
 #[tokio::test]
@@ -202,16 +207,7 @@ async fn an_editors_change_that_cannot_be_stored_is_kept_and_its_session_told() 
     room.append_text("before\n".into()).await.unwrap();
     let mut changes = room.subscribe().await.unwrap();
     ctx.store.limit_pages(Some(0)).await;
-    let mut editor = Document::new();
-    editor
-        .apply(
-            &room
-                .diff(Document::new().state_vector(), None)
-                .await
-                .unwrap()
-                .0,
-        )
-        .unwrap();
+    let mut editor = copy_of(&room).await;
     let big = "x".repeat(200_000);
     let update = editor.append_text(&big).unwrap();
     room.apply_local(update, Origin::Session(3)).await.unwrap();
@@ -244,15 +240,7 @@ async fn a_full_disk_costs_no_acknowledged_write_and_the_store_catches_up() {
     assert_eq!(room.text().await.unwrap(), "before\n");
 
     // A peer's change is kept in memory (not lost) although it cannot be stored yet.
-    let mut peer = Document::new();
-    peer.apply(
-        &room
-            .diff(Document::new().state_vector(), None)
-            .await
-            .unwrap()
-            .0,
-    )
-    .unwrap();
+    let mut peer = copy_of(&room).await;
     let remote = peer.append_text(&format!("{big}\nfrom a peer\n")).unwrap();
     room.apply_remote(remote).await.unwrap();
     assert!(room.text().await.unwrap().ends_with("from a peer\n"));
