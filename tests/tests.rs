@@ -15,6 +15,7 @@ mod it {
     pub mod daemon;
     pub mod discovery;
     pub mod editor;
+    pub mod heal;
     pub mod history;
     pub mod hostile;
     pub mod http;

@@ -10,6 +10,8 @@
 //! | [`codec`] | raw, bounded bytes over `/peerdoc/sync/1` |
 //! | [`reachability`] | NAT status, relay reservations, direct vs relayed connections |
 //! | [`guard`] | peer scoring, connection limits, banned peers |
+//! | [`stall`] | peers whose gossip queue stays full (their connection is recycled) |
+//! | [`rejoin`] | reconnected peers that do not announce their subscriptions again (recycled too) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,7 @@ mod event_loop;
 mod faults;
 mod guard;
 mod reachability;
+mod rejoin;
 mod stall;
 
 #[cfg(feature = "testing")]

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{autonat, dcutr, gossipsub, identify, mdns, relay, request_response, Multiaddr};
+use libp2p::{autonat, dcutr, gossipsub, identify, mdns, ping, relay, request_response, Multiaddr};
 
 use super::{EventLoop, MAX_ADDRS_PER_PEER};
 use crate::net::behaviour::{BehaviourEvent, KAD_PROTOCOL};
@@ -54,6 +54,17 @@ impl EventLoop {
                 Err(e) => tracing::debug!(peer = %remote_peer_id, "hole punching failed: {e}"),
             },
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => self.discovered(found),
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            }) if !matches!(e, ping::Failure::Unsupported) => {
+                // No answer within the ping timeout (20 s): the other side is gone (asleep, its
+                // NAT mapping lost) or the connection is dead. Left open, it would keep taking
+                // gossip for the peer from the queue its live connections share.
+                tracing::info!(%peer, "connection unresponsive, closing it: {e}");
+                self.swarm.close_connection(connection);
+            }
             _ => {}
         }
     }
@@ -75,11 +86,13 @@ impl EventLoop {
                 });
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.rejoins.subscribed(peer_id);
                 self.emit(NetEvent::Subscribed {
                     peer: peer_id,
                     topic: topic.into_string(),
                 });
             }
+            gossipsub::Event::Unsubscribed { peer_id, .. } => self.rejoins.unsubscribed(&peer_id),
             gossipsub::Event::SlowPeer { peer_id, .. } => self.gossip_overflowed(peer_id),
             _ => {}
         }

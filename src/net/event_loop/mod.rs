@@ -20,6 +20,7 @@ use super::behaviour::{Behaviour, BehaviourEvent};
 use super::faults::Faults;
 use super::guard::{self, Bans};
 use super::reachability::{is_relayed, NatStatus, Reachability};
+use super::rejoin::RejoinWatch;
 use super::stall::StallWatch;
 use super::{
     Command, ConnectedPeer, DhtKey, DhtMode, NetConfig, NetError, NetEvent, NetStatus, Reply,
@@ -70,6 +71,8 @@ pub(super) struct EventLoop {
     bans: Bans,
     /// Peers whose gossip queue keeps overflowing.
     stalls: StallWatch,
+    /// Peers that owe us their subscriptions after a reconnect.
+    rejoins: RejoinWatch,
     /// `peerdoc_connections_refused_total`: inbound connections denied (limits, bans).
     refused: prometheus_client::metrics::counter::Counter,
     /// Test-only message faults (`NetConfig::faults`).
@@ -110,6 +113,7 @@ impl EventLoop {
             relay_server: config.relay_server.is_some(),
             bans: Bans::default(),
             stalls: StallWatch::new(registry),
+            rejoins: RejoinWatch::new(registry),
             refused: {
                 let refused = prometheus_client::metrics::counter::Counter::default();
                 registry.register(
@@ -139,7 +143,9 @@ impl EventLoop {
                     self.follow_nat(nat);
                 }
                 _ = score_check.tick() => {
-                    self.bans.maintain(&mut self.swarm, std::time::Instant::now());
+                    let now = std::time::Instant::now();
+                    self.bans.maintain(&mut self.swarm, now);
+                    self.close_silent_rejoins(now);
                 }
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
                 Some(event) = next_held(&mut self.faults) => self.enqueue(event),
@@ -317,6 +323,17 @@ impl EventLoop {
         }
     }
 
+    /// Closes the connections of reconnected peers that have not announced their subscriptions
+    /// again (`rejoin`); both sides redial and gossipsub starts over.
+    fn close_silent_rejoins(&mut self, now: std::time::Instant) {
+        for peer in self.rejoins.overdue(now) {
+            if self.swarm.is_connected(&peer) {
+                tracing::warn!(%peer, "reconnected peer announced no gossip subscriptions (it kept a stale connection): reconnecting");
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
+        }
+    }
+
     /// Hands an event to the consumer (through the test-only faults, if any).
     fn emit(&mut self, event: NetEvent) {
         let event = match self.faults.as_mut() {
@@ -377,6 +394,7 @@ impl EventLoop {
                     let _ = waiter.send(Ok(()));
                 }
                 if num_established.get() == 1 {
+                    self.rejoins.connected(peer_id, std::time::Instant::now());
                     self.emit(NetEvent::Connected { peer: peer_id });
                 }
             }
@@ -389,6 +407,8 @@ impl EventLoop {
                 self.reach.disconnected(peer_id, connection_id);
                 if num_established == 0 {
                     self.stalls.forget(&peer_id);
+                    self.rejoins
+                        .disconnected(peer_id, std::time::Instant::now());
                     self.emit(NetEvent::Disconnected { peer: peer_id });
                 }
             }
