@@ -10,6 +10,9 @@
 //! them again within [`WAIT`] of reconnecting; if they do not come, its connections are closed
 //! (which ends the other side's stale one too, once it notices) and it is watched again on the
 //! next reconnect, waiting twice as long each time, at most [`ATTEMPTS`] times.
+//!
+//! The right fix is in gossipsub (announce on every new connection; rust-libp2p issue #5097,
+//! open); until then this is the depth we own.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -78,17 +81,11 @@ impl RejoinWatch {
         }
     }
 
-    /// `peer`'s first connection is up.
+    /// `peer`'s first connection is up: if it owes its subscriptions, they are due.
     pub(crate) fn connected(&mut self, peer: PeerId, now: Instant) {
         self.topics.remove(&peer);
-        match self.owing.get_mut(&peer) {
-            Some(owing) if now.saturating_duration_since(owing.since) < FORGET_AFTER => {
-                owing.due = Some(now + WAIT * 2u32.pow(owing.closed));
-            }
-            Some(_) => {
-                self.owing.remove(&peer);
-            }
-            None => {}
+        if let Some(owing) = self.owing.get_mut(&peer) {
+            owing.due = Some(now + WAIT * 2u32.pow(owing.closed));
         }
     }
 
@@ -112,18 +109,16 @@ impl RejoinWatch {
     /// Connected peers whose subscriptions are overdue at `now`: close their connections
     /// (counted). Also forgets peers away too long.
     pub(crate) fn overdue(&mut self, now: Instant) -> Vec<PeerId> {
-        self.owing.retain(|_, o| {
-            o.due.is_some() || now.saturating_duration_since(o.since) < FORGET_AFTER
-        });
         let mut overdue = Vec::new();
-        self.owing.retain(|peer, owing| {
-            if owing.due.is_none_or(|due| due > now) {
-                return true;
+        self.owing.retain(|peer, owing| match owing.due {
+            None => now.saturating_duration_since(owing.since) < FORGET_AFTER,
+            Some(due) if due > now => true,
+            Some(_) => {
+                overdue.push(*peer);
+                owing.due = None;
+                owing.closed += 1;
+                owing.closed < ATTEMPTS
             }
-            overdue.push(*peer);
-            owing.due = None;
-            owing.closed += 1;
-            owing.closed < ATTEMPTS
         });
         self.rejoined.inc_by(overdue.len() as u64);
         overdue
@@ -138,12 +133,17 @@ mod tests {
         RejoinWatch::new(&mut Registry::default())
     }
 
+    /// `p` connects at `t`, announces a topic, and disconnects at `gone`.
+    fn announced_then_gone(w: &mut RejoinWatch, p: PeerId, t: Instant, gone: Instant) {
+        w.connected(p, t);
+        w.subscribed(p);
+        w.disconnected(p, gone);
+    }
+
     #[test]
     fn a_peer_that_announces_again_is_left_alone() {
         let (mut w, p, t) = (watch(), PeerId::random(), Instant::now());
-        w.connected(p, t);
-        w.subscribed(p);
-        w.disconnected(p, t + Duration::from_secs(1));
+        announced_then_gone(&mut w, p, t, t + Duration::from_secs(1));
         w.connected(p, t + Duration::from_secs(2));
         w.subscribed(p);
         assert!(w.overdue(t + Duration::from_secs(60)).is_empty());
@@ -153,9 +153,7 @@ mod tests {
     #[test]
     fn a_silent_reconnect_is_closed_with_growing_patience_then_given_up() {
         let (mut w, p, t) = (watch(), PeerId::random(), Instant::now());
-        w.connected(p, t);
-        w.subscribed(p);
-        w.disconnected(p, t);
+        announced_then_gone(&mut w, p, t, t);
         let mut now = t;
         for attempt in 0..ATTEMPTS {
             w.connected(p, now);
@@ -192,9 +190,7 @@ mod tests {
     #[test]
     fn a_peer_away_too_long_is_forgotten() {
         let (mut w, p, t) = (watch(), PeerId::random(), Instant::now());
-        w.connected(p, t);
-        w.subscribed(p);
-        w.disconnected(p, t);
+        announced_then_gone(&mut w, p, t, t);
         assert!(w.overdue(t + FORGET_AFTER).is_empty());
         assert!(w.owing.is_empty());
         w.connected(p, t + FORGET_AFTER);

@@ -92,9 +92,7 @@ async fn tcp_addr(events: &mut mpsc::Receiver<NetEvent>) -> SocketAddr {
 }
 
 fn multiaddr(addr: SocketAddr) -> Multiaddr {
-    format!("/ip4/{}/tcp/{}", addr.ip(), addr.port())
-        .parse()
-        .unwrap()
+    Multiaddr::from(addr.ip()).with(Protocol::Tcp(addr.port()))
 }
 
 /// The next event of `events` that `wanted` accepts, within `limit`.
@@ -126,19 +124,14 @@ async fn next_redialing(
     what: &str,
     wanted: impl Fn(&NetEvent) -> bool,
 ) {
-    let found = tokio::time::timeout(WAIT, async {
-        loop {
-            let event = events.recv().await.unwrap();
-            if wanted(&event) {
-                return;
-            }
-            if matches!(event, NetEvent::Disconnected { peer } if peer == b) {
-                a.dial(b, vec![b_addr.clone()]).await.unwrap();
-            }
+    next_event(events, WAIT, what, |event| {
+        if matches!(event, NetEvent::Disconnected { peer } if *peer == b) {
+            let (a, addrs) = (a.clone(), vec![b_addr.clone()]);
+            tokio::spawn(async move { a.dial(b, addrs).await });
         }
+        wanted(event)
     })
     .await;
-    assert!(found.is_ok(), "timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

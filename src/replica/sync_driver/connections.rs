@@ -36,10 +36,9 @@ impl Connected {
         self.peers.insert(peer);
     }
 
-    /// `peer` subscribed to `topic`; returns whether it is the topic's first listener.
-    pub(super) fn subscribed(&mut self, peer: PeerId, topic: [u8; 32]) -> bool {
-        let listeners = self.topics.entry(topic).or_default();
-        listeners.insert(peer) && listeners.len() == 1
+    /// `peer` subscribed to `topic`.
+    pub(super) fn subscribed(&mut self, peer: PeerId, topic: [u8; 32]) {
+        self.topics.entry(topic).or_default().insert(peer);
     }
 
     /// Forgets `peer` and its subscriptions; returns the topics no one listens on any more.
@@ -195,10 +194,17 @@ mod tests {
         let mut connected = Connected::default();
         connected.connected(a);
         connected.connected(b);
-        assert!(connected.subscribed(a, doc), "the first listener");
-        assert!(!connected.subscribed(b, doc));
-        assert!(!connected.subscribed(b, doc), "again: nothing new");
-        assert!(connected.subscribed(b, other));
+        assert!(!connected.listened(&doc), "no listener yet");
+        connected.subscribed(a, doc);
+        assert!(connected.listened(&doc), "the first listener");
+        connected.subscribed(b, doc);
+        connected.subscribed(b, doc);
+        let mut on_doc: Vec<_> = connected.on_topic(&doc).collect();
+        on_doc.sort();
+        let mut both = vec![a, b];
+        both.sort();
+        assert_eq!(on_doc, both, "again: nothing new");
+        connected.subscribed(b, other);
         assert!(connected.listened(&doc) && connected.listened(&other));
 
         assert_eq!(
