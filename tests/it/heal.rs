@@ -215,6 +215,7 @@ async fn a_peer_that_kept_a_stale_connection_announces_its_subscriptions_again()
 /// mapping; TCP alone would keep it for as long as nothing is sent) is closed by ping on both
 /// sides, so it cannot keep taking gossip meant for the peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "tier 2: waits up to a minute for ping to give up (scripts/test.sh runs it)"]
 async fn a_connection_that_went_silent_is_closed_on_both_sides() {
     let cancel = CancellationToken::new();
     let (a, mut a_events) = bare_net(&cancel).await;
@@ -234,8 +235,10 @@ async fn a_connection_that_went_silent_is_closed_on_both_sides() {
     )
     .await;
     proxy.freeze();
-    // Ping runs every 15 s and gives up after 20 s without an answer.
-    let limit = Duration::from_secs(60);
+    // Ping runs every 15 s and waits 20 s for an answer (10 s to open its stream); libp2p
+    // reports the second failure in a row, so a connection is closed 35 to 60 s after it went
+    // silent. The limit only caps the wait.
+    let limit = Duration::from_secs(150);
     let b_id = b.peer_id();
     next_event(
         &mut a_events,

@@ -59,9 +59,10 @@ impl EventLoop {
                 connection,
                 result: Err(e),
             }) if !matches!(e, ping::Failure::Unsupported) => {
-                // No answer within the ping timeout (20 s): the other side is gone (asleep, its
-                // NAT mapping lost) or the connection is dead. Left open, it would keep taking
-                // gossip for the peer from the queue its live connections share.
+                // Two pings in a row unanswered (libp2p reports the second failure; 20 s each,
+                // 15 s apart): the other side is gone (asleep, its NAT mapping lost) or the
+                // connection is dead. Left open, it would keep taking gossip for the peer from
+                // the queue its live connections share.
                 tracing::info!(%peer, "connection unresponsive, closing it: {e}");
                 self.swarm.close_connection(connection);
             }
